@@ -1,0 +1,69 @@
+"""Per-request state shared by the hooks of one request, kept in process memory only.
+
+The context is keyed by LiteLLM's call id and never stored in request metadata, so nothing in
+it (PII restore mappings above all) can leak into LiteLLM's own logging payloads.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway_plugins.policy.schema import Tenant
+
+CONTEXT_KEY = "kubegate_request_id"
+
+
+@dataclass(slots=True)
+class RequestContext:
+    request_id: str
+    tenant: Tenant
+    key_id: str
+    requested_model: str
+    call_type: str
+    started: float = field(default_factory=time.perf_counter)
+    # The public model after budget downgrades; ``route_group`` is the LiteLLM group actually asked for.
+    model: str = ""
+    route_group: str | None = None
+    allowed_regions: tuple[str, ...] = ()
+    # Decisions for the audit record: refusal, downgrade, residency, pii, budget state.
+    decisions: dict[str, Any] = field(default_factory=dict)
+    pii_counts: dict[str, int] = field(default_factory=dict)
+    # Opaque handles owned by feature modules (budget reservation, PII restore mapping).
+    reservation: Any = None
+    pii_state: Any = None
+    response_headers: dict[str, str] = field(default_factory=dict)
+    # Filled from the response.
+    served_model: str | None = None
+    deployment_id: str | None = None
+    region: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost_usd: float = 0.0
+    status: str = "pending"
+    http_status: int | None = None
+    finished: bool = False
+
+
+class ContextRegistry:
+    """Bounded map of in-flight requests; entries leave when the request's audit record is written."""
+
+    def __init__(self, max_entries: int = 100_000) -> None:
+        self._items: dict[str, RequestContext] = {}
+        self._max = max_entries
+
+    def put(self, ctx: RequestContext) -> None:
+        if len(self._items) >= self._max:
+            # Oldest first (dicts keep insertion order): a leak guard, not a normal path.
+            self._items.pop(next(iter(self._items)))
+        self._items[ctx.request_id] = ctx
+
+    def get(self, request_id: str | None) -> RequestContext | None:
+        return self._items.get(request_id) if request_id else None
+
+    def pop(self, request_id: str | None) -> RequestContext | None:
+        return self._items.pop(request_id, None) if request_id else None
+
+    def __len__(self) -> int:
+        return len(self._items)

@@ -1,0 +1,41 @@
+"""The runtime policy contract between the operator (writer) and the plugins (reader)."""
+
+from gateway_plugins.policy.schema import (
+    POLICY_SCHEMA,
+    Budget,
+    BudgetAction,
+    BudgetPeriod,
+    BudgetThreshold,
+    DeploymentMeta,
+    KeyRef,
+    ModelMeta,
+    PiiAction,
+    PiiPolicy,
+    Policy,
+    PolicyError,
+    RateLimits,
+    Tenant,
+    hash_key,
+    key_id_for,
+    parse_policy,
+)
+
+__all__ = [
+    "POLICY_SCHEMA",
+    "Budget",
+    "BudgetAction",
+    "BudgetPeriod",
+    "BudgetThreshold",
+    "DeploymentMeta",
+    "KeyRef",
+    "ModelMeta",
+    "PiiAction",
+    "PiiPolicy",
+    "Policy",
+    "PolicyError",
+    "RateLimits",
+    "Tenant",
+    "hash_key",
+    "key_id_for",
+    "parse_policy",
+]

@@ -1,0 +1,264 @@
+"""Runtime policy schema: the one contract between the operator and the data plane.
+
+The operator renders a :class:`Policy` from Gateway, ModelRoute, Tenant and Budget objects;
+every proxy replica loads it at start-up and on every change (see ``policy.store``).
+A policy that fails validation is refused with the offending field named, and the last good
+policy stays in force.
+
+Field docs here are user-facing: they end up in ``docs/policy.md`` and in error messages.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+POLICY_SCHEMA = "kubegate.dev/policy/v1"
+
+# Tenant ids become Prometheus label values and Redis key parts: keep them to a DNS label.
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+SHA256_HEX = r"^[0-9a-f]{64}$"
+KEY_ID_LEN = 12
+
+Region = Annotated[
+    str, Field(pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region label, e.g. eu-west-1.")
+]
+ModelName = Annotated[str, Field(min_length=1, max_length=253, description="Public model name.")]
+
+
+class PolicyError(ValueError):
+    """A policy document that cannot be used; ``str()`` names the offending field(s)."""
+
+
+def hash_key(raw_key: str) -> str:
+    """SHA-256 hex digest of a tenant key: the only form of a key the policy ever holds."""
+    return hashlib.sha256(raw_key.encode()).hexdigest()
+
+
+def key_id_for(key_sha256: str) -> str:
+    """Short, non-secret key identifier (a hash prefix) for audit records and status."""
+    return key_sha256[:KEY_ID_LEN]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class KeyRef(_Model):
+    sha256: str = Field(pattern=SHA256_HEX, description="SHA-256 hex digest of the tenant key.")
+
+    @property
+    def key_id(self) -> str:
+        return key_id_for(self.sha256)
+
+
+class RateLimits(_Model):
+    rpm: int | None = Field(default=None, ge=1, description="Requests per minute, shared by all replicas.")
+    tpm: int | None = Field(default=None, ge=1, description="Tokens per minute, shared by all replicas.")
+
+
+class PiiAction(StrEnum):
+    MASK = "mask"  # typed placeholder such as <EMAIL_ADDRESS_1>
+    REDACT = "redact"  # removed
+    HASH = "hash"  # keyed hash, stable per tenant across requests
+    BLOCK = "block"  # request refused, entity type named
+
+
+DEFAULT_PII_ENTITIES: dict[str, PiiAction] = {
+    "EMAIL_ADDRESS": PiiAction.MASK,
+    "PHONE_NUMBER": PiiAction.MASK,
+    "CREDIT_CARD": PiiAction.MASK,
+    "IBAN_CODE": PiiAction.MASK,
+    "US_SSN": PiiAction.MASK,
+    "IP_ADDRESS": PiiAction.MASK,
+}
+
+
+class PiiPolicy(_Model):
+    entities: dict[str, PiiAction] = Field(
+        default_factory=lambda: dict(DEFAULT_PII_ENTITIES),
+        description="Presidio entity type -> action (mask, redact, hash, block).",
+    )
+    score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Minimum recognizer score.")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    allow_list: list[str] = Field(default_factory=list, description="Terms that are never masked.")
+    restore: bool = Field(default=False, description="Replace placeholders in the answer by the originals.")
+    fail_open: bool = Field(
+        default=False, description="Forward the request unmasked when analysis fails (default: refuse)."
+    )
+    timeout_ms: int = Field(default=2000, ge=10, le=60000, description="Analysis time limit per request.")
+
+    @field_validator("entities")
+    @classmethod
+    def _entity_names(cls, value: dict[str, PiiAction]) -> dict[str, PiiAction]:
+        for name in value:
+            if not re.fullmatch(r"[A-Z][A-Z0-9_]{1,63}", name):
+                raise ValueError(f"entity type {name!r} must be an upper-case Presidio entity name")
+        return value
+
+
+class Tenant(_Model):
+    id: str = Field(pattern=DNS_LABEL, description="Tenant id (the Tenant object's name).")
+    keys: list[KeyRef] = Field(default_factory=list, description="Hashes of the tenant's API keys.")
+    allowed_models: list[ModelName] = Field(
+        default_factory=list, description="Public model names the tenant may call; empty means none."
+    )
+    allowed_regions: list[Region] = Field(
+        default_factory=list, description="Regions the tenant's traffic may go to; empty means any."
+    )
+    rate_limits: RateLimits = Field(default_factory=RateLimits)
+    pii: PiiPolicy | None = Field(default=None, description="PII policy; none means no analysis at all.")
+    fail_open: bool = Field(
+        default=False,
+        description="When Redis is unreachable, serve anyway (default: refuse tenants with hard limits).",
+    )
+
+    def allows_model(self, model: str) -> bool:
+        return "*" in self.allowed_models or model in self.allowed_models
+
+
+class BudgetPeriod(StrEnum):
+    DAILY = "daily"
+    WEEKLY = "weekly"
+    MONTHLY = "monthly"
+
+
+class BudgetAction(StrEnum):
+    NOTIFY = "notify"
+    DOWNGRADE = "downgrade"
+    BLOCK = "block"
+
+
+class BudgetThreshold(_Model):
+    percent: float = Field(gt=0, le=1000, description="Percent of the limit at which the action starts.")
+    action: BudgetAction
+
+
+class Budget(_Model):
+    name: str = Field(pattern=DNS_LABEL, description="Budget id (the Budget object's name).")
+    tenant: str = Field(pattern=DNS_LABEL, description="Tenant this budget belongs to.")
+    limit_usd: Decimal = Field(gt=0, max_digits=18, decimal_places=6, description="Limit per period in USD.")
+    period: BudgetPeriod = BudgetPeriod.MONTHLY
+    timezone: str = Field(default="UTC", description="IANA time zone the period is aligned to.")
+    thresholds: list[BudgetThreshold] = Field(
+        default_factory=lambda: [BudgetThreshold(percent=100, action=BudgetAction.BLOCK)],
+        description="Ordered by percent, ascending.",
+    )
+    downgrade: dict[ModelName, ModelName] = Field(
+        default_factory=dict, description="Model map applied once a downgrade threshold is crossed."
+    )
+    fail_open: bool = Field(default=False, description="Serve when Redis is unreachable (default: refuse).")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[BudgetThreshold]) -> list[BudgetThreshold]:
+        percents = [t.percent for t in value]
+        if percents != sorted(percents) or len(set(percents)) != len(percents):
+            raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+        return value
+
+    @field_validator("downgrade")
+    @classmethod
+    def _no_cycles(cls, value: dict[str, str]) -> dict[str, str]:
+        for start in value:
+            seen = [start]
+            current = start
+            while current in value:
+                current = value[current]
+                if current in seen:
+                    chain = " -> ".join([*seen, current])
+                    raise ValueError(f"downgrade map has a cycle: {chain}")
+                seen.append(current)
+        return value
+
+    @property
+    def hard_limit(self) -> bool:
+        return any(t.action is BudgetAction.BLOCK for t in self.thresholds)
+
+
+class DeploymentMeta(_Model):
+    """What the plugins need to know about one LiteLLM deployment (one ``model_list`` entry)."""
+
+    id: str = Field(min_length=1, description="LiteLLM model_info.id of the deployment.")
+    model: ModelName = Field(description="Public model name the deployment serves.")
+    region: Region
+    input_cost_per_token: Decimal = Field(default=Decimal(0), ge=0)
+    output_cost_per_token: Decimal = Field(default=Decimal(0), ge=0)
+
+
+class ModelMeta(_Model):
+    """A public model and the per-region LiteLLM model groups rendered for it."""
+
+    name: ModelName
+    regional_groups: dict[Region, str] = Field(
+        default_factory=dict,
+        description="Region -> LiteLLM model group holding only that region's deployments.",
+    )
+    zero_price: bool = Field(
+        default=False, description="Every deployment is free: never blocked by a budget."
+    )
+
+
+class Policy(_Model):
+    schema_: Literal["kubegate.dev/policy/v1"] = Field(default=POLICY_SCHEMA, alias="schema")
+    gateway: str = Field(pattern=DNS_LABEL, description="Gateway this policy belongs to.")
+    revision: int = Field(default=0, ge=0, description="Monotonic; replicas ignore anything older.")
+    tenants: list[Tenant] = Field(default_factory=list)
+    budgets: list[Budget] = Field(default_factory=list)
+    models: list[ModelMeta] = Field(default_factory=list)
+    deployments: list[DeploymentMeta] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _references(self) -> Policy:
+        tenant_ids = [t.id for t in self.tenants]
+        if len(set(tenant_ids)) != len(tenant_ids):
+            raise ValueError("tenants: duplicate tenant id")
+        owners: dict[str, str] = {}
+        for tenant in self.tenants:
+            for key in tenant.keys:
+                if owners.setdefault(key.sha256, tenant.id) != tenant.id:
+                    raise ValueError(
+                        f"tenants.{tenant.id}.keys: key {key.key_id} already belongs to another tenant"
+                    )
+        known = set(tenant_ids)
+        for budget in self.budgets:
+            if budget.tenant not in known:
+                raise ValueError(f"budgets.{budget.name}.tenant: unknown tenant {budget.tenant!r}")
+        model_names = {m.name for m in self.models}
+        for dep in self.deployments:
+            if model_names and dep.model not in model_names:
+                raise ValueError(f"deployments.{dep.id}.model: unknown model {dep.model!r}")
+        return self
+
+
+def _format_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"]) or "<root>"
+        parts.append(f"{loc}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def parse_policy(document: str | bytes | dict) -> Policy:
+    """Validate a policy document (JSON text or a dict); raise :class:`PolicyError` naming the field."""
+    try:
+        if isinstance(document, dict):
+            return Policy.model_validate(document)
+        return Policy.model_validate_json(document)
+    except ValidationError as exc:
+        raise PolicyError(f"invalid policy: {_format_errors(exc)}") from None

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Sets up everything the test suite needs (venv, Redis, control-plane binaries, helm/kubectl)
+# and runs it: ruff, then pytest. Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/bootstrap.sh
+bash scripts/ensure-redis.sh
+if [ -x scripts/controlplane/build.sh ]; then bash scripts/controlplane/build.sh >&2; fi
+if [ -x scripts/ensure-tools.sh ]; then bash scripts/ensure-tools.sh >&2; fi
+echo "==> ruff" >&2
+.venv/bin/ruff check .
+.venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }
+echo "==> pytest" >&2
+exec .venv/bin/python -m pytest "$@"
