@@ -15,6 +15,4 @@ def openai_error(
     headers: dict[str, str] | None = None,
 ) -> ProxyException:
     """Build the exception; ``message`` must never carry a key, a prompt or a PII value."""
-    return ProxyException(
-        message=message, type=type_, param=param, code=status, headers=headers, openai_code=code
-    )
+    return ProxyException(message=message, type=type_, param=param, code=status, headers=headers, openai_code=code)

@@ -26,9 +26,7 @@ DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
 KEY_ID_LEN = 12
 
-Region = Annotated[
-    str, Field(pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region label, e.g. eu-west-1.")
-]
+Region = Annotated[str, Field(pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region label, e.g. eu-west-1.")]
 ModelName = Annotated[str, Field(min_length=1, max_length=253, description="Public model name.")]
 
 
@@ -209,9 +207,7 @@ class ModelMeta(_Model):
         default_factory=dict,
         description="Region -> LiteLLM model group holding only that region's deployments.",
     )
-    zero_price: bool = Field(
-        default=False, description="Every deployment is free: never blocked by a budget."
-    )
+    zero_price: bool = Field(default=False, description="Every deployment is free: never blocked by a budget.")
 
 
 class Policy(_Model):
@@ -232,9 +228,7 @@ class Policy(_Model):
         for tenant in self.tenants:
             for key in tenant.keys:
                 if owners.setdefault(key.sha256, tenant.id) != tenant.id:
-                    raise ValueError(
-                        f"tenants.{tenant.id}.keys: key {key.key_id} already belongs to another tenant"
-                    )
+                    raise ValueError(f"tenants.{tenant.id}.keys: key {key.key_id} already belongs to another tenant")
         known = set(tenant_ids)
         for budget in self.budgets:
             if budget.tenant not in known:

