@@ -255,10 +255,7 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str) -> tuple[Span, ...]:
     spans: tuple[Span, ...] = ()
     if wanted:
         analyzer = ENGINES.analyzer()
-        if ner:
-            artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en")
-        else:
-            artifacts = ENGINES.noop_artifacts(text)
+        artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en") if ner else ENGINES.noop_artifacts(text)
         results = analyzer.analyze(
             text,
             language="en",
