@@ -1,0 +1,17 @@
+"""Prometheus metrics of the audit writer (default registry, defined once per process)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+RECORDS = Counter(
+    "kubegate_audit_records_total",
+    "Audit records by outcome: written to Redis, spooled while Redis was unreachable, dropped (spool full)",
+    ["outcome"],
+)
+SPOOL_DEPTH = Gauge("kubegate_audit_spool_depth", "Sealed audit records waiting to be written to Redis")
+WRITE_SECONDS = Histogram(
+    "kubegate_audit_write_seconds",
+    "Latency of one batched audit write (one pipeline round trip)",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)

@@ -1,0 +1,202 @@
+"""AuditWriter: in-process queue -> background sealing task -> batched MULTI/EXEC to a Redis stream.
+
+* ``submit`` is O(1) and never raises: it appends the record to a deque and wakes the task.
+* The task seals records in submission order (one chain per writer instance: ``chain`` id,
+  ``seq``, ``prev``, ``hash``) and moves them to the spool, then writes up to ``batch`` spooled
+  records plus the chain head ``{seq}:{hash}`` (hash ``<stream>:heads``) in ONE transaction, so a
+  truncated tail is detectable by ``verify``.
+* Redis down: sealed records stay in the in-memory spool (bounded by ``max_spool``) and are written
+  in order once Redis answers again (exponential backoff up to 5 s). Hashes were fixed at sealing
+  time, so the chain stays valid across the outage.
+* Spool full: the OLDEST record is dropped (the newest tell the most about a live incident); the
+  chain then has a gap that ``verify`` reports, which is the honest, tamper-evident outcome, and
+  ``kubegate_audit_records_total{outcome="dropped"}`` counts it.
+* The spool is memory only; ``spool_dir`` is accepted for the settings contract but not used yet, so
+  records still spooled when the process dies are lost (and show up as a gap / head mismatch).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import os
+import secrets
+import socket
+import time
+from typing import Any
+
+from gateway_plugins.audit import metrics
+from gateway_plugins.audit.chain import GENESIS, canonical, head_value, seal
+
+log = logging.getLogger(__name__)
+
+
+def heads_key(stream: str) -> str:
+    return f"{stream}:heads"
+
+
+def new_chain_id() -> str:
+    # Unique per writer instance: a restarted pod starts a fresh chain instead of forking an old one.
+    return f"{socket.gethostname()[:40]}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class AuditWriter:
+    def __init__(
+        self,
+        redis: Any,
+        stream: str,
+        spool_dir: str | None = None,
+        *,
+        maxlen: int = 1_000_000,
+        max_spool: int = 100_000,
+        batch: int = 256,
+        chain_id: str | None = None,
+        max_backoff: float = 5.0,
+    ) -> None:
+        if not stream:
+            raise ValueError("stream: must be a non-empty Redis key")
+        if max_spool < 1 or batch < 1:
+            raise ValueError("max_spool and batch: must be >= 1")
+        self.redis = redis
+        self.stream = stream
+        self.heads = heads_key(stream)
+        self.spool_dir = spool_dir
+        self.maxlen = maxlen
+        self.max_spool = max_spool
+        self.batch = batch
+        self.max_backoff = max_backoff
+        self.chain = chain_id or new_chain_id()
+        self.seq = 0
+        self.prev = GENESIS
+        self._queue: collections.deque[dict] = collections.deque()
+        # Sealed, encoded records waiting for Redis: (seq, hash, payload, already_counted_as_spooled).
+        self._spool: collections.deque[list] = collections.deque()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._closing = False
+        self.dropped = 0
+        self.written = 0
+
+    @classmethod
+    def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
+        if redis is None and getattr(settings, "redis_url", None):
+            import redis.asyncio as aioredis
+
+            redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="kubegate-audit-writer")
+
+    def submit(self, record: dict) -> None:
+        try:
+            self._queue.append(record)
+            self._wake.set()
+        except Exception:  # never let auditing break a request
+            log.exception("audit submit failed")
+
+    @property
+    def spool_depth(self) -> int:
+        return len(self._spool)
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._spool)
+
+    def _seal_queued(self) -> None:
+        while self._queue:
+            record = self._queue.popleft()
+            try:
+                sealed = seal(record, self.chain, self.seq + 1, self.prev)
+                payload = canonical(sealed)
+            except Exception:
+                log.exception("audit record could not be encoded; dropped")
+                metrics.RECORDS.labels("dropped").inc()
+                self.dropped += 1
+                continue
+            self.seq += 1
+            self.prev = sealed["hash"]
+            self._spool.append([self.seq, sealed["hash"], payload, False])
+            if len(self._spool) > self.max_spool:
+                self._spool.popleft()
+                self.dropped += 1
+                metrics.RECORDS.labels("dropped").inc()
+        metrics.SPOOL_DEPTH.set(len(self._spool))
+
+    async def _write_batch(self) -> None:
+        items = [self._spool[i] for i in range(min(self.batch, len(self._spool)))]
+        pipe = self.redis.pipeline(transaction=True)
+        for item in items:
+            pipe.xadd(self.stream, {"r": item[2]}, maxlen=self.maxlen, approximate=True)
+        last = items[-1]
+        pipe.hset(self.heads, self.chain, head_value(last[0], last[1]))
+        started = time.perf_counter()
+        await pipe.execute()
+        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+        # Records may have been dropped from the left meanwhile only by _seal_queued, which does not
+        # run concurrently with this coroutine; so the first len(items) entries are exactly these.
+        for _ in items:
+            self._spool.popleft()
+        self.written += len(items)
+        metrics.RECORDS.labels("written").inc(len(items))
+        metrics.SPOOL_DEPTH.set(len(self._spool))
+
+    def _mark_spooled(self) -> None:
+        for item in self._spool:
+            if not item[3]:
+                item[3] = True
+                metrics.RECORDS.labels("spooled").inc()
+
+    async def _run(self) -> None:
+        backoff = 0.05
+        while True:
+            try:
+                if not self._queue and not self._spool:
+                    if self._closing:
+                        return
+                    self._wake.clear()
+                    await self._wake.wait()
+                self._seal_queued()
+                if not self._spool:
+                    continue
+                if self.redis is None:
+                    raise ConnectionError("no Redis configured")
+                await self._write_batch()
+                backoff = 0.05
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._mark_spooled()
+                if backoff >= self.max_backoff / 2:
+                    log.warning(
+                        "audit: Redis write failed (%s); %d records spooled", type(exc).__name__, len(self._spool)
+                    )
+                if self._closing:
+                    return
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, self.max_backoff)
+
+    async def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything submitted so far is written; False on timeout (Redis down)."""
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self.pending() and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        return not self.pending()
+
+    async def close(self, timeout: float = 5.0) -> None:
+        if self._task is None:
+            return
+        await self.flush(timeout)
+        self._closing = True
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+        except Exception:
+            log.exception("audit writer task failed")
+        if self.pending():
+            log.warning("audit: %d records not written at close", self.pending())
+        self._task = None
