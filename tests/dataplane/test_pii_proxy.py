@@ -1,0 +1,161 @@
+"""PII masking through the real LiteLLM proxy, official openai SDK as the client, echo upstream.
+
+The echo upstream answers with the last message it received, so what the client gets back is
+what left the gateway (masked) unless restore put the originals back. Uses a local proxy
+launcher until the shared ``make_proxy`` fixture exists; switch to it then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from gateway_plugins.policy.schema import hash_key
+from tests.harness.echo import EchoServer
+from tests.harness.procs import free_port, stop_process, wait_until
+
+EMAIL = "jane.roe@example.org"
+CARD = "4111 1111 1111 1111"
+KEYS = {"mask": "sk-mask", "restore": "sk-restore", "block": "sk-block", "closed": "sk-closed", "open": "sk-open"}
+POLICIES = {
+    "mask": {},
+    "restore": {"restore": True},
+    "block": {"entities": {"CREDIT_CARD": "block", "EMAIL_ADDRESS": "mask"}},
+    "closed": {"timeout_ms": 500},
+    "open": {"fail_open": True, "timeout_ms": 500},
+}
+
+
+@contextlib.contextmanager
+def launch(extra_env: dict[str, str]):
+    echo = EchoServer().start()
+    tmp = Path(tempfile.mkdtemp(prefix="kg-pii-"))
+    policy = {
+        "schema": "kubegate.dev/policy/v1",
+        "gateway": "main",
+        "tenants": [
+            {"id": name, "keys": [{"sha256": hash_key(KEYS[name])}], "allowed_models": ["echo"], "pii": pii}
+            for name, pii in POLICIES.items()
+        ],
+    }
+    (tmp / "policy.json").write_text(json.dumps(policy))
+    (tmp / "config.yaml").write_text(
+        "model_list:\n"
+        "  - model_name: echo\n"
+        f"    litellm_params: {{model: openai/echo, api_base: '{echo.base_url}', api_key: x}}\n"
+        "general_settings:\n"
+        "  custom_auth: gateway_plugins.auth.user_api_key_auth\n"
+        "litellm_settings:\n"
+        "  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
+    )
+    port = free_port()
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "KUBEGATE_POLICY_FILE": str(tmp / "policy.json"),
+        "KUBEGATE_AUDIT_SPOOL_DIR": str(tmp / "spool"),
+        **extra_env,
+    }
+    env.pop("KUBEGATE_REDIS_URL", None)
+    log = tmp / "proxy.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "litellm"), "--config", str(tmp / "config.yaml"), "--port", str(port)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=str(Path(__file__).resolve().parents[2]),
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(
+            lambda: httpx.get(f"{base}/health/liveliness").status_code == 200,
+            timeout=120,
+            what="proxy",
+            proc=proc,
+            log=log,
+        )
+        yield base, echo
+    finally:
+        stop_process(proc)
+        echo.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway():
+    with launch({}) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def faulty_gateway():
+    # Test-only fault hook: every analysis in this proxy raises.
+    with launch({"KUBEGATE_PII_FAULT": "raise"}) as started:
+        yield started
+
+
+def client(base: str, tenant: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{base}/v1", api_key=KEYS[tenant], max_retries=0)
+
+
+def ask(base: str, tenant: str, text: str, **kw):
+    return client(base, tenant).chat.completions.create(
+        model="echo", messages=[{"role": "system", "content": f"Mail {EMAIL}"}, {"role": "user", "content": text}], **kw
+    )
+
+
+def upstream_saw(echo: EchoServer) -> str:
+    return json.dumps([r["body"] for r in echo.received()])
+
+
+def test_upstream_never_sees_masked_values(gateway):
+    base, echo = gateway
+    echo.clear()
+    answer = ask(base, "mask", f"Refund {CARD} and write to {EMAIL}")
+    saw = upstream_saw(echo)
+    assert EMAIL not in saw and CARD not in saw and "<EMAIL_ADDRESS_1>" in saw
+    assert answer.choices[0].message.content == "Refund <CREDIT_CARD_1> and write to <EMAIL_ADDRESS_1>"
+
+
+def test_restore_non_streaming_and_streaming(gateway):
+    base, echo = gateway
+    echo.clear()
+    text = f"Refund {CARD} and write to {EMAIL} today"
+    assert ask(base, "restore", text).choices[0].message.content == text
+    # The echo streams 7-character pieces, so each placeholder is split across chunks.
+    stream = ask(base, "restore", text, stream=True)
+    pieces = [c.choices[0].delta.content or "" for c in stream if c.choices]
+    assert "".join(pieces) == text
+    assert EMAIL not in upstream_saw(echo) and CARD not in upstream_saw(echo)
+
+
+def test_block_names_type_not_value(gateway):
+    base, echo = gateway
+    echo.clear()
+    with pytest.raises(openai.BadRequestError) as info:
+        ask(base, "block", f"Charge {CARD}")
+    body = json.dumps(info.value.body)
+    assert "CREDIT_CARD" in body and CARD not in body
+    assert echo.received() == []
+
+
+def test_fail_closed_refuses_and_fail_open_forwards(faulty_gateway):
+    base, echo = faulty_gateway
+    echo.clear()
+    with pytest.raises(openai.APIStatusError) as info:
+        ask(base, "closed", f"Write to {EMAIL}")
+    assert info.value.status_code == 503 and "PII analysis is unavailable" in json.dumps(info.value.body)
+    assert echo.received() == []
+    answer = ask(base, "open", f"Write to {EMAIL}")
+    assert answer.choices[0].message.content == f"Write to {EMAIL}"
+    assert len(echo.received()) == 1
