@@ -1,0 +1,276 @@
+"""A tiny OpenAI-compatible upstream that answers with what it received.
+
+Used by tests, the bench and ``kubegate dev`` (when no provider key is configured), so a user sees
+exactly what left the gateway. Raw ASGI on uvicorn (httptools + uvloop) to stay cheap at high rps.
+
+Endpoints: ``POST /v1/chat/completions`` (streaming and not), ``POST /v1/completions``,
+``POST /v1/embeddings``, ``GET /v1/models``; the ``/v1`` prefix is optional.
+
+Test helpers:
+* ``GET /_received`` -> JSON list of ``{"path", "headers", "body"}`` received (newest last);
+  ``DELETE /_received`` clears it. Only the last ``--keep`` requests are kept.
+* Fault injection by path prefix, so a LiteLLM deployment's ``api_base`` selects it:
+  ``/status/<code>/v1/...`` answers with that HTTP status (OpenAI-style error body),
+  ``/delay/<ms>/v1/...`` waits first; they combine (``/delay/50/status/429/v1``).
+* The same by request header (``x-echo-status``, ``x-echo-delay-ms``) when the client can set them.
+* ``POST /_faults`` with ``{"status": 500, "count": 2}`` fails the next ``count`` model calls.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from collections import deque
+from typing import Any
+
+Scope = dict[str, Any]
+
+
+def _approx_tokens(text: str) -> int:
+    return max(1, len(text) // 4) if text else 0
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
+    return ""
+
+
+def echo_text(body: dict) -> str:
+    """The answer: the last message's text (chat) or the prompt (completions)."""
+    messages = body.get("messages")
+    if isinstance(messages, list) and messages:
+        return _text_of(messages[-1].get("content"))
+    prompt = body.get("prompt")
+    if isinstance(prompt, list):
+        return "\n".join(str(p) for p in prompt)
+    return str(prompt or "")
+
+
+def _prompt_text(body: dict) -> str:
+    messages = body.get("messages")
+    if isinstance(messages, list):
+        return " ".join(_text_of(m.get("content")) for m in messages if isinstance(m, dict))
+    return echo_text(body)
+
+
+def chat_response(body: dict) -> dict:
+    text = echo_text(body)
+    prompt_tokens, completion_tokens = _approx_tokens(_prompt_text(body)), _approx_tokens(text)
+    return {
+        "id": f"chatcmpl-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body.get("model", "echo"),
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def chat_stream_chunks(body: dict) -> list[bytes]:
+    """SSE frames: the text in small pieces (so split placeholders occur), then usage if asked."""
+    text = echo_text(body)
+    cid, created, model = f"chatcmpl-{uuid.uuid4().hex[:24]}", int(time.time()), body.get("model", "echo")
+    base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
+    pieces = [text[i : i + 7] for i in range(0, len(text), 7)] or [""]
+    frames = []
+    first = {**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}]}
+    frames.append(first)
+    for piece in pieces:
+        frames.append({**base, "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]})
+    frames.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        prompt_tokens, completion_tokens = _approx_tokens(_prompt_text(body)), _approx_tokens(text)
+        usage = {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        }
+        frames.append({**base, "choices": [], "usage": usage})
+    out = [b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames]
+    out.append(b"data: [DONE]\n\n")
+    return out
+
+
+def completion_response(body: dict) -> dict:
+    text = echo_text(body)
+    prompt_tokens, completion_tokens = _approx_tokens(text), _approx_tokens(text)
+    return {
+        "id": f"cmpl-{uuid.uuid4().hex[:24]}",
+        "object": "text_completion",
+        "created": int(time.time()),
+        "model": body.get("model", "echo"),
+        "choices": [{"index": 0, "text": text, "finish_reason": "stop", "logprobs": None}],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
+    }
+
+
+def _vector(text: str, dim: int = 8) -> list[float]:
+    digest = hashlib.sha256(text.encode()).digest()
+    return [round(b / 255.0, 4) for b in digest[:dim]]
+
+
+def embeddings_response(body: dict) -> dict:
+    inputs = body.get("input")
+    items = inputs if isinstance(inputs, list) else [inputs]
+    texts = [x if isinstance(x, str) else json.dumps(x) for x in items]
+    tokens = sum(_approx_tokens(t) for t in texts)
+    return {
+        "object": "list",
+        "model": body.get("model", "echo"),
+        "data": [{"object": "embedding", "index": i, "embedding": _vector(t)} for i, t in enumerate(texts)],
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
+def models_response() -> dict:
+    return {"object": "list", "data": [{"id": "echo", "object": "model", "created": 0, "owned_by": "kubegate"}]}
+
+
+def _error_body(status: int) -> dict:
+    kind = "rate_limit_error" if status == 429 else "server_error" if status >= 500 else "invalid_request_error"
+    return {"error": {"message": f"echo upstream injected status {status}", "type": kind, "code": str(status)}}
+
+
+def parse_fault_path(path: str) -> tuple[str, int | None, int]:
+    """Strip ``/status/<code>`` and ``/delay/<ms>`` prefixes; return (rest, status, delay_ms)."""
+    status: int | None = None
+    delay = 0
+    parts = path.split("/")
+    while len(parts) >= 3 and parts[1] in ("status", "delay") and parts[2].isdigit():
+        if parts[1] == "status":
+            status = int(parts[2])
+        else:
+            delay = int(parts[2])
+        parts = ["", *parts[3:]]
+    return "/".join(parts) or "/", status, delay
+
+
+class EchoApp:
+    """ASGI app; state (received log, injected faults) is per process."""
+
+    def __init__(self, keep: int = 1000) -> None:
+        self.received: deque[dict] = deque(maxlen=keep)
+        self.fault_status: int | None = None
+        self.fault_count = 0
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        if scope["type"] != "http":
+            return
+        raw = b""
+        while True:
+            message = await receive()
+            raw += message.get("body", b"")
+            if not message.get("more_body"):
+                break
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        await self._handle(scope["method"], scope["path"], headers, raw, send)
+
+    async def _handle(self, method: str, path: str, headers: dict[str, str], raw: bytes, send: Any) -> None:
+        if path == "/_received":
+            if method == "DELETE":
+                self.received.clear()
+            return await _json(send, 200, list(self.received))
+        if path == "/_faults" and method == "POST":
+            spec = json.loads(raw or b"{}")
+            self.fault_status, self.fault_count = spec.get("status"), int(spec.get("count", 1))
+            return await _json(send, 200, {"ok": True})
+        if path in ("/health", "/_health"):
+            return await _json(send, 200, {"ok": True})
+
+        route, status, delay = parse_fault_path(path)
+        if route.startswith("/v1/"):
+            route = route[3:]
+        try:
+            body = json.loads(raw) if raw else {}
+        except ValueError:
+            return await _json(send, 400, {"error": {"message": "body is not JSON", "type": "invalid_request_error"}})
+        if method == "POST":
+            safe_headers = {k: v for k, v in headers.items() if k not in ("authorization", "api-key")}
+            self.received.append({"path": path, "headers": safe_headers, "body": body})
+        status = status or (int(headers["x-echo-status"]) if "x-echo-status" in headers else None)
+        delay = delay or int(headers.get("x-echo-delay-ms", "0"))
+        if status is None and self.fault_count > 0 and self.fault_status and method == "POST":
+            self.fault_count -= 1
+            status = self.fault_status
+        if delay:
+            await asyncio.sleep(delay / 1000)
+        if status and status >= 400:
+            return await _json(send, status, _error_body(status))
+
+        if route == "/chat/completions" and method == "POST":
+            if body.get("stream"):
+                return await _sse(send, chat_stream_chunks(body))
+            return await _json(send, 200, chat_response(body))
+        if route == "/completions" and method == "POST":
+            return await _json(send, 200, completion_response(body))
+        if route == "/embeddings" and method == "POST":
+            return await _json(send, 200, embeddings_response(body))
+        if route == "/models":
+            return await _json(send, 200, models_response())
+        return await _json(send, 404, {"error": {"message": f"no route {route}", "type": "invalid_request_error"}})
+
+
+async def _json(send: Any, status: int, payload: Any) -> None:
+    data = json.dumps(payload).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(data)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": data})
+
+
+async def _sse(send: Any, frames: list[bytes]) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
+    for frame in frames:
+        await send({"type": "http.response.body", "body": frame, "more_body": True})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="OpenAI-compatible echo upstream for tests, bench and kubegate dev.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    parser.add_argument("--keep", type=int, default=1000, help="Received requests kept for GET /_received.")
+    args = parser.parse_args(argv)
+    uvicorn.run(
+        EchoApp(keep=args.keep),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Prometheus metrics of the data plane, served by our own ``/metrics`` route on the proxy.
+
+Label values come only from bounded sets: tenant ids and model names known to the policy in force,
+anything else becomes ``other``. With several workers set ``PROMETHEUS_MULTIPROC_DIR`` (the route
+then aggregates every worker's files).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+if TYPE_CHECKING:
+    from gateway_plugins.policy.store import CompiledPolicy
+
+OTHER = "other"
+OUTCOMES = frozenset({"success", "refused", "upstream_error", "error"})
+STAGES = ("auth", "pre_call", "limits", "residency", "pii", "post_call", "log")
+
+REQUESTS = Counter(
+    "kubegate_requests_total",
+    "Requests by tenant, requested model, served model, region and outcome.",
+    ["tenant", "requested_model", "served_model", "region", "outcome"],
+)
+TOKENS = Counter("kubegate_tokens_total", "Tokens by tenant, served model and direction.", ["tenant", "model", "kind"])
+COST = Counter("kubegate_cost_usd_total", "Cost in USD by tenant and served model.", ["tenant", "model"])
+REFUSALS = Counter(
+    "kubegate_refusals_total", "Requests refused by kubegate, by tenant and reason.", ["tenant", "reason"]
+)
+STAGE_LATENCY = Histogram(
+    "kubegate_plugin_seconds",
+    "Time spent in kubegate plugin code per stage.",
+    ["stage"],
+    buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="max")
+POLICY_ERRORS = Counter("kubegate_policy_errors_total", "Policy documents refused, by source.", ["source"])
+AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
+
+_REASONS = frozenset(
+    {
+        "invalid_api_key",
+        "model_not_allowed",
+        "rate_limit_exceeded",
+        "budget_exceeded",
+        "region_unavailable",
+        "pii_blocked",
+        "pii_unavailable",
+        "redis_unavailable",
+        "duplicate_request_id",
+        "bad_request",
+    }
+)
+
+
+def bounded_tenant(policy: CompiledPolicy | None, tenant: str | None) -> str:
+    return tenant if policy is not None and tenant in policy.tenants else OTHER
+
+
+def bounded_model(policy: CompiledPolicy | None, model: str | None) -> str:
+    if not model or policy is None:
+        return OTHER
+    return model if model in policy.model_labels else OTHER
+
+
+def bounded_region(policy: CompiledPolicy | None, region: str | None) -> str:
+    if not region or policy is None:
+        return OTHER
+    return region if any(d.region == region for d in policy.deployments.values()) else OTHER
+
+
+def bounded_reason(reason: str | None) -> str:
+    return reason if reason in _REASONS else OTHER
+
+
+def bounded_source(source: str) -> str:
+    return "redis" if source == "redis" else "file" if source.startswith("file") else OTHER
+
+
+def render_latest() -> tuple[bytes, str]:
+    """Exposition text of this process, or of all workers in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+_mounted: set[int] = set()
+
+
+def mount_metrics_route(app: object) -> bool:
+    """Add ``GET /metrics`` to the proxy's FastAPI app (LiteLLM's own needs its enterprise callback).
+
+    Inserted at the front of the route table so it wins over any LiteLLM route of the same path.
+    """
+    from fastapi.responses import Response
+    from starlette.routing import Route
+
+    if id(app) in _mounted:
+        return False
+
+    async def metrics_endpoint(request: object) -> Response:
+        body, content_type = render_latest()
+        return Response(content=body, media_type=content_type)
+
+    router = app.router  # type: ignore[attr-defined]
+    router.routes.insert(0, Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False))
+    _mounted.add(id(app))
+    return True

@@ -1,0 +1,68 @@
+"""Environment-driven settings of the data plane (read once per process).
+
+=============================  ==========================================================  ===========
+Variable                       Meaning                                                     Default
+=============================  ==========================================================  ===========
+KUBEGATE_GATEWAY               Gateway name; prefixes every Redis key ``kubegate:{gw}:``   ``main``
+KUBEGATE_REDIS_URL             ``redis://`` URL of the shared Redis (unset: no Redis)      unset
+KUBEGATE_POLICY_FILE           Policy document mounted from the ConfigMap (JSON or gzip)   unset
+KUBEGATE_POLICY_POLL_SECONDS   Interval of the revision poll that backs up pub/sub         ``1.0``
+KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{gw}:audit``
+KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
+KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
+KUBEGATE_METRICS               ``0`` disables the ``/metrics`` route                        ``1``
+PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
+=============================  ==========================================================  ===========
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    gateway: str = "main"
+    redis_url: str | None = None
+    policy_file: str | None = None
+    policy_poll_seconds: float = 1.0
+    audit_stream: str = ""
+    audit_spool_dir: str = "/tmp/kubegate-spool"
+    master_key_sha256: str | None = None
+    metrics_enabled: bool = True
+    multiproc_dir: str | None = field(default=None)
+
+    @property
+    def key_prefix(self) -> str:
+        return f"kubegate:{self.gateway}"
+
+
+def load_settings() -> Settings:
+    gateway = _env("KUBEGATE_GATEWAY", "main") or "main"
+    poll = _env("KUBEGATE_POLICY_POLL_SECONDS", "1.0") or "1.0"
+    try:
+        poll_seconds = float(poll)
+    except ValueError:
+        raise ValueError(f"KUBEGATE_POLICY_POLL_SECONDS: not a number: {poll!r}") from None
+    if poll_seconds <= 0:
+        raise ValueError("KUBEGATE_POLICY_POLL_SECONDS: must be > 0")
+    master = _env("KUBEGATE_MASTER_KEY_SHA256")
+    if master is not None and (len(master) != 64 or any(c not in "0123456789abcdef" for c in master)):
+        raise ValueError("KUBEGATE_MASTER_KEY_SHA256: must be a lower-case SHA-256 hex digest")
+    return Settings(
+        gateway=gateway,
+        redis_url=_env("KUBEGATE_REDIS_URL"),
+        policy_file=_env("KUBEGATE_POLICY_FILE"),
+        policy_poll_seconds=poll_seconds,
+        audit_stream=_env("KUBEGATE_AUDIT_STREAM", f"kubegate:{gateway}:audit") or "",
+        audit_spool_dir=_env("KUBEGATE_AUDIT_SPOOL_DIR", "/tmp/kubegate-spool") or "/tmp/kubegate-spool",
+        master_key_sha256=master,
+        metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",
+        multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
+    )
