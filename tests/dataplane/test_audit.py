@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import shutil
 import subprocess
@@ -241,7 +242,7 @@ async def test_two_writers_interleave_and_verify(rds, capsys):
     chains = [json.loads(f[b"r"])["chain"] for _, f in ids(rds)]
     assert len(chains) == 200 and set(chains) == {w1.chain, w2.chain}
     # genuinely interleaved, not one block after the other
-    switches = sum(1 for a, b in zip(chains, chains[1:], strict=False) if a != b)
+    switches = sum(1 for a, b in itertools.pairwise(chains) if a != b)
     assert switches > 2
     code, msg = verify(rds, capsys)
     assert code == 0 and "200 records in 2 chains" in msg, msg
