@@ -1,18 +1,70 @@
 """Data-residency routing: a restricted tenant's request only ever reaches deployments in its regions.
 
-STUB: the residency issue replaces these bodies; the signatures are the contract with ``hooks``.
+First line: ``route`` rewrites ``data['model']`` to the regional group ``{model}@{region}`` of the first
+allowed region that has one, and sets per-request ``fallbacks`` to the other allowed regions' groups
+(router-level fallbacks are rendered per region, so they cannot leave it).
+Second line: ``check_deployment(policy, allowed_regions, deployment)`` refuses a deployment whose
+``model_info.region`` is not allowed. NOTE for data-plane-core: it is NOT yet wired as a router hook
+(``async_pre_call_deployment_hook`` / ``async_filter_deployments`` on the registered class);
+until then only the first line is enforced.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+from gateway_plugins.errors import openai_error
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
     from gateway_plugins.policy.store import CompiledPolicy
 
 
+def _unavailable(model: str, regions: tuple[str, ...]) -> Exception:
+    return openai_error(
+        503,
+        f"no deployment of {model} in allowed regions [{', '.join(regions)}] is available",
+        code="residency_unavailable",
+        type_="service_unavailable",
+    )
+
+
 def route(ctx: RequestContext, data: dict, policy: CompiledPolicy) -> None:
     """Rewrite ``data['model']`` to the in-region LiteLLM group(s) for ``ctx.model``."""
-    ctx.route_group = ctx.model
-    data["model"] = ctx.model
+    allowed = tuple(ctx.tenant.allowed_regions)
+    ctx.allowed_regions = allowed
+    if not allowed:
+        ctx.route_group = ctx.model
+        data["model"] = ctx.model
+        return
+    meta = policy.models.get(ctx.model)
+    groups = [meta.regional_groups[r] for r in allowed if meta is not None and r in meta.regional_groups]
+    if not groups:
+        ctx.decisions["residency"] = {"allowed": list(allowed), "result": "unavailable"}
+        raise _unavailable(ctx.model, allowed)
+    ctx.route_group = groups[0]
+    data["model"] = groups[0]
+    # Client-supplied fallbacks could name any group: replace them, never merge.
+    data["fallbacks"] = groups[1:]
+    data.pop("context_window_fallback_dict", None)
+    ctx.decisions["residency"] = {"allowed": list(allowed), "group": groups[0]}
+
+
+def deployment_region(policy: CompiledPolicy, deployment: dict[str, Any]) -> str | None:
+    info = deployment.get("model_info") or {}
+    meta = policy.deployments.get(str(info.get("id", "")))
+    return meta.region if meta is not None else info.get("region")
+
+
+def filter_deployments(policy: CompiledPolicy, allowed: tuple[str, ...], deployments: list[dict]) -> list[dict]:
+    """Second line: keep only deployments in an allowed region (all of them if unrestricted)."""
+    if not allowed:
+        return deployments
+    return [d for d in deployments if deployment_region(policy, d) in allowed]
+
+
+def check_deployment(policy: CompiledPolicy, ctx: RequestContext, deployment: dict) -> None:
+    """Second line on the deployment actually chosen; raises ``residency_unavailable`` if out of region."""
+    if ctx.allowed_regions and deployment_region(policy, deployment) not in ctx.allowed_regions:
+        ctx.decisions["residency"] = {"allowed": list(ctx.allowed_regions), "result": "refused_out_of_region"}
+        raise _unavailable(ctx.model, ctx.allowed_regions)

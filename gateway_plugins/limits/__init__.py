@@ -1,15 +1,103 @@
-"""Budgets, downgrades and rate limits (one Redis round trip per request before the call).
+"""Budgets, downgrades and rate limits (one Redis round trip before the call, one after).
 
-STUB: the budgets issue replaces these bodies; the signatures are the contract with ``hooks``.
+``admit`` runs the ADMIT Lua script: rpm/tpm check + budget check + reservation of the estimate,
+atomically. ``settle`` replaces the reservation by the real cost on the SAME period key (stored in
+``ctx.reservation``), so a period roll-over mid-request neither loses nor double counts.
+Redis down: tenants with a rate limit or a hard (block) budget are refused with 503
+``limits_unavailable`` unless ``Tenant.fail_open`` / ``Budget.fail_open``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from gateway_plugins.errors import openai_error
+from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
+from gateway_plugins.limits.state import BudgetState, read_budget_state, state_for
+from gateway_plugins.policy.schema import Budget, BudgetAction
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
     from gateway_plugins.runtime import Runtime
+
+__all__ = ["BudgetState", "admit", "read_budget_state", "settle"]
+
+log = logging.getLogger("kubegate.limits")
+MICRO = 1_000_000
+DEFAULT_COMPLETION_TOKENS = 1024
+CHARS_PER_TOKEN = 4  # cheap upper-ish prompt estimate; real tokens replace it at settle
+
+
+@dataclass(slots=True)
+class Reservation:
+    tpm_key: str
+    est_tokens: int
+    budget_keys: list[str]
+    est_micro: list[int]
+    settled: bool = False
+
+
+def _estimate_tokens(data: dict) -> tuple[int, int]:
+    chars = 0
+    for msg in data.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+    if isinstance(data.get("prompt"), str):
+        chars += len(data["prompt"])
+    out = data.get("max_completion_tokens") or data.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
+    return math.ceil(chars / CHARS_PER_TOKEN) + 1, int(out)
+
+
+def _estimate_usd(policy: Any, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+    deps = [d for d in policy.deployments.values() if d.model == model]
+    if not deps:
+        return 0.0
+    inp = max(float(d.input_cost_per_token) for d in deps)
+    out = max(float(d.output_cost_per_token) for d in deps)
+    return prompt_tokens * inp + completion_tokens * out
+
+
+def _block_fraction(budget: Budget) -> float:
+    for t in budget.thresholds:
+        if t.action is BudgetAction.BLOCK:
+            return t.percent / 100.0
+    return -1.0
+
+
+def downgrade_chain(budget: Budget, model: str) -> str:
+    seen = {model}
+    while model in budget.downgrade:
+        model = budget.downgrade[model]
+        if model in seen:  # validation refuses cycles; never loop on a bad map anyway
+            break
+        seen.add(model)
+    return model
+
+
+def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
+    tenant = ctx.tenant
+    fail_open = tenant.fail_open if not budgets else tenant.fail_open or all(b.fail_open for b in budgets)
+    if hard and not fail_open:
+        ctx.decisions["limits"] = "unavailable"
+        raise openai_error(
+            503,
+            "rate limits and budgets cannot be checked right now (limits store unreachable); retry shortly",
+            code="limits_unavailable",
+            type_="service_unavailable",
+            headers={"Retry-After": "1"},
+        )
+    ctx.decisions["limits"] = "fail_open"
 
 
 async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
@@ -18,7 +106,112 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     Raises an OpenAI-style 429 (``rate_limit_exceeded`` / ``budget_exceeded``) when refused.
     """
     ctx.model = ctx.requested_model
+    policy = rt.policy
+    tenant = ctx.tenant
+    budgets = policy.budgets_for(tenant.id)
+    rl = tenant.rate_limits
+    if not budgets and rl.rpm is None and rl.tpm is None:
+        return
+    hard = rl.rpm is not None or rl.tpm is not None or any(b.hard_limit for b in budgets)
+    if rt.redis is None:
+        _fail(ctx, budgets, hard)
+        return
+    now = time.time()
+    minute = int(now // 60)
+    gw = policy.gateway
+    rpm_key = f"kubegate:{gw}:rl:{tenant.id}:rpm:{minute}"
+    tpm_key = f"kubegate:{gw}:rl:{tenant.id}:tpm:{minute}"
+    p_tok, c_tok = _estimate_tokens(data)
+    est_usd = _estimate_usd(policy, ctx.requested_model, p_tok, c_tok)
+    model_meta = policy.models.get(ctx.requested_model)
+    free = 1 if model_meta is not None and model_meta.zero_price else 0
+    now_dt = datetime.fromtimestamp(now, UTC)
+    keys = [rpm_key, tpm_key]
+    args: list[Any] = [rl.rpm or 0, rl.tpm or 0, p_tok + c_tok, 120, len(budgets)]
+    est_micro = 0 if free else math.ceil(est_usd * MICRO)
+    bounds = []
+    for b in budgets:
+        start, end = period_bounds(b, now_dt)
+        bounds.append((start, end))
+        keys.append(period_key(gw, b, start))
+        ttl = int((end - start).total_seconds()) + 7 * 86400
+        args += [int(b.limit_usd * MICRO), _block_fraction(b), est_micro, ttl, free]
+    try:
+        res = await ADMIT_SCRIPT(rt.redis, keys, args)
+    except (RedisError, OSError) as exc:
+        log.warning("limits store unreachable: %s", type(exc).__name__)
+        _fail(ctx, budgets, hard)
+        return
+    status = int(res[0])
+    if status in (1, 2):
+        kind = "rpm" if status == 1 else "tpm"
+        ctx.decisions["refusal"] = f"rate_limit_{kind}"
+        retry = max(1, 60 - int(now % 60))
+        raise openai_error(
+            429,
+            f"rate limit exceeded for tenant {tenant.id}: {kind} limit {rl.rpm if status == 1 else rl.tpm}",
+            code="rate_limit_exceeded",
+            type_="rate_limit_error",
+            headers={"Retry-After": str(retry)},
+        )
+    if status == 3:
+        idx = int(res[1]) - 1
+        b = budgets[idx]
+        start, end = bounds[idx]
+        spent = (int(res[2]) + int(res[3])) / MICRO
+        remaining = max(0.0, float(b.limit_usd) - spent)
+        ctx.decisions["refusal"] = "budget_exceeded"
+        ctx.decisions["budget"] = {"name": b.name, "state": "blocked"}
+        raise openai_error(
+            429,
+            f"budget {b.name} of tenant {tenant.id} is exhausted for the current {b.period.value} period "
+            f"(limit {b.limit_usd} USD); it resets at {end.isoformat()}",
+            code="budget_exceeded",
+            type_="rate_limit_error",
+            headers={
+                "x-kubegate-budget-remaining-usd": f"{remaining:.6f}",
+                "x-kubegate-budget-reset": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "Retry-After": str(max(1, int((end - now_dt).total_seconds()))),
+            },
+        )
+    ctx.reservation = Reservation(
+        tpm_key=tpm_key if rl.tpm else "",
+        est_tokens=p_tok + c_tok,
+        budget_keys=keys[2:],
+        est_micro=[est_micro] * len(budgets),
+    )
+    model = ctx.requested_model
+    states = {}
+    for i, b in enumerate(budgets):
+        spent, reserved = int(res[2 + 2 * i]) / MICRO, int(res[3 + 2 * i]) / MICRO
+        state, _ = state_for(b, spent + reserved)
+        states[b.name] = state
+        if state == "downgrade":
+            model = downgrade_chain(b, model)
+        if state != "ok":
+            ctx.response_headers.setdefault("x-kubegate-budget-state", state)
+    if states:
+        ctx.decisions["budget"] = states
+    if model != ctx.requested_model:
+        ctx.decisions["downgrade"] = {"from": ctx.requested_model, "to": model}
+    ctx.model = model
 
 
 async def settle(ctx: RequestContext, rt: Runtime) -> None:
     """Replace the reservation by the real cost (``ctx.cost_usd``) once the call has ended."""
+    res: Reservation | None = ctx.reservation if isinstance(ctx.reservation, Reservation) else None
+    if res is None or res.settled or rt.redis is None:
+        return
+    res.settled = True
+    ok = ctx.status not in ("error", "failed", "refused")
+    actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
+    real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
+    keys = [res.tpm_key, *res.budget_keys]
+    args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys)]
+    for est in res.est_micro:
+        args += [est, actual]
+    try:
+        await SETTLE_SCRIPT(rt.redis, keys, args)
+    except (RedisError, OSError) as exc:
+        # The reservation expires with its period key; losing one settle is bounded by one request.
+        log.warning("budget settle failed: %s", type(exc).__name__)
