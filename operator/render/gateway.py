@@ -1,0 +1,254 @@
+"""Render one Gateway and the ModelRoutes/Tenants/Budgets that point at it.
+
+Residency: every public model ``m`` gets a group ``m`` (all deployments) plus one group ``m@region``
+per region holding only that region's deployments; fallbacks never leave a region, and public
+groups only fall back to public groups.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from gateway_operator.crd import models as crd
+from gateway_operator.render.defaults import proxy_defaults
+
+from gateway_plugins.policy import schema as pol
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedGateway:
+    litellm_config: dict[str, Any]
+    policy: pol.Policy
+    api_key_env: dict[str, crd.SecretKeyRef]
+    model_list_checksum: str
+    # Objects left out, with the reason (for their status), e.g. a Budget whose Tenant is missing.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def deployment_id(route: str, deployment: str) -> str:
+    return f"{route}/{deployment}"
+
+
+def regional_group(model: str, region: str) -> str:
+    return f"{model}@{region}"
+
+
+def secret_env_var(ref: crd.SecretKeyRef) -> str:
+    """Deterministic env var name for a Secret key; one var per distinct (secret, key)."""
+    raw = f"{ref.name}_{ref.key}".upper()
+    cleaned = "".join(c if c.isalnum() else "_" for c in raw)
+    digest = hashlib.sha256(f"{ref.name}\0{ref.key}".encode()).hexdigest()[:6].upper()
+    return f"KG_KEY_{cleaned}_{digest}"
+
+
+def regional_deployment_id(route: crd.ModelRoute, dep: crd.ModelDeployment) -> str:
+    return f"{deployment_id(route.metadata.name, dep.name)}@{dep.region}"
+
+
+def _number(value: Decimal) -> float | int:
+    return int(value) if value == value.to_integral_value() else float(value)
+
+
+def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: str, env: str | None) -> dict:
+    params: dict[str, Any] = {
+        "model": f"{dep.provider}/{dep.model}",
+        "input_cost_per_token": _number(dep.input_cost_per_token),
+        "output_cost_per_token": _number(dep.output_cost_per_token),
+        "timeout": route.spec.timeout_seconds,
+        "weight": dep.weight,
+    }
+    if dep.api_base:
+        params["api_base"] = dep.api_base
+    if env:
+        params["api_key"] = f"os.environ/{env}"
+    if dep.rpm is not None:
+        params["rpm"] = dep.rpm
+    if dep.tpm is not None:
+        params["tpm"] = dep.tpm
+    return {
+        "model_name": group,
+        "litellm_params": params,
+        "model_info": {"id": deployment_id(route.metadata.name, dep.name), "region": dep.region},
+    }
+
+
+def _sorted(objs: Iterable[Any]) -> list[Any]:
+    return sorted(objs, key=lambda o: o.metadata.name)
+
+
+def render_models(
+    routes: Iterable[crd.ModelRoute],
+) -> tuple[list[dict], dict[str, Any], list[pol.ModelMeta], list[pol.DeploymentMeta], dict[str, crd.SecretKeyRef]]:
+    """model_list, router_settings additions, ModelMeta, DeploymentMeta and api key env vars."""
+    model_list: list[dict] = []
+    metas: list[pol.ModelMeta] = []
+    deps_meta: list[pol.DeploymentMeta] = []
+    api_key_env: dict[str, crd.SecretKeyRef] = {}
+    regions_of: dict[str, set[str]] = {}
+    retry_policy: dict[str, int] = {}
+    timeouts: dict[str, float] = {}
+    seen: set[str] = set()
+    route_list = [r for r in _sorted(routes) if r.spec.model_name not in seen and not seen.add(r.spec.model_name)]
+    for route in route_list:
+        name = route.spec.model_name
+        regions: set[str] = set()
+        for dep in route.spec.deployments:
+            env = None
+            if dep.api_key_secret_ref is not None:
+                env = secret_env_var(dep.api_key_secret_ref)
+                api_key_env[env] = dep.api_key_secret_ref
+            model_list.append(_deployment_entry(route, dep, name, env))
+            regional = _deployment_entry(route, dep, regional_group(name, dep.region), env)
+            # LiteLLM needs a unique model_info.id per model_list entry.
+            regional["model_info"]["id"] = regional_deployment_id(route, dep)
+            model_list.append(regional)
+            regions.add(dep.region)
+            # Both entries of a deployment are known to the data plane by their own id.
+            for dep_id in (deployment_id(route.metadata.name, dep.name), regional_deployment_id(route, dep)):
+                deps_meta.append(
+                    pol.DeploymentMeta(
+                        id=dep_id,
+                        model=name,
+                        region=dep.region,
+                        input_cost_per_token=dep.input_cost_per_token,
+                        output_cost_per_token=dep.output_cost_per_token,
+                    )
+                )
+        regions_of[name] = regions
+        zero = all(d.input_cost_per_token == 0 and d.output_cost_per_token == 0 for d in route.spec.deployments)
+        metas.append(
+            pol.ModelMeta(
+                name=name,
+                regional_groups={r: regional_group(name, r) for r in sorted(regions)},
+                zero_price=zero,
+            )
+        )
+        for group in [name, *(regional_group(name, r) for r in regions)]:
+            retry_policy[group] = route.spec.num_retries
+            timeouts[group] = route.spec.timeout_seconds
+
+    fallbacks: list[dict[str, list[str]]] = []
+    for route in route_list:
+        name = route.spec.model_name
+        public = [f for f in route.spec.fallbacks if f in regions_of and f != name]
+        if public:
+            fallbacks.append({name: public})
+        for region in sorted(regions_of[name]):
+            regional = [regional_group(f, region) for f in public if region in regions_of[f]]
+            if regional:
+                fallbacks.append({regional_group(name, region): regional})
+    router = {"fallbacks": fallbacks, "model_group_retry_policy": retry_policy, "model_group_timeouts": timeouts}
+    return model_list, router, metas, deps_meta, api_key_env
+
+
+def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
+    spec = tenant.spec
+    pii = None
+    if spec.pii is not None:
+        entities = dict(spec.pii.entities) if spec.pii.entities else dict(pol.DEFAULT_PII_ENTITIES)
+        pii = pol.PiiPolicy(
+            entities=entities,
+            score_threshold=spec.pii.score_threshold,
+            language=spec.pii.language,
+            allow_list=list(spec.pii.allow_list),
+            restore=spec.pii.restore,
+            fail_open=spec.pii.fail_open,
+        )
+    return pol.Tenant(
+        id=tenant.metadata.name,
+        keys=[pol.KeyRef(sha256=h) for h in sorted(set(key_hashes))],
+        allowed_models=list(spec.allowed_models),
+        allowed_regions=list(spec.allowed_regions),
+        rate_limits=pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm),
+        pii=pii,
+        fail_open=spec.fail_open,
+    )
+
+
+def render_budget(budget: crd.Budget) -> pol.Budget:
+    spec = budget.spec
+    return pol.Budget(
+        name=budget.metadata.name,
+        tenant=spec.tenant,
+        limit_usd=spec.limit_usd,
+        period=spec.period,
+        timezone=spec.timezone,
+        thresholds=[pol.BudgetThreshold(percent=t.percent, action=t.action) for t in spec.thresholds],
+        downgrade=dict(spec.downgrade),
+        fail_open=spec.fail_open,
+    )
+
+
+def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.SecretKeyRef]) -> str:
+    blob = json.dumps(
+        {"model_list": model_list, "env": {k: v.model_dump() for k, v in api_key_env.items()}},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def render_gateway(
+    gateway: crd.Gateway,
+    routes: Iterable[crd.ModelRoute],
+    tenants: Iterable[crd.Tenant],
+    budgets: Iterable[crd.Budget],
+    *,
+    tenant_key_hashes: dict[str, list[str]],
+    revision: int,
+) -> RenderedGateway:
+    """Everything the data plane of ``gateway`` needs; objects of other gateways are ignored."""
+    gw = gateway.metadata.name
+    mine_routes = [r for r in routes if r.spec.gateway == gw]
+    model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes)
+    skipped: dict[str, str] = {}
+
+    policy_tenants: list[pol.Tenant] = []
+    key_owner: dict[str, str] = {}
+    for tenant in _sorted(t for t in tenants if t.spec.gateway == gw):
+        hashes = []
+        for h in tenant_key_hashes.get(tenant.metadata.name, []):
+            if key_owner.setdefault(h, tenant.metadata.name) == tenant.metadata.name:
+                hashes.append(h)
+            else:
+                skipped[f"Tenant/{tenant.metadata.name}"] = f"a key already belongs to Tenant {key_owner[h]}"
+        policy_tenants.append(render_tenant(tenant, hashes))
+    known = {t.id for t in policy_tenants}
+
+    policy_budgets: list[pol.Budget] = []
+    for budget in _sorted(budgets):
+        if budget.spec.tenant not in known:
+            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on Gateway {gw!r}"
+            continue
+        policy_budgets.append(render_budget(budget))
+
+    policy = pol.Policy(
+        gateway=gw,
+        revision=revision,
+        tenants=policy_tenants,
+        budgets=policy_budgets,
+        models=metas,
+        deployments=deps_meta,
+    )
+
+    sections = proxy_defaults()
+    routing = next((r.spec.routing_strategy for r in _sorted(mine_routes)), "simple-shuffle")
+    router_settings = {**sections.get("router_settings", {}), "routing_strategy": routing, **router_extra}
+    config = {
+        "model_list": model_list,
+        "router_settings": router_settings,
+        "litellm_settings": dict(sections.get("litellm_settings", {})),
+        "general_settings": dict(sections.get("general_settings", {})),
+    }
+    return RenderedGateway(
+        litellm_config=config,
+        policy=policy,
+        api_key_env=api_key_env,
+        model_list_checksum=model_list_checksum(model_list, api_key_env),
+        skipped=skipped,
+    )

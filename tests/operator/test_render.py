@@ -1,0 +1,149 @@
+"""Renderer: CRs -> LiteLLM config + Policy (pure, no cluster)."""
+
+from __future__ import annotations
+
+import glob
+
+import yaml
+from gateway_operator.crd import models as crd
+from gateway_operator.render import render_gateway
+
+from gateway_plugins.policy import Policy, parse_policy
+from gateway_plugins.policy.schema import DEFAULT_PII_ENTITIES
+
+KEY_A = "a" * 64
+KEY_B = "b" * 64
+
+
+def _examples() -> dict[str, list]:
+    out: dict[str, list] = {k: [] for k in crd.KINDS}
+    for path in sorted(glob.glob("examples/quickstart/*.yaml")):
+        with open(path) as fh:
+            for doc in yaml.safe_load_all(fh):
+                out[doc["kind"]].append(crd.KINDS[doc["kind"]].model_validate(doc))
+    return out
+
+
+def _route(name: str, model: str, deployments: list[dict], **spec) -> crd.ModelRoute:
+    return crd.ModelRoute.model_validate(
+        {
+            "metadata": {"name": name},
+            "spec": {"gateway": "main", "modelName": model, "deployments": deployments, **spec},
+        }
+    )
+
+
+def _dep(name: str, region: str, price: str = "0.000001", **extra) -> dict:
+    return {
+        "name": name,
+        "model": "m",
+        "region": region,
+        "inputCostPerToken": price,
+        "outputCostPerToken": price,
+        **extra,
+    }
+
+
+def _render(routes=(), tenants=(), budgets=(), keys=None, revision=1):
+    gw = crd.Gateway.model_validate({"metadata": {"name": "main"}})
+    return render_gateway(gw, routes, tenants, budgets, tenant_key_hashes=keys or {}, revision=revision)
+
+
+def test_examples_render_to_a_valid_policy_round_trip():
+    ex = _examples()
+    out = render_gateway(
+        ex["Gateway"][0],
+        ex["ModelRoute"],
+        ex["Tenant"],
+        ex["Budget"],
+        tenant_key_hashes={"team-eu": [KEY_A]},
+        revision=7,
+    )
+    again = parse_policy(out.policy.model_dump_json(by_alias=True))
+    assert again == out.policy
+    assert out.policy.revision == 7
+    assert [t.id for t in out.policy.tenants] == ["team-eu", "team-us"]
+    assert out.policy.tenants[0].keys[0].sha256 == KEY_A
+    assert out.policy.budgets[0].name == "team-eu-monthly"
+    general = out.litellm_config["general_settings"]
+    assert general["custom_auth"] == "gateway_plugins.auth.user_api_key_auth"
+    assert "database_url" not in general
+    assert out.litellm_config["litellm_settings"]["callbacks"] == ["gateway_plugins.hooks.proxy_handler_instance"]
+
+
+def test_deployments_public_and_regional_groups_with_unique_ids():
+    route = _route("gpt", "gpt", [_dep("eu", "eu-west-1", rpm=10, tpm=100), _dep("us", "us-east-1")], numRetries=4)
+    out = _render([route])
+    entries = out.litellm_config["model_list"]
+    groups = sorted(e["model_name"] for e in entries)
+    assert groups == ["gpt", "gpt", "gpt@eu-west-1", "gpt@us-east-1"]
+    ids = [e["model_info"]["id"] for e in entries]
+    assert len(set(ids)) == len(ids)
+    assert {d.id for d in out.policy.deployments} == set(ids)
+    eu_regional = next(e for e in entries if e["model_name"] == "gpt@eu-west-1")
+    assert eu_regional["model_info"]["region"] == "eu-west-1"
+    assert eu_regional["litellm_params"]["rpm"] == 10 and eu_regional["litellm_params"]["tpm"] == 100
+    assert eu_regional["litellm_params"]["input_cost_per_token"] == 1e-06
+    assert next(e for e in entries if e["model_name"] == "gpt@us-east-1")["model_info"]["region"] == "us-east-1"
+    meta = out.policy.models[0]
+    assert meta.regional_groups == {"eu-west-1": "gpt@eu-west-1", "us-east-1": "gpt@us-east-1"}
+    assert meta.zero_price is False
+    assert out.litellm_config["router_settings"]["model_group_retry_policy"]["gpt@eu-west-1"] == 4
+
+
+def test_fallbacks_never_cross_regions():
+    big = _route("big", "big", [_dep("eu", "eu-west-1"), _dep("us", "us-east-1")], fallbacks=["small", "missing"])
+    small = _route("small", "small", [_dep("us", "us-east-1")])
+    out = _render([big, small])
+    fallbacks = out.litellm_config["router_settings"]["fallbacks"]
+    assert {"big": ["small"]} in fallbacks
+    assert {"big@us-east-1": ["small@us-east-1"]} in fallbacks
+    # small has no EU deployment: the EU group of big gets no fallback at all rather than a US one.
+    assert not any("big@eu-west-1" in f for f in fallbacks)
+    for entry in fallbacks:
+        for src, dsts in entry.items():
+            src_region = src.partition("@")[2]
+            assert all(d.partition("@")[2] == src_region for d in dsts)
+
+
+def test_zero_price_and_api_key_env():
+    ref = {"name": "openai", "key": "api-key"}
+    route = _route("free", "free", [_dep("a", "eu-west-1", price="0", apiKeySecretRef=ref)])
+    out = _render([route])
+    assert out.policy.models[0].zero_price is True
+    (env,) = out.api_key_env
+    assert out.api_key_env[env].name == "openai"
+    assert all(e["litellm_params"]["api_key"] == f"os.environ/{env}" for e in out.litellm_config["model_list"])
+    assert "api-key" not in str(out.policy.model_dump())
+
+
+def test_checksum_changes_with_models_only():
+    route = _route("r", "r", [_dep("a", "eu-west-1")])
+    tenant = crd.Tenant.model_validate({"metadata": {"name": "t"}, "spec": {"gateway": "main"}})
+    base = _render([route])
+    with_tenant = _render([route], [tenant], keys={"t": [KEY_A]}, revision=2)
+    assert base.model_list_checksum == with_tenant.model_list_checksum
+    other = _render([_route("r", "r", [_dep("a", "eu-west-1", weight=3)])])
+    assert other.model_list_checksum != base.model_list_checksum
+
+
+def test_pii_empty_entities_get_defaults_and_budget_without_tenant_is_skipped():
+    tenant = crd.Tenant.model_validate({"metadata": {"name": "t"}, "spec": {"gateway": "main", "pii": {}}})
+    other_gw = crd.Tenant.model_validate({"metadata": {"name": "x"}, "spec": {"gateway": "other"}})
+    ok = crd.Budget.model_validate({"metadata": {"name": "b1"}, "spec": {"tenant": "t", "limitUSD": "5"}})
+    orphan = crd.Budget.model_validate({"metadata": {"name": "b2"}, "spec": {"tenant": "x", "limitUSD": "5"}})
+    out = _render([], [tenant, other_gw], [ok, orphan])
+    assert isinstance(out.policy, Policy)
+    assert [t.id for t in out.policy.tenants] == ["t"]
+    assert out.policy.tenants[0].pii.entities == DEFAULT_PII_ENTITIES
+    assert [b.name for b in out.policy.budgets] == ["b1"]
+    assert "Budget/b2" in out.skipped and "x" in out.skipped["Budget/b2"]
+
+
+def test_key_claimed_by_two_tenants_goes_to_the_first_only():
+    t1 = crd.Tenant.model_validate({"metadata": {"name": "a"}, "spec": {"gateway": "main"}})
+    t2 = crd.Tenant.model_validate({"metadata": {"name": "b"}, "spec": {"gateway": "main"}})
+    out = _render([], [t2, t1], keys={"a": [KEY_A], "b": [KEY_A, KEY_B]})
+    keys = {t.id: [k.sha256 for k in t.keys] for t in out.policy.tenants}
+    assert keys == {"a": [KEY_A], "b": [KEY_B]}
+    assert "Tenant/b" in out.skipped
