@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from gateway_plugins.errors import openai_error
-from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, PiiAnalysisError, analyze_texts
+from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, analyze_texts
 from gateway_plugins.pii.restore import Restorer, StreamRestorer, restore_whole
 from gateway_plugins.pii.slots import text_slots
 from gateway_plugins.pii.transform import PiiState, blocked_types, rewrite
@@ -75,7 +75,7 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
         spans = await asyncio.wait_for(
             loop.run_in_executor(EXECUTOR, analyze_texts, texts, policy), timeout=policy.timeout_ms / 1000
         )
-    except (TimeoutError, PiiAnalysisError, Exception) as exc:
+    except Exception as exc:  # any failure of analysis, PiiAnalysisError and timeouts included
         reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         # Log the failure class only: exception text from a recognizer could quote the prompt.
         log.warning("PII analysis failed for request %s: %s", ctx.request_id, reason)
