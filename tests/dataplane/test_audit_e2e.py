@@ -1,0 +1,141 @@
+"""End to end: real LiteLLM proxy with kubegate hooks -> audit stream -> ``python -m gateway_plugins.audit``."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import openai
+import pytest
+
+from tests.dataplane.test_audit import PersistentRedis
+from tests.harness.echo import EchoServer
+from tests.harness.procs import free_port, stop_process, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = "sk-kg-e2e-" + "7" * 32
+MARKER = "zebra-marker-4f1c9e"
+
+
+@pytest.fixture
+def stack(tmp_path):
+    rds = PersistentRedis(tmp_path)
+    rds.start()
+    echo = EchoServer().start()
+    policy = {
+        "schema": "kubegate.dev/policy/v1",
+        "gateway": "e2e",
+        "revision": 1,
+        "tenants": [
+            {
+                "id": "acme",
+                "keys": [{"sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
+                "allowed_models": ["echo-model"],
+            }
+        ],
+        "models": [{"name": "echo-model", "zero_price": True}],
+        "deployments": [{"id": "d1", "model": "echo-model", "region": "eu-west"}],
+    }
+    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    (tmp_path / "config.yaml").write_text(
+        "model_list:\n"
+        "  - model_name: echo-model\n"
+        f"    litellm_params: {{model: openai/echo-model, api_base: '{echo.api_base()}', api_key: x}}\n"
+        "    model_info: {id: d1}\n"
+        "litellm_settings:\n  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
+        "general_settings:\n  custom_auth: gateway_plugins.auth.user_api_key_auth\n"
+    )
+    port = free_port()
+    env = dict(
+        os.environ,
+        LITELLM_LOCAL_MODEL_COST_MAP="True",
+        KUBEGATE_GATEWAY="e2e",
+        KUBEGATE_REDIS_URL=rds.url,
+        KUBEGATE_POLICY_FILE=str(tmp_path / "policy.json"),
+        KUBEGATE_AUDIT_SPOOL_DIR=str(tmp_path / "spool"),
+    )
+    log = tmp_path / "proxy.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [
+                str(ROOT / ".venv/bin/litellm"),
+                "--config",
+                str(tmp_path / "config.yaml"),
+                "--port",
+                str(port),
+                "--host",
+                "127.0.0.1",
+            ],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+    def ready() -> bool:
+        try:
+            return httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(ready, timeout=120, what="litellm proxy", proc=proc, log=log)
+    yield rds, f"http://127.0.0.1:{port}/v1", proc
+    stop_process(proc)
+    echo.stop()
+    rds.stop()
+
+
+def audit(rds, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway_plugins.audit", *args, "--redis-url", rds.url, "--gateway", "e2e"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+async def test_proxy_writes_verifiable_audit_without_text_or_key(stack, tmp_path):
+    rds, base, _ = stack
+    good = openai.AsyncOpenAI(base_url=base, api_key=KEY, max_retries=0)
+    bad = openai.AsyncOpenAI(base_url=base, api_key="sk-wrong-" + "1" * 30, max_retries=0)
+    for i in range(10):
+        r = await good.chat.completions.create(
+            model="echo-model", messages=[{"role": "user", "content": f"{MARKER} {i}"}]
+        )
+        assert r.choices
+    refused = 0
+    for _ in range(3):
+        with pytest.raises(openai.APIStatusError) as err:
+            await good.chat.completions.create(model="not-allowed", messages=[{"role": "user", "content": MARKER}])
+        refused += 1
+        assert err.value.status_code in (400, 401, 403, 404)
+    with pytest.raises(openai.AuthenticationError):
+        await bad.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": MARKER}])
+
+    def written() -> bool:
+        return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= 10 + refused
+
+    wait_until(written, timeout=30, what="audit records")
+    v = audit(rds, "verify")
+    assert v.returncode == 0, v.stderr + v.stdout
+    out = tmp_path / "audit.jsonl"
+    e = audit(rds, "export", "--out", str(out))
+    assert e.returncode == 0, e.stderr
+    text = out.read_text()
+    records = [json.loads(x) for x in text.splitlines()]
+    assert sum(r["status"] != "ok" and r["http_status"] not in (None, 200) for r in records) >= refused
+    assert MARKER not in text and KEY not in text and KEY[:20] not in text
+    assert all(r["tenant"] == "acme" for r in records)
+
+
+def rds_client(rds):
+    import redis
+
+    return redis.Redis.from_url(rds.url)
