@@ -1,0 +1,257 @@
+"""Generate structural CRDs from the pydantic models: ``python -m gateway_operator.crd.generate``.
+
+Writes ``crds/<plural>.yaml`` and the Helm chart's copy; ``tests/operator/test_crd_generate.py`` fails on drift.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+from gateway_operator.crd import models as m
+
+ROOT = Path(__file__).resolve().parents[2]
+OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "kubegate" / "crds")
+DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+
+KIND_INFO: dict[str, dict[str, Any]] = {
+    "Gateway": {
+        "plural": "gateways",
+        "short": ["kgw"],
+        "spec": m.GatewaySpec,
+        "columns": [
+            ("Ready", "string", ".status.conditions[?(@.type=='Ready')].status"),
+            ("Replicas", "integer", ".status.replicas"),
+        ],
+    },
+    "ModelRoute": {
+        "plural": "modelroutes",
+        "short": ["kmr"],
+        "spec": m.ModelRouteSpec,
+        "columns": [("Model", "string", ".spec.modelName"), ("Gateway", "string", ".spec.gateway")],
+    },
+    "Tenant": {
+        "plural": "tenants",
+        "short": ["ktn"],
+        "spec": m.TenantSpec,
+        "columns": [("Gateway", "string", ".spec.gateway"), ("Regions", "string", ".spec.allowedRegions")],
+    },
+    "Budget": {
+        "plural": "budgets",
+        "short": ["kbg"],
+        "spec": m.BudgetSpec,
+        "columns": [
+            ("Limit", "string", ".spec.limitUSD"),
+            ("Spent", "string", ".status.spentUSD"),
+            ("Percent", "number", ".status.percent"),
+            ("State", "string", ".status.state"),
+        ],
+    },
+}
+
+# Cross-field rules the API server enforces (CEL); full cycle detection lives in the operator.
+VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
+    ("Gateway", "autoscaling"): [
+        {
+            "rule": "!has(self.minReplicas) || !has(self.maxReplicas) || self.minReplicas <= self.maxReplicas",
+            "message": "minReplicas must not exceed maxReplicas",
+            "fieldPath": ".minReplicas",
+        }
+    ],
+    ("Gateway", "redis"): [
+        {
+            "rule": "!has(self.mode) || self.mode != 'external' || has(self.urlSecretRef)",
+            "message": "external redis needs urlSecretRef",
+            "fieldPath": ".urlSecretRef",
+        }
+    ],
+    ("Budget",): [
+        {
+            "rule": "!has(self.thresholds) || self.thresholds.map(t, t.percent).isSorted()",
+            "message": "thresholds must be ascending by percent",
+            "fieldPath": ".thresholds",
+        },
+        {
+            "rule": "!has(self.thresholds) || self.thresholds.all(t, self.thresholds.filter(u, u.percent == t.percent).size() == 1)",
+            "message": "thresholds must have distinct percents",
+            "fieldPath": ".thresholds",
+        },
+        {
+            "rule": "!has(self.downgrade) || self.downgrade.all(k, self.downgrade[k] != k)",
+            "message": "downgrade must not map a model to itself",
+            "fieldPath": ".downgrade",
+        },
+        {
+            "rule": "!has(self.downgrade) || self.downgrade.all(k, !(self.downgrade[k] in self.downgrade) || self.downgrade[self.downgrade[k]] != k)",
+            "message": "downgrade must not contain a 2-cycle",
+            "fieldPath": ".downgrade",
+        },
+    ],
+}
+
+# Bounds that keep CEL cost estimates within the API server's budget.
+BOUNDS: dict[tuple[str, ...], dict[str, int]] = {
+    ("Budget", "thresholds"): {"maxItems": 16},
+    ("Budget", "downgrade"): {"maxProperties": 64},
+    ("ModelRoute", "deployments"): {"maxItems": 64},
+}
+
+
+def _resolve(schema: dict, defs: dict[str, Any]) -> dict:
+    if "$ref" in schema:
+        target = copy.deepcopy(defs[schema["$ref"].rsplit("/", 1)[-1]])
+        rest = {k: v for k, v in schema.items() if k != "$ref"}
+        return _resolve({**target, **rest}, defs)
+    return schema
+
+
+def _structural(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, ...]) -> dict:
+    schema = _resolve(schema, defs)
+    out: dict[str, Any] = {}
+    options = schema.get("anyOf")
+    if options is not None:
+        non_null = [o for o in options if o.get("type") != "null"]
+        if len(non_null) < len(options):
+            out["nullable"] = True
+        if len(non_null) == 2 and {o.get("type") for o in non_null} == {"number", "string"}:
+            # pydantic's Decimal: accept a decimal string (exact) only.
+            inner: dict[str, Any] = {"type": "string", "pattern": DECIMAL_PATTERN}
+        else:
+            inner = _structural(non_null[0], defs, name, path)
+        merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **inner}
+        merged.pop("anyOf", None)
+        return {**_structural_plain(merged, defs, name, path), **out}
+    return _structural_plain(schema, defs, name, path)
+
+
+def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, ...]) -> dict:
+    out: dict[str, Any] = {}
+    if "const" in schema:
+        out.update(type="string", enum=[schema["const"]])
+    elif "enum" in schema:
+        out.update(type=schema.get("type", "string"), enum=list(schema["enum"]))
+    elif schema.get("type") == "string" and schema.get("format") == "decimal":
+        out.update(type="string", pattern=DECIMAL_PATTERN)
+    elif "type" in schema:
+        out["type"] = schema["type"]
+    if out.get("type") == "string" and "pattern" in schema and "pattern" not in out:
+        out["pattern"] = schema["pattern"]
+    for key in ("minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems"):
+        if key in schema:
+            value = schema[key]
+            if key.startswith("exclusive"):
+                out[key.replace("exclusive", "").lower()] = value
+                out[key] = True
+            else:
+                out[key] = value
+    description = schema.get("description") or (schema.get("title") or name).rstrip(".") + "."
+    out["description"] = description
+    if "default" in schema and not isinstance(schema["default"], dict | list):
+        default = schema["default"]
+        out["default"] = default
+    if out.get("type") == "object" or "properties" in schema:
+        out["type"] = "object"
+        props = schema.get("properties", {})
+        if props:
+            out["properties"] = {
+                key: _structural(value, defs, key, (*path, key)) for key, value in sorted(props.items())
+            }
+            if schema.get("required"):
+                out["required"] = sorted(schema["required"])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            out["additionalProperties"] = _structural(extra, defs, f"{name} value", (*path, "*"))
+    if out.get("type") == "array" and "items" in schema:
+        out["items"] = _structural(schema["items"], defs, f"{name} item", (*path, "*"))
+    out.update(BOUNDS.get(path, {}))
+    if path in VALIDATIONS:
+        out["x-kubernetes-validations"] = VALIDATIONS[path]
+    return out
+
+
+def spec_schema(kind: str) -> dict:
+    model = KIND_INFO[kind]["spec"]
+    raw = model.model_json_schema(by_alias=True, mode="validation")
+    defs = raw.pop("$defs", {})
+    return _structural(raw, defs, f"Desired state of the {kind}", (kind,))
+
+
+def _status_schema(kind: str) -> dict:
+    # Status is written only by the operator; its shape evolves with it.
+    return {
+        "type": "object",
+        "description": f"Observed state of the {kind}, written by the operator.",
+        "x-kubernetes-preserve-unknown-fields": True,
+    }
+
+
+def build_crd(kind: str) -> dict:
+    info = KIND_INFO[kind]
+    plural = info["plural"]
+    schema = {
+        "type": "object",
+        "description": f"kubegate {kind}.",
+        "properties": {
+            "apiVersion": {"type": "string", "description": "API version of this object."},
+            "kind": {"type": "string", "description": "Kind of this object."},
+            "metadata": {"type": "object"},
+            "spec": spec_schema(kind),
+            "status": _status_schema(kind),
+        },
+    }
+    if kind != "Gateway":
+        schema["required"] = ["spec"]
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"{plural}.{m.GROUP}"},
+        "spec": {
+            "group": m.GROUP,
+            "scope": "Namespaced",
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                "shortNames": info["short"],
+                "categories": ["kubegate"],
+            },
+            "versions": [
+                {
+                    "name": m.VERSION,
+                    "served": True,
+                    "storage": True,
+                    "subresources": {"status": {}},
+                    "additionalPrinterColumns": [{"name": n, "type": t, "jsonPath": p} for n, t, p in info["columns"]]
+                    + [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}],
+                    "schema": {"openAPIV3Schema": schema},
+                }
+            ],
+        },
+    }
+
+
+def render_all() -> dict[str, str]:
+    """File name -> YAML text of every CRD."""
+    header = "# Generated by `python -m gateway_operator.crd.generate` from operator/crd/models.py. Do not edit.\n"
+    return {
+        f"{info['plural']}.yaml": header + yaml.safe_dump(build_crd(kind), sort_keys=False, width=200)
+        for kind, info in KIND_INFO.items()
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    files = render_all()
+    for directory in OUTPUT_DIRS:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in files.items():
+            (directory / name).write_text(text)
+    print(f"wrote {len(files)} CRDs to " + ", ".join(str(d.relative_to(ROOT)) for d in OUTPUT_DIRS), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
