@@ -1,0 +1,25 @@
+{{- define "kubegate.fullname" -}}
+{{- printf "%s-kubegate" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kubegate.operatorName" -}}
+{{- printf "%s-operator" (include "kubegate.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "kubegate.serviceAccountName" -}}
+{{- default (include "kubegate.operatorName" .) .Values.serviceAccount.name -}}
+{{- end -}}
+
+{{- define "kubegate.labels" -}}
+app.kubernetes.io/name: kubegate
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end -}}
+
+{{- define "kubegate.operatorSelector" -}}
+app.kubernetes.io/name: kubegate
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: operator
+{{- end -}}
