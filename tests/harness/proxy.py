@@ -1,0 +1,120 @@
+"""A real LiteLLM proxy subprocess with kubegate's plugins, for end-to-end tests.
+
+``ProxyServer(config, policy, redis_url=..., env=...)`` writes the LiteLLM config (our auth and
+callback are added unless already set) and the policy file, starts
+``python -m litellm.proxy.proxy_cli`` on a free port and waits for ``/health/liveliness``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from gateway_plugins.policy.schema import Policy
+from tests.harness.procs import free_port, stop_process, tail, wait_until
+
+BASE_ENV = {
+    "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+    "LITELLM_TELEMETRY": "False",
+    "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
+    "NO_PROXY": "*",
+}
+
+
+def with_plugins(config: dict) -> dict:
+    cfg = copy.deepcopy(config)
+    general = cfg.setdefault("general_settings", {})
+    general.setdefault("custom_auth", "gateway_plugins.auth.user_api_key_auth")
+    settings = cfg.setdefault("litellm_settings", {})
+    # LiteLLM's own /metrics serves the default prometheus registry (ours included) but wants a key.
+    settings.setdefault("require_auth_for_metrics_endpoint", False)
+    callbacks = settings.setdefault("callbacks", [])
+    if "gateway_plugins.hooks.proxy_handler_instance" not in callbacks:
+        callbacks.append("gateway_plugins.hooks.proxy_handler_instance")
+    return cfg
+
+
+class ProxyServer:
+    def __init__(
+        self,
+        config: dict,
+        policy: Policy | None,
+        *,
+        redis_url: str | None = None,
+        env: dict[str, str] | None = None,
+        plugins: bool = True,
+        workers: int = 1,
+    ) -> None:
+        self.port = free_port()
+        self.dir = Path(tempfile.mkdtemp(prefix="kg-proxy-"))
+        self.log = self.dir / "proxy.log"
+        self.config = with_plugins(config) if plugins else copy.deepcopy(config)
+        self.policy = policy
+        self.redis_url = redis_url
+        self.extra_env = env or {}
+        self.workers = workers
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 120) -> ProxyServer:
+        config_path = self.dir / "config.yaml"
+        config_path.write_text(yaml.safe_dump(self.config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
+        env.update(BASE_ENV)
+        env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
+        if self.policy is not None:
+            policy_path = self.dir / "policy.json"
+            policy_path.write_text(self.policy.model_dump_json(by_alias=True))
+            env["KUBEGATE_POLICY_FILE"] = str(policy_path)
+            env["KUBEGATE_GATEWAY"] = self.policy.gateway
+        if self.redis_url:
+            env["KUBEGATE_REDIS_URL"] = self.redis_url
+        env.update(self.extra_env)
+        cmd = [
+            sys.executable,
+            "-m",
+            "litellm.proxy.proxy_cli",
+            "--config",
+            str(config_path),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--num_workers",
+            str(self.workers),
+        ]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=self.dir, start_new_session=True
+            )
+        url = f"{self.base_url}/health/liveliness"
+        wait_until(
+            lambda: httpx.get(url, timeout=2).status_code == 200,
+            timeout=timeout,
+            what="litellm proxy",
+            proc=self.proc,
+            log=self.log,
+            interval=0.3,
+        )
+        return self
+
+    def stop(self) -> None:
+        stop_process(self.proc)
+        self.proc = None
+
+    def logs(self) -> str:
+        return tail(self.log, 200)
+
+    def get(self, path: str, **kwargs: Any) -> httpx.Response:
+        return httpx.get(self.base_url + path, timeout=10, **kwargs)
