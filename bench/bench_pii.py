@@ -101,7 +101,40 @@ async def main(iterations: int) -> None:
         print(f"  {entity:<14} n={r['n']:<4} recall={r['recall']:.3f} precision={r['precision']:.3f}")
 
 
+def through_proxy(iterations: int) -> None:
+    """Same requests through a real proxy (echo upstream): tenant with PII off vs default policy."""
+    import httpx
+
+    from tests.dataplane import test_pii_proxy as t
+
+    with t.launch({}) as (base, _echo):
+        print(f"\nthrough the proxy ({iterations} sequential requests each; off = tenant without PII policy)")
+        print(f"{'size':<10}{'off p50':>9}{'mask p50':>10}{'off p99':>9}{'mask p99':>10}{'added p50':>11}")
+        with httpx.Client(timeout=30) as http:
+            for size in (200, 1024, 4096, 16384):
+                res = {}
+                for tenant in ("nopii", "mask"):
+                    times = []
+                    for i in range(iterations):
+                        body = {"model": "echo", "messages": [{"role": "user", "content": prompt(size, i + size)}]}
+                        headers = {"authorization": f"Bearer {t.KEYS[tenant]}"}
+                        start = time.perf_counter()
+                        r = http.post(f"{base}/v1/chat/completions", json=body, headers=headers)
+                        times.append((time.perf_counter() - start) * 1000)
+                        r.raise_for_status()
+                    res[tenant] = times
+                off, on = res["nopii"], res["mask"]
+                b50, m50 = statistics.median(off), statistics.median(on)
+                print(
+                    f"{size:<10}{b50:>9.2f}{m50:>10.2f}{pct(off, 0.99):>9.2f}{pct(on, 0.99):>10.2f}{m50 - b50:>11.2f}"
+                )
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=200)
-    asyncio.run(main(parser.parse_args().iterations))
+    parser.add_argument("--proxy", action="store_true", help="also measure through a real proxy")
+    args = parser.parse_args()
+    asyncio.run(main(args.iterations))
+    if args.proxy:
+        through_proxy(args.iterations)

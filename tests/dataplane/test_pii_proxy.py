@@ -25,7 +25,14 @@ from tests.harness.procs import free_port, stop_process, wait_until
 
 EMAIL = "jane.roe@example.org"
 CARD = "4111 1111 1111 1111"
-KEYS = {"mask": "sk-mask", "restore": "sk-restore", "block": "sk-block", "closed": "sk-closed", "open": "sk-open"}
+KEYS = {
+    "nopii": "sk-nopii",
+    "mask": "sk-mask",
+    "restore": "sk-restore",
+    "block": "sk-block",
+    "closed": "sk-closed",
+    "open": "sk-open",
+}
 POLICIES = {
     "mask": {},
     "restore": {"restore": True},
@@ -45,7 +52,8 @@ def launch(extra_env: dict[str, str]):
         "tenants": [
             {"id": name, "keys": [{"sha256": hash_key(KEYS[name])}], "allowed_models": ["echo"], "pii": pii}
             for name, pii in POLICIES.items()
-        ],
+        ]
+        + [{"id": "nopii", "keys": [{"sha256": hash_key(KEYS["nopii"])}], "allowed_models": ["echo"]}],
     }
     (tmp / "policy.json").write_text(json.dumps(policy))
     (tmp / "config.yaml").write_text(
