@@ -1,0 +1,59 @@
+"""Names, labels and owner references shared by every child object."""
+
+from __future__ import annotations
+
+from typing import Any
+
+MANAGED_BY = "kubegate-operator"
+LABEL_GATEWAY = "kubegate.dev/gateway"
+LABEL_COMPONENT = "kubegate.dev/component"
+LABEL_TENANT = "kubegate.dev/tenant"
+
+
+def labels(gateway: str, component: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/name": "kubegate",
+        LABEL_GATEWAY: gateway,
+        LABEL_COMPONENT: component,
+    }
+
+
+def selector(gateway: str, component: str) -> dict[str, str]:
+    return {LABEL_GATEWAY: gateway, LABEL_COMPONENT: component}
+
+
+def owner_reference(owner: dict[str, Any]) -> dict[str, Any]:
+    """Controller reference so the garbage collector deletes the child with its owner."""
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def metadata(name: str, namespace: str, owner: dict[str, Any], lbls: dict[str, str], **extra: Any) -> dict[str, Any]:
+    return {"name": name, "namespace": namespace, "labels": lbls, "ownerReferences": [owner_reference(owner)], **extra}
+
+
+def proxy_name(gateway: str) -> str:
+    return f"{gateway}-proxy"
+
+
+def config_name(gateway: str) -> str:
+    return f"{gateway}-litellm-config"
+
+
+def policy_name(gateway: str) -> str:
+    return f"{gateway}-policy"
+
+
+def redis_name(gateway: str) -> str:
+    return f"{gateway}-redis"
+
+
+def tenant_secret_name(tenant: str) -> str:
+    return f"{tenant}-kubegate-key"

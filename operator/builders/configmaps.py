@@ -1,0 +1,45 @@
+"""The LiteLLM config ConfigMap and the policy ConfigMap (gzip JSON in binaryData)."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+from typing import Any
+
+import yaml
+from gateway_operator.builders.common import config_name, labels, metadata, policy_name
+
+from gateway_plugins.policy import Policy
+
+CONFIG_KEY = "config.yaml"
+POLICY_KEY = "policy.json.gz"
+# The API server refuses objects above ~1 MiB; stay clearly below.
+CONFIGMAP_LIMIT = 1024 * 1024
+
+
+def build_config_configmap(gateway: dict[str, Any], litellm_config: dict[str, Any]) -> dict[str, Any]:
+    name = gateway["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(config_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "config")),
+        "data": {CONFIG_KEY: yaml.safe_dump(litellm_config, sort_keys=True)},
+    }
+
+
+def encode_policy(policy: Policy) -> bytes:
+    # mtime=0: the same policy always gives the same bytes, so an unchanged policy writes nothing.
+    return gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0)
+
+
+def build_policy_configmap(gateway: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    name = gateway["metadata"]["name"]
+    blob = encode_policy(policy)
+    if len(blob) > CONFIGMAP_LIMIT - 4096:
+        raise ValueError(f"policy of Gateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(policy_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "policy")),
+        "binaryData": {POLICY_KEY: base64.b64encode(blob).decode()},
+    }

@@ -1,0 +1,25 @@
+"""All children of one Gateway, in apply order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway_operator.builders.configmaps import build_config_configmap, build_policy_configmap
+from gateway_operator.builders.proxy import build_hpa, build_pdb, build_proxy_deployment, build_proxy_service
+from gateway_operator.builders.redis import build_redis
+from gateway_operator.render import RenderedGateway
+
+
+def build_children(gateway: dict[str, Any], rendered: RenderedGateway) -> list[dict[str, Any]]:
+    children = [
+        *build_redis(gateway),
+        build_config_configmap(gateway, rendered.litellm_config),
+        build_policy_configmap(gateway, rendered.policy),
+        build_proxy_deployment(gateway, rendered.api_key_env, rendered.model_list_checksum),
+        build_proxy_service(gateway),
+        build_pdb(gateway),
+    ]
+    hpa = build_hpa(gateway)
+    if hpa is not None:
+        children.append(hpa)
+    return children

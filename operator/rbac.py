@@ -1,0 +1,45 @@
+"""Every API group/resource/verb the operator uses: the single source for the chart's ClusterRole."""
+
+from __future__ import annotations
+
+RULES: list[dict[str, list[str]]] = [
+    {
+        "apiGroups": ["kubegate.dev"],
+        "resources": ["gateways", "modelroutes", "tenants", "budgets"],
+        "verbs": ["get", "list", "watch", "patch", "update"],
+    },
+    {
+        "apiGroups": ["kubegate.dev"],
+        "resources": ["gateways/status", "modelroutes/status", "tenants/status", "budgets/status"],
+        "verbs": ["get", "patch", "update"],
+    },
+    {
+        "apiGroups": [""],
+        "resources": ["configmaps", "services", "secrets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
+    {
+        "apiGroups": ["apps"],
+        "resources": ["deployments"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": ["autoscaling"],
+        "resources": ["horizontalpodautoscalers"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": ["policy"],
+        "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    # kopf's peering and CRD discovery.
+    {
+        "apiGroups": ["apiextensions.k8s.io"],
+        "resources": ["customresourcedefinitions"],
+        "verbs": ["get", "list", "watch"],
+    },
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["get", "list", "watch"]},
+]
