@@ -2,7 +2,8 @@
 
 The echo upstream answers with the last message it received, so what the client gets back is
 what left the gateway (masked) unless restore put the originals back. Uses a local proxy
-launcher until the shared ``make_proxy`` fixture exists; switch to it then.
+module-scoped launcher rather than the per-test ``make_proxy`` fixture so the
+five tenants share one proxy (and the fault tests one more) instead of one start per test.
 """
 
 from __future__ import annotations
@@ -66,14 +67,16 @@ def launch(extra_env: dict[str, str]):
         "  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
     )
     port = free_port()
+    # Nothing kubegate- or provider-specific leaks in from the outer environment (a stray fault flag).
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
     env = {
-        **os.environ,
+        **inherited,
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "LITELLM_TELEMETRY": "False",
         "KUBEGATE_POLICY_FILE": str(tmp / "policy.json"),
         "KUBEGATE_AUDIT_SPOOL_DIR": str(tmp / "spool"),
         **extra_env,
     }
-    env.pop("KUBEGATE_REDIS_URL", None)
     log = tmp / "proxy.log"
     with log.open("ab") as out:
         proc = subprocess.Popen(
