@@ -1,0 +1,46 @@
+"""Each request yields exactly one audit record (success, refusal, upstream failure) via the real proxy."""
+
+from __future__ import annotations
+
+import time
+
+import openai
+import pytest
+
+from tests.dataplane.test_hooks_e2e import KEY_A, _setup
+
+
+def _wait_len(client, stream: str, want: int, timeout: float = 15.0) -> int:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.xlen(stream) >= want:
+            break
+        time.sleep(0.1)
+    time.sleep(1.0)  # let any duplicate record land before counting
+    return client.xlen(stream)
+
+
+def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, openai_client):
+    config, policy = _setup(echo_upstream)
+    client = redis_server.client()
+    client.flushall()
+    proxy = make_proxy(config, policy, redis_url=redis_server.url)
+    api = openai_client(proxy, KEY_A)
+    stream = "kubegate:main:audit"
+
+    api.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": "one"}])
+    assert _wait_len(client, stream, 1) == 1
+
+    with pytest.raises(openai.PermissionDeniedError):
+        api.chat.completions.create(model="other-model", messages=[{"role": "user", "content": "two"}])
+    assert _wait_len(client, stream, 2) == 2
+
+    echo_upstream.fail_next(500, count=10)
+    try:
+        with pytest.raises(openai.APIStatusError):
+            api.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": "three"}])
+    finally:
+        echo_upstream.fail_next(500, count=0)
+    assert _wait_len(client, stream, 3) == 3
+    raw = b" ".join(v for _, fields in client.xrange(stream) for v in fields.values())
+    assert b"one" not in raw.split() and KEY_A.encode() not in raw
