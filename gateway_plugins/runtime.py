@@ -107,7 +107,8 @@ async def get_runtime() -> Runtime:
     global _runtime, _starting
     if _runtime is not None:
         return _runtime
-    if _starting is None:
+    if _starting is None or (_starting.done() and _starting.exception() is not None):
+        # A failed start (e.g. a bad setting) is retried by the next request rather than cached forever.
         _starting = asyncio.ensure_future(_start())
     return await asyncio.shield(_starting)
 
