@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -139,3 +141,44 @@ def rds_client(rds):
     import redis
 
     return redis.Redis.from_url(rds.url)
+
+
+async def test_redis_restart_under_proxy_load_loses_nothing(stack):
+    rds, base, _ = stack
+    client = openai.AsyncOpenAI(base_url=base, api_key=KEY, max_retries=0, timeout=30)
+    sent = 0
+
+    async def burst(n: int) -> None:
+        nonlocal sent
+        for i in range(n):
+            # Other plugins may fail closed while Redis is down; every outcome still gets an audit record.
+            with contextlib.suppress(openai.APIStatusError):
+                await client.chat.completions.create(
+                    model="echo-model", messages=[{"role": "user", "content": f"q{i}"}]
+                )
+            sent += 1
+
+    await burst(15)
+    rds.stop()
+    await burst(15)
+    restarted_at = time.time()
+    rds.start()
+    await burst(15)
+
+    def all_written() -> bool:
+        try:
+            return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= sent
+        except Exception:
+            return False
+
+    wait_until(all_written, timeout=60, what="audit records after the Redis restart")
+    assert int(rds_client(rds).xlen("kubegate:e2e:audit")) == sent == 45
+    v = audit(rds, "verify")
+    assert v.returncode == 0 and "45 records" in v.stdout, v.stderr + v.stdout
+    # The outage really went through the spool: records made before Redis came back were added after it did.
+    spooled = [
+        sid
+        for sid, f in rds_client(rds).xrange("kubegate:e2e:audit")
+        if json.loads(f[b"r"])["time"] < restarted_at and int(sid.split(b"-")[0]) >= restarted_at * 1000
+    ]
+    assert len(spooled) >= 15
