@@ -3,10 +3,10 @@
 First line: ``route`` rewrites ``data['model']`` to the regional group ``{model}@{region}`` of the first
 allowed region that has one, and sets per-request ``fallbacks`` to the other allowed regions' groups
 (router-level fallbacks are rendered per region, so they cannot leave it).
-Second line: ``check_deployment(policy, allowed_regions, deployment)`` refuses a deployment whose
-``model_info.region`` is not allowed. NOTE for data-plane-core: it is NOT yet wired as a router hook
-(``async_pre_call_deployment_hook`` / ``async_filter_deployments`` on the registered class);
-until then only the first line is enforced.
+Second line: ``filter_for_request`` drops every deployment whose region is not allowed. NOTE for
+data-plane-core: ``KubegateHooks.async_filter_deployments`` (defined on the registered class itself,
+LiteLLM looks only there) must call it; Router 1.103.7 calls that hook in ``_async_get_healthy_deployments``
+for every deployment pick, retries and fallbacks included.
 """
 
 from __future__ import annotations
@@ -68,3 +68,16 @@ def check_deployment(policy: CompiledPolicy, ctx: RequestContext, deployment: di
     if ctx.allowed_regions and deployment_region(policy, deployment) not in ctx.allowed_regions:
         ctx.decisions["residency"] = {"allowed": list(ctx.allowed_regions), "result": "refused_out_of_region"}
         raise _unavailable(ctx.model, ctx.allowed_regions)
+
+
+def filter_for_request(rt: Any, model: str, healthy_deployments: list, request_kwargs: dict | None) -> list:
+    """Router hook body (``CustomLogger.async_filter_deployments``, called by Router 1.103.7 on every pick,
+    retries and fallbacks included): drop out-of-region deployments; none left -> ``residency_unavailable``."""
+    ctx = rt.contexts.get((request_kwargs or {}).get("litellm_call_id")) if rt is not None else None
+    if ctx is None or not ctx.allowed_regions:
+        return healthy_deployments
+    kept = filter_deployments(rt.policy, ctx.allowed_regions, healthy_deployments)
+    if not kept:
+        ctx.decisions["residency"] = {"allowed": list(ctx.allowed_regions), "result": "unavailable"}
+        raise _unavailable(ctx.model, ctx.allowed_regions)
+    return kept
