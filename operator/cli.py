@@ -1,0 +1,56 @@
+"""``kubegate`` command line: ``dev``, ``render``, ``audit verify|export``, ``operator``.
+
+kopf is imported only by ``kubegate operator``; the proxy image never needs it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+
+
+def _audit(argv: list[str]) -> int:
+    from gateway_plugins.audit.cli import main as audit_main
+
+    return int(audit_main(argv) or 0)
+
+
+def _operator(argv: list[str]) -> int:
+    # kopf runs as its own CLI so its options (--namespace, --all-namespaces, --standalone) pass through.
+    return subprocess.call([sys.executable, "-m", "kopf", "run", "-m", "gateway_operator.handlers", *argv])
+
+
+def _dev(argv: list[str]) -> int:
+    print("kubegate dev: not implemented yet (see the h2 report)", file=sys.stderr)
+    return 2
+
+
+def _render(argv: list[str]) -> int:
+    print("kubegate render: not implemented yet (see the h2 report)", file=sys.stderr)
+    return 2
+
+
+COMMANDS = {
+    "dev": (_dev, "run a local gateway (Redis + LiteLLM proxy with kubegate) from example CRs"),
+    "render": (_render, "print the LiteLLM config and policy rendered from CR files"),
+    "audit": (_audit, "audit log tools: verify the hash chain, export records"),
+    "operator": (_operator, "run the kopf operator (arguments go to `kopf run`)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="kubegate", description="Kubernetes-native extension pack for LiteLLM.")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (_, help_text) in COMMANDS.items():
+        sub.add_parser(name, help=help_text, add_help=False)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        parser.print_help()
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    handler, _ = COMMANDS[argv[0]]
+    return handler(argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
