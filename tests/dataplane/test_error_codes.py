@@ -1,0 +1,30 @@
+"""Refusals carry kubegate's OpenAI-style error code in the body, not just the HTTP status."""
+
+from __future__ import annotations
+
+import openai
+import pytest
+
+from tests.dataplane.test_hooks_e2e import KEY_A, _setup
+
+
+@pytest.fixture
+def proxy(make_proxy, echo_upstream):
+    config, policy = _setup(echo_upstream)
+    return make_proxy(config, policy)
+
+
+def test_refusal_bodies_carry_kubegate_codes(proxy, openai_client):
+    with pytest.raises(openai.AuthenticationError) as exc:
+        openai_client(proxy, "sk-wrong").chat.completions.create(
+            model="echo-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 401
+    assert exc.value.body["code"] == "invalid_api_key"
+
+    with pytest.raises(openai.PermissionDeniedError) as exc:
+        openai_client(proxy, KEY_A).chat.completions.create(
+            model="other-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert exc.value.status_code == 403
+    assert exc.value.body["code"] == "model_not_allowed"
