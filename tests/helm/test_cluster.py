@@ -77,20 +77,49 @@ def test_api_server_rejects_an_invalid_gateway_spec(crds, namespace):
     assert "replicas" in res.stderr
 
 
-@pytest.mark.parametrize(
-    "path",
-    sorted(p for d in ("examples/quickstart", "examples/gitops") for p in (ROOT / d).rglob("*.yaml")),
-    ids=lambda p: str(p.relative_to(ROOT)),
+def _kubegate_docs(path: Path) -> list[dict]:
+    docs = yaml.safe_load_all(path.read_text())
+    return [d for d in docs if d and str(d.get("apiVersion", "")).startswith("kubegate.dev/")]
+
+
+# Argo CD / Flux objects and kustomizations need controllers the test cluster lacks; only kubegate objects go.
+EXAMPLES = sorted(
+    p for d in ("examples/quickstart", "examples/gitops") for p in (ROOT / d).rglob("*.yaml") if _kubegate_docs(p)
 )
+
+
+def test_gitops_examples_are_collected():
+    assert {p.parent.name for p in EXAMPLES} >= {"platform", "team-payments", "team-search"}
+    assert any("argocd" in p.parts for p in EXAMPLES) and any("flux" in p.parts for p in EXAMPLES)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(ROOT)))
 def test_example_yaml_passes_server_side_dry_run(crds, namespace, path: Path):
-    docs = [d for d in yaml.safe_load_all(path.read_text()) if d]
-    kubegate_docs = [d for d in docs if str(d.get("apiVersion", "")).startswith("kubegate.dev/")]
-    if not kubegate_docs:
-        pytest.skip(f"{path.name} holds no kubegate objects (kustomization or config)")
-    for d in kubegate_docs:
+    docs = _kubegate_docs(path)
+    for d in docs:
         d["metadata"]["namespace"] = namespace
-    res = _server_dry_run(crds, yaml.safe_dump_all(kubegate_docs), namespace)
+    res = _server_dry_run(crds, yaml.safe_dump_all(docs), namespace)
     assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.parametrize("layout", ["argocd", "flux"])
+def test_gitops_kustomizations_build_and_pass_dry_run(crds, namespace, layout):
+    for part in ("platform", "teams"):
+        built = _kubectl(crds, "kustomize", str(ROOT / "examples" / "gitops" / layout / part)).stdout
+        docs = [d for d in yaml.safe_load_all(built) if d]
+        assert docs
+        for d in docs:
+            d["metadata"]["namespace"] = namespace
+        res = _server_dry_run(crds, yaml.safe_dump_all(docs), namespace)
+        assert res.returncode == 0, res.stderr
+
+
+def test_argocd_health_checks_cover_kubegate_kinds():
+    cm = yaml.safe_load((ROOT / "examples" / "gitops" / "argocd" / "argocd-cm-patch.yaml").read_text())["data"]
+    budget = cm["resource.customizations.health.kubegate.dev_Budget"]
+    assert 'obj.status.state == "blocked"' in budget and '"Degraded"' in budget
+    tenant = cm["resource.customizations.health.kubegate.dev_Tenant"]
+    assert 'c.type == "Ready"' in tenant and '"Healthy"' in tenant and '"Progressing"' in tenant
 
 
 def test_helm_install_and_uninstall(crds, namespace):
