@@ -1,0 +1,114 @@
+"""The operator, running in-process as a ServiceAccount bound to exactly ``gateway_operator.rbac.RULES``."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import os
+import time
+import uuid
+
+import pytest
+from gateway_operator import rbac
+from gateway_operator.handlers import gateway as gw_handlers
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from gateway_plugins.policy import hash_key
+from tests.operator.test_crd import _install_crds
+
+GROUP, VERSION = "kubegate.dev", "v1alpha1"
+
+
+def _wait(what, check, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def operator_kubeconfig(control_plane, admin_api, namespace):
+    _install_crds(admin_api)
+    rbac_api = client.RbacAuthorizationV1Api(admin_api)
+    role = f"kubegate-op-{uuid.uuid4().hex[:6]}"
+    rbac_api.create_cluster_role({"metadata": {"name": role}, "rules": rbac.RULES})
+    rbac_api.create_cluster_role_binding(
+        {
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "kubegate-operator", "namespace": namespace}],
+        }
+    )
+    token = control_plane.token_for_service_account(namespace, "kubegate-operator")
+    path = control_plane.kubeconfig_for_token(token)
+    yield str(path)
+    rbac_api.delete_cluster_role_binding(role)
+    rbac_api.delete_cluster_role(role)
+
+
+def _policy(core: client.CoreV1Api, ns: str) -> dict | None:
+    try:
+        cm = core.read_namespaced_config_map("main-policy", ns)
+    except client.ApiException:
+        return None
+    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"])))
+
+
+def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, admin_api, namespace, monkeypatch):
+    monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
+    gw_handlers._api = None
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
+    with KopfRunner(args, timeout=60) as runner:
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "gateways",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway", "metadata": {"name": "main"}, "spec": {}},
+        )
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "tenants",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Tenant",
+                "metadata": {"name": "team"},
+                "spec": {"gateway": "main"},
+            },
+        )
+        policy = _wait("tenant in policy", lambda: (p := _policy(core, namespace)) and p["tenants"] and p)
+        secret = core.read_namespaced_secret("team-kubegate-key", namespace)
+        raw = base64.b64decode(secret.data["api-key"]).decode()
+        assert policy["tenants"][0]["keys"] == [{"sha256": hash_key(raw)}]
+        assert raw not in json.dumps(policy)
+        dep = client.AppsV1Api(admin_api).read_namespaced_deployment("main-proxy", namespace)
+        assert dep.metadata.owner_references[0].kind == "Gateway"
+
+        # A second reconcile with nothing changed writes nothing, and never replaces the key.
+        def versions():
+            cms = core.list_namespaced_config_map(namespace).items
+            deps = client.AppsV1Api(admin_api).list_namespaced_deployment(namespace).items
+            return {o.metadata.name: o.metadata.resource_version for o in [*cms, *deps]}
+
+        before = versions()
+        gw_handlers.reconcile(namespace, "main")
+        assert versions() == before
+        assert core.read_namespaced_secret("team-kubegate-key", namespace).data == secret.data
+
+        # A child deleted by hand is put back by the next reconcile.
+        core.delete_namespaced_config_map("main-litellm-config", namespace)
+        gw_handlers.reconcile(namespace, "main")
+        assert core.read_namespaced_config_map("main-litellm-config", namespace).data["config.yaml"]
+    assert runner.exit_code == 0, runner.output
+    assert runner.exception is None
+    assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
+    os.environ.pop("KUBECONFIG", None)
