@@ -84,13 +84,47 @@ def reconcile(ns: str, name: str) -> dict[str, Any]:
     return {"skipped": rendered.skipped, "modelListChecksum": rendered.model_list_checksum}
 
 
+def _condition(kind: str, status: str, reason: str, message: str) -> dict[str, str]:
+    return {"type": kind, "status": status, "reason": reason, "message": message[:1024]}
+
+
+@kopf.on.event(GROUP, VERSION, "budgets")
+async def budget_changed(namespace: str, spec: dict[str, Any], **_: Any) -> None:
+    """A Budget names its Tenant, not its Gateway: re-render the Tenant's Gateway."""
+    tenant = (spec or {}).get("tenant")
+    if not tenant:
+        return
+
+    def _tenant_gateway() -> str | None:
+        try:
+            obj = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+                GROUP, VERSION, namespace, "tenants", tenant
+            )
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return obj["spec"].get("gateway")
+
+    gateway = await asyncio.to_thread(_tenant_gateway)
+    if gateway:
+        await related_changed(namespace=namespace, spec={"gateway": gateway})
+
+
 @kopf.on.resume(GROUP, VERSION, "gateways")
 @kopf.on.create(GROUP, VERSION, "gateways")
 @kopf.on.update(GROUP, VERSION, "gateways")
 @kopf.timer(GROUP, VERSION, "gateways", interval=30, idle=10)
-async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, **_: Any) -> None:
-    result = await asyncio.to_thread(reconcile, namespace, name)
-    patch.status["reconciled"] = {"skipped": result["skipped"]}
+async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, meta: kopf.Meta, **_: Any) -> None:
+    generation = meta.get("generation")
+    try:
+        result = await asyncio.to_thread(reconcile, namespace, name)
+    except client.ApiException as exc:
+        patch.status["conditions"] = [_condition("Reconciled", "False", "ApiError", f"HTTP {exc.status}: {exc.reason}")]
+        raise kopf.TemporaryError(f"reconcile failed: HTTP {exc.status}", delay=10) from None
+    message = "; ".join(f"{k}: {v}" for k, v in sorted(result["skipped"].items())) or "all children applied"
+    patch.status["conditions"] = [_condition("Reconciled", "True", "Applied", message)]
+    patch.status["observedGeneration"] = generation
 
 
 @kopf.on.event(GROUP, VERSION, "modelroutes")

@@ -93,6 +93,25 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
         dep = client.AppsV1Api(admin_api).read_namespaced_deployment("main-proxy", namespace)
         assert dep.metadata.owner_references[0].kind == "Gateway"
 
+        custom.create_namespaced_custom_object(
+            GROUP,
+            VERSION,
+            namespace,
+            "budgets",
+            {
+                "apiVersion": f"{GROUP}/{VERSION}",
+                "kind": "Budget",
+                "metadata": {"name": "team-monthly"},
+                "spec": {"tenant": "team", "limitUSD": "10"},
+            },
+        )
+        _wait("budget in policy", lambda: (p := _policy(core, namespace)) and p["budgets"])
+        status = _wait(
+            "Reconciled condition",
+            lambda: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", "main").get("status"),
+        )
+        assert status["conditions"][0]["type"] == "Reconciled" and status["conditions"][0]["status"] == "True"
+
         # A second reconcile with nothing changed writes nothing, and never replaces the key.
         def versions():
             cms = core.list_namespaced_config_map(namespace).items
