@@ -2,6 +2,8 @@
 # Creates .venv from the hash-locked requirements.lock and installs kubegate into it (editable).
 # Idempotent: re-running with an unchanged lock file costs well under a second.
 set -euo pipefail
+# The repo has a top-level operator/ folder: never let cwd shadow the stdlib `operator` module.
+export PYTHONSAFEPATH=1
 cd "$(dirname "$0")/.."
 
 PY="${KUBEGATE_PYTHON:-python3.11}"

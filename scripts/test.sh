@@ -2,6 +2,8 @@
 # Sets up everything the test suite needs (venv, Redis, control-plane binaries, helm/kubectl)
 # and runs it: ruff, then pytest. Extra arguments go to pytest.
 set -euo pipefail
+# The repo has a top-level operator/ folder: never let cwd shadow the stdlib `operator` module.
+export PYTHONSAFEPATH=1
 cd "$(dirname "$0")/.."
 bash scripts/bootstrap.sh
 bash scripts/ensure-redis.sh
