@@ -1,0 +1,40 @@
+"""Status documents for kubegate objects (pure): conditions, and whether a status write is needed at all."""
+
+from __future__ import annotations
+
+from typing import Any
+
+# Messages are stable texts (no revisions, no timestamps) so an unchanged object never gets a status write.
+MAX_MESSAGE = 1024
+
+
+def condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:
+    return {"type": kind, "status": "True" if ok else "False", "reason": reason, "message": message[:MAX_MESSAGE]}
+
+
+def ready_status(generation: int | None, ok: bool, reason: str, message: str) -> dict[str, Any]:
+    """Status of a Tenant or ModelRoute: ``Ready`` plus ``Reconciled`` (the operator has seen this generation)."""
+    return {
+        "observedGeneration": generation,
+        "conditions": [
+            condition("Ready", ok, reason, message),
+            condition("Reconciled", True, "Observed", "the operator has processed this generation"),
+        ],
+    }
+
+
+def needs_write(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:
+    """True when a key of ``desired`` differs from ``current`` (keys the operator does not own are ignored)."""
+    current = current or {}
+    return any(current.get(k) != v for k, v in desired.items())
+
+
+def already_observed(event_type: str | None, body: dict[str, Any]) -> bool:
+    """A watch event of an object whose current generation the operator has already handled.
+
+    Status writes (ours) do not bump ``generation``: skipping them keeps one Tenant change at O(1) reconciles.
+    """
+    if event_type not in (None, "MODIFIED"):
+        return False
+    generation = (body.get("metadata") or {}).get("generation")
+    return generation is not None and (body.get("status") or {}).get("observedGeneration") == generation

@@ -1,0 +1,134 @@
+"""Status conditions and Redis publication, with the operator running as its ServiceAccount (rbac.RULES)."""
+
+from __future__ import annotations
+
+import base64
+import os
+
+import pytest
+from gateway_operator.handlers import gateway as gw_handlers
+from kopf.testing import KopfRunner
+from kubernetes import client
+
+from gateway_plugins.policy import hash_key
+from gateway_plugins.policy.store import load_document, policy_keys
+from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
+
+
+def _obj(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
+    meta = {"name": name, **({"annotations": annotations} if annotations else {})}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": kind, "metadata": meta, "spec": spec}
+
+
+def _condition(custom, ns: str, plural: str, name: str, kind: str) -> dict | None:
+    obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+    return next((c for c in (obj.get("status") or {}).get("conditions", []) if c["type"] == kind), None)
+
+
+def _reason(custom, ns, plural, name, kind, reason):
+    def check():
+        cond = _condition(custom, ns, plural, name, kind)
+        return cond if cond and cond["reason"] == reason else None
+
+    return _wait(f"{plural}/{name} {kind} reason {reason}", check)
+
+
+@pytest.fixture
+def operator(operator_kubeconfig, namespace, monkeypatch):  # noqa: F811
+    monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
+    monkeypatch.setenv("KUBEGATE_BUDGET_REFRESH_SECONDS", "1")
+    gw_handlers._api = None
+    args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
+    with KopfRunner(args, timeout=90) as runner:
+        yield runner
+    assert runner.exception is None
+    assert runner.exit_code == 0, runner.output[-3000:]
+    assert "Forbidden" not in runner.output and "403" not in runner.output, runner.output[-3000:]
+    gw_handlers._api = None
+    os.environ.pop("KUBECONFIG", None)
+
+
+def _secret(core, ns: str, name: str, data: dict[str, str]) -> None:
+    body = {"metadata": {"name": name}, "data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+    core.create_namespaced_secret(ns, body)
+
+
+def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_api, namespace):
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "early", {"gateway": "main"})
+    )
+    cond = _reason(custom, namespace, "tenants", "early", "Ready", "GatewayNotFound")
+    assert cond["status"] == "False" and "main" in cond["message"]
+    tenant = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "early")
+    assert tenant["status"]["observedGeneration"] == tenant["metadata"]["generation"]
+
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", "main", {}))
+    cond = _reason(custom, namespace, "tenants", "early", "Ready", "Rendered")
+    assert cond["status"] == "True"
+
+    route = {
+        "gateway": "main",
+        "modelName": "gpt",
+        "deployments": [
+            {"name": "a", "model": "gpt-4o", "region": "eu-west-1", "apiKeySecretRef": {"name": "openai", "key": "k"}}
+        ],
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", _obj("ModelRoute", "gpt", route))
+    cond = _reason(custom, namespace, "modelroutes", "gpt", "Ready", "SecretNotFound")
+    assert cond["status"] == "False" and "openai" in cond["message"]
+    orphan = {**route, "gateway": "nowhere"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", _obj("ModelRoute", "lost", orphan))
+    assert _reason(custom, namespace, "modelroutes", "lost", "Ready", "GatewayNotFound")["status"] == "False"
+
+    # The Secret appears: the next reconcile (timer or any change) marks the route Ready; no crash loop meanwhile.
+    _secret(core, namespace, "openai", {"k": "sk-test"})
+    gw_handlers.reconcile(namespace, "main")
+    assert _condition(custom, namespace, "modelroutes", "gpt", "Ready")["status"] == "True"
+    # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
+    published = _reason(custom, namespace, "gateways", "main", "PolicyPublished", "RedisUnreachable")
+    assert published["status"] == "False"
+    assert _condition(custom, namespace, "gateways", "main", "Reconciled")["status"] == "True"
+
+    # Nothing changed: a reconcile writes no status either.
+    objs = lambda p: {  # noqa: E731
+        o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+        for o in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
+    }
+    before = {p: objs(p) for p in ("tenants", "modelroutes", "gateways")}
+    gw_handlers.reconcile(namespace, "main")
+    assert {p: objs(p) for p in ("tenants", "modelroutes", "gateways")} == before
+
+
+def test_policy_published_to_external_redis(operator, admin_api, namespace, redis_server):
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"ext-{namespace}"  # Redis is shared by the session: keep the key space per test
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "a", {"gateway": gw_name})
+    )
+    r = redis_server.client()
+    doc_key, rev_key, _ = policy_keys(gw_name)
+
+    def tenants_in_redis():
+        raw = r.get(doc_key)
+        return {t.id for t in load_document(raw).tenants} if raw else set()
+
+    _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
+    first = int(r.get(rev_key))
+    assert _reason(custom, namespace, "gateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
+
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "b", {"gateway": gw_name})
+    )
+    _wait("tenant b in Redis", lambda: tenants_in_redis() == {"a", "b"})
+    assert int(r.get(rev_key)) > first
+    key_b = base64.b64decode(core.read_namespaced_secret("b-kubegate-key", namespace).data["api-key"]).decode()
+    policy = load_document(r.get(doc_key))
+    assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
+    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
+    assert status["policyRevision"] == int(r.get(rev_key))
