@@ -173,6 +173,17 @@ class KubegateHooks(CustomLogger):
             metrics.STAGE_LATENCY.labels("pre_call").observe(time.perf_counter() - started)
         return data
 
+    async def async_filter_deployments(
+        self,
+        model: str,
+        healthy_deployments: list,
+        messages: Any = None,
+        request_kwargs: dict | None = None,
+        parent_otel_span: Any = None,
+    ) -> list:
+        # Residency second line (owned by gateway_plugins.residency): runs on every router pick.
+        return residency.filter_for_request(current_runtime(), model, healthy_deployments, request_kwargs)
+
     async def async_post_call_success_hook(self, data: dict, user_api_key_dict: UserAPIKeyAuth, response: Any) -> Any:
         rt = current_runtime()
         ctx = rt.contexts.get(data.get("litellm_call_id")) if rt else None
