@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import base64
+import json
 import os
+from datetime import datetime
 
 import pytest
+from gateway_operator.crd import models as crd
 from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.render.gateway import render_budget
 from kopf.testing import KopfRunner
 from kubernetes import client
 
+from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
 from gateway_plugins.policy.store import load_document, policy_keys
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
@@ -132,3 +138,72 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
     status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
+
+
+def _events(core, ns: str, name: str) -> set[str]:
+    return {e.reason for e in core.list_namespaced_event(ns).items if e.involved_object.name == name}
+
+
+def _table_row(admin_api, ns: str, plural: str, name: str) -> dict[str, object]:
+    """What ``kubectl get`` prints: the CRD's printer columns, as the API server renders them."""
+    response = admin_api.call_api(
+        "GET",
+        f"{admin_api.configuration.host}/apis/{GROUP}/{VERSION}/namespaces/{ns}/{plural}/{name}",
+        header_params={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io", **_auth(admin_api)},
+    )
+    response.read()
+    table = json.loads(response.data)
+    names = [c["name"] for c in table["columnDefinitions"]]
+    return dict(zip(names, table["rows"][0]["cells"], strict=True))
+
+
+def _auth(admin_api) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    admin_api.update_params_for_auth(headers, [], ["BearerToken"], "", "GET", None)
+    return headers
+
+
+def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admin_api, namespace, redis_server):
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"bud-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
+    )
+    budget_spec = {
+        "tenant": "t",
+        "limitUSD": "10",
+        "thresholds": [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}],
+    }
+    obj = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", _obj("Budget", "m", budget_spec))
+    budget = render_budget(crd.Budget.model_validate(obj))
+    start, _ = period_bounds(budget)
+    key = period_key(gw_name, budget, start)  # the limits engine's own key layout
+    r = redis_server.client()
+
+    def status_state(state):
+        def check():
+            s = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", "m").get("status") or {}
+            return s if s.get("state") == state else None
+
+        return check
+
+    ok = _wait("budget ok", status_state("ok"))
+    assert ok["spentUSD"] == "0.0000" and ok["percent"] == 0
+    assert datetime.fromisoformat(ok["periodStart"]) == start
+    assert _events(core, namespace, "m") == set()
+
+    r.hincrby(key, "spent", 6 * MICRO)
+    notify = _wait("budget notify", status_state("notify"))
+    assert notify["spentUSD"] == "6.0000" and notify["percent"] == 60
+    _wait("BudgetNotify event", lambda: "BudgetNotify" in _events(core, namespace, "m"))
+    row = _table_row(admin_api, namespace, "budgets", "m")
+    assert (row["Spent"], row["Percent"], row["State"]) == ("6.0000", 60, "notify")
+
+    r.hincrby(key, "spent", 5 * MICRO)
+    blocked = _wait("budget blocked", status_state("blocked"))
+    assert blocked["percent"] == 110
+    _wait("BudgetBlocked event", lambda: "BudgetBlocked" in _events(core, namespace, "m"))
