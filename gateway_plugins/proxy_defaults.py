@@ -13,7 +13,8 @@ GENERAL_SETTINGS: dict = {
     "custom_auth": CUSTOM_AUTH,
     "disable_spend_logs": True,
     "disable_error_logs": True,
-    "allow_requests_on_db_unavailable": True,
+    # Not `allow_requests_on_db_unavailable`: with no DB at all it makes LiteLLM import prisma on every
+    # auth error, turning a 401 into a 500.
 }
 
 LITELLM_SETTINGS: dict = {

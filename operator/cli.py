@@ -22,13 +22,15 @@ def _operator(argv: list[str]) -> int:
 
 
 def _dev(argv: list[str]) -> int:
-    print("kubegate dev: not implemented yet (see the h2 report)", file=sys.stderr)
-    return 2
+    from gateway_operator.dev import main as dev_main
+
+    return dev_main(argv)
 
 
 def _render(argv: list[str]) -> int:
-    print("kubegate render: not implemented yet (see the h2 report)", file=sys.stderr)
-    return 2
+    from gateway_operator.dev import render_main
+
+    return render_main(argv)
 
 
 COMMANDS = {

@@ -1,34 +1,23 @@
 """Proxy defaults shipped in every rendered LiteLLM config.
 
-Uses ``gateway_plugins.proxy_defaults`` when the data plane provides it, so both planes agree.
+They come from ``gateway_plugins.proxy_defaults``, so both planes agree.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
+
+from gateway_plugins import proxy_defaults as shipped
 
 
 def proxy_defaults() -> dict[str, dict[str, Any]]:
-    """(general_settings, litellm_settings, router_settings) defaults keyed by section name."""
-    try:
-        from gateway_plugins import proxy_defaults as shipped  # type: ignore[attr-defined]
+    """(general_settings, litellm_settings, router_settings) defaults keyed by section name.
 
-        sections = shipped.litellm_config_defaults()  # type: ignore[attr-defined]
-        return {k: dict(v) for k, v in sections.items()}
-    except (ImportError, AttributeError):
-        pass
+    One source for both planes: the data plane's ``gateway_plugins.proxy_defaults``.
+    """
     return {
-        # kubegate authenticates tenant keys itself; LiteLLM's key tables need Postgres, which we do not run.
-        "general_settings": {
-            "custom_auth": "gateway_plugins.auth.user_api_key_auth",
-            "disable_spend_logs": True,
-            "disable_adding_master_key_hash_to_db": True,
-            "allow_requests_on_db_unavailable": True,
-        },
-        "litellm_settings": {
-            "callbacks": ["gateway_plugins.hooks.proxy_handler_instance"],
-            "drop_params": False,
-            "telemetry": False,
-        },
+        "general_settings": copy.deepcopy(shipped.GENERAL_SETTINGS),
+        "litellm_settings": copy.deepcopy(shipped.LITELLM_SETTINGS),
         "router_settings": {},
     }
