@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 import os
 from datetime import datetime
@@ -207,3 +208,67 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     blocked = _wait("budget blocked", status_state("blocked"))
     assert blocked["percent"] == 110
     _wait("BudgetBlocked event", lambda: "BudgetBlocked" in _events(core, namespace, "m"))
+
+
+def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_server):
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"rot-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
+    )
+    r = redis_server.client()
+    doc_key = policy_keys(gw_name)[0]
+
+    def key() -> str:
+        return base64.b64decode(core.read_namespaced_secret("t-kubegate-key", namespace).data["api-key"]).decode()
+
+    def hashes_in_redis() -> list[str]:
+        raw = r.get(doc_key)
+        tenants = load_document(raw).tenants if raw else []
+        return [k.sha256 for t in tenants if t.id == "t" for k in t.keys]
+
+    first = _wait("key Secret", lambda: _secret_key_or_none(core, namespace))
+    _wait("first key in Redis", lambda: hashes_in_redis() == [hash_key(first)])
+
+    def rotate(nonce: str) -> None:
+        body = {"metadata": {"annotations": {gw_handlers.ROTATE_ANNOTATION: nonce}}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", body)
+
+    rotate("n1")
+    second = _wait("rotated key", lambda: (k := key()) != first and k)
+    secret = core.read_namespaced_secret("t-kubegate-key", namespace)
+    assert secret.metadata.annotations[gw_handlers.ROTATION_HANDLED] == "n1"
+    _wait("old hash gone from Redis", lambda: hashes_in_redis() == [hash_key(second)])
+    policy_cm = _wait("policy ConfigMap", lambda: _cm_policy(core, namespace, gw_name))
+    assert [k["sha256"] for t in policy_cm["tenants"] for k in t["keys"]] == [hash_key(second)]
+
+    # The same nonce again (any later reconcile) never generates another key.
+    gw_handlers.reconcile(namespace, gw_name)
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", {"spec": {"failOpen": True}})
+    _wait("tenant change handled", lambda: _cm_policy(core, namespace, gw_name)["tenants"][0].get("fail_open"))
+    assert key() == second
+
+    rotate("n2")
+    third = _wait("second rotation", lambda: (k := key()) != second and k)
+    assert third != first
+    _wait("newest hash only", lambda: hashes_in_redis() == [hash_key(third)])
+
+
+def _secret_key_or_none(core, ns: str) -> str | None:
+    try:
+        secret = core.read_namespaced_secret("t-kubegate-key", ns)
+    except client.ApiException:
+        return None
+    return base64.b64decode(secret.data["api-key"]).decode()
+
+
+def _cm_policy(core, ns: str, gateway: str) -> dict | None:
+    try:
+        cm = core.read_namespaced_config_map(f"{gateway}-policy", ns)
+    except client.ApiException:
+        return None
+    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"])))
