@@ -1,0 +1,148 @@
+"""Vanilla LiteLLM vs LiteLLM + kubegate, same echo upstream, same run, fixed concurrency.
+
+Not a test: prints throughput and p50/p99 of each variant and the ratios against vanilla.
+Variants:
+  vanilla    LiteLLM with its defaults, no auth, no callbacks
+  plugins    the same config plus kubegate's auth and hooks (tenant with rate limit + budget; no PII)
+  shipped    plugins plus the proxy settings kubegate ships (``gateway_plugins.proxy_defaults``)
+
+Usage: .venv/bin/python bench/bench_proxy.py [--seconds 15] [--connections 8]
+Needs ``wrk`` (installed from Debian's packages when missing).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from gateway_plugins import proxy_defaults  # noqa: E402
+from gateway_plugins.policy.schema import (  # noqa: E402
+    Budget,
+    DeploymentMeta,
+    KeyRef,
+    ModelMeta,
+    Policy,
+    RateLimits,
+    Tenant,
+    hash_key,
+)
+from tests.harness.echo import EchoServer  # noqa: E402
+from tests.harness.proxy import ProxyServer  # noqa: E402
+from tests.harness.redis import RedisServer  # noqa: E402
+
+KEY = "sk-bench-tenant-0123456789abcdef"
+BODY = '{"model":"bench-model","messages":[{"role":"user","content":"Hello, how are you today? Tell me a story."}]}'
+
+
+def ensure_wrk() -> str:
+    found = shutil.which("wrk")
+    if found:
+        return found
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
+    return shutil.which("wrk") or sys.exit("wrk could not be installed")
+
+
+def config(echo: EchoServer) -> dict:
+    return {
+        "model_list": [
+            {
+                "model_name": "bench-model",
+                "litellm_params": {"model": "openai/echo", "api_base": echo.base_url, "api_key": "k"},
+                "model_info": {"id": "bench-eu"},
+            }
+        ]
+    }
+
+
+def policy() -> Policy:
+    return Policy(
+        gateway="bench",
+        revision=1,
+        tenants=[
+            Tenant(
+                id="bench",
+                keys=[KeyRef(sha256=hash_key(KEY))],
+                allowed_models=["bench-model"],
+                rate_limits=RateLimits(rpm=10_000_000, tpm=10_000_000_000),
+            )
+        ],
+        budgets=[Budget(name="bench", tenant="bench", limit_usd="1000000")],
+        models=[ModelMeta(name="bench-model")],
+        deployments=[DeploymentMeta(id="bench-eu", model="bench-model", region="eu-west-1")],
+    )
+
+
+def run_wrk(wrk: str, url: str, seconds: int, connections: int, auth: bool) -> dict[str, float]:
+    script = Path(tempfile.mkdtemp()) / "post.lua"
+    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
+    if auth:
+        headers += f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
+    script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n{headers}")
+    base = [wrk, "-t1", f"-c{connections}", "-s", str(script), "--latency", url + "/v1/chat/completions"]
+    subprocess.run([*base[:3], "-d3s", *base[3:]], check=True, capture_output=True)  # warm-up
+    out = subprocess.run([*base[:3], f"-d{seconds}s", *base[3:]], check=True, capture_output=True, text=True).stdout
+    if "Non-2xx" in out:
+        raise SystemExit(f"non-2xx answers during the run:\n{out}")
+
+    def ms(label: str) -> float:
+        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
+        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)), "p50": ms("50%"), "p99": ms("99%")}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--connections", type=int, default=8)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    redis = RedisServer().start()
+    echo = EchoServer().start()
+    results: dict[str, dict[str, float]] = {}
+    variants = {
+        "vanilla": (ProxyServer(config(echo), None, plugins=False), False),
+        "plugins": (ProxyServer(config(echo), policy(), redis_url=redis.url), True),
+        "shipped": (
+            ProxyServer(
+                proxy_defaults.apply_defaults(config(echo)), policy(), redis_url=redis.url, env=proxy_defaults.ENV
+            ),
+            True,
+        ),
+    }
+    try:
+        for name, (proxy, auth) in variants.items():
+            proxy.start()
+            try:
+                results[name] = run_wrk(wrk, proxy.base_url, args.seconds, args.connections, auth)
+            finally:
+                proxy.stop()
+            print(
+                f"{name:8s} {results[name]['rps']:8.1f} req/s  p50 {results[name]['p50']:7.2f} ms  "
+                f"p99 {results[name]['p99']:7.2f} ms",
+                flush=True,
+            )
+    finally:
+        echo.stop()
+        redis.stop()
+    van = results["vanilla"]
+    print(f"\nconnections={args.connections} seconds={args.seconds} (one proxy worker, same echo upstream)")
+    for name in ("plugins", "shipped"):
+        r = results[name]
+        print(
+            f"{name} / vanilla: throughput x{r['rps'] / van['rps']:.3f}, p50 {r['p50'] - van['p50']:+.2f} ms, "
+            f"p99 {r['p99'] - van['p99']:+.2f} ms"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
