@@ -206,6 +206,9 @@ def _reconcile(ns: str, name: str) -> dict[str, Any]:
             if conflict
             else st.ready_status(gen, True, "Rendered", f"in the policy of Gateway {name}")
         )
+        nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+        if nonce:
+            desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
         patch_status(ns, "tenants", tenant, desired)
     return {"skipped": rendered.skipped, "modelListChecksum": rendered.model_list_checksum, "revision": revision}
 
@@ -267,7 +270,8 @@ async def _rerender(namespace: str, gateway: str) -> bool:
 async def _related_changed(plural: str, namespace: str, spec: dict[str, Any], type: str | None, body: Any) -> None:
     gateway = (spec or {}).get("gateway")
     raw = dict(body)
-    pending_rotation = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+    nonce = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+    pending_rotation = nonce is not None and nonce != (raw.get("status") or {}).get("keyRotation")
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):
         return
     if not await _rerender(namespace, gateway) and type != "DELETED":

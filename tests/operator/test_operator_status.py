@@ -242,6 +242,13 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     second = _wait("rotated key", lambda: (k := key()) != first and k)
     secret = core.read_namespaced_secret("t-kubegate-key", namespace)
     assert secret.metadata.annotations[gw_handlers.ROTATION_HANDLED] == "n1"
+    _wait(
+        "nonce recorded in status",
+        lambda: (
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t")["status"].get("keyRotation")
+            == "n1"
+        ),
+    )
     _wait("old hash gone from Redis", lambda: hashes_in_redis() == [hash_key(second)])
     policy_cm = _wait("policy ConfigMap", lambda: _cm_policy(core, namespace, gw_name))
     assert [k["sha256"] for t in policy_cm["tenants"] for k in t["keys"]] == [hash_key(second)]
