@@ -140,6 +140,12 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
 
+    # A deleted Tenant leaves the published policy (and its revision still only rises).
+    second = int(r.get(rev_key))
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "a")
+    _wait("tenant a gone from Redis", lambda: tenants_in_redis() == {"b"})
+    assert int(r.get(rev_key)) > second
+
 
 def _events(core, ns: str, name: str) -> set[str]:
     return {e.reason for e in core.list_namespaced_event(ns).items if e.involved_object.name == name}
