@@ -1,0 +1,202 @@
+"""Budgets through the real proxy with the official openai SDK: block with headers, downgrade chain,
+zero-price models, and 64 concurrent clients against TWO proxies sharing one Redis.
+
+Prices: input 0, output 0.001 USD/token; the echo upstream answers "abcdefgh" with 2 completion tokens
+and requests ask ``max_tokens=2``, so the reservation equals the real cost (0.002 USD) and totals are exact.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import openai
+import pytest
+import redis.asyncio as aioredis
+
+from gateway_plugins.limits import read_budget_state
+from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.schema import Budget, Policy, hash_key
+from tests.harness.proxy import ProxyServer
+
+GW = "main"
+OUT_PRICE = Decimal("0.001")
+COST = 0.002  # 2 completion tokens x OUT_PRICE
+TEXT = "abcdefgh"
+TENANTS = ("hard", "down", "free", "race")
+MODELS = ("big", "mid", "small", "free")
+
+
+def key(tenant: str) -> str:
+    return f"sk-budget-{tenant}-0123456789"
+
+
+def budgets() -> list[dict]:
+    return [
+        {"name": "hard-b", "tenant": "hard", "limit_usd": "0.005", "period": "daily"},
+        {
+            "name": "down-b",
+            "tenant": "down",
+            "limit_usd": "1",
+            "thresholds": [{"percent": 50, "action": "downgrade"}, {"percent": 100, "action": "block"}],
+            "downgrade": {"big": "mid", "mid": "small"},
+        },
+        {"name": "free-b", "tenant": "free", "limit_usd": "0.001"},
+        {"name": "race-b", "tenant": "race", "limit_usd": "0.021", "period": "weekly"},
+    ]
+
+
+def setup(echo_base: str) -> tuple[dict, Policy]:
+    model_list = [
+        {
+            "model_name": m,
+            # Distinct upstream model names so the echo's received log shows which deployment served.
+            "litellm_params": {"model": f"openai/{m}-echo", "api_base": echo_base, "api_key": "x"},
+            "model_info": {"id": f"{m}-1"},
+        }
+        for m in MODELS
+    ]
+    config = {"model_list": model_list, "router_settings": {"num_retries": 0}}
+    policy = Policy.model_validate(
+        {
+            "gateway": GW,
+            "tenants": [
+                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": list(MODELS)} for t in TENANTS
+            ],
+            "budgets": budgets(),
+            "models": [{"name": m, "zero_price": m == "free"} for m in MODELS],
+            "deployments": [
+                {
+                    "id": f"{m}-1",
+                    "model": m,
+                    "region": "eu-west-1",
+                    "output_cost_per_token": "0" if m == "free" else str(OUT_PRICE),
+                }
+                for m in MODELS
+            ],
+        }
+    )
+    return config, policy
+
+
+@pytest.fixture(scope="module")
+def proxies(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxyServer, Policy]]:
+    config, policy = setup(echo_upstream.base_url)
+    started: list[ProxyServer] = []
+    try:
+        for _ in range(2):
+            started.append(ProxyServer(config, policy, redis_url=redis_server.url).start())
+        yield started[0], started[1], policy
+    finally:
+        for p in started:
+            p.stop()
+
+
+def client(proxy: ProxyServer, tenant: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=key(tenant), max_retries=0, timeout=60)
+
+
+def ask(c: openai.OpenAI, model: str = "big"):
+    return c.chat.completions.with_raw_response.create(
+        model=model, messages=[{"role": "user", "content": TEXT}], max_tokens=2
+    )
+
+
+def budget(policy: Policy, name: str) -> Budget:
+    return next(b for b in policy.budgets if b.name == name)
+
+
+def state(url: str, b: Budget):
+    async def read():
+        r = aioredis.from_url(url)
+        try:
+            return await read_budget_state(r, GW, b)
+        finally:
+            await r.aclose()
+
+    return asyncio.run(read())
+
+
+def preset_spent(redis_server, b: Budget, usd: float) -> None:
+    start, _ = period_bounds(b, datetime.now(UTC))
+    redis_server.client().hset(period_key(GW, b, start), "spent", int(usd * 1_000_000))
+
+
+def test_hard_limit_blocks_with_headers(proxies, redis_server):
+    proxy, _, policy = proxies
+    c = client(proxy, "hard")
+    served = 0
+    for _ in range(10):
+        try:
+            ask(c)
+        except openai.RateLimitError as exc:
+            err = exc
+            break
+        served += 1
+    else:
+        pytest.fail("hard budget never blocked")
+    # limit 0.005 / cost 0.002: admitted while spent < limit -> 3 served (0.006), the 4th refused.
+    assert served == 3
+    assert err.status_code == 429
+    assert err.body["code"] == "budget_exceeded"
+    assert "hard-b" in err.body["message"]
+    headers = err.response.headers
+    assert float(headers["x-kubegate-budget-remaining-usd"]) == 0.0
+    reset = datetime.fromisoformat(headers["x-kubegate-budget-reset"].replace("Z", "+00:00"))
+    _, end = period_bounds(budget(policy, "hard-b"))
+    assert reset == end
+    assert 0 < int(headers["Retry-After"]) <= 86400
+    st = state(redis_server.url, budget(policy, "hard-b"))
+    assert st.spent_usd == pytest.approx(3 * COST)
+    assert st.reserved_usd == 0
+    assert st.state == "blocked"
+
+
+def test_downgrade_follows_chain_to_the_end(proxies, redis_server, echo_upstream):
+    proxy, _, policy = proxies
+    c = client(proxy, "down")
+    ask(c)
+    assert echo_upstream.received()[-1]["body"]["model"] == "big-echo"  # below 50 %: served as asked
+    preset_spent(redis_server, budget(policy, "down-b"), 0.6)
+    raw = ask(c)
+    assert raw.parse().choices[0].message.content == TEXT
+    assert echo_upstream.received()[-1]["body"]["model"] == "small-echo"  # big -> mid -> small
+    assert state(redis_server.url, budget(policy, "down-b")).state == "downgrade"
+
+
+def test_zero_price_model_never_blocked(proxies, redis_server):
+    proxy, _, policy = proxies
+    preset_spent(redis_server, budget(policy, "free-b"), 5.0)
+    c = client(proxy, "free")
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(c, "big")
+    assert exc.value.body["code"] == "budget_exceeded"
+    for _ in range(3):
+        assert ask(c, "free").parse().choices[0].message.content == TEXT
+
+
+def test_64_clients_two_proxies_overshoot_below_one_request(proxies, redis_server):
+    a, b, policy = proxies
+    clients = [client(a if i % 2 else b, "race") for i in range(64)]
+
+    def one(c: openai.OpenAI) -> str:
+        try:
+            ask(c)
+            return "ok"
+        except openai.RateLimitError as exc:
+            return exc.body["code"]
+
+    with ThreadPoolExecutor(64) as pool:
+        outcomes = list(pool.map(one, clients))
+    served = outcomes.count("ok")
+    assert outcomes.count("budget_exceeded") == 64 - served
+    st = state(redis_server.url, budget(policy, "race-b"))
+    limit = float(budget(policy, "race-b").limit_usd)
+    assert st.reserved_usd == 0
+    assert st.spent_usd == pytest.approx(served * COST)
+    # Admission stops once spent + reserved reaches the limit: 0.021 / 0.002 -> exactly 11 served.
+    assert served == 11
+    assert 0 <= st.spent_usd - limit < COST
