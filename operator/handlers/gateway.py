@@ -164,14 +164,17 @@ def _reconcile(ns: str, name: str) -> dict[str, Any]:
     revision = int(gw_status.get("policyRevision") or 0)
     if gw_status.get("policyHash") != digest:
         revision += 1
-    rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
-    for child in build_children(gw, rendered):
-        apply(api_client(), child)
-
+    link = redislink.open_link(api_client(), gw)
+    # A Gateway whose status was lost (re-created, restored by GitOps) must still climb above what Redis holds.
+    if link.revision is not None and link.revision > revision:
+        revision = link.revision + 1
     try:
-        published = redislink.publish(redislink.redis_url(api_client(), gw), rendered.policy)
-    except redislink.RedisUnavailable as exc:
-        published = (False, exc.reason, str(exc))
+        rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
+        for child in build_children(gw, rendered):
+            apply(api_client(), child)
+        published = link.publish(rendered.policy)
+    finally:
+        link.close()
     message = "; ".join(f"{k}: {v}" for k, v in sorted(rendered.skipped.items())) or "all children applied"
     patch_status(
         ns,

@@ -56,18 +56,46 @@ def connect(url: str) -> redis.Redis:
     )
 
 
-def publish(url: str, policy: Policy) -> tuple[bool, str, str]:
-    """(ok, reason, message) for the Gateway's ``PolicyPublished`` condition; the URL never appears in it."""
-    conn = connect(url)
+class Link:
+    """One connection to a Gateway's Redis for one reconcile; ``revision`` is what Redis holds (None: unknown)."""
+
+    def __init__(self, conn: redis.Redis | None, revision: int | None, failure: tuple[str, str] | None) -> None:
+        self.conn, self.revision, self.failure = conn, revision, failure
+
+    def publish(self, policy: Policy) -> tuple[bool, str, str]:
+        """(ok, reason, message) for the Gateway's ``PolicyPublished`` condition; the URL never appears in it."""
+        if self.conn is None:
+            return (False, *self.failure) if self.failure else (False, "RedisUnreachable", "no Redis")
+        try:
+            if publish_policy_sync(self.conn, policy):
+                return True, "Published", "policy published to Redis"
+            current = self.conn.get(policy_keys(policy.gateway)[1])
+            if current is not None and int(current) == policy.revision:
+                return True, "Published", "policy published to Redis"
+            return False, "NewerRevisionInRedis", "Redis holds a newer policy revision than the operator's"
+        except (redis.RedisError, OSError) as exc:
+            return False, *_unreachable(policy.gateway, exc)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+
+
+def _unreachable(gateway: str, exc: BaseException) -> tuple[str, str]:
+    log.info("Redis of %s unreachable: %s", gateway, type(exc).__name__)
+    return "RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); proxies use the ConfigMap"
+
+
+def open_link(api: client.ApiClient, gw: dict[str, Any]) -> Link:
+    """Resolve, connect and read the published revision; failures become the condition, never an exception."""
+    name = gw["metadata"]["name"]
     try:
-        if publish_policy_sync(conn, policy):
-            return True, "Published", "policy published to Redis"
-        current = conn.get(policy_keys(policy.gateway)[1])
-        if current is not None and int(current) == policy.revision:
-            return True, "Published", "policy published to Redis"
-        return False, "NewerRevisionInRedis", "Redis holds a newer policy revision than the operator's"
+        conn = connect(redis_url(api, gw))
+    except RedisUnavailable as exc:
+        return Link(None, None, (exc.reason, str(exc)))
+    try:
+        raw = conn.get(policy_keys(name)[1])
     except (redis.RedisError, OSError) as exc:
-        log.info("policy of %s not published: %s", policy.gateway, type(exc).__name__)
-        return False, "RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); proxies use the ConfigMap"
-    finally:
         conn.close()
+        return Link(None, None, _unreachable(name, exc))
+    return Link(conn, int(raw) if raw is not None else None, None)

@@ -114,12 +114,13 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"ext-{namespace}"  # Redis is shared by the session: keep the key space per test
+    r = redis_server.client()
+    doc_key, rev_key, _ = policy_keys(gw_name)
+    r.set(rev_key, 41)  # left by an earlier life of this Gateway (status lost): the operator must climb above it
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "a", {"gateway": gw_name})
     )
-    r = redis_server.client()
-    doc_key, rev_key, _ = policy_keys(gw_name)
 
     def tenants_in_redis():
         raw = r.get(doc_key)
@@ -127,6 +128,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
 
     _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
     first = int(r.get(rev_key))
+    assert first > 41
     assert _reason(custom, namespace, "gateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
 
     custom.create_namespaced_custom_object(
