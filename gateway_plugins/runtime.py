@@ -18,43 +18,31 @@ from gateway_plugins.settings import Settings, load_settings
 log = logging.getLogger("kubegate.runtime")
 
 
-class _NullAudit:
-    """Stand-in used only while ``gateway_plugins.audit`` is not installed in this tree."""
-
-    async def start(self) -> None:
-        log.warning("gateway_plugins.audit is missing: audit records are NOT written")
-
-    def submit(self, record: dict) -> None:
-        pass
-
-    async def close(self) -> None:
-        pass
-
-
 def _build_record(ctx: Any) -> dict:
-    try:
-        from gateway_plugins.audit.record import build_record
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("gateway_plugins.audit"):
-            raise
-        return {}
+    from gateway_plugins.audit.record import build_record
+
     return build_record(ctx)
 
 
 def _make_audit(settings: Settings, redis: Any) -> Any:
-    try:
-        from gateway_plugins.audit import AuditWriter
-    except ModuleNotFoundError as exc:
-        if not (exc.name or "").startswith("gateway_plugins.audit"):
-            raise
-        return _NullAudit()
-    except ImportError:
-        return _NullAudit()
-    return (
-        AuditWriter.from_settings(settings, redis)
-        if hasattr(AuditWriter, "from_settings")
-        else AuditWriter(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir)
-    )
+    # Imported here, not at module level, so the audit package's import cost lands on the first request's
+    # start-up path once rather than on every import of the hooks module.
+    from gateway_plugins.audit import AuditWriter
+
+    return AuditWriter.from_settings(settings, redis)
+
+
+def _pii_models(policy: CompiledPolicy) -> set[str | None]:
+    """The engines the current tenants need: ``None`` (pattern recognizers) plus any spaCy model for NER."""
+    from gateway_plugins.pii import _needs_ner
+
+    models: set[str | None] = set()
+    for tenant in policy.policy.tenants:
+        if tenant.pii is not None:
+            models.add(None)
+            if _needs_ner(tenant.pii):
+                models.add(tenant.pii.nlp_model)
+    return models
 
 
 class Runtime:
@@ -90,6 +78,13 @@ class Runtime:
     async def start(self) -> None:
         await self.store.start()
         await self.audit.start()
+        # Build PII engines now, in their thread pool, so the first PII request does not pay ~2 s for them.
+        models = _pii_models(self.policy)
+        if models:
+            from gateway_plugins import pii
+
+            for model in models:
+                pii.warm_up(model)
 
     async def close(self) -> None:
         await self.store.close()
