@@ -1,0 +1,103 @@
+"""Limits store outage through the real proxy: a real redis-server is stopped, then started again.
+
+While it is down, tenants with a hard budget or a rate limit get 503 ``limits_unavailable`` (fail closed),
+fail-open tenants and tenants without limits are served, and the proxy stays up. Once Redis is back
+(empty, so the Lua scripts must be reloaded after NOSCRIPT) the same proxy serves again by itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import openai
+import pytest
+
+from gateway_plugins.policy.schema import Policy, hash_key
+from tests.harness.proxy import ProxyServer
+from tests.harness.redis import RedisServer
+
+TEXT = "abcdefgh"
+TENANTS = {
+    "hard": {},  # budget with the default block at 100 %
+    "rl": {"rate_limits": {"rpm": 1000}},
+    "open": {"rate_limits": {"rpm": 1000}, "fail_open": True},
+    "openb": {},  # budget marked fail_open
+    "plain": {},  # no limits at all: Redis is not needed
+}
+
+
+def key(tenant: str) -> str:
+    return f"sk-fault-{tenant}-0123456789"
+
+
+@pytest.fixture(scope="module")
+def redis_and_proxy(echo_upstream) -> Iterator[tuple[RedisServer, ProxyServer]]:
+    redis_server = RedisServer().start()  # our own: stopping it must not disturb other modules
+    config = {
+        "model_list": [
+            {
+                "model_name": "m",
+                "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.base_url, "api_key": "x"},
+                "model_info": {"id": "m-1"},
+            }
+        ],
+        "router_settings": {"num_retries": 0},
+    }
+    policy = Policy.model_validate(
+        {
+            "gateway": "main",
+            "tenants": [
+                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["m"], **extra}
+                for t, extra in TENANTS.items()
+            ],
+            "budgets": [
+                {"name": "hard-b", "tenant": "hard", "limit_usd": "100"},
+                {"name": "openb-b", "tenant": "openb", "limit_usd": "100", "fail_open": True},
+            ],
+            "models": [{"name": "m"}],
+            "deployments": [
+                {"id": "m-1", "model": "m", "region": "eu-west-1", "output_cost_per_token": "0.001"},
+            ],
+        }
+    )
+    proxy = ProxyServer(config, policy, redis_url=redis_server.url)
+    try:
+        proxy.start()
+        yield redis_server, proxy
+    finally:
+        proxy.stop()
+        redis_server.stop()
+
+
+def ask(proxy: ProxyServer, tenant: str) -> str:
+    c = openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=key(tenant), max_retries=0, timeout=60)
+    resp = c.chat.completions.create(model="m", messages=[{"role": "user", "content": TEXT}], max_tokens=2)
+    return resp.choices[0].message.content
+
+
+def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
+    redis_server, proxy = redis_and_proxy
+    for t in TENANTS:
+        assert ask(proxy, t) == TEXT  # scripts loaded, connections pooled
+    redis_server.stop()
+    try:
+        for _ in range(3):
+            for t in ("hard", "rl"):
+                with pytest.raises(openai.APIStatusError) as exc:
+                    ask(proxy, t)
+                assert exc.value.status_code == 503
+                assert exc.value.body["code"] == "limits_unavailable"
+                assert "Retry-After" in exc.value.response.headers
+            for t in ("open", "openb", "plain"):
+                assert ask(proxy, t) == TEXT
+        assert proxy.proc is not None and proxy.proc.poll() is None
+        assert proxy.get("/health/liveliness").status_code == 200
+    finally:
+        redis_server.start()  # same port, empty: Lua SHAs are gone
+    for t in TENANTS:
+        assert ask(proxy, t) == TEXT
+    # Spend is tracked again in the new (empty) Redis: exactly the request above, nothing lost in limbo.
+    spent = redis_server.client().keys("kubegate:main:budget:hard-b:*")
+    assert len(spent) == 1
+    assert int(redis_server.client().hget(spent[0], "spent")) == 2000  # 2 tokens x 0.001 USD in micro-USD
+    assert int(redis_server.client().hget(spent[0], "reserved")) == 0
