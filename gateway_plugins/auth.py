@@ -17,15 +17,20 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import time
+import uuid
 
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
 from gateway_plugins import metrics
+from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import openai_error
-from gateway_plugins.policy.schema import key_id_for
-from gateway_plugins.runtime import get_runtime
+from gateway_plugins.policy.schema import Tenant, key_id_for
+from gateway_plugins.runtime import Runtime, get_runtime
+
+log = logging.getLogger("kubegate.auth")
 
 TENANT_META = "kubegate_tenant"
 
@@ -53,6 +58,29 @@ def _unauthorized(message: str, reason: str) -> Exception:
     return openai_error(401, message, code="invalid_api_key", type_="authentication_error")
 
 
+# Refused before any tenant is known: audit records carry this id, never anything from the key itself
+# beyond the usual short hash prefix.
+UNAUTHENTICATED = Tenant(id="unauthenticated")
+
+
+def _audit_refusal(rt: Runtime, route: str, digest: str | None, status: int, reason: str) -> None:
+    """Auth refusals happen before any hook runs, so they are audited here (one record per request)."""
+    ctx = RequestContext(
+        request_id=str(uuid.uuid4()),
+        tenant=UNAUTHENTICATED,
+        key_id=key_id_for(digest) if digest else "",
+        requested_model="",
+        call_type=route,
+        status="refused",
+        http_status=status,
+    )
+    ctx.decisions["refusal"] = reason
+    try:
+        rt.audit.submit(rt.build_audit_record(ctx))
+    except Exception:  # auditing must never turn a 401 into a 500
+        log.exception("auditing an auth refusal failed")
+
+
 def _route_of(request: object) -> str:
     url = getattr(request, "url", None)
     return getattr(url, "path", "") or ""
@@ -73,6 +101,7 @@ async def _authenticate(request: object, api_key: str | None) -> UserAPIKeyAuth:
     rt = await get_runtime()
     raw = _bearer(None, api_key)
     if not raw:
+        _audit_refusal(rt, route, None, 401, "missing_api_key")
         raise _unauthorized("Missing API key: send 'Authorization: Bearer <key>'.", "missing")
     digest = hashlib.sha256(raw.encode()).hexdigest()
 
@@ -81,16 +110,19 @@ async def _authenticate(request: object, api_key: str | None) -> UserAPIKeyAuth:
         if expected is None:
             # No admin key configured: LiteLLM's admin API stays closed rather than open.
             metrics.AUTH_FAILURES.labels("admin_route").inc()
+            _audit_refusal(rt, route, digest, 403, "route_not_allowed")
             raise openai_error(
                 403, f"Route {route} is not available on this gateway.", code="route_not_allowed", type_="auth_error"
             )
         if not hmac.compare_digest(digest, expected):
+            _audit_refusal(rt, route, digest, 401, "invalid_api_key")
             raise _unauthorized("Invalid admin key.", "invalid")
         return UserAPIKeyAuth(api_key=f"admin-{key_id_for(digest)}", user_role=LitellmUserRoles.PROXY_ADMIN)
 
     tenant = rt.policy.tenant_for_key_hash(digest)
     # The dict lookup finds the candidate; the constant-time compare is the actual check.
     if tenant is None or not any(hmac.compare_digest(k.sha256, digest) for k in tenant.keys):
+        _audit_refusal(rt, route, digest, 401, "invalid_api_key")
         raise _unauthorized("Invalid API key.", "invalid")
     return UserAPIKeyAuth(
         api_key=key_id_for(digest),

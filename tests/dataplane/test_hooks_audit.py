@@ -44,3 +44,25 @@ def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, o
     assert _wait_len(client, stream, 3) == 3
     raw = b" ".join(v for _, fields in client.xrange(stream) for v in fields.values())
     assert b"one" not in raw.split() and KEY_A.encode() not in raw
+
+
+def test_auth_refusals_are_audited_without_the_key(make_proxy, echo_upstream, redis_server, openai_client):
+    import json
+
+    config, policy = _setup(echo_upstream)
+    client = redis_server.client()
+    client.flushall()
+    proxy = make_proxy(config, policy, redis_url=redis_server.url)
+    stream = "kubegate:main:audit"
+    wrong = "sk-wrong-key-never-in-audit-0123456789"
+    with pytest.raises(openai.AuthenticationError):
+        openai_client(proxy, wrong).chat.completions.create(
+            model="echo-model", messages=[{"role": "user", "content": "x"}]
+        )
+    assert _wait_len(client, stream, 1) == 1
+    ((_, fields),) = client.xrange(stream)
+    raw = b" ".join(fields.values())
+    assert wrong.encode() not in raw
+    record = json.loads(next(iter(fields.values())))
+    assert record["tenant"] == "unauthenticated"
+    assert record["status"] == "refused" and record["http_status"] == 401
