@@ -51,7 +51,8 @@ local delta, n = tonumber(ARGV[1]), tonumber(ARGV[2])
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
   local k = KEYS[1 + i]
-  redis.call('HINCRBY', k, 'reserved', -tonumber(ARGV[2 + (i - 1) * 2 + 1]))
+  -- 0 - x, not -x: Lua's -0 reaches Redis as "-0", which HINCRBY refuses (zero-price reservations).
+  redis.call('HINCRBY', k, 'reserved', 0 - tonumber(ARGV[2 + (i - 1) * 2 + 1]))
   redis.call('HINCRBY', k, 'spent', tonumber(ARGV[2 + (i - 1) * 2 + 2]))
 end
 return 1

@@ -176,6 +176,9 @@ def test_zero_price_model_never_blocked(proxies, redis_server):
     assert exc.value.body["code"] == "budget_exceeded"
     for _ in range(3):
         assert ask(c, "free").parse().choices[0].message.content == TEXT
+    # A zero reservation must settle cleanly (Lua -0 once made HINCRBY refuse it).
+    assert "settle failed" not in proxy.logs()
+    assert state(redis_server.url, budget(policy, "free-b")).reserved_usd == 0
 
 
 def test_64_clients_two_proxies_overshoot_below_one_request(proxies, redis_server):
