@@ -110,10 +110,18 @@ def budget(policy: Policy, name: str) -> Budget:
 
 
 def state(url: str, b: Budget):
+    """Budget state once every in-flight reservation has settled (LiteLLM runs the success callback,
+    hence our settle, after the response has been sent)."""
+
     async def read():
         r = aioredis.from_url(url)
         try:
-            return await read_budget_state(r, GW, b)
+            for _ in range(100):
+                st = await read_budget_state(r, GW, b)
+                if st.reserved_usd == 0:
+                    break
+                await asyncio.sleep(0.1)
+            return st
         finally:
             await r.aclose()
 
