@@ -217,6 +217,11 @@ class KubegateHooks(CustomLogger):
         if ctx is None or ctx.finished:
             return None
         ctx.http_status = _status_of(original_exception)
+        try:
+            # Release the budget/tpm reservation: a failed or refused call costs only what LiteLLM billed.
+            await limits.settle(ctx, rt)
+        except Exception:
+            log.exception("releasing the budget reservation failed for request %s", ctx.request_id)
         if isinstance(original_exception, ProxyException) and ctx.status == "pending":
             self._refuse(rt, ctx, original_exception)
             return None

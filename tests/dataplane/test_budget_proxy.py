@@ -26,7 +26,7 @@ GW = "main"
 OUT_PRICE = Decimal("0.001")
 COST = 0.002  # 2 completion tokens x OUT_PRICE
 TEXT = "abcdefgh"
-TENANTS = ("hard", "down", "free", "race")
+TENANTS = ("hard", "down", "free", "race", "rel")
 MODELS = ("big", "mid", "small", "free")
 
 
@@ -46,6 +46,7 @@ def budgets() -> list[dict]:
         },
         {"name": "free-b", "tenant": "free", "limit_usd": "0.001"},
         {"name": "race-b", "tenant": "race", "limit_usd": "0.021", "period": "weekly"},
+        {"name": "rel-b", "tenant": "rel", "limit_usd": "1"},
     ]
 
 
@@ -211,3 +212,17 @@ def test_64_clients_two_proxies_overshoot_below_one_request(proxies, redis_serve
     # Admission stops once spent + reserved reaches the limit: 0.021 / 0.002 -> exactly 11 served.
     assert served == 11
     assert 0 <= st.spent_usd - limit < COST
+
+
+def test_failed_call_releases_its_reservation(proxies, redis_server, echo_upstream):
+    proxy, _, policy = proxies
+    c = client(proxy, "rel")
+    ask(c)
+    echo_upstream.fail_next(500, 1)
+    with pytest.raises(openai.APIStatusError) as exc:
+        ask(c)
+    assert exc.value.status_code >= 500
+    ask(c)
+    st = state(redis_server.url, budget(policy, "rel-b"))
+    assert st.reserved_usd == 0
+    assert st.spent_usd == pytest.approx(2 * COST)  # the failed call costs nothing
