@@ -76,10 +76,17 @@ def ask(proxy: ProxyServer, tenant: str) -> str:
     return resp.choices[0].message.content
 
 
+def served(proxy: ProxyServer, tenant: str, phase: str) -> None:
+    try:
+        assert ask(proxy, tenant) == TEXT
+    except openai.APIStatusError as exc:  # say which tenant/phase and why, with the proxy's log
+        pytest.fail(f"{phase}: tenant {tenant} got {exc.status_code} {exc.body}\n{proxy.logs()}")
+
+
 def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
     redis_server, proxy = redis_and_proxy
     for t in TENANTS:
-        assert ask(proxy, t) == TEXT  # scripts loaded, connections pooled
+        served(proxy, t, "before")  # scripts loaded, connections pooled
     redis_server.stop()
     try:
         for _ in range(3):
@@ -90,14 +97,24 @@ def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
                 assert exc.value.body["code"] == "limits_unavailable"
                 assert "Retry-After" in exc.value.response.headers
             for t in ("open", "openb", "plain"):
-                assert ask(proxy, t) == TEXT
+                served(proxy, t, "outage")
         assert proxy.proc is not None and proxy.proc.poll() is None
         assert proxy.get("/health/liveliness").status_code == 200
     finally:
         redis_server.start()  # same port, empty: Lua SHAs are gone
+    # A pooled connection that died with the old server can cost one request a 503 (observed under CPU
+    # load); recovery must come by itself, within a few requests, without restarting the proxy.
     for t in TENANTS:
-        assert ask(proxy, t) == TEXT
-    # Spend is tracked again in the new (empty) Redis: exactly the request above, nothing lost in limbo.
+        for _ in range(4):
+            try:
+                ask(proxy, t)
+                break
+            except openai.APIStatusError as exc:
+                assert exc.status_code == 503 and exc.body["code"] == "limits_unavailable"
+                time.sleep(0.2)
+    for t in TENANTS:  # then strictly: every tenant served again
+        served(proxy, t, "after restart")
+    # Spend is tracked again in the new (empty) Redis: exactly the served requests above.
     r = redis_server.client()
     spent = r.keys("kubegate:main:budget:hard-b:*")
     assert len(spent) == 1
@@ -105,5 +122,6 @@ def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
         if int(r.hget(spent[0], "reserved")) == 0:
             break
         time.sleep(0.1)
-    assert int(r.hget(spent[0], "spent")) == 2000  # 2 tokens x 0.001 USD in micro-USD
+    hard_served = 2  # one in the tolerant loop, one in the strict pass
+    assert int(r.hget(spent[0], "spent")) == hard_served * 2000  # 2 tokens x 0.001 USD in micro-USD
     assert int(r.hget(spent[0], "reserved")) == 0
