@@ -122,7 +122,8 @@ async def test_proxy_writes_verifiable_audit_without_text_or_key(stack, tmp_path
         await bad.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": MARKER}])
 
     def written() -> bool:
-        return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= 10 + refused
+        # 10 served, the allow-list refusals, and the unknown key's refusal at auth.
+        return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= 10 + refused + 1
 
     wait_until(written, timeout=30, what="audit records")
     v = audit(rds, "verify")
@@ -134,7 +135,8 @@ async def test_proxy_writes_verifiable_audit_without_text_or_key(stack, tmp_path
     records = [json.loads(x) for x in text.splitlines()]
     assert sum(r["status"] != "ok" and r["http_status"] not in (None, 200) for r in records) >= refused
     assert MARKER not in text and KEY not in text and KEY[:20] not in text
-    assert all(r["tenant"] == "acme" for r in records)
+    assert MARKER not in text and "sk-wrong-" not in text
+    assert sorted(r["tenant"] for r in records) == ["acme"] * (10 + refused) + ["unauthenticated"]
 
 
 def rds_client(rds):
