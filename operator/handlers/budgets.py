@@ -37,22 +37,21 @@ class Unresolved(Exception):
         self.reason = reason
 
 
+def _get(ns: str, kind: str, plural: str, name: str) -> dict:
+    """A kubegate object, or ``Unresolved("<Kind>NotFound")`` when it does not exist."""
+    try:
+        return client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, plural, name)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise Unresolved(f"{kind}NotFound", f"{kind} {name!r} not found in {ns}") from None
+        raise
+
+
 def _resolve(ns: str, tenant: str) -> tuple[str, str]:
     """(gateway name, Redis URL) of the Tenant's Gateway."""
-    custom = client.CustomObjectsApi(api_client())
-    try:
-        obj = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "tenants", tenant)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise Unresolved("TenantNotFound", f"Tenant {tenant!r} not found in {ns}") from None
-        raise
+    obj = _get(ns, "Tenant", "tenants", tenant)
     gateway = obj["spec"]["gateway"]
-    try:
-        gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", gateway)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise Unresolved("GatewayNotFound", f"Gateway {gateway!r} not found in {ns}") from None
-        raise
+    gw = _get(ns, "Gateway", "gateways", gateway)
     try:
         return gateway, redislink.redis_url(api_client(), gw)
     except redislink.RedisUnavailable as exc:
