@@ -44,6 +44,12 @@ STAGE_LATENCY = Histogram(
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
 POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="max")
+BUDGET_USED = Gauge(
+    "kubegate_budget_used_ratio",
+    "Spent (settled plus reserved) over the limit of each tenant's budget in the current period, as last seen by this proxy.",
+    ["tenant"],
+    multiprocess_mode="mostrecent",
+)
 POLICY_ERRORS = Counter("kubegate_policy_errors_total", "Policy documents refused, by source.", ["source"])
 AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
 
