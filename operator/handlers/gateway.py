@@ -1,9 +1,13 @@
-"""Gateway reconciliation: render, then server-side apply every child; related kinds re-render their Gateway."""
+"""Gateway reconciliation: render, apply the children that changed, publish the policy, write changed statuses.
+
+ModelRoute, Tenant and Budget events re-render the Gateway they belong to, coalesced per Gateway. There are no
+kopf timers here (a timer makes kopf put a finalizer on every object, so a stopped operator would block the
+deletion of Gateways, Budgets and their namespace); periodic work runs in ``handlers.loops``.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import base64
 import dataclasses
 import hashlib
 import logging
@@ -14,22 +18,20 @@ from typing import Any
 
 import kopf
 from gateway_operator import status as st
-from gateway_operator.builders.common import tenant_secret_name
 from gateway_operator.builders.gateway import build_children
-from gateway_operator.builders.secrets import KEY_FIELD, build_tenant_key_secret, new_tenant_key
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import redislink
-from gateway_operator.handlers.apply import apply
+from gateway_operator.handlers import children, keys, redislink
+from gateway_operator.handlers.coalesce import Coalescer
 from gateway_operator.render import render_gateway
 from kubernetes import client, config
 
-from gateway_plugins.policy import hash_key
 from gateway_plugins.policy.store import encode_document
 
 log = logging.getLogger("kubegate.operator")
 GROUP, VERSION = crd.GROUP, crd.VERSION
-ROTATE_ANNOTATION = "kubegate.dev/rotate-key"
-ROTATION_HANDLED = "kubegate.dev/rotation"
+# Re-exported: tests and docs name them from here.
+ROTATE_ANNOTATION = keys.ROTATE_ANNOTATION
+ROTATION_HANDLED = keys.ROTATION_HANDLED
 _api: client.ApiClient | None = None
 # One reconcile per Gateway at a time: the policy revision is read-modify-written through the Gateway status.
 _locks: defaultdict[tuple[str, str], threading.Lock] = defaultdict(threading.Lock)
@@ -54,7 +56,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
     return kopf.login_with_service_account(**kwargs)
 
 
-def _list(ns: str, plural: str) -> list[dict[str, Any]]:
+def list_objects(ns: str, plural: str) -> list[dict[str, Any]]:
     return client.CustomObjectsApi(api_client()).list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]
 
 
@@ -78,85 +80,93 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     return True
 
 
-def _ensure_tenant_key(tenant: dict[str, Any]) -> str:
-    """Create the key Secret once (never overwritten, except once per rotation nonce); return the key's hash."""
-    core = client.CoreV1Api(api_client())
-    ns, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
-    nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
-    try:
-        secret = core.read_namespaced_secret(tenant_secret_name(name), ns)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    else:
-        handled = (secret.metadata.annotations or {}).get(ROTATION_HANDLED)
-        if nonce and nonce != handled:
-            return _rotate_key(core, secret, nonce)
-        return hash_key(base64.b64decode(secret.data[KEY_FIELD]).decode())
-    key = new_tenant_key()
-    try:
-        core.create_namespaced_secret(ns, build_tenant_key_secret(tenant, key, rotation=nonce))
-    except client.ApiException as exc:
-        if exc.status != 409:
-            raise
-        return _ensure_tenant_key(tenant)  # another reconcile created it first: use theirs
-    return hash_key(key)
+def secret_availability(
+    core: client.CoreV1Api, ns: str, routes: list[dict[str, Any]]
+) -> tuple[set[tuple[str, str]], dict[str, list[tuple[str, str]]]]:
+    """(missing (Secret, key) pairs, per route: (reason, message) of each deployment left out). Content never read
+    beyond the key names."""
+    data: dict[str, set[str] | None] = {}
+    unavailable: set[tuple[str, str]] = set()
+    per_route: dict[str, list[tuple[str, str]]] = {}
+    for route in routes:
+        for dep in route["spec"].get("deployments") or []:
+            ref = dep.get("apiKeySecretRef")
+            if not ref:
+                continue
+            if ref["name"] not in data:
+                try:
+                    data[ref["name"]] = set((core.read_namespaced_secret(ref["name"], ns).data or {}).keys())
+                except client.ApiException as exc:
+                    if exc.status != 404:
+                        raise
+                    data[ref["name"]] = None
+            present = data[ref["name"]]
+            if present is None:
+                problem = ("SecretNotFound", f"deployment {dep['name']}: Secret {ref['name']!r} not found")
+            elif ref["key"] not in present:
+                problem = (
+                    "SecretKeyNotFound",
+                    f"deployment {dep['name']}: Secret {ref['name']!r} has no key {ref['key']!r}",
+                )
+            else:
+                continue
+            unavailable.add((ref["name"], ref["key"]))
+            per_route.setdefault(route["metadata"]["name"], []).append(problem)
+    return unavailable, per_route
 
 
-def _rotate_key(core: client.CoreV1Api, secret: client.V1Secret, nonce: str) -> str:
-    """Replace the key and record the nonce on the Secret; resourceVersion makes a concurrent rotation fail."""
-    key = new_tenant_key()
-    body = {
-        "metadata": {"resourceVersion": secret.metadata.resource_version, "annotations": {ROTATION_HANDLED: nonce}},
-        "data": {KEY_FIELD: base64.b64encode(key.encode()).decode()},
-    }
-    core.patch_namespaced_secret(secret.metadata.name, secret.metadata.namespace, body)
-    log.info("rotated key Secret %s/%s", secret.metadata.namespace, secret.metadata.name)
-    return hash_key(key)
-
-
-def _missing_secrets(core: client.CoreV1Api, ns: str, route: dict[str, Any], cache: dict[str, Any]) -> list[str]:
-    missing = []
-    for dep in route["spec"].get("deployments") or []:
-        ref = dep.get("apiKeySecretRef")
-        if not ref:
-            continue
-        if ref["name"] not in cache:
-            try:
-                cache[ref["name"]] = core.read_namespaced_secret(ref["name"], ns).data or {}
-            except client.ApiException as exc:
-                if exc.status != 404:
-                    raise
-                cache[ref["name"]] = None
-        data = cache[ref["name"]]
-        if data is None:
-            missing.append(f"deployment {dep['name']}: Secret {ref['name']!r} not found")
-        elif ref["key"] not in data:
-            missing.append(f"deployment {dep['name']}: Secret {ref['name']!r} has no key {ref['key']!r}")
-    return missing
+def route_status(route: dict[str, Any], gateway: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
+    gen = route["metadata"].get("generation")
+    if not problems:
+        return st.ready_status(gen, True, "Rendered", f"in the model list of Gateway {gateway}")
+    reasons = {reason for reason, _ in problems}
+    reason = "SecretNotFound" if "SecretNotFound" in reasons else "SecretKeyNotFound"
+    total = len(route["spec"].get("deployments") or [])
+    serving = total - len(problems)
+    message = "; ".join(m for _, m in problems) + f" (left out of the model list; {serving} of {total} serving)"
+    return st.ready_status(gen, False, reason, message)
 
 
 def policy_digest(policy: Any) -> str:
     return hashlib.sha256(encode_document(policy.model_copy(update={"revision": 0}), compress=False)).hexdigest()
 
 
-def reconcile(ns: str, name: str) -> dict[str, Any]:
+def reconcile(ns: str, name: str, *, verify: bool = True) -> dict[str, Any] | None:
+    """Reconcile Gateway ``ns/name``; None when it is being deleted. 404 (ApiException) when it does not exist.
+
+    ``verify``: also read every child and re-apply what was deleted or edited by hand (resync, resume, direct
+    calls); without it only children whose desired state changed are applied (event-driven re-renders).
+    """
     with _locks[(ns, name)]:
-        return _reconcile(ns, name)
+        return _reconcile(ns, name, verify)
 
 
-def _reconcile(ns: str, name: str) -> dict[str, Any]:
+def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(api_client())
     core = client.CoreV1Api(api_client())
     gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", name)
-    routes_raw = [r for r in _list(ns, "modelroutes") if r["spec"]["gateway"] == name]
-    tenants_raw = [t for t in _list(ns, "tenants") if t["spec"]["gateway"] == name]
-    routes = [crd.ModelRoute.model_validate(o) for o in routes_raw]
-    tenants = [crd.Tenant.model_validate(o) for o in tenants_raw]
-    budgets = [crd.Budget.model_validate(o) for o in _list(ns, "budgets")]
-    hashes = {t["metadata"]["name"]: [_ensure_tenant_key(t)] for t in tenants_raw}
+    if gw["metadata"].get("deletionTimestamp"):
+        return None  # going away (foreground deletion): re-creating children would fight the garbage collector
+    routes_raw = [r for r in list_objects(ns, "modelroutes") if r["spec"]["gateway"] == name]
+    all_tenants = list_objects(ns, "tenants")
+    tenants_raw = [t for t in all_tenants if t["spec"]["gateway"] == name]
+    mine = {t["metadata"]["name"] for t in tenants_raw}
+    existing = {t["metadata"]["name"] for t in all_tenants}
+    # This Gateway's Budgets, and those whose Tenant exists nowhere (their status says so); not other Gateways'.
+    budgets_raw = [
+        b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in mine or b["spec"]["tenant"] not in existing
+    ]
+    known_keys = keys.existing_key_secrets(core, ns)
+    hashes = {t["metadata"]["name"]: [keys.ensure_tenant_key(core, t, known_keys)] for t in tenants_raw}
+    unavailable, route_problems = secret_availability(core, ns, routes_raw)
     rendered = render_gateway(
-        crd.Gateway.model_validate(gw), routes, tenants, budgets, tenant_key_hashes=hashes, revision=0
+        crd.Gateway.model_validate(gw),
+        [crd.ModelRoute.model_validate(o) for o in routes_raw],
+        [crd.Tenant.model_validate(o) for o in tenants_raw],
+        [crd.Budget.model_validate(o) for o in budgets_raw],
+        tenant_key_hashes=hashes,
+        revision=0,
+        unavailable_secrets=unavailable,
     )
     # The revision rises exactly when the policy's content changes: proxies only take a higher revision.
     gw_status = gw.get("status") or {}
@@ -170,8 +180,7 @@ def _reconcile(ns: str, name: str) -> dict[str, Any]:
         revision = link.revision + 1
     try:
         rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
-        for child in build_children(gw, rendered):
-            apply(api_client(), child)
+        written = children.sync(api_client(), build_children(gw, rendered), verify=verify)
         published = link.publish(rendered.policy)
     finally:
         link.close()
@@ -185,22 +194,16 @@ def _reconcile(ns: str, name: str) -> dict[str, Any]:
             "policyRevision": revision,
             "policyHash": digest,
             "conditions": [
+                st.condition("Ready", True, "Reconciled", "every child applied; see Reconciled for what was left out"),
                 st.condition("Reconciled", True, "Applied", message),
                 st.condition("PolicyPublished", *published),
             ],
         },
     )
-
-    secrets: dict[str, Any] = {}
     for route in routes_raw:
-        missing = _missing_secrets(core, ns, route, secrets)
-        gen = route["metadata"].get("generation")
-        desired = (
-            st.ready_status(gen, False, "SecretNotFound", "; ".join(missing))
-            if missing
-            else st.ready_status(gen, True, "Rendered", f"in the model list of Gateway {name}")
+        patch_status(
+            ns, "modelroutes", route, route_status(route, name, route_problems.get(route["metadata"]["name"], []))
         )
-        patch_status(ns, "modelroutes", route, desired)
     for tenant in tenants_raw:
         gen = tenant["metadata"].get("generation")
         conflict = rendered.skipped.get(f"Tenant/{tenant['metadata']['name']}")
@@ -213,79 +216,117 @@ def _reconcile(ns: str, name: str) -> dict[str, Any]:
         if nonce:
             desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
         patch_status(ns, "tenants", tenant, desired)
-    return {"skipped": rendered.skipped, "modelListChecksum": rendered.model_list_checksum, "revision": revision}
+    for budget in budgets_raw:
+        tenant = budget["spec"]["tenant"]
+        if tenant not in existing:
+            gen = budget["metadata"].get("generation")
+            missing = st.condition("Ready", False, "TenantNotFound", f"Tenant {tenant!r} not found in {ns}")
+            patch_status(ns, "budgets", budget, {"observedGeneration": gen, "conditions": [missing]})
+    return {
+        "skipped": rendered.skipped,
+        "modelListChecksum": rendered.model_list_checksum,
+        "revision": revision,
+        "written": written,
+    }
 
 
-def _gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:
+def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:
     desired = st.ready_status(
         body["metadata"].get("generation"), False, "GatewayNotFound", f"Gateway {gateway!r} not found in {ns}"
     )
     patch_status(ns, plural, body, desired)
 
 
-@kopf.on.event(GROUP, VERSION, "budgets")
-async def budget_changed(namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, **_: Any) -> None:
-    """A Budget names its Tenant, not its Gateway: re-render the Tenant's Gateway."""
-    tenant = (spec or {}).get("tenant")
-    if not tenant or st.already_observed(type, dict(body)):
-        return
+def _orphans(ns: str, gateway: str) -> None:
+    """The Gateway is gone: its Tenants and ModelRoutes say so (their Ready column turns False)."""
+    for plural in ("tenants", "modelroutes"):
+        for obj in list_objects(ns, plural):
+            if obj["spec"]["gateway"] == gateway and not obj["metadata"].get("deletionTimestamp"):
+                mark_gateway_missing(ns, plural, obj, gateway)
 
-    def _tenant_gateway() -> str | None:
+
+async def rerender(memo: Any, namespace: str, gateway: str, *, verify: bool = False) -> bool:
+    """Reconcile ``gateway``, coalesced with concurrent requests; False when it does not exist or is going."""
+
+    async def run() -> bool:
         try:
-            obj = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
-                GROUP, VERSION, namespace, "tenants", tenant
-            )
+            return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify) is not None
         except client.ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return obj["spec"].get("gateway")
+            if exc.status != 404:
+                raise
+            return False
 
-    gateway = await asyncio.to_thread(_tenant_gateway)
-    if gateway:
-        await _rerender(namespace, gateway)
+    coalescer: Coalescer = memo.rerenders
+    return bool(await coalescer.run((namespace, gateway), run))
+
+
+@kopf.on.startup()
+async def startup(memo: kopf.Memo, **_: Any) -> None:
+    from gateway_operator.handlers import loops
+
+    # Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo.
+    memo.rerenders = Coalescer()
+    memo.gateways = set()
+    memo.loops = loops.start(memo)
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    from gateway_operator.handlers import loops
+
+    await loops.stop(memo)
+
+
+@kopf.on.event(GROUP, VERSION, "gateways")
+async def gateway_seen(namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The set of live Gateways the periodic loops visit (kopf's namespace scoping applies to it)."""
+    key = (namespace, name)
+    if type == "DELETED" or body.metadata.get("deletionTimestamp"):
+        memo.gateways.discard(key)
+        if type == "DELETED":
+            await asyncio.to_thread(_orphans, namespace, name)
+    else:
+        memo.gateways.add(key)
 
 
 @kopf.on.resume(GROUP, VERSION, "gateways")
 @kopf.on.create(GROUP, VERSION, "gateways")
 @kopf.on.update(GROUP, VERSION, "gateways")
-@kopf.timer(GROUP, VERSION, "gateways", interval=30, idle=10)
-async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, meta: kopf.Meta, **_: Any) -> None:
+async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     try:
-        await asyncio.to_thread(reconcile, namespace, name)
+        # Spec changes and restarts verify every child (drift repair); coalesced with related-object events.
+        await rerender(memo, namespace, name, verify=True)
     except client.ApiException as exc:
-        patch.status["conditions"] = [st.condition("Reconciled", False, "ApiError", f"HTTP {exc.status}: {exc.reason}")]
+        failed = f"HTTP {exc.status}: {exc.reason}"
+        patch.status["conditions"] = [
+            st.condition("Ready", False, "ApiError", failed),
+            st.condition("Reconciled", False, "ApiError", failed),
+        ]
         raise kopf.TemporaryError(f"reconcile failed: HTTP {exc.status}", delay=10) from None
 
 
-async def _rerender(namespace: str, gateway: str) -> bool:
-    """Reconcile ``gateway``; False when it does not exist."""
-    try:
-        await asyncio.to_thread(reconcile, namespace, gateway)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-        log.info("gateway %s/%s not found", namespace, gateway)
-        return False
-    return True
-
-
-async def _related_changed(plural: str, namespace: str, spec: dict[str, Any], type: str | None, body: Any) -> None:
+async def _related_changed(
+    plural: str, namespace: str, spec: dict[str, Any], type: str | None, body: Any, memo: Any
+) -> None:
     gateway = (spec or {}).get("gateway")
     raw = dict(body)
     nonce = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     pending_rotation = nonce is not None and nonce != (raw.get("status") or {}).get("keyRotation")
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):
         return
-    if not await _rerender(namespace, gateway) and type != "DELETED":
-        await asyncio.to_thread(_gateway_missing, namespace, plural, raw, gateway)
+    if not await rerender(memo, namespace, gateway) and type != "DELETED":
+        await asyncio.to_thread(mark_gateway_missing, namespace, plural, raw, gateway)
 
 
 @kopf.on.event(GROUP, VERSION, "modelroutes")
-async def route_changed(namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, **_: Any) -> None:
-    await _related_changed("modelroutes", namespace, spec, type, body)
+async def route_changed(
+    namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    await _related_changed("modelroutes", namespace, spec, type, body, memo)
 
 
 @kopf.on.event(GROUP, VERSION, "tenants")
-async def tenant_changed(namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, **_: Any) -> None:
-    await _related_changed("tenants", namespace, spec, type, body)
+async def tenant_changed(
+    namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
+) -> None:
+    await _related_changed("tenants", namespace, spec, type, body, memo)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -59,7 +59,10 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
         "model": f"{dep.provider}/{dep.model}",
         "input_cost_per_token": _number(dep.input_cost_per_token),
         "output_cost_per_token": _number(dep.output_cost_per_token),
+        # Per deployment: LiteLLM's Router ignores router_settings.model_group_timeouts, and a stream would
+        # otherwise take litellm_settings.request_timeout before the deployment's own timeout.
         "timeout": route.spec.timeout_seconds,
+        "stream_timeout": route.spec.timeout_seconds,
         "weight": dep.weight,
     }
     if dep.api_base:
@@ -81,23 +84,56 @@ def _sorted(objs: Iterable[Any]) -> list[Any]:
     return sorted(objs, key=lambda o: o.metadata.name)
 
 
+def retry_policy(num_retries: int) -> dict[str, int]:
+    """A LiteLLM RetryPolicy: retry transient upstream failures, never a request the upstream refused as invalid."""
+    transient = (
+        "TimeoutErrorRetries",
+        "RateLimitErrorRetries",
+        "InternalServerErrorRetries",
+        "ServiceUnavailableErrorRetries",
+        "DefaultRetries",
+    )
+    refused = ("BadRequestErrorRetries", "AuthenticationErrorRetries", "ContentPolicyViolationErrorRetries")
+    return {**dict.fromkeys(transient, num_retries), **dict.fromkeys(refused, 0)}
+
+
+def usable_deployments(
+    route: crd.ModelRoute, unavailable: Collection[tuple[str, str]]
+) -> tuple[list[crd.ModelDeployment], list[crd.ModelDeployment]]:
+    """(kept, left out): a deployment whose API-key Secret or key is missing is left out so the pod can start."""
+    kept, left_out = [], []
+    for dep in route.spec.deployments:
+        ref = dep.api_key_secret_ref
+        (left_out if ref is not None and (ref.name, ref.key) in unavailable else kept).append(dep)
+    return kept, left_out
+
+
 def render_models(
     routes: Iterable[crd.ModelRoute],
+    unavailable: Collection[tuple[str, str]] = (),
 ) -> tuple[list[dict], dict[str, Any], list[pol.ModelMeta], list[pol.DeploymentMeta], dict[str, crd.SecretKeyRef]]:
-    """model_list, router_settings additions, ModelMeta, DeploymentMeta and api key env vars."""
+    """model_list, router_settings additions, ModelMeta, DeploymentMeta and api key env vars.
+
+    ``unavailable``: (Secret, key) pairs that do not exist; deployments using one are left out, and a route with
+    no deployment left is not served at all.
+    """
     model_list: list[dict] = []
     metas: list[pol.ModelMeta] = []
     deps_meta: list[pol.DeploymentMeta] = []
     api_key_env: dict[str, crd.SecretKeyRef] = {}
     regions_of: dict[str, set[str]] = {}
-    retry_policy: dict[str, int] = {}
-    timeouts: dict[str, float] = {}
+    retry_policies: dict[str, dict[str, int]] = {}
     seen: set[str] = set()
-    route_list = [r for r in _sorted(routes) if r.spec.model_name not in seen and not seen.add(r.spec.model_name)]
+    route_list = [
+        r
+        for r in _sorted(routes)
+        if usable_deployments(r, unavailable)[0] and r.spec.model_name not in seen and not seen.add(r.spec.model_name)
+    ]
     for route in route_list:
         name = route.spec.model_name
         regions: set[str] = set()
-        for dep in route.spec.deployments:
+        deployments = usable_deployments(route, unavailable)[0]
+        for dep in deployments:
             env = None
             if dep.api_key_secret_ref is not None:
                 env = secret_env_var(dep.api_key_secret_ref)
@@ -120,7 +156,7 @@ def render_models(
                     )
                 )
         regions_of[name] = regions
-        zero = all(d.input_cost_per_token == 0 and d.output_cost_per_token == 0 for d in route.spec.deployments)
+        zero = all(d.input_cost_per_token == 0 and d.output_cost_per_token == 0 for d in deployments)
         metas.append(
             pol.ModelMeta(
                 name=name,
@@ -129,8 +165,7 @@ def render_models(
             )
         )
         for group in [name, *(regional_group(name, r) for r in regions)]:
-            retry_policy[group] = route.spec.num_retries
-            timeouts[group] = route.spec.timeout_seconds
+            retry_policies[group] = retry_policy(route.spec.num_retries)
 
     fallbacks: list[dict[str, list[str]]] = []
     for route in route_list:
@@ -142,7 +177,7 @@ def render_models(
             regional = [regional_group(f, region) for f in public if region in regions_of[f]]
             if regional:
                 fallbacks.append({regional_group(name, region): regional})
-    router = {"fallbacks": fallbacks, "model_group_retry_policy": retry_policy, "model_group_timeouts": timeouts}
+    router = {"fallbacks": fallbacks, "model_group_retry_policy": retry_policies}
     return model_list, router, metas, deps_meta, api_key_env
 
 
@@ -201,12 +236,25 @@ def render_gateway(
     *,
     tenant_key_hashes: dict[str, list[str]],
     revision: int,
+    unavailable_secrets: Collection[tuple[str, str]] = (),
 ) -> RenderedGateway:
-    """Everything the data plane of ``gateway`` needs; objects of other gateways are ignored."""
+    """Everything the data plane of ``gateway`` needs; objects of other gateways are ignored.
+
+    ``unavailable_secrets``: (Secret, key) pairs known to be missing; see ``render_models``.
+    """
     gw = gateway.metadata.name
     mine_routes = [r for r in routes if r.spec.gateway == gw]
-    model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes)
+    model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes, unavailable_secrets)
     skipped: dict[str, str] = {}
+    for route in _sorted(mine_routes):
+        left_out = usable_deployments(route, unavailable_secrets)[1]
+        if left_out:
+            skipped[f"ModelRoute/{route.metadata.name}"] = "; ".join(
+                f"deployment {d.name} left out: Secret {d.api_key_secret_ref.name!r} key "
+                f"{d.api_key_secret_ref.key!r} not found"
+                for d in left_out
+                if d.api_key_secret_ref is not None
+            )
 
     policy_tenants: list[pol.Tenant] = []
     key_owner: dict[str, str] = {}

@@ -110,7 +110,8 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
             "Reconciled condition",
             lambda: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", "main").get("status"),
         )
-        assert status["conditions"][0]["type"] == "Reconciled" and status["conditions"][0]["status"] == "True"
+        conditions = {c["type"]: c["status"] for c in status["conditions"]}
+        assert conditions["Reconciled"] == "True" and conditions["Ready"] == "True"
 
         # A second reconcile with nothing changed writes nothing, and never replaces the key.
         def versions():

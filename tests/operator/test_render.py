@@ -88,7 +88,8 @@ def test_deployments_public_and_regional_groups_with_unique_ids():
     meta = out.policy.models[0]
     assert meta.regional_groups == {"eu-west-1": "gpt@eu-west-1", "us-east-1": "gpt@us-east-1"}
     assert meta.zero_price is False
-    assert out.litellm_config["router_settings"]["model_group_retry_policy"]["gpt@eu-west-1"] == 4
+    policy = out.litellm_config["router_settings"]["model_group_retry_policy"]["gpt@eu-west-1"]
+    assert policy["TimeoutErrorRetries"] == 4 and policy["BadRequestErrorRetries"] == 0
 
 
 def test_fallbacks_never_cross_regions():

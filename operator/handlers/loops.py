@@ -1,0 +1,56 @@
+"""Periodic work of one operator run, as plain asyncio tasks (kopf timers would put a finalizer on every object).
+
+- resync: every ``KUBEGATE_RESYNC_SECONDS`` (30) each live Gateway is reconciled with ``verify``: children deleted
+  or edited by hand are put back, a ModelRoute's Secret that appeared is picked up. It writes only what changed.
+- budgets: every ``KUBEGATE_BUDGET_REFRESH_SECONDS`` (30) each Gateway's Budgets get their spend from Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from gateway_operator.handlers import budgets
+from gateway_operator.handlers.gateway import rerender
+
+log = logging.getLogger("kubegate.operator")
+RESYNC_ENV = "KUBEGATE_RESYNC_SECONDS"
+DEFAULT_RESYNC = 30.0
+
+
+def resync_interval() -> float:
+    return float(os.environ.get(RESYNC_ENV) or DEFAULT_RESYNC)
+
+
+async def _every(
+    what: str, interval: Callable[[], float], memo: Any, visit: Callable[[str, str], Awaitable[Any]]
+) -> None:
+    while True:
+        # Read per round: tests shorten it through the environment after the module is imported.
+        await asyncio.sleep(interval())
+        for ns, name in sorted(memo.gateways):
+            try:
+                await visit(ns, name)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # one Gateway's failure must not stop the loop for the others
+                log.warning("%s of Gateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
+
+
+def start(memo: Any) -> list[asyncio.Task]:
+    return [
+        asyncio.create_task(
+            _every("resync", resync_interval, memo, lambda ns, name: rerender(memo, ns, name, verify=True))
+        ),
+        asyncio.create_task(_every("budget refresh", budgets.refresh_interval, memo, budgets.refresh_gateway)),
+    ]
+
+
+async def stop(memo: Any) -> None:
+    tasks = getattr(memo, "loops", None) or []
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
