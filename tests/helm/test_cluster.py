@@ -15,25 +15,15 @@ import pytest
 import yaml
 
 from tests.helm.test_static import NON_DEFAULT
-from tests.helm.tools import CHART, ROOT, bin_dir, helm_template
+from tests.helm.tools import CHART, ROOT, helm, helm_template, kubectl
 
 
 def _kubectl(cp, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(bin_dir() / "kubectl"), "--kubeconfig", str(cp.kubeconfig_path), *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        check=check,
-    )
+    return kubectl(cp, *args, stdin=stdin, check=check)
 
 
 def _helm(cp, *args: str) -> subprocess.CompletedProcess[str]:
-    res = subprocess.run(
-        [str(bin_dir() / "helm"), "--kubeconfig", str(cp.kubeconfig_path), *args], capture_output=True, text=True
-    )
-    assert res.returncode == 0, f"helm {args[0]}: {res.stderr}"
-    return res
+    return helm(cp, *args)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,144 @@
+"""`helm install` (CRDs included) -> the chart's operator, as the chart's ServiceAccount, reconciles a Gateway.
+
+This runs on its OWN control plane, not the session one: helm installs the chart's `crds/` only when they are
+absent (it skips existing CRDs without a word), and the session control plane already has them from the
+operator tests. A fresh API server is the only way to know that helm's CRD install, not someone else's, made
+the kinds exist; it costs one more etcd + kube-apiserver start (a few seconds).
+
+The operator runs with the Deployment's own args and env, authenticated by a TokenRequest token of the
+ServiceAccount helm created, so RBAC is exactly what the chart grants. No kubelet runs, so the proxy pods the
+operator creates never start; the test checks the objects the operator writes.
+
+Why an earlier draft of this test could hang: (1) the operator's stdout on a pipe nobody read (kopf blocks
+once 64 KiB are buffered), fixed by logging to a file; (2) `python -m kopf` started with the repo as cwd, where
+`operator/` shadows the stdlib module, fixed by PYTHONSAFEPATH=1 and a temp cwd; (3) until 4f82d77 the Gateway
+carried kopf's finalizer (a kopf timer requires one): `helm uninstall` deletes the ClusterRoleBinding and the
+ServiceAccount before custom kinds, so the operator could no longer remove the finalizer and the chart's Gateway
+stayed Terminating while `helm uninstall --wait` waited. The test now asserts there is no finalizer on the
+Gateway and uninstalls while the operator still runs; every wait has a timeout and prints the operator's output.
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from collections.abc import Iterator
+
+import pytest
+import yaml
+
+from gateway_plugins.policy import hash_key
+from tests.harness.controlplane import ControlPlane, ensure_binaries, free_port
+from tests.helm.operator_process import OperatorProcess, container_env, local_argv
+from tests.helm.tools import CHART, helm, kubectl
+
+RELEASE, NS = "kg", "kubegate-system"
+KINDS = ("budgets", "gateways", "modelroutes", "tenants")
+CRD_NAMES = [f"{k}.kubegate.dev" for k in KINDS]
+
+
+@pytest.fixture(scope="module")
+def fresh_cluster() -> Iterator[ControlPlane]:
+    cp = ControlPlane(ensure_binaries(), controller_manager=True)
+    cp.start()
+    try:
+        yield cp
+    finally:
+        cp.stop()
+
+
+def _get(cp: ControlPlane, *args: str) -> dict | None:
+    res = kubectl(cp, "-n", NS, "get", *args, "-o", "json", check=False)
+    return json.loads(res.stdout) if res.returncode == 0 else None
+
+
+def _policy(cp: ControlPlane) -> dict | None:
+    cm = _get(cp, "configmap", "main-policy")
+    if not cm:
+        return None
+    return json.loads(gzip.decompress(base64.b64decode(cm["binaryData"]["policy.json.gz"])))
+
+
+def _condition(obj: dict | None, type_: str) -> dict | None:
+    conditions = ((obj or {}).get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c["type"] == type_), None)
+
+
+def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_cluster, tmp_path):
+    cp = fresh_cluster
+    assert kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev") == 0
+    helm(cp, "install", RELEASE, str(CHART), "-n", NS, "--create-namespace", "--set", "gateway.create=true")
+    kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
+    assert helm(cp, "get", "manifest", RELEASE, "-n", NS).stdout.count("kind: CustomResourceDefinition") == 0, (
+        "CRDs belong in crds/ (installed once, never deleted with the release), not in templates/"
+    )
+
+    deploy = _get(cp, "deployment", f"{RELEASE}-kubegate-operator")
+    assert deploy, "the chart created no operator Deployment"
+    pod = deploy["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    # create=False: the ServiceAccount must be the one helm made, not one this test conjures up.
+    token = cp.token_for_service_account(NS, pod["serviceAccountName"], create=False)
+    port = free_port()
+    operator = OperatorProcess(
+        local_argv(container, port),
+        container_env(container, NS),
+        cp.kubeconfig_for_token(token, user="kubegate-operator"),
+        tmp_path / "operator.log",
+    ).start()
+    uninstalled = False
+    try:
+        operator.wait_healthy(port)  # the chart's livenessProbe target answers
+        tenant = {
+            "apiVersion": "kubegate.dev/v1alpha1",
+            "kind": "Tenant",
+            "metadata": {"name": "team", "namespace": NS},
+            "spec": {"gateway": "main", "allowedModels": ["*"]},
+        }
+        kubectl(cp, "apply", "-f", "-", stdin=yaml.safe_dump(tenant))
+
+        policy = operator.wait_for(
+            "the Tenant in the policy ConfigMap", lambda: (p := _policy(cp)) and p["tenants"] and p
+        )
+        secret = operator.wait_for("the Tenant's key Secret", lambda: _get(cp, "secret", "team-kubegate-key"))
+        raw_key = base64.b64decode(secret["data"]["api-key"]).decode()
+        assert policy["tenants"][0]["keys"] == [{"sha256": hash_key(raw_key)}]
+        assert raw_key not in json.dumps(policy) and raw_key not in operator.output()
+
+        for kind, name in (
+            ("deployment", "main-proxy"),
+            ("service", "main"),  # clients reach http://<gateway>.<namespace>.svc:4000
+            ("configmap", "main-litellm-config"),
+            ("deployment", "main-redis"),
+        ):
+            child = operator.wait_for(f"{kind}/{name}", lambda k=kind, n=name: _get(cp, k, n))
+            assert child["metadata"]["ownerReferences"][0]["kind"] == "Gateway", f"{kind}/{name}"
+        reconciled = operator.wait_for(
+            "Gateway Reconciled=True", lambda: _condition(_get(cp, "gateway", "main"), "Reconciled")
+        )
+        assert reconciled["status"] == "True", reconciled
+        ready = operator.wait_for("Tenant Ready", lambda: _condition(_get(cp, "tenant", "team"), "Ready"))
+        assert ready["status"] == "True", ready
+
+        out = operator.output()
+        assert "Forbidden" not in out and " 403" not in out, out[-6000:]
+        # The chart's env keeps LiteLLM (imported via gateway_plugins) from fetching prices from the internet.
+        assert "model cost map" not in out, out[-6000:]
+
+        # helm removes the operator's RBAC before custom kinds: a finalizer would keep the Gateway Terminating.
+        gateway = _get(cp, "gateway", "main")
+        assert not gateway["metadata"].get("finalizers"), "helm uninstall would hang on the Gateway's finalizer"
+        res = helm(cp, "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "90s", check=False, timeout=150)
+        uninstalled = res.returncode == 0
+        assert uninstalled, f"helm uninstall: {res.stderr}\noperator output:\n{operator.tail()}"
+    finally:
+        code = operator.stop()
+        if not uninstalled:
+            print(f"operator exit code {code}; output:\n{operator.tail(20000)}")
+
+    assert _get(cp, "gateway", "main") is None
+    assert _get(cp, "deployment", f"{RELEASE}-kubegate-operator") is None
+    assert f"{RELEASE}-kubegate" not in kubectl(cp, "get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    # helm never deletes CRDs it installed from crds/: users' Tenants and Budgets survive an uninstall.
+    assert kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev") == len(CRD_NAMES)
