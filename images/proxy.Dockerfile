@@ -1,12 +1,13 @@
 # kubegate proxy image: LiteLLM proxy with gateway_plugins, WITHOUT kopf (the data plane never talks to the
 # Kubernetes API). Build from the repo root:
 #   docker build -f images/proxy.Dockerfile -t ghcr.io/kubegate/proxy:0.1.0 .
-# BASE DIGEST: placeholder, NOT verified (see operator.Dockerfile).
-# requirements-proxy.lock (hash-locked subset of requirements.lock without kopf and the kubernetes client)
-# is to be produced by the lock owner; until then this build fails at COPY, on purpose.
-ARG PYTHON_IMAGE=python:3.11-slim@sha256:0000000000000000000000000000000000000000000000000000000000000000
+# requirements-proxy.lock: hash-locked subset of requirements.lock without kopf and the kubernetes client.
+# BASE: python:3.11-slim, multi-arch index digest as recorded by docker-library/repo-info
+# (repos/python/remote/3.11-slim.md at commit 2477d553d2fdfa57b4ec11f63c8376eca8b7a253: Python 3.11.15 on Debian
+# trixie, built 2026-08-05). Not pulled here (no registry access); the digest sits directly in each FROM so that
+# Renovate's and Dependabot's docker managers bump it; keep both images and both stages on the same digest.
 
-FROM ${PYTHON_IMAGE} AS build
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 COPY requirements-proxy.lock pyproject.toml ./
@@ -18,7 +19,7 @@ COPY operator ./operator
 RUN /opt/kubegate/bin/pip install --no-deps --no-build-isolation . \
  && ! /opt/kubegate/bin/python -c "import kopf" 2>/dev/null
 
-FROM ${PYTHON_IMAGE}
+FROM python:3.11-slim@sha256:90744cff8f32887f075c47d747a173ff333e9e98801667af93c357fa9f5e28ff
 COPY --from=build /opt/kubegate /opt/kubegate
 # No outbound price-map fetch: the gateway only talks to configured upstreams and Redis.
 ENV PATH=/opt/kubegate/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \

@@ -31,17 +31,36 @@ def _package_version() -> str:
     return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 
-@pytest.mark.parametrize("dockerfile", sorted((ROOT / "images").glob("*.Dockerfile")), ids=lambda p: p.name)
-def test_dockerfile_bases_are_pinned_by_digest(dockerfile):
+DOCKERFILES = sorted((ROOT / "images").glob("*.Dockerfile"))
+
+
+def _base_images(dockerfile) -> list[str]:
     text = dockerfile.read_text()
     args = dict(re.findall(r"^ARG (\w+)=(\S+)$", text, re.M))
-    froms = re.findall(r"^FROM (\S+)", text, re.M)
+    return [args.get(ref.strip("${}"), ref) for ref in re.findall(r"^FROM (\S+)", text, re.M)]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.name)
+def test_dockerfile_bases_are_pinned_by_digest(dockerfile):
+    text = dockerfile.read_text()
+    froms = _base_images(dockerfile)
     assert froms
     for ref in froms:
-        ref = args.get(ref.strip("${}"), ref)
-        assert re.fullmatch(r"[\w./:-]+@sha256:[0-9a-f]{64}", ref), f"{dockerfile.name}: unpinned base {ref}"
+        m = re.fullmatch(r"([\w./-]+):([\w.-]+)@sha256:([0-9a-f]{64})", ref)
+        assert m, f"{dockerfile.name}: base {ref} is not name:tag@sha256:<64 hex>"
+        assert len(set(m[3])) > 4, f"{dockerfile.name}: {ref} has a placeholder digest"
+        # The image's Python must be the one pyproject allows (wheels in the locks are cp311).
+        assert m[2].startswith("3.11"), f"{dockerfile.name}: base {ref} is not Python 3.11"
     assert "--require-hashes" in text
     assert re.search(r"^USER \d+:\d+$", text, re.M), "must run as a numeric non-root user"
+    # Both images import LiteLLM (the operator through gateway_plugins): never fetch prices from the internet.
+    assert "LITELLM_LOCAL_MODEL_COST_MAP=True" in text
+
+
+def test_images_share_one_base():
+    """One digest to bump (Renovate/Dependabot) and one Python for the operator and the proxy."""
+    bases = {ref for d in DOCKERFILES for ref in _base_images(d)}
+    assert len(bases) == 1, bases
 
 
 def test_proxy_image_has_no_kopf_and_local_cost_map():
