@@ -45,17 +45,48 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
     return models
 
 
+# Redis client bounds. A pooled connection can outlive a Redis restart; without a retry the first
+# command on it fails and a hard-limit tenant gets a spurious 503. A couple of immediate reconnects fix
+# that. A Redis that is really down still gives a fast refusal: "connection refused" is retried within
+# ~20 ms of back-off, while connect and read timeouts are not retried, so one command waits at most
+# about REDIS_READ_TIMEOUT.
+REDIS_RETRIES = 2
+REDIS_CONNECT_TIMEOUT = 0.5
+REDIS_READ_TIMEOUT = 1.0
+REDIS_HEALTH_CHECK_SECONDS = 10
+
+
+def make_redis(url: str) -> Any:
+    """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
+
+    Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
+    ran our (non-idempotent) admit/settle script, and replaying it would count a request twice and
+    leak its reservation until the period ends. Connection errors on a stale pooled socket happen
+    before the command reaches the new server, so replaying them is safe.
+    """
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
+
+    # supported_errors replaces redis-py's default (ConnectionError, TimeoutError) rather than adding to it.
+    retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES, supported_errors=(RedisConnectionError,))
+    return aioredis.from_url(
+        url,
+        socket_timeout=REDIS_READ_TIMEOUT,
+        socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
+        health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
+        retry=retry,
+        retry_on_error=[RedisConnectionError],
+    )
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis: Any = None
         if settings.redis_url:
-            import redis.asyncio as aioredis
-
-            # Short timeouts: a Redis outage must turn into a fast refusal or fail-open, not a hang.
-            self.redis = aioredis.from_url(
-                settings.redis_url, socket_timeout=1.0, socket_connect_timeout=1.0, health_check_interval=10
-            )
+            self.redis = make_redis(settings.redis_url)
         self.store = PolicyStore(
             settings.gateway,
             redis=self.redis,
