@@ -1,13 +1,22 @@
 """Residency through the real proxy: in-region upstreams fail (500/429), out-of-region is healthy;
-not one request may reach the out-of-region upstream, and the client gets a residency error."""
+not one request may reach the out-of-region upstream (first tries, retries and fallbacks included).
+
+LiteLLM 1.103.7 sleeps between retries of a single-deployment group: ``INITIAL_RETRY_DELAY * 2**n``
+(0.5 s) plus up to ``JITTER`` (0.75 s) of random jitter, ~9 s per request with two in-region groups
+and ``num_retries: 2``. The proxy here gets both set to 0 (``litellm/constants.py`` reads them from the
+environment) so that every retry and fallback still happens, just without the wait.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import openai
 import pytest
 
 from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.echo import EchoServer
+from tests.harness.proxy import ProxyServer
 
 KEY = "sk-eu-only"
 
@@ -57,31 +66,52 @@ def residency_setup(eu_bad: str, eu_bad2: str, us_good: str) -> tuple[dict, Poli
     return config, policy
 
 
-# 429 variant hangs past 5 min (LiteLLM retry back-off on 429); not yet included.
-@pytest.mark.parametrize("status", [500])
-def test_failing_region_never_spills_out(make_proxy, openai_client, status):
-    in_region, out_region = EchoServer().start(), EchoServer().start()
+NO_BACKOFF = {"INITIAL_RETRY_DELAY": "0", "JITTER": "0"}
+REQUESTS = 25
+CALLS_PER_REQUEST = 6  # (1 try + 2 retries) in gpt@eu-west-1, then the same in its fallback gpt@eu-central-1
+
+
+@pytest.fixture(scope="module")
+def region_proxy() -> Iterator[tuple[ProxyServer, EchoServer, EchoServer, EchoServer]]:
+    """One proxy for both statuses (a proxy start costs more than all the requests of one case)."""
+    servers = [EchoServer() for _ in range(3)]
+    proxy = None
     try:
-        config, policy = residency_setup(
-            in_region.api_base(status=status), in_region.api_base(status=status), out_region.base_url
-        )
-        proxy = make_proxy(config, policy)
-        client = openai_client(proxy, KEY)
-        failures = 0
-        for _ in range(25):
-            with pytest.raises(openai.APIStatusError):
-                client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hello"}])
-            failures += 1
-        assert failures == 25
-        assert out_region.received() == []
-        # The healthy in-region path serves and says where.
-        config, policy = residency_setup(in_region.base_url, in_region.api_base(status=status), out_region.base_url)
-        proxy2 = make_proxy(config, policy)
-        raw = openai_client(proxy2, KEY).chat.completions.with_raw_response.create(
-            model="gpt", messages=[{"role": "user", "content": "hello"}]
-        )
-        assert raw.headers.get("x-kubegate-region") == "eu-west-1"
-        assert out_region.received() == []
+        for s in servers:
+            s.start()
+        eu_west, eu_central, us = servers
+        config, policy = residency_setup(eu_west.base_url, eu_central.base_url, us.base_url)
+        proxy = ProxyServer(config, policy, env=NO_BACKOFF).start()
+        yield proxy, eu_west, eu_central, us
     finally:
-        in_region.stop()
-        out_region.stop()
+        if proxy is not None:
+            proxy.stop()
+        for s in servers:
+            s.stop()
+
+
+@pytest.mark.parametrize("status", [500, 429])
+def test_failing_region_never_spills_out(region_proxy, openai_client, status):
+    proxy, eu_west, eu_central, us = region_proxy
+    for s in (eu_west, eu_central, us):
+        s.clear()
+    client = openai_client(proxy, KEY)
+    eu_west.fail_next(status, 10_000)
+    eu_central.fail_next(status, 10_000)
+    try:
+        for i in range(REQUESTS):
+            with pytest.raises(openai.APIStatusError) as exc:
+                client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": f"hello {i}"}])
+            assert exc.value.status_code == status, proxy.logs()
+    finally:
+        eu_west.fail_next(status, 0)
+        eu_central.fail_next(status, 0)
+    assert us.received() == []
+    # Retries and the in-region fallback really ran (so they were the ones kept in region).
+    assert len(eu_west.received()) == REQUESTS * CALLS_PER_REQUEST // 2
+    assert len(eu_central.received()) == REQUESTS * CALLS_PER_REQUEST // 2
+    # In-region healthy again: served in the first region, and the response says where.
+    raw = client.chat.completions.with_raw_response.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
+    assert raw.parse().choices[0].message.content == "hi"
+    assert raw.headers.get("x-kubegate-region") == "eu-west-1"
+    assert us.received() == []
