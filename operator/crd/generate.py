@@ -17,13 +17,16 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "kubegate" / "crds")
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 
+# Every kind shows its Ready condition in `kubectl get`.
+READY_COLUMN = ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status')
+
 KIND_INFO: dict[str, dict[str, Any]] = {
     "Gateway": {
         "plural": "gateways",
         "short": ["kgw"],
         "spec": m.GatewaySpec,
         "columns": [
-            ("Ready", "string", ".status.conditions[?(@.type=='Ready')].status"),
+            READY_COLUMN,
             ("Replicas", "integer", ".status.replicas"),
         ],
     },
@@ -31,19 +34,24 @@ KIND_INFO: dict[str, dict[str, Any]] = {
         "plural": "modelroutes",
         "short": ["kmr"],
         "spec": m.ModelRouteSpec,
-        "columns": [("Model", "string", ".spec.modelName"), ("Gateway", "string", ".spec.gateway")],
+        "columns": [READY_COLUMN, ("Model", "string", ".spec.modelName"), ("Gateway", "string", ".spec.gateway")],
     },
     "Tenant": {
         "plural": "tenants",
         "short": ["ktn"],
         "spec": m.TenantSpec,
-        "columns": [("Gateway", "string", ".spec.gateway"), ("Regions", "string", ".spec.allowedRegions")],
+        "columns": [
+            READY_COLUMN,
+            ("Gateway", "string", ".spec.gateway"),
+            ("Regions", "string", ".spec.allowedRegions"),
+        ],
     },
     "Budget": {
         "plural": "budgets",
         "short": ["kbg"],
         "spec": m.BudgetSpec,
         "columns": [
+            READY_COLUMN,
             ("Limit", "string", ".spec.limitUSD"),
             ("Spent", "string", ".status.spentUSD"),
             ("Percent", "number", ".status.percent"),
