@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 
@@ -124,13 +125,86 @@ def test_user_roles_aggregate_to_builtin_roles():
     assert [r["resources"] for r in roles["billing"]["rules"]] == [["budgets"]]
 
 
-def test_dashboard_is_valid_json_with_tenant_panels():
-    import json
+def _dashboard() -> dict:
+    return json.loads((CHART / "dashboards" / "kubegate.json").read_text())
 
-    dash = json.loads((CHART / "dashboards" / "kubegate.json").read_text())
+
+def _exported_metrics() -> dict[str, tuple[str, ...]]:
+    """Every kubegate series name the data plane can export -> its label names (counters as ``*_total``)."""
+    from prometheus_client import REGISTRY
+
+    import gateway_plugins.audit.metrics
+    import gateway_plugins.metrics  # noqa: F401
+
+    # _names_to_collectors/_labelnames are private but the only way to see label names before a sample exists.
+    return {
+        name: tuple(getattr(collector, "_labelnames", ()))
+        for name, collector in REGISTRY._names_to_collectors.items()
+        if name.startswith("kubegate_")
+    }
+
+
+# Prometheus adds these to every scraped series (target labels), and `le` comes with histogram buckets.
+TARGET_LABELS = {"namespace", "pod", "service", "instance", "job", "le"}
+
+
+def test_dashboard_is_valid_json_with_tenant_panels():
+    dash = _dashboard()
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
     for metric in ("kubegate_requests_total", "kubegate_cost_usd_total", "kubegate_refusals_total"):
         assert metric in exprs
+    ids = [p["id"] for p in dash["panels"]]
+    assert len(ids) == len(set(ids))
+    # Tenants are namespaced: two namespaces may both have a tenant "team" and must not be summed together.
+    for grouping in re.findall(r"by \(([^)]*)\)", exprs):
+        labels = {x.strip() for x in grouping.split(",")}
+        assert "tenant" not in labels or "namespace" in labels, grouping
+
+
+def test_dashboard_panels_do_not_overlap():
+    cells: dict[tuple[int, int], str] = {}
+    for p in _dashboard()["panels"]:
+        g = p["gridPos"]
+        assert g["x"] + g["w"] <= 24, p["title"]
+        for x in range(g["x"], g["x"] + g["w"]):
+            for y in range(g["y"], g["y"] + g["h"]):
+                assert (x, y) not in cells, f"{p['title']!r} overlaps {cells[(x, y)]!r}"
+                cells[(x, y)] = p["title"]
+
+
+def test_dashboard_queries_only_metrics_and_labels_the_data_plane_exports():
+    exported = _exported_metrics()
+    for panel in _dashboard()["panels"]:
+        for target in panel["targets"]:
+            expr = target["expr"]
+            names = set(re.findall(r"\bkubegate_\w+", expr))
+            assert names, f"{panel['title']!r} queries no kubegate metric"
+            for name in names:
+                assert name in exported, f"{panel['title']!r}: {name} is not exported by gateway_plugins"
+            used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+            for grouping in re.findall(r"by \(([^)]*)\)", expr):
+                used |= {x.strip() for x in grouping.split(",")}
+            known = TARGET_LABELS.union(*(exported[n] for n in names))
+            assert used <= known, f"{panel['title']!r}: labels {used - known} are not on {names}"
+
+
+def test_dashboard_shows_budget_state_by_tenant():
+    panels = [p for p in _dashboard()["panels"] if any("kubegate_budget_used_ratio" in t["expr"] for t in p["targets"])]
+    assert {p["type"] for p in panels} >= {"bargauge"}, "a current-state panel of budget use per tenant"
+    for p in panels:
+        (target,) = p["targets"]
+        assert re.search(r"by \(namespace, tenant\)", target["expr"]), target["expr"]
+        defaults = p["fieldConfig"]["defaults"]
+        assert defaults["unit"] == "percentunit"  # the gauge is a ratio: 1.0 is the whole budget
+        steps = [s["value"] for s in defaults["thresholds"]["steps"]]
+        assert steps[-1] == 1, "red exactly where a hard budget refuses"
+
+
+def test_dashboard_configmap_carries_the_dashboard_file():
+    rendered = helm_template("metrics.grafanaDashboard.enabled=true")
+    cm = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")
+    assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(cm["data"]["kubegate.json"]) == _dashboard()
 
 
 @pytest.mark.parametrize(
