@@ -59,8 +59,8 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
         "model": f"{dep.provider}/{dep.model}",
         "input_cost_per_token": _number(dep.input_cost_per_token),
         "output_cost_per_token": _number(dep.output_cost_per_token),
-        # Per deployment: LiteLLM's Router ignores router_settings.model_group_timeouts, and a stream would
-        # otherwise take litellm_settings.request_timeout before the deployment's own timeout.
+        # Per deployment: LiteLLM's Router ignores router_settings.model_group_timeouts; stream_timeout keeps
+        # streams on the route's timeout even where a router-wide stream or request timeout is configured.
         "timeout": route.spec.timeout_seconds,
         "stream_timeout": route.spec.timeout_seconds,
         "weight": dep.weight,

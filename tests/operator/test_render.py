@@ -148,3 +148,48 @@ def test_key_claimed_by_two_tenants_goes_to_the_first_only():
     keys = {t.id: [k.sha256 for k in t.keys] for t in out.policy.tenants}
     assert keys == {"a": [KEY_A], "b": [KEY_B]}
     assert "Tenant/b" in out.skipped
+
+
+def test_timeouts_and_retries_in_a_form_litellm_router_honours(monkeypatch):
+    """Built into LiteLLM's own Router the way its proxy does: no ignored router_settings key, per-deployment
+    timeouts for plain and streaming calls, and retry counts per exception type for each group."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import litellm
+    from litellm.constants import ROUTER_SETTINGS_MANAGED_OUTSIDE_CONFIG
+
+    slow = _route("slow", "slow", [_dep("eu", "eu-west-1", apiBase="http://127.0.0.1:9/v1")], timeoutSeconds=7.5)
+    quick = _route("quick", "quick", [_dep("eu", "eu-west-1", apiBase="http://127.0.0.1:9/v1")], numRetries=1)
+    out = _render([slow, quick])
+    settings = out.litellm_config["router_settings"]
+    valid = set(litellm.Router.get_valid_args()) - ROUTER_SETTINGS_MANAGED_OUTSIDE_CONFIG
+    assert set(settings) <= valid, set(settings) - valid  # the proxy would log and drop the rest
+    router = litellm.Router(model_list=out.litellm_config["model_list"], **settings)
+    for group, expected in (("slow", 7.5), ("slow@eu-west-1", 7.5), ("quick", 600)):
+        (deployment,) = router.get_model_list(model_name=group)
+        params = deployment["litellm_params"]
+        assert router._get_timeout(kwargs={}, data=params) == expected
+        assert router._get_timeout(kwargs={"stream": True}, data=params) == expected
+    timeout = litellm.Timeout("slow", model="m", llm_provider="openai")
+    bad = litellm.BadRequestError("bad", model="m", llm_provider="openai")
+    assert router.get_num_retries_from_retry_policy(timeout, model_group="quick@eu-west-1") == 1
+    assert router.get_num_retries_from_retry_policy(timeout, model_group="slow") == 2
+    assert router.get_num_retries_from_retry_policy(bad, model_group="slow") == 0
+
+
+def test_deployments_with_an_unavailable_key_are_left_out():
+    ref = {"name": "eu-key", "key": "k"}
+    mixed = _route("mixed", "mixed", [_dep("a", "eu-west-1", apiKeySecretRef=ref), _dep("b", "us-east-1")])
+    dark = _route("dark", "dark", [_dep("a", "eu-west-1", apiKeySecretRef=ref)])
+    big = _route("big", "big", [_dep("a", "eu-west-1")], fallbacks=["dark", "mixed"])
+    gw = crd.Gateway.model_validate({"metadata": {"name": "main"}})
+    out = render_gateway(
+        gw, [mixed, dark, big], [], [], tenant_key_hashes={}, revision=1, unavailable_secrets={("eu-key", "k")}
+    )
+    ids = {e["model_info"]["id"] for e in out.litellm_config["model_list"]}
+    assert ids == {"mixed/b", "mixed/b@us-east-1", "big/a", "big/a@eu-west-1"}
+    assert out.api_key_env == {}  # no pod env var points at the missing key
+    assert [m.name for m in out.policy.models] == ["big", "mixed"]
+    assert out.litellm_config["router_settings"]["fallbacks"] == [{"big": ["mixed"]}]  # never to a dark model
+    assert "eu-key" in out.skipped["ModelRoute/dark"] and "ModelRoute/big" not in out.skipped
+    everything = render_gateway(gw, [mixed, dark, big], [], [], tenant_key_hashes={}, revision=1)
+    assert everything.model_list_checksum != out.model_list_checksum  # the Secret appearing rolls the pods
