@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.helm.test_static import NON_DEFAULT
+from tests.helm.test_static import non_default
 from tests.helm.tools import CHART, ROOT, helm, helm_template, kubectl
 
 
@@ -46,8 +46,9 @@ def _without_kinds(manifest: str, *kinds: str) -> str:
     return yaml.safe_dump_all(docs)
 
 
-@pytest.mark.parametrize("values", [(), NON_DEFAULT], ids=["default", "non-default"])
-def test_rendered_chart_passes_server_side_dry_run(crds, namespace, values):
+@pytest.mark.parametrize("custom", [False, True], ids=["default", "non-default"])
+def test_rendered_chart_passes_server_side_dry_run(crds, namespace, custom):
+    values = non_default(namespace) if custom else ()
     # ServiceMonitor's CRD belongs to prometheus-operator, which the test cluster does not have.
     manifest = _without_kinds(helm_template(*values, namespace=namespace), "ServiceMonitor")
     res = _server_dry_run(crds, manifest, namespace)

@@ -68,7 +68,20 @@ def _condition(obj: dict | None, type_: str) -> dict | None:
 def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_cluster, tmp_path):
     cp = fresh_cluster
     assert kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev") == 0
-    helm(cp, "install", RELEASE, str(CHART), "-n", NS, "--create-namespace", "--set", "gateway.create=true")
+    # logFormat=json: proves a chart value really reaches kopf's command line (kopf exits on an unknown option).
+    notes = helm(
+        cp,
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NS,
+        "--create-namespace",
+        "--set",
+        "gateway.create=true",
+        "--set",
+        "operator.logFormat=json",
+    ).stdout
     kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
     assert helm(cp, "get", "manifest", RELEASE, "-n", NS).stdout.count("kind: CustomResourceDefinition") == 0, (
         "CRDs belong in crds/ (installed once, never deleted with the release), not in templates/"
@@ -122,6 +135,11 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         assert ready["status"] == "True", ready
 
         out = operator.output()
+        kopf_lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+        assert kopf_lines and all("message" in r for r in kopf_lines), out[-3000:]
+        # NOTES.txt sends users to the objects the operator really made.
+        assert "port-forward svc/$GATEWAY" in notes and "GATEWAY=main" in notes
+        assert "get secret $TENANT-kubegate-key" in notes and "--for=condition=Ready tenant/$TENANT" in notes
         assert "Forbidden" not in out and " 403" not in out, out[-6000:]
         # The chart's env keeps LiteLLM (imported via gateway_plugins) from fetching prices from the internet.
         assert "model cost map" not in out, out[-6000:]

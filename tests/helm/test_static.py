@@ -23,9 +23,15 @@ NON_DEFAULT = (
     "gateway.modelRoutes[0].spec.deployments[0].apiKeySecretRef.key=api-key",
     "metrics.serviceMonitor.enabled=true",
     "metrics.grafanaDashboard.enabled=true",
-    "operator.watchNamespaces={team-a,team-b}",
     "serviceAccount.name=kg-op",
+    "operator.logLevel=debug",
+    "operator.logFormat=json",
 )
+
+
+def non_default(namespace: str = "kubegate-system") -> tuple[str, ...]:
+    """NON_DEFAULT plus a namespace list that includes the release namespace (where the Gateway goes)."""
+    return (*NON_DEFAULT, f"operator.watchNamespaces={{{namespace},team-b}}")
 
 
 def _package_version() -> str:
@@ -97,14 +103,34 @@ def test_operator_pod_is_restricted():
     assert container["args"][0] == "operator"
 
 
+def _operator_args(*values: str) -> list[str]:
+    deploy = next(d for d in yaml.safe_load_all(helm_template(*values)) if d and d["kind"] == "Deployment")
+    return deploy["spec"]["template"]["spec"]["containers"][0]["args"]
+
+
+@pytest.mark.parametrize(
+    ("values", "flags", "absent"),
+    [
+        ((), ["--log-format=full", "--all-namespaces", "--standalone"], ["--debug", "--quiet"]),
+        (("operator.logLevel=debug", "operator.logFormat=json"), ["--debug", "--log-format=json"], ["--quiet"]),
+        (("operator.logLevel=warning",), ["--quiet"], ["--debug"]),
+        (("operator.watchNamespaces={a,b}",), ["--namespace=a", "--namespace=b"], ["--all-namespaces"]),
+    ],
+)
+def test_operator_values_reach_kopf_flags(values, flags, absent):
+    args = _operator_args(*values)
+    assert set(flags) <= set(args), args
+    assert not set(absent) & set(args), args
+
+
 def test_helm_lint_default_and_non_default_values():
     run("helm", "lint", "--strict", str(CHART))
-    sets = [a for s in NON_DEFAULT for a in ("--set", s)]
+    sets = [a for s in non_default() for a in ("--set", s)]
     run("helm", "lint", "--strict", str(CHART), *sets)
 
 
 def test_non_default_values_render_optional_objects():
-    kinds = [d["kind"] for d in yaml.safe_load_all(helm_template(*NON_DEFAULT)) if d]
+    kinds = [d["kind"] for d in yaml.safe_load_all(helm_template(*non_default())) if d]
     for kind in ("Gateway", "ModelRoute", "ServiceMonitor", "ConfigMap"):
         assert kind in kinds
     defaults = [d["kind"] for d in yaml.safe_load_all(helm_template()) if d]
@@ -213,12 +239,15 @@ def test_dashboard_configmap_carries_the_dashboard_file():
         ("operator.replicas=many", "/operator/replicas"),
         ("operator.bogus=1", "bogus"),
         ("operator.logLevel=verbose", "/operator/logLevel"),
+        ("operator.logLevel=error", "/operator/logLevel"),  # kopf has no error-only level
+        ("operator.logFormat=xml", "/operator/logFormat"),
+        ("gateway.create=true", "operator.watchNamespaces"),  # with a namespace list that misses the release's
         ("gateway.name=Not_A_Name", "/gateway/name"),
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(value, field):
-    res = run("helm", "template", "r", str(CHART), "--set", value, check=False)
+    res = run("helm", "template", "r", str(CHART), "--set", value, "--set", "operator.watchNamespaces={a}", check=False)
     assert res.returncode != 0
     assert field in res.stderr, res.stderr
