@@ -24,13 +24,14 @@ import uuid
 
 from litellm.proxy._types import LitellmUserRoles, UserAPIKeyAuth
 
-from gateway_plugins import metrics
+from gateway_plugins import litellm_fixes, metrics
 from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import openai_error
 from gateway_plugins.policy.schema import Tenant, key_id_for
 from gateway_plugins.runtime import Runtime, get_runtime
 
 log = logging.getLogger("kubegate.auth")
+litellm_fixes.apply()
 
 TENANT_META = "kubegate_tenant"
 

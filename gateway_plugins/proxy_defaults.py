@@ -1,7 +1,11 @@
 """The LiteLLM proxy settings kubegate ships (one place: the operator's renderer and ``kubegate dev`` import it).
 
 LiteLLM features kubegate replaces are switched off: its DB-backed keys/spend/budgets (we have no
-database), spend logs, message logging. Not yet measured by ``bench/`` (see the h2 report).
+database), spend and error logs. ``bench/bench_proxy.py`` measures the result against vanilla LiteLLM.
+
+``turn_off_message_logging`` only changes what LiteLLM hands to logging callbacks, and its redaction
+deep-copies every response (8% of the proxy's CPU per request). kubegate's own callback never keeps
+message text, so it is set only when the config adds another logging callback.
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ GENERAL_SETTINGS: dict = {
 
 LITELLM_SETTINGS: dict = {
     "callbacks": [CALLBACK],
-    "turn_off_message_logging": True,
     "set_verbose": False,
     "json_logs": True,
     # LiteLLM's /metrics serves the default prometheus registry, which holds kubegate's series.
@@ -44,5 +47,16 @@ def apply_defaults(config: dict) -> dict:
         settings.setdefault(key, list(value) if isinstance(value, list) else value)
     if CALLBACK not in settings["callbacks"]:
         settings["callbacks"] = [*settings["callbacks"], CALLBACK]
+    if third_party_callbacks(settings):
+        settings.setdefault("turn_off_message_logging", True)
     out["general_settings"], out["litellm_settings"] = general, settings
     return out
+
+
+def third_party_callbacks(litellm_settings: dict) -> list[str]:
+    """Logging callbacks in a ``litellm_settings`` section other than kubegate's own."""
+    names = []
+    for key in ("callbacks", "success_callback", "failure_callback"):
+        value = litellm_settings.get(key) or []
+        names += [value] if isinstance(value, str) else list(value)
+    return [name for name in names if name != CALLBACK]

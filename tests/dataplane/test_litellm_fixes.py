@@ -1,0 +1,53 @@
+"""kubegate's work-arounds for LiteLLM defects: applied by the plugins, and still needed."""
+
+from __future__ import annotations
+
+import importlib._bootstrap_external as bootstrap_external
+
+import pytest
+from litellm.proxy._types import UserAPIKeyAuth
+from litellm.proxy.auth import user_api_key_auth as auth_module
+
+import gateway_plugins.auth  # noqa: F401  (importing the plugin applies the fixes, as in the proxy)
+from gateway_plugins import litellm_fixes, proxy_defaults
+
+
+def _compiles_during(call) -> int:
+    compiled = []
+    original = bootstrap_external.SourceLoader.source_to_code
+
+    def counting(self, data, path, *args, **kwargs):
+        compiled.append(path)
+        return original(self, data, path, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(bootstrap_external.SourceLoader, "source_to_code", counting)
+        call()
+    return len(compiled)
+
+
+def test_otel_seeding_no_longer_recompiles_modules_on_every_request():
+    assert not litellm_fixes._otel_sdk_installed(), "opentelemetry-sdk is installed: the work-around is inert"
+    assert auth_module._seed_request_destinations is litellm_fixes._no_otel_destinations
+    original = litellm_fixes.replaced["_seed_request_destinations"]
+    key = UserAPIKeyAuth(api_key="hashed", user_id="u")
+
+    original(key, None)
+    # The defect: LiteLLM's failed OTel import is not cached, so every request compiles module source again.
+    # If this fails, LiteLLM has fixed it and litellm_fixes.skip_failing_otel_seeding can go.
+    assert _compiles_during(lambda: original(key, None)) > 0
+    assert _compiles_during(lambda: auth_module._seed_request_destinations(key, None)) == 0
+    assert litellm_fixes.skip_failing_otel_seeding() is False  # applying twice changes nothing
+
+
+def test_message_redaction_only_when_another_logger_gets_the_payload():
+    plain = proxy_defaults.apply_defaults({})
+    assert "turn_off_message_logging" not in plain["litellm_settings"]
+    assert plain["litellm_settings"]["callbacks"] == [proxy_defaults.CALLBACK]
+
+    with_langfuse = proxy_defaults.apply_defaults({"litellm_settings": {"success_callback": ["langfuse"]}})
+    assert with_langfuse["litellm_settings"]["turn_off_message_logging"] is True
+    explicit = proxy_defaults.apply_defaults(
+        {"litellm_settings": {"callbacks": "otel", "turn_off_message_logging": False}}
+    )
+    assert explicit["litellm_settings"]["turn_off_message_logging"] is False
