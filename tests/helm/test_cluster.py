@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from gateway_operator.rbac import RULES
 
+from tests.helm.test_rbac import _triples, watched_rbac
 from tests.helm.test_static import non_default
 from tests.helm.tools import CHART, ROOT, helm, helm_template, kubectl
 
@@ -135,3 +137,12 @@ def test_helm_install_and_uninstall(crds, namespace):
     assert gone.returncode != 0 and "NotFound" in gone.stderr
     roles = _kubectl(crds, "get", "clusterroles", "-o", "name").stdout
     assert f"{release}-kubegate" not in roles
+
+
+def test_chart_splits_operator_rules_by_the_api_servers_scopes(crds):
+    """With a watch list the chart binds namespaced rules per namespace: its cluster-scoped list must be right."""
+    names = _kubectl(crds, "api-resources", "--namespaced=false", "-o", "name").stdout.split()
+    cluster_scoped = {(n.partition(".")[2], n.partition(".")[0]) for n in names}
+    wanted = {(g, r) for g, r, _ in _triples(RULES) if (g, r) in cluster_scoped}
+    cluster_role = watched_rbac()[("ClusterRole", "r-kubegate-operator-cluster")]
+    assert {(g, r) for g, r, _ in _triples(cluster_role["rules"])} == wanted

@@ -5,7 +5,8 @@ absent (it skips existing CRDs without a word), and the session control plane al
 operator tests. A fresh API server is the only way to know that helm's CRD install, not someone else's, made
 the kinds exist; it costs one more etcd + kube-apiserver start (a few seconds).
 
-The operator runs with the Deployment's own args and env, authenticated by a TokenRequest token of the
+Two installs: the default (all namespaces, cluster-wide binding) and a watch list (namespaced rules bound only
+in the watched namespace). The operator runs with the Deployment's own args and env, authenticated by a TokenRequest token of the
 ServiceAccount helm created, so RBAC is exactly what the chart grants. No kubelet runs, so the proxy pods the
 operator creates never start; the test checks the objects the operator writes.
 
@@ -21,6 +22,7 @@ Gateway and uninstalls while the operator still runs; every wait has a timeout a
 from __future__ import annotations
 
 import base64
+import dataclasses
 import gzip
 import json
 from collections.abc import Iterator
@@ -33,9 +35,24 @@ from tests.harness.controlplane import ControlPlane, ensure_binaries, free_port
 from tests.helm.operator_process import OperatorProcess, container_env, local_argv
 from tests.helm.tools import CHART, helm, kubectl
 
-RELEASE, NS = "kg", "kubegate-system"
 KINDS = ("budgets", "gateways", "modelroutes", "tenants")
 CRD_NAMES = [f"{k}.kubegate.dev" for k in KINDS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    release: str
+    namespace: str
+    values: tuple[str, ...]
+
+
+CASES = [
+    # First: on the fresh API server helm's own CRD install runs here (later installs find them present).
+    # logFormat=json proves a chart value reaches kopf's command line (kopf exits on an unknown option).
+    Case("kg", "kubegate-system", ("gateway.create=true", "operator.logFormat=json")),
+    # A watch list: namespaced rights only through a RoleBinding in the watched namespace.
+    Case("kgw", "team-a", ("gateway.create=true", "operator.watchNamespaces={team-a}")),
+]
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +65,13 @@ def fresh_cluster() -> Iterator[ControlPlane]:
         cp.stop()
 
 
-def _get(cp: ControlPlane, *args: str) -> dict | None:
-    res = kubectl(cp, "-n", NS, "get", *args, "-o", "json", check=False)
+def _get(cp: ControlPlane, ns: str, *args: str) -> dict | None:
+    res = kubectl(cp, "-n", ns, "get", *args, "-o", "json", check=False)
     return json.loads(res.stdout) if res.returncode == 0 else None
 
 
-def _policy(cp: ControlPlane) -> dict | None:
-    cm = _get(cp, "configmap", "main-policy")
+def _policy(cp: ControlPlane, ns: str) -> dict | None:
+    cm = _get(cp, ns, "configmap", "main-policy")
     if not cm:
         return None
     return json.loads(gzip.decompress(base64.b64decode(cm["binaryData"]["policy.json.gz"])))
@@ -65,38 +82,39 @@ def _condition(obj: dict | None, type_: str) -> dict | None:
     return next((c for c in conditions if c["type"] == type_), None)
 
 
-def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_cluster, tmp_path):
-    cp = fresh_cluster
-    assert kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev") == 0
-    # logFormat=json: proves a chart value really reaches kopf's command line (kopf exits on an unknown option).
-    notes = helm(
-        cp,
-        "install",
-        RELEASE,
-        str(CHART),
-        "-n",
-        NS,
-        "--create-namespace",
-        "--set",
-        "gateway.create=true",
-        "--set",
-        "operator.logFormat=json",
-    ).stdout
+def _can(cp: ControlPlane, sa: str, verb: str, resource: str, ns: str) -> bool:
+    res = kubectl(cp, "auth", "can-i", verb, resource, "--as", sa, "-n", ns, check=False)
+    return res.stdout.strip() == "yes"
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.namespace)
+def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_cluster, tmp_path, case):
+    cp, ns, release = fresh_cluster, case.namespace, case.release
+    crds_before = kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev")
+    if case is CASES[0]:
+        assert crds_before == 0, "the first install must find no kubegate CRDs, so that helm installs them"
+    sets = [a for v in case.values for a in ("--set", v)]
+    notes = helm(cp, "install", release, str(CHART), "-n", ns, "--create-namespace", *sets).stdout
     kubectl(cp, "wait", "--for=condition=Established", "--timeout=60s", *(f"crd/{n}" for n in CRD_NAMES))
-    assert helm(cp, "get", "manifest", RELEASE, "-n", NS).stdout.count("kind: CustomResourceDefinition") == 0, (
+    assert helm(cp, "get", "manifest", release, "-n", ns).stdout.count("kind: CustomResourceDefinition") == 0, (
         "CRDs belong in crds/ (installed once, never deleted with the release), not in templates/"
     )
 
-    deploy = _get(cp, "deployment", f"{RELEASE}-kubegate-operator")
+    deploy = _get(cp, ns, "deployment", f"{release}-kubegate-operator")
     assert deploy, "the chart created no operator Deployment"
     pod = deploy["spec"]["template"]["spec"]
     (container,) = pod["containers"]
+    sa = f"system:serviceaccount:{ns}:{pod['serviceAccountName']}"
+    if "operator.watchNamespaces={team-a}" in case.values:
+        assert _can(cp, sa, "create", "secrets", ns)
+        assert not _can(cp, sa, "get", "secrets", "default"), "a namespace-restricted operator reads other Secrets"
+        assert not _can(cp, sa, "list", "gateways.kubegate.dev", "default")
     # create=False: the ServiceAccount must be the one helm made, not one this test conjures up.
-    token = cp.token_for_service_account(NS, pod["serviceAccountName"], create=False)
+    token = cp.token_for_service_account(ns, pod["serviceAccountName"], create=False)
     port = free_port()
     operator = OperatorProcess(
         local_argv(container, port),
-        container_env(container, NS),
+        container_env(container, ns),
         cp.kubeconfig_for_token(token, user="kubegate-operator"),
         tmp_path / "operator.log",
     ).start()
@@ -106,15 +124,15 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         tenant = {
             "apiVersion": "kubegate.dev/v1alpha1",
             "kind": "Tenant",
-            "metadata": {"name": "team", "namespace": NS},
+            "metadata": {"name": "team", "namespace": ns},
             "spec": {"gateway": "main", "allowedModels": ["*"]},
         }
         kubectl(cp, "apply", "-f", "-", stdin=yaml.safe_dump(tenant))
 
         policy = operator.wait_for(
-            "the Tenant in the policy ConfigMap", lambda: (p := _policy(cp)) and p["tenants"] and p
+            "the Tenant in the policy ConfigMap", lambda: (p := _policy(cp, ns)) and p["tenants"] and p
         )
-        secret = operator.wait_for("the Tenant's key Secret", lambda: _get(cp, "secret", "team-kubegate-key"))
+        secret = operator.wait_for("the Tenant's key Secret", lambda: _get(cp, ns, "secret", "team-kubegate-key"))
         raw_key = base64.b64decode(secret["data"]["api-key"]).decode()
         assert policy["tenants"][0]["keys"] == [{"sha256": hash_key(raw_key)}]
         assert raw_key not in json.dumps(policy) and raw_key not in operator.output()
@@ -125,18 +143,19 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
             ("configmap", "main-litellm-config"),
             ("deployment", "main-redis"),
         ):
-            child = operator.wait_for(f"{kind}/{name}", lambda k=kind, n=name: _get(cp, k, n))
+            child = operator.wait_for(f"{kind}/{name}", lambda k=kind, n=name: _get(cp, ns, k, n))
             assert child["metadata"]["ownerReferences"][0]["kind"] == "Gateway", f"{kind}/{name}"
         reconciled = operator.wait_for(
-            "Gateway Reconciled=True", lambda: _condition(_get(cp, "gateway", "main"), "Reconciled")
+            "Gateway Reconciled=True", lambda: _condition(_get(cp, ns, "gateway", "main"), "Reconciled")
         )
         assert reconciled["status"] == "True", reconciled
-        ready = operator.wait_for("Tenant Ready", lambda: _condition(_get(cp, "tenant", "team"), "Ready"))
+        ready = operator.wait_for("Tenant Ready", lambda: _condition(_get(cp, ns, "tenant", "team"), "Ready"))
         assert ready["status"] == "True", ready
 
         out = operator.output()
-        kopf_lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-        assert kopf_lines and all("message" in r for r in kopf_lines), out[-3000:]
+        if "operator.logFormat=json" in case.values:
+            kopf_lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+            assert kopf_lines and all("message" in r for r in kopf_lines), out[-3000:]
         # NOTES.txt sends users to the objects the operator really made.
         assert "port-forward svc/$GATEWAY" in notes and "GATEWAY=main" in notes
         assert "get secret $TENANT-kubegate-key" in notes and "--for=condition=Ready tenant/$TENANT" in notes
@@ -145,9 +164,9 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         assert "model cost map" not in out, out[-6000:]
 
         # helm removes the operator's RBAC before custom kinds: a finalizer would keep the Gateway Terminating.
-        gateway = _get(cp, "gateway", "main")
+        gateway = _get(cp, ns, "gateway", "main")
         assert not gateway["metadata"].get("finalizers"), "helm uninstall would hang on the Gateway's finalizer"
-        res = helm(cp, "uninstall", RELEASE, "-n", NS, "--wait", "--timeout", "90s", check=False, timeout=150)
+        res = helm(cp, "uninstall", release, "-n", ns, "--wait", "--timeout", "90s", check=False, timeout=150)
         uninstalled = res.returncode == 0
         assert uninstalled, f"helm uninstall: {res.stderr}\noperator output:\n{operator.tail()}"
     finally:
@@ -155,8 +174,10 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         if not uninstalled:
             print(f"operator exit code {code}; output:\n{operator.tail(20000)}")
 
-    assert _get(cp, "gateway", "main") is None
-    assert _get(cp, "deployment", f"{RELEASE}-kubegate-operator") is None
-    assert f"{RELEASE}-kubegate" not in kubectl(cp, "get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    assert _get(cp, ns, "gateway", "main") is None
+    assert _get(cp, ns, "deployment", f"{release}-kubegate-operator") is None
+    rbac = kubectl(cp, "get", "clusterroles,clusterrolebindings", "-o", "name").stdout
+    assert f"{release}-kubegate" not in rbac
+    assert _get(cp, ns, "rolebindings", f"{release}-kubegate-operator") is None
     # helm never deletes CRDs it installed from crds/: users' Tenants and Budgets survive an uninstall.
     assert kubectl(cp, "get", "crd", "-o", "name").stdout.count("kubegate.dev") == len(CRD_NAMES)

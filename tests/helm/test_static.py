@@ -30,8 +30,8 @@ NON_DEFAULT = (
 
 
 def non_default(namespace: str = "kubegate-system") -> tuple[str, ...]:
-    """NON_DEFAULT plus a namespace list that includes the release namespace (where the Gateway goes)."""
-    return (*NON_DEFAULT, f"operator.watchNamespaces={{{namespace},team-b}}")
+    """NON_DEFAULT plus a watch list holding the release namespace (where the Gateway goes, and which must exist)."""
+    return (*NON_DEFAULT, f"operator.watchNamespaces={{{namespace}}}")
 
 
 def _package_version() -> str:
