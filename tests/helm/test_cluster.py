@@ -113,6 +113,8 @@ def test_argocd_health_checks_cover_kubegate_kinds():
     assert 'obj.status.state == "blocked"' in budget and '"Degraded"' in budget
     tenant = cm["resource.customizations.health.kubegate.dev_Tenant"]
     assert 'c.type == "Ready"' in tenant and '"Healthy"' in tenant and '"Progressing"' in tenant
+    # Without it the app of apps' sync waves do not wait for the chart to be Healthy.
+    assert "obj.status.health.status" in cm["resource.customizations.health.argoproj.io_Application"]
 
 
 def test_helm_install_and_uninstall(crds, namespace):

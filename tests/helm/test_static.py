@@ -230,7 +230,11 @@ def test_dashboard_configmap_carries_the_dashboard_file():
     rendered = helm_template("metrics.grafanaDashboard.enabled=true")
     cm = next(d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "ConfigMap")
     assert cm["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert cm["metadata"]["namespace"] == "kubegate-system"
     assert json.loads(cm["data"]["kubegate.json"]) == _dashboard()
+    moved = helm_template("metrics.grafanaDashboard.enabled=true", "metrics.grafanaDashboard.namespace=monitoring")
+    cm = next(d for d in yaml.safe_load_all(moved) if d and d["kind"] == "ConfigMap")
+    assert cm["metadata"]["namespace"] == "monitoring"
 
 
 @pytest.mark.parametrize(
@@ -244,6 +248,7 @@ def test_dashboard_configmap_carries_the_dashboard_file():
         ("gateway.create=true", "operator.watchNamespaces"),  # with a namespace list that misses the release's
         ("gateway.name=Not_A_Name", "/gateway/name"),
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
+        ("metrics.grafanaDashboard.namespace=Monitoring", "/metrics/grafanaDashboard/namespace"),
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
     ],
 )
