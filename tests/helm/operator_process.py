@@ -115,6 +115,17 @@ class OperatorProcess:
         self._popen.wait(timeout=grace)
         return self._popen.returncode
 
+    def peak_rss_bytes(self) -> int:
+        """Peak resident memory of every process of the session added up (all count against a pod's limit)."""
+        total = 0
+        for pid in _session_members(self._popen.pid) if self._popen else []:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+            except OSError:
+                continue
+            total += next(int(line.split()[1]) * 1024 for line in status.splitlines() if line.startswith("VmHWM:"))
+        return total
+
     def tail(self, chars: int = 6000) -> str:
         return self.output()[-chars:]
 

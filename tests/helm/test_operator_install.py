@@ -82,6 +82,11 @@ def _condition(obj: dict | None, type_: str) -> dict | None:
     return next((c for c in conditions if c["type"] == type_), None)
 
 
+def _memory_bytes(quantity: str) -> int:
+    units = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    return int(quantity[:-2]) * units[quantity[-2:]] if quantity[-2:] in units else int(quantity)
+
+
 def _can(cp: ControlPlane, sa: str, verb: str, resource: str, ns: str) -> bool:
     res = kubectl(cp, "auth", "can-i", verb, resource, "--as", sa, "-n", ns, check=False)
     return res.stdout.strip() == "yes"
@@ -153,6 +158,12 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         assert ready["status"] == "True", ready
 
         out = operator.output()
+        # The container's memory limit covers every process of the pod: measured, not guessed (OOMKill otherwise).
+        limit = _memory_bytes(container["resources"]["limits"]["memory"])
+        rss = operator.peak_rss_bytes()
+        assert rss < 0.8 * limit, (
+            f"operator peak RSS {rss / 2**20:.0f} MiB vs chart memory limit {limit / 2**20:.0f} MiB"
+        )
         if "operator.logFormat=json" in case.values:
             kopf_lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
             assert kopf_lines and all("message" in r for r in kopf_lines), out[-3000:]
