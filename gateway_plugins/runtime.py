@@ -49,9 +49,11 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
 # command on it fails and a hard-limit tenant gets a spurious 503. A couple of immediate reconnects fix
 # that. A Redis that is really down still gives a fast refusal: "connection refused" is retried within
 # ~20 ms of back-off, while connect and read timeouts are not retried, so one command waits at most
-# about REDIS_READ_TIMEOUT.
+# about one timeout. The timeouts are asyncio timeouts, so event-loop lag counts against them: at 0.5 s
+# a burst of 64 concurrent requests on a loaded 2-core machine already timed out opening new
+# connections (spurious 503 limits_unavailable); 1 s did not.
 REDIS_RETRIES = 2
-REDIS_CONNECT_TIMEOUT = 0.5
+REDIS_CONNECT_TIMEOUT = 1.0
 REDIS_READ_TIMEOUT = 1.0
 REDIS_HEALTH_CHECK_SECONDS = 10
 
