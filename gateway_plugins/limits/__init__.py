@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
+from gateway_plugins import metrics
 from gateway_plugins.errors import openai_error
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
@@ -83,6 +84,13 @@ def downgrade_chain(budget: Budget, model: str) -> str:
             break
         seen.add(model)
     return model
+
+
+def _observe_use(policy: Any, tenant_id: str, used_micro: list[int], budgets: list[Budget]) -> None:
+    """Set the tenant's budget-use gauge from numbers the admit script already returned (no extra
+    round trip). One label per tenant: with several budgets the highest ratio is the one nearest a block."""
+    ratio = max(used / (float(b.limit_usd) * MICRO) for used, b in zip(used_micro, budgets, strict=True))
+    metrics.BUDGET_USED.labels(metrics.bounded_tenant(policy, tenant_id)).set(ratio)
 
 
 def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
@@ -158,6 +166,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         idx = int(res[1]) - 1
         b = budgets[idx]
         start, end = bounds[idx]
+        # The script stops at the blocking budget: only its numbers came back.
+        _observe_use(policy, tenant.id, [int(res[2]) + int(res[3])], [b])
         spent = (int(res[2]) + int(res[3])) / MICRO
         remaining = max(0.0, float(b.limit_usd) - spent)
         ctx.decisions["refusal"] = "budget_exceeded"
@@ -182,9 +192,11 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     )
     model = ctx.requested_model
     states = {}
+    used = [int(res[2 + 2 * i]) + int(res[3 + 2 * i]) for i in range(len(budgets))]
+    if budgets:
+        _observe_use(policy, tenant.id, used, budgets)
     for i, b in enumerate(budgets):
-        spent, reserved = int(res[2 + 2 * i]) / MICRO, int(res[3 + 2 * i]) / MICRO
-        state, _ = state_for(b, spent + reserved)
+        state, _ = state_for(b, used[i] / MICRO)
         states[b.name] = state
         if state == "downgrade":
             model = downgrade_chain(b, model)

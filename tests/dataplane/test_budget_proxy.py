@@ -16,6 +16,7 @@ from decimal import Decimal
 import openai
 import pytest
 import redis.asyncio as aioredis
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.limits import read_budget_state
 from gateway_plugins.limits.periods import period_bounds, period_key
@@ -129,6 +130,16 @@ def state(url: str, b: Budget):
     return asyncio.run(read())
 
 
+def budget_gauge(proxy: ProxyServer, tenant: str) -> float | None:
+    """``kubegate_budget_used_ratio`` of ``tenant`` as served by the proxy's ``/metrics``."""
+    for family in text_string_to_metric_families(proxy.get("/metrics").text):
+        if family.name == "kubegate_budget_used_ratio":
+            for sample in family.samples:
+                if sample.labels.get("tenant") == tenant:
+                    return sample.value
+    return None
+
+
 def preset_spent(redis_server, b: Budget, usd: float) -> None:
     start, _ = period_bounds(b, datetime.now(UTC))
     redis_server.client().hset(period_key(GW, b, start), "spent", int(usd * 1_000_000))
@@ -162,6 +173,8 @@ def test_hard_limit_blocks_with_headers(proxies, redis_server):
     assert st.spent_usd == pytest.approx(3 * COST)
     assert st.reserved_usd == 0
     assert st.state == "blocked"
+    # The refused admit saw spent + reserved = 3 requests' cost (settled or still reserved, same sum).
+    assert budget_gauge(proxy, "hard") == pytest.approx(3 * COST / 0.005)
 
 
 def test_downgrade_follows_chain_to_the_end(proxies, redis_server, echo_upstream):
