@@ -17,7 +17,7 @@ from gateway_operator.rbac import RULES
 
 from tests.helm.test_rbac import _triples, watched_rbac
 from tests.helm.test_static import non_default
-from tests.helm.tools import CHART, ROOT, helm, helm_template, kubectl
+from tests.helm.tools import CHART, ROOT, helm, helm_template, kubectl, run
 
 
 def _kubectl(cp, *args: str, stdin: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -148,3 +148,35 @@ def test_chart_splits_operator_rules_by_the_api_servers_scopes(crds):
     wanted = {(g, r) for g, r, _ in _triples(RULES) if (g, r) in cluster_scoped}
     cluster_role = watched_rbac()[("ClusterRole", "r-kubegate-operator-cluster")]
     assert {(g, r) for g, r, _ in _triples(cluster_role["rules"])} == wanted
+
+
+def _doc_commands(doc: str, heading: str) -> list[str]:
+    section = doc.split(heading, 1)[1].split("\n## ", 1)[0]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.startswith("kubectl ")]
+
+
+def test_quickstart_developer_key_grant_reads_exactly_one_secret(crds, namespace):
+    # The doc's release is named kubegate, so the roles are kubegate-developer etc.
+    roles_doc = run(
+        "helm", "template", "kubegate", str(CHART), "-n", namespace, "--show-only", "templates/user-roles.yaml"
+    ).stdout
+    _kubectl(crds, "apply", "-f", "-", stdin=roles_doc)
+    try:
+        doc = (ROOT / "docs" / "quickstart.md").read_text()
+        commands = _doc_commands(doc, "## Give a team's developers their key")
+        assert len(commands) == 3
+        for command in commands:
+            _kubectl(crds, *command.replace("ai-gateway", namespace).split()[1:])
+        dev = ("--as", "alice", "--as-group", "team-eu-devs", "-n", namespace)
+
+        def can(*what: str) -> bool:
+            return _kubectl(crds, "auth", "can-i", *what, *dev, check=False).stdout.strip() == "yes"
+
+        assert can("get", "secret/team-eu-kubegate-key")
+        assert not can("get", "secret/team-us-kubegate-key")
+        assert not can("list", "secrets")  # listing would reveal every key
+        assert can("list", "tenants.kubegate.dev")
+        assert not can("update", "tenants.kubegate.dev")
+    finally:
+        _kubectl(crds, "delete", "-f", "-", "--ignore-not-found", stdin=roles_doc, check=False)

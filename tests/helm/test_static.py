@@ -90,6 +90,13 @@ def test_chart_versions_equal_package_version():
     )
 
 
+def test_release_named_kubegate_is_not_repeated_in_names():
+    rendered = run("helm", "template", "kubegate", str(CHART), "-n", "kubegate-system").stdout
+    names = {d["metadata"]["name"] for d in yaml.safe_load_all(rendered) if d}
+    assert {"kubegate-operator", "kubegate-developer", "kubegate-billing"} <= names, names
+    assert not any("kubegate-kubegate" in n for n in names)
+
+
 def test_operator_pod_is_restricted():
     deploy = next(d for d in yaml.safe_load_all(helm_template()) if d and d["kind"] == "Deployment")
     pod = deploy["spec"]["template"]["spec"]

@@ -1,5 +1,10 @@
+{{- /* "<release>-kubegate", or just the release name when it already says kubegate (no kubegate-kubegate-...). */ -}}
 {{- define "kubegate.fullname" -}}
-{{- printf "%s-kubegate" .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- if contains .Chart.Name .Release.Name -}}
+{{- .Release.Name | trunc 63 | trimSuffix "-" -}}
+{{- else -}}
+{{- printf "%s-%s" .Release.Name .Chart.Name | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
 {{- end -}}
 
 {{- define "kubegate.operatorName" -}}
