@@ -28,4 +28,5 @@ RUN groupadd --gid 65532 kubegate && useradd --uid 65532 --gid 65532 --no-create
 USER 65532:65532
 EXPOSE 4000
 ENTRYPOINT ["litellm"]
-CMD ["--config", "/etc/kubegate/config.yaml", "--port", "4000"]
+# The operator's proxy Deployment passes its own args; this default matches where it mounts the config.
+CMD ["--config", "/etc/kubegate/config/config.yaml", "--port", "4000"]

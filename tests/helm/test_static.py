@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
+from pathlib import PurePosixPath
 
 import pytest
 import yaml
@@ -76,6 +77,26 @@ def test_proxy_image_has_no_kopf_and_local_cost_map():
     instructions = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("#"))
     assert "requirements.lock" not in instructions.replace("requirements-proxy.lock", "")
     assert 'import kopf" 2>/dev/null' in instructions  # the build fails if kopf slipped in
+
+
+def test_default_images_match_package_version():
+    """The Gateway CRD's default proxy image and the operator image ship with the same release."""
+    crd = yaml.safe_load((CHART / "crds" / "gateways.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    assert spec["image"]["default"] == f"ghcr.io/kubegate/proxy:{_package_version()}"
+
+
+def test_proxy_image_default_command_matches_the_operator_mounts():
+    from gateway_operator.builders.proxy import build_proxy_deployment
+
+    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "Gateway", "spec": {}}
+    gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
+    (container,) = build_proxy_deployment(gateway, {}, "x")["spec"]["template"]["spec"]["containers"]
+    config = container["args"][container["args"].index("--config") + 1]
+    mounts = {m["mountPath"] for m in container["volumeMounts"]}
+    assert str(PurePosixPath(config).parent) in mounts
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", (ROOT / "images" / "proxy.Dockerfile").read_text(), re.M)[1])
+    assert cmd[cmd.index("--config") + 1] == config
 
 
 def test_chart_versions_equal_package_version():
