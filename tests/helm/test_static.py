@@ -27,6 +27,7 @@ NON_DEFAULT = (
     "serviceAccount.name=kg-op",
     "operator.logLevel=debug",
     "operator.logFormat=json",
+    "operator.imagePullSecrets[0].name=regcred",
 )
 
 
@@ -278,6 +279,7 @@ def test_dashboard_configmap_carries_the_dashboard_file():
         ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval"),
         ("metrics.grafanaDashboard.namespace=Monitoring", "/metrics/grafanaDashboard/namespace"),
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
+        ("operator.imagePullSecrets[0].secret=regcred", "/operator/imagePullSecrets/0"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(value, field):
