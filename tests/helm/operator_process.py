@@ -9,6 +9,7 @@ stops the ``python -m kopf`` child that ``kubegate operator`` spawns.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import signal
 import subprocess
@@ -68,6 +69,7 @@ class OperatorProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         return self
 
@@ -128,6 +130,13 @@ class OperatorProcess:
 
     def tail(self, chars: int = 6000) -> str:
         return self.output()[-chars:]
+
+
+def _die_with_parent() -> None:
+    # If pytest is killed outright the kernel stops the operator too (PR_SET_PDEATHSIG). The kopf process that
+    # `kubegate operator` spawns is not covered: it would need the CLI to exec kopf instead of waiting on it.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _session_members(sid: int) -> list[int]:
