@@ -21,7 +21,7 @@ from tests.harness.proxy import ProxyServer
 KEY = "sk-eu-only"
 
 
-def residency_setup(eu_bad: str, eu_bad2: str, us_good: str) -> tuple[dict, Policy]:
+def residency_setup(eu_west: str, eu_central: str, us: str) -> tuple[dict, Policy]:
     """Config rendered like the operator does: public group, one group per region, fallbacks per region."""
 
     def dep(group: str, dep_id: str, region: str, base: str) -> dict:
@@ -32,12 +32,12 @@ def residency_setup(eu_bad: str, eu_bad2: str, us_good: str) -> tuple[dict, Poli
         }
 
     model_list = [
-        dep("gpt", "eu1", "eu-west-1", eu_bad),
-        dep("gpt", "eu2", "eu-central-1", eu_bad2),
-        dep("gpt", "us1", "us-east-1", us_good),
-        dep("gpt@eu-west-1", "eu1", "eu-west-1", eu_bad),
-        dep("gpt@eu-central-1", "eu2", "eu-central-1", eu_bad2),
-        dep("gpt@us-east-1", "us1", "us-east-1", us_good),
+        dep("gpt", "eu1", "eu-west-1", eu_west),
+        dep("gpt", "eu2", "eu-central-1", eu_central),
+        dep("gpt", "us1", "us-east-1", us),
+        dep("gpt@eu-west-1", "eu1", "eu-west-1", eu_west),
+        dep("gpt@eu-central-1", "eu2", "eu-central-1", eu_central),
+        dep("gpt@us-east-1", "us1", "us-east-1", us),
     ]
     config = {"model_list": model_list, "router_settings": {"num_retries": 2}}
     policy = Policy.model_validate(
