@@ -10,9 +10,13 @@ import json
 
 import yaml
 from gateway_operator.builders.proxy import CHECKSUM_ANNOTATION
+from gateway_operator.crd import models as crd
 from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.render.gateway import render_budget
 from kubernetes import client
 
+from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy.store import load_document, policy_keys
 from tests.operator.kopf_runner import operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
@@ -167,6 +171,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     admin_api,
     namespace,
     redis_server,
+    audit_log,
 ):
     custom, core = client.CustomObjectsApi(admin_api), client.CoreV1Api(admin_api)
     gw = f"rs-{namespace}"
@@ -174,6 +179,15 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     _secret(core, namespace, "up", {"k": "sk-test"})
     tenants = [f"t{i}" for i in range(8)]
     models = ["m0", "m1", "m2"]
+    # t0's Budget is already at 60 % (spend recorded by the proxies): exactly one BudgetNotify Event, whichever
+    # operator life sees it first.
+    notify_spec = {
+        "tenant": "t0",
+        "limitUSD": "10",
+        "thresholds": [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}],
+    }
+    budget = render_budget(crd.Budget.model_validate(_obj("Budget", "t0-b", notify_spec)))
+    redis_server.client().hincrby(period_key(gw, budget, period_bounds(budget)[0]), "spent", 6 * MICRO)
 
     def key_secrets() -> dict[str, list]:
         items = core.list_namespaced_secret(namespace, label_selector="kubegate.dev/component=tenant-key").items
@@ -188,7 +202,8 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             _create(custom, namespace, "modelroutes", _obj("ModelRoute", m, _route(gw, m, "up")))
         for t in tenants:
             _create(custom, namespace, "tenants", _obj("Tenant", t, {"gateway": gw, "allowedModels": ["*"]}))
-            _create(custom, namespace, "budgets", _obj("Budget", f"{t}-b", {"tenant": t, "limitUSD": "10"}))
+            budget_spec = notify_spec if t == "t0" else {"tenant": t, "limitUSD": "10"}
+            _create(custom, namespace, "budgets", _obj("Budget", f"{t}-b", budget_spec))
         _wait("the first key Secret (reconcile under way)", key_secrets)
     # The first operator stopped mid-way; a reconcile thread it started may still be finishing: let it.
     with gw_handlers._locks[(namespace, gw)]:
@@ -220,6 +235,12 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         r = redis_server.client()
         assert int(r.get(rev_key)) == status["policyRevision"]
         assert {t.id for t in load_document(r.get(doc_key)).tenants} == set(tenants)
+        assert _get(custom, namespace, "budgets", "t0-b")["status"]["state"] == "notify"
+        _wait(
+            "the BudgetNotify Event",
+            lambda: any(e.reason == "BudgetNotify" for e in core.list_namespaced_event(namespace).items),
+        )
+        audit_log.quiet(operator_user(namespace))  # several refresh rounds: any duplicate would be posted by now
 
     after = key_secrets()
     assert sorted(after) == tenants
@@ -237,7 +258,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     events = collections.Counter(
         (e.involved_object.name, e.reason) for e in core.list_namespaced_event(namespace).items
     )
-    assert all(n == 1 for n in events.values()), events  # nothing crossed a threshold twice, no storm
+    assert events == {("t0-b", "BudgetNotify"): 1}, events  # one crossing, one Event, across both lives
 
 
 def _change_tenant_and_count_writes(custom, core, audit_log, ns: str, gw: str, tenant: str) -> list[str]:
