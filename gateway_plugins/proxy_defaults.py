@@ -33,6 +33,10 @@ ENV: dict[str, str] = {
     "LITELLM_LOCAL_MODEL_COST_MAP": "True",
     "LITELLM_TELEMETRY": "False",
     "LITELLM_LOG": "WARNING",
+    # uvicorn kills a worker that does not answer its supervisor's ping within 5 s, and a spawned worker
+    # cannot answer while it re-imports LiteLLM, which takes longer than that on a busy or CPU-limited
+    # node: with several workers they were killed and respawned in a loop (tests/dataplane/test_hooks_e2e.py).
+    "TIMEOUT_WORKER_HEALTHCHECK": "120",
 }
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import openai
 import pytest
 
+from gateway_plugins import proxy_defaults
 from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, Policy, Tenant, hash_key
+from tests.harness.procs import wait_until
 
 KEY_A = "sk-test-tenant-a-0123456789"
 
@@ -94,3 +98,50 @@ def test_metrics_route_shows_bounded_series(proxy, openai_client):
     text = proxy.get("/metrics").text
     assert "kubegate_requests_total{" in text
     assert 'tenant="team-a"' in text
+
+
+def _served(text: str, tenant: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == "kubegate_requests_total"
+        and sample.labels.get("tenant") == tenant
+        and sample.labels.get("outcome") == "success"
+    )
+
+
+def test_metrics_add_up_across_workers(make_proxy, echo_upstream, openai_client, tmp_path):
+    """With several uvicorn workers every scrape shows the whole pod's counts, not one worker's."""
+    config, policy = _setup(echo_upstream)
+    multiproc = tmp_path / "prom"
+    multiproc.mkdir()
+    # The shipped health-check timeout: with uvicorn's 5 s, workers importing LiteLLM were killed in a loop.
+    env = {
+        "TIMEOUT_WORKER_HEALTHCHECK": proxy_defaults.ENV["TIMEOUT_WORKER_HEALTHCHECK"],
+        "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
+    }
+    proxy = make_proxy(config, policy, workers=2, env=env)
+    wait_until(
+        lambda: proxy.log.read_text(errors="replace").count("Application startup complete") >= 2,
+        timeout=180,
+        what="both proxy workers",
+        proc=proxy.proc,
+        log=proxy.log,
+        interval=0.5,
+    )
+    sent = 48
+
+    def call(i: int) -> None:  # a new client (connection) per request, concurrent, so both workers accept some
+        openai_client(proxy, KEY_A).chat.completions.create(
+            model="echo-model", messages=[{"role": "user", "content": f"request {i}"}]
+        )
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(call, range(sent)))
+    writers = {path.stem.rsplit("_", 1)[-1] for path in multiproc.glob("counter_*.db")}
+    assert len(writers) >= 2, f"only {writers} wrote counters: the requests did not reach both workers"
+    for _ in range(6):  # each scrape lands on either worker; every one must report all requests
+        assert _served(proxy.get("/metrics").text, "team-a") == sent
