@@ -50,6 +50,11 @@ BUDGET_USED = Gauge(
     ["tenant"],
     multiprocess_mode="mostrecent",
 )
+PII_ENTITIES = Counter(
+    "kubegate_pii_entities_total",
+    "PII entities found in requests, by tenant, entity type and the action taken (mask, hash, redact, block).",
+    ["tenant", "entity", "action"],
+)
 POLICY_ERRORS = Counter("kubegate_policy_errors_total", "Policy documents refused, by source.", ["source"])
 AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
 
@@ -83,6 +88,14 @@ def bounded_region(policy: CompiledPolicy | None, region: str | None) -> str:
     if not region or policy is None:
         return OTHER
     return region if any(d.region == region for d in policy.deployments.values()) else OTHER
+
+
+def record_pii(policy: CompiledPolicy | None, tenant: str | None, counts: dict[str, int], actions: dict) -> None:
+    """Count PII findings; entity types come from the tenant's PII policy, so the label set is bounded."""
+    label = bounded_tenant(policy, tenant)
+    for entity, count in counts.items():
+        action = str(actions.get(entity, OTHER))
+        PII_ENTITIES.labels(label, entity if entity in actions else OTHER, action).inc(count)
 
 
 def bounded_reason(reason: str | None) -> str:

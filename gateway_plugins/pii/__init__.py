@@ -13,6 +13,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from gateway_plugins import metrics
 from gateway_plugins.errors import openai_error
 from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, analyze_texts
 from gateway_plugins.pii.restore import Restorer, StreamRestorer, restore_whole
@@ -98,6 +99,7 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
             "failed_open": False,
             "blocked": blocked,
         }
+        metrics.record_pii(rt.policy if rt else None, ctx.tenant.id, counts, ctx.decisions["pii"]["actions"])
         raise openai_error(
             400,
             f"The request contains PII that this key's policy does not allow to be sent: {', '.join(blocked)}.",
@@ -114,6 +116,7 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
         "actions": {e: str(policy.entities[e]) for e in state.counts},
         "failed_open": False,
     }
+    metrics.record_pii(rt.policy if rt else None, ctx.tenant.id, state.counts, ctx.decisions["pii"]["actions"])
     if policy.restore and state.originals:
         ctx.pii_state = state
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.schema import hash_key
 from tests.harness.echo import EchoServer
@@ -65,6 +66,7 @@ def launch(extra_env: dict[str, str]):
         "  custom_auth: gateway_plugins.auth.user_api_key_auth\n"
         "litellm_settings:\n"
         "  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
+        "  require_auth_for_metrics_endpoint: false\n"
     )
     port = free_port()
     # Nothing kubegate- or provider-specific leaks in from the outer environment (a stray fault flag).
@@ -170,3 +172,30 @@ def test_fail_closed_refuses_and_fail_open_forwards(faulty_gateway):
     answer = ask(base, "open", f"Write to {EMAIL}")
     assert answer.choices[0].message.content == f"Write to {EMAIL}"
     assert len(echo.received()) == 1
+
+
+def _pii_counts(base: str) -> dict[tuple[str, str, str], float]:
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {
+        (s.labels["tenant"], s.labels["entity"], s.labels["action"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "kubegate_pii_entities_total"
+    }
+
+
+def test_pii_findings_are_counted_by_tenant_entity_and_action(gateway):
+    base, _ = gateway
+    before = _pii_counts(base)
+    ask(base, "mask", f"Refund {CARD} and write to {EMAIL}")  # the system message holds EMAIL too
+    with pytest.raises(openai.BadRequestError):
+        ask(base, "block", f"Charge {CARD}")
+    after = _pii_counts(base)
+
+    def added(key):
+        return after.get(key, 0) - before.get(key, 0)
+
+    assert added(("mask", "EMAIL_ADDRESS", "mask")) == 2
+    assert added(("mask", "CREDIT_CARD", "mask")) == 1
+    assert added(("block", "CREDIT_CARD", "block")) == 1
+    assert EMAIL not in str(after) and CARD not in str(after)
