@@ -132,6 +132,8 @@ class PolicyStore:
         self._doc_key, self._rev_key, self._channel = policy_keys(gateway)
         self._refresh_lock = asyncio.Lock()
         self.last_error: str | None = None
+        # Revision of the Redis document last refused: not fetched, validated and logged again every poll.
+        self._refused_revision: int | None = None
 
     # -- applying documents -------------------------------------------------------------------
 
@@ -182,12 +184,16 @@ class PolicyStore:
             return False
         async with self._refresh_lock:
             rev = await self.redis.get(self._rev_key)
-            if rev is None or int(rev) <= self.current.revision:
+            if rev is None or int(rev) <= self.current.revision or int(rev) == self._refused_revision:
                 return False
             raw = await self.redis.get(self._doc_key)
             if raw is None:
                 return False
-            return await self.apply_raw(raw, "redis")
+            errors_before = self.last_error
+            applied = await self.apply_raw(raw, "redis")
+            if not applied and self.last_error is not None and self.last_error is not errors_before:
+                self._refused_revision = int(rev)
+            return applied
 
     async def start(self) -> None:
         """Initial load (file, then Redis), then background refresh. Redis errors never stop start-up."""

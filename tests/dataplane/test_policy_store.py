@@ -54,6 +54,13 @@ async def test_gzip_file_then_redis_live_update(tmp_path, redis_server):
         assert await _eventually(lambda: bool(errors))
         assert store.current.revision == 4
         assert "tenants.0.id" in (store.last_error or "")
+        # The refused revision is not fetched and refused again on every poll (one error, not one a second).
+        await asyncio.sleep(1.0)
+        assert len(errors) == 1
+        # A corrected document under a newer revision is taken.
+        assert await publish_policy(client, _policy(10, "team-c"))
+        assert await _eventually(lambda: store.current.revision == 10)
+        assert store.last_error is None
     finally:
         await store.close()
         await client.aclose()
