@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
-import shutil
 import subprocess
 import sys
 import time
@@ -21,58 +20,16 @@ from gateway_plugins.audit.cli import main as cli_main
 from gateway_plugins.audit.record import FIELDS
 from gateway_plugins.context import RequestContext
 from gateway_plugins.policy.schema import Tenant
-from tests.harness.procs import free_port, stop_process, wait_until
+from tests.harness.procs import free_port
+from tests.harness.redis import RedisServer
 
 STREAM = "kubegate:t:audit"
 ROOT = Path(__file__).resolve().parents[2]
 
 
-class PersistentRedis:
-    """redis-server with AOF so a stop/start on the same port keeps what was written."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.dir = workdir
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def _ping(self) -> bool:
-        try:
-            return redis.Redis(port=self.port, socket_timeout=0.5).ping()
-        except redis.RedisError:
-            return False
-
-    def start(self) -> None:
-        args = [
-            shutil.which("redis-server") or "redis-server",
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--dir",
-            str(self.dir),
-            "--appendonly",
-            "yes",
-            "--appendfsync",
-            "always",
-            "--save",
-            "",
-        ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
-        wait_until(self._ping, timeout=10, what="redis-server", proc=self.proc)
-
-    def stop(self) -> None:
-        stop_process(self.proc)
-        self.proc = None
-
-
 @pytest.fixture
 def rds(tmp_path):
-    server = PersistentRedis(tmp_path)
-    server.start()
+    server = RedisServer(workdir=tmp_path, persistent=True).start()
     yield server
     server.stop()
 

@@ -18,7 +18,9 @@ def _ping(port: int) -> bool:
 
 
 class RedisServer:
-    def __init__(self, port: int | None = None, workdir: Path | None = None) -> None:
+    """``persistent=True`` turns on the append-only file (fsync always), so a stop/start keeps what was written."""
+
+    def __init__(self, port: int | None = None, workdir: Path | None = None, *, persistent: bool = False) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is missing: run `bash scripts/ensure-redis.sh`")
@@ -26,6 +28,7 @@ class RedisServer:
         self.port = port or free_port()
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="kg-redis-"))
         self.log = self.dir / "redis.log"
+        self.persistent = persistent
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -44,7 +47,9 @@ class RedisServer:
             "--save",
             "",
             "--appendonly",
-            "no",
+            "yes" if self.persistent else "no",
+            "--appendfsync",
+            "always",
             "--protected-mode",
             "yes",
             "--logfile",
@@ -55,7 +60,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
-        """Stop the server (an outage); ``start()`` brings it back empty on the same port."""
+        """Stop the server (an outage); ``start()`` brings it back on the same port, empty unless persistent."""
         stop_process(self.proc)
         self.proc = None
 
