@@ -206,7 +206,12 @@ TARGET_LABELS = {"namespace", "pod", "service", "instance", "job", "le"}
 def test_dashboard_is_valid_json_with_tenant_panels():
     dash = _dashboard()
     exprs = " ".join(t["expr"] for p in dash["panels"] for t in p["targets"])
-    for metric in ("kubegate_requests_total", "kubegate_cost_usd_total", "kubegate_refusals_total"):
+    for metric in (
+        "kubegate_requests_total",
+        "kubegate_cost_usd_total",
+        "kubegate_refusals_total",
+        "kubegate_pii_entities_total",
+    ):
         assert metric in exprs
     ids = [p["id"] for p in dash["panels"]]
     assert len(ids) == len(set(ids))
@@ -253,6 +258,20 @@ def test_dashboard_shows_budget_state_by_tenant():
         assert defaults["unit"] == "percentunit"  # the gauge is a ratio: 1.0 is the whole budget
         steps = [s["value"] for s in defaults["thresholds"]["steps"]]
         assert steps[-1] == 1, "red exactly where a hard budget refuses"
+
+
+def test_dashboard_shows_pii_detections_by_tenant_and_entity():
+    panels = [
+        p for p in _dashboard()["panels"] if any("kubegate_pii_entities_total" in t["expr"] for t in p["targets"])
+    ]
+    assert panels, "a panel of PII detections (kubegate_pii_entities_total)"
+    for p in panels:
+        (target,) = p["targets"]
+        (grouping,) = re.findall(r"by \(([^)]*)\)", target["expr"])
+        # Per tenant (namespaced) and entity type, with the action so masked and blocked findings stay apart.
+        assert {x.strip() for x in grouping.split(",")} == {"namespace", "tenant", "entity", "action"}, grouping
+        # A counter: a rate/increase of it, never the raw ever-growing total.
+        assert re.search(r"\b(rate|increase)\(kubegate_pii_entities_total\[", target["expr"]), target["expr"]
 
 
 def test_dashboard_configmap_carries_the_dashboard_file():
