@@ -8,25 +8,62 @@ from gateway_operator.builders.common import config_name, labels, metadata, poli
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
 from gateway_operator.crd import models as crd
 
+from gateway_plugins import proxy_defaults
+
 CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
+# Prometheus multiprocess mode: every worker writes its series here and /metrics adds them up.
+MULTIPROC_DIR = "/var/run/kubegate/prometheus"
+# A few small mmap'ed files per worker process; memory-backed, so it counts against the pod's memory.
+MULTIPROC_SIZE_LIMIT = "64Mi"
+# images/proxy.Dockerfile: `USER 65532:65532` (tests/helm/test_static.py keeps the two equal).
+PROXY_UID = PROXY_GID = 65532
+
+
+def proxy_security_context() -> dict[str, Any]:
+    """As strict as the operator's pod, except readOnlyRootFilesystem: LiteLLM and kubegate write below / at
+    runtime (kubegate's audit spool in /tmp, LiteLLM's UI directory handling in site-packages, prisma when a
+    database is configured), and no kubelet here can prove a list of writable mounts complete; one missed path
+    would crash-loop every proxy."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": PROXY_UID,
+        "runAsGroup": PROXY_GID,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
 
 
 def _env(spec: crd.GatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:
-    env: list[dict[str, Any]] = [
-        {"name": "LITELLM_LOCAL_MODEL_COST_MAP", "value": "True"},
-        {"name": "KUBEGATE_GATEWAY", "value": gateway},
-        {"name": "KUBEGATE_POLICY_FILE", "value": f"/etc/kubegate/policy/{POLICY_KEY}"},
-    ]
-    refs = dict(sorted(api_key_env.items()))
+    """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
+    list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
+    plain: dict[str, str] = {
+        # The settings `kubegate dev` runs the proxy with: one source for both (gateway_plugins.proxy_defaults).
+        **proxy_defaults.ENV,
+        "KUBEGATE_GATEWAY": gateway,
+        "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
+    }
+    if spec.workers > 1:
+        plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
+    refs = dict(api_key_env)
     if spec.master_key_secret_ref is not None:
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
     if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
         refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
     else:
-        env.append({"name": "KUBEGATE_REDIS_URL", "value": f"redis://{gateway}-redis:6379/0"})
-    for var, ref in refs.items():
+        plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"
+    env: list[dict[str, Any]] = [{"name": var, "value": value} for var, value in sorted(plain.items())]
+    for var, ref in sorted(refs.items()):
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     return env
+
+
+def scale_summary(spec: crd.GatewaySpec) -> str:
+    """The proxy replica count the operator asks for, as the Gateway's Replicas column shows it: ``2``, or the
+    HPA's bounds ``2-10 (HPA)``. Desired, not running: the operator does not watch Deployments."""
+    if spec.autoscaling.enabled:
+        return f"{spec.autoscaling.min_replicas}-{spec.autoscaling.max_replicas} (HPA)"
+    return str(spec.replicas)
 
 
 def build_proxy_deployment(
@@ -57,8 +94,18 @@ def build_proxy_deployment(
             {"name": "config", "mountPath": "/etc/kubegate/config", "readOnly": True},
             {"name": "policy", "mountPath": "/etc/kubegate/policy", "readOnly": True},
         ],
-        "securityContext": {"allowPrivilegeEscalation": False, "runAsNonRoot": True},
+        "securityContext": proxy_security_context(),
     }
+    volumes: list[dict[str, Any]] = [
+        {"name": "config", "configMap": {"name": config_name(name)}},
+        {"name": "policy", "configMap": {"name": policy_name(name)}},
+    ]
+    if spec.workers > 1:
+        # Without it each scrape would see only the worker that happened to answer. The emptyDir lives as long
+        # as the pod, so a respawned worker or restarted container finds its predecessors' files: counters and
+        # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.
+        container["volumeMounts"].append({"name": "prometheus", "mountPath": MULTIPROC_DIR})
+        volumes.append({"name": "prometheus", "emptyDir": {"medium": "Memory", "sizeLimit": MULTIPROC_SIZE_LIMIT}})
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(name, "proxy")},
         "template": {
@@ -69,10 +116,7 @@ def build_proxy_deployment(
             },
             "spec": {
                 "containers": [container],
-                "volumes": [
-                    {"name": "config", "configMap": {"name": config_name(name)}},
-                    {"name": "policy", "configMap": {"name": policy_name(name)}},
-                ],
+                "volumes": volumes,
             },
         },
     }

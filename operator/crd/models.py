@@ -18,6 +18,12 @@ GROUP = "kubegate.dev"
 VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 
+# Multi-arch index digest of redis:7.4-alpine (Redis 7.4.11, Alpine 3.21, built 2026-08-18) as recorded by
+# docker-library/repo-info repos/redis/remote/7.4-alpine.md at commit 1742085aa3304e996a45e00271d6b8308029b6e3.
+# Not pulled here (no registry access). A tag alone can be re-pointed; the digest makes every pod run the same
+# bytes. The managed Redis container runs as that image's user (gateway_operator.builders.redis).
+REDIS_IMAGE = "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b6aa36c49dac28ecfe28eadf"
+
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 REGION = r"^[a-z0-9][-a-z0-9]{0,62}$"
 
@@ -56,7 +62,7 @@ class RedisSpec(_Spec):
     url_secret_ref: SecretKeyRef | None = Field(
         default=None, alias="urlSecretRef", description="Secret key holding a redis:// URL (external mode)."
     )
-    image: str = Field(default="redis:7.4-alpine", description="Image of the managed Redis.")
+    image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
 
 
 class AuditSpec(_Spec):

@@ -100,6 +100,26 @@ def test_proxy_image_default_command_matches_the_operator_mounts():
     assert cmd[cmd.index("--config") + 1] == config
 
 
+def test_proxy_container_runs_as_the_proxy_image_user():
+    from gateway_operator.builders.proxy import build_proxy_deployment
+
+    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "Gateway", "spec": {}}
+    gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
+    (container,) = build_proxy_deployment(gateway, {}, "x")["spec"]["template"]["spec"]["containers"]
+    user, group = re.search(r"^USER (\d+):(\d+)$", (ROOT / "images" / "proxy.Dockerfile").read_text(), re.M).groups()
+    sc = container["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"]) == (int(user), int(group))
+
+
+def test_managed_redis_default_image_is_pinned_by_digest():
+    crd = yaml.safe_load((CHART / "crds" / "gateways.yaml").read_text())
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
+    image = spec["redis"]["properties"]["image"]["default"]
+    m = re.fullmatch(r"redis:7\.4-alpine@sha256:([0-9a-f]{64})", image)
+    assert m, f"managed Redis default {image} is not redis:7.4-alpine@sha256:<64 hex>"
+    assert len(set(m[1])) > 4, f"{image} has a placeholder digest"
+
+
 def test_chart_versions_equal_package_version():
     chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
     assert chart["version"] == chart["appVersion"] == _package_version()

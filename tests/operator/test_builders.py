@@ -5,16 +5,18 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import secrets
 
 import yaml
 from gateway_operator.builders.configmaps import POLICY_KEY, build_policy_configmap
 from gateway_operator.builders.gateway import build_children
-from gateway_operator.builders.proxy import CHECKSUM_ANNOTATION
+from gateway_operator.builders.proxy import CHECKSUM_ANNOTATION, build_proxy_deployment, scale_summary
 from gateway_operator.builders.secrets import KEY_FIELD, build_tenant_key_secret, new_tenant_key
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
 
+from gateway_plugins import proxy_defaults
 from gateway_plugins.policy import hash_key, parse_policy
 
 UID = "0f0e0d0c-0000-4000-8000-000000000001"
@@ -132,3 +134,89 @@ def test_tenant_key_secret_holds_the_key_and_is_owned_by_the_tenant():
     secret = build_tenant_key_secret(tenant, key)
     assert base64.b64decode(secret["data"][KEY_FIELD]).decode() == key
     assert secret["metadata"]["ownerReferences"][0]["kind"] == "Tenant"
+
+
+def _proxy_container(spec: dict | None = None, api_key_env: dict | None = None) -> tuple[dict, dict]:
+    dep = build_proxy_deployment(_gateway(spec), api_key_env or {}, "c" * 64)
+    pod = dep["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    return container, pod
+
+
+def test_proxy_env_carries_every_shipped_proxy_setting_in_a_stable_order():
+    container, _ = _proxy_container()
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    # kubegate dev and the operator's proxies run with the same settings (uvicorn's 5 s worker health check
+    # killed multi-worker proxies still importing LiteLLM, in a loop).
+    for name, value in proxy_defaults.ENV.items():
+        assert env[name] == value, name
+    assert env["TIMEOUT_WORKER_HEALTHCHECK"] == "120"
+
+    refs = {"KG_KEY_B": crd.SecretKeyRef(name="b", key="k"), "KG_KEY_A": crd.SecretKeyRef(name="a", key="k")}
+    spec = {"masterKeySecretRef": {"name": "mk", "key": "key"}}
+    first, _ = _proxy_container(spec, refs)
+    again, _ = _proxy_container(spec, dict(reversed(refs.items())))
+    assert first["env"] == again["env"], "the env must not depend on the order Secrets were found in"
+    plain = [e["name"] for e in first["env"] if "value" in e]
+    from_secrets = [e["name"] for e in first["env"] if "valueFrom" in e]
+    assert plain == sorted(plain) and from_secrets == sorted(from_secrets)
+    assert first["env"] == [*(e for e in first["env"] if "value" in e), *(e for e in first["env"] if "valueFrom" in e)]
+
+
+def test_multi_worker_proxy_gets_a_prometheus_multiprocess_dir():
+    single, pod = _proxy_container({"workers": 1})
+    assert "PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in single["env"]}
+    assert not [v for v in pod["volumes"] if "emptyDir" in v]
+
+    multi, pod = _proxy_container({"workers": 4})
+    (directory,) = [e["value"] for e in multi["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR"]
+    (mount,) = [m for m in multi["volumeMounts"] if m["mountPath"] == directory]
+    assert not mount.get("readOnly")
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["emptyDir"]["medium"] == "Memory"  # counts against the pod's memory: keep it bounded
+    assert volume["emptyDir"]["sizeLimit"]
+    assert multi["args"][multi["args"].index("--num_workers") + 1] == "4"
+
+
+def test_proxy_container_is_restricted_as_the_image_user():
+    container, _ = _proxy_container()
+    sc = container["securityContext"]
+    assert sc["allowPrivilegeEscalation"] is False
+    assert sc["capabilities"] == {"drop": ["ALL"]}
+    assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert sc["runAsNonRoot"] is True
+    assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] > 0 and isinstance(sc["runAsGroup"], int)
+    # Deliberately not read-only: LiteLLM and the audit spool write below / (see proxy_security_context).
+    assert "readOnlyRootFilesystem" not in sc
+
+
+def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():
+    children = _children()
+    pod = children["Deployment/main-redis"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == crd.REDIS_IMAGE
+    assert re.fullmatch(r"redis:7\.4-alpine@sha256:[0-9a-f]{64}", container["image"])
+    sc = container["securityContext"]
+    assert (sc["runAsUser"], sc["runAsGroup"]) == (999, 1000)  # the official alpine image's redis user
+    assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
+    assert sc["capabilities"] == {"drop": ["ALL"]} and sc["allowPrivilegeEscalation"] is False
+    (data,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]  # its working directory
+    assert {"name": data["name"], "emptyDir": {}} in pod["volumes"]
+
+    # Another image's user and start-up writes are unknown: only what cannot break it.
+    other = _children({"redis": {"image": "docker.io/bitnami/redis:7.4"}})
+    (container,) = other["Deployment/main-redis"]["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"] == {
+        "allowPrivilegeEscalation": False,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    mirrored = _children({"redis": {"image": "mirror.example.com/library/redis:7.4-alpine"}})
+    (container,) = mirrored["Deployment/main-redis"]["spec"]["template"]["spec"]["containers"]
+    assert container["securityContext"]["runAsUser"] == 999
+
+
+def test_scale_summary_is_what_the_operator_asks_for():
+    fixed = crd.GatewaySpec.model_validate({"replicas": 3, "autoscaling": {"enabled": False}})
+    assert scale_summary(fixed) == "3"
+    auto = crd.GatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
+    assert scale_summary(auto) == "2-7 (HPA)"
