@@ -6,7 +6,8 @@ from prometheus_client import Counter, Gauge, Histogram
 
 RECORDS = Counter(
     "kubegate_audit_records_total",
-    "Audit records by outcome: written to Redis, spooled while Redis was unreachable, dropped (spool full)",
+    "Audit records by outcome: written to Redis, spooled while Redis was unreachable, dropped (spool full), "
+    "recovered (replayed from a dead writer's spool file)",
     ["outcome"],
 )
 SPOOL_DEPTH = Gauge("kubegate_audit_spool_depth", "Sealed audit records waiting to be written to Redis")

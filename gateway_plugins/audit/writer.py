@@ -11,8 +11,10 @@
 * Spool full: the OLDEST record is dropped (the newest tell the most about a live incident); the
   chain then has a gap that ``verify`` reports, which is the honest, tamper-evident outcome, and
   ``kubegate_audit_records_total{outcome="dropped"}`` counts it.
-* The spool is memory only; ``spool_dir`` is accepted for the settings contract but not used yet, so
-  records still spooled when the process dies are lost (and show up as a gap / head mismatch).
+* With ``spool_dir``, records that wait for Redis are also appended (fsync'd) to a per-chain file
+  (``gateway_plugins.audit.spool``), so a crash during an outage loses none: the next writer to start
+  with that directory replays a dead writer's file into the stream, skipping what its chain head in
+  Redis shows was already written (``kubegate_audit_records_total{outcome="recovered"}``).
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import os
 import secrets
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from gateway_plugins.audit import metrics
-from gateway_plugins.audit.chain import GENESIS, canonical, head_value, seal
+from gateway_plugins.audit.chain import GENESIS, canonical, head_value, parse_head, seal
+from gateway_plugins.audit.spool import DiskSpool, OrphanSpool, SpooledRecord, find_orphans, safe_name
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +65,6 @@ class AuditWriter:
         self.redis = redis
         self.stream = stream
         self.heads = heads_key(stream)
-        self.spool_dir = spool_dir
         self.maxlen = maxlen
         self.max_spool = max_spool
         self.batch = batch
@@ -77,6 +80,11 @@ class AuditWriter:
         self._closing = False
         self.dropped = 0
         self.written = 0
+        self.recovered = 0
+        # One sub-directory per stream: a dead writer's records are only ever replayed into their own stream.
+        self.spool_dir = str(Path(spool_dir) / safe_name(stream)) if spool_dir else None
+        self._disk = DiskSpool(self.spool_dir, self.chain) if self.spool_dir else None
+        self._orphans_pending = spool_dir is not None
 
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
@@ -142,32 +150,78 @@ class AuditWriter:
         metrics.RECORDS.labels("written").inc(len(items))
         metrics.SPOOL_DEPTH.set(len(self._spool))
 
-    def _mark_spooled(self) -> None:
-        for item in self._spool:
-            if not item[3]:
-                item[3] = True
-                metrics.RECORDS.labels("spooled").inc()
+    async def _mark_spooled(self) -> None:
+        fresh = [item for item in self._spool if not item[3]]
+        for item in fresh:
+            item[3] = True
+        metrics.RECORDS.labels("spooled").inc(len(fresh))
+        # The file is bounded like the memory spool, so a long outage cannot fill the pod's volume.
+        if self._disk is not None and fresh and self._disk.size < self.max_spool:
+            try:
+                await asyncio.to_thread(self._disk.append, [SpooledRecord(i[0], i[1], i[2]) for i in fresh])
+            except Exception as exc:  # disk full or read-only: the memory spool still holds them
+                log.warning("audit: spool file %s not written (%s)", self._disk.path, type(exc).__name__)
+
+    async def _after_write(self) -> None:
+        if self._disk is not None and not self._spool and self._disk.size:
+            await asyncio.to_thread(self._disk.clear)
+
+    async def _replay(self, orphan: OrphanSpool) -> None:
+        chain, records = await asyncio.to_thread(orphan.read)
+        if chain is None:
+            await asyncio.to_thread(orphan.done)
+            return
+        head = await self.redis.hget(self.heads, chain)
+        written_seq = parse_head(head)[0] if head else 0
+        todo = [r for r in records if r.seq > written_seq]
+        for start in range(0, len(todo), self.batch):
+            part = todo[start : start + self.batch]
+            pipe = self.redis.pipeline(transaction=True)
+            for r in part:
+                pipe.xadd(self.stream, {"r": r.payload}, maxlen=self.maxlen, approximate=True)
+            pipe.hset(self.heads, chain, head_value(part[-1].seq, part[-1].hash))
+            await pipe.execute()
+            self.recovered += len(part)
+            metrics.RECORDS.labels("recovered").inc(len(part))
+        log.warning("audit: recovered %d records of chain %s from %s", len(todo), chain, orphan.path.name)
+        await asyncio.to_thread(orphan.done)
+
+    async def _replay_orphans(self) -> None:
+        """Write what dead writers left in the spool directory; raises (to retry later) while Redis is down."""
+        own = self._disk.path if self._disk is not None else None
+        orphans = await asyncio.to_thread(find_orphans, self.spool_dir, own)
+        try:
+            while orphans:
+                await self._replay(orphans[0])
+                orphans.pop(0)
+        finally:
+            for orphan in orphans:
+                orphan.release()
+        self._orphans_pending = False
 
     async def _run(self) -> None:
         backoff = 0.05
         while True:
             try:
-                if not self._queue and not self._spool:
+                if not self._queue and not self._spool and not self._orphans_pending:
                     if self._closing:
                         return
                     self._wake.clear()
                     await self._wake.wait()
                 self._seal_queued()
-                if not self._spool:
-                    continue
                 if self.redis is None:
                     raise ConnectionError("no Redis configured")
+                if self._orphans_pending:
+                    await self._replay_orphans()
+                if not self._spool:
+                    continue
                 await self._write_batch()
+                await self._after_write()
                 backoff = 0.05
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                self._mark_spooled()
+                await self._mark_spooled()
                 if backoff >= self.max_backoff / 2:
                     log.warning(
                         "audit: Redis write failed (%s); %d records spooled", type(exc).__name__, len(self._spool)
@@ -199,4 +253,8 @@ class AuditWriter:
             log.exception("audit writer task failed")
         if self.pending():
             log.warning("audit: %d records not written at close", self.pending())
+            self._seal_queued()
+            await self._mark_spooled()  # on disk for the next writer, when there is a spool directory
+        if self._disk is not None:
+            await asyncio.to_thread(self._disk.close)
         self._task = None

@@ -313,3 +313,82 @@ def test_module_entry_point_exit_codes(rds):
     )
     assert down.returncode == 2 and "--redis-url" in down.stderr
     time.sleep(0)
+
+
+def _crash_while_redis_is_down(rds, spool: Path, count: int) -> str:
+    """A writer process submits ``count`` records while Redis is down, waits for the spool file, then is killed."""
+    script = (
+        "import asyncio,os,signal,sys,time\n"
+        "import redis.asyncio as r\n"
+        "from gateway_plugins.audit import AuditWriter\n"
+        "async def m():\n"
+        f"    w=AuditWriter(r.Redis.from_url('{rds.url}',socket_connect_timeout=0.2),'{STREAM}',"
+        f"spool_dir='{spool}',max_backoff=0.05)\n"
+        "    await w.start()\n"
+        f"    for i in range({count}): w.submit({{'v':1,'request_id':f'crashed{{i}}'}})\n"
+        f"    while w._disk.size < {count}: await asyncio.sleep(0.01)\n"
+        "    print(w.chain, flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "asyncio.run(m())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == -9, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+async def test_records_spooled_on_disk_survive_a_crash_during_an_outage(rds, capsys, tmp_path):
+    spool = tmp_path / "spool"
+    await asyncio.to_thread(rds.stop)
+    dead_chain = _crash_while_redis_is_down(rds, spool, 40)
+    assert len(list(spool.glob("*/*.jsonl"))) == 1
+    await asyncio.to_thread(rds.start)
+    # The dead writer's first 15 records reached Redis before it died (a partly drained spool): they must
+    # not be written twice.
+    lines = [json.loads(x) for x in next(spool.glob("*/*.jsonl")).read_text().splitlines()]
+    r = sync(rds)
+    for line in lines[:15]:
+        r.xadd(STREAM, {"r": line["r"]})
+    r.hset(f"{STREAM}:heads", dead_chain, f"{lines[14]['seq']}:{lines[14]['hash']}")
+    recovered_before = metric("kubegate_audit_records_total", outcome="recovered")
+
+    w = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    await w.start()
+    w.submit(rec(1))
+    assert await w.flush(timeout=30)
+    await w.close()
+
+    assert w.recovered == 25
+    assert metric("kubegate_audit_records_total", outcome="recovered") - recovered_before == 25
+    crashed = [json.loads(f[b"r"])["request_id"] for _, f in ids(rds) if json.loads(f[b"r"])["chain"] == dead_chain]
+    assert crashed == [f"crashed{i}" for i in range(40)]
+    assert list(spool.glob("*/*.jsonl")) == []  # replayed files are removed; the live writer's empty one too
+    code, msg = verify(rds, capsys)
+    assert code == 0 and "41 records in 2 chains" in msg, msg
+
+
+async def test_live_writers_spool_files_are_not_replayed_by_another(rds, tmp_path):
+    spool = tmp_path / "spool"
+    dead = RedisServer()  # never started: every write fails
+    down = AuditWriter(aclient(dead), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    await down.start()
+    for i in range(5):
+        down.submit(rec(i))
+    for _ in range(500):
+        if down._disk.size == 5:
+            break
+        await asyncio.sleep(0.01)
+    assert down._disk.size == 5
+    up = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    await up.start()
+    up.submit(rec(99))
+    assert await up.flush(timeout=30)
+    await up.close()
+    assert up.recovered == 0 and len(ids(rds)) == 1  # the live writer's file is locked: not touched
+    await down.close(timeout=0.2)
+    assert len(list(spool.glob("*/*.jsonl"))) == 1  # left for the next writer, records intact
+    other = AuditWriter(aclient(rds), "kubegate:other:audit", spool_dir=str(spool), max_backoff=0.05)
+    await other.start()
+    other.submit(rec(7))
+    assert await other.flush(timeout=30)
+    await other.close()
+    assert other.recovered == 0  # another stream's writer never takes this stream's records

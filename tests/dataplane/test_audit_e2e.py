@@ -15,9 +15,9 @@ import httpx
 import openai
 import pytest
 
-from tests.dataplane.test_audit import PersistentRedis
 from tests.harness.echo import EchoServer
 from tests.harness.procs import free_port, stop_process, wait_until
+from tests.harness.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-kg-e2e-" + "7" * 32
@@ -26,8 +26,7 @@ MARKER = "zebra-marker-4f1c9e"
 
 @pytest.fixture
 def stack(tmp_path):
-    rds = PersistentRedis(tmp_path)
-    rds.start()
+    rds = RedisServer(workdir=tmp_path, persistent=True).start()
     echo = EchoServer().start()
     policy = {
         "schema": "kubegate.dev/policy/v1",
