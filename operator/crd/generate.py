@@ -27,7 +27,9 @@ KIND_INFO: dict[str, dict[str, Any]] = {
         "spec": m.GatewaySpec,
         "columns": [
             READY_COLUMN,
-            ("Replicas", "integer", ".status.replicas"),
+            # Desired, as the operator applied it ("2", or "2-10 (HPA)"); it does not watch Deployments.
+            ("Replicas", "string", ".status.scale"),
+            ("Workers", "integer", ".status.workers"),
         ],
     },
     "ModelRoute": {

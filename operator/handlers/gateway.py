@@ -19,6 +19,7 @@ from typing import Any
 import kopf
 from gateway_operator import status as st
 from gateway_operator.builders.gateway import build_children
+from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
 from gateway_operator.handlers import children, keys, redislink
 from gateway_operator.handlers.coalesce import Coalescer
@@ -159,8 +160,10 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     known_keys = keys.existing_key_secrets(core, ns)
     hashes = {t["metadata"]["name"]: [keys.ensure_tenant_key(core, t, known_keys)] for t in tenants_raw}
     unavailable, route_problems = secret_availability(core, ns, routes_raw)
+    gateway_model = crd.Gateway.model_validate(gw)
+    spec = gateway_model.spec
     rendered = render_gateway(
-        crd.Gateway.model_validate(gw),
+        gateway_model,
         [crd.ModelRoute.model_validate(o) for o in routes_raw],
         [crd.Tenant.model_validate(o) for o in tenants_raw],
         [crd.Budget.model_validate(o) for o in budgets_raw],
@@ -193,6 +196,9 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
             "observedGeneration": gw["metadata"].get("generation"),
             "policyRevision": revision,
             "policyHash": digest,
+            # The Replicas and Workers printer columns.
+            "scale": scale_summary(spec),
+            "workers": spec.workers,
             "conditions": [
                 st.condition("Ready", True, "Reconciled", "every child applied; see Reconciled for what was left out"),
                 st.condition("Reconciled", True, "Applied", message),
