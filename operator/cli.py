@@ -6,8 +6,9 @@ kopf is imported only by ``kubegate operator``; the proxy image never needs it.
 from __future__ import annotations
 
 import argparse
-import subprocess
+import os
 import sys
+from typing import NoReturn
 
 
 def _audit(argv: list[str]) -> int:
@@ -16,9 +17,16 @@ def _audit(argv: list[str]) -> int:
     return int(audit_main(argv) or 0)
 
 
-def _operator(argv: list[str]) -> int:
-    # kopf runs as its own CLI so its options (--namespace, --all-namespaces, --standalone) pass through.
-    return subprocess.call([sys.executable, "-m", "kopf", "run", "-m", "gateway_operator.handlers", *argv])
+def _operator(argv: list[str]) -> NoReturn:
+    # kopf runs as its own CLI so its options (--namespace, --all-namespaces, --standalone) pass through. exec, not
+    # a child: as a container's PID 1 a waiting wrapper ignores SIGTERM (PID 1 has no default signal actions), kopf
+    # never got it, and every pod stop waited out the grace period before SIGKILL.
+    args = [sys.executable, "-m", "kopf", "run", "-m", "gateway_operator.handlers", *argv]
+    # Never the cwd on sys.path: from a checkout, ./operator would shadow the stdlib `operator` module.
+    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, args, env)
 
 
 def _dev(argv: list[str]) -> int:

@@ -2,8 +2,8 @@
 
 The container runs ``kubegate <args>``; here the same command runs with KUBECONFIG pointing at a token of the
 chart's ServiceAccount. Output goes to a file, never a pipe: a pipe nobody drains fills up (64 KiB) and blocks
-kopf's logging, which silently stalls every handler. The process gets its own session so that stopping it also
-stops the ``python -m kopf`` child that ``kubegate operator`` spawns.
+kopf's logging, which silently stalls every handler. ``kubegate operator`` execs kopf, so the process started here
+is kopf itself; it still gets its own session so that ``stop`` also ends anything it might leave behind.
 """
 
 from __future__ import annotations
@@ -73,6 +73,23 @@ class OperatorProcess:
             )
         return self
 
+    @property
+    def pid(self) -> int:
+        assert self._popen is not None, "not started"
+        return self._popen.pid
+
+    def session(self) -> list[int]:
+        """Live processes of the operator's session (the operator and anything it spawned)."""
+        return _session_members(self.pid)
+
+    def wait_exit(self, timeout: float) -> int:
+        """The exit code; fails with the operator's output if it is still running after ``timeout``."""
+        assert self._popen is not None, "not started"
+        try:
+            return self._popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"operator still running after {timeout:.0f}s:\n{self.tail()}") from None
+
     def output(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
@@ -133,14 +150,14 @@ class OperatorProcess:
 
 
 def _die_with_parent() -> None:
-    # If pytest is killed outright the kernel stops the operator too (PR_SET_PDEATHSIG). The kopf process that
-    # `kubegate operator` spawns is not covered: it would need the CLI to exec kopf instead of waiting on it.
+    # If pytest is killed outright the kernel stops the operator too (PR_SET_PDEATHSIG, which survives the exec
+    # from `kubegate operator` into kopf).
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)
 
 
 def _session_members(sid: int) -> list[int]:
-    """Live (non-zombie) processes of session ``sid``: the CLI and the kopf process it spawned."""
+    """Live (non-zombie) processes of session ``sid``."""
     members = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
