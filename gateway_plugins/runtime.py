@@ -124,7 +124,8 @@ class Runtime:
             from gateway_plugins import pii
 
             for model in models:
-                pii.warm_up(model)
+                # The engines (spaCy vocabularies above all) are long-lived too: freeze them once built.
+                pii.warm_up(model).add_done_callback(lambda _: gc.freeze())
 
     async def close(self) -> None:
         await self.store.close()
