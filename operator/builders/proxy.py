@@ -20,13 +20,16 @@ PROXY_UID = PROXY_GID = 65532
 
 
 def proxy_security_context() -> dict[str, Any]:
-    """As strict as the operator's pod, except readOnlyRootFilesystem: LiteLLM and kubegate write below / at
-    runtime (kubegate's audit spool in /tmp, LiteLLM's UI directory handling in site-packages, prisma when a
-    database is configured), and no kubelet here can prove a list of writable mounts complete; one missed path
-    would crash-loop every proxy."""
+    """As strict as the operator's pod. The root filesystem is read-only: as UID 65532, with every file of the image
+    owned by root, the proxy could only ever write to world-writable directories; /tmp (kubegate's audit spool,
+    Python temp files) and the multiprocess metrics directory are emptyDirs. LiteLLM writes nothing else in the
+    configuration kubegate renders: no database (so no prisma), the packaged UI served in place (no
+    LITELLM_NON_ROOT, server_root_path "/"). tests/operator/test_proxy_read_only_root.py runs a real proxy with
+    only this Deployment's emptyDirs writable."""
     return {
         "allowPrivilegeEscalation": False,
         "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
         "runAsNonRoot": True,
         "runAsUser": PROXY_UID,
         "runAsGroup": PROXY_GID,
@@ -93,12 +96,16 @@ def build_proxy_deployment(
         "volumeMounts": [
             {"name": "config", "mountPath": "/etc/kubegate/config", "readOnly": True},
             {"name": "policy", "mountPath": "/etc/kubegate/policy", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
         ],
         "securityContext": proxy_security_context(),
     }
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name(name)}},
         {"name": "policy", "configMap": {"name": policy_name(name)}},
+        # On disk, no sizeLimit: the audit spool grows here while Redis is down (bounded by spoolMaxRecords), and
+        # exceeding a sizeLimit would get the pod evicted.
+        {"name": "tmp", "emptyDir": {}},
     ]
     if spec.workers > 1:
         # Without it each scrape would see only the worker that happened to answer. The emptyDir lives as long

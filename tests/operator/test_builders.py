@@ -166,7 +166,8 @@ def test_proxy_env_carries_every_shipped_proxy_setting_in_a_stable_order():
 def test_multi_worker_proxy_gets_a_prometheus_multiprocess_dir():
     single, pod = _proxy_container({"workers": 1})
     assert "PROMETHEUS_MULTIPROC_DIR" not in {e["name"] for e in single["env"]}
-    assert not [v for v in pod["volumes"] if "emptyDir" in v]
+    assert [m["mountPath"] for m in single["volumeMounts"] if m["name"] not in ("config", "policy")] == ["/tmp"]
+    assert len(pod["volumes"]) == 3
 
     multi, pod = _proxy_container({"workers": 4})
     (directory,) = [e["value"] for e in multi["env"] if e["name"] == "PROMETHEUS_MULTIPROC_DIR"]
@@ -179,15 +180,17 @@ def test_multi_worker_proxy_gets_a_prometheus_multiprocess_dir():
 
 
 def test_proxy_container_is_restricted_as_the_image_user():
-    container, _ = _proxy_container()
+    container, pod = _proxy_container()
     sc = container["securityContext"]
     assert sc["allowPrivilegeEscalation"] is False
     assert sc["capabilities"] == {"drop": ["ALL"]}
     assert sc["seccompProfile"] == {"type": "RuntimeDefault"}
     assert sc["runAsNonRoot"] is True
     assert isinstance(sc["runAsUser"], int) and sc["runAsUser"] > 0 and isinstance(sc["runAsGroup"], int)
-    # Deliberately not read-only: LiteLLM and the audit spool write below / (see proxy_security_context).
-    assert "readOnlyRootFilesystem" not in sc
+    # Read-only root, /tmp writable (audit spool, temp files): tests/operator/test_proxy_read_only_root.py runs it.
+    assert sc["readOnlyRootFilesystem"] is True
+    (tmp,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/tmp"]
+    assert {"name": tmp["name"], "emptyDir": {}} in pod["volumes"]
 
 
 def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():

@@ -40,11 +40,14 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
         env = {e.name: e.value for e in container.env}
         assert {k: env.get(k) for k in proxy_defaults.ENV} == proxy_defaults.ENV
         assert env["PROMETHEUS_MULTIPROC_DIR"] == MULTIPROC_DIR
-        (volume,) = [v for v in proxy.volumes if v.empty_dir is not None]
-        assert volume.empty_dir.medium == "Memory" and volume.empty_dir.size_limit
-        assert MULTIPROC_DIR in {m.mount_path for m in container.volume_mounts if m.name == volume.name}
+        mounts = {m.mount_path: m.name for m in container.volume_mounts}
+        volumes = {v.name: v for v in proxy.volumes}
+        assert volumes[mounts[MULTIPROC_DIR]].empty_dir.medium == "Memory"
+        assert volumes[mounts[MULTIPROC_DIR]].empty_dir.size_limit
+        assert volumes[mounts["/tmp"]].empty_dir is not None
         sc = container.security_context
         assert (sc.run_as_user, sc.run_as_group, sc.run_as_non_root) == (65532, 65532, True)
+        assert sc.read_only_root_filesystem is True
         assert sc.capabilities.drop == ["ALL"] and sc.allow_privilege_escalation is False
         assert sc.seccomp_profile.type == "RuntimeDefault"
 
@@ -63,8 +66,9 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
 
         def single_worker() -> bool:
             pod = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.spec
-            return "PROMETHEUS_MULTIPROC_DIR" not in {e.name for e in pod.containers[0].env} and not [
-                v for v in pod.volumes if v.empty_dir is not None
-            ]
+            mounted = {m.mount_path for m in pod.containers[0].volume_mounts}
+            return "PROMETHEUS_MULTIPROC_DIR" not in {e.name for e in pod.containers[0].env} and (
+                MULTIPROC_DIR not in mounted and "/tmp" in mounted
+            )
 
         _wait("proxy Deployment without the multiprocess directory", single_worker)
