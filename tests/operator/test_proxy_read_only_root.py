@@ -4,6 +4,7 @@ There is no kubelet here, so this is what one would do with the container: a pri
 is remounted read-only and every emptyDir of the operator-built Deployment is a fresh tmpfs at its mountPath; the
 proxy then runs with the container's env and args (config and policy from local files instead of the ConfigMaps, Redis and the upstream on loopback). Several workers, so Prometheus multiprocess mode writes its
 files too. A LiteLLM or kubegate change that writes anywhere else fails here instead of crash-looping pods.
+Mount namespaces need root or CAP_SYS_ADMIN, as the CI machine has.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def _mount_script(writable: list[str]) -> str:
         existing = real
         while not os.path.isdir(existing):
             existing = os.path.dirname(existing)
+        assert existing != "/", f"{path}: cannot lay a scratch tmpfs over / (pass a stand-in path)"
         if existing != real:
             # The path does not exist in this filesystem (in the pod the kubelet creates it): make it on a scratch
             # tmpfs over its nearest existing parent, which is then made read-only again.
