@@ -2,9 +2,10 @@
 
 There is no kubelet here, so this is what one would do with the container: a private mount namespace where ``/``
 is remounted read-only and every emptyDir of the operator-built Deployment is a fresh tmpfs at its mountPath; the
-proxy then runs with the container's env and args (config and policy from local files instead of the ConfigMaps, Redis and the upstream on loopback). Several workers, so Prometheus multiprocess mode writes its
-files too. A LiteLLM or kubegate change that writes anywhere else fails here instead of crash-looping pods.
-Mount namespaces need root or CAP_SYS_ADMIN, as the CI machine has.
+proxy then runs with the container's env and args (config and policy from local files instead of the ConfigMaps,
+Redis and the upstream on loopback). Several workers, so Prometheus multiprocess mode writes its files too. A
+LiteLLM or kubegate change that writes anywhere else fails here instead of crash-looping pods. Mount namespaces
+need root or CAP_SYS_ADMIN, as the CI machine has.
 """
 
 from __future__ import annotations
