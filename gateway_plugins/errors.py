@@ -34,12 +34,26 @@ def openai_error(
     return KubegateError(status, message, code=code, type_=type_, param=param, headers=headers)
 
 
+# Key of the code in an HTTPException detail returned by a failure hook: LiteLLM rebuilds the client's
+# error from that detail (``provider_specific_fields``), not from the HTTPException itself.
+DETAIL_CODE = "kubegate_code"
+
+
+def replacement_error(status: int, message: str, *, code: str, headers: dict[str, str] | None = None):
+    """An error for ``async_post_call_failure_hook`` to return in place of the upstream's (LiteLLM uses it)."""
+    from fastapi import HTTPException
+
+    return HTTPException(status_code=status, detail={"error": message, DETAIL_CODE: code}, headers=headers)
+
+
 def kubegate_code(exc: BaseException | None) -> str | None:
     """The kubegate code of ``exc`` or of the error it was re-raised from, if any."""
     for _ in range(8):
         if exc is None:
             return None
-        code = getattr(exc, "kubegate_code", None)
+        code = getattr(exc, "kubegate_code", None) or (getattr(exc, "provider_specific_fields", None) or {}).get(
+            DETAIL_CODE
+        )
         if code:
             return code
         exc = exc.__cause__ or exc.__context__
@@ -56,6 +70,8 @@ def _install_code_in_body() -> None:
         code = kubegate_code(self)
         if code:
             body["code"] = code
+            if DETAIL_CODE in (body.get("provider_specific_fields") or {}):
+                del body["provider_specific_fields"]  # only our replacement's detail: message and code say it
         return body
 
     to_dict._kubegate = True  # type: ignore[attr-defined]

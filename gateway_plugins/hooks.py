@@ -211,7 +211,7 @@ class KubegateHooks(CustomLogger):
         original_exception: Exception,
         user_api_key_dict: UserAPIKeyAuth,
         traceback_str: str | None = None,
-    ) -> None:
+    ) -> Exception | None:
         rt = current_runtime()
         ctx = rt.contexts.get(request_data.get("litellm_call_id")) if rt else None
         if ctx is None or ctx.finished:
@@ -229,6 +229,10 @@ class KubegateHooks(CustomLogger):
         ctx.decisions.setdefault("error", type(original_exception).__name__)
         self._finalize(rt, ctx)
         self._mark(rt, ctx.request_id, _FINAL)
+        if ctx.allowed_regions:
+            # Every in-region deployment failed (retries and in-region fallbacks included): say so, and that
+            # the request was kept in region, instead of passing on the last upstream's message.
+            return residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
         return None
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from gateway_plugins.errors import openai_error
+from gateway_plugins.errors import openai_error, replacement_error
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
@@ -26,6 +26,19 @@ def _unavailable(model: str, regions: tuple[str, ...]) -> Exception:
         f"no deployment of {model} in allowed regions [{', '.join(regions)}] is available",
         code="residency_unavailable",
         type_="service_unavailable",
+    )
+
+
+def unavailable_after_failures(ctx: RequestContext, status: int, upstream_error: BaseException) -> Exception:
+    """The client's error when every deployment in the tenant's regions failed: same status, residency named."""
+    regions = ", ".join(ctx.allowed_regions)
+    retry_after = (getattr(upstream_error, "headers", None) or {}).get("retry-after")
+    return replacement_error(
+        status,
+        f"no deployment of {ctx.model} in allowed regions [{regions}] could serve the request "
+        f"(last upstream status {status}); it was not sent to any other region",
+        code="residency_unavailable",
+        headers={"retry-after": str(retry_after)} if retry_after else None,
     )
 
 

@@ -8,7 +8,7 @@ import openai
 import redis
 
 from gateway_plugins.policy.schema import KeyRef, Tenant, hash_key
-from gateway_plugins.policy.store import publish_policy_sync
+from gateway_plugins.policy.store import policy_keys, publish_policy_sync
 from tests.dataplane.test_hooks_e2e import KEY_A, _setup
 
 KEY_NEW = "sk-test-new-tenant-987654"
@@ -31,14 +31,19 @@ def test_live_update_reaches_two_proxies(make_proxy, echo_upstream, redis_server
 
     tenants = [*policy.tenants, Tenant(id="team-new", keys=[KeyRef(sha256=hash_key(KEY_NEW))], allowed_models=["*"])]
     newer = policy.model_copy(update={"revision": 2, "tenants": tenants})
-    assert publish_policy_sync(redis.Redis.from_url(redis_server.url), newer)
-    published = time.monotonic()
-    for proxy in proxies:
-        api = openai_client(proxy, KEY_NEW)
-        while not _accepted(api):
-            # Generous bound (the design target is 2 s: pub/sub plus a 1 s revision poll).
-            assert time.monotonic() - published < 10, proxy.logs()
-            time.sleep(0.1)
-    # The old tenant still works and is still limited to its allow-list.
-    assert _accepted(openai_client(proxies[0], KEY_A))
-    assert not _accepted(openai_client(proxies[1], KEY_A), model="other-model")
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert publish_policy_sync(client, newer)
+        published = time.monotonic()
+        for proxy in proxies:
+            api = openai_client(proxy, KEY_NEW)
+            while not _accepted(api):
+                # Generous bound (the design target is 2 s: pub/sub plus a 1 s revision poll).
+                assert time.monotonic() - published < 10, proxy.logs()
+                time.sleep(0.1)
+        # The old tenant still works and is still limited to its allow-list.
+        assert _accepted(openai_client(proxies[0], KEY_A))
+        assert not _accepted(openai_client(proxies[1], KEY_A), model="other-model")
+    finally:
+        # Later tests' proxies for gateway "main" share this Redis: they must not take this document.
+        client.delete(*policy_keys(policy.gateway)[:2])

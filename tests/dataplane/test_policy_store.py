@@ -11,10 +11,14 @@ import redis.asyncio as aioredis
 from gateway_plugins.policy.schema import KeyRef, Policy, Tenant, hash_key
 from gateway_plugins.policy.store import PolicyStore, policy_keys, publish_policy
 
+# Its own gateway name: the session's Redis is shared with proxies of other tests (gateway "main"), which
+# would otherwise take the documents published here.
+GW = "policy-store-test"
+
 
 def _policy(revision: int, tenant: str = "team-a") -> Policy:
     return Policy(
-        gateway="main",
+        gateway=GW,
         revision=revision,
         tenants=[Tenant(id=tenant, keys=[KeyRef(sha256=hash_key(f"k-{tenant}"))], allowed_models=["*"])],
     )
@@ -30,11 +34,11 @@ async def _eventually(predicate, timeout: float = 5.0) -> bool:
 
 async def test_gzip_file_then_redis_live_update(tmp_path, redis_server):
     client = aioredis.from_url(redis_server.url)
-    await client.flushall()
+    await client.delete(*policy_keys(GW)[:2])
     path = tmp_path / "policy.json.gz"
     path.write_bytes(gzip.compress(_policy(3).model_dump_json(by_alias=True).encode()))
     errors: list[str] = []
-    store = PolicyStore("main", redis=client, policy_file=str(path), poll_seconds=0.2, on_error=errors.append)
+    store = PolicyStore(GW, redis=client, policy_file=str(path), poll_seconds=0.2, on_error=errors.append)
     await store.start()
     try:
         assert store.current.revision == 3
@@ -45,7 +49,7 @@ async def test_gzip_file_then_redis_live_update(tmp_path, redis_server):
         # A stale publisher cannot move the revision backwards.
         assert not await publish_policy(client, _policy(2))
         # Invalid document: refused with the field named, last good stays.
-        doc, rev, channel = policy_keys("main")
+        doc, rev, channel = policy_keys(GW)
         bad = json.loads(_policy(9).model_dump_json(by_alias=True))
         bad["tenants"][0]["id"] = "Not_A_Label"
         await client.set(doc, json.dumps(bad))
@@ -63,4 +67,5 @@ async def test_gzip_file_then_redis_live_update(tmp_path, redis_server):
         assert store.last_error is None
     finally:
         await store.close()
+        await client.delete(*policy_keys(GW)[:2])
         await client.aclose()

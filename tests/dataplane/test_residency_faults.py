@@ -103,6 +103,11 @@ def test_failing_region_never_spills_out(region_proxy, openai_client, status):
             with pytest.raises(openai.APIStatusError) as exc:
                 client.chat.completions.create(model="gpt", messages=[{"role": "user", "content": f"hello {i}"}])
             assert exc.value.status_code == status, proxy.logs()
+            # The error names the constraint, not the last upstream's message.
+            error = exc.value.body if isinstance(exc.value.body, dict) else {}
+            assert error.get("code") == "residency_unavailable", exc.value.body
+            assert "eu-west-1, eu-central-1" in error.get("message", "") and "not sent" in error["message"]
+            assert "provider_specific_fields" not in error
     finally:
         eu_west.fail_next(status, 0)
         eu_central.fail_next(status, 0)
