@@ -43,12 +43,12 @@ STAGE_LATENCY = Histogram(
     ["stage"],
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
-POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="max")
+POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="livemax")
 BUDGET_USED = Gauge(
     "kubegate_budget_used_ratio",
     "Spent (settled plus reserved) over the limit of each tenant's budget in the current period, as last seen by this proxy.",
     ["tenant"],
-    multiprocess_mode="mostrecent",
+    multiprocess_mode="livemostrecent",
 )
 PII_ENTITIES = Counter(
     "kubegate_pii_entities_total",
@@ -115,6 +115,39 @@ def render_latest() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+def reap_dead_workers() -> int:
+    """Drop the live-gauge files of worker processes that are gone (uvicorn has no child-exit hook for it).
+
+    Without this, a respawned worker's predecessor keeps reporting its last spool depth, budget ratio and
+    policy revision for as long as the pod lives. Returns how many dead workers were reaped.
+    """
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not directory or not os.path.isdir(directory):
+        return 0
+    from prometheus_client import multiprocess
+
+    pids = set()
+    for name in os.listdir(directory):
+        if name.startswith("gauge_live") and name.endswith(".db"):
+            pid = name[: -len(".db")].rsplit("_", 1)[-1]
+            if pid.isdigit():
+                pids.add(int(pid))
+    dead = [pid for pid in pids if not _alive(pid)]
+    for pid in dead:
+        multiprocess.mark_process_dead(pid, directory)
+    return len(dead)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 _mounted: set[int] = set()

@@ -110,6 +110,7 @@ class Runtime:
         return _build_record(ctx)
 
     async def start(self) -> None:
+        metrics.reap_dead_workers()
         await self.store.start()
         await self.audit.start()
         # By the first request LiteLLM's heap holds ~660k objects. With a callback registered, LiteLLM's

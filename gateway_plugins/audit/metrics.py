@@ -10,7 +10,10 @@ RECORDS = Counter(
     "recovered (replayed from a dead writer's spool file)",
     ["outcome"],
 )
-SPOOL_DEPTH = Gauge("kubegate_audit_spool_depth", "Sealed audit records waiting to be written to Redis")
+# Live workers only: a respawned worker's predecessor must not leave a stale depth behind.
+SPOOL_DEPTH = Gauge(
+    "kubegate_audit_spool_depth", "Sealed audit records waiting to be written to Redis", multiprocess_mode="livesum"
+)
 WRITE_SECONDS = Histogram(
     "kubegate_audit_write_seconds",
     "Latency of one batched audit write (one pipeline round trip)",

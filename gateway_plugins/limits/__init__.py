@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from gateway_plugins import metrics
-from gateway_plugins.errors import openai_error
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.limits.state import BudgetState, read_budget_state, state_for
@@ -32,6 +31,16 @@ if TYPE_CHECKING:
 __all__ = ["BudgetState", "admit", "read_budget_state", "settle"]
 
 log = logging.getLogger("kubegate.limits")
+
+
+def openai_error(*args: Any, **kwargs: Any) -> Exception:
+    # Imported on the refusal path only: gateway_plugins.errors pulls in LiteLLM, which the operator
+    # (it reads budget state through this package) should not pay 4 s of start-up and 140 MiB for.
+    from gateway_plugins.errors import openai_error as build
+
+    return build(*args, **kwargs)
+
+
 MICRO = 1_000_000
 DEFAULT_COMPLETION_TOKENS = 1024
 CHARS_PER_TOKEN = 4  # cheap upper-ish prompt estimate; real tokens replace it at settle
