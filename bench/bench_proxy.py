@@ -12,7 +12,8 @@ Variants:
 Besides wrk's throughput and latency it reads the CPU seconds of the proxy's process group from /proc, so
 "requests per proxy CPU-second" stays meaningful on a machine that also runs wrk, the upstream and Redis.
 
-Usage: .venv/bin/python bench/bench_proxy.py [--seconds 15] [--connections 8]
+Usage: .venv/bin/python bench/bench_proxy.py [--seconds 10] [--connections 8] [--rounds 3] [--workers N]
+All proxies stay up; the variants run in interleaved rounds and each figure is the median over the rounds.
 Needs ``wrk`` (installed from Debian's packages when missing).
 """
 
@@ -20,17 +21,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
-import shutil
-import subprocess
+import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from bench.lib.cpu import group_cpu_seconds  # noqa: E402
+from bench.lib import wrk as wrklib  # noqa: E402
 from gateway_plugins import proxy_defaults  # noqa: E402
 from gateway_plugins.policy.schema import (  # noqa: E402
     Budget,
@@ -51,14 +49,6 @@ from tests.harness.redis import RedisServer  # noqa: E402
 FIXED_ENV = {"PYTHONPATH": str(REPO / "bench" / "lib" / "vanilla_fixed")}
 KEY = "sk-bench-tenant-0123456789abcdef"
 BODY = '{"model":"bench-model","messages":[{"role":"user","content":"Hello, how are you today? Tell me a story."}]}'
-
-
-def ensure_wrk() -> str:
-    found = shutil.which("wrk")
-    if found:
-        return found
-    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
-    return shutil.which("wrk") or sys.exit("wrk could not be installed")
 
 
 def config(echo: EchoServer) -> dict:
@@ -91,86 +81,76 @@ def policy() -> Policy:
     )
 
 
-def run_wrk(wrk: str, proxy: ProxyServer, seconds: int, connections: int, auth: bool) -> dict[str, float]:
-    url = proxy.base_url
-    script = Path(tempfile.mkdtemp()) / "post.lua"
-    headers = 'wrk.headers["Content-Type"] = "application/json"\n'
-    if auth:
-        headers += f'wrk.headers["Authorization"] = "Bearer {KEY}"\n'
-    script.write_text(f"wrk.method = \"POST\"\nwrk.body = '{BODY}'\n{headers}")
-    base = [wrk, "-t1", f"-c{connections}", "-s", str(script), "--latency", url + "/v1/chat/completions"]
-    subprocess.run([*base[:3], "-d3s", *base[3:]], check=True, capture_output=True)  # warm-up
-    cpu_before = group_cpu_seconds(proxy.proc.pid)
-    out = subprocess.run([*base[:3], f"-d{seconds}s", *base[3:]], check=True, capture_output=True, text=True).stdout
-    cpu = group_cpu_seconds(proxy.proc.pid) - cpu_before
-    if "Non-2xx" in out:
-        raise SystemExit(f"non-2xx answers during the run:\n{out}")
-
-    def ms(label: str) -> float:
-        value, unit = re.search(rf"{label}\s+([\d.]+)(us|ms|s)", out).groups()
-        return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
-
-    requests = int(re.search(r"(\d+) requests in", out).group(1))
-    return {
-        "rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
-        "p50": ms("50%"),
-        "p99": ms("99%"),
-        "cpu_ms": 1000 * cpu / requests,
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=int, default=15)
+    parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers of the shipped-Nw variant")
     args = parser.parse_args()
-    wrk = ensure_wrk()
+    wrk = wrklib.ensure_wrk()
     redis = RedisServer().start()
     echo = EchoServer().start()
     shipped_config = proxy_defaults.apply_defaults(config(echo))
-    variants = {
-        "vanilla": (ProxyServer(config(echo), None, plugins=False), False),
-        "vanilla-fixed": (ProxyServer(config(echo), None, plugins=False, env=FIXED_ENV), False),
-        "plugins": (ProxyServer(config(echo), policy(), redis_url=redis.url), True),
-        "shipped": (ProxyServer(shipped_config, policy(), redis_url=redis.url, env=proxy_defaults.ENV), True),
-        f"shipped-{args.workers}w": (
-            ProxyServer(shipped_config, policy(), redis_url=redis.url, env=proxy_defaults.ENV, workers=args.workers),
-            True,
+    shipped_env = proxy_defaults.ENV
+    proxies = {
+        "vanilla": ProxyServer(config(echo), None, plugins=False),
+        "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=FIXED_ENV),
+        "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
+        "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
+        f"shipped-{args.workers}w": ProxyServer(
+            shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=args.workers
         ),
     }
-    results: dict[str, dict[str, float]] = {}
+    anonymous = wrklib.post_script(BODY, {})
+    tenant = wrklib.post_script(BODY, {"Authorization": f"Bearer {KEY}"})
+    runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
     try:
-        for name, (proxy, auth) in variants.items():
+        for proxy in proxies.values():
             proxy.start()
-            try:
-                results[name] = r = run_wrk(wrk, proxy, args.seconds, args.connections, auth)
-            finally:
-                proxy.stop()
-            print(
-                f"{name:11s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
-                f"proxy CPU {r['cpu_ms']:6.2f} ms/request",
-                flush=True,
-            )
+        for rnd in range(args.rounds):
+            names = list(proxies)
+            names = names[rnd % len(names) :] + names[: rnd % len(names)]  # no variant always first
+            for name in names:
+                script = anonymous if name.startswith("vanilla") else tenant
+                r = wrklib.run(wrk, proxies[name], script, seconds=args.seconds, connections=args.connections)
+                runs[name].append(r)
+                print(
+                    f"round {rnd + 1} {name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  "
+                    f"p99 {r['p99']:7.2f} ms  proxy CPU {r['cpu_ms']:6.2f} ms/request",
+                    flush=True,
+                )
     finally:
+        for proxy in proxies.values():
+            proxy.stop()
         echo.stop()
         redis.stop()
+
+    med = {
+        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_ms")}
+        for name, rs in runs.items()
+    }
     print(
-        f"\nconnections={args.connections} seconds={args.seconds}, same echo upstream, {os.cpu_count()} cores "
-        "shared with wrk, the echo upstream and Redis"
+        f"\nmedians of {args.rounds} rounds; connections={args.connections} seconds={args.seconds}; same echo "
+        f"upstream; {os.cpu_count()} cores shared with wrk, the echo upstream, Redis and anything else running"
     )
+    for name, r in med.items():
+        print(
+            f"{name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
+            f"proxy CPU {r['cpu_ms']:6.2f} ms/request"
+        )
 
     def compare(name: str, base_name: str) -> None:
-        r, base = results[name], results[base_name]
+        r, base = med[name], med[base_name]
         print(
             f"{name} / {base_name}: throughput x{r['rps'] / base['rps']:.3f}, p50 {r['p50'] - base['p50']:+.2f} ms, "
             f"p99 {r['p99'] - base['p99']:+.2f} ms, requests per proxy CPU-second x{base['cpu_ms'] / r['cpu_ms']:.3f}"
         )
 
-    print("cost of the plugins alone (both with kubegate's LiteLLM work-around):")
+    print("\ncost of the plugins alone (both with kubegate's LiteLLM work-arounds):")
     compare("plugins", "vanilla-fixed")
     print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
-    for name in results:
+    for name in med:
         if name.startswith("shipped"):
             compare(name, "vanilla")
     return 0
