@@ -35,9 +35,24 @@ KEY = "sk-kg-read-only-root-test-key-000001"
 WORKERS = 2
 
 
-def _mount_script(writable: list[str]) -> str:
-    """Shell lines giving each path a fresh writable tmpfs, then making everything else read-only."""
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")
+
+
+def _mount_script(writable: list[str], keep: dict[str, Path] | None = None) -> str:
+    """Shell lines giving each path a fresh writable tmpfs, then making everything else read-only.
+
+    ``keep`` maps paths that must stay visible (the checkout and its venv, e.g. under /tmp in a CI clone) to
+    empty holder directories outside every writable path: they are bind-mounted back, read-only, over the tmpfs.
+    """
     lines = ["set -eu", "mount --make-rprivate /"]
+    writable_real = [os.path.realpath(p) for p in writable]
+    kept = {
+        os.path.realpath(path): holder
+        for path, holder in (keep or {}).items()
+        if any(_under(os.path.realpath(path), w) for w in writable_real)
+    }
+    lines += [f"mount --bind {shlex.quote(path)} {shlex.quote(str(holder))}" for path, holder in kept.items()]
     for path in writable:
         real = os.path.realpath(path)
         existing = real
@@ -51,6 +66,9 @@ def _mount_script(writable: list[str]) -> str:
         lines.append(f"mount -t tmpfs -o mode=1777 emptydir {shlex.quote(real)}")
         if existing != real:
             lines.append(f"mount -o remount,ro {shlex.quote(existing)}")
+    for path, holder in kept.items():
+        q = shlex.quote(path)
+        lines += [f"mkdir -p {q}", f"mount --bind {shlex.quote(str(holder))} {q}", f"mount -o remount,bind,ro {q}"]
     lines.append("mount -o remount,bind,ro /")
     return "\n".join(lines)
 
@@ -116,7 +134,9 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     # As root in the namespace (the venv's interpreter lives under /root here): a read-only mount refuses root's
     # writes too (EROFS), so this is the stricter check.
     command = ["env", "-i", *(f"{k}={v}" for k, v in sorted(env.items())), litellm, *args, "--host", "127.0.0.1"]
-    script = _mount_script(writable) + "\nexec " + " ".join(shlex.quote(a) for a in command)
+    holder = staging / "checkout"
+    holder.mkdir()
+    script = _mount_script(writable, keep={str(ROOT): holder}) + "\nexec " + " ".join(shlex.quote(a) for a in command)
     log = tmp_path / "proxy.log"
     with log.open("wb") as out:
         proc = subprocess.Popen(
