@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
 from gateway_plugins.policy.schema import Policy, hash_key  # noqa: E402
 from tests.harness.echo import EchoServer  # noqa: E402
@@ -130,24 +129,12 @@ def main() -> int:
         "limits": wrklib.post_script(BODY, {"Authorization": f"Bearer {KEYS['limits']}"}),
     }
     target = {"vanilla": "vanilla", "vanilla-fixed": "vanilla-fixed", "no-limits": "plugins", "limits": "plugins"}
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in scripts}
+    variants = {name: (proxies[target[name]], script) for name, script in scripts.items()}
+    shape = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
     try:
         for proxy in proxies.values():
             proxy.start()
-        for rnd in range(args.rounds):
-            # Rotate the order each round so no variant always runs first (or right after a warm-up).
-            names = list(scripts)
-            names = names[rnd % len(names) :] + names[: rnd % len(names)]
-            for name in names:
-                r = wrklib.run(
-                    wrk, proxies[target[name]], scripts[name], seconds=args.seconds, connections=args.connections
-                )
-                runs[name].append(r)
-                print(
-                    f"round {rnd + 1} {name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  "
-                    f"p99 {r['p99']:7.2f} ms  proxy CPU {r['cpu_ms']:6.2f} ms/request",
-                    flush=True,
-                )
+        runs = rounds.measure(wrk, variants, **shape)
         checks_ran(redis, sum(r["requests"] for r in runs["limits"]))
     finally:
         for proxy in proxies.values():
@@ -155,36 +142,16 @@ def main() -> int:
         echo.stop()
         redis.stop()
 
-    med = {
-        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_ms")}
-        for name, rs in runs.items()
-    }
-    print(
-        f"\nmedians of {args.rounds} rounds; connections={args.connections} seconds={args.seconds}; one proxy worker; "
-        f"{os.cpu_count()} cores shared with wrk, the echo upstream, Redis and anything else running"
-    )
-    for name, r in med.items():
-        print(
-            f"{name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
-            f"proxy CPU {r['cpu_ms']:6.2f} ms/request"
-        )
-
-    def compare(name: str, base_name: str) -> None:
-        r, base = med[name], med[base_name]
-        print(
-            f"{name:9s} / {base_name:13s}: throughput x{r['rps'] / base['rps']:.3f}, p50 x{r['p50'] / base['p50']:.3f} "
-            f"({r['p50'] - base['p50']:+.2f} ms), p99 x{r['p99'] / base['p99']:.3f} ({r['p99'] - base['p99']:+.2f} ms), "
-            f"proxy CPU/request {r['cpu_ms'] - base['cpu_ms']:+.2f} ms"
-        )
+    med = rounds.medians(runs, **shape)
 
     print("\nagainst vanilla LiteLLM (target: throughput >= x0.95, p50 <= +0.5 ms):")
-    compare("no-limits", "vanilla")
-    compare("limits", "vanilla")
+    rounds.compare(med, "no-limits", "vanilla")
+    rounds.compare(med, "limits", "vanilla")
     print("against vanilla-fixed (same LiteLLM work-arounds, so only the plugins' own cost):")
-    compare("no-limits", "vanilla-fixed")
-    compare("limits", "vanilla-fixed")
+    rounds.compare(med, "no-limits", "vanilla-fixed")
+    rounds.compare(med, "limits", "vanilla-fixed")
     print("cost of budget + rpm + tpm + residency checks alone:")
-    compare("limits", "no-limits")
+    rounds.compare(med, "limits", "no-limits")
     return 0
 
 

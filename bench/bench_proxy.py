@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
 from gateway_plugins import proxy_defaults  # noqa: E402
 from gateway_plugins.policy.schema import (  # noqa: E402
@@ -104,55 +104,25 @@ def main() -> int:
     }
     anonymous = wrklib.post_script(BODY, {})
     tenant = wrklib.post_script(BODY, {"Authorization": f"Bearer {KEY}"})
-    runs: dict[str, list[dict[str, float]]] = {name: [] for name in proxies}
+    variants = {name: (proxy, anonymous if name.startswith("vanilla") else tenant) for name, proxy in proxies.items()}
+    shape = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
     try:
         for proxy in proxies.values():
             proxy.start()
-        for rnd in range(args.rounds):
-            names = list(proxies)
-            names = names[rnd % len(names) :] + names[: rnd % len(names)]  # no variant always first
-            for name in names:
-                script = anonymous if name.startswith("vanilla") else tenant
-                r = wrklib.run(wrk, proxies[name], script, seconds=args.seconds, connections=args.connections)
-                runs[name].append(r)
-                print(
-                    f"round {rnd + 1} {name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  "
-                    f"p99 {r['p99']:7.2f} ms  proxy CPU {r['cpu_ms']:6.2f} ms/request",
-                    flush=True,
-                )
+        runs = rounds.measure(wrk, variants, **shape)
     finally:
         for proxy in proxies.values():
             proxy.stop()
         echo.stop()
         redis.stop()
 
-    med = {
-        name: {k: statistics.median(r[k] for r in rs) for k in ("rps", "p50", "p99", "cpu_ms")}
-        for name, rs in runs.items()
-    }
-    print(
-        f"\nmedians of {args.rounds} rounds; connections={args.connections} seconds={args.seconds}; same echo "
-        f"upstream; {os.cpu_count()} cores shared with wrk, the echo upstream, Redis and anything else running"
-    )
-    for name, r in med.items():
-        print(
-            f"{name:13s} {r['rps']:8.1f} req/s  p50 {r['p50']:7.2f} ms  p99 {r['p99']:7.2f} ms  "
-            f"proxy CPU {r['cpu_ms']:6.2f} ms/request"
-        )
-
-    def compare(name: str, base_name: str) -> None:
-        r, base = med[name], med[base_name]
-        print(
-            f"{name} / {base_name}: throughput x{r['rps'] / base['rps']:.3f}, p50 {r['p50'] - base['p50']:+.2f} ms, "
-            f"p99 {r['p99'] - base['p99']:+.2f} ms, requests per proxy CPU-second x{base['cpu_ms'] / r['cpu_ms']:.3f}"
-        )
-
+    med = rounds.medians(runs, **shape)
     print("\ncost of the plugins alone (both with kubegate's LiteLLM work-arounds):")
-    compare("plugins", "vanilla-fixed")
+    rounds.compare(med, "plugins", "vanilla-fixed")
     print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
     for name in med:
         if name.startswith("shipped"):
-            compare(name, "vanilla")
+            rounds.compare(med, name, "vanilla")
     return 0
 
 
