@@ -134,6 +134,15 @@ class OperatorProcess:
         self._popen.wait(timeout=grace)
         return self._popen.returncode
 
+    def kill(self) -> None:
+        """SIGKILL every process of the session at once (a crash) and reap the operator."""
+        if self._popen is None:
+            return
+        for pid in _session_members(self._popen.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        self._popen.wait(timeout=30)
+
     def peak_rss_bytes(self) -> int:
         """Peak resident memory of every process of the session added up (all count against a pod's limit)."""
         total = 0

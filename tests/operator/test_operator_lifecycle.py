@@ -7,18 +7,21 @@ import base64
 import collections
 import gzip
 import json
+import sys
+import time
+from pathlib import Path
 
 import yaml
 from gateway_operator.builders.proxy import CHECKSUM_ANNOTATION
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import gateway as gw_handlers
 from gateway_operator.render.gateway import render_budget
 from kubernetes import client
 
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy.store import load_document, policy_keys
-from tests.operator.kopf_runner import operator_user, running_operator
+from tests.helm.operator_process import OperatorProcess
+from tests.operator.kopf_runner import FAST_LOOPS, operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _table_row
 
@@ -166,12 +169,29 @@ def test_gateway_deletion_removes_children_without_finalizers(operator_kubeconfi
     _wait("namespace deleted", namespace_gone, timeout=120)
 
 
+def _operator_process(kubeconfig: str, namespace: str, log: Path) -> OperatorProcess:
+    """The operator as its own process (as in a pod), so that it can crash for real and never outlive the test."""
+    argv = [
+        sys.executable,
+        "-m",
+        "kopf",
+        "run",
+        "--standalone",
+        "--namespace",
+        namespace,
+        "-m",
+        "gateway_operator.handlers",
+    ]
+    return OperatorProcess(argv, dict(FAST_LOOPS), Path(kubeconfig), log).start()
+
+
 def test_restart_mid_reconcile_converges_without_duplicates(
     operator_kubeconfig,  # noqa: F811
     admin_api,
     namespace,
     redis_server,
     audit_log,
+    tmp_path,
 ):
     custom, core = client.CustomObjectsApi(admin_api), client.CoreV1Api(admin_api)
     gw = f"rs-{namespace}"
@@ -196,21 +216,33 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             by_tenant[s.metadata.labels["kubegate.dev/tenant"]].append(s.data["api-key"])
         return by_tenant
 
-    with running_operator(operator_kubeconfig, namespace):
+    def create_tenant(t: str) -> None:
+        _create(custom, namespace, "tenants", _obj("Tenant", t, {"gateway": gw, "allowedModels": ["*"]}))
+        budget_spec = notify_spec if t == "t0" else {"tenant": t, "limitUSD": "10"}
+        _create(custom, namespace, "budgets", _obj("Budget", f"{t}-b", budget_spec))
+
+    first = _operator_process(operator_kubeconfig, namespace, tmp_path / "first.log")
+    try:
         _create(custom, namespace, "gateways", _obj("Gateway", gw, spec))
         for m in models:
             _create(custom, namespace, "modelroutes", _obj("ModelRoute", m, _route(gw, m, "up")))
-        for t in tenants:
-            _create(custom, namespace, "tenants", _obj("Tenant", t, {"gateway": gw, "allowedModels": ["*"]}))
-            budget_spec = notify_spec if t == "t0" else {"tenant": t, "limitUSD": "10"}
-            _create(custom, namespace, "budgets", _obj("Budget", f"{t}-b", budget_spec))
-        _wait("the first key Secret (reconcile under way)", key_secrets)
-    # The first operator stopped mid-way; a reconcile thread it started may still be finishing: let it.
-    with gw_handlers._locks[(namespace, gw)]:
-        before = key_secrets()
-    assert len(before) < len(tenants) or not _ready(_get(custom, namespace, "budgets", "t7-b")), "nothing left to do"
+        for t in tenants[:4]:
+            create_tenant(t)
+        # Poll tightly: one reconcile writes all key Secrets within a few hundred milliseconds.
+        deadline = time.monotonic() + 90
+        while not key_secrets():
+            assert first.alive() and time.monotonic() < deadline, first.tail()
+            time.sleep(0.01)
+    finally:
+        first.kill()  # a crash mid-reconcile: no graceful shutdown, requests in flight are cut
+    # Half the Tenants arrive while no operator runs: the next one has work left whenever the crash happened.
+    for t in tenants[4:]:
+        create_tenant(t)
+    before = key_secrets()
+    assert len(before) < len(tenants), "nothing left to do"
 
-    with running_operator(operator_kubeconfig, namespace):
+    second = _operator_process(operator_kubeconfig, namespace, tmp_path / "second.log")
+    try:
 
         def converged() -> bool:
             p = _policy(core, namespace, gw)
@@ -224,7 +256,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
                 and all(_ready(_get(custom, namespace, "modelroutes", m), "Rendered") for m in models)
             )
 
-        _wait("convergence after the restart", converged, timeout=120)
+        second.wait_for("convergence after the restart", converged, timeout=120)
         status = _get(custom, namespace, "gateways", gw)["status"]
         assert {c["type"]: c["status"] for c in status["conditions"]} == {
             "Ready": "True",
@@ -241,6 +273,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             lambda: any(e.reason == "BudgetNotify" for e in core.list_namespaced_event(namespace).items),
         )
         audit_log.quiet(operator_user(namespace))  # several refresh rounds: any duplicate would be posted by now
+    finally:
+        second.stop(grace=30)
+    for bad in ("Forbidden", "HTTP 403", "Traceback"):
+        assert bad not in second.output(), second.tail()
 
     after = key_secrets()
     assert sorted(after) == tenants
@@ -255,8 +291,11 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         "horizontalpodautoscalers": [f"{gw}-proxy"],
         "poddisruptionbudgets": [f"{gw}-proxy"],
     }
+    # The operator's own Events (the API server may add its own, e.g. a ClusterIP repair after the crash).
     events = collections.Counter(
-        (e.involved_object.name, e.reason) for e in core.list_namespaced_event(namespace).items
+        (e.involved_object.name, e.reason)
+        for e in core.list_namespaced_event(namespace).items
+        if (e.source and e.source.component == "kubegate-operator") or e.reporting_component == "kubegate-operator"
     )
     assert events == {("t0-b", "BudgetNotify"): 1}, events  # one crossing, one Event, across both lives
 
