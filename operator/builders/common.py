@@ -57,3 +57,16 @@ def redis_name(gateway: str) -> str:
 
 def tenant_secret_name(tenant: str) -> str:
     return f"{tenant}-kubegate-key"
+
+
+def restricted_security_context(uid: int, gid: int) -> dict[str, Any]:
+    """Kubernetes' "restricted" profile on a read-only root, as the image's numeric user."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from gateway_operator.builders.common import config_name, labels, metadata, policy_name, proxy_name, selector
+from gateway_operator.builders.common import (
+    config_name,
+    labels,
+    metadata,
+    policy_name,
+    proxy_name,
+    restricted_security_context,
+    selector,
+)
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
 from gateway_operator.crd import models as crd
 
@@ -26,15 +34,7 @@ def proxy_security_context() -> dict[str, Any]:
     configuration kubegate renders: no database (so no prisma), the packaged UI served in place (no
     LITELLM_NON_ROOT, server_root_path "/"). tests/operator/test_proxy_read_only_root.py runs a real proxy with
     only this Deployment's emptyDirs writable."""
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": PROXY_UID,
-        "runAsGroup": PROXY_GID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return restricted_security_context(PROXY_UID, PROXY_GID)
 
 
 def _env(spec: crd.GatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from gateway_operator.builders.common import labels, metadata, redis_name, selector
+from gateway_operator.builders.common import labels, metadata, redis_name, restricted_security_context, selector
 from gateway_operator.crd import models as crd
 
 # The official redis alpine image's user (`adduser -S -G redis -u 999 redis`, group `redis` gid 1000; see the
@@ -29,15 +29,7 @@ def redis_security_context(image: str) -> dict[str, Any]:
     gets what cannot break a container."""
     if not is_official_redis_image(image):
         return {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}}
-    return {
-        "allowPrivilegeEscalation": False,
-        "capabilities": {"drop": ["ALL"]},
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "runAsUser": REDIS_UID,
-        "runAsGroup": REDIS_GID,
-        "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    return restricted_security_context(REDIS_UID, REDIS_GID)
 
 
 def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
