@@ -132,16 +132,20 @@ class AuditWriter:
                 metrics.RECORDS.labels("dropped").inc()
         metrics.SPOOL_DEPTH.set(len(self._spool))
 
-    async def _write_batch(self) -> None:
-        items = [self._spool[i] for i in range(min(self.batch, len(self._spool)))]
+    async def _append(self, chain: str, records: list) -> None:
+        """One transaction: the sealed records (``(seq, hash, payload, …)`` in seq order) and their chain head."""
         pipe = self.redis.pipeline(transaction=True)
-        for item in items:
-            pipe.xadd(self.stream, {"r": item[2]}, maxlen=self.maxlen, approximate=True)
-        last = items[-1]
-        pipe.hset(self.heads, self.chain, head_value(last[0], last[1]))
+        for record in records:
+            pipe.xadd(self.stream, {"r": record[2]}, maxlen=self.maxlen, approximate=True)
+        seq, hash_ = records[-1][0], records[-1][1]
+        pipe.hset(self.heads, chain, head_value(seq, hash_))
         started = time.perf_counter()
         await pipe.execute()
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _write_batch(self) -> None:
+        items = [self._spool[i] for i in range(min(self.batch, len(self._spool)))]
+        await self._append(self.chain, items)
         # Records may have been dropped from the left meanwhile only by _seal_queued, which does not
         # run concurrently with this coroutine; so the first len(items) entries are exactly these.
         for _ in items:
@@ -176,11 +180,7 @@ class AuditWriter:
         todo = [r for r in records if r.seq > written_seq]
         for start in range(0, len(todo), self.batch):
             part = todo[start : start + self.batch]
-            pipe = self.redis.pipeline(transaction=True)
-            for r in part:
-                pipe.xadd(self.stream, {"r": r.payload}, maxlen=self.maxlen, approximate=True)
-            pipe.hset(self.heads, chain, head_value(part[-1].seq, part[-1].hash))
-            await pipe.execute()
+            await self._append(chain, [(r.seq, r.hash, r.payload) for r in part])
             self.recovered += len(part)
             metrics.RECORDS.labels("recovered").inc(len(part))
         log.warning("audit: recovered %d records of chain %s from %s", len(todo), chain, orphan.path.name)
