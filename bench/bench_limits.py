@@ -35,8 +35,6 @@ from tests.harness.echo import EchoServer  # noqa: E402
 from tests.harness.proxy import ProxyServer  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
 
-# Only bench/lib/vanilla_fixed on the path (the repo root would shadow the stdlib's operator module).
-FIXED_ENV = {"PYTHONPATH": str(REPO / "bench" / "lib" / "vanilla_fixed")}
 KEYS = {"no-limits": "sk-bench-nolimits-0123456789abcdef", "limits": "sk-bench-limits-0123456789abcdef"}
 BODY = '{"model":"bench-model","messages":[{"role":"user","content":"Hello, how are you today? Tell me a story."}]}'
 REGION = "eu-west-1"
@@ -119,7 +117,7 @@ def main() -> int:
     plugins = ProxyServer(config(echo), policy(), redis_url=redis.url)
     proxies = {
         "vanilla": ProxyServer(config(echo), None, plugins=False),
-        "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=FIXED_ENV),
+        "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
         "plugins": plugins,
     }
     scripts = {

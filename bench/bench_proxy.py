@@ -44,9 +44,6 @@ from tests.harness.echo import EchoServer  # noqa: E402
 from tests.harness.proxy import ProxyServer  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
 
-# The vanilla-fixed variant's sitecustomize (gateway_plugins itself is installed in the venv; the repo root
-# must never be on the path: its operator/ folder would shadow the standard library's operator module).
-FIXED_ENV = {"PYTHONPATH": str(REPO / "bench" / "lib" / "vanilla_fixed")}
 KEY = "sk-bench-tenant-0123456789abcdef"
 BODY = '{"model":"bench-model","messages":[{"role":"user","content":"Hello, how are you today? Tell me a story."}]}'
 
@@ -95,7 +92,7 @@ def main() -> int:
     shipped_env = proxy_defaults.ENV
     proxies = {
         "vanilla": ProxyServer(config(echo), None, plugins=False),
-        "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=FIXED_ENV),
+        "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
         "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
         "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
         f"shipped-{args.workers}w": ProxyServer(

@@ -10,6 +10,9 @@ from typing import Any
 from bench.lib import wrk as wrklib
 
 METRICS = ("rps", "p50", "p99", "cpu_ms")
+# Env of the ``vanilla-fixed`` proxy: only bench/lib/vanilla_fixed (its sitecustomize) on the path; the repo
+# root would shadow the standard library's operator module, and gateway_plugins is installed in the venv.
+VANILLA_FIXED_ENV = {"PYTHONPATH": str(Path(__file__).resolve().parent / "vanilla_fixed")}
 
 
 def line(name: str, r: dict[str, float]) -> str:
