@@ -99,7 +99,11 @@ def chat_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
     if draw(st.booleans()):
         body["response_format"] = {
             "type": "json_schema",
-            "json_schema": {"name": "out", "description": draw(text_value(planted)), "schema": draw(json_schema(planted))},
+            "json_schema": {
+                "name": "out",
+                "description": draw(text_value(planted)),
+                "schema": draw(json_schema(planted)),
+            },
         }
     if draw(st.booleans()):
         body["temperature"] = draw(st.floats(0, 2))

@@ -15,7 +15,7 @@ from gateway_plugins.contract.validate import ContractError, check, check_for_te
 from gateway_plugins.pii.engine import Span
 from gateway_plugins.pii.transform import PiiState, blocked_types, count_detections, rewrite
 from gateway_plugins.policy.schema import ModelMeta, PiiAction, PiiPolicy, RequestLimits, Tenant
-from tests.contract.strategies import BODIES, chat_body, completion_body, embedding_body
+from tests.contract.strategies import BODIES, chat_body
 
 LIMITS = RequestLimits()
 BY_NAME = {e.name: e for e in ENDPOINTS}
