@@ -143,7 +143,7 @@ def foreign_crds(crds):
     _kubectl(crds, "apply", "--server-side", "-f", "-", stdin=manifest)
     _kubectl(crds, "wait", "--for=condition=Established", "--timeout=60s", "-f", "-", stdin=manifest)
     yield crds
-    _kubectl(crds, "delete", "--ignore-not-found", "--wait=false", "-f", "-", stdin=manifest, check=False)
+    _kubectl(crds, "delete", "--ignore-not-found", "--timeout=60s", "-f", "-", stdin=manifest, check=False)
 
 
 def test_kinds_resolve_to_kubegate_beside_gateway_api_and_capsule(foreign_crds, namespace):
