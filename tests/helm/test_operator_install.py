@@ -154,7 +154,9 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
             "LLMGateway Reconciled=True", lambda: _condition(_get(cp, ns, "llmgateway", "main"), "Reconciled")
         )
         assert reconciled["status"] == "True", reconciled
-        ready = operator.wait_for("Tenant Ready", lambda: _condition(_get(cp, ns, "tenants.kubegate.dev", "team"), "Ready"))
+        ready = operator.wait_for(
+            "Tenant Ready", lambda: _condition(_get(cp, ns, "tenants.kubegate.dev", "team"), "Ready")
+        )
         assert ready["status"] == "True", ready
 
         out = operator.output()
