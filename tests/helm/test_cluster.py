@@ -115,7 +115,11 @@ FOREIGN_CRDS = [
     {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{plural}.{group}"},
+        # *.k8s.io groups are protected: the real Gateway API CRDs carry this approval annotation too.
+        "metadata": {
+            "name": f"{plural}.{group}",
+            "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"},
+        },
         "spec": {
             "group": group,
             "scope": scope,
