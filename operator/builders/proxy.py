@@ -37,7 +37,7 @@ def proxy_security_context() -> dict[str, Any]:
     return restricted_security_context(PROXY_UID, PROXY_GID)
 
 
-def _env(spec: crd.GatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:
+def _env(spec: crd.LLMGatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
     list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
     plain: dict[str, str] = {
@@ -61,7 +61,7 @@ def _env(spec: crd.GatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretK
     return env
 
 
-def scale_summary(spec: crd.GatewaySpec) -> str:
+def scale_summary(spec: crd.LLMGatewaySpec) -> str:
     """The proxy replica count the operator asks for, as the Gateway's Replicas column shows it: ``2``, or the
     HPA's bounds ``2-10 (HPA)``. Desired, not running: the operator does not watch Deployments."""
     if spec.autoscaling.enabled:
@@ -72,7 +72,7 @@ def scale_summary(spec: crd.GatewaySpec) -> str:
 def build_proxy_deployment(
     gateway: dict[str, Any], api_key_env: dict[str, crd.SecretKeyRef], model_list_checksum: str
 ) -> dict[str, Any]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
     port = spec.port
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10}
@@ -138,7 +138,7 @@ def build_proxy_deployment(
 
 
 def build_proxy_service(gateway: dict[str, Any]) -> dict[str, Any]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -153,7 +153,7 @@ def build_proxy_service(gateway: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_hpa(gateway: dict[str, Any]) -> dict[str, Any] | None:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     if not spec.autoscaling.enabled:
         return None
     name = gateway["metadata"]["name"]

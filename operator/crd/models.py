@@ -77,7 +77,7 @@ class AuditSpec(_Spec):
     )
 
 
-class GatewaySpec(_Spec):
+class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
@@ -126,7 +126,7 @@ class ModelDeployment(_Spec):
 
 
 class ModelRouteSpec(_Spec):
-    gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this route belongs to.")
+    gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
     deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
     routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
@@ -157,7 +157,7 @@ class PiiSpec(_Spec):
 
 
 class TenantSpec(_Spec):
-    gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this tenant belongs to.")
+    gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
     allowed_models: list[str] = Field(
         default_factory=list, alias="allowedModels", description="Public model names allowed; '*' for all."
     )
@@ -206,9 +206,9 @@ class _Resource(BaseModel):
     status: dict[str, Any] | None = None
 
 
-class Gateway(_Resource):
-    kind: Literal["Gateway"] = "Gateway"
-    spec: GatewaySpec = Field(default_factory=GatewaySpec)
+class LLMGateway(_Resource):
+    kind: Literal["LLMGateway"] = "LLMGateway"
+    spec: LLMGatewaySpec = Field(default_factory=LLMGatewaySpec)
 
 
 class ModelRoute(_Resource):
@@ -227,7 +227,7 @@ class Budget(_Resource):
 
 
 KINDS: dict[str, type[_Resource]] = {
-    "Gateway": Gateway,
+    "LLMGateway": LLMGateway,
     "ModelRoute": ModelRoute,
     "Tenant": Tenant,
     "Budget": Budget,

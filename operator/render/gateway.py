@@ -230,7 +230,7 @@ def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.Secre
 
 
 def render_gateway(
-    gateway: crd.Gateway,
+    gateway: crd.LLMGateway,
     routes: Iterable[crd.ModelRoute],
     tenants: Iterable[crd.Tenant],
     budgets: Iterable[crd.Budget],
@@ -272,7 +272,7 @@ def render_gateway(
     policy_budgets: list[pol.Budget] = []
     for budget in _sorted(budgets):
         if budget.spec.tenant not in known:
-            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on Gateway {gw!r}"
+            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on LLMGateway {gw!r}"
             continue
         policy_budgets.append(render_budget(budget))
 

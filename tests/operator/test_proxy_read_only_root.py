@@ -86,7 +86,7 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     staging, redis_server, echo_upstream, tmp_path
 ):
     objects = load_objects(ROOT / "examples" / "quickstart")
-    (gateway,) = objects["Gateway"]
+    (gateway,) = objects["LLMGateway"]
     gateway = gateway.model_copy(update={"spec": gateway.spec.model_copy(update={"workers": WORKERS})})
     tenant = next(t for t in objects["Tenant"] if t.spec.pii is not None and t.spec.pii.entities)
     rendered = render_gateway(

@@ -45,14 +45,14 @@ def _dep(name: str, region: str, price: str = "0.000001", **extra) -> dict:
 
 
 def _render(routes=(), tenants=(), budgets=(), keys=None, revision=1):
-    gw = crd.Gateway.model_validate({"metadata": {"name": "main"}})
+    gw = crd.LLMGateway.model_validate({"metadata": {"name": "main"}})
     return render_gateway(gw, routes, tenants, budgets, tenant_key_hashes=keys or {}, revision=revision)
 
 
 def test_examples_render_to_a_valid_policy_round_trip():
     ex = _examples()
     out = render_gateway(
-        ex["Gateway"][0],
+        ex["LLMGateway"][0],
         ex["ModelRoute"],
         ex["Tenant"],
         ex["Budget"],
@@ -181,7 +181,7 @@ def test_deployments_with_an_unavailable_key_are_left_out():
     mixed = _route("mixed", "mixed", [_dep("a", "eu-west-1", apiKeySecretRef=ref), _dep("b", "us-east-1")])
     dark = _route("dark", "dark", [_dep("a", "eu-west-1", apiKeySecretRef=ref)])
     big = _route("big", "big", [_dep("a", "eu-west-1")], fallbacks=["dark", "mixed"])
-    gw = crd.Gateway.model_validate({"metadata": {"name": "main"}})
+    gw = crd.LLMGateway.model_validate({"metadata": {"name": "main"}})
     out = render_gateway(
         gw, [mixed, dark, big], [], [], tenant_key_hashes={}, revision=1, unavailable_secrets={("eu-key", "k")}
     )
