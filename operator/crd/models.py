@@ -7,10 +7,12 @@ from them (``gateway_operator.crd.generate``), the operator parses objects with 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway_plugins.policy.schema import BudgetAction, BudgetPeriod, PiiAction
 
@@ -26,6 +28,32 @@ REDIS_IMAGE = "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 REGION = r"^[a-z0-9][-a-z0-9]{0,62}$"
+# Kubernetes' resource.Quantity grammar: an invalid one is refused at apply instead of failing the Deployment.
+QUANTITY = (
+    r"^[+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# Presidio entity types are upper case; the data plane's policy refuses anything else.
+PII_ENTITY = r"^[A-Z][A-Z0-9_]{1,63}$"
+# IANA zone names: letters, digits, '_', '+', '-', separated by '/'. Whether the zone exists is checked by the
+# operator (the API server cannot), which leaves only that Budget out.
+TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+RegionName = Annotated[str, Field(pattern=REGION, max_length=63)]
+PublicModel = Annotated[str, Field(min_length=1, max_length=253)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
+
+
+def downgrade_cycle(mapping: dict[str, str]) -> str | None:
+    """The first cycle of a downgrade map as ``a -> b -> a``, or None."""
+    for start in sorted(mapping):
+        seen = [start]
+        current = start
+        while current in mapping:
+            current = mapping[current]
+            if current in seen:
+                return " -> ".join([*seen, current])
+            seen.append(current)
+    return None
 
 
 class _Spec(BaseModel):
@@ -38,8 +66,8 @@ class SecretKeyRef(_Spec):
 
 
 class ResourceRequirements(_Spec):
-    requests: dict[str, str] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}.")
-    limits: dict[str, str] = Field(default_factory=dict, description="e.g. {memory: 2Gi}.")
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {memory: 2Gi}.")
 
 
 class AutoscalingSpec(_Spec):
@@ -138,6 +166,15 @@ class ModelRouteSpec(_Spec):
     num_retries: int = Field(default=2, ge=0, le=10, alias="numRetries", description="Retries per request.")
     timeout_seconds: float = Field(default=600, gt=0, alias="timeoutSeconds", description="Upstream timeout.")
 
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names(cls, value: list[ModelDeployment]) -> list[ModelDeployment]:
+        names = [d.name for d in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"deployment names must be unique within the route, repeated: {duplicates}")
+        return value
+
 
 class TenantRateLimits(_Spec):
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute across all replicas.")
@@ -147,6 +184,7 @@ class TenantRateLimits(_Spec):
 class PiiSpec(_Spec):
     entities: dict[str, PiiAction] = Field(
         default_factory=dict,
+        max_length=64,
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
     )
     score_threshold: float = Field(default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score.")
@@ -155,13 +193,21 @@ class PiiSpec(_Spec):
     restore: bool = Field(default=False, description="Restore original values in responses.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
 
+    @field_validator("entities")
+    @classmethod
+    def _entity_names(cls, value: dict[str, PiiAction]) -> dict[str, PiiAction]:
+        bad = sorted(k for k in value if not re.fullmatch(PII_ENTITY, k))
+        if bad:
+            raise ValueError(f"entity types must be upper-case Presidio names ({PII_ENTITY}), got {bad}")
+        return value
+
 
 class TenantSpec(_Spec):
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
-    allowed_models: list[str] = Field(
+    allowed_models: list[PublicModel] = Field(
         default_factory=list, alias="allowedModels", description="Public model names allowed; '*' for all."
     )
-    allowed_regions: list[str] = Field(
+    allowed_regions: list[RegionName] = Field(
         default_factory=list, alias="allowedRegions", description="Regions traffic may go to; empty: any."
     )
     rate_limits: TenantRateLimits = Field(default_factory=TenantRateLimits, alias="rateLimits")
@@ -178,15 +224,48 @@ class BudgetThresholdSpec(_Spec):
 
 class BudgetSpec(_Spec):
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant (same namespace) this budget applies to.")
-    limit_usd: Decimal = Field(gt=0, alias="limitUSD", description="Limit per period in USD.")
+    limit_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="limitUSD",
+        description="Limit per period in USD: a decimal string above 0 with at most 6 decimal places.",
+    )
     period: BudgetPeriod = Field(default=BudgetPeriod.MONTHLY, description="daily, weekly or monthly.")
-    timezone: str = Field(default="UTC", description="IANA time zone the period is aligned to.")
+    timezone: str = Field(
+        default="UTC", pattern=TIMEZONE, max_length=64, description="IANA time zone the period is aligned to."
+    )
     thresholds: list[BudgetThresholdSpec] = Field(
         default_factory=lambda: [BudgetThresholdSpec(percent=100, action=BudgetAction.BLOCK)],
         description="Ascending by percent.",
     )
-    downgrade: dict[str, str] = Field(default_factory=dict, description="Model -> cheaper model.")
+    downgrade: dict[str, PublicModel] = Field(default_factory=dict, description="Model -> cheaper model.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Serve when Redis is unreachable.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
+        percents = [t.percent for t in value]
+        if percents != sorted(set(percents)):
+            raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+        return value
+
+    @field_validator("downgrade")
+    @classmethod
+    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
+        cycle = downgrade_cycle(value)
+        if cycle:
+            raise ValueError(f"downgrade map has a cycle: {cycle}")
+        return value
 
 
 class ObjectMeta(BaseModel):
