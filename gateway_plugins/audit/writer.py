@@ -92,7 +92,13 @@ class AuditWriter:
             import redis.asyncio as aioredis
 
             redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir)
+        return cls(
+            redis=redis,
+            stream=settings.audit_stream,
+            spool_dir=settings.audit_spool_dir,
+            maxlen=getattr(settings, "audit_stream_maxlen", 1_000_000),
+            max_spool=getattr(settings, "audit_spool_max", 100_000),
+        )
 
     async def start(self) -> None:
         if self._task is None:

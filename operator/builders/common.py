@@ -55,6 +55,10 @@ def redis_name(gateway: str) -> str:
     return f"{gateway}-redis"
 
 
+def pii_secret_name(gateway: str) -> str:
+    return f"{gateway}-kubegate-pii"
+
+
 def tenant_secret_name(tenant: str) -> str:
     return f"{tenant}-kubegate-key"
 

@@ -16,12 +16,22 @@ from gateway_operator.builders.redis import build_redis
 from gateway_operator.render import RenderedGateway
 
 
-def build_children(gateway: dict[str, Any], rendered: RenderedGateway) -> list[dict[str, Any]]:
+def build_children(
+    gateway: dict[str, Any],
+    rendered: RenderedGateway,
+    *,
+    with_policy: bool = True,
+    master_key_sha256: str | None = None,
+) -> list[dict[str, Any]]:
+    """``with_policy=False``: leave the policy ConfigMap as it is (the new policy cannot be published).
+    ``master_key_sha256``: hash of the admin key in spec.masterKeySecretRef (None: admin routes closed)."""
     children = [
         *build_redis(gateway),
         build_config_configmap(gateway, rendered.litellm_config),
-        build_policy_configmap(gateway, rendered.policy),
-        build_proxy_deployment(gateway, rendered.api_key_env, rendered.model_list_checksum),
+        *([build_policy_configmap(gateway, rendered.policy)] if with_policy else []),
+        build_proxy_deployment(
+            gateway, rendered.api_key_env, rendered.model_list_checksum, master_key_sha256=master_key_sha256
+        ),
         build_proxy_service(gateway),
         build_metrics_service(gateway),
         build_pdb(gateway),

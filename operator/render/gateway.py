@@ -217,7 +217,8 @@ def render_models(
     return model_list, router, metas, deps_meta, api_key_env
 
 
-def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
+def render_tenant(tenant: crd.Tenant, key_hashes: list[str], pii_model: str | None = None) -> pol.Tenant:
+    """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel."""
     spec = tenant.spec
     pii = None
     if spec.pii is not None:
@@ -231,6 +232,8 @@ def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
             fail_open=spec.pii.fail_open,
             allow_uninspectable_content=spec.pii.allow_uninspectable_content,
             max_text_chars=spec.pii.max_text_chars,
+            timeout_ms=spec.pii.timeout_ms,
+            nlp_model=spec.pii.nlp_model or pii_model or crd.LLMGatewaySpec().pii_model,
         )
     return pol.Tenant(
         id=tenant.metadata.name,
@@ -308,7 +311,7 @@ def render_gateway(
             else:
                 problems[key] = Problem("KeyConflict", f"a key already belongs to Tenant {key_owner[h]}")
         try:
-            policy_tenants.append(render_tenant(tenant, hashes))
+            policy_tenants.append(render_tenant(tenant, hashes, gateway.spec.pii_model))
         except ValidationError as exc:
             problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy tenant"))
     known = {t.id for t in policy_tenants}
