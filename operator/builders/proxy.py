@@ -79,6 +79,51 @@ def _env(
     return env
 
 
+def _with_user_env(ours: list[dict[str, Any]], pod: crd.PodSpec) -> list[dict[str, Any]]:
+    """The operator's variables, then the user's; a user variable replaces a proxy default of the same name (the
+    CRD refuses the names kubegate's enforcement depends on), so no name appears twice."""
+    user = [
+        {"name": e.name, **({"valueFrom": e.value_from} if e.value_from is not None else {"value": e.value or ""})}
+        for e in pod.env
+    ]
+    names = {e["name"] for e in user}
+    return [e for e in ours if e["name"] not in names] + user
+
+
+def zone_spread(match_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Default spread: one zone going down takes at most its share of replicas (soft, so a one-zone cluster and
+    a scale-up during a zone outage still schedule)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": match_labels},
+        }
+    ]
+
+
+def pod_placement(pod: crd.PodSpec, match_labels: dict[str, str]) -> dict[str, Any]:
+    """Pod-spec fields from LLMGateway spec.pod (only those set, so server-side apply owns nothing it need not)."""
+    out: dict[str, Any] = {}
+    spread = zone_spread(match_labels) if pod.topology_spread_constraints is None else pod.topology_spread_constraints
+    if spread:
+        out["topologySpreadConstraints"] = [dict(c) for c in spread]
+    if pod.service_account_name:
+        out["serviceAccountName"] = pod.service_account_name
+    if pod.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
+    if pod.node_selector:
+        out["nodeSelector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        out["tolerations"] = [dict(t) for t in pod.tolerations]
+    if pod.affinity:
+        out["affinity"] = dict(pod.affinity)
+    if pod.priority_class_name:
+        out["priorityClassName"] = pod.priority_class_name
+    return out
+
+
 def scale_summary(spec: crd.LLMGatewaySpec) -> str:
     """The proxy replica count the operator asks for, as the Gateway's Replicas column shows it: ``2``, or the
     HPA's bounds ``2-10 (HPA)``. Desired, not running: the operator does not watch Deployments."""
@@ -110,7 +155,7 @@ def build_proxy_deployment(
             str(spec.workers),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "env": _env(spec, name, api_key_env, master_key_sha256),
+        "env": _with_user_env(_env(spec, name, api_key_env, master_key_sha256), spec.pod),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
         "livenessProbe": {**probe, "failureThreshold": 6},
@@ -139,16 +184,19 @@ def build_proxy_deployment(
         "selector": {"matchLabels": selector(name, "proxy")},
         "template": {
             "metadata": {
-                "labels": labels(name, "proxy"),
+                "labels": {**spec.pod.labels, **labels(name, "proxy")},
                 # Only model-list changes roll pods; tenants and budgets arrive live through the policy.
-                "annotations": {CHECKSUM_ANNOTATION: model_list_checksum},
+                "annotations": {**spec.pod.annotations, CHECKSUM_ANNOTATION: model_list_checksum},
             },
             "spec": {
                 "containers": [container],
                 "volumes": volumes,
+                **pod_placement(spec.pod, selector(name, "proxy")),
             },
         },
     }
+    if spec.pod.env_from:
+        container["envFrom"] = [dict(e) for e in spec.pod.env_from]
     if not spec.autoscaling.enabled:
         deployment_spec["replicas"] = spec.replicas
     return {

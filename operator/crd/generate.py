@@ -110,6 +110,14 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".downgrade",
         },
     ],
+    ("LLMGateway", "pod", "env"): [
+        {
+            "rule": "self.all(e, !e.name.startsWith('KUBEGATE_') && !e.name.startsWith('KG_KEY_') && "
+            "!(e.name in ['LITELLM_MASTER_KEY', 'LITELLM_LOCAL_MODEL_COST_MAP', 'PROMETHEUS_MULTIPROC_DIR']))",
+            "message": "KUBEGATE_*, KG_KEY_*, LITELLM_MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP and "
+            "PROMETHEUS_MULTIPROC_DIR are set by the operator",
+        }
+    ],
     ("Tenant", "pii", "entities"): [
         {
             "rule": f"self.all(k, k.matches('{m.PII_ENTITY}'))",
@@ -125,6 +133,8 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("Tenant", "allowedModels"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "allowedRegions"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
+    ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
 }
 
 # Bounds that keep CEL cost estimates within the API server's budget.
@@ -220,7 +230,10 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
             if schema.get("required"):
                 out["required"] = sorted(schema["required"])
         extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
+        if (extra is True or schema.get("x-kubernetes-preserve-unknown-fields")) and not props:
+            # A free-form Kubernetes structure (affinity, tolerations): kept as given, checked on the child.
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(extra, dict):
             out["additionalProperties"] = _structural(extra, defs, f"{name} value", (*path, "*"))
     if out.get("type") == "array" and "items" in schema:
         out["items"] = _structural(schema["items"], defs, f"{name} item", (*path, "*"))

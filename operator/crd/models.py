@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import BudgetAction, BudgetPeriod, PiiAction
 
@@ -126,6 +126,73 @@ class RequestLimitsSpec(_Spec):
     )
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Set by the operator; a user value would silently change what kubegate enforces.
+RESERVED_ENV_PREFIXES = ("KUBEGATE_", "KG_KEY_")
+RESERVED_ENV = ("LITELLM_MASTER_KEY", "LITELLM_LOCAL_MODEL_COST_MAP", "PROMETHEUS_MULTIPROC_DIR")
+K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# Free-form Kubernetes structures (the API server validates them when the operator applies the Deployment).
+K8sObject = dict[str, Any]
+
+
+class EnvVar(_Spec):
+    name: str = Field(pattern=ENV_NAME, max_length=256, description="Variable name (not KUBEGATE_*, KG_KEY_*).")
+    value: str | None = Field(default=None, description="Plain value; put credentials in valueFrom.secretKeyRef.")
+    value_from: K8sObject | None = Field(
+        default=None, alias="valueFrom", description="A core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith(RESERVED_ENV_PREFIXES) or value in RESERVED_ENV:
+            raise ValueError(f"{value} is set by the operator")
+        return value
+
+
+class PodSpec(_Spec):
+    """Pod-template settings of the proxy pods, for the platform's own conventions."""
+
+    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Extra environment variables.")
+    env_from: list[K8sObject] = Field(
+        default_factory=list, alias="envFrom", description="core/v1 EnvFromSource entries (configMapRef, secretRef)."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        pattern=K8S_NAME,
+        alias="serviceAccountName",
+        description="ServiceAccount of the proxy pods (cloud workload identity); unset: the namespace default.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, alias="imagePullSecrets", description="Names of image pull Secrets."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector", description="Node labels.")
+    tolerations: list[K8sObject] = Field(default_factory=list, description="core/v1 Tolerations.")
+    affinity: K8sObject | None = Field(default=None, description="core/v1 Affinity.")
+    topology_spread_constraints: list[K8sObject] | None = Field(
+        default=None,
+        alias="topologySpreadConstraints",
+        description="core/v1 TopologySpreadConstraints; unset: spread across zones (ScheduleAnyway), [] for none.",
+    )
+    priority_class_name: str | None = Field(
+        default=None, pattern=K8S_NAME, alias="priorityClassName", description="PriorityClass of the proxy pods."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod labels (kubegate's own selector labels always win)."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod annotations (kubegate's checksum annotation always wins)."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        names = [e.name for e in value]
+        if len(set(names)) != len(names):
+            raise ValueError("env names must be unique")
+        return value
+
+
 class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
@@ -154,11 +221,50 @@ class LLMGatewaySpec(_Spec):
         "Tenant that sets no pii.nlpModel; never downloaded at run time.",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    pod: PodSpec = Field(default_factory=PodSpec, description="Pod-template settings of the proxy pods.")
     request_limits: RequestLimitsSpec = Field(
         default_factory=RequestLimitsSpec,
         alias="requestLimits",
         description="Bounds on every tenant request (body bytes, messages, string length ...).",
     )
+
+
+class AzureParams(_Spec):
+    api_version: str = Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$",
+        alias="apiVersion",
+        description="Azure OpenAI API version, e.g. 2024-10-21.",
+    )
+
+
+class BedrockParams(_Spec):
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region of the Bedrock endpoint.")
+    access_key_id_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="accessKeyIdSecretRef",
+        description="Secret key holding the AWS access key id; unset: the pod's workload identity.",
+    )
+    secret_access_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, alias="secretAccessKeySecretRef", description="Secret key holding the AWS secret access key."
+    )
+
+
+class VertexParams(_Spec):
+    project: str = Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$", description="Google Cloud project id.")
+    location: str = Field(
+        pattern=r"^[a-z]+-[a-z]+[0-9]$|^global$", description="Vertex AI location, e.g. europe-west4."
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="credentialsSecretRef",
+        description="Secret key holding a service-account JSON; unset: the pod's workload identity.",
+    )
+
+
+# Provider -> the parameter block it needs (and the only one it may carry). Parameters are typed: nothing else can
+# reach litellm_params, so a per-deployment switch that hands calls to code kubegate's hooks do not see (LiteLLM
+# 1.103's `rust`) cannot be set; credentials come only from Secrets.
+PROVIDER_PARAMS = {"azure": "azure", "bedrock": "bedrock", "vertex_ai": "vertex"}
 
 
 class ModelDeployment(_Spec):
@@ -179,6 +285,42 @@ class ModelDeployment(_Spec):
     output_cost_per_token: Decimal = Field(
         default=Decimal(0), ge=0, alias="outputCostPerToken", description="USD per completion token."
     )
+    azure: AzureParams | None = Field(default=None, description="Azure OpenAI parameters (provider azure).")
+    bedrock: BedrockParams | None = Field(default=None, description="AWS Bedrock parameters (provider bedrock).")
+    vertex: VertexParams | None = Field(default=None, description="Vertex AI parameters (provider vertex_ai).")
+
+    @model_validator(mode="after")
+    def _provider_params(self) -> ModelDeployment:
+        for provider, block in PROVIDER_PARAMS.items():
+            present = getattr(self, block) is not None
+            if present and self.provider != provider:
+                raise ValueError(f"{block}: only for provider {provider}, not {self.provider}")
+            if self.provider == provider and not present:
+                raise ValueError(f"provider {provider} needs {block}")
+        bedrock = self.bedrock
+        if bedrock and (bedrock.access_key_id_secret_ref is None) != (bedrock.secret_access_key_secret_ref is None):
+            raise ValueError("bedrock: set both accessKeyIdSecretRef and secretAccessKeySecretRef, or neither")
+        return self
+
+    def secret_refs(self) -> dict[str, SecretKeyRef]:
+        """litellm_params key -> the Secret key its value comes from."""
+        refs = {"api_key": self.api_key_secret_ref}
+        if self.bedrock:
+            refs["aws_access_key_id"] = self.bedrock.access_key_id_secret_ref
+            refs["aws_secret_access_key"] = self.bedrock.secret_access_key_secret_ref
+        if self.vertex:
+            refs["vertex_credentials"] = self.vertex.credentials_secret_ref
+        return {k: v for k, v in refs.items() if v is not None}
+
+    def provider_params(self) -> dict[str, Any]:
+        """Plain (non-secret) litellm_params of the provider block."""
+        if self.azure:
+            return {"api_version": self.azure.api_version}
+        if self.bedrock:
+            return {"aws_region_name": self.bedrock.region}
+        if self.vertex:
+            return {"vertex_project": self.vertex.project, "vertex_location": self.vertex.location}
+        return {}
 
 
 class ModelRouteSpec(_Spec):

@@ -86,7 +86,7 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
 
 
 def secret_availability(
-    core: client.CoreV1Api, ns: str, routes: list[dict[str, Any]]
+    core: client.CoreV1Api, ns: str, routes: list[crd.ModelRoute]
 ) -> tuple[set[tuple[str, str]], dict[str, list[tuple[str, str]]]]:
     """(missing (Secret, key) pairs, per route: (reason, message) of each deployment left out). Content never read
     beyond the key names."""
@@ -94,29 +94,28 @@ def secret_availability(
     unavailable: set[tuple[str, str]] = set()
     per_route: dict[str, list[tuple[str, str]]] = {}
     for route in routes:
-        for dep in route["spec"].get("deployments") or []:
-            ref = dep.get("apiKeySecretRef")
-            if not ref:
-                continue
-            if ref["name"] not in data:
-                try:
-                    data[ref["name"]] = set((core.read_namespaced_secret(ref["name"], ns).data or {}).keys())
-                except client.ApiException as exc:
-                    if exc.status != 404:
-                        raise
-                    data[ref["name"]] = None
-            present = data[ref["name"]]
-            if present is None:
-                problem = ("SecretNotFound", f"deployment {dep['name']}: Secret {ref['name']!r} not found")
-            elif ref["key"] not in present:
-                problem = (
-                    "SecretKeyNotFound",
-                    f"deployment {dep['name']}: Secret {ref['name']!r} has no key {ref['key']!r}",
-                )
-            else:
-                continue
-            unavailable.add((ref["name"], ref["key"]))
-            per_route.setdefault(route["metadata"]["name"], []).append(problem)
+        for dep in route.spec.deployments:
+            for ref in dep.secret_refs().values():
+                if ref.name not in data:
+                    try:
+                        data[ref.name] = set((core.read_namespaced_secret(ref.name, ns).data or {}).keys())
+                    except client.ApiException as exc:
+                        if exc.status != 404:
+                            raise
+                        data[ref.name] = None
+                present = data[ref.name]
+                if present is None:
+                    problem = ("SecretNotFound", f"deployment {dep.name}: Secret {ref.name!r} not found")
+                elif ref.key not in present:
+                    problem = (
+                        "SecretKeyNotFound",
+                        f"deployment {dep.name}: Secret {ref.name!r} has no key {ref.key!r}",
+                    )
+                else:
+                    continue
+                unavailable.add((ref.name, ref.key))
+                per_route.setdefault(route.metadata.name, []).append(problem)
+                break
     return unavailable, per_route
 
 
@@ -190,10 +189,7 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         master_hash, master_problem = keys.master_key_sha256(core, ns, ref.name, ref.key)
         if master_problem:
             problems[f"LLMGateway/{name}"] = Problem("SecretNotFound", master_problem)
-    valid_routes = {r.metadata.name for r in routes}
-    unavailable, route_problems = secret_availability(
-        core, ns, [r for r in routes_raw if r["metadata"]["name"] in valid_routes]
-    )
+    unavailable, route_problems = secret_availability(core, ns, routes)
     try:
         rendered = render_gateway(
             gateway_model,

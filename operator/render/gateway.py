@@ -60,7 +60,8 @@ def _number(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: str, env: str | None) -> dict:
+def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: str, env: dict[str, str]) -> dict:
+    """``env``: litellm_params key -> the environment variable holding its Secret value."""
     params: dict[str, Any] = {
         "model": f"{dep.provider}/{dep.model}",
         "input_cost_per_token": _number(dep.input_cost_per_token),
@@ -73,8 +74,9 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
     }
     if dep.api_base:
         params["api_base"] = dep.api_base
-    if env:
-        params["api_key"] = f"os.environ/{env}"
+    params.update(dep.provider_params())
+    for param, var in sorted(env.items()):
+        params[param] = f"os.environ/{var}"
     if dep.rpm is not None:
         params["rpm"] = dep.rpm
     if dep.tpm is not None:
@@ -109,8 +111,8 @@ def usable_deployments(
     """(kept, left out): a deployment whose API-key Secret or key is missing is left out so the pod can start."""
     kept, left_out = [], []
     for dep in route.spec.deployments:
-        ref = dep.api_key_secret_ref
-        (left_out if ref is not None and (ref.name, ref.key) in unavailable else kept).append(dep)
+        missing = any((ref.name, ref.key) in unavailable for ref in dep.secret_refs().values())
+        (left_out if missing else kept).append(dep)
     return kept, left_out
 
 
@@ -124,10 +126,9 @@ def _render_route(
     api_key_env: dict[str, crd.SecretKeyRef] = {}
     regions: set[str] = set()
     for dep in deployments:
-        env = None
-        if dep.api_key_secret_ref is not None:
-            env = secret_env_var(dep.api_key_secret_ref)
-            api_key_env[env] = dep.api_key_secret_ref
+        env = {param: secret_env_var(ref) for param, ref in dep.secret_refs().items()}
+        for param, ref in dep.secret_refs().items():
+            api_key_env[env[param]] = ref
         entries.append(_deployment_entry(route, dep, name, env))
         regional = _deployment_entry(route, dep, regional_group(name, dep.region), env)
         # LiteLLM needs a unique model_info.id per model_list entry.
@@ -292,10 +293,10 @@ def render_gateway(
             problems[object_key("ModelRoute", route.metadata.name)] = Problem(
                 "SecretNotFound",
                 "; ".join(
-                    f"deployment {d.name} left out: Secret {d.api_key_secret_ref.name!r} key "
-                    f"{d.api_key_secret_ref.key!r} not found"
+                    f"deployment {d.name} left out: Secret {ref.name!r} key {ref.key!r} not found"
                     for d in left_out
-                    if d.api_key_secret_ref is not None
+                    for ref in d.secret_refs().values()
+                    if (ref.name, ref.key) in unavailable_secrets
                 ),
             )
     model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes, unavailable_secrets, problems)

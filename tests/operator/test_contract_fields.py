@@ -24,7 +24,10 @@ SECRET = {"name": "up", "key": "k"}
 def _base() -> dict[str, dict[str, Any]]:
     dep = {"name": "a", "model": "gpt-4o", "region": "eu-west-1", "apiKeySecretRef": dict(SECRET)}
     return {
-        "LLMGateway": {"masterKeySecretRef": {"name": "mk", "key": "key"}},
+        "LLMGateway": {
+            "masterKeySecretRef": {"name": "mk", "key": "key"},
+            "pod": {"env": [{"name": "EXTRA", "value": "1"}]},
+        },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep]},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}},
         "Budget": {"tenant": "team", "limitUSD": "5", "thresholds": [{"percent": 100, "action": "block"}]},
@@ -54,6 +57,19 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "piiModel": "en_core_web_lg",
         "audit.streamMaxLen": 5000,
         "audit.spoolMaxRecords": 500,
+        "pod.env.0.name": "HTTPS_PROXY",
+        "pod.env.0.value": "http://proxy.example:3128",
+        "pod.env.0.valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+        "pod.envFrom": [{"configMapRef": {"name": "extra"}}],
+        "pod.serviceAccountName": "llm-proxy",
+        "pod.imagePullSecrets": ["regcred"],
+        "pod.nodeSelector": {"pool": "llm"},
+        "pod.tolerations": [{"key": "llm", "operator": "Exists", "effect": "NoSchedule"}],
+        "pod.affinity": {"nodeAffinity": {}},
+        "pod.topologySpreadConstraints": [],
+        "pod.priorityClassName": "high",
+        "pod.labels": {"team": "ml"},
+        "pod.annotations": {"example.com/owner": "ml"},
         "requestLimits.maxBodyBytes": 2048,
         "requestLimits.maxMessages": 5,
         "requestLimits.maxParts": 5,
@@ -66,7 +82,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "gateway": "other",
         "modelName": "gpt-2",
         "deployments.0.name": "b",
-        "deployments.0.provider": "azure",
+        "deployments.0.provider": "anthropic",
         "deployments.0.model": "gpt-4o-mini",
         "deployments.0.apiBase": "https://upstream.example",
         "deployments.0.apiKeySecretRef.name": "up2",
@@ -77,6 +93,16 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "deployments.0.tpm": 1000,
         "deployments.0.inputCostPerToken": "0.000002",
         "deployments.0.outputCostPerToken": "0.000003",
+        "deployments.0.azure.apiVersion": "2025-01-01-preview",
+        "deployments.0.bedrock.region": "us-west-2",
+        "deployments.0.bedrock.accessKeyIdSecretRef.name": "aws2",
+        "deployments.0.bedrock.accessKeyIdSecretRef.key": "id2",
+        "deployments.0.bedrock.secretAccessKeySecretRef.name": "aws3",
+        "deployments.0.bedrock.secretAccessKeySecretRef.key": "secret3",
+        "deployments.0.vertex.project": "other-project",
+        "deployments.0.vertex.location": "us-central1",
+        "deployments.0.vertex.credentialsSecretRef.name": "gcp2",
+        "deployments.0.vertex.credentialsSecretRef.key": "json2",
         "routingStrategy": "least-busy",
         "fallbacks": ["other-model"],
         "numRetries": 5,
@@ -112,6 +138,25 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "failOpen": True,
     },
 }
+
+# A provider block's fields are compared against the same provider with other values.
+PROVIDER_BASES = [
+    ("azure", "azure", {"apiVersion": "2024-10-21"}),
+    (
+        "bedrock",
+        "bedrock",
+        {
+            "region": "eu-central-1",
+            "accessKeyIdSecretRef": {"name": "a", "key": "i"},
+            "secretAccessKeySecretRef": {"name": "a", "key": "s"},
+        },
+    ),
+    (
+        "vertex_ai",
+        "vertex",
+        {"project": "my-project", "location": "europe-west4", "credentialsSecretRef": {"name": "g", "key": "j"}},
+    ),
+]
 
 SPECS: dict[str, type[BaseModel]] = {
     "LLMGateway": crd.LLMGatewaySpec,
@@ -201,6 +246,10 @@ def test_each_field_changes_the_render(kind: str, path: str):
         gateway["autoscaling"] = {"enabled": True}
     if path == "replicas":
         gateway["autoscaling"] = {"enabled": False}
+    dep = base["ModelRoute"]["deployments"][0]
+    for provider, block, params in PROVIDER_BASES:
+        if path.startswith(f"deployments.0.{block}."):
+            dep.update(provider=provider, **{block: copy.deepcopy(params)})
     mutated = copy.deepcopy(base)
     _set(mutated[kind], path, MUTATIONS[kind][path])
     assert SPECS[kind].model_validate(mutated[kind])  # the mutation itself is valid

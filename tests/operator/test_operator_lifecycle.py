@@ -97,7 +97,7 @@ def _external(core, ns: str, redis_server) -> dict:
 
 EXPECTED_CHILDREN = {
     "deployments": ["main-proxy", "main-redis"],
-    "services": ["main", "main-redis"],
+    "services": ["main", "main-metrics", "main-redis"],
     "configmaps": ["main-litellm-config", "main-policy"],
     "horizontalpodautoscalers": ["main-proxy"],
     "poddisruptionbudgets": ["main-proxy"],
@@ -286,7 +286,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     children = _children(admin_api, namespace, gw)
     assert children == {
         "deployments": [f"{gw}-proxy"],
-        "services": [gw],
+        "services": [gw, f"{gw}-metrics"],
         "configmaps": [f"{gw}-litellm-config", f"{gw}-policy"],
         "horizontalpodautoscalers": [f"{gw}-proxy"],
         "poddisruptionbudgets": [f"{gw}-proxy"],
