@@ -435,7 +435,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         assert "sk-not-this-one" not in statuses and "sk-good" not in statuses
         # The pod could start: no reference to a missing Secret or key; the other routes keep serving.
         _wait("model list without the unavailable deployments", lambda: served() == {"good/a", "partial/b"})
-        assert env_refs() == {"good-key"}
+        assert env_refs() == {"good-key", "main-kubegate-pii"}
         assert sorted(m["name"] for m in _policy(core, namespace, "main")["models"]) == ["good", "partial"]
         checksum = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.metadata.annotations[
             CHECKSUM_ANNOTATION
@@ -455,7 +455,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         _secret(core, namespace, "nowhere", {"k": "sk-dark"})
         _wait("routes Ready", lambda: (reason("good"), reason("partial"), reason("dark")) == ("Rendered",) * 3)
         _wait("every deployment served", lambda: served() == {"good/a", "partial/a", "partial/b", "dark/a"})
-        assert env_refs() == {"good-key", "openai-eu", "nowhere"}
+        assert env_refs() == {"good-key", "openai-eu", "nowhere", "main-kubegate-pii"}
         after = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.metadata.annotations
         assert after[CHECKSUM_ANNOTATION] != checksum
         assert _table_row(admin_api, namespace, "modelroutes", "dark")["Ready"] == "True"
