@@ -12,7 +12,11 @@ KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down             
 KUBEGATE_AUDIT_STREAM_MAXLEN   Approximate cap of the audit stream (XADD MAXLEN ~)           ``1000000``
 KUBEGATE_AUDIT_SPOOL_MAX       Records kept locally while Redis is down                    ``100000``
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
-KUBEGATE_METRICS               ``0`` disables the ``/metrics`` route                        ``1``
+KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``
+KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)                ``9464``
+KUBEGATE_METRICS_ADDR          Address the metrics port binds                              ``0.0.0.0``
+KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer before the     ``30``
+                               front door ends the request itself (client gone)
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
 """
