@@ -9,7 +9,7 @@ KUBEGATE_POLICY_FILE           Policy document mounted from the ConfigMap (JSON 
 KUBEGATE_POLICY_POLL_SECONDS   Interval of the revision poll that backs up pub/sub         ``1.0``
 KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{gw}:audit``
 KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
-KUBEGATE_AUDIT_STREAM_MAXLEN   Approximate cap of the audit stream (XADD MAXLEN ~)           ``1000000``
+KUBEGATE_AUDIT_STREAM_MAXLEN   Approximate cap of the audit stream (XADD MAXLEN ~)         ``1000000``
 KUBEGATE_AUDIT_SPOOL_MAX       Records kept locally while Redis is down                    ``100000``
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
 KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``

@@ -67,6 +67,7 @@ def list_objects(ns: str, plural: str) -> list[dict[str, Any]]:
 
 def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> bool:
     """Merge ``desired`` into the object's status unless it is already there (then nothing is written)."""
+    desired = st.stamp(obj.get("status"), desired, st.now())
     if not st.needs_write(obj.get("status"), desired):
         return False
     try:
@@ -398,8 +399,8 @@ async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, memo: 
     except client.ApiException as exc:
         failed = children.api_message(exc)
         patch.status["conditions"] = [
-            st.condition("Ready", False, "ApiError", failed),
-            st.condition("Reconciled", False, "ApiError", failed),
+            {**st.condition("Ready", False, "ApiError", failed), "lastTransitionTime": st.now()},
+            {**st.condition("Reconciled", False, "ApiError", failed), "lastTransitionTime": st.now()},
         ]
         raise kopf.TemporaryError(f"reconcile failed: HTTP {exc.status}", delay=10) from None
 
