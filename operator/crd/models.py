@@ -279,11 +279,17 @@ class ModelDeployment(_Spec):
     weight: int = Field(default=1, ge=1, description="Relative share of traffic within the route.")
     rpm: int | None = Field(default=None, ge=1, description="Upstream requests-per-minute capacity.")
     tpm: int | None = Field(default=None, ge=1, description="Upstream tokens-per-minute capacity.")
-    input_cost_per_token: Decimal = Field(
-        default=Decimal(0), ge=0, alias="inputCostPerToken", description="USD per prompt token."
+    input_cost_per_token: Decimal | None = Field(
+        default=None,
+        ge=0,
+        alias="inputCostPerToken",
+        description="USD per prompt token; unset (with outputCostPerToken): LiteLLM's bundled price of the model.",
     )
-    output_cost_per_token: Decimal = Field(
-        default=Decimal(0), ge=0, alias="outputCostPerToken", description="USD per completion token."
+    output_cost_per_token: Decimal | None = Field(
+        default=None,
+        ge=0,
+        alias="outputCostPerToken",
+        description="USD per completion token; unset (with inputCostPerToken): LiteLLM's bundled price of the model.",
     )
     azure: AzureParams | None = Field(default=None, description="Azure OpenAI parameters (provider azure).")
     bedrock: BedrockParams | None = Field(default=None, description="AWS Bedrock parameters (provider bedrock).")
@@ -332,6 +338,11 @@ class ModelRouteSpec(_Spec):
     )
     fallbacks: list[str] = Field(
         default_factory=list, description="Public models to try next; kept inside the tenant's regions."
+    )
+    free: bool = Field(
+        default=False,
+        description="Deployments with no price (none set, none in LiteLLM's price map) cost 0; otherwise such a "
+        "deployment is left out and the route is Ready=False PriceUnknown.",
     )
     num_retries: int = Field(default=2, ge=0, le=10, alias="numRetries", description="Retries per request.")
     timeout_seconds: float = Field(default=600, gt=0, alias="timeoutSeconds", description="Upstream timeout.")

@@ -16,6 +16,7 @@ from typing import Any
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.defaults import proxy_defaults
+from gateway_operator.render.prices import bundled_price
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import ValidationError
 
@@ -157,6 +158,20 @@ def _render_route(
     return entries, deps_meta, meta, api_key_env
 
 
+def priced(route: crd.ModelRoute, dep: crd.ModelDeployment) -> crd.ModelDeployment | None:
+    """``dep`` with both prices set: its own, else LiteLLM's bundled price of its upstream model, else 0 on a
+    ``free`` route; None when it has no price anywhere (a paid model must never be billed as free)."""
+    inp, out = dep.input_cost_per_token, dep.output_cost_per_token
+    if inp is None and out is None:
+        found = bundled_price(dep.provider, dep.model)
+        if found is None and not route.spec.free:
+            return None
+        inp, out = found or (Decimal(0), Decimal(0))
+    return dep.model_copy(
+        update={"input_cost_per_token": inp or Decimal(0), "output_cost_per_token": out or Decimal(0)}
+    )
+
+
 def render_models(
     routes: Iterable[crd.ModelRoute],
     unavailable: Collection[tuple[str, str]] = (),
@@ -179,7 +194,17 @@ def render_models(
     route_list: list[crd.ModelRoute] = []
     for route in _sorted(routes):
         name = route.spec.model_name
-        deployments = usable_deployments(route, unavailable)[0]
+        deployments = []
+        unpriced = []
+        for dep in usable_deployments(route, unavailable)[0]:
+            with_price = priced(route, dep)
+            (deployments.append(with_price) if with_price is not None else unpriced.append(dep.name))
+        if unpriced:
+            problems[object_key("ModelRoute", route.metadata.name)] = Problem(
+                "PriceUnknown",
+                f"spec.deployments: {', '.join(unpriced)} left out: no inputCostPerToken/outputCostPerToken and no "
+                "price in LiteLLM's price map for the upstream model (set spec.free for a free model)",
+            )
         if not deployments:
             continue
         if name in served_by:

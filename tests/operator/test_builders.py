@@ -38,6 +38,7 @@ def _route() -> crd.ModelRoute:
             "spec": {
                 "gateway": "main",
                 "modelName": "m",
+                "free": True,
                 "deployments": [
                     {"name": "a", "model": "x", "region": "eu-west-1", "apiKeySecretRef": {"name": "up", "key": "k"}}
                 ],

@@ -28,7 +28,7 @@ def _base() -> dict[str, dict[str, Any]]:
             "masterKeySecretRef": {"name": "mk", "key": "key"},
             "pod": {"env": [{"name": "EXTRA", "value": "1"}]},
         },
-        "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep]},
+        "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}},
         "Budget": {"tenant": "team", "limitUSD": "5", "thresholds": [{"percent": 100, "action": "block"}]},
     }
@@ -104,6 +104,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "deployments.0.vertex.credentialsSecretRef.name": "gcp2",
         "deployments.0.vertex.credentialsSecretRef.key": "json2",
         "routingStrategy": "least-busy",
+        "free": False,
         "fallbacks": ["other-model"],
         "numRetries": 5,
         "timeoutSeconds": 30,
@@ -211,6 +212,7 @@ def _render(specs: dict[str, dict]) -> str:
     gw = obj("LLMGateway", "main")
     gateway = crd.LLMGateway.model_validate(gw)
     other = {
+        "free": True,
         "gateway": "main",
         "modelName": "other-model",
         "deployments": [{"name": "o", "model": "x", "region": "eu-west-1"}],
@@ -247,6 +249,8 @@ def test_each_field_changes_the_render(kind: str, path: str):
     if path == "replicas":
         gateway["autoscaling"] = {"enabled": False}
     dep = base["ModelRoute"]["deployments"][0]
+    if path == "free":
+        dep["model"] = "in-house-llm"  # in no price map: served only on a free route
     for provider, block, params in PROVIDER_BASES:
         if path.startswith(f"deployments.0.{block}."):
             dep.update(provider=provider, **{block: copy.deepcopy(params)})

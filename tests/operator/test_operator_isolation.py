@@ -79,7 +79,7 @@ def test_objects_the_schema_cannot_judge_are_left_out_and_the_gateway_keeps_work
         "modelroutes",
         "ModelRoute",
         "first",
-        {"gateway": "main", "modelName": "m", "deployments": [dep]},
+        {"gateway": "main", "modelName": "m", "deployments": [dep], "free": True},
     )
     _create(
         custom,
@@ -87,8 +87,12 @@ def test_objects_the_schema_cannot_judge_are_left_out_and_the_gateway_keeps_work
         "modelroutes",
         "ModelRoute",
         "second",
-        {"gateway": "main", "modelName": "m", "deployments": [dep]},
+        {"gateway": "main", "modelName": "m", "deployments": [dep], "free": True},
     )
+
+    # No price set and none in LiteLLM's price map: never served as free.
+    unpriced = {"gateway": "main", "modelName": "in-house", "deployments": [{**dep, "model": "in-house-llm"}]}
+    _create(custom, namespace, "modelroutes", "ModelRoute", "unpriced", unpriced)
 
     mars = _reason(custom, namespace, "budgets", "mars", "Ready", "InvalidSpec")
     assert mars["status"] == "False" and "spec.timezone" in mars["message"] and "Mars/Olympus" in mars["message"]
@@ -97,6 +101,8 @@ def test_objects_the_schema_cannot_judge_are_left_out_and_the_gateway_keeps_work
     dup = _reason(custom, namespace, "modelroutes", "second", "Ready", "DuplicateModel")
     assert "spec.modelName" in dup["message"] and "first" in dup["message"]
     assert _reason(custom, namespace, "modelroutes", "first", "Ready", "Rendered")["status"] == "True"
+    price = _reason(custom, namespace, "modelroutes", "unpriced", "Ready", "PriceUnknown")
+    assert price["status"] == "False" and "spec.deployments" in price["message"]
     ready = _reason(custom, namespace, "llmgateways", "main", "Ready", "Reconciled")
     assert ready["status"] == "True"
     reconciled = _condition(custom, namespace, "llmgateways", "main", "Reconciled")
@@ -116,6 +122,7 @@ def test_objects_the_schema_cannot_judge_are_left_out_and_the_gateway_keeps_work
 
     policy = _wait("late's key in the policy", late_in_policy)
     assert [b["name"] for b in policy["budgets"]] == ["fine"]
+    assert [m["name"] for m in policy["models"]] == ["m"]
     core.delete_namespaced_config_map("main-policy", namespace)
     _wait("policy ConfigMap re-created", lambda: _policy(core, namespace))
 

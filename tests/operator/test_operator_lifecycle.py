@@ -87,7 +87,7 @@ def _route(gateway: str, model: str, secret: str | None = None, region: str = "e
     dep = {"name": "a", "model": model, "region": region}
     if secret:
         dep["apiKeySecretRef"] = {"name": secret, "key": "k"}
-    return {"gateway": gateway, "modelName": model, "deployments": [dep, *extra]}
+    return {"gateway": gateway, "modelName": model, "free": True, "deployments": [dep, *extra]}
 
 
 def _external(core, ns: str, redis_server) -> dict:

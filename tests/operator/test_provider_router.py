@@ -59,7 +59,7 @@ SECRET_PARAMS = {
 def _render(kind: str):
     dep = {"name": "d", "region": "eu-west-1", **DEPLOYMENTS[kind]}
     route = crd.ModelRoute.model_validate(
-        {"metadata": {"name": "r"}, "spec": {"gateway": "main", "modelName": "m", "deployments": [dep]}}
+        {"metadata": {"name": "r"}, "spec": {"gateway": "main", "modelName": "m", "deployments": [dep], "free": True}}
     )
     gw = crd.LLMGateway.model_validate({"metadata": {"name": "main"}})
     return render_gateway(gw, [route], [], [], tenant_key_hashes={}, revision=1)
