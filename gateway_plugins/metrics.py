@@ -21,6 +21,7 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
+    from gateway_plugins.policy.schema import Budget
     from gateway_plugins.policy.store import CompiledPolicy
 
 OTHER = "other"
@@ -49,6 +50,13 @@ BUDGET_USED = Gauge(
     "Spent (settled plus reserved) over the limit of each tenant's budget in the current period, as last seen by this proxy.",
     ["tenant"],
     multiprocess_mode="livemostrecent",
+)
+BUDGET_THRESHOLD = Gauge(
+    "kubegate_budget_threshold_reached",
+    "1 once a budget's use (spent plus reserved) has reached the threshold in the current period, else 0, as last "
+    "seen by this proxy. Thresholds and budget names come from the policy (bounded).",
+    ["tenant", "budget", "threshold", "action"],
+    multiprocess_mode="livemax",
 )
 PII_ENTITIES = Counter(
     "kubegate_pii_entities_total",
@@ -96,6 +104,14 @@ def record_pii(policy: CompiledPolicy | None, tenant: str | None, counts: dict[s
     for entity, count in counts.items():
         action = str(actions.get(entity, OTHER))
         PII_ENTITIES.labels(label, entity if entity in actions else OTHER, action).inc(count)
+
+
+def record_budget_thresholds(policy: CompiledPolicy | None, tenant: str | None, budget: Budget, ratio: float) -> None:
+    """One series per threshold of the budget: 1 when reached. Alerts use it with the budget's own thresholds."""
+    label = bounded_tenant(policy, tenant)
+    for t in budget.thresholds:
+        reached = 1.0 if ratio * 100.0 >= t.percent else 0.0
+        BUDGET_THRESHOLD.labels(label, budget.name, f"{t.percent:g}", t.action.value).set(reached)
 
 
 def bounded_reason(reason: str | None) -> str:

@@ -100,6 +100,8 @@ def _observe_use(policy: Any, tenant_id: str, used_micro: list[int], budgets: li
     round trip). One label per tenant: with several budgets the highest ratio is the one nearest a block."""
     ratio = max(used / (float(b.limit_usd) * MICRO) for used, b in zip(used_micro, budgets, strict=True))
     metrics.BUDGET_USED.labels(metrics.bounded_tenant(policy, tenant_id)).set(ratio)
+    for used, b in zip(used_micro, budgets, strict=True):
+        metrics.record_budget_thresholds(policy, tenant_id, b, used / (float(b.limit_usd) * MICRO))
 
 
 def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:

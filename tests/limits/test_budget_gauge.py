@@ -36,3 +36,23 @@ async def test_gauge_follows_spent_plus_reserved(redis):
     with pytest.raises(ProxyException):  # a blocked tenant's gauge shows the overshoot too
         await limits.admit(make_ctx(policy), req(1), rt)
     assert gauge("t1") == pytest.approx(1.2)
+
+
+def reached(tenant: str, percent: str) -> float | None:
+    return REGISTRY.get_sample_value(
+        "kubegate_budget_threshold_reached", {"tenant": tenant, "budget": "b1", "threshold": percent, "action": "block"}
+    )
+
+
+async def test_threshold_series_turn_on_at_their_percent(redis):
+    policy = make_policy()  # b1: block at 100 %
+    rt = make_rt(redis, policy)
+    budget = policy.policy.budgets[0]
+    key = period_key(GW, budget, period_bounds(budget)[0])
+    await redis.hset(key, mapping={"spent": 990_000, "reserved": 0})
+    await limits.admit(make_ctx(policy), req(1), rt)
+    assert reached("t1", "100") == 0.0
+    await redis.hset(key, mapping={"spent": 1_000_000, "reserved": 0})
+    with pytest.raises(ProxyException):
+        await limits.admit(make_ctx(policy), req(1), rt)
+    assert reached("t1", "100") == 1.0
