@@ -180,3 +180,25 @@ def test_quickstart_developer_key_grant_reads_exactly_one_secret(crds, namespace
         assert not can("update", "tenants.kubegate.dev")
     finally:
         _kubectl(crds, "delete", "-f", "-", "--ignore-not-found", stdin=roles_doc, check=False)
+
+
+@pytest.fixture(scope="module")
+def prometheus_rule_crd(crds):
+    crd = ROOT / "tests" / "helm" / "prometheusrule-crd.yaml"
+    _kubectl(crds, "apply", "--server-side", "-f", str(crd))
+    _kubectl(crds, "wait", "--for=condition=Established", "--timeout=60s", "-f", str(crd))
+    return crds
+
+
+def test_prometheus_rule_passes_server_side_dry_run(prometheus_rule_crd, namespace):
+    manifest = helm_template("metrics.prometheusRule.enabled=true", namespace=namespace)
+    rule = [d for d in yaml.safe_load_all(manifest) if d and d["kind"] == "PrometheusRule"]
+    assert len(rule) == 1
+    res = _server_dry_run(prometheus_rule_crd, yaml.safe_dump_all(rule), namespace)
+    assert res.returncode == 0, res.stderr
+    assert "prometheusrule.monitoring.coreos.com/r-kubegate-alerts created (server dry run)" in res.stdout
+
+    # Guard: the dry run really checks the rule's shape (a rule without expr, an unknown field).
+    broken = {**rule[0], "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "exprr": "up"}]}]}}
+    res = _server_dry_run(prometheus_rule_crd, yaml.safe_dump(broken), namespace)
+    assert res.returncode != 0 and "expr" in res.stderr, res.stdout + res.stderr

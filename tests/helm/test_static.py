@@ -325,3 +325,77 @@ def test_bad_values_are_rejected_naming_the_field(value, field):
     res = run("helm", "template", "r", str(CHART), "--set", value, "--set", "operator.watchNamespaces={a}", check=False)
     assert res.returncode != 0
     assert field in res.stderr, res.stderr
+
+
+def _alert_rules() -> list[dict]:
+    doc = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _series_name(name: str, exported: dict[str, tuple[str, ...]]) -> str:
+    """A histogram's _bucket/_sum/_count series belongs to the histogram's name."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[: -len(suffix)] in exported:
+            return name[: -len(suffix)]
+    return name
+
+
+def test_alert_rules_use_only_metrics_and_labels_the_data_plane_exports():
+    exported = _exported_metrics()
+    rules = _alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "KubegateBudgetThresholdReached",
+        "KubegateHighErrorRate",
+        "KubegateHighRefusalRate",
+        "KubegateAuditSpoolGrowing",
+        "KubegatePolicyRefused",
+        "KubegateRedisUnavailable",
+    }
+    for rule in rules:
+        expr = rule["expr"]
+        names = {_series_name(n, exported) for n in re.findall(r"\bkubegate_\w+", expr)}
+        assert names, f"{rule['alert']} uses no kubegate metric"
+        for name in names:
+            assert name in exported, f"{rule['alert']}: {name} is not exported by gateway_plugins"
+        used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+        for grouping in re.findall(r"by \(([^)]*)\)", expr):
+            used |= {x.strip() for x in grouping.split(",")}
+        known = TARGET_LABELS.union(*(exported[n] for n in names))
+        assert used <= known, f"{rule['alert']}: labels {used - known} are not on {names}"
+        # Label values matched literally must be values the code emits, or the alert can never fire.
+        for label, value in re.findall(r"(outcome|reason)=\"([^\"]+)\"", expr):
+            allowed = _REFUSAL_REASONS if label == "reason" else _OUTCOMES
+            assert value in allowed, f"{rule['alert']}: {label}={value!r} is never exported"
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert rule["annotations"]["summary"]
+
+
+_OUTCOMES = {"success", "refused", "upstream_error", "error", "written", "spooled", "dropped", "recovered"}
+
+
+def _refusal_reasons() -> frozenset[str]:
+    from gateway_plugins import metrics
+
+    return metrics._REASONS
+
+
+_REFUSAL_REASONS = _refusal_reasons()
+
+
+def test_prometheus_rule_is_off_by_default_and_renders_the_rules_file():
+    assert "PrometheusRule" not in helm_template()
+    rendered = helm_template(
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.labels.release=prom",
+        "metrics.prometheusRule.additionalLabels.team=platform",
+    )
+    (rule,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    assert rule["metadata"]["namespace"] == "kubegate-system"
+    rendered_rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    source = _alert_rules()
+    assert [r["alert"] for r in rendered_rules] == [r["alert"] for r in source]
+    for got, want in zip(rendered_rules, source, strict=True):
+        assert got["expr"] == want["expr"] and got["annotations"] == want["annotations"]
+        # Extra labels are added, never over an alert's own severity.
+        assert got["labels"] == {"team": "platform", **want["labels"]}
