@@ -91,6 +91,9 @@ def render(
     return 0
 
 
+RedisUrl = Annotated[str, typer.Option(help="redis:// URL of the gateway's Redis.")]
+GatewayName = Annotated[str, typer.Option(help="Gateway name (stream kubegate:{gateway}:audit).")]
+Stream = Annotated[str | None, typer.Option(help="Stream key; overrides --gateway.")]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -117,11 +120,6 @@ def _run_audit(argv: list[str]) -> int:
         return int(audit_main(argv) or 0)
     except SystemExit as exc:  # argparse inside the audit module
         return exc.code if isinstance(exc.code, int) else 1
-
-
-RedisUrl = Annotated[str, typer.Option(help="redis:// URL of the gateway's Redis.")]
-GatewayName = Annotated[str, typer.Option(help="Gateway name (stream kubegate:{gateway}:audit).")]
-Stream = Annotated[str | None, typer.Option(help="Stream key; overrides --gateway.")]
 
 
 @audit_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
@@ -153,6 +151,113 @@ def export(
     for flag, value in (("--since", to_stream_id(since, "--since")), ("--until", to_stream_id(until, "--until"))):
         argv += [flag, value] if value else []
     return _run_audit(argv + list(ctx.args))
+
+
+def _when(value: str | None, option: str, default: datetime) -> datetime:
+    if value is None:
+        return default
+    ms = to_stream_id(value, option)
+    return datetime.fromtimestamp(int(str(ms).split("-")[0]) / 1000, UTC)
+
+
+def _load_budgets(path: Path) -> list:
+    """Budgets from CR YAML (a file, a folder, or `kubectl get budgets -A -o yaml`) as (namespace, policy Budget)."""
+    import yaml
+    from gateway_operator.crd import models as crd
+    from gateway_operator.render.gateway import render_budget
+    from pydantic import ValidationError
+
+    files = sorted([*path.glob("*.yaml"), *path.glob("*.yml")]) if path.is_dir() else [path]
+    out = []
+    for file in files:
+        try:
+            docs = list(yaml.safe_load_all(file.read_text()))
+        except (OSError, yaml.YAMLError) as exc:
+            raise UserError(f"{file}: {exc}") from None
+        for doc in docs:
+            for item in (doc or {}).get("items", [doc]) if isinstance(doc, dict) else []:
+                if isinstance(item, dict) and item.get("kind") == "Budget":
+                    try:
+                        budget = crd.Budget.model_validate(item)
+                    except ValidationError as exc:
+                        raise UserError(f"{file}: invalid Budget: {exc.errors()[0]['msg']}") from None
+                    out.append((budget.metadata.namespace, render_budget(budget)))
+    return out
+
+
+@app.command()
+def report(
+    redis_url: Annotated[str | None, typer.Option(help="Read the audit stream from this Redis.")] = None,
+    gateway: GatewayName = "main",
+    stream: Stream = None,
+    input: Annotated[
+        Path | None, typer.Option("--input", "-i", help="Read a `kubegate audit export` file instead of Redis.")
+    ] = None,
+    since: Annotated[str | None, typer.Option(help="Start (ISO time, UTC if no zone); default: 30 days ago.")] = None,
+    until: Annotated[str | None, typer.Option(help="End (ISO time, UTC if no zone); default: now.")] = None,
+    budgets: Annotated[
+        Path | None, typer.Option(help="Budget CRs (file or folder; `kubectl get budgets -A -o yaml`) to compare.")
+    ] = None,
+    csv: Annotated[
+        Path | None, typer.Option(help="Write CSV here (plus -budgets/-refusals/-pii/-regions files).")
+    ] = None,
+    html: Annotated[Path | None, typer.Option(help="Write one self-contained HTML report with charts here.")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No terminal tables.")] = False,
+) -> int:
+    """Spend, tokens, budgets, refusals, PII and residency for a time range, from the audit stream."""
+    from datetime import timedelta
+
+    from gateway_operator.report import build, render, source
+    from rich.console import Console
+
+    if (redis_url is None) == (input is None):
+        raise UserError("give exactly one of --redis-url (the audit stream) and --input (an export file)")
+    now = datetime.now(UTC)
+    start = _when(since, "--since", now - timedelta(days=30))
+    end = _when(until, "--until", now)
+    if start > end:
+        raise UserError(f"--since {start.isoformat()} is after --until {end.isoformat()}")
+    budget_list = _load_budgets(budgets) if budgets else []
+    try:
+        if input is not None:
+            records, integrity = source.from_file(input, start, end)
+        else:
+            records, integrity = source.from_redis(redis_url, stream or f"kubegate:{gateway}:audit", start, end)
+    except (OSError, ValueError) as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # redis errors: one line, the URL is not repeated (it may hold a password)
+        if type(exc).__module__.startswith("redis"):
+            raise UserError(f"Redis at --redis-url: {type(exc).__name__}: {exc}") from None
+        raise
+    result = build.build_report(records, start, end, integrity, budget_list)
+    console = Console(stderr=quiet)
+    if not quiet:
+        render.to_terminal(result, console)
+    if csv is not None:
+        for path in render.to_csv(result, csv):
+            typer.echo(f"wrote {path}", err=True)
+    if html is not None:
+        html.write_text(render.to_html(result), encoding="utf-8")
+        typer.echo(f"wrote {html}", err=True)
+    return 0 if integrity.startswith("OK") else 1
+
+
+@app.command()
+def usage(redis_url: RedisUrl, gateway: GatewayName = "main") -> int:
+    """Each tenant's spend this period, budget state and remaining amount, read from the gateway's Redis."""
+    from gateway_operator.report import usage as usage_mod
+    from rich.console import Console
+
+    try:
+        lines = usage_mod.read_usage(redis_url, gateway)
+    except usage_mod.NoPolicy as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:
+        if type(exc).__module__.startswith("redis"):
+            raise UserError(f"Redis at --redis-url: {type(exc).__name__}: {exc}") from None
+        raise
+    usage_mod.to_terminal(lines, gateway, Console(width=160))
+    return 0
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)
