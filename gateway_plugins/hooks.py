@@ -87,6 +87,7 @@ class KubegateHooks(CustomLogger):
             metrics.bounded_region(policy, ctx.region),
             outcome,
         ).inc()
+        metrics.observe_request(policy, ctx, outcome)
         if outcome == "refused":
             metrics.REFUSALS.labels(tenant, metrics.bounded_reason(ctx.decisions.get("refusal"))).inc()
         if ctx.prompt_tokens or ctx.completion_tokens:
@@ -225,7 +226,7 @@ class KubegateHooks(CustomLogger):
         if isinstance(original_exception, ProxyException) and ctx.status == "pending":
             self._refuse(rt, ctx, original_exception)
             return None
-        ctx.status = "upstream_error"
+        ctx.status = metrics.failure_outcome(ctx.http_status)
         ctx.decisions.setdefault("error", type(original_exception).__name__)
         self._finalize(rt, ctx)
         self._mark(rt, ctx.request_id, _FINAL)
@@ -294,6 +295,7 @@ class KubegateHooks(CustomLogger):
                 ctx.served_model = ctx.served_model or meta.model
 
     def _fill_from_log(self, rt: Runtime, ctx: RequestContext, kwargs: dict, response_obj: Any) -> None:
+        metrics.note_upstream_timing(ctx.request_id, kwargs)
         slo = kwargs.get("standard_logging_object") or {}
         litellm_params = kwargs.get("litellm_params") or {}
         model_info = litellm_params.get("model_info") or {}

@@ -291,7 +291,9 @@ def test_dashboard_shows_pii_detections_by_tenant_and_entity():
         # Per tenant (namespaced) and entity type, with the action so masked and blocked findings stay apart.
         assert {x.strip() for x in grouping.split(",")} == {"namespace", "tenant", "entity", "action"}, grouping
         # A counter: a rate/increase of it, never the raw ever-growing total.
-        assert re.search(r"\b(rate|increase)\(kubegate_pii_entities_total\[", target["expr"]), target["expr"]
+        assert re.search(r"\b(rate|increase)\(kubegate_pii_entities_total(\{[^}]*\})?\[", target["expr"]), target[
+            "expr"
+        ]
 
 
 def test_dashboard_configmap_carries_the_dashboard_file():
@@ -370,7 +372,13 @@ def test_alert_rules_use_only_metrics_and_labels_the_data_plane_exports():
         assert rule["annotations"]["summary"]
 
 
-_OUTCOMES = {"success", "refused", "upstream_error", "error", "written", "spooled", "dropped", "recovered"}
+def _outcomes() -> set[str]:
+    from gateway_plugins import metrics
+
+    return set(metrics.OUTCOMES) | {"written", "spooled", "dropped", "recovered"}  # the audit writer's outcomes
+
+
+_OUTCOMES = _outcomes()
 
 
 def _refusal_reasons() -> frozenset[str]:
@@ -399,3 +407,24 @@ def test_prometheus_rule_is_off_by_default_and_renders_the_rules_file():
         assert got["expr"] == want["expr"] and got["annotations"] == want["annotations"]
         # Extra labels are added, never over an alert's own severity.
         assert got["labels"] == {"team": "platform", **want["labels"]}
+
+
+def test_dashboard_has_namespace_gateway_tenant_variables_used_by_every_panel():
+    dash = _dashboard()
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names[:1] == ["datasource"] and {"namespace", "gateway", "tenant"} <= set(names)
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            for selector in re.findall(r"kubegate_\w+\{([^}]*)\}", target["expr"]):
+                assert 'namespace=~"$namespace"' in selector and 'service=~"$gateway"' in selector, panel["title"]
+            assert "kubegate_" in target["expr"]
+
+
+def test_dashboard_has_latency_panels_for_request_upstream_and_first_token():
+    exprs = " ".join(t["expr"] for p in _dashboard()["panels"] for t in p["targets"])
+    for metric in (
+        "kubegate_request_duration_seconds_bucket",
+        "kubegate_upstream_duration_seconds_bucket",
+        "kubegate_time_to_first_token_seconds_bucket",
+    ):
+        assert "histogram_quantile(0.95, sum by (le" in exprs and metric in exprs, metric
