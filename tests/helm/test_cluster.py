@@ -51,8 +51,8 @@ def _without_kinds(manifest: str, *kinds: str) -> str:
 @pytest.mark.parametrize("custom", [False, True], ids=["default", "non-default"])
 def test_rendered_chart_passes_server_side_dry_run(crds, namespace, custom):
     values = non_default(namespace) if custom else ()
-    # ServiceMonitor's CRD belongs to prometheus-operator, which the test cluster does not have.
-    manifest = _without_kinds(helm_template(*values, namespace=namespace), "ServiceMonitor")
+    # ServiceMonitor's and PrometheusRule's CRDs belong to prometheus-operator (the rule: its own test below).
+    manifest = _without_kinds(helm_template(*values, namespace=namespace), "ServiceMonitor", "PrometheusRule")
     res = _server_dry_run(crds, manifest, namespace)
     assert res.returncode == 0, res.stderr
     if values:

@@ -28,6 +28,18 @@ NON_DEFAULT = (
     "operator.logLevel=debug",
     "operator.logFormat=json",
     "operator.imagePullSecrets[0].name=regcred",
+    "imagePullSecrets[0].name=mirror",
+    "operator.podLabels.team=platform",
+    "operator.priorityClassName=system-cluster-critical",
+    "operator.topologySpreadConstraints[0].maxSkew=1",
+    "operator.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+    "operator.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    "operator.extraEnv[0].name=HTTPS_PROXY",
+    "operator.extraEnv[0].value=http://proxy.internal:3128",
+    "metrics.serviceMonitor.scrapeTimeout=10s",
+    "metrics.serviceMonitor.relabelings[0].targetLabel=cluster",
+    "metrics.serviceMonitor.relabelings[0].replacement=prod-eu",
+    "metrics.prometheusRule.enabled=true",
 )
 
 
@@ -321,6 +333,15 @@ def test_dashboard_configmap_carries_the_dashboard_file():
         ("metrics.grafanaDashboard.namespace=Monitoring", "/metrics/grafanaDashboard/namespace"),
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
         ("operator.imagePullSecrets[0].secret=regcred", "/operator/imagePullSecrets/0"),
+        ("imagePullSecrets[0].secret=regcred", "/imagePullSecrets/0"),
+        ("nameOverride=Not_A_Name", "/nameOverride"),
+        ("fullnameOverride=x_y", "/fullnameOverride"),
+        ("operator.podLabels.team=null", "/operator/podLabels/team"),
+        ("operator.extraEnv[0].value=x", "/operator/extraEnv/0"),  # no name
+        ("operator.topologySpreadConstraints[0].maxSkew=0", "/operator/topologySpreadConstraints/0"),
+        ("metrics.serviceMonitor.scrapeTimeout=soon", "/metrics/serviceMonitor/scrapeTimeout"),
+        ("metrics.serviceMonitor.relabelings[0].action=explode", "/metrics/serviceMonitor/relabelings/0/action"),
+        ("metrics.prometheusRule.bogus=1", "bogus"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(value, field):
@@ -428,3 +449,53 @@ def test_dashboard_has_latency_panels_for_request_upstream_and_first_token():
         "kubegate_time_to_first_token_seconds_bucket",
     ):
         assert "histogram_quantile(0.95, sum by (le" in exprs and metric in exprs, metric
+
+
+def _docs(*values: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(helm_template(*values)) if d]
+
+
+def test_name_and_fullname_overrides():
+    named = _docs("nameOverride=gate", "metrics.prometheusRule.enabled=true")
+    deploy = next(d for d in named if d["kind"] == "Deployment")
+    assert deploy["metadata"]["name"] == "r-gate-operator"
+    assert deploy["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "gate"
+    assert deploy["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "gate"
+    full = _docs("fullnameOverride=kg", "metrics.prometheusRule.enabled=true")
+    names = {d["metadata"]["name"] for d in full}
+    assert {"kg-operator", "kg-alerts"} <= names, names
+    assert not any(n.startswith("r-") for n in names), names
+
+
+def test_pod_conventions_reach_the_operator_pod():
+    deploy = next(d for d in _docs(*non_default()) if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]
+    spec = pod["spec"]
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    assert spec["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128" and env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    # Security contexts replaced as a whole, by values.
+    custom = next(
+        d
+        for d in _docs("operator.securityContext.runAsUser=1234", "operator.podSecurityContext.fsGroup=99")
+        if d["kind"] == "Deployment"
+    )["spec"]["template"]["spec"]
+    assert custom["securityContext"]["fsGroup"] == 99
+    assert custom["containers"][0]["securityContext"]["runAsUser"] == 1234
+
+
+def test_service_monitor_scrape_timeout_and_relabelings():
+    sm = next(d for d in _docs(*non_default()) if d["kind"] == "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["scrapeTimeout"] == "10s"
+    assert endpoint["relabelings"] == [{"targetLabel": "cluster", "replacement": "prod-eu"}]
+    assert (
+        "scrapeTimeout"
+        not in next(d for d in _docs("metrics.serviceMonitor.enabled=true") if d["kind"] == "ServiceMonitor")["spec"][
+            "endpoints"
+        ][0]
+    )
