@@ -43,14 +43,18 @@ def _text_of(content: Any) -> str:
 
 
 def echo_text(body: dict) -> str:
-    """The answer: the last message's text (chat) or the prompt (completions)."""
+    """The answer: the last message's text (chat) or the prompt (completions), never longer than
+    ``max_tokens`` allows (as a real model), so usage and cost stay within what the gateway reserved."""
     messages = body.get("messages")
     if isinstance(messages, list) and messages:
-        return _text_of(messages[-1].get("content"))
-    prompt = body.get("prompt")
-    if isinstance(prompt, list):
-        return "\n".join(str(p) for p in prompt)
-    return str(prompt or "")
+        text = _text_of(messages[-1].get("content"))
+    else:
+        prompt = body.get("prompt")
+        text = "\n".join(str(p) for p in prompt) if isinstance(prompt, list) else str(prompt or "")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0:
+        text = text[: limit * 4]
+    return text
 
 
 def _prompt_text(body: dict) -> str:

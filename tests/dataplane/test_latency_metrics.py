@@ -66,7 +66,7 @@ def test_request_upstream_and_first_token_histograms(proxy, openai_client):
     with pytest.raises(openai.BadRequestError):
         client.chat.completions.create(model="bad-model", messages=[{"role": "user", "content": "rejected"}])
 
-    s = _samples(proxy.get("/metrics").text)
+    s = _samples(proxy.metrics())
     labels = {"tenant": "team-l", "served_model": "slow-model"}
     assert _value(s, "kubegate_request_duration_seconds_count", outcome="success", **labels) == 3
     assert _value(s, "kubegate_upstream_duration_seconds_count", **labels) == 3

@@ -54,6 +54,8 @@ class ProxyServer:
         workers: int = 1,
     ) -> None:
         self.port = free_port()
+        # /metrics is served on a port of its own, never on the tenant port.
+        self.metrics_port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="kg-proxy-"))
         self.log = self.dir / "proxy.log"
         self.config = with_plugins(config) if plugins else copy.deepcopy(config)
@@ -73,6 +75,8 @@ class ProxyServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
         env.update(BASE_ENV)
         env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
+        env["KUBEGATE_METRICS_PORT"] = str(self.metrics_port)
+        env["KUBEGATE_METRICS_ADDR"] = "127.0.0.1"
         if self.policy is not None:
             policy_path = self.dir / "policy.json"
             policy_path.write_text(self.policy.model_dump_json(by_alias=True))
@@ -115,6 +119,12 @@ class ProxyServer:
 
     def logs(self) -> str:
         return tail(self.log, 200)
+
+    def metrics(self) -> str:
+        """The exposition text served on the metrics port (all workers added up)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=30, what="metrics port", interval=0.2)
+        return httpx.get(url, timeout=10).text
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(self.base_url + path, timeout=10, **kwargs)

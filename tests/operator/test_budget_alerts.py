@@ -8,7 +8,6 @@ import base64
 import json
 from decimal import Decimal
 
-import httpx
 from gateway_operator.crd import models as crd
 from gateway_operator.dev import point_at_echo
 from gateway_operator.render import render_gateway
@@ -157,7 +156,7 @@ def test_thresholds_50_80_95_each_notify_once_in_order(
         assert (tenant_row["Spent"], tenant_row["Budget"]) == (status["spentUSD"], "notify")
 
         # The proxy's series an alert rule can use: every threshold reached (as of the last admission).
-        text = httpx.get(proxy.base_url + "/metrics", timeout=10).text
+        text = proxy.metrics()
         for p in ("50", "80", "95"):
             line = f'kubegate_budget_threshold_reached{{action="notify",budget="m",tenant="t",threshold="{p}"}} 1.0'
             assert line in text, [ln for ln in text.splitlines() if "threshold_reached" in ln]
