@@ -204,6 +204,11 @@ class EchoApp:
         if path in ("/health", "/_health"):
             return await _json(send, 200, {"ok": True})
 
+        pace = 0
+        if path.startswith("/pace/"):
+            # /pace/<ms>/...: that long between streamed frames, so a client can leave mid-stream.
+            _, _, ms, rest = path.split("/", 3)
+            pace, path = int(ms), "/" + rest
         route, status, delay = parse_fault_path(path)
         if route.startswith("/v1/"):
             route = route[3:]
@@ -226,7 +231,7 @@ class EchoApp:
 
         if route == "/chat/completions" and method == "POST":
             if body.get("stream"):
-                return await _sse(send, chat_stream_chunks(body))
+                return await _sse(send, chat_stream_chunks(body), pace)
             return await _json(send, 200, chat_response(body))
         if route == "/completions" and method == "POST":
             return await _json(send, 200, completion_response(body))
@@ -249,10 +254,12 @@ async def _json(send: Any, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-async def _sse(send: Any, frames: list[bytes]) -> None:
+async def _sse(send: Any, frames: list[bytes], pace_ms: int = 0) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
     for frame in frames:
         await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if pace_ms:
+            await asyncio.sleep(pace_ms / 1000)
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -87,7 +87,8 @@ def load_objects(directory: Path) -> dict[str, list[crd._Resource]]:
                 continue
             kind = doc.get("kind")
             if kind not in crd.KINDS:
-                raise DevError(f"{path}:{_line_of(node, ('kind',))}: unknown kind {kind!r}")
+                renamed = " (renamed LLMGateway in v1alpha1)" if kind == "Gateway" else ""
+                raise DevError(f"{path}:{_line_of(node, ('kind',))}: unknown kind {kind!r}{renamed}")
             try:
                 found[kind].append(crd.KINDS[kind].model_validate(doc))
             except ValidationError as exc:
@@ -244,12 +245,12 @@ def run(args: DevOptions) -> int:
     provider_key = os.environ.get("OPENAI_API_KEY")
     check_ports(args, need_echo=not provider_key)
     objects = load_objects(Path(args.dir))
-    gateways = objects["Gateway"]
+    gateways = objects["LLMGateway"]
     if not gateways:
-        raise DevError(f"no Gateway in {args.dir}")
+        raise DevError(f"no LLMGateway in {args.dir}")
     gateway = next((g for g in gateways if g.metadata.name == args.gateway), None) if args.gateway else gateways[0]
     if gateway is None:
-        raise DevError(f"no Gateway named {args.gateway!r} in {args.dir}")
+        raise DevError(f"no LLMGateway named {args.gateway!r} in {args.dir}")
     state = Path(args.state_dir).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     tenants = [t for t in objects["Tenant"] if t.spec.gateway == gateway.metadata.name]
@@ -311,6 +312,8 @@ def run(args: DevOptions) -> int:
             KUBEGATE_GATEWAY=gateway.metadata.name,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
+            # Metrics on their own port, as in a cluster; loopback only, like the API.
+            KUBEGATE_METRICS_ADDR="127.0.0.1",
         )
         proxy_log = state / "proxy.log"
         cmd = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config_path.resolve())]
@@ -357,9 +360,9 @@ def run(args: DevOptions) -> int:
 def render(directory: Path, gateway: str | None = None) -> str:
     """``kubegate render``: the LiteLLM config and policy that the operator would ship, as YAML."""
     objects = load_objects(directory)
-    gateways = [g for g in objects["Gateway"] if not gateway or g.metadata.name == gateway]
+    gateways = [g for g in objects["LLMGateway"] if not gateway or g.metadata.name == gateway]
     if not gateways:
-        raise DevError(f"no Gateway {gateway or ''} in {directory}".replace("  ", " "))
+        raise DevError(f"no LLMGateway {gateway or ''} in {directory}".replace("  ", " "))
     # Placeholder hashes: rendering never needs, and must never print, a real key.
     hashes = {t.metadata.name: [hash_key(f"placeholder-{t.metadata.name}")] for t in objects["Tenant"]}
     rendered = render_gateway(

@@ -22,6 +22,7 @@ import asyncio
 import hashlib
 import hmac
 import logging
+import os
 import uuid
 from typing import Any
 
@@ -41,7 +42,7 @@ log = logging.getLogger("kubegate.front_door")
 SCOPE_KEY = "kubegate"
 ADMIN = "admin"
 # How long after the response LiteLLM may still report the outcome (its logging runs after the answer).
-REAP_AFTER_SECONDS = 30.0
+REAP_AFTER_SECONDS = float(os.environ.get("KUBEGATE_REAP_AFTER_SECONDS", "30"))
 UNAUTHENTICATED = Tenant(id="unauthenticated")
 
 _TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}

@@ -36,7 +36,7 @@ def build_policy_configmap(gateway: dict[str, Any], policy: Policy) -> dict[str,
     name = gateway["metadata"]["name"]
     blob = encode_policy(policy)
     if len(blob) > CONFIGMAP_LIMIT - 4096:
-        raise ValueError(f"policy of Gateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
+        raise ValueError(f"policy of LLMGateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

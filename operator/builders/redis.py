@@ -33,7 +33,7 @@ def redis_security_context(image: str) -> dict[str, Any]:
 
 
 def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     if spec.redis.mode != "managed":
         return []
     name = gateway["metadata"]["name"]

@@ -45,7 +45,9 @@ def _targets(
 ) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, tuple[str, str] | None]:
     """(Budgets of the Gateway's Tenants, the Gateway, its Redis URL, or why there is none)."""
     try:
-        gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", gateway)
+        gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, ns, "llmgateways", gateway
+        )
     except client.ApiException as exc:
         if exc.status == 404:
             return [], None, None, None

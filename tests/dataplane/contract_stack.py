@@ -44,7 +44,13 @@ def config(echo_base: str, *, fail_auth_base: str | None = None) -> dict:
     return {"model_list": model_list, "router_settings": {"num_retries": 0}}
 
 
-def policy(*, budgets: list[dict] | None = None, extra_models: tuple[str, ...] = ()) -> Policy:
+def key(tenant: str) -> str:
+    return KEYS.get(tenant) or f"sk-contract-{tenant}-0123456789"
+
+
+def policy(
+    *, budgets: list[dict] | None = None, extra_models: tuple[str, ...] = (), extra_tenants: tuple[str, ...] = ()
+) -> Policy:
     pii = {"entities": {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")}}
     models = (*MODELS, *extra_models)
     return Policy.model_validate(
@@ -54,8 +60,15 @@ def policy(*, budgets: list[dict] | None = None, extra_models: tuple[str, ...] =
                 {"id": "pii", "keys": [{"sha256": hash_key(KEYS["pii"])}], "allowed_models": ["*"], "pii": pii},
                 {"id": "plain", "keys": [{"sha256": hash_key(KEYS["plain"])}], "allowed_models": ["*"]},
                 {"id": "narrow", "keys": [{"sha256": hash_key(KEYS["narrow"])}], "allowed_models": ["echo"]},
-                {"id": "flood", "keys": [{"sha256": hash_key(KEYS["flood"])}], "allowed_models": ["*"], "pii": pii},
+                {
+                    "id": "flood",
+                    "keys": [{"sha256": hash_key(KEYS["flood"])}],
+                    "allowed_models": ["*"],
+                    # spaCy NER: the expensive analysis a flood of large prompts makes slow.
+                    "pii": {"entities": {"PERSON": "mask", "EMAIL_ADDRESS": "mask"}},
+                },
                 {"id": "victim", "keys": [{"sha256": hash_key(KEYS["victim"])}], "allowed_models": ["*"], "pii": pii},
+                *({"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["*"]} for t in extra_tenants),
             ],
             "budgets": budgets or [],
             "models": [

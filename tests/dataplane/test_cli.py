@@ -58,7 +58,9 @@ def test_shell_completion_completes_commands_and_subcommands():
 def _crs(tmp_path: Path, tenant_spec: str) -> Path:
     folder = tmp_path / "crs"
     folder.mkdir()
-    (folder / "gateway.yaml").write_text("apiVersion: kubegate.dev/v1alpha1\nkind: Gateway\nmetadata:\n  name: main\n")
+    (folder / "gateway.yaml").write_text(
+        "apiVersion: kubegate.dev/v1alpha1\nkind: LLMGateway\nmetadata:\n  name: main\n"
+    )
     (folder / "tenant.yaml").write_text(
         "# a comment first, so the line numbers are not trivially those of the document\n"
         "apiVersion: kubegate.dev/v1alpha1\nkind: Tenant\nmetadata:\n  name: t1\nspec:\n" + tenant_spec

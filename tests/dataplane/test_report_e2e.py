@@ -44,7 +44,7 @@ def kubegate(*args: str) -> subprocess.CompletedProcess:
 def quickstart_run(make_proxy, echo_upstream, redis_server):
     """The quickstart gateway under a unique name, after a mix of served, masked, refused and blocked requests."""
     objects = load_objects(REPO / "examples" / "quickstart")
-    gateway = objects["Gateway"][0].model_copy(deep=True)
+    gateway = objects["LLMGateway"][0].model_copy(deep=True)
     gateway.metadata.name = f"rep{uuid.uuid4().hex[:8]}"
     tenants = [t.model_copy(deep=True) for t in objects["Tenant"]]
     for t in tenants:

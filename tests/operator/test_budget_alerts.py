@@ -73,7 +73,7 @@ def test_thresholds_50_80_95_each_notify_once_in_order(
             "webhook": {"url": receiver.url, "secretRef": {"name": "hook", "key": "signing-key"}},
         }
         objs = [
-            _obj("Gateway", gw_name, gw_spec),
+            _obj("LLMGateway", gw_name, gw_spec),
             _obj("ModelRoute", "echo", route_spec),
             _obj("Tenant", "t", tenant_spec),
             _obj("Budget", "m", budget_spec),

@@ -25,7 +25,7 @@ UID = "0f0e0d0c-0000-4000-8000-000000000001"
 def _gateway(spec: dict | None = None) -> dict:
     return {
         "apiVersion": crd.API_VERSION,
-        "kind": "Gateway",
+        "kind": "LLMGateway",
         "metadata": {"name": "main", "namespace": "ns", "uid": UID},
         "spec": spec or {},
     }
@@ -48,7 +48,7 @@ def _route() -> crd.ModelRoute:
 
 def _children(spec: dict | None = None) -> dict[str, dict]:
     gw = _gateway(spec)
-    rendered = render_gateway(crd.Gateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
+    rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
     return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered)}
 
 
@@ -111,7 +111,7 @@ def test_policy_of_1000_tenants_and_1000_budgets_fits_a_configmap():
     keys = {t.metadata.name: [hash_key(secrets.token_hex(16))] for t in tenants}
     gw = _gateway()
     rendered = render_gateway(
-        crd.Gateway.model_validate(gw), [_route()], tenants, budgets, tenant_key_hashes=keys, revision=9
+        crd.LLMGateway.model_validate(gw), [_route()], tenants, budgets, tenant_key_hashes=keys, revision=9
     )
     cm = build_policy_configmap(gw, rendered.policy)
     blob = base64.b64decode(cm["binaryData"][POLICY_KEY])
@@ -219,7 +219,7 @@ def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():
 
 
 def test_scale_summary_is_what_the_operator_asks_for():
-    fixed = crd.GatewaySpec.model_validate({"replicas": 3, "autoscaling": {"enabled": False}})
+    fixed = crd.LLMGatewaySpec.model_validate({"replicas": 3, "autoscaling": {"enabled": False}})
     assert scale_summary(fixed) == "3"
-    auto = crd.GatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
+    auto = crd.LLMGatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
     assert scale_summary(auto) == "2-7 (HPA)"

@@ -72,7 +72,7 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
     tenant = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "early")
     assert tenant["status"]["observedGeneration"] == tenant["metadata"]["generation"]
 
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", "main", {}))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", "main", {}))
     cond = _reason(custom, namespace, "tenants", "early", "Ready", "Rendered")
     assert cond["status"] == "True"
 
@@ -95,18 +95,18 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
     gw_handlers.reconcile(namespace, "main")
     assert _condition(custom, namespace, "modelroutes", "gpt", "Ready")["status"] == "True"
     # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
-    published = _reason(custom, namespace, "gateways", "main", "PolicyPublished", "RedisUnreachable")
+    published = _reason(custom, namespace, "llmgateways", "main", "PolicyPublished", "RedisUnreachable")
     assert published["status"] == "False"
-    assert _condition(custom, namespace, "gateways", "main", "Reconciled")["status"] == "True"
+    assert _condition(custom, namespace, "llmgateways", "main", "Reconciled")["status"] == "True"
 
     # Nothing changed: a reconcile writes no status either.
     objs = lambda p: {  # noqa: E731
         o["metadata"]["name"]: o["metadata"]["resourceVersion"]
         for o in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
     }
-    before = {p: objs(p) for p in ("tenants", "modelroutes", "gateways")}
+    before = {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")}
     gw_handlers.reconcile(namespace, "main")
-    assert {p: objs(p) for p in ("tenants", "modelroutes", "gateways")} == before
+    assert {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")} == before
 
 
 def test_policy_published_to_external_redis(operator, admin_api, namespace, redis_server):
@@ -118,7 +118,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     r = redis_server.client()
     doc_key, rev_key, _ = policy_keys(gw_name)
     r.set(rev_key, 41)  # left by an earlier life of this Gateway (status lost): the operator must climb above it
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "a", {"gateway": gw_name})
     )
@@ -130,7 +130,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
     first = int(r.get(rev_key))
     assert first > 41
-    assert _reason(custom, namespace, "gateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
+    assert _reason(custom, namespace, "llmgateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
 
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "b", {"gateway": gw_name})
@@ -140,7 +140,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     key_b = base64.b64decode(core.read_namespaced_secret("b-kubegate-key", namespace).data["api-key"]).decode()
     policy = load_document(r.get(doc_key))
     assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
-    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
+    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
 
     # A deleted Tenant leaves the published policy (and its revision still only rises).
@@ -179,7 +179,7 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"bud-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
     )
@@ -225,7 +225,7 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"rot-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
     )

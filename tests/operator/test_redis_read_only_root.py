@@ -22,7 +22,7 @@ from tests.operator.test_proxy_read_only_root import _mount_script
 def test_managed_redis_serves_and_saves_with_read_only_root(tmp_path):
     gateway = {
         "apiVersion": "kubegate.dev/v1alpha1",
-        "kind": "Gateway",
+        "kind": "LLMGateway",
         "metadata": {"name": "main", "namespace": "ns", "uid": "u"},
         "spec": {},
     }
