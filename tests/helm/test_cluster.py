@@ -174,7 +174,9 @@ def test_kinds_resolve_to_kubegate_beside_gateway_api_and_capsule(foreign_crds, 
     category = _kubectl(cp, "get", "kubegate", "-n", namespace, "-o", "name").stdout.split()
     assert category == ["llmgateway.kubegate.dev/ours"], category
 
-    chart = _without_kinds(helm_template(*non_default(namespace), namespace=namespace), "ServiceMonitor")
+    chart = _without_kinds(
+        helm_template(*non_default(namespace), namespace=namespace), "ServiceMonitor", "PrometheusRule"
+    )
     res = _server_dry_run(cp, chart, namespace)
     assert res.returncode == 0, res.stderr
     assert "llmgateway.kubegate.dev/main created (server dry run)" in res.stdout

@@ -474,7 +474,10 @@ def test_pod_conventions_reach_the_operator_pod():
     assert pod["metadata"]["labels"]["team"] == "platform"
     assert spec["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
     assert spec["priorityClassName"] == "system-cluster-critical"
-    assert spec["topologySpreadConstraints"][0]["topologyKey"] == "topology.kubernetes.io/zone"
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    # No labelSelector given: the operator's own pods, not none (a null selector matches nothing).
+    assert spread["labelSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
     (container,) = spec["containers"]
     env = {e["name"]: e.get("value") for e in container["env"]}
     assert env["HTTPS_PROXY"] == "http://proxy.internal:3128" and env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
