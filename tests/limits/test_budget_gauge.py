@@ -7,9 +7,8 @@ import redis.asyncio as aioredis
 from litellm.proxy._types import ProxyException
 from prometheus_client import REGISTRY
 
-from gateway_plugins import limits
 from gateway_plugins.limits.periods import period_bounds, period_key
-from tests.limits.test_limits_unit import GW, make_ctx, make_policy, make_rt, req
+from tests.limits.test_limits_unit import GW, admit, make_ctx, make_policy, make_rt, req
 
 
 @pytest.fixture
@@ -30,11 +29,11 @@ async def test_gauge_follows_spent_plus_reserved(redis):
     budget = policy.policy.budgets[0]
     key = period_key(GW, budget, period_bounds(budget)[0])
     await redis.hset(key, mapping={"spent": 250_000, "reserved": 50_000})
-    await limits.admit(make_ctx(policy), req(1), rt)
+    await admit(make_ctx(policy), req(1), rt)
     assert gauge("t1") == pytest.approx(0.30)
     await redis.hset(key, mapping={"spent": 1_200_000, "reserved": 0})
     with pytest.raises(ProxyException):  # a blocked tenant's gauge shows the overshoot too
-        await limits.admit(make_ctx(policy), req(1), rt)
+        await admit(make_ctx(policy), req(1), rt)
     assert gauge("t1") == pytest.approx(1.2)
 
 
