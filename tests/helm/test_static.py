@@ -495,7 +495,13 @@ def test_service_monitor_scrape_timeout_and_relabelings():
     sm = next(d for d in _docs(*non_default()) if d["kind"] == "ServiceMonitor")
     (endpoint,) = sm["spec"]["endpoints"]
     assert endpoint["scrapeTimeout"] == "10s"
-    assert endpoint["relabelings"] == [{"targetLabel": "cluster", "replacement": "prod-eu"}]
+    # The metrics Service is <gateway>-metrics: the first relabeling gives `service` the gateway's name back.
+    assert endpoint["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_service_label_kubegate_dev_gateway"], "targetLabel": "service"},
+        {"targetLabel": "cluster", "replacement": "prod-eu"},
+    ]
+    assert sm["spec"]["selector"]["matchLabels"]["kubegate.dev/component"] == "metrics"
+    assert endpoint["port"] == "metrics"
     assert (
         "scrapeTimeout"
         not in next(d for d in _docs("metrics.serviceMonitor.enabled=true") if d["kind"] == "ServiceMonitor")["spec"][
