@@ -49,6 +49,9 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             READY_COLUMN,
             ("Gateway", "string", ".spec.gateway"),
             ("Regions", "string", ".spec.allowedRegions"),
+            # Written by the budget refresh: this period's spend over all the Tenant's Budgets and the worst state.
+            ("Spent", "string", ".status.spentUSD"),
+            ("Budget", "string", ".status.budgetState"),
         ],
     },
     "Budget": {
@@ -61,6 +64,8 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             ("Spent", "string", ".status.spentUSD"),
             ("Percent", "number", ".status.percent"),
             ("State", "string", ".status.state"),
+            ("Remaining", "string", ".status.remainingUSD"),
+            ("Resets", "date", ".status.periodEnd"),
         ],
     },
 }
@@ -136,6 +141,13 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
 }
+
+WEBHOOK_RULE = {
+    "rule": "has(self.url) != has(self.urlSecretRef)",
+    "message": "set exactly one of url and urlSecretRef",
+}
+VALIDATIONS[("Budget", "webhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {
@@ -217,7 +229,8 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
                 out[key] = value
     description = schema.get("description") or (schema.get("title") or name).rstrip(".") + "."
     out["description"] = description
-    if "default" in schema and not isinstance(schema["default"], dict | list):
+    # No `default: null`: an absent optional field stays absent, so CEL `has()` means "set".
+    if "default" in schema and schema["default"] is not None and not isinstance(schema["default"], dict | list):
         default = schema["default"]
         out["default"] = default
     if out.get("type") == "object" or "properties" in schema:
