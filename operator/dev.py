@@ -25,6 +25,8 @@ from gateway_operator.render import render_gateway
 
 from gateway_plugins import proxy_defaults
 from gateway_plugins.policy.schema import hash_key
+from gateway_plugins.policy.signing import PolicySigner
+from gateway_plugins.policy.store import sign_document
 
 DEFAULT_DIR = Path("examples/quickstart")
 STATE_DIR = Path(".kubegate")
@@ -202,9 +204,13 @@ def run(args: argparse.Namespace) -> int:
         config_path = state / "litellm-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         policy_path = state / "policy.json"
-        policy_path.write_text(rendered.policy.model_dump_json(by_alias=True))
+        # A fresh signing key per run, as the operator keeps one per Gateway: the proxy verifies what it loads.
+        signer = PolicySigner.generate()
+        policy_path.write_bytes(sign_document(rendered.policy, signer))
         env.update(
             KUBEGATE_GATEWAY=gateway.metadata.name,
+            KUBEGATE_NAMESPACE=rendered.policy.namespace,
+            KUBEGATE_POLICY_PUBLIC_KEY=signer.public_key_b64,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
         )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from gateway_plugins.audit.verify import verify_entries
 from gateway_plugins.audit.writer import heads_key
+from gateway_plugins.policy.keys import GatewayKeys
 
 PAGE = 1000
 
@@ -49,7 +50,10 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("verify", "export"):
         s = sub.add_parser(name)
         s.add_argument("--redis-url", required=True, help="redis:// URL of the gateway's Redis")
-        s.add_argument("--gateway", default="main", help="gateway name (stream kubegate:{gateway}:audit)")
+        s.add_argument("--gateway", default="main", help="gateway name")
+        s.add_argument(
+            "--namespace", default="default", help="gateway namespace (stream kubegate:{ns}:{gateway}:audit)"
+        )
         s.add_argument("--stream", default=None, help="stream key; overrides --gateway")
         if name == "verify":
             s.add_argument(
@@ -66,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import redis
 
-    stream = args.stream or f"kubegate:{args.gateway}:audit"
+    stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
     client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         if args.cmd == "verify":

@@ -219,6 +219,9 @@ class ModelMeta(_Model):
 class Policy(_Model):
     schema_: Literal["kubegate.dev/policy/v1"] = Field(default=POLICY_SCHEMA, alias="schema")
     gateway: str = Field(pattern=DNS_LABEL, description="Gateway this policy belongs to.")
+    namespace: str = Field(
+        default="default", pattern=DNS_LABEL, description="Namespace of that Gateway; a proxy refuses another's."
+    )
     revision: int = Field(default=0, ge=0, description="Monotonic; replicas ignore anything older.")
     tenants: list[Tenant] = Field(default_factory=list)
     budgets: list[Budget] = Field(default_factory=list)

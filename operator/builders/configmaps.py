@@ -10,6 +10,7 @@ import yaml
 from gateway_operator.builders.common import config_name, labels, metadata, policy_name
 
 from gateway_plugins.policy import Policy
+from gateway_plugins.policy.signing import PolicySigner
 
 CONFIG_KEY = "config.yaml"
 POLICY_KEY = "policy.json.gz"
@@ -27,14 +28,15 @@ def build_config_configmap(gateway: dict[str, Any], litellm_config: dict[str, An
     }
 
 
-def encode_policy(policy: Policy) -> bytes:
-    # mtime=0: the same policy always gives the same bytes, so an unchanged policy writes nothing.
-    return gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0)
+def encode_policy(policy: Policy, signer: PolicySigner) -> bytes:
+    # mtime=0 and Ed25519's deterministic signatures: the same policy always gives the same bytes, so an
+    # unchanged policy writes nothing.
+    return signer.sign(gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0))
 
 
-def build_policy_configmap(gateway: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def build_policy_configmap(gateway: dict[str, Any], policy: Policy, signer: PolicySigner) -> dict[str, Any]:
     name = gateway["metadata"]["name"]
-    blob = encode_policy(policy)
+    blob = encode_policy(policy, signer)
     if len(blob) > CONFIGMAP_LIMIT - 4096:
         raise ValueError(f"policy of Gateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
     return {

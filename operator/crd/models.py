@@ -55,14 +55,58 @@ class AutoscalingSpec(_Spec):
     )
 
 
+class RedisPersistenceSpec(_Spec):
+    enabled: bool = Field(
+        default=True,
+        description="Keep audit records and budget spend across restarts (append-only file on a "
+        "PersistentVolumeClaim); false runs Redis on an emptyDir (dev only: a restart loses everything).",
+    )
+    size: str = Field(
+        default="1Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
+        description="Requested size of the managed Redis volume.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        alias="storageClassName",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="StorageClass of the managed Redis volume; omit for the cluster default.",
+    )
+
+
 class RedisSpec(_Spec):
     mode: Literal["managed", "external"] = Field(
-        default="managed", description="managed: the operator runs Redis; external: use urlSecretRef."
+        default="managed",
+        description="managed: the operator runs Redis with a generated password; external: use urlSecretRef.",
     )
     url_secret_ref: SecretKeyRef | None = Field(
-        default=None, alias="urlSecretRef", description="Secret key holding a redis:// URL (external mode)."
+        default=None,
+        alias="urlSecretRef",
+        description="Secret key holding a redis:// or rediss:// (TLS) URL, credentials allowed (external mode).",
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="passwordSecretRef",
+        description="Secret key holding the external Redis password, if it is not in the URL (external mode).",
     )
     image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
+    persistence: RedisPersistenceSpec = Field(
+        default_factory=RedisPersistenceSpec, description="Durability of the managed Redis."
+    )
+
+
+class NetworkPolicySpec(_Spec):
+    enabled: bool = Field(
+        default=True,
+        description="Render NetworkPolicies: only this Gateway's proxies and the operator reach its managed Redis; "
+        "clients reach the proxies on the API port only. Enforced only where the cluster's network plugin does.",
+    )
+    operator_namespace: str = Field(
+        default="kubegate-system",
+        alias="operatorNamespace",
+        pattern=DNS_LABEL,
+        description="Namespace the kubegate operator runs in (allowed to reach the managed Redis).",
+    )
 
 
 class AuditSpec(_Spec):
@@ -103,6 +147,7 @@ class GatewaySpec(_Spec):
         description="spaCy model package used for NER-based PII entities (PERSON).",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
 
 
 class ModelDeployment(_Spec):

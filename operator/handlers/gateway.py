@@ -21,7 +21,7 @@ from gateway_operator import status as st
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import children, keys, redislink
+from gateway_operator.handlers import children, keys, redislink, trust
 from gateway_operator.handlers.coalesce import Coalescer
 from gateway_operator.render import render_gateway
 from kubernetes import client, config
@@ -177,14 +177,16 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     revision = int(gw_status.get("policyRevision") or 0)
     if gw_status.get("policyHash") != digest:
         revision += 1
+    # Before the link: a managed Redis's password is generated here on the Gateway's first reconcile.
+    material = trust.ensure_gateway_trust(core, gw)
     link = redislink.open_link(api_client(), gw)
     # A Gateway whose status was lost (re-created, restored by GitOps) must still climb above what Redis holds.
     if link.revision is not None and link.revision > revision:
         revision = link.revision + 1
     try:
         rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
-        written = children.sync(api_client(), build_children(gw, rendered), verify=verify)
-        published = link.publish(rendered.policy)
+        written = children.sync(api_client(), build_children(gw, rendered, material.signer), verify=verify)
+        published = link.publish(rendered.policy, material.signer)
     finally:
         link.close()
     message = "; ".join(f"{k}: {v}" for k, v in sorted(rendered.skipped.items())) or "all children applied"
@@ -196,6 +198,8 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
             "observedGeneration": gw["metadata"].get("generation"),
             "policyRevision": revision,
             "policyHash": digest,
+            # Public: lets `kubegate` and auditors check a policy document (ConfigMap, Redis) offline.
+            "policyPublicKey": material.signer.public_key_b64,
             # The Replicas and Workers printer columns.
             "scale": scale_summary(spec),
             "workers": spec.workers,

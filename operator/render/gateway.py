@@ -277,6 +277,7 @@ def render_gateway(
 
     policy = pol.Policy(
         gateway=gw,
+        namespace=gateway.metadata.namespace,
         revision=revision,
         tenants=policy_tenants,
         budgets=policy_budgets,

@@ -14,6 +14,7 @@ from litellm.proxy._types import ProxyException
 from gateway_plugins import limits, residency
 from gateway_plugins.context import RequestContext
 from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, Policy
 from gateway_plugins.policy.store import CompiledPolicy
 
@@ -132,7 +133,7 @@ async def test_downgrade_follows_chain_and_notify(redis):
     rt = make_rt(redis, policy)
     budget = policy.policy.budgets[0]
     start, _ = period_bounds(budget)
-    key = period_key(GW, budget, start)
+    key = period_key(GatewayKeys("default", GW), budget, start)
     await redis.hset(key, "spent", 200_000)
     ctx = make_ctx(policy)
     await limits.admit(ctx, req(1), rt)
