@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 from gateway_operator.builders.common import config_name, labels, metadata, policy_name
 
+from gateway_plugins.audit.checkpoint import CHECKPOINTS_KEY
 from gateway_plugins.policy import Policy
 from gateway_plugins.policy.signing import PolicySigner
 
@@ -45,3 +46,16 @@ def build_policy_configmap(gateway: dict[str, Any], policy: Policy, signer: Poli
         "metadata": metadata(policy_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "policy")),
         "binaryData": {POLICY_KEY: base64.b64encode(blob).decode()},
     }
+
+
+def checkpoints_name(gateway: str) -> str:
+    return f"{gateway}-audit-checkpoints"
+
+
+def build_checkpoint_configmap(gateway: dict[str, Any], checkpoints_json: str) -> dict[str, Any]:
+    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.audit.checkpoint``)."""
+    name = gateway["metadata"]["name"]
+    meta = metadata(
+        checkpoints_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "audit-checkpoints")
+    )
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {CHECKPOINTS_KEY: checkpoints_json}}

@@ -20,7 +20,7 @@ from gateway_plugins.policy.schema import parse_policy
 from gateway_plugins.policy.store import sign_document
 from tests.harness.echo import EchoServer
 from tests.harness.procs import free_port, stop_process, wait_until
-from tests.harness.proxy import SIGNER
+from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
 from tests.harness.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -62,6 +62,7 @@ def stack(tmp_path):
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         KUBEGATE_GATEWAY="e2e",
         KUBEGATE_POLICY_PUBLIC_KEY=SIGNER.public_key_b64,
+        KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64,
         KUBEGATE_REDIS_URL=rds.url,
         KUBEGATE_POLICY_FILE=str(tmp_path / "policy.json"),
         KUBEGATE_AUDIT_SPOOL_DIR=str(tmp_path / "spool"),
@@ -105,6 +106,7 @@ def audit(rds, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "KUBEGATE_AUDIT_KEY": AUDIT_KEY_B64},
     )
 
 

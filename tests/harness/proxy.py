@@ -10,8 +10,10 @@ key, so every data-plane test runs with policy verification on, as a cluster doe
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,8 @@ BASE_ENV = {
 }
 # One key per test run: what the operator's per-Gateway signing key is in a cluster.
 SIGNER = PolicySigner.generate()
+# Likewise the Gateway's audit HMAC key (base64), as the operator's Secret holds it.
+AUDIT_KEY_B64 = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def with_plugins(config: dict) -> dict:
@@ -84,6 +88,7 @@ class ProxyServer:
         env.update(BASE_ENV)
         env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
         env["KUBEGATE_POLICY_PUBLIC_KEY"] = self.signer.public_key_b64
+        env["KUBEGATE_AUDIT_KEY"] = AUDIT_KEY_B64
         if self.policy is not None:
             self.write_policy(self.policy)
             env["KUBEGATE_POLICY_FILE"] = str(self.policy_path)
