@@ -110,7 +110,7 @@ async def test_block_with_headers_and_failure_releases(redis):
     await limits.admit(ctx, req(100), rt)  # reserves 0.1 USD
     ctx.status = "error"
     await limits.settle(ctx, rt)
-    state = await limits.read_budget_state(redis, GW, policy.policy.budgets[0])
+    state = await limits.read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
     assert state.reserved_usd == 0 and state.spent_usd == 0
     ctx = make_ctx(policy)
     await limits.admit(ctx, req(100), rt)
@@ -138,7 +138,7 @@ async def test_downgrade_follows_chain_and_notify(redis):
     ctx = make_ctx(policy)
     await limits.admit(ctx, req(1), rt)
     assert ctx.model == "big" and ctx.decisions["budget"] == {"b1": "notify"}
-    assert (await limits.read_budget_state(redis, GW, budget)).state == "notify"
+    assert (await limits.read_budget_state(redis, GatewayKeys("default", GW), budget)).state == "notify"
     await redis.hset(key, "spent", 600_000)
     ctx = make_ctx(policy)
     await limits.admit(ctx, req(1), rt)
@@ -165,7 +165,7 @@ async def test_concurrent_overshoot_within_one_request(redis):
             await limits.settle(ctx, rt)
 
     await asyncio.gather(*(client() for _ in range(64)))
-    state = await limits.read_budget_state(redis, GW, budget)
+    state = await limits.read_budget_state(redis, GatewayKeys("default", GW), budget)
     assert state.reserved_usd == 0
     assert state.spent_usd == pytest.approx(served * 0.03)
     assert float(budget.limit_usd) <= state.spent_usd < float(budget.limit_usd) + 0.03 + 1e-9
