@@ -120,7 +120,7 @@ def state(url: str, b: Budget):
         r = aioredis.from_url(url)
         try:
             for _ in range(100):
-                st = await read_budget_state(r, GW, b)
+                st = await read_budget_state(r, GatewayKeys("default", GW), b)
                 if st.reserved_usd == 0:
                     break
                 await asyncio.sleep(0.1)
