@@ -19,11 +19,12 @@ from kubernetes import client
 
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
-from gateway_plugins.policy.store import load_document, policy_keys
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.helm.operator_process import OperatorProcess
 from tests.operator.kopf_runner import FAST_LOOPS, operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _table_row
+from tests.operator.trust import gateway_keys, published
 
 CHILD_KINDS = ("deployments", "services", "configmaps", "horizontalpodautoscalers", "poddisruptionbudgets")
 
@@ -207,7 +208,9 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         "thresholds": [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}],
     }
     budget = render_budget(crd.Budget.model_validate(_obj("Budget", "t0-b", notify_spec)))
-    redis_server.client().hincrby(period_key(gw, budget, period_bounds(budget)[0]), "spent", 6 * MICRO)
+    redis_server.client().hincrby(
+        period_key(GatewayKeys(namespace, gw), budget, period_bounds(budget)[0]), "spent", 6 * MICRO
+    )
 
     def key_secrets() -> dict[str, list]:
         items = core.list_namespaced_secret(namespace, label_selector="kubegate.dev/component=tenant-key").items
@@ -263,10 +266,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             "Reconciled": "True",
             "PolicyPublished": "True",
         }
-        doc_key, rev_key, _ = policy_keys(gw)
+        doc_key, rev_key, _ = gateway_keys(namespace, gw)
         r = redis_server.client()
         assert int(r.get(rev_key)) == status["policyRevision"]
-        assert {t.id for t in load_document(r.get(doc_key)).tenants} == set(tenants)
+        assert {t.id for t in published(custom, namespace, gw, r.get(doc_key)).tenants} == set(tenants)
         assert _get(custom, namespace, "budgets", "t0-b")["status"]["state"] == "notify"
         _wait(
             "the BudgetNotify Event",

@@ -18,8 +18,9 @@ from kubernetes import client
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
-from gateway_plugins.policy.store import load_document, policy_keys
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
+from tests.operator.trust import gateway_keys, published
 
 
 def _obj(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
@@ -116,7 +117,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"ext-{namespace}"  # Redis is shared by the session: keep the key space per test
     r = redis_server.client()
-    doc_key, rev_key, _ = policy_keys(gw_name)
+    doc_key, rev_key, _ = gateway_keys(namespace, gw_name)
     r.set(rev_key, 41)  # left by an earlier life of this Gateway (status lost): the operator must climb above it
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
     custom.create_namespaced_custom_object(
@@ -125,7 +126,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
 
     def tenants_in_redis():
         raw = r.get(doc_key)
-        return {t.id for t in load_document(raw).tenants} if raw else set()
+        return {t.id for t in published(custom, namespace, gw_name, raw).tenants} if raw else set()
 
     _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
     first = int(r.get(rev_key))
@@ -138,7 +139,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     _wait("tenant b in Redis", lambda: tenants_in_redis() == {"a", "b"})
     assert int(r.get(rev_key)) > first
     key_b = base64.b64decode(core.read_namespaced_secret("b-kubegate-key", namespace).data["api-key"]).decode()
-    policy = load_document(r.get(doc_key))
+    policy = published(custom, namespace, gw_name, r.get(doc_key))
     assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
     status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
@@ -191,7 +192,7 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     obj = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", _obj("Budget", "m", budget_spec))
     budget = render_budget(crd.Budget.model_validate(obj))
     start, _ = period_bounds(budget)
-    key = period_key(gw_name, budget, start)  # the limits engine's own key layout
+    key = period_key(GatewayKeys(namespace, gw_name), budget, start)  # the limits engine's own key layout
     r = redis_server.client()
 
     def status_state(state):
@@ -230,14 +231,14 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
     )
     r = redis_server.client()
-    doc_key = policy_keys(gw_name)[0]
+    doc_key = gateway_keys(namespace, gw_name)[0]
 
     def key() -> str:
         return base64.b64decode(core.read_namespaced_secret("t-kubegate-key", namespace).data["api-key"]).decode()
 
     def hashes_in_redis() -> list[str]:
         raw = r.get(doc_key)
-        tenants = load_document(raw).tenants if raw else []
+        tenants = published(custom, namespace, gw_name, raw).tenants if raw else []
         return [k.sha256 for t in tenants if t.id == "t" for k in t.keys]
 
     first = _wait("key Secret", lambda: _secret_key_or_none(core, namespace))
