@@ -122,7 +122,8 @@ async def _authenticate(request: object, api_key: str | None) -> UserAPIKeyAuth:
 
     tenant = rt.policy.tenant_for_key_hash(digest)
     # The dict lookup finds the candidate; the constant-time compare is the actual check.
-    if tenant is None or not any(hmac.compare_digest(k.sha256, digest) for k in tenant.keys):
+    now = time.time()  # a rotated-out key stops at its grace period's end, whatever the policy revision
+    if tenant is None or not any(hmac.compare_digest(k.sha256, digest) and k.valid_at(now) for k in tenant.keys):
         _audit_refusal(rt, route, digest, 401, "invalid_api_key")
         raise _unauthorized("Invalid API key.", "invalid")
     return UserAPIKeyAuth(

@@ -50,6 +50,14 @@ class _Model(BaseModel):
 
 class KeyRef(_Model):
     sha256: str = Field(pattern=SHA256_HEX, description="SHA-256 hex digest of the tenant key.")
+    not_after: int | None = Field(
+        default=None,
+        ge=0,
+        description="Unix time after which the key no longer authenticates (a rotated-out key in its grace period).",
+    )
+
+    def valid_at(self, now: float) -> bool:
+        return self.not_after is None or now < self.not_after
 
     @property
     def key_id(self) -> str:

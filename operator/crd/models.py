@@ -7,6 +7,7 @@ from them (``gateway_operator.crd.generate``), the operator parses objects with 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -201,8 +202,28 @@ class PiiSpec(_Spec):
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
 
 
+DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of a ``1h30m``-style duration (the pattern DURATION, as the CRD enforces it)."""
+    match = re.fullmatch(DURATION, text)
+    if match is None:
+        raise ValueError(f"not a duration like 10m or 1h30m: {text!r}")
+    h, m, s = (int(g[:-1]) if g else 0 for g in match.groups())
+    return h * 3600 + m * 60 + s
+
+
 class TenantSpec(_Spec):
     gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this tenant belongs to.")
+    key_rotation_grace_period: str = Field(
+        default="10m",
+        pattern=DURATION,
+        alias="keyRotationGracePeriod",
+        description="After a key rotation (annotation kubegate.dev/rotate-key) the old key keeps working this long "
+        "(e.g. 10m, 1h30m, 0s), so clients can switch without downtime; status.keys shows both key ids and when the "
+        "old one expires.",
+    )
     allowed_models: list[str] = Field(
         default_factory=list, alias="allowedModels", description="Public model names allowed; '*' for all."
     )

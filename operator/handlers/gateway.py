@@ -158,7 +158,8 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in mine or b["spec"]["tenant"] not in existing
     ]
     known_keys = keys.existing_key_secrets(core, ns)
-    hashes = {t["metadata"]["name"]: [keys.ensure_tenant_key(core, t, known_keys)] for t in tenants_raw}
+    tenant_keys = {t["metadata"]["name"]: keys.ensure_tenant_key(core, t, known_keys) for t in tenants_raw}
+    hashes = {name: list(k.refs) for name, k in tenant_keys.items()}
     unavailable, route_problems = secret_availability(core, ns, routes_raw)
     gateway_model = crd.Gateway.model_validate(gw)
     spec = gateway_model.spec
@@ -222,6 +223,10 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
             if conflict
             else st.ready_status(gen, True, "Rendered", f"in the policy of Gateway {name}")
         )
+        # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.
+        desired["keys"] = _keys_status(
+            (tenant.get("status") or {}).get("keys"), tenant_keys[tenant["metadata"]["name"]]
+        )
         nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
         if nonce:
             desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
@@ -238,6 +243,14 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         "revision": revision,
         "written": written,
     }
+
+
+def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
+    """The Tenant's ``status.keys`` as it should read, compared like for like with what it reads now (so an unchanged
+    reconcile writes nothing): fields kept from before (a past recreation), a null only to remove a field."""
+    current = current or {}
+    merged = {**current, **found.status}
+    return {k: v for k, v in merged.items() if v is not None or k in current}
 
 
 def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:

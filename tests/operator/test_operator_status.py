@@ -6,7 +6,8 @@ import base64
 import gzip
 import json
 import os
-from datetime import datetime
+import time
+from datetime import UTC, datetime
 
 import pytest
 from gateway_operator.crd import models as crd
@@ -20,7 +21,7 @@ from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
 from gateway_plugins.policy.keys import GatewayKeys
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
-from tests.operator.trust import gateway_keys, published
+from tests.operator.trust import gateway_keys, published, verifier_of
 
 
 def _obj(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
@@ -227,9 +228,9 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"rot-{namespace}"
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
-    )
+    # No grace period: the old key stops at once (grace periods: test_key_rotation_grace_period).
+    tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "0s"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
     r = redis_server.client()
     doc_key = gateway_keys(namespace, gw_name)[0]
 
@@ -275,6 +276,56 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     _wait("newest hash only", lambda: hashes_in_redis() == [hash_key(third)])
 
 
+def test_key_rotation_grace_period_and_deleted_secret(operator, admin_api, namespace, redis_server):
+    """Both keys in the policy during the grace period, the old one with its expiry (which the proxies enforce,
+    tests/dataplane/test_key_grace_proxy.py); status shows both ids; a deleted key Secret is an Event and status."""
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"grace-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "1h30m"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
+    r = redis_server.client()
+    doc_key = gateway_keys(namespace, gw_name)[0]
+
+    def keys_in_redis() -> dict[str, int | None]:
+        raw = r.get(doc_key)
+        tenants = published(custom, namespace, gw_name, raw).tenants if raw else []
+        return {k.sha256: k.not_after for t in tenants if t.id == "t" for k in t.keys}
+
+    def tenant_status() -> dict:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t").get("status") or {}
+
+    first = _wait("key Secret", lambda: _secret_key_or_none(core, namespace))
+    _wait("first key in Redis", lambda: keys_in_redis() == {hash_key(first): None})
+    _wait("key id in status", lambda: (tenant_status().get("keys") or {}).get("current") == hash_key(first)[:12])
+    before = int(time.time())
+    body = {"metadata": {"annotations": {gw_handlers.ROTATE_ANNOTATION: "g1"}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", body)
+    second = _wait("rotated key", lambda: (k := _secret_key_or_none(core, namespace)) != first and k)
+    after = int(time.time())
+    both = _wait("both keys in Redis", lambda: k if len(k := keys_in_redis()) == 2 else None)
+    assert both[hash_key(second)] is None
+    expiry = both[hash_key(first)]
+    assert before + 5400 <= expiry <= after + 5400
+    keys_status = _wait("status with both ids", lambda: (s := tenant_status().get("keys") or {}).get("previous") and s)
+    assert keys_status == {
+        "current": hash_key(second)[:12],
+        "previous": hash_key(first)[:12],
+        "previousExpiresAt": datetime.fromtimestamp(expiry, UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+    # The key Secret is deleted by accident: a new key, a Warning Event and the status say so.
+    core.delete_namespaced_secret("t-kubegate-key", namespace)
+    third = _wait("a new key", lambda: (k := _secret_key_or_none(core, namespace)) not in (None, second) and k)
+    _wait("KeySecretRecreated event", lambda: "KeySecretRecreated" in _events(core, namespace, "t"))
+    recreated = _wait("status says so", lambda: (tenant_status().get("keys") or {}).get("secretRecreated"))
+    assert hash_key(second)[:12] in recreated and hash_key(third)[:12] in recreated and "no longer works" in recreated
+    _wait("only the new key in Redis", lambda: keys_in_redis() == {hash_key(third): None})
+
+
 def _secret_key_or_none(core, ns: str) -> str | None:
     try:
         secret = core.read_namespaced_secret("t-kubegate-key", ns)
@@ -288,4 +339,5 @@ def _cm_policy(core, ns: str, gateway: str) -> dict | None:
         cm = core.read_namespaced_config_map(f"{gateway}-policy", ns)
     except client.ApiException:
         return None
-    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"])))
+    blob = base64.b64decode(cm.binary_data["policy.json.gz"])
+    return json.loads(gzip.decompress(verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway).open(blob)))
