@@ -8,6 +8,7 @@ process it started.
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import secrets
@@ -207,9 +208,15 @@ def run(args: argparse.Namespace) -> int:
         # A fresh signing key per run, as the operator keeps one per Gateway: the proxy verifies what it loads.
         signer = PolicySigner.generate()
         policy_path.write_bytes(sign_document(rendered.policy, signer))
+        # The audit key outlives a run, like the local Redis's data: `kubegate audit verify --key-file` it.
+        audit_key = state / "audit.key"
+        if not audit_key.exists():
+            audit_key.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+            audit_key.chmod(0o600)
         env.update(
             KUBEGATE_GATEWAY=gateway.metadata.name,
             KUBEGATE_NAMESPACE=rendered.policy.namespace,
+            KUBEGATE_AUDIT_KEY=audit_key.read_text().strip(),
             KUBEGATE_POLICY_PUBLIC_KEY=signer.public_key_b64,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
