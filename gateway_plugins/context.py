@@ -44,6 +44,9 @@ class RequestContext:
     status: str = "pending"
     http_status: int | None = None
     finished: bool = False
+    # Set by the front door: the accepted request's contract facts, and whether its response has ended.
+    contract: Any = None
+    response_done: bool = False
 
 
 class ContextRegistry:

@@ -43,14 +43,18 @@ def _text_of(content: Any) -> str:
 
 
 def echo_text(body: dict) -> str:
-    """The answer: the last message's text (chat) or the prompt (completions)."""
+    """The answer: the last message's text (chat) or the prompt (completions), never longer than
+    ``max_tokens`` allows (as a real model), so usage and cost stay within what the gateway reserved."""
     messages = body.get("messages")
     if isinstance(messages, list) and messages:
-        return _text_of(messages[-1].get("content"))
-    prompt = body.get("prompt")
-    if isinstance(prompt, list):
-        return "\n".join(str(p) for p in prompt)
-    return str(prompt or "")
+        text = _text_of(messages[-1].get("content"))
+    else:
+        prompt = body.get("prompt")
+        text = "\n".join(str(p) for p in prompt) if isinstance(prompt, list) else str(prompt or "")
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    if isinstance(limit, int) and limit > 0:
+        text = text[: limit * 4]
+    return text
 
 
 def _prompt_text(body: dict) -> str:
@@ -200,6 +204,11 @@ class EchoApp:
         if path in ("/health", "/_health"):
             return await _json(send, 200, {"ok": True})
 
+        pace = 0
+        if path.startswith("/pace/"):
+            # /pace/<ms>/...: that long between streamed frames, so a client can leave mid-stream.
+            _, _, ms, rest = path.split("/", 3)
+            pace, path = int(ms), "/" + rest
         route, status, delay = parse_fault_path(path)
         if route.startswith("/v1/"):
             route = route[3:]
@@ -222,7 +231,7 @@ class EchoApp:
 
         if route == "/chat/completions" and method == "POST":
             if body.get("stream"):
-                return await _sse(send, chat_stream_chunks(body))
+                return await _sse(send, chat_stream_chunks(body), pace)
             return await _json(send, 200, chat_response(body))
         if route == "/completions" and method == "POST":
             return await _json(send, 200, completion_response(body))
@@ -245,10 +254,12 @@ async def _json(send: Any, status: int, payload: Any) -> None:
     await send({"type": "http.response.body", "body": data})
 
 
-async def _sse(send: Any, frames: list[bytes]) -> None:
+async def _sse(send: Any, frames: list[bytes], pace_ms: int = 0) -> None:
     await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/event-stream")]})
     for frame in frames:
         await send({"type": "http.response.body", "body": frame, "more_body": True})
+        if pace_ms:
+            await asyncio.sleep(pace_ms / 1000)
     await send({"type": "http.response.body", "body": b""})
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from collections.abc import AsyncGenerator
 from decimal import Decimal
 from typing import Any
@@ -26,12 +25,11 @@ from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 from gateway_plugins import limits, metrics, pii, residency
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
-from gateway_plugins.errors import openai_error
+from gateway_plugins.errors import openai_error, replacement_error
+from gateway_plugins.outcome import finalize
 from gateway_plugins.runtime import Runtime, current_runtime, get_runtime
 
 log = logging.getLogger("kubegate.hooks")
-
-_FINAL, _DELIVERED = 1, 2
 
 
 def _tenant_id(user: UserAPIKeyAuth) -> str | None:
@@ -55,6 +53,12 @@ def _reason_of(exc: BaseException) -> str:
     return str(getattr(exc, "openai_code", None) or getattr(exc, "type", None) or "error")
 
 
+def _is_upstream_auth_failure(exc: BaseException) -> bool:
+    import litellm
+
+    return isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError))
+
+
 def _usage_of(response: Any) -> tuple[int, int]:
     usage = getattr(response, "usage", None)
     if usage is None and isinstance(response, dict):
@@ -66,59 +70,19 @@ def _usage_of(response: Any) -> tuple[int, int]:
 
 
 class KubegateHooks(CustomLogger):
-    def __init__(self) -> None:
-        super().__init__()
-        self._marks: dict[str, int] = {}
-
     # -- helpers ------------------------------------------------------------------------------
 
-    def _finalize(self, rt: Runtime, ctx: RequestContext) -> None:
-        """Write the audit record and metrics once per request."""
-        if ctx.finished:
-            return
-        ctx.finished = True
-        policy = rt.policy
-        tenant = metrics.bounded_tenant(policy, ctx.tenant.id)
-        outcome = ctx.status if ctx.status in metrics.OUTCOMES else "error"
-        metrics.REQUESTS.labels(
-            tenant,
-            metrics.bounded_model(policy, ctx.requested_model),
-            metrics.bounded_model(policy, ctx.served_model),
-            metrics.bounded_region(policy, ctx.region),
-            outcome,
-        ).inc()
-        if outcome == "refused":
-            metrics.REFUSALS.labels(tenant, metrics.bounded_reason(ctx.decisions.get("refusal"))).inc()
-        if ctx.prompt_tokens or ctx.completion_tokens:
-            model = metrics.bounded_model(policy, ctx.served_model)
-            metrics.TOKENS.labels(tenant, model, "prompt").inc(ctx.prompt_tokens)
-            metrics.TOKENS.labels(tenant, model, "completion").inc(ctx.completion_tokens)
-        if ctx.cost_usd:
-            metrics.COST.labels(tenant, metrics.bounded_model(policy, ctx.served_model)).inc(ctx.cost_usd)
-        try:
-            record = rt.build_audit_record(ctx)
-            if record:
-                rt.audit.submit(record)
-        except Exception:  # an audit bug must not turn a served answer into an error
-            log.exception("building the audit record failed for request %s", ctx.request_id)
-
-    def _mark(self, rt: Runtime, request_id: str, bit: int) -> None:
-        marks = self._marks.get(request_id, 0) | bit
-        if marks == _FINAL | _DELIVERED:
-            self._marks.pop(request_id, None)
-            rt.contexts.pop(request_id)
-        else:
-            self._marks[request_id] = marks
-            if len(self._marks) > 100_000:  # leak guard for requests that never finish (client gone)
-                self._marks.pop(next(iter(self._marks)))
+    def _done(self, rt: Runtime, ctx: RequestContext) -> None:
+        """Finalize; the context leaves the registry once the front door has also seen the response end."""
+        finalize(rt, ctx)
+        if ctx.response_done:
+            rt.contexts.pop(ctx.request_id)
 
     def _refuse(self, rt: Runtime, ctx: RequestContext, exc: BaseException) -> None:
         ctx.status = "refused"
         ctx.http_status = _status_of(exc)
         ctx.decisions.setdefault("refusal", _reason_of(exc))
-        self._finalize(rt, ctx)
-        rt.contexts.pop(ctx.request_id)
-        self._marks.pop(ctx.request_id, None)
+        self._done(rt, ctx)
 
     # -- hooks --------------------------------------------------------------------------------
 
@@ -127,26 +91,17 @@ class KubegateHooks(CustomLogger):
     ) -> dict:
         started = time.perf_counter()
         rt = await get_runtime()
-        tenant = rt.policy.tenants.get(_tenant_id(user_api_key_dict) or "")
-        if tenant is None:
+        # The front door created the context under the call id it chose; a request without one did not
+        # come through it.
+        ctx = rt.contexts.get(data.get("litellm_call_id"))
+        if ctx is None or ctx.tenant.id != _tenant_id(user_api_key_dict) or ctx.contract is None:
             raise openai_error(401, "Invalid API key.", code="invalid_api_key", type_="authentication_error")
-        request_id = data.get("litellm_call_id") or str(uuid.uuid4())
-        data["litellm_call_id"] = request_id
-        if rt.contexts.get(request_id) is not None:
-            # Clients can set x-litellm-call-id; never let one request reach another's context.
-            raise openai_error(400, "Duplicate request id.", code="duplicate_request_id", param="x-litellm-call-id")
+        if ctx.status != "pending":
+            raise openai_error(400, "Duplicate request id.", code="duplicate_request_id")
         requested = str(data.get("model") or "")
-        ctx = RequestContext(
-            request_id=request_id,
-            tenant=tenant,
-            key_id=str(user_api_key_dict.api_key or ""),
-            requested_model=requested,
-            call_type=str(call_type),
-            model=requested,
-        )
-        rt.contexts.put(ctx)
+        ctx.requested_model = ctx.model = requested
         try:
-            if not tenant.allows_model(requested):
+            if not ctx.tenant.allows_model(requested):
                 raise openai_error(
                     403, f"Model {requested!r} is not allowed for this key.", code="model_not_allowed", param="model"
                 )
@@ -160,18 +115,27 @@ class KubegateHooks(CustomLogger):
             await pii.mask_request(ctx, data, str(call_type), rt)
             metrics.STAGE_LATENCY.labels("pii").observe(time.perf_counter() - t3)
         except ProxyException as exc:
+            await self._release(rt, ctx)
             self._refuse(rt, ctx, exc)
             raise
         except Exception as exc:
+            await self._release(rt, ctx)
             ctx.status = "error"
             ctx.http_status = 500
             ctx.decisions.setdefault("error", type(exc).__name__)
-            self._finalize(rt, ctx)
-            rt.contexts.pop(request_id)
+            self._done(rt, ctx)
             raise
         finally:
             metrics.STAGE_LATENCY.labels("pre_call").observe(time.perf_counter() - started)
         return data
+
+    async def _release(self, rt: Runtime, ctx: RequestContext) -> None:
+        """A request refused after its reservation was made (residency, PII) releases it at once."""
+        try:
+            ctx.status = "refused"
+            await limits.settle(ctx, rt)
+        except Exception:
+            log.exception("releasing the budget reservation failed for request %s", ctx.request_id)
 
     async def async_filter_deployments(
         self,
@@ -217,23 +181,32 @@ class KubegateHooks(CustomLogger):
         if ctx is None or ctx.finished:
             return None
         ctx.http_status = _status_of(original_exception)
-        try:
-            # Release the budget/tpm reservation: a failed or refused call costs only what LiteLLM billed.
-            await limits.settle(ctx, rt)
-        except Exception:
-            log.exception("releasing the budget reservation failed for request %s", ctx.request_id)
         if isinstance(original_exception, ProxyException) and ctx.status == "pending":
+            await self._release(rt, ctx)
             self._refuse(rt, ctx, original_exception)
             return None
         ctx.status = "upstream_error"
         ctx.decisions.setdefault("error", type(original_exception).__name__)
-        self._finalize(rt, ctx)
-        self._mark(rt, ctx.request_id, _FINAL)
-        if ctx.allowed_regions:
+        try:
+            # Release the budget/tpm reservation: a failed call costs only what LiteLLM billed.
+            await limits.settle(ctx, rt)
+        except Exception:
+            log.exception("releasing the budget reservation failed for request %s", ctx.request_id)
+        replacement = None
+        if _is_upstream_auth_failure(original_exception):
+            # The platform's own provider credential was refused: not the tenant's fault, and not a 401 that
+            # would tell the tenant its key is wrong.
+            ctx.http_status = 502
+            ctx.decisions["error"] = "upstream_auth_failed"
+            replacement = replacement_error(
+                502, "the gateway's upstream credentials were refused by the provider", code="upstream_auth_failed"
+            )
+        elif ctx.allowed_regions:
             # Every in-region deployment failed (retries and in-region fallbacks included): say so, and that
             # the request was kept in region, instead of passing on the last upstream's message.
-            return residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
-        return None
+            replacement = residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
+        self._done(rt, ctx)
+        return replacement
 
     async def async_log_success_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         rt = current_runtime()
@@ -248,8 +221,7 @@ class KubegateHooks(CustomLogger):
             await limits.settle(ctx, rt)
         except Exception:
             log.exception("settling the budget failed for request %s", ctx.request_id)
-        self._finalize(rt, ctx)
-        self._mark(rt, ctx.request_id, _FINAL)
+        self._done(rt, ctx)
         metrics.STAGE_LATENCY.labels("log").observe(time.perf_counter() - started)
 
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
@@ -278,7 +250,6 @@ class KubegateHooks(CustomLogger):
         if ctx.region:
             headers.setdefault("x-kubegate-region", ctx.region)
         headers.setdefault("x-kubegate-request-id", ctx.request_id)
-        self._mark(rt, ctx.request_id, _DELIVERED)
         return headers
 
     # -- response facts -----------------------------------------------------------------------
@@ -324,17 +295,14 @@ class KubegateHooks(CustomLogger):
 proxy_handler_instance = KubegateHooks()
 
 
-def _mount_routes() -> None:
-    """Expose /metrics on the proxy app when LiteLLM imports this module while loading its config."""
-    import sys
+def _install() -> None:
+    """Put the front door around the proxy app when LiteLLM imports this module while loading its config,
+    and serve /metrics on its own port (never on the tenant port)."""
+    from gateway_plugins.contract.front_door import install_on_proxy
+    from gateway_plugins.metrics_server import serve_metrics_from_settings
 
-    server = sys.modules.get("litellm.proxy.proxy_server")
-    app = getattr(server, "app", None) if server else None
-    if app is not None:
-        from gateway_plugins.settings import load_settings
-
-        if load_settings().metrics_enabled:
-            metrics.mount_metrics_route(app)
+    install_on_proxy()
+    serve_metrics_from_settings()
 
 
-_mount_routes()
+_install()

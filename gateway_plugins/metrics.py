@@ -1,8 +1,8 @@
-"""Prometheus metrics of the data plane, served by our own ``/metrics`` route on the proxy.
+"""Prometheus metrics of the data plane, served on their own port (``gateway_plugins.metrics_server``).
 
 Label values come only from bounded sets: tenant ids and model names known to the policy in force,
-anything else becomes ``other``. With several workers set ``PROMETHEUS_MULTIPROC_DIR`` (the route
-then aggregates every worker's files).
+anything else becomes ``other``. With several workers set ``PROMETHEUS_MULTIPROC_DIR`` (the metrics
+port then serves every worker's files added up).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from gateway_plugins.policy.store import CompiledPolicy
 
 OTHER = "other"
-OUTCOMES = frozenset({"success", "refused", "upstream_error", "error"})
+OUTCOMES = frozenset({"success", "refused", "upstream_error", "error", "incomplete"})
 STAGES = ("auth", "pre_call", "limits", "residency", "pii", "post_call", "log")
 
 REQUESTS = Counter(
@@ -75,6 +75,25 @@ _REASONS = frozenset(
         "redis_unavailable",
         "duplicate_request_id",
         "bad_request",
+        "rate_limit_rpm",
+        "rate_limit_tpm",
+        "limits_unavailable",
+        "residency_unavailable",
+        "missing_api_key",
+        "route_not_allowed",
+        "method_not_allowed",
+        "request_too_large",
+        "invalid_json",
+        "invalid_body",
+        "unsupported_field",
+        "missing_field",
+        "invalid_field",
+        "too_many_items",
+        "string_too_long",
+        "request_too_deep",
+        "content_not_inspectable",
+        "pii_text_too_large",
+        "pii_busy",
     }
 )
 
@@ -161,28 +180,4 @@ def _alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    return True
-
-
-_mounted: set[int] = set()
-
-
-def mount_metrics_route(app: object) -> bool:
-    """Add ``GET /metrics`` to the proxy's FastAPI app (LiteLLM's own needs its enterprise callback).
-
-    Inserted at the front of the route table so it wins over any LiteLLM route of the same path.
-    """
-    from fastapi.responses import Response
-    from starlette.routing import Route
-
-    if id(app) in _mounted:
-        return False
-
-    async def metrics_endpoint(request: object) -> Response:
-        body, content_type = render_latest()
-        return Response(content=body, media_type=content_type)
-
-    router = app.router  # type: ignore[attr-defined]
-    router.routes.insert(0, Route("/metrics", metrics_endpoint, methods=["GET"], include_in_schema=False))
-    _mounted.add(id(app))
     return True

@@ -1,8 +1,9 @@
 """Data-residency routing: a restricted tenant's request only ever reaches deployments in its regions.
 
 First line: ``route`` rewrites ``data['model']`` to the regional group ``{model}@{region}`` of the first
-allowed region that has one, and sets per-request ``fallbacks`` to the other allowed regions' groups
-(router-level fallbacks are rendered per region, so they cannot leave it).
+allowed region that has one, with a fallback chain of in-region groups only (router-level fallbacks are
+rendered per region too, so they cannot leave it either). Clients cannot send ``fallbacks``: the
+request contract refuses the field.
 Second line: ``filter_for_request`` drops every deployment whose region is not allowed. NOTE for
 data-plane-core: ``KubegateHooks.async_filter_deployments`` (defined on the registered class itself,
 LiteLLM looks only there) must call it; Router 1.103.7 calls that hook in ``_async_get_healthy_deployments``
@@ -43,7 +44,12 @@ def unavailable_after_failures(ctx: RequestContext, status: int, upstream_error:
 
 
 def route(ctx: RequestContext, data: dict, policy: CompiledPolicy) -> None:
-    """Rewrite ``data['model']`` to the in-region LiteLLM group(s) for ``ctx.model``."""
+    """Rewrite ``data['model']`` to the in-region LiteLLM group(s) for ``ctx.model``.
+
+    The fallback chain stays inside the tenant's regions: the model in each allowed region, then the
+    model's own fallbacks in each allowed region. It is set per request only when there is more than one
+    group; otherwise the router's rendered fallbacks (in-region by construction) keep running.
+    """
     allowed = tuple(ctx.tenant.allowed_regions)
     ctx.allowed_regions = allowed
     if not allowed:
@@ -51,16 +57,22 @@ def route(ctx: RequestContext, data: dict, policy: CompiledPolicy) -> None:
         data["model"] = ctx.model
         return
     meta = policy.models.get(ctx.model)
-    groups = [meta.regional_groups[r] for r in allowed if meta is not None and r in meta.regional_groups]
-    if not groups:
+    if meta is None:
         ctx.decisions["residency"] = {"allowed": list(allowed), "result": "unavailable"}
         raise _unavailable(ctx.model, allowed)
-    ctx.route_group = groups[0]
-    data["model"] = groups[0]
-    # Client-supplied fallbacks could name any group: replace them, never merge.
-    data["fallbacks"] = groups[1:]
-    data.pop("context_window_fallback_dict", None)
-    ctx.decisions["residency"] = {"allowed": list(allowed), "group": groups[0]}
+    chain = [meta.regional_groups[r] for r in allowed if r in meta.regional_groups]
+    if not chain:
+        ctx.decisions["residency"] = {"allowed": list(allowed), "result": "unavailable"}
+        raise _unavailable(ctx.model, allowed)
+    for fallback in meta.fallbacks:
+        fb = policy.models.get(fallback)
+        if fb is not None:
+            chain += [fb.regional_groups[r] for r in allowed if r in fb.regional_groups]
+    ctx.route_group = chain[0]
+    data["model"] = chain[0]
+    if len(chain) > 1:
+        data["fallbacks"] = chain[1:]
+    ctx.decisions["residency"] = {"allowed": list(allowed), "group": chain[0]}
 
 
 def deployment_region(policy: CompiledPolicy, deployment: dict[str, Any]) -> str | None:

@@ -5,9 +5,13 @@ See ``tests/harness/README.md``.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 
 import pytest
+
+# Tests that import LiteLLM in this process (its route table, its Router) must never fetch its price map.
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from gateway_plugins.policy.schema import Policy
 from tests.harness.echo import EchoServer

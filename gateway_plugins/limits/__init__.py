@@ -22,13 +22,13 @@ from gateway_plugins import metrics
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.limits.state import BudgetState, read_budget_state, state_for
-from gateway_plugins.policy.schema import Budget, BudgetAction
+from gateway_plugins.policy.schema import DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
     from gateway_plugins.runtime import Runtime
 
-__all__ = ["BudgetState", "admit", "read_budget_state", "settle"]
+__all__ = ["BudgetState", "admit", "estimate_tokens", "read_budget_state", "reserved_usd", "settle"]
 
 log = logging.getLogger("kubegate.limits")
 
@@ -42,8 +42,6 @@ def openai_error(*args: Any, **kwargs: Any) -> Exception:
 
 
 MICRO = 1_000_000
-DEFAULT_COMPLETION_TOKENS = 1024
-CHARS_PER_TOKEN = 4  # cheap upper-ish prompt estimate; real tokens replace it at settle
 
 
 @dataclass(slots=True)
@@ -55,18 +53,32 @@ class Reservation:
     settled: bool = False
 
 
-def _estimate_tokens(data: dict) -> tuple[int, int]:
-    chars = 0
-    for msg in data.get("messages") or ():
-        content = msg.get("content") if isinstance(msg, dict) else None
-        if isinstance(content, str):
-            chars += len(content)
-        elif isinstance(content, list):
-            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
-    if isinstance(data.get("prompt"), str):
-        chars += len(data["prompt"])
-    out = data.get("max_completion_tokens") or data.get("max_tokens") or DEFAULT_COMPLETION_TOKENS
-    return math.ceil(chars / CHARS_PER_TOKEN) + 1, int(out)
+def estimate_tokens(ctx: RequestContext, policy: Any) -> tuple[int, int]:
+    """Worst-case (input, output) tokens of an accepted request, for the reservation.
+
+    Input: the body's size in bytes. Byte-level BPE tokenizers never produce more tokens than bytes, and
+    every billed input (messages, tools and their schemas, list prompts, embedding inputs) is inside the
+    body, so this bounds every shape the contract accepts without parsing any of them again.
+    Output: ``max_tokens`` (validated >= 1 and within the model's maximum) or else the model's maximum,
+    times the number of choices (``n``/``best_of``); zero for endpoints that produce no output.
+    """
+    contract = ctx.contract
+    if contract is None:  # not through the front door: nothing is admitted without one
+        raise RuntimeError("request has no contract facts")
+    if not contract.endpoint.produces_output:
+        return contract.body_bytes, 0
+    meta = policy.models.get(ctx.requested_model)
+    ceiling = meta.max_output_tokens if meta is not None else DEFAULT_MAX_OUTPUT_TOKENS
+    per_choice = min(contract.max_tokens or ceiling, ceiling)
+    return contract.body_bytes, per_choice * contract.choices
+
+
+def reserved_usd(ctx: RequestContext) -> float:
+    """What the request reserved (its worst case), in USD."""
+    res = ctx.reservation
+    if isinstance(res, Reservation) and res.est_micro:
+        return res.est_micro[0] / MICRO
+    return 0.0
 
 
 def _estimate_usd(policy: Any, model: str, prompt_tokens: int, completion_tokens: int) -> float:
@@ -138,7 +150,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     gw = policy.keys
     rpm_key = gw.rate(tenant.id, "rpm", minute)
     tpm_key = gw.rate(tenant.id, "tpm", minute)
-    p_tok, c_tok = _estimate_tokens(data)
+    p_tok, c_tok = estimate_tokens(ctx, policy)
     est_usd = _estimate_usd(policy, ctx.requested_model, p_tok, c_tok)
     model_meta = policy.models.get(ctx.requested_model)
     free = 1 if model_meta is not None and model_meta.zero_price else 0

@@ -10,15 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from gateway_plugins import metrics
+from gateway_plugins.contract.text import text_slots
 from gateway_plugins.errors import openai_error
 from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, analyze_texts
 from gateway_plugins.pii.restore import Restorer, StreamRestorer, restore_whole
-from gateway_plugins.pii.slots import text_slots
-from gateway_plugins.pii.transform import PiiState, blocked_types, rewrite
+from gateway_plugins.pii.transform import PiiState, blocked_types, count_detections, rewrite
 from gateway_plugins.policy.schema import PiiPolicy
 
 if TYPE_CHECKING:
@@ -59,50 +60,111 @@ def _refuse_unavailable(ctx: RequestContext, reason: str) -> Exception:
     )
 
 
+# Analyses one tenant may have running in this process at once: with the pool's two workers, one tenant's
+# flood of large prompts can hold at most one, and the other stays free for everyone else.
+PER_TENANT_ANALYSES = max(1, EXECUTOR._max_workers - 1)
+_slots: dict[str, asyncio.Semaphore] = {}
+
+
+def _slot(tenant_id: str) -> asyncio.Semaphore:
+    sem = _slots.get(tenant_id)
+    if sem is None:
+        sem = _slots[tenant_id] = asyncio.Semaphore(PER_TENANT_ANALYSES)
+    return sem
+
+
+class _Busy(Exception):
+    pass
+
+
+async def _analyse(tenant_id: str, texts: list[str], policy: PiiPolicy) -> list:
+    """Run the analysis in the pool within ``policy.timeout_ms`` (waiting for the tenant's slot included).
+
+    The slot is given back only when the worker thread really ends, and a caller that times out or goes
+    away sets the cancel flag, which the analysis checks between texts and windows: abandoned work stops
+    within one window instead of running on and starving the pool.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + policy.timeout_ms / 1000
+    sem = _slot(tenant_id)
+    try:
+        await asyncio.wait_for(sem.acquire(), timeout=policy.timeout_ms / 1000)
+    except TimeoutError:
+        raise _Busy from None
+    cancel = threading.Event()
+    try:
+        fut = loop.run_in_executor(EXECUTOR, analyze_texts, texts, policy, cancel)
+    except BaseException:
+        sem.release()
+        raise
+    fut.add_done_callback(lambda f: (sem.release(), f.cancelled() or f.exception()))
+    try:
+        return await asyncio.wait_for(asyncio.shield(fut), timeout=max(0.001, deadline - loop.time()))
+    except BaseException:
+        cancel.set()
+        raise
+
+
 async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runtime | None = None) -> None:
-    """Mask (or block on) PII in every text of ``data`` per ``ctx.tenant.pii``; no-op without a policy."""
+    """Mask (or block on) PII in every text value of the tenant's request per ``ctx.tenant.pii``.
+
+    Deny by default: every string of the contract fields is analysed except the few the contract makes
+    structural (``gateway_plugins.contract.text``). No-op for a tenant without a PII policy.
+    """
     policy = ctx.tenant.pii
     if policy is None:
         return
-    slots = text_slots(data)
+    fields = ctx.contract.endpoint.fields if ctx.contract is not None else None
+    found = text_slots(data, fields)
+    slots = found.slots
     texts = [container[key] for container, key in slots]
-    if not any(texts):
+    analysed = texts + found.keys
+    if not any(analysed):
         ctx.decisions["pii"] = {"counts": {}, "actions": {}, "failed_open": False}
         return
+    total = sum(len(t) for t in analysed)
+    if total > policy.max_text_chars:
+        ctx.decisions["pii"] = {"counts": {}, "actions": {}, "failed_open": False, "error": "too_large"}
+        raise openai_error(
+            413,
+            f"The request has more text ({total} characters) than this key's PII policy analyses "
+            f"({policy.max_text_chars}); it was not forwarded.",
+            code="pii_text_too_large",
+        )
     try:
         # The engine build (seconds for a spaCy model) is not the request's analysis: don't time it out.
         await warm_up(policy.nlp_model if _needs_ner(policy) else None)
-        loop = asyncio.get_running_loop()
-        spans = await asyncio.wait_for(
-            loop.run_in_executor(EXECUTOR, analyze_texts, texts, policy), timeout=policy.timeout_ms / 1000
+        all_spans = await _analyse(ctx.tenant.id, analysed, policy)
+    except Exception as exc:  # any failure of analysis, PiiAnalysisError, busy slot and timeouts included
+        reason = (
+            "timeout" if isinstance(exc, TimeoutError) else "busy" if isinstance(exc, _Busy) else type(exc).__name__
         )
-    except Exception as exc:  # any failure of analysis, PiiAnalysisError and timeouts included
-        reason = "timeout" if isinstance(exc, TimeoutError) else type(exc).__name__
         # Log the failure class only: exception text from a recognizer could quote the prompt.
         log.warning("PII analysis failed for request %s: %s", ctx.request_id, reason)
         if not policy.fail_open:
             raise _refuse_unavailable(ctx, reason) from None
         ctx.decisions["pii"] = {"counts": {}, "actions": {}, "failed_open": True, "error": reason}
         return
-
-    blocked = blocked_types(spans, policy.entities)
-    if blocked:
-        counts = {}
-        for per_text in spans:
-            for s in per_text:
-                if s.entity in blocked:
-                    counts[s.entity] = counts.get(s.entity, 0) + 1
-        ctx.pii_counts.update(counts)
+    spans, key_spans = all_spans[: len(texts)], all_spans[len(texts) :]
+    detected = count_detections(all_spans, policy.entities)
+    blocked = blocked_types(all_spans, policy.entities)
+    # Property names of tool and response schemas cannot be masked (the model's arguments would no longer
+    # match them): PII there refuses the request like a blocked type.
+    in_keys = sorted({e for s in key_spans for span in s for e in span.entities if e in policy.entities})
+    if blocked or in_keys:
+        refused = sorted(set(blocked) | set(in_keys))
+        ctx.pii_counts.update(detected)
         ctx.decisions["pii"] = {
-            "counts": counts,
-            "actions": {e: "block" for e in blocked},
+            "counts": detected,
+            "actions": {e: "block" for e in refused},
             "failed_open": False,
-            "blocked": blocked,
+            "blocked": refused,
         }
-        metrics.record_pii(rt.policy if rt else None, ctx.tenant.id, counts, ctx.decisions["pii"]["actions"])
+        metrics.record_pii(rt.policy if rt else None, ctx.tenant.id, detected, ctx.decisions["pii"]["actions"])
+        where = " (in a schema property name)" if in_keys and not blocked else ""
         raise openai_error(
             400,
-            f"The request contains PII that this key's policy does not allow to be sent: {', '.join(blocked)}.",
+            f"The request contains PII that this key's policy does not allow to be sent{where}: {', '.join(refused)}.",
             code="pii_blocked",
         )
 
@@ -110,9 +172,9 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
     for (container, key), text, per_text in zip(slots, texts, spans, strict=True):
         if per_text:
             container[key] = rewrite(text, per_text, policy.entities, state)
-    ctx.pii_counts.update(state.counts)
+    ctx.pii_counts.update(detected)
     ctx.decisions["pii"] = {
-        "counts": dict(state.counts),
+        "counts": detected,
         "actions": {e: str(policy.entities[e]) for e in state.counts},
         "failed_open": False,
     }

@@ -56,6 +56,22 @@ class Span:
     end: int
     entity: str
     score: float
+    # Other entity types recognised on overlapping characters: the strictest action of all of them applies.
+    also: tuple[str, ...] = ()
+
+    @property
+    def entities(self) -> tuple[str, ...]:
+        return (self.entity, *self.also)
+
+
+class AnalysisCancelled(RuntimeError):
+    """The caller gave up (timeout, client gone): the rest of the analysis is not worth running."""
+
+
+# Long texts are analysed in windows so an abandoned analysis stops within one window, and a window's
+# overlap is longer than any structured entity, so none is lost on a boundary.
+WINDOW_CHARS = 8192
+WINDOW_OVERLAP = 512
 
 
 def _offline_email_recognizer():
@@ -232,15 +248,26 @@ _SPECIFICITY = {"CREDIT_CARD": 3, "IBAN_CODE": 3, "EMAIL_ADDRESS": 3, "US_SSN": 
 
 
 def _resolve_overlaps(spans: list[Span]) -> tuple[Span, ...]:
-    # Then highest score, then longest; two placeholders may never share characters.
+    # Then highest score, then longest; two placeholders may never share characters. The losers' entity
+    # types stay on the winner (``also``), so their actions are still weighed.
     chosen: list[Span] = []
+    also: dict[int, set[str]] = {}
     for span in sorted(spans, key=lambda s: (-_SPECIFICITY.get(s.entity, 1), -s.score, s.start - s.end)):
-        if all(span.end <= c.start or span.start >= c.end for c in chosen):
+        overlapping = [i for i, c in enumerate(chosen) if not (span.end <= c.start or span.start >= c.end)]
+        if not overlapping:
             chosen.append(span)
-    return tuple(sorted(chosen, key=lambda s: s.start))
+            continue
+        for i in overlapping:
+            if span.entity != chosen[i].entity:
+                also.setdefault(i, set()).add(span.entity)
+    out = [
+        Span(c.start, c.end, c.entity, c.score, tuple(sorted(also[i] | set(c.also)))) if i in also else c
+        for i, c in enumerate(chosen)
+    ]
+    return tuple(sorted(out, key=lambda s: s.start))
 
 
-def analyze_text(text: str, policy: PiiPolicy, fp: str) -> tuple[Span, ...]:
+def analyze_text(text: str, policy: PiiPolicy, fp: str, cancel: threading.Event | None = None) -> tuple[Span, ...]:
     """Entity spans in ``text`` per ``policy``; cached by content hash."""
     key = SpanCache.key(fp, text)
     cached = CACHE.get(key)
@@ -249,6 +276,28 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str) -> tuple[Span, ...]:
     _check_fault(policy)
     if policy.language != "en":
         raise PiiAnalysisError(f"pii.language {policy.language!r} is not supported (only 'en')")
+    if len(text) <= WINDOW_CHARS:
+        spans = _analyze_window(text, policy)
+    else:
+        found: list[Span] = []
+        step = WINDOW_CHARS - WINDOW_OVERLAP
+        for offset in range(0, len(text), step):
+            if cancel is not None and cancel.is_set():
+                raise AnalysisCancelled
+            window = text[offset : offset + WINDOW_CHARS]
+            found += [
+                Span(s.start + offset, s.end + offset, s.entity, s.score, s.also)
+                for s in _analyze_window(window, policy)
+            ]
+            if offset + WINDOW_CHARS >= len(text):
+                break
+        # The same entity seen in two overlapping windows is one span; different ones are weighed as above.
+        spans = _resolve_overlaps(list({(s.start, s.end, s.entity): s for s in found}.values()))
+    CACHE.put(key, spans)
+    return spans
+
+
+def _analyze_window(text: str, policy: PiiPolicy) -> tuple[Span, ...]:
     wanted = []
     ner = False
     for entity in policy.entities:
@@ -259,23 +308,27 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str) -> tuple[Span, ...]:
         else:
             wanted.append(entity)
             ner = ner or entity in NER_ENTITIES or entity == "DATE_TIME"
-    spans: tuple[Span, ...] = ()
-    if wanted:
-        analyzer = ENGINES.analyzer()
-        artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en") if ner else ENGINES.noop_artifacts(text)
-        results = analyzer.analyze(
-            text,
-            language="en",
-            entities=wanted,
-            score_threshold=policy.score_threshold,
-            allow_list=policy.allow_list or None,
-            nlp_artifacts=artifacts,
-        )
-        spans = _resolve_overlaps([Span(r.start, r.end, r.entity_type, r.score) for r in results])
-    CACHE.put(key, spans)
-    return spans
+    if not wanted:
+        return ()
+    analyzer = ENGINES.analyzer()
+    artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en") if ner else ENGINES.noop_artifacts(text)
+    results = analyzer.analyze(
+        text,
+        language="en",
+        entities=wanted,
+        score_threshold=policy.score_threshold,
+        allow_list=policy.allow_list or None,
+        nlp_artifacts=artifacts,
+    )
+    return _resolve_overlaps([Span(r.start, r.end, r.entity_type, r.score) for r in results])
 
 
-def analyze_texts(texts: list[str], policy: PiiPolicy) -> list[tuple[Span, ...]]:
+def analyze_texts(texts: list[str], policy: PiiPolicy, cancel: threading.Event | None = None) -> list[tuple[Span, ...]]:
+    """Spans per text; stops early (``AnalysisCancelled``) once ``cancel`` is set."""
     fp = fingerprint(policy)
-    return [analyze_text(t, policy, fp) for t in texts]
+    out = []
+    for t in texts:
+        if cancel is not None and cancel.is_set():
+            raise AnalysisCancelled
+        out.append(analyze_text(t, policy, fp, cancel))
+    return out

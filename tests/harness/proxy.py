@@ -66,6 +66,8 @@ class ProxyServer:
         signer: PolicySigner = SIGNER,
     ) -> None:
         self.port = free_port()
+        # /metrics is served on a port of its own, never on the tenant port.
+        self.metrics_port = free_port()
         self.dir = Path(tempfile.mkdtemp(prefix="kg-proxy-"))
         self.log = self.dir / "proxy.log"
         self.config = with_plugins(config) if plugins else copy.deepcopy(config)
@@ -89,6 +91,8 @@ class ProxyServer:
         env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
         env["KUBEGATE_POLICY_PUBLIC_KEY"] = self.signer.public_key_b64
         env["KUBEGATE_AUDIT_KEY"] = AUDIT_KEY_B64
+        env["KUBEGATE_METRICS_PORT"] = str(self.metrics_port)
+        env["KUBEGATE_METRICS_ADDR"] = "127.0.0.1"
         if self.policy is not None:
             self.write_policy(self.policy)
             env["KUBEGATE_POLICY_FILE"] = str(self.policy_path)
@@ -137,6 +141,12 @@ class ProxyServer:
 
     def logs(self) -> str:
         return tail(self.log, 200)
+
+    def metrics(self) -> str:
+        """The exposition text served on the metrics port (all workers added up)."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        wait_until(lambda: httpx.get(url, timeout=2).status_code == 200, timeout=30, what="metrics port", interval=0.2)
+        return httpx.get(url, timeout=10).text
 
     def get(self, path: str, **kwargs: Any) -> httpx.Response:
         return httpx.get(self.base_url + path, timeout=10, **kwargs)

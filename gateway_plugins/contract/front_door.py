@@ -1,0 +1,397 @@
+"""The gateway's front door: an ASGI layer around LiteLLM's whole app that admits only the contract.
+
+It runs before LiteLLM parses, routes or authenticates anything, and for every request it:
+
+* lets probes through, and LiteLLM's other routes only with the admin key (none configured: closed);
+* authenticates the tenant key (SHA-256 lookup, constant-time compare);
+* bounds the body (``Content-Length`` and the bytes actually received) before reading it whole;
+* parses it once (LiteLLM reuses the parse) and checks it against the endpoint's strict contract;
+* gives the request an id of its own (``x-litellm-call-id``; a client's is never used) and replaces
+  the inbound headers by an allow-list, so no client header steers LiteLLM;
+* strips upstream-identifying response headers;
+* answers ``GET /v1/models`` itself, with exactly the public models the tenant may call;
+* ends every request it admitted: if LiteLLM never reports back (a client gone mid-stream), the
+  reaper finalizes it, charging the reservation, so no path skips the audit record or the budget.
+
+Refusals are OpenAI-style JSON errors naming the field, with one audit record each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import logging
+import os
+import time
+import uuid
+from typing import Any
+
+import orjson
+
+from gateway_plugins import metrics
+from gateway_plugins.context import RequestContext
+from gateway_plugins.contract import headers as hdr
+from gateway_plugins.contract.routes import MODELS, PROBE_ROUTES, Endpoint, is_tenant_path, tenant_endpoint
+from gateway_plugins.contract.validate import ContractError, check, check_for_tenant
+from gateway_plugins.outcome import finalize, refuse
+from gateway_plugins.policy.schema import Tenant, key_id_for
+from gateway_plugins.runtime import get_runtime
+
+log = logging.getLogger("kubegate.front_door")
+
+SCOPE_KEY = "kubegate"
+ADMIN = "admin"
+# How long after the response LiteLLM may still report the outcome (its logging runs after the answer).
+REAP_AFTER_SECONDS = float(os.environ.get("KUBEGATE_REAP_AFTER_SECONDS", "30"))
+UNAUTHENTICATED = Tenant(id="unauthenticated")
+
+_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
+
+
+class _ClientGone(Exception):
+    pass
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for k, v in headers:
+        if k == name:
+            return v
+    return None
+
+
+def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
+    raw = _header(headers, b"authorization")
+    if raw is None:
+        return ""
+    value = raw.decode("latin-1").strip()
+    return value[7:].strip() if value[:7].lower() == "bearer " else ""
+
+
+async def error_response(send: Any, status: int, code: str, message: str, param: str | None = None, **extra: str):
+    body = orjson.dumps(
+        {
+            "error": {
+                "message": message,
+                "type": _TYPES.get(status, "invalid_request_error"),
+                "param": param,
+                "code": code,
+            }
+        }
+    )
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def json_response(send: Any, payload: Any, request_id: str) -> None:
+    body = orjson.dumps(payload)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 200,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"x-kubegate-request-id", request_id.encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def visible_models(rt: Any, tenant: Tenant) -> list[str]:
+    """The public models ``tenant`` may call (never regional groups or deployments)."""
+    public = set(rt.policy.models) or {m for m in tenant.allowed_models if m != "*"}
+    if "*" in tenant.allowed_models:
+        return sorted(public)
+    return sorted(public.intersection(tenant.allowed_models))
+
+
+class FrontDoor:
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            await self._http(scope, receive, send)
+        elif kind == "websocket":
+            await self._websocket(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
+
+    # -- routing -------------------------------------------------------------------------------
+
+    async def _websocket(self, scope: dict, receive: Any, send: Any) -> None:
+        # Realtime and other websocket routes are not in the tenant contract: admin key only.
+        rt = await get_runtime()
+        if self._is_admin(rt, bearer_token(scope.get("headers") or [])):
+            scope[SCOPE_KEY] = ADMIN
+            await self.app(scope, receive, send)
+            return
+        await send({"type": "websocket.close", "code": 1008})
+
+    def _is_admin(self, rt: Any, token: str) -> bool:
+        expected = rt.settings.master_key_sha256
+        if not token or expected is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), expected)
+
+    async def _http(self, scope: dict, receive: Any, send: Any) -> None:
+        path, method = scope["path"], scope["method"]
+        if path in PROBE_ROUTES:
+            await self.app(scope, receive, send)
+            return
+        rt = await get_runtime()
+        headers = scope.get("headers") or []
+        token = bearer_token(headers)
+        endpoint = tenant_endpoint(method, path)
+        if endpoint is None:
+            if self._is_admin(rt, token):
+                scope[SCOPE_KEY] = ADMIN
+                await self.app(scope, receive, send)
+                return
+            await self._closed_route(rt, send, path, token)
+            return
+        tenant, digest = self._tenant(rt, token)
+        if tenant is None:
+            await self._unauthenticated(rt, send, endpoint, token, digest)
+            return
+        ctx = RequestContext(
+            request_id=uuid.uuid4().hex,
+            tenant=tenant,
+            key_id=key_id_for(digest),
+            requested_model="",
+            call_type=endpoint.name,
+        )
+        if endpoint is MODELS:
+            ctx.status, ctx.http_status = "success", 200
+            await json_response(send, self._models_payload(rt, tenant), ctx.request_id)
+            finalize(rt, ctx)
+            return
+        await self._admit(rt, ctx, endpoint, scope, receive, send)
+
+    def _tenant(self, rt: Any, token: str) -> tuple[Tenant | None, str]:
+        if not token:
+            return None, ""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        tenant = rt.policy.tenant_for_key_hash(digest)
+        # The dict lookup finds the candidate; the constant-time compare is the actual check.
+        now = time.time()  # a rotated-out key stops at its grace period's end, whatever the policy revision
+        if tenant is None or not any(hmac.compare_digest(k.sha256, digest) and k.valid_at(now) for k in tenant.keys):
+            return None, digest
+        return tenant, digest
+
+    def _models_payload(self, rt: Any, tenant: Tenant) -> dict:
+        return {
+            "object": "list",
+            "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": "kubegate"} for m in visible_models(rt, tenant)
+            ],
+        }
+
+    async def _unauthenticated(self, rt: Any, send: Any, endpoint: Endpoint, token: str, digest: str) -> None:
+        reason = "missing_api_key" if not token else "invalid_api_key"
+        metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()
+        ctx = RequestContext(
+            request_id=uuid.uuid4().hex,
+            tenant=UNAUTHENTICATED,
+            key_id=key_id_for(digest) if digest else "",
+            requested_model="",
+            call_type=endpoint.name,
+        )
+        refuse(rt, ctx, 401, reason)
+        message = "Missing API key: send 'Authorization: Bearer <key>'." if not token else "Invalid API key."
+        await error_response(send, 401, "invalid_api_key", message, None, **{"x-kubegate-request-id": ctx.request_id})
+
+    async def _closed_route(self, rt: Any, send: Any, path: str, token: str) -> None:
+        """Any route outside the contract: 401 without a valid key, 403 (405 for a wrong method) with one."""
+        tenant, digest = self._tenant(rt, token)
+        ctx = RequestContext(
+            request_id=uuid.uuid4().hex,
+            tenant=tenant or UNAUTHENTICATED,
+            key_id=key_id_for(digest) if digest else "",
+            requested_model="",
+            call_type="other_route",
+        )
+        if tenant is None:
+            metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()
+            refuse(rt, ctx, 401, "missing_api_key" if not token else "invalid_api_key")
+            await error_response(send, 401, "invalid_api_key", "Invalid or missing API key.")
+            return
+        metrics.AUTH_FAILURES.labels("admin_route").inc()
+        if is_tenant_path(path):
+            refuse(rt, ctx, 405, "method_not_allowed")
+            await error_response(send, 405, "method_not_allowed", "This method is not allowed on this route.")
+            return
+        refuse(rt, ctx, 403, "route_not_allowed")
+        # The path is the caller's own input and names no secret; it is not put in the audit record.
+        await error_response(send, 403, "route_not_allowed", f"Route {path} is not available to tenant keys.")
+
+    # -- tenant requests -------------------------------------------------------------------------
+
+    async def _admit(self, rt: Any, ctx: RequestContext, endpoint: Endpoint, scope: dict, receive: Any, send: Any):
+        limits = rt.policy.policy.limits
+        try:
+            raw = await self._read_body(scope, receive, limits.max_body_bytes)
+            try:
+                body = orjson.loads(raw) if raw else None
+            except orjson.JSONDecodeError:
+                raise ContractError(400, "invalid_json", "the request body is not valid JSON", "body") from None
+            contract = check(endpoint, body, len(raw), limits)
+            model = body["model"]
+            policy = rt.policy
+            if model in policy.models or model in policy.model_labels:
+                ctx.requested_model = ctx.model = model
+            if not ctx.tenant.allows_model(model) or (policy.models and model not in policy.models):
+                metrics_reason = "model_not_allowed"
+                raise ContractError(403, metrics_reason, f"Model {model!r} is not allowed for this key.", "model")
+            check_for_tenant(body, ctx.tenant, policy.models)
+        except ContractError as exc:
+            refuse(rt, ctx, exc.status, exc.code)
+            await error_response(
+                send, exc.status, exc.code, exc.message, exc.param, **{"x-kubegate-request-id": ctx.request_id}
+            )
+            return
+        except _ClientGone:
+            ctx.decisions["client"] = "disconnected"
+            refuse(rt, ctx, 499, "client_closed")
+            return
+        ctx.contract = contract
+        rt.contexts.put(ctx)
+        # LiteLLM reuses a cached parse (it reads this scope key before parsing the body itself).
+        scope["parsed_body"] = (tuple(body.keys()), body)
+        scope["headers"] = hdr.request_headers(scope.get("headers") or [], ctx.request_id, ctx.key_id)
+        scope[SCOPE_KEY] = ctx
+        await self._forward(rt, ctx, scope, raw, receive, send)
+
+    async def _read_body(self, scope: dict, receive: Any, limit: int) -> bytes:
+        declared = _header(scope.get("headers") or [], b"content-length")
+        if declared is not None:
+            try:
+                if int(declared) > limit:
+                    raise ContractError(413, "request_too_large", f"the request body exceeds {limit} bytes", "body")
+            except ValueError:
+                raise ContractError(400, "invalid_body", "invalid Content-Length", "body") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise _ClientGone
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise ContractError(413, "request_too_large", f"the request body exceeds {limit} bytes", "body")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _forward(self, rt: Any, ctx: RequestContext, scope: dict, raw: bytes, receive: Any, send: Any):
+        replayed = False
+
+        async def replay() -> dict:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": raw, "more_body": False}
+            return await receive()
+
+        state = {"status": None, "complete": False}
+
+        async def filtered_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                message = {**message, "headers": hdr.response_headers(message.get("headers") or [])}
+            elif message["type"] == "http.response.body" and not message.get("more_body", False):
+                state["complete"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, replay, filtered_send)
+        finally:
+            self._after_response(rt, ctx, state["status"], state["complete"])
+
+    # -- ending every admitted request ------------------------------------------------------------
+
+    def _after_response(self, rt: Any, ctx: RequestContext, status: int | None, complete: bool) -> None:
+        ctx.response_done = True
+        if ctx.finished:
+            rt.contexts.pop(ctx.request_id)
+            return
+        if not complete:
+            ctx.decisions.setdefault("client", "disconnected")
+        if status is None or status >= 400:
+            # LiteLLM answered an error without reaching our failure hook (or crashed): end it now.
+            _background(_end_unreported(rt, ctx, status or 500))
+            return
+        # A served answer: LiteLLM's success logging normally finalizes within milliseconds.
+        asyncio.get_running_loop().call_later(REAP_AFTER_SECONDS, _reap, rt, ctx)
+
+
+_tasks: set[asyncio.Task] = set()
+
+
+def _background(coro: Any) -> None:
+    # The loop keeps only weak references to tasks: hold them until done.
+    task = asyncio.ensure_future(coro)
+    _tasks.add(task)
+    task.add_done_callback(_tasks.discard)
+
+
+async def _end_unreported(rt: Any, ctx: RequestContext, status: int) -> None:
+    from gateway_plugins import limits
+
+    ctx.status = "refused" if 400 <= status < 500 else "error"
+    ctx.http_status = status
+    ctx.decisions.setdefault("refusal" if ctx.status == "refused" else "error", "unreported")
+    try:
+        await limits.settle(ctx, rt)
+    finally:
+        finalize(rt, ctx)
+        rt.contexts.pop(ctx.request_id)
+
+
+def _reap(rt: Any, ctx: RequestContext) -> None:
+    if ctx.finished:
+        rt.contexts.pop(ctx.request_id)
+        return
+    _background(_charge_unreported(rt, ctx))
+
+
+async def _charge_unreported(rt: Any, ctx: RequestContext) -> None:
+    """LiteLLM never reported a started answer (client gone mid-stream): the upstream may have billed the
+    whole generation, so the reservation (the request's worst case) becomes the charge."""
+    from gateway_plugins import limits
+
+    ctx.status = "incomplete"
+    ctx.http_status = ctx.http_status or 200
+    ctx.cost_usd = limits.reserved_usd(ctx)
+    try:
+        await limits.settle(ctx, rt)
+    finally:
+        finalize(rt, ctx)
+        rt.contexts.pop(ctx.request_id)
+
+
+def install(app: Any) -> bool:
+    """Wrap ``app``'s middleware stack (built already: LiteLLM loads our module during its start-up)."""
+    stack = getattr(app, "middleware_stack", None)
+    if isinstance(stack, FrontDoor):
+        return False
+    if stack is None:
+        stack = app.build_middleware_stack()
+    app.middleware_stack = FrontDoor(stack)
+    log.info("kubegate front door installed")
+    return True
+
+
+def install_on_proxy() -> bool:
+    """Install on LiteLLM's proxy app if this process runs one (imported while LiteLLM loads its config)."""
+    import sys
+
+    server = sys.modules.get("litellm.proxy.proxy_server")
+    app = getattr(server, "app", None) if server else None
+    return install(app) if app is not None else False

@@ -1,0 +1,68 @@
+"""The routes a tenant key may call: an explicit list of (method, path), each with its body contract.
+
+Everything LiteLLM registers beyond this list (its admin API, pass-through and provider-native routes,
+Gemini ``:generateContent``, batches, files, assistants, realtime, ``/metrics`` ...) is closed to tenant
+keys; with an admin key configured, the admin key alone opens them. Paths are matched exactly, so
+no path pattern can let a look-alike through.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pydantic import BaseModel
+
+from gateway_plugins.contract.bodies import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    name: str  # also the audit record's call_type for refusals decided before LiteLLM runs
+    method: str
+    body: type[BaseModel] | None
+    # Top-level fields of the body contract: the only keys of the hook's ``data`` that came from the tenant.
+    fields: frozenset[str]
+    billed: bool
+    # Output tokens per choice are bounded by max_tokens; embeddings produce none.
+    produces_output: bool
+
+
+def _fields(model: type[BaseModel] | None) -> frozenset[str]:
+    if model is None:
+        return frozenset()
+    return frozenset(f.alias or name for name, f in model.model_fields.items())
+
+
+def _endpoint(name: str, method: str, body: type[BaseModel] | None, *, billed: bool, output: bool) -> Endpoint:
+    return Endpoint(name, method, body, _fields(body), billed, output)
+
+
+CHAT = _endpoint("chat_completions", "POST", ChatCompletionRequest, billed=True, output=True)
+COMPLETIONS = _endpoint("completions", "POST", CompletionRequest, billed=True, output=True)
+EMBEDDINGS = _endpoint("embeddings", "POST", EmbeddingRequest, billed=True, output=False)
+MODELS = _endpoint("models", "GET", None, billed=False, output=False)
+
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, MODELS)
+
+TENANT_ROUTES: dict[tuple[str, str], Endpoint] = {
+    ("POST", "/v1/chat/completions"): CHAT,
+    ("POST", "/chat/completions"): CHAT,
+    ("POST", "/v1/completions"): COMPLETIONS,
+    ("POST", "/completions"): COMPLETIONS,
+    ("POST", "/v1/embeddings"): EMBEDDINGS,
+    ("POST", "/embeddings"): EMBEDDINGS,
+    ("GET", "/v1/models"): MODELS,
+    ("GET", "/models"): MODELS,
+}
+
+# Liveness/readiness probes: open, answer nothing about tenants or upstreams.
+PROBE_ROUTES = frozenset({"/health/liveliness", "/health/liveness", "/health/readiness"})
+
+
+def tenant_endpoint(method: str, path: str) -> Endpoint | None:
+    return TENANT_ROUTES.get((method, path))
+
+
+def is_tenant_path(path: str) -> bool:
+    """Whether ``path`` is a tenant route for some method (the wrong method then gets 405, not 403)."""
+    return any(p == path for _, p in TENANT_ROUTES)

@@ -1,0 +1,141 @@
+"""Hypothesis strategies for requests the contract accepts, with PII planted in random text values.
+
+Each strategy draws a body and the set of raw PII values it planted, so a test can assert that none of
+them reached the upstream. Planted values stand alone or between spaces (Presidio's recognizers need a
+word boundary), and identifier-shaped fields (function names) get only values that fit their pattern.
+"""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+EMAIL = "jane.roe@example.org"
+CARD = "4111 1111 1111 1111"
+CARD_DIGITS = "4111111111111111"
+IBAN = "DE89370400440532013000"
+IP = "203.0.113.77"
+PII_VALUES = (EMAIL, CARD, IBAN, IP)
+
+_words = st.text(alphabet="abcdefghijklmnopqrstuvwxyz ", min_size=0, max_size=20)
+
+
+@st.composite
+def text_value(draw, planted: list[str]) -> str:
+    """Plain words, sometimes with one PII value inside."""
+    if draw(st.booleans()):
+        return draw(_words)
+    value = draw(st.sampled_from(PII_VALUES))
+    planted.append(value)
+    return f"{draw(_words)} {value} {draw(_words)}".strip()
+
+
+@st.composite
+def name_value(draw, planted: list[str]) -> str:
+    if draw(st.integers(0, 3)) == 0:
+        planted.append(CARD_DIGITS)
+        return CARD_DIGITS
+    return draw(st.text(alphabet="abcdefghij_", min_size=1, max_size=12))
+
+
+@st.composite
+def json_schema(draw, planted: list[str]) -> dict:
+    props = {}
+    for i in range(draw(st.integers(0, 3))):
+        props[f"p{i}"] = {
+            "type": "string",
+            "description": draw(text_value(planted)),
+            **({"enum": [draw(text_value(planted))]} if draw(st.booleans()) else {}),
+        }
+    return {"type": "object", "properties": props, "description": draw(text_value(planted))}
+
+
+@st.composite
+def message(draw, planted: list[str]) -> dict:
+    role = draw(st.sampled_from(["system", "developer", "user", "assistant", "tool"]))
+    if draw(st.booleans()):
+        content: object = draw(text_value(planted))
+    else:
+        content = [{"type": "text", "text": draw(text_value(planted))} for _ in range(draw(st.integers(1, 3)))]
+    msg: dict = {"role": role, "content": content}
+    if role == "tool":
+        msg["tool_call_id"] = draw(text_value(planted)) or "call_1"
+    elif role == "assistant" and draw(st.booleans()):
+        msg["tool_calls"] = [
+            {
+                "id": "call_1",
+                "type": "function",
+                "function": {"name": draw(name_value(planted)), "arguments": draw(text_value(planted))},
+            }
+        ]
+    elif role in ("user", "system") and draw(st.booleans()):
+        msg["name"] = draw(text_value(planted)) or "someone"
+    return msg
+
+
+@st.composite
+def chat_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
+    planted: list[str] = []
+    body: dict = {
+        "model": model,
+        "messages": [draw(message(planted)) for _ in range(draw(st.integers(0, 3)))],
+        "max_tokens": draw(st.integers(1, 64)),
+    }
+    body["messages"].append({"role": "user", "content": draw(text_value(planted)) or "hi"})
+    if draw(st.booleans()):
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": draw(name_value(planted)),
+                    "description": draw(text_value(planted)),
+                    "parameters": draw(json_schema(planted)),
+                },
+            }
+        ]
+    if draw(st.booleans()):
+        body["user"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["stop"] = [draw(text_value(planted)) or "STOP"]
+    if draw(st.booleans()):
+        body["response_format"] = {
+            "type": "json_schema",
+            "json_schema": {
+                "name": "out",
+                "description": draw(text_value(planted)),
+                "schema": draw(json_schema(planted)),
+            },
+        }
+    if draw(st.booleans()):
+        body["temperature"] = draw(st.floats(0, 2))
+    return body, planted
+
+
+@st.composite
+def completion_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
+    planted: list[str] = []
+    if draw(st.booleans()):
+        prompt: object = draw(text_value(planted)) or "hi"
+    else:
+        prompt = [draw(text_value(planted)) or "hi" for _ in range(draw(st.integers(1, 4)))]
+    body: dict = {"model": model, "prompt": prompt, "max_tokens": draw(st.integers(1, 64))}
+    if draw(st.booleans()):
+        body["suffix"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["user"] = draw(text_value(planted))
+    return body, planted
+
+
+@st.composite
+def embedding_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
+    planted: list[str] = []
+    if draw(st.booleans()):
+        inp: object = draw(text_value(planted)) or "hi"
+    else:
+        inp = [draw(text_value(planted)) or "hi" for _ in range(draw(st.integers(1, 4)))]
+    body: dict = {"model": model, "input": inp}
+    if draw(st.booleans()):
+        body["user"] = draw(text_value(planted))
+    return body, planted
+
+
+BODIES = {"chat_completions": chat_body, "completions": completion_body, "embeddings": embedding_body}

@@ -1,0 +1,135 @@
+"""Every route LiteLLM registers, taken from its own app, swept with no key, a wrong key and a tenant key.
+
+Only the contract's routes answer a tenant key; probes answer anyone; everything else (admin API,
+provider-native and pass-through routes such as Gemini's ``:generateContent``, files, batches, UI,
+``/metrics``) refuses: 401 without a valid key, 403 (405 for a wrong method on a contract path) with a
+tenant key. Each refused or served request leaves exactly one audit record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from gateway_plugins.contract.routes import PROBE_ROUTES, TENANT_ROUTES, is_tenant_path
+from gateway_plugins.policy.keys import GatewayKeys
+from tests.dataplane.contract_stack import GW, KEYS, config, policy
+from tests.harness.proxy import ProxyServer
+
+# This process imports LiteLLM's proxy app to read its route table: never let it fetch a price map.
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+STREAM = GatewayKeys("default", GW).audit_stream
+BODIES = {
+    "/v1/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+    "/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+    "/v1/completions": {"model": "echo", "prompt": "hi"},
+    "/completions": {"model": "echo", "prompt": "hi"},
+    "/v1/embeddings": {"model": "echo", "input": "hi"},
+    "/embeddings": {"model": "echo", "input": "hi"},
+}
+
+
+def litellm_routes() -> tuple[list[tuple[str, str]], list[str], list[str]]:
+    """(method, path) of every HTTP route, the mount prefixes and the websocket paths of LiteLLM's app."""
+    from fastapi.routing import _iter_included_route_candidates  # flattens FastAPI's included routers
+    from litellm.proxy.proxy_server import app
+    from starlette.routing import Mount, WebSocketRoute
+
+    pairs, mounts, sockets = set(), [], []
+    for route in _iter_included_route_candidates(app.routes):
+        if isinstance(route, Mount):
+            mounts.append(route.path)
+        elif isinstance(route, WebSocketRoute) or type(route).__name__ == "APIWebSocketRoute":
+            sockets.append(route.path)
+        else:
+            for method in getattr(route, "methods", None) or ():
+                pairs.add((method, route.path))
+    # The OpenAPI document is a second view of the same table: nothing in it may be missing above.
+    for path, ops in app.openapi()["paths"].items():
+        for method in ops:
+            if method.upper() in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+                pairs.add((method.upper(), path))
+    return sorted(pairs), mounts, sockets
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"\{[^}]+\}", "x", path)
+
+
+@pytest.fixture(scope="module")
+def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
+    p = ProxyServer(config(echo_upstream.base_url), policy(), redis_url=redis_server.url).start()
+    yield p
+    p.stop()
+
+
+def xlen(redis_server) -> int:
+    return redis_server.client().xlen(STREAM)
+
+
+def wait_xlen(redis_server, want: int, timeout: float = 60) -> int:
+    deadline = time.monotonic() + timeout
+    got = xlen(redis_server)
+    while got < want and time.monotonic() < deadline:
+        time.sleep(0.2)
+        got = xlen(redis_server)
+    time.sleep(1.0)  # and nothing more arrives: exactly one record each
+    return xlen(redis_server)
+
+
+def test_every_registered_route_refuses_all_but_the_contract(proxy, redis_server):
+    pairs, mounts, _ = litellm_routes()
+    assert len(pairs) > 300, "the sweep must see LiteLLM's whole route table"
+    assert ("POST", "/models/{model_name:path}:generateContent") in pairs
+    targets = [(m, concrete(p)) for m, p in pairs] + [("GET", m.rstrip("/") + "/x") for m in mounts]
+    targets += [("GET", "/metrics"), ("POST", "/v1/responses"), ("POST", "/v1/messages")]
+    before = xlen(redis_server)
+    audited = 0
+    wrong = []
+    with httpx.Client(base_url=proxy.base_url, timeout=30) as http:
+        for method, path in targets:
+            for who, key in (("none", None), ("wrong", "sk-not-a-key"), ("tenant", KEYS["plain"])):
+                headers = {"authorization": f"Bearer {key}"} if key else {}
+                body = BODIES.get(path) if method == "POST" else None
+                resp = http.request(method, path, headers=headers, json=body)
+                if path in PROBE_ROUTES:
+                    continue
+                audited += 1
+                if (method, path) in TENANT_ROUTES and who == "tenant":
+                    ok = resp.status_code == 200
+                elif who != "tenant":
+                    ok = resp.status_code == 401
+                else:
+                    expected = 405 if is_tenant_path(path) else 403
+                    ok = resp.status_code == expected and (
+                        method == "HEAD"  # no body in a HEAD response
+                        or resp.json()["error"]["code"] in ("route_not_allowed", "method_not_allowed")
+                    )
+                if not ok:
+                    wrong.append((who, method, path, resp.status_code))
+    assert not wrong, wrong[:20]
+    assert wait_xlen(redis_server, before + audited) == before + audited
+
+
+def test_websocket_routes_refuse_tenant_keys(proxy):
+    _, _, sockets = litellm_routes()
+    assert sockets, "LiteLLM registers realtime websocket routes"
+    for path in sockets:
+        resp = httpx.get(
+            proxy.base_url + concrete(path),
+            headers={
+                "authorization": f"Bearer {KEYS['plain']}",
+                "connection": "upgrade",
+                "upgrade": "websocket",
+                "sec-websocket-version": "13",
+                "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            timeout=10,
+        )
+        assert resp.status_code in (403, 404), (path, resp.status_code)
+        assert resp.status_code != 101
