@@ -57,7 +57,10 @@ def _policy(core: client.CoreV1Api, ns: str) -> dict | None:
         cm = core.read_namespaced_config_map("main-policy", ns)
     except client.ApiException:
         return None
-    verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, "main")  # as a proxy reads it
+    try:
+        verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, "main", wait=0)  # as a proxy reads it
+    except KeyError:  # status not written yet
+        return None
     return json.loads(gzip.decompress(verifier.open(base64.b64decode(cm.binary_data["policy.json.gz"]))))
 
 

@@ -340,4 +340,8 @@ def _cm_policy(core, ns: str, gateway: str) -> dict | None:
     except client.ApiException:
         return None
     blob = base64.b64decode(cm.binary_data["policy.json.gz"])
-    return json.loads(gzip.decompress(verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway).open(blob)))
+    try:
+        verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway, wait=0)
+    except KeyError:  # status not written yet
+        return None
+    return json.loads(gzip.decompress(verifier.open(blob)))
