@@ -2,20 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
 import os
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime
 
 import pytest
+import redis.asyncio as aioredis
 from gateway_operator.crd import models as crd
 from gateway_operator.handlers import gateway as gw_handlers
 from gateway_operator.render.gateway import render_budget
 from kopf.testing import KopfRunner
 from kubernetes import client
 
+from gateway_plugins.audit import AuditWriter
+from gateway_plugins.audit.chain import checkpoint_tag, decode_key, head_value
+from gateway_plugins.audit.writer import heads_key
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
@@ -46,6 +53,7 @@ def _reason(custom, ns, plural, name, kind, reason):
 def operator(operator_kubeconfig, namespace, monkeypatch):  # noqa: F811
     monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
     monkeypatch.setenv("KUBEGATE_BUDGET_REFRESH_SECONDS", "1")
+    monkeypatch.setenv("KUBEGATE_AUDIT_CHECKPOINT_SECONDS", "1")
     gw_handlers._api = None
     args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
     with KopfRunner(args, timeout=90) as runner:
@@ -345,3 +353,62 @@ def _cm_policy(core, ns: str, gateway: str) -> dict | None:
     except KeyError:  # status not written yet
         return None
     return json.loads(gzip.decompress(verifier.open(blob)))
+
+
+def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_api, namespace, redis_server, tmp_path):
+    """The operator copies tag-verified chain heads into a ConfigMap; a tail truncated in Redis (head moved back to
+    a genuine older value) is refused by the operator and reported by `kubegate audit verify --checkpoints`."""
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"cp-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    secret = _wait("audit key Secret", lambda: _read_secret(core, namespace, f"{gw_name}-kubegate-audit-key"))
+    key_b64 = base64.b64decode(secret.data["audit-key"]).decode()
+    key = decode_key(key_b64)
+    stream = GatewayKeys(namespace, gw_name).audit_stream
+
+    async def write() -> str:
+        conn = aioredis.from_url(redis_server.url)
+        writer = AuditWriter(conn, stream, key=key, batch=5)
+        await writer.start()
+        for i in range(10):
+            writer.submit({"v": 1, "request_id": f"r{i}"})
+        await writer.close()
+        await conn.aclose()
+        return writer.chain
+
+    chain = asyncio.run(write())
+
+    def checkpoints() -> dict:
+        try:
+            cm = core.read_namespaced_config_map(f"{gw_name}-audit-checkpoints", namespace)
+        except client.ApiException:
+            return {}
+        return json.loads(cm.data["checkpoints.json"])
+
+    _wait("checkpoint at seq 10", lambda: checkpoints().get(chain, "").startswith("10:"))
+    r = redis_server.client()
+    entries = r.xrange(stream)
+    r.delete(stream)
+    for sid, fields in entries[:5]:
+        r.xadd(stream, fields, id=sid)
+    five = json.loads(entries[4][1][b"r"])["hash"]
+    r.hset(heads_key(stream), chain, head_value(5, five, checkpoint_tag(key, chain, 5, five)))
+    _wait("the operator refusing the rolled-back head", lambda: "behind checkpoint seq 10" in operator.output)
+    assert checkpoints()[chain].startswith("10:")
+    cp_file = tmp_path / "checkpoints.json"
+    cp_file.write_text(json.dumps(checkpoints()))
+    cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", redis_server.url]
+    cmd += ["--namespace", namespace, "--gateway", gw_name, "--checkpoints", str(cp_file)]
+    env = {**os.environ, "KUBEGATE_AUDIT_KEY": key_b64}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "tail truncated" in done.stderr, done.stdout + done.stderr
+
+
+def _read_secret(core, ns: str, name: str):
+    try:
+        return core.read_namespaced_secret(name, ns)
+    except client.ApiException:
+        return None
