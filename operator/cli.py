@@ -44,7 +44,7 @@ def _render(argv: list[str]) -> int:
 COMMANDS = {
     "dev": (_dev, "run a local gateway (Redis + LiteLLM proxy with kubegate) from example CRs"),
     "render": (_render, "print the LiteLLM config and policy rendered from CR files"),
-    "audit": (_audit, "audit log tools: verify the hash chain, export records"),
+    "audit": (_audit, "audit log tools: verify the keyed chain (with its checkpoints), export records (--follow)"),
     "operator": (_operator, "run the kopf operator (arguments go to `kopf run`)"),
 }
 
