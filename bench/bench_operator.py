@@ -127,8 +127,8 @@ def main() -> int:
         runner = KopfRunner(["run", "--standalone", "--namespace", NS, "-m", "gateway_operator.handlers"], timeout=60)
         runner.__enter__()
         try:
-            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway", "metadata": {"name": "main"}, "spec": {}}
-            custom.create_namespaced_custom_object(GROUP, VERSION, NS, "gateways", body)
+            body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": "main"}, "spec": {}}
+            custom.create_namespaced_custom_object(GROUP, VERSION, NS, "llmgateways", body)
             wait("gateway policy", lambda: policy(core) is not None, 120)
             mark = audit.quiet(OPERATOR, seconds=2)
             started = time.monotonic()

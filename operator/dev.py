@@ -49,7 +49,8 @@ def load_objects(directory: Path) -> dict[str, list[crd._Resource]]:
                 continue
             kind = doc.get("kind")
             if kind not in crd.KINDS:
-                raise DevError(f"{path}: unknown kind {kind!r}")
+                renamed = " (renamed LLMGateway in v1alpha1)" if kind == "Gateway" else ""
+                raise DevError(f"{path}: unknown kind {kind!r}{renamed}")
             try:
                 found[kind].append(crd.KINDS[kind].model_validate(doc))
             except ValueError as exc:
@@ -142,12 +143,12 @@ def snippets(port: int, model: str, tenant: str, key: str) -> str:
 
 def run(args: argparse.Namespace) -> int:
     objects = load_objects(Path(args.dir))
-    gateways = objects["Gateway"]
+    gateways = objects["LLMGateway"]
     if not gateways:
-        raise DevError(f"no Gateway in {args.dir}")
+        raise DevError(f"no LLMGateway in {args.dir}")
     gateway = next((g for g in gateways if g.metadata.name == args.gateway), None) if args.gateway else gateways[0]
     if gateway is None:
-        raise DevError(f"no Gateway named {args.gateway!r} in {args.dir}")
+        raise DevError(f"no LLMGateway named {args.gateway!r} in {args.dir}")
     state = Path(args.state_dir)
     state.mkdir(parents=True, exist_ok=True)
     tenants = [t for t in objects["Tenant"] if t.spec.gateway == gateway.metadata.name]
@@ -220,6 +221,8 @@ def run(args: argparse.Namespace) -> int:
             KUBEGATE_POLICY_PUBLIC_KEY=signer.public_key_b64,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
+            # Metrics on their own port, as in a cluster; loopback only, like the API.
+            KUBEGATE_METRICS_ADDR="127.0.0.1",
         )
         proxy_log = state / "proxy.log"
         cmd = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config_path.resolve())]
@@ -265,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kubegate dev", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help="folder of CR YAML files (default: %(default)s)")
-    parser.add_argument("--gateway", help="Gateway to run when the folder has several (default: the first)")
+    parser.add_argument("--gateway", help="LLMGateway to run when the folder has several (default: the first)")
     parser.add_argument("--port", type=int, default=4000, help="proxy port on 127.0.0.1 (default: %(default)s)")
     parser.add_argument("--echo-port", type=int, default=4099, help="echo upstream port (default: %(default)s)")
     parser.add_argument("--redis-port", type=int, default=6380, help="local Redis port (default: %(default)s)")
@@ -283,13 +286,13 @@ def render_main(argv: list[str]) -> int:
     """``kubegate render``: the LiteLLM config and policy that the operator would ship, as YAML."""
     parser = argparse.ArgumentParser(prog="kubegate render", description=render_main.__doc__)
     parser.add_argument("--dir", default=str(DEFAULT_DIR), help="folder of CR YAML files (default: %(default)s)")
-    parser.add_argument("--gateway", help="Gateway to render (default: the first)")
+    parser.add_argument("--gateway", help="LLMGateway to render (default: the first)")
     args = parser.parse_args(argv)
     try:
         objects = load_objects(Path(args.dir))
-        gateways = [g for g in objects["Gateway"] if not args.gateway or g.metadata.name == args.gateway]
+        gateways = [g for g in objects["LLMGateway"] if not args.gateway or g.metadata.name == args.gateway]
         if not gateways:
-            raise DevError(f"no Gateway {args.gateway or ''} in {args.dir}".replace("  ", " "))
+            raise DevError(f"no LLMGateway {args.gateway or ''} in {args.dir}".replace("  ", " "))
         # Placeholder hashes: rendering never needs, and must never print, a real key.
         hashes = {t.metadata.name: [hash_key(f"placeholder-{t.metadata.name}")] for t in objects["Tenant"]}
         rendered = render_gateway(

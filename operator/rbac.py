@@ -5,12 +5,12 @@ from __future__ import annotations
 RULES: list[dict[str, list[str]]] = [
     {
         "apiGroups": ["kubegate.dev"],
-        "resources": ["gateways", "modelroutes", "tenants", "budgets"],
+        "resources": ["llmgateways", "modelroutes", "tenants", "budgets"],
         "verbs": ["get", "list", "watch", "patch", "update"],
     },
     {
         "apiGroups": ["kubegate.dev"],
-        "resources": ["gateways/status", "modelroutes/status", "tenants/status", "budgets/status"],
+        "resources": ["llmgateways/status", "modelroutes/status", "tenants/status", "budgets/status"],
         "verbs": ["get", "patch", "update"],
     },
     {

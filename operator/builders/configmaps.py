@@ -39,7 +39,7 @@ def build_policy_configmap(gateway: dict[str, Any], policy: Policy, signer: Poli
     name = gateway["metadata"]["name"]
     blob = encode_policy(policy, signer)
     if len(blob) > CONFIGMAP_LIMIT - 4096:
-        raise ValueError(f"policy of Gateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
+        raise ValueError(f"policy of LLMGateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -5,8 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_operator.builders.configmaps import build_config_configmap, build_policy_configmap
-from gateway_operator.builders.proxy import build_hpa, build_pdb, build_proxy_deployment, build_proxy_service
-from gateway_operator.builders.redis import build_network_policies, build_redis
+from gateway_operator.builders.network import build_network_policies
+from gateway_operator.builders.proxy import (
+    build_hpa,
+    build_metrics_service,
+    build_pdb,
+    build_proxy_deployment,
+    build_proxy_service,
+)
+from gateway_operator.builders.redis import build_redis
 from gateway_operator.render import RenderedGateway
 
 from gateway_plugins.policy.signing import PolicySigner
@@ -22,6 +29,7 @@ def build_children(gateway: dict[str, Any], rendered: RenderedGateway, signer: P
             gateway, rendered.api_key_env, rendered.model_list_checksum, policy_public_key=signer.public_key_b64
         ),
         build_proxy_service(gateway),
+        build_metrics_service(gateway),
         build_pdb(gateway),
     ]
     children.extend(build_network_policies(gateway))

@@ -26,6 +26,8 @@ CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
 MULTIPROC_DIR = "/var/run/kubegate/prometheus"
 # A few small mmap'ed files per worker process; memory-backed, so it counts against the pod's memory.
 MULTIPROC_SIZE_LIMIT = "64Mi"
+# /metrics on its own port: the Service tenants reach never exposes it (gateway_plugins.metrics_server).
+METRICS_PORT = 9464
 # images/proxy.Dockerfile: `USER 65532:65532` (tests/helm/test_static.py keeps the two equal).
 PROXY_UID = PROXY_GID = 65532
 
@@ -41,7 +43,7 @@ def proxy_security_context() -> dict[str, Any]:
 
 
 def _env(
-    spec: crd.GatewaySpec,
+    spec: crd.LLMGatewaySpec,
     gateway: str,
     namespace: str,
     api_key_env: dict[str, crd.SecretKeyRef],
@@ -58,6 +60,7 @@ def _env(
         # Public: in the pod spec, which only those who may change the Deployment can alter (not Redis writers,
         # not ConfigMap writers), so it anchors what the proxy trusts.
         "KUBEGATE_POLICY_PUBLIC_KEY": policy_public_key,
+        "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
     }
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
@@ -79,7 +82,7 @@ def _env(
     return env
 
 
-def scale_summary(spec: crd.GatewaySpec) -> str:
+def scale_summary(spec: crd.LLMGatewaySpec) -> str:
     """The proxy replica count the operator asks for, as the Gateway's Replicas column shows it: ``2``, or the
     HPA's bounds ``2-10 (HPA)``. Desired, not running: the operator does not watch Deployments."""
     if spec.autoscaling.enabled:
@@ -94,7 +97,7 @@ def build_proxy_deployment(
     *,
     policy_public_key: str,
 ) -> dict[str, Any]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
     port = spec.port
     probe = {"httpGet": {"path": "/health/liveliness", "port": "http"}, "periodSeconds": 10}
@@ -109,7 +112,7 @@ def build_proxy_deployment(
             "--num_workers",
             str(spec.workers),
         ],
-        "ports": [{"name": "http", "containerPort": port}],
+        "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
         "env": _env(spec, name, gateway["metadata"]["namespace"], api_key_env, policy_public_key),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
@@ -160,7 +163,7 @@ def build_proxy_deployment(
 
 
 def build_proxy_service(gateway: dict[str, Any]) -> dict[str, Any]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
     return {
         "apiVersion": "v1",
@@ -174,8 +177,24 @@ def build_proxy_service(gateway: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def build_metrics_service(gateway: dict[str, Any]) -> dict[str, Any]:
+    """The proxies' metrics port, for Prometheus only: a Service of its own, so the one tenants reach
+    (``build_proxy_service``) carries the API port alone. The chart's ServiceMonitor selects this one."""
+    name = gateway["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(f"{name}-metrics", gateway["metadata"]["namespace"], gateway, labels(name, "metrics")),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name, "proxy"),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
+        },
+    }
+
+
 def build_hpa(gateway: dict[str, Any]) -> dict[str, Any] | None:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     if not spec.autoscaling.enabled:
         return None
     name = gateway["metadata"]["name"]

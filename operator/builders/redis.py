@@ -1,5 +1,5 @@
 """Managed Redis (mode: managed): a single-replica StatefulSet (append-only file on a PersistentVolumeClaim,
-password from the Gateway's Secret), its Service, and NetworkPolicies fencing it and the proxies."""
+password from the Gateway's Secret) and its Service."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 from gateway_operator.builders.common import (
     labels,
     metadata,
-    proxy_name,
     redis_name,
     redis_secret_name,
     restricted_security_context,
@@ -53,7 +52,7 @@ def redis_security_context(image: str) -> dict[str, Any]:
 
 
 def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
+    spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     if spec.redis.mode != "managed":
         return []
     name = gateway["metadata"]["name"]
@@ -119,54 +118,3 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
         },
     }
     return [statefulset, service]
-
-
-# The operator pods as the chart labels them (charts/kubegate/templates/_helpers.tpl kubegate.operatorSelector).
-OPERATOR_POD_LABELS = {"app.kubernetes.io/name": "kubegate", "app.kubernetes.io/component": "operator"}
-
-
-def build_network_policies(gateway: dict[str, Any]) -> list[dict[str, Any]]:
-    """Managed Redis: ingress only from this Gateway's proxies and the operator. Proxies: ingress only on the API
-    port (from anywhere: tenants call it; an Ingress controller or mesh sits in front as the cluster wants)."""
-    spec = crd.GatewaySpec.model_validate(gateway.get("spec") or {})
-    if not spec.network_policy.enabled:
-        return []
-    name = gateway["metadata"]["name"]
-    ns = gateway["metadata"]["namespace"]
-    policies = [
-        {
-            "apiVersion": "networking.k8s.io/v1",
-            "kind": "NetworkPolicy",
-            "metadata": metadata(proxy_name(name), ns, gateway, labels(name, "proxy")),
-            "spec": {
-                "podSelector": {"matchLabels": selector(name, "proxy")},
-                "policyTypes": ["Ingress"],
-                "ingress": [{"ports": [{"protocol": "TCP", "port": spec.port}]}],
-            },
-        }
-    ]
-    if spec.redis.mode == "managed":
-        operator_peer = {
-            "namespaceSelector": {
-                "matchLabels": {"kubernetes.io/metadata.name": spec.network_policy.operator_namespace}
-            },
-            "podSelector": {"matchLabels": OPERATOR_POD_LABELS},
-        }
-        policies.append(
-            {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "NetworkPolicy",
-                "metadata": metadata(redis_name(name), ns, gateway, labels(name, "redis")),
-                "spec": {
-                    "podSelector": {"matchLabels": selector(name, "redis")},
-                    "policyTypes": ["Ingress"],
-                    "ingress": [
-                        {
-                            "from": [{"podSelector": {"matchLabels": selector(name, "proxy")}}, operator_peer],
-                            "ports": [{"protocol": "TCP", "port": 6379}],
-                        }
-                    ],
-                },
-            }
-        )
-    return policies

@@ -122,7 +122,27 @@ class AuditSpec(_Spec):
     )
 
 
-class GatewaySpec(_Spec):
+class RequestLimitsSpec(_Spec):
+    """Sizes a tenant request may have, checked before any costly work (see docs/contract.md)."""
+
+    max_body_bytes: int = Field(
+        default=4_194_304, ge=1024, le=268_435_456, alias="maxBodyBytes", description="Request body bytes (413)."
+    )
+    max_messages: int = Field(
+        default=1024, ge=1, le=1_000_000, alias="maxMessages", description="Messages, prompt or input items."
+    )
+    max_parts: int = Field(default=256, ge=1, le=100_000, alias="maxParts", description="Content parts per message.")
+    max_string_chars: int = Field(
+        default=1_048_576, ge=16, le=268_435_456, alias="maxStringChars", description="Characters of any one string."
+    )
+    max_tools: int = Field(default=128, ge=0, le=10_000, alias="maxTools", description="Tools or functions offered.")
+    max_n: int = Field(default=8, ge=1, le=128, alias="maxN", description="Choices per request (n, best_of).")
+    max_json_depth: int = Field(
+        default=32, ge=4, le=256, alias="maxJsonDepth", description="Nesting depth of the body (tool schemas)."
+    )
+
+
+class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
@@ -149,6 +169,11 @@ class GatewaySpec(_Spec):
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
+    request_limits: RequestLimitsSpec = Field(
+        default_factory=RequestLimitsSpec,
+        alias="requestLimits",
+        description="Bounds on every tenant request (body bytes, messages, string length ...).",
+    )
 
 
 class ModelDeployment(_Spec):
@@ -172,7 +197,7 @@ class ModelDeployment(_Spec):
 
 
 class ModelRouteSpec(_Spec):
-    gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this route belongs to.")
+    gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
     deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
     routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
@@ -183,6 +208,14 @@ class ModelRouteSpec(_Spec):
     )
     num_retries: int = Field(default=2, ge=0, le=10, alias="numRetries", description="Retries per request.")
     timeout_seconds: float = Field(default=600, gt=0, alias="timeoutSeconds", description="Upstream timeout.")
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        alias="maxOutputTokens",
+        description="Largest max_tokens a request may ask for; also what a budget reserves when a request sets "
+        "none. Default 4096.",
+    )
 
 
 class TenantRateLimits(_Spec):
@@ -200,6 +233,18 @@ class PiiSpec(_Spec):
     allow_list: list[str] = Field(default_factory=list, alias="allowList", description="Terms never masked.")
     restore: bool = Field(default=False, description="Restore original values in responses.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
+    allow_uninspectable_content: bool = Field(
+        default=False,
+        alias="allowUninspectableContent",
+        description="Accept image, audio and file content, which PII analysis cannot read (default: refused).",
+    )
+    max_text_chars: int = Field(
+        default=262_144,
+        ge=1,
+        le=16_777_216,
+        alias="maxTextChars",
+        description="Most text characters analysed per request; larger requests are refused with 413.",
+    )
 
 
 DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
@@ -215,7 +260,7 @@ def parse_duration(text: str) -> int:
 
 
 class TenantSpec(_Spec):
-    gateway: str = Field(pattern=DNS_LABEL, description="Gateway (same namespace) this tenant belongs to.")
+    gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
     key_rotation_grace_period: str = Field(
         default="10m",
         pattern=DURATION,
@@ -272,9 +317,9 @@ class _Resource(BaseModel):
     status: dict[str, Any] | None = None
 
 
-class Gateway(_Resource):
-    kind: Literal["Gateway"] = "Gateway"
-    spec: GatewaySpec = Field(default_factory=GatewaySpec)
+class LLMGateway(_Resource):
+    kind: Literal["LLMGateway"] = "LLMGateway"
+    spec: LLMGatewaySpec = Field(default_factory=LLMGatewaySpec)
 
 
 class ModelRoute(_Resource):
@@ -293,7 +338,7 @@ class Budget(_Resource):
 
 
 KINDS: dict[str, type[_Resource]] = {
-    "Gateway": Gateway,
+    "LLMGateway": LLMGateway,
     "ModelRoute": ModelRoute,
     "Tenant": Tenant,
     "Budget": Budget,

@@ -45,7 +45,9 @@ def crossed(old: str | None, new: str) -> bool:
 def _targets(ns: str, gateway: str) -> tuple[list[dict[str, Any]], str | None, tuple[str, str] | None]:
     """(Budgets of the Gateway's Tenants, Redis URL, or why there is none)."""
     try:
-        gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", gateway)
+        gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, ns, "llmgateways", gateway
+        )
     except client.ApiException as exc:
         if exc.status == 404:
             return [], None, None

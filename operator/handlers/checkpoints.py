@@ -55,7 +55,7 @@ def checkpoint(ns: str, name: str) -> list[str]:
     """One round for one Gateway; returns the refusals (forged or rolled-back heads), also logged."""
     core = client.CoreV1Api(api_client())
     gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
-        crd.GROUP, crd.VERSION, ns, "gateways", name
+        crd.GROUP, crd.VERSION, ns, "llmgateways", name
     )
     try:
         secret = core.read_namespaced_secret(audit_key_secret_name(name), ns)

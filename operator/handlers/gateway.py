@@ -119,7 +119,7 @@ def secret_availability(
 def route_status(route: dict[str, Any], gateway: str, problems: list[tuple[str, str]]) -> dict[str, Any]:
     gen = route["metadata"].get("generation")
     if not problems:
-        return st.ready_status(gen, True, "Rendered", f"in the model list of Gateway {gateway}")
+        return st.ready_status(gen, True, "Rendered", f"in the model list of LLMGateway {gateway}")
     reasons = {reason for reason, _ in problems}
     reason = "SecretNotFound" if "SecretNotFound" in reasons else "SecretKeyNotFound"
     total = len(route["spec"].get("deployments") or [])
@@ -145,7 +145,7 @@ def reconcile(ns: str, name: str, *, verify: bool = True) -> dict[str, Any] | No
 def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(api_client())
     core = client.CoreV1Api(api_client())
-    gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", name)
+    gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "llmgateways", name)
     if gw["metadata"].get("deletionTimestamp"):
         return None  # going away (foreground deletion): re-creating children would fight the garbage collector
     routes_raw = [r for r in list_objects(ns, "modelroutes") if r["spec"]["gateway"] == name]
@@ -161,7 +161,7 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     tenant_keys = {t["metadata"]["name"]: keys.ensure_tenant_key(core, t, known_keys) for t in tenants_raw}
     hashes = {name: list(k.refs) for name, k in tenant_keys.items()}
     unavailable, route_problems = secret_availability(core, ns, routes_raw)
-    gateway_model = crd.Gateway.model_validate(gw)
+    gateway_model = crd.LLMGateway.model_validate(gw)
     spec = gateway_model.spec
     rendered = render_gateway(
         gateway_model,
@@ -193,7 +193,7 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     message = "; ".join(f"{k}: {v}" for k, v in sorted(rendered.skipped.items())) or "all children applied"
     patch_status(
         ns,
-        "gateways",
+        "llmgateways",
         gw,
         {
             "observedGeneration": gw["metadata"].get("generation"),
@@ -221,7 +221,7 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         desired = (
             st.ready_status(gen, False, "KeyConflict", conflict)
             if conflict
-            else st.ready_status(gen, True, "Rendered", f"in the policy of Gateway {name}")
+            else st.ready_status(gen, True, "Rendered", f"in the policy of LLMGateway {name}")
         )
         # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.
         desired["keys"] = _keys_status(
@@ -255,7 +255,7 @@ def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict
 
 def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:
     desired = st.ready_status(
-        body["metadata"].get("generation"), False, "GatewayNotFound", f"Gateway {gateway!r} not found in {ns}"
+        body["metadata"].get("generation"), False, "GatewayNotFound", f"LLMGateway {gateway!r} not found in {ns}"
     )
     patch_status(ns, plural, body, desired)
 
@@ -300,7 +300,7 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
     await loops.stop(memo)
 
 
-@kopf.on.event(GROUP, VERSION, "gateways")
+@kopf.on.event(GROUP, VERSION, "llmgateways")
 async def gateway_seen(namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The set of live Gateways the periodic loops visit (kopf's namespace scoping applies to it)."""
     key = (namespace, name)
@@ -312,9 +312,9 @@ async def gateway_seen(namespace: str, name: str, type: str | None, body: kopf.B
         memo.gateways.add(key)
 
 
-@kopf.on.resume(GROUP, VERSION, "gateways")
-@kopf.on.create(GROUP, VERSION, "gateways")
-@kopf.on.update(GROUP, VERSION, "gateways")
+@kopf.on.resume(GROUP, VERSION, "llmgateways")
+@kopf.on.create(GROUP, VERSION, "llmgateways")
+@kopf.on.update(GROUP, VERSION, "llmgateways")
 async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     try:
         # Spec changes and restarts verify every child (drift repair); coalesced with related-object events.

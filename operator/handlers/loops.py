@@ -41,9 +41,9 @@ async def _every(
             except RuntimeError as exc:
                 if "after shutdown" in str(exc):
                     return  # the operator's event loop is shutting down its thread pool: this run is over
-                log.warning("%s of Gateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
+                log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
             except Exception as exc:  # one Gateway's failure must not stop the loop for the others
-                log.warning("%s of Gateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
+                log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
 
 
 def start(memo: Any) -> list[asyncio.Task]:

@@ -163,6 +163,7 @@ def render_models(
                 regional_groups={r: regional_group(name, r) for r in sorted(regions)},
                 zero_price=zero,
                 fallbacks=[f for f in route.spec.fallbacks if f != name],
+                **({"max_output_tokens": route.spec.max_output_tokens} if route.spec.max_output_tokens else {}),
             )
         )
         for group in [name, *(regional_group(name, r) for r in regions)]:
@@ -205,6 +206,8 @@ def render_tenant(tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef]) ->
             allow_list=list(spec.pii.allow_list),
             restore=spec.pii.restore,
             fail_open=spec.pii.fail_open,
+            allow_uninspectable_content=spec.pii.allow_uninspectable_content,
+            max_text_chars=spec.pii.max_text_chars,
         )
     return pol.Tenant(
         id=tenant.metadata.name,
@@ -241,7 +244,7 @@ def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.Secre
 
 
 def render_gateway(
-    gateway: crd.Gateway,
+    gateway: crd.LLMGateway,
     routes: Iterable[crd.ModelRoute],
     tenants: Iterable[crd.Tenant],
     budgets: Iterable[crd.Budget],
@@ -284,7 +287,7 @@ def render_gateway(
     policy_budgets: list[pol.Budget] = []
     for budget in _sorted(budgets):
         if budget.spec.tenant not in known:
-            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on Gateway {gw!r}"
+            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on LLMGateway {gw!r}"
             continue
         policy_budgets.append(render_budget(budget))
 
@@ -296,6 +299,7 @@ def render_gateway(
         budgets=policy_budgets,
         models=metas,
         deployments=deps_meta,
+        limits=pol.RequestLimits(**gateway.spec.request_limits.model_dump()),
     )
 
     sections = proxy_defaults()

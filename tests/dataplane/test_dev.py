@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import openai
+import pytest
+from gateway_operator.dev import DevError, load_objects
 
 from tests.harness.procs import free_port
 
@@ -69,3 +71,12 @@ def test_kubegate_dev_serves_example_tenants_and_stops_cleanly(tmp_path):
     assert proc.returncode == 0, out_path.read_text()
     for p in (port, echo_port, redis_port):
         assert not _listening(p), f"port {p} still served after Ctrl-C"
+
+
+def test_kubegate_dev_reads_the_examples_by_kind_and_names_the_renamed_kind(tmp_path):
+    objects = load_objects(REPO / "examples" / "quickstart")
+    assert [g.metadata.name for g in objects["LLMGateway"]] == ["main"]
+    old = (REPO / "examples" / "quickstart" / "gateway.yaml").read_text().replace("kind: LLMGateway", "kind: Gateway")
+    (tmp_path / "gateway.yaml").write_text(old)
+    with pytest.raises(DevError, match=re.escape("unknown kind 'Gateway' (renamed LLMGateway")):
+        load_objects(tmp_path)

@@ -16,8 +16,8 @@ from tests.harness.procs import wait_until
 OLD, NEW = "kg-old-key-0123456789abcdef", "kg-new-key-0123456789abcdef"
 
 
-def _objects(echo_base: str) -> tuple[crd.Gateway, crd.ModelRoute, crd.Tenant]:
-    gateway = crd.Gateway.model_validate({"metadata": {"name": "main", "namespace": "default"}, "spec": {}})
+def _objects(echo_base: str) -> tuple[crd.LLMGateway, crd.ModelRoute, crd.Tenant]:
+    gateway = crd.LLMGateway.model_validate({"metadata": {"name": "main", "namespace": "default"}, "spec": {}})
     route = crd.ModelRoute.model_validate(
         {
             "metadata": {"name": "echo", "namespace": "default"},

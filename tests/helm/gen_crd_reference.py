@@ -15,7 +15,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 CRD_DIR = ROOT / "charts" / "kubegate" / "crds"
 OUT = ROOT / "docs" / "crd-reference.md"
-ORDER = ["Gateway", "ModelRoute", "Tenant", "Budget"]
+ORDER = ["LLMGateway", "ModelRoute", "Tenant", "Budget"]
 
 
 def _type(schema: dict[str, Any]) -> str:

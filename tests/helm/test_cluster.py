@@ -7,12 +7,14 @@ and that helm can install and uninstall the release.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import uuid
 from pathlib import Path
 
 import pytest
 import yaml
+from gateway_operator.crd.generate import KIND_INFO
 from gateway_operator.rbac import RULES
 
 from tests.helm.test_rbac import _triples, watched_rbac
@@ -56,7 +58,7 @@ def test_rendered_chart_passes_server_side_dry_run(crds, namespace, custom):
     res = _server_dry_run(crds, manifest, namespace)
     assert res.returncode == 0, res.stderr
     if values:
-        assert "gateway.kubegate.dev/main created (server dry run)" in res.stdout
+        assert "llmgateway.kubegate.dev/main created (server dry run)" in res.stdout
 
 
 def test_api_server_rejects_an_invalid_gateway_spec(crds, namespace):
@@ -107,12 +109,109 @@ def test_gitops_kustomizations_build_and_pass_dry_run(crds, namespace, layout):
         assert res.returncode == 0, res.stderr
 
 
+# Minimal stand-ins for CRDs other projects install with the same plural as ours (or as ours had): the Kubernetes
+# Gateway API (often installed by default on managed clusters) and Capsule.
+FOREIGN_CRDS = [
+    {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        # *.k8s.io groups are protected: the real Gateway API CRDs carry this approval annotation too.
+        "metadata": {
+            "name": f"{plural}.{group}",
+            "annotations": {"api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/1538"},
+        },
+        "spec": {
+            "group": group,
+            "scope": scope,
+            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "versions": [
+                {
+                    "name": "v1",
+                    "served": True,
+                    "storage": True,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                }
+            ],
+        },
+    }
+    for group, kind, plural, scope in (
+        ("gateway.networking.k8s.io", "Gateway", "gateways", "Namespaced"),
+        ("capsule.clastix.io", "Tenant", "tenants", "Cluster"),
+    )
+]
+
+
+@pytest.fixture
+def foreign_crds(crds):
+    manifest = yaml.safe_dump_all(FOREIGN_CRDS)
+    _kubectl(crds, "apply", "--server-side", "-f", "-", stdin=manifest)
+    _kubectl(crds, "wait", "--for=condition=Established", "--timeout=60s", "-f", "-", stdin=manifest)
+    yield crds
+    _kubectl(crds, "delete", "--ignore-not-found", "--timeout=60s", "-f", "-", stdin=manifest, check=False)
+
+
+def test_kinds_resolve_to_kubegate_beside_gateway_api_and_capsule(foreign_crds, namespace):
+    """With the Gateway API's and Capsule's CRDs installed, our names still reach our kinds and everything we ship
+    (chart, quickstart, both GitOps layouts) passes a server-side dry run."""
+    cp = foreign_crds
+    gw_api = {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "Gateway", "metadata": {"name": "theirs"}}
+    _kubectl(cp, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(gw_api))
+    ours = next(d for d in _kubegate_docs(ROOT / "examples" / "quickstart" / "gateway.yaml"))
+    ours["metadata"] = {"name": "ours", "namespace": namespace}
+    _kubectl(cp, "apply", "-n", namespace, "-f", "-", stdin=yaml.safe_dump(ours))
+
+    def listed(resource: str) -> set[tuple[str, str]]:
+        out = _kubectl(cp, "get", resource, "-n", namespace, "-o", "yaml").stdout
+        return {(i["apiVersion"], i["metadata"]["name"]) for i in yaml.safe_load(out)["items"]}
+
+    for name in ("llmgateways", "llmgateway", "kgw", "llmgw", "llmgateways.kubegate.dev"):
+        assert listed(name) == {("kubegate.dev/v1alpha1", "ours")}, name
+    # The clash the rename avoids: plain `gateways` is the Gateway API's, and it never lists ours.
+    assert listed("gateways") == {("gateway.networking.k8s.io/v1", "theirs")}
+    # Where a plural still clashes, the fully qualified name the docs use reaches ours.
+    explained = _kubectl(cp, "explain", "tenants.kubegate.dev").stdout
+    assert re.search(r"^GROUP:\s+kubegate\.dev$", explained, re.M), explained
+    category = _kubectl(cp, "get", "kubegate", "-n", namespace, "-o", "name").stdout.split()
+    assert category == ["llmgateway.kubegate.dev/ours"], category
+
+    chart = _without_kinds(helm_template(*non_default(namespace), namespace=namespace), "ServiceMonitor")
+    res = _server_dry_run(cp, chart, namespace)
+    assert res.returncode == 0, res.stderr
+    assert "llmgateway.kubegate.dev/main created (server dry run)" in res.stdout
+    manifests = {
+        "quickstart": yaml.safe_dump_all([d for p in EXAMPLES if "quickstart" in p.parts for d in _kubegate_docs(p)])
+    }
+    for layout in ("argocd", "flux"):
+        built = [
+            d
+            for part in ("platform", "teams")
+            for d in yaml.safe_load_all(
+                _kubectl(cp, "kustomize", str(ROOT / "examples" / "gitops" / layout / part)).stdout
+            )
+            if d
+        ]
+        manifests[layout] = yaml.safe_dump_all(built)
+    for what, manifest in manifests.items():
+        docs = [d for d in yaml.safe_load_all(manifest) if d]
+        for d in docs:
+            d["metadata"]["namespace"] = namespace
+        res = _server_dry_run(cp, yaml.safe_dump_all(docs), namespace)
+        assert res.returncode == 0, f"{what}: {res.stderr}"
+        assert "llmgateway.kubegate.dev/main created (server dry run)" in res.stdout, f"{what}: {res.stdout}"
+        assert "tenant.kubegate.dev/" in res.stdout, f"{what}: {res.stdout}"
+
+
 def test_argocd_health_checks_cover_kubegate_kinds():
     cm = yaml.safe_load((ROOT / "examples" / "gitops" / "argocd" / "argocd-cm-patch.yaml").read_text())["data"]
     budget = cm["resource.customizations.health.kubegate.dev_Budget"]
     assert 'obj.status.state == "blocked"' in budget and '"Degraded"' in budget
     tenant = cm["resource.customizations.health.kubegate.dev_Tenant"]
     assert 'c.type == "Ready"' in tenant and '"Healthy"' in tenant and '"Progressing"' in tenant
+    # Argo CD keys health checks by group_kind: one left on the old kind name would never match.
+    gateway = cm["resource.customizations.health.kubegate.dev_LLMGateway"]
+    assert 'c.type == "Ready"' in gateway and '"Healthy"' in gateway
+    kinds = {k.rsplit("_", 1)[1] for k in cm if k.startswith("resource.customizations.health.kubegate.dev_")}
+    assert kinds <= set(KIND_INFO), kinds
     # Without it the app of apps' sync waves do not wait for the chart to be Healthy.
     assert "obj.status.health.status" in cm["resource.customizations.health.argoproj.io_Application"]
 
@@ -126,10 +225,10 @@ def test_helm_install_and_uninstall(crds, namespace):
         assert yaml.safe_load(deploy.stdout)["spec"]["template"]["spec"]["serviceAccountName"] == (
             f"{release}-kubegate-operator"
         )
-        _kubectl(crds, "-n", namespace, "get", "gateway", "main")
+        _kubectl(crds, "-n", namespace, "get", "llmgateway", "main")
         # The operator's ServiceAccount really holds what it needs on our kinds, and no more than read on nodes.
         sa = f"system:serviceaccount:{namespace}:{release}-kubegate-operator"
-        can = _kubectl(crds, "auth", "can-i", "patch", "gateways.kubegate.dev/status", "--as", sa, "-n", namespace)
+        can = _kubectl(crds, "auth", "can-i", "patch", "llmgateways.kubegate.dev/status", "--as", sa, "-n", namespace)
         assert can.stdout.strip() == "yes"
         cannot = _kubectl(crds, "auth", "can-i", "delete", "nodes", "--as", sa, check=False)
         assert cannot.stdout.strip() == "no"

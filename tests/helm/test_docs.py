@@ -16,7 +16,7 @@ def test_crd_reference_is_up_to_date():
 
 def test_crd_reference_covers_every_kind_and_spec_field():
     doc = gen_crd_reference.OUT.read_text()
-    for kind in ("Gateway", "ModelRoute", "Tenant", "Budget"):
+    for kind in ("LLMGateway", "ModelRoute", "Tenant", "Budget"):
         assert f"## {kind} (`kubegate.dev/v1alpha1`)" in doc
     for field in ("spec.redis.mode", "spec.deployments[].region", "spec.pii", "spec.thresholds[].action"):
         assert f"`{field}`" in doc

@@ -35,7 +35,7 @@ from tests.harness.controlplane import ControlPlane, ensure_binaries, free_port
 from tests.helm.operator_process import OperatorProcess, container_env, local_argv
 from tests.helm.tools import CHART, helm, kubectl
 
-KINDS = ("budgets", "gateways", "modelroutes", "tenants")
+KINDS = ("budgets", "llmgateways", "modelroutes", "tenants")
 CRD_NAMES = [f"{k}.kubegate.dev" for k in KINDS]
 
 
@@ -113,7 +113,7 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
     if "operator.watchNamespaces={team-a}" in case.values:
         assert _can(cp, sa, "create", "secrets", ns)
         assert not _can(cp, sa, "get", "secrets", "default"), "a namespace-restricted operator reads other Secrets"
-        assert not _can(cp, sa, "list", "gateways.kubegate.dev", "default")
+        assert not _can(cp, sa, "list", "llmgateways.kubegate.dev", "default")
     # create=False: the ServiceAccount must be the one helm made, not one this test conjures up.
     token = cp.token_for_service_account(ns, pod["serviceAccountName"], create=False)
     port = free_port()
@@ -149,12 +149,14 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
             ("deployment", "main-redis"),
         ):
             child = operator.wait_for(f"{kind}/{name}", lambda k=kind, n=name: _get(cp, ns, k, n))
-            assert child["metadata"]["ownerReferences"][0]["kind"] == "Gateway", f"{kind}/{name}"
+            assert child["metadata"]["ownerReferences"][0]["kind"] == "LLMGateway", f"{kind}/{name}"
         reconciled = operator.wait_for(
-            "Gateway Reconciled=True", lambda: _condition(_get(cp, ns, "gateway", "main"), "Reconciled")
+            "LLMGateway Reconciled=True", lambda: _condition(_get(cp, ns, "llmgateway", "main"), "Reconciled")
         )
         assert reconciled["status"] == "True", reconciled
-        ready = operator.wait_for("Tenant Ready", lambda: _condition(_get(cp, ns, "tenant", "team"), "Ready"))
+        ready = operator.wait_for(
+            "Tenant Ready", lambda: _condition(_get(cp, ns, "tenants.kubegate.dev", "team"), "Ready")
+        )
         assert ready["status"] == "True", ready
 
         out = operator.output()
@@ -169,13 +171,15 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
             assert kopf_lines and all("message" in r for r in kopf_lines), out[-3000:]
         # NOTES.txt sends users to the objects the operator really made.
         assert "port-forward svc/$GATEWAY" in notes and "GATEWAY=main" in notes
-        assert "get secret $TENANT-kubegate-key" in notes and "--for=condition=Ready tenant/$TENANT" in notes
+        assert (
+            "get secret $TENANT-kubegate-key" in notes and "--for=condition=Ready tenants.kubegate.dev/$TENANT" in notes
+        )
         assert "Forbidden" not in out and " 403" not in out, out[-6000:]
         # The chart's env keeps LiteLLM (imported via gateway_plugins) from fetching prices from the internet.
         assert "model cost map" not in out, out[-6000:]
 
         # helm removes the operator's RBAC before custom kinds: a finalizer would keep the Gateway Terminating.
-        gateway = _get(cp, ns, "gateway", "main")
+        gateway = _get(cp, ns, "llmgateway", "main")
         assert not gateway["metadata"].get("finalizers"), "helm uninstall would hang on the Gateway's finalizer"
         res = helm(cp, "uninstall", release, "-n", ns, "--wait", "--timeout", "90s", check=False, timeout=150)
         uninstalled = res.returncode == 0
@@ -185,7 +189,7 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
         if not uninstalled:
             print(f"operator exit code {code}; output:\n{operator.tail(20000)}")
 
-    assert _get(cp, ns, "gateway", "main") is None
+    assert _get(cp, ns, "llmgateway", "main") is None
     assert _get(cp, ns, "deployment", f"{release}-kubegate-operator") is None
     rbac = kubectl(cp, "get", "clusterroles,clusterrolebindings", "-o", "name").stdout
     assert f"{release}-kubegate" not in rbac

@@ -81,8 +81,8 @@ def test_proxy_image_has_no_kopf_and_local_cost_map():
 
 
 def test_default_images_match_package_version():
-    """The Gateway CRD's default proxy image and the operator image ship with the same release."""
-    crd = yaml.safe_load((CHART / "crds" / "gateways.yaml").read_text())
+    """The LLMGateway CRD's default proxy image and the operator image ship with the same release."""
+    crd = yaml.safe_load((CHART / "crds" / "llmgateways.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     assert spec["image"]["default"] == f"ghcr.io/kubegate/proxy:{_package_version()}"
 
@@ -90,7 +90,7 @@ def test_default_images_match_package_version():
 def test_proxy_image_default_command_matches_the_operator_mounts():
     from gateway_operator.builders.proxy import build_proxy_deployment
 
-    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "Gateway", "spec": {}}
+    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "LLMGateway", "spec": {}}
     gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
     (container,) = build_proxy_deployment(gateway, {}, "x", policy_public_key="k")["spec"]["template"]["spec"][
         "containers"
@@ -105,7 +105,7 @@ def test_proxy_image_default_command_matches_the_operator_mounts():
 def test_proxy_container_runs_as_the_proxy_image_user():
     from gateway_operator.builders.proxy import build_proxy_deployment
 
-    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "Gateway", "spec": {}}
+    gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "LLMGateway", "spec": {}}
     gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
     (container,) = build_proxy_deployment(gateway, {}, "x", policy_public_key="k")["spec"]["template"]["spec"][
         "containers"
@@ -116,7 +116,7 @@ def test_proxy_container_runs_as_the_proxy_image_user():
 
 
 def test_managed_redis_default_image_is_pinned_by_digest():
-    crd = yaml.safe_load((CHART / "crds" / "gateways.yaml").read_text())
+    crd = yaml.safe_load((CHART / "crds" / "llmgateways.yaml").read_text())
     spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]
     image = spec["redis"]["properties"]["image"]["default"]
     m = re.fullmatch(r"redis:7\.4-alpine@sha256:([0-9a-f]{64})", image)
@@ -184,10 +184,10 @@ def test_helm_lint_default_and_non_default_values():
 
 def test_non_default_values_render_optional_objects():
     kinds = [d["kind"] for d in yaml.safe_load_all(helm_template(*non_default())) if d]
-    for kind in ("Gateway", "ModelRoute", "ServiceMonitor", "ConfigMap"):
+    for kind in ("LLMGateway", "ModelRoute", "ServiceMonitor", "ConfigMap"):
         assert kind in kinds
     defaults = [d["kind"] for d in yaml.safe_load_all(helm_template()) if d]
-    assert "Gateway" not in defaults and "ServiceMonitor" not in defaults
+    assert "LLMGateway" not in defaults and "ServiceMonitor" not in defaults
 
 
 def test_user_roles_aggregate_to_builtin_roles():

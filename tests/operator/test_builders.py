@@ -28,7 +28,7 @@ SIGNER = PolicySigner.generate()
 def _gateway(spec: dict | None = None) -> dict:
     return {
         "apiVersion": crd.API_VERSION,
-        "kind": "Gateway",
+        "kind": "LLMGateway",
         "metadata": {"name": "main", "namespace": "ns", "uid": UID},
         "spec": spec or {},
     }
@@ -51,7 +51,7 @@ def _route() -> crd.ModelRoute:
 
 def _children(spec: dict | None = None) -> dict[str, dict]:
     gw = _gateway(spec)
-    rendered = render_gateway(crd.Gateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
+    rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
     return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered, SIGNER)}
 
 
@@ -114,7 +114,7 @@ def test_policy_of_1000_tenants_and_1000_budgets_fits_a_configmap():
     keys = {t.metadata.name: [hash_key(secrets.token_hex(16))] for t in tenants}
     gw = _gateway()
     rendered = render_gateway(
-        crd.Gateway.model_validate(gw), [_route()], tenants, budgets, tenant_key_hashes=keys, revision=9
+        crd.LLMGateway.model_validate(gw), [_route()], tenants, budgets, tenant_key_hashes=keys, revision=9
     )
     cm = build_policy_configmap(gw, rendered.policy, SIGNER)
     blob = base64.b64decode(cm["binaryData"][POLICY_KEY])
@@ -223,9 +223,9 @@ def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():
 
 
 def test_scale_summary_is_what_the_operator_asks_for():
-    fixed = crd.GatewaySpec.model_validate({"replicas": 3, "autoscaling": {"enabled": False}})
+    fixed = crd.LLMGatewaySpec.model_validate({"replicas": 3, "autoscaling": {"enabled": False}})
     assert scale_summary(fixed) == "3"
-    auto = crd.GatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
+    auto = crd.LLMGatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
     assert scale_summary(auto) == "2-7 (HPA)"
 
 
@@ -283,7 +283,7 @@ def test_network_policies_fence_redis_and_expose_only_the_api_port():
     children = _children({"port": 8080, "networkPolicy": {"operatorNamespace": "platform"}})
     proxy = children["NetworkPolicy/main-proxy"]["spec"]
     assert proxy["podSelector"]["matchLabels"] == {"kubegate.dev/gateway": "main", "kubegate.dev/component": "proxy"}
-    assert proxy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}]}]
+    assert proxy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9464}]}]
     rds = children["NetworkPolicy/main-redis"]["spec"]
     assert rds["podSelector"]["matchLabels"] == {"kubegate.dev/gateway": "main", "kubegate.dev/component": "redis"}
     (rule,) = rds["ingress"]
@@ -299,7 +299,7 @@ def test_network_policies_fence_redis_and_expose_only_the_api_port():
 
 def test_policy_configmap_is_signed_and_refused_when_altered():
     gw = _gateway()
-    rendered = render_gateway(crd.Gateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=3)
+    rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=3)
     blob = bytearray(base64.b64decode(build_policy_configmap(gw, rendered.policy, SIGNER)["binaryData"][POLICY_KEY]))
     assert parse_policy(gzip.decompress(SIGNER.verifier().open(bytes(blob)))).namespace == "ns"
     blob[-1] ^= 1

@@ -22,6 +22,8 @@ def test_generated_files_match_models():
             path = Path(directory) / name
             assert path.exists(), f"{path} missing: run python -m gateway_operator.crd.generate"
             assert path.read_text() == text, f"{path} is stale: run python -m gateway_operator.crd.generate"
+        # A CRD of a renamed kind (gateways.yaml before LLMGateway) would still be installed by helm and kubectl.
+        assert sorted(p.name for p in Path(directory).glob("*.yaml")) == sorted(files), directory
 
 
 def _walk(schema: dict, where: str) -> Iterator[tuple[str, dict]]:
@@ -78,8 +80,8 @@ INVALID = [
     ("budgets", {"tenant": "t", "limitUSD": "5", "downgrade": {"a": "a"}}, "downgrade"),
     ("budgets", {"tenant": "t", "limitUSD": "5", "downgrade": {"a": "b", "b": "a"}}, "downgrade"),
     ("budgets", {"tenant": "t", "limitUSD": "five"}, "limitUSD"),
-    ("gateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
-    ("gateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
+    ("llmgateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
+    ("llmgateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
     (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},

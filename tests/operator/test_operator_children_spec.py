@@ -2,7 +2,7 @@
 
 The operator runs as its ServiceAccount (rbac.RULES). No kubelet runs here, so the pods never start: these checks
 prove the API server accepts the hardened pod specs (security contexts, memory-backed emptyDir) and keeps them as
-built, and that ``kubectl get gateways`` shows the replica setting and workers the operator applied.
+built, and that ``kubectl get llmgateways`` shows the replica setting and workers the operator applied.
 """
 
 from __future__ import annotations
@@ -24,11 +24,11 @@ from tests.operator.test_operator_status import _table_row
 
 
 def _gateway(spec: dict) -> dict:
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway", "metadata": {"name": "main"}, "spec": spec}
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": "main"}, "spec": spec}
 
 
 def _status(custom, ns: str) -> dict:
-    return custom.get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", "main").get("status") or {}
+    return custom.get_namespaced_custom_object(GROUP, VERSION, ns, "llmgateways", "main").get("status") or {}
 
 
 def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconfig, admin_api, namespace):  # noqa: F811
@@ -36,9 +36,9 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
     apps = client.AppsV1Api(admin_api)
     spec = {"workers": 2, "replicas": 3, "autoscaling": {"enabled": False}}
     with running_operator(operator_kubeconfig, namespace):
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _gateway(spec))
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _gateway(spec))
         _wait("Gateway status.scale", lambda: _status(custom, namespace).get("scale"))
-        row = _table_row(admin_api, namespace, "gateways", "main")
+        row = _table_row(admin_api, namespace, "llmgateways", "main")
         assert (row["Replicas"], row["Workers"]) == ("3", 2), row
 
         proxy = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.spec
@@ -72,9 +72,9 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
 
         # Autoscaling on: the column shows the HPA's bounds; one worker: no multiprocess directory.
         patch = {"spec": {"workers": 1, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5}}}
-        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", "main", patch)
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
         _wait("Gateway status.scale with HPA", lambda: _status(custom, namespace).get("scale") == "2-5 (HPA)")
-        row = _table_row(admin_api, namespace, "gateways", "main")
+        row = _table_row(admin_api, namespace, "llmgateways", "main")
         assert (row["Replicas"], row["Workers"]) == ("2-5 (HPA)", 1), row
 
         def single_worker() -> bool:
@@ -98,7 +98,7 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
     core = client.CoreV1Api(admin_api)
     net = client.NetworkingV1Api(admin_api)
     with running_operator(operator_kubeconfig, namespace):
-        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _gateway({}))
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _gateway({}))
         _wait("Gateway status.policyPublicKey", lambda: _status(custom, namespace).get("policyPublicKey"))
         public = _status(custom, namespace)["policyPublicKey"]
         secrets = {
@@ -106,7 +106,7 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
             for name in ("main-kubegate-policy-signing", "main-kubegate-audit-key", "main-kubegate-redis")
         }
         for secret in secrets.values():
-            assert secret.metadata.owner_references[0].kind == "Gateway"
+            assert secret.metadata.owner_references[0].kind == "LLMGateway"
         signing = secrets["main-kubegate-policy-signing"].data
         signer = PolicySigner.from_private_b64(base64.b64decode(signing["ed25519-private-key"]).decode())
         assert signer.public_key_b64 == public
@@ -117,12 +117,12 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
             PolicySigner.generate().verifier().open(blob)
         policies = {p.metadata.name: p.spec for p in net.list_namespaced_network_policy(namespace).items}
         assert set(policies) == {"main-proxy", "main-redis"}
-        assert [p.port for p in policies["main-proxy"].ingress[0].ports] == [4000]
+        assert [p.port for p in policies["main-proxy"].ingress[0].ports] == [4000, 9464]
         assert [p.port for p in policies["main-redis"].ingress[0].ports] == [6379]
         # Generated once: a later reconcile keeps the same key (the proxies' public key does not change).
         versions = {name: s.metadata.resource_version for name, s in secrets.items()}
         patch = {"spec": {"replicas": 3, "autoscaling": {"enabled": False}}}
-        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", "main", patch)
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
         _wait("reconciled again", lambda: _status(custom, namespace).get("scale") == "3")
         assert _status(custom, namespace)["policyPublicKey"] == public
         assert {n: core.read_namespaced_secret(n, namespace).metadata.resource_version for n in versions} == versions

@@ -75,8 +75,8 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
             GROUP,
             VERSION,
             namespace,
-            "gateways",
-            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Gateway", "metadata": {"name": "main"}, "spec": {}},
+            "llmgateways",
+            {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": "main"}, "spec": {}},
         )
         custom.create_namespaced_custom_object(
             GROUP,
@@ -96,7 +96,7 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
         assert policy["tenants"][0]["keys"] == [{"sha256": hash_key(raw)}]
         assert raw not in json.dumps(policy)
         dep = client.AppsV1Api(admin_api).read_namespaced_deployment("main-proxy", namespace)
-        assert dep.metadata.owner_references[0].kind == "Gateway"
+        assert dep.metadata.owner_references[0].kind == "LLMGateway"
 
         custom.create_namespaced_custom_object(
             GROUP,
@@ -113,7 +113,7 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
         _wait("budget in policy", lambda: (p := _policy(core, namespace)) and p["budgets"])
         status = _wait(
             "Reconciled condition",
-            lambda: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", "main").get("status"),
+            lambda: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main").get("status"),
         )
         conditions = {c["type"]: c["status"] for c in status["conditions"]}
         assert conditions["Reconciled"] == "True" and conditions["Ready"] == "True"

@@ -110,24 +110,24 @@ def test_gateway_deletion_removes_children_without_finalizers(operator_kubeconfi
     custom, core = client.CustomObjectsApi(admin_api), client.CoreV1Api(admin_api)
     _secret(core, namespace, "up", {"k": "sk-test"})
     with running_operator(operator_kubeconfig, namespace):
-        _create(custom, namespace, "gateways", _obj("Gateway", "main", {}))
+        _create(custom, namespace, "llmgateways", _obj("LLMGateway", "main", {}))
         _create(custom, namespace, "modelroutes", _obj("ModelRoute", "m", _route("main", "m", "up")))
         _create(custom, namespace, "tenants", _obj("Tenant", "t", {"gateway": "main"}))
         _create(custom, namespace, "budgets", _obj("Budget", "b", {"tenant": "t", "limitUSD": "5"}))
         _wait("children", lambda: _children(admin_api, namespace, "main") == EXPECTED_CHILDREN)
         _wait("tenant Ready", lambda: _ready(_get(custom, namespace, "tenants", "t")))
         _wait("route Ready", lambda: _ready(_get(custom, namespace, "modelroutes", "m")))
-        first_uid = _get(custom, namespace, "gateways", "main")["metadata"]["uid"]
+        first_uid = _get(custom, namespace, "llmgateways", "main")["metadata"]["uid"]
         # No kopf finalizer anywhere: a stopped or uninstalled operator cannot block a deletion.
-        for plural, name in (("gateways", "main"), ("tenants", "t"), ("budgets", "b"), ("modelroutes", "m")):
+        for plural, name in (("llmgateways", "main"), ("tenants", "t"), ("budgets", "b"), ("modelroutes", "m")):
             assert not _get(custom, namespace, plural, name)["metadata"].get("finalizers"), plural
 
         # Foreground: the Gateway stays (deletionTimestamp set) until the garbage collector removed every child;
         # an operator re-creating children meanwhile would keep it from ever going.
         custom.delete_namespaced_custom_object(
-            GROUP, VERSION, namespace, "gateways", "main", body={"propagationPolicy": "Foreground"}
+            GROUP, VERSION, namespace, "llmgateways", "main", body={"propagationPolicy": "Foreground"}
         )
-        _wait("Gateway gone", lambda: _get(custom, namespace, "gateways", "main") is None, timeout=90)
+        _wait("Gateway gone", lambda: _get(custom, namespace, "llmgateways", "main") is None, timeout=90)
         assert _children(admin_api, namespace, "main") == NO_CHILDREN
 
         # A change after the deletion reaches the operator, which reports the missing Gateway and builds nothing.
@@ -148,9 +148,9 @@ def test_gateway_deletion_removes_children_without_finalizers(operator_kubeconfi
         key_before = core.read_namespaced_secret("t-kubegate-key", namespace).data
 
         # Re-created under the same name (new uid): every child comes back, owned by the new Gateway.
-        _create(custom, namespace, "gateways", _obj("Gateway", "main", {}))
+        _create(custom, namespace, "llmgateways", _obj("LLMGateway", "main", {}))
         _wait("children again", lambda: _children(admin_api, namespace, "main") == EXPECTED_CHILDREN)
-        new_uid = _get(custom, namespace, "gateways", "main")["metadata"]["uid"]
+        new_uid = _get(custom, namespace, "llmgateways", "main")["metadata"]["uid"]
         assert new_uid != first_uid
         dep = client.AppsV1Api(admin_api).read_namespaced_deployment("main-proxy", namespace)
         assert [r.uid for r in dep.metadata.owner_references] == [new_uid]
@@ -226,7 +226,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
 
     first = _operator_process(operator_kubeconfig, namespace, tmp_path / "first.log")
     try:
-        _create(custom, namespace, "gateways", _obj("Gateway", gw, spec))
+        _create(custom, namespace, "llmgateways", _obj("LLMGateway", gw, spec))
         for m in models:
             _create(custom, namespace, "modelroutes", _obj("ModelRoute", m, _route(gw, m, "up")))
         for t in tenants[:4]:
@@ -260,7 +260,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             )
 
         second.wait_for("convergence after the restart", converged, timeout=120)
-        status = _get(custom, namespace, "gateways", gw)["status"]
+        status = _get(custom, namespace, "llmgateways", gw)["status"]
         assert {c["type"]: c["status"] for c in status["conditions"]} == {
             "Ready": "True",
             "Reconciled": "True",
@@ -337,7 +337,7 @@ def test_one_tenant_change_costs_a_constant_number_of_writes(
     user = operator_user(namespace)
     with running_operator(operator_kubeconfig, namespace):
         for gw, n in sizes.items():
-            _create(custom, namespace, "gateways", _obj("Gateway", gw, spec))
+            _create(custom, namespace, "llmgateways", _obj("LLMGateway", gw, spec))
             for i in range(n):
                 _create(custom, namespace, "tenants", _obj("Tenant", f"{gw}-t{i}", {"gateway": gw}))
                 _create(
@@ -367,7 +367,7 @@ def test_one_tenant_change_costs_a_constant_number_of_writes(
         }
     small, large = (sorted(w.rsplit(" ", 1)[0] for w in counts[gw]) for gw in sizes)
     # The policy ConfigMap, that Tenant's status, the Gateway's status (new policy revision): nothing per sibling.
-    assert small == large == ["patch configmaps", "patch gateways/status", "patch tenants/status"], counts
+    assert small == large == ["patch configmaps", "patch llmgateways/status", "patch tenants/status"], counts
 
 
 def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
@@ -405,7 +405,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         return {e["model_info"]["id"] for e in config()["model_list"] if "@" not in e["model_info"]["id"]}
 
     with running_operator(operator_kubeconfig, namespace):
-        _create(custom, namespace, "gateways", _obj("Gateway", "main", {}))
+        _create(custom, namespace, "llmgateways", _obj("LLMGateway", "main", {}))
         _create(custom, namespace, "modelroutes", _obj("ModelRoute", "good", _route("main", "good", "good-key")))
         _create(custom, namespace, "modelroutes", _obj("ModelRoute", "partial", partial))
         _create(custom, namespace, "modelroutes", _obj("ModelRoute", "dark", _route("main", "dark", "nowhere")))
@@ -431,7 +431,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         statuses = json.dumps(
             [
                 o.get("status")
-                for p in ("modelroutes", "gateways")
+                for p in ("modelroutes", "llmgateways")
                 for o in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
             ]
         )
@@ -448,7 +448,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         _wait("budget refreshed", lambda: (b := _get(custom, namespace, "budgets", "b")) and b.get("status"))
         assert _table_row(admin_api, namespace, "modelroutes", "dark")["Ready"] == "False"
         assert _table_row(admin_api, namespace, "modelroutes", "good")["Ready"] == "True"
-        assert _table_row(admin_api, namespace, "gateways", "main")["Ready"] == "True"
+        assert _table_row(admin_api, namespace, "llmgateways", "main")["Ready"] == "True"
         assert _table_row(admin_api, namespace, "tenants", "t")["Ready"] == "True"
         # Managed Redis cannot run here (no kubelet): the Budget's spend is unknown and it says so.
         assert _table_row(admin_api, namespace, "budgets", "b")["Ready"] == "False"

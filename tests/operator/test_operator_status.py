@@ -83,7 +83,7 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
     tenant = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "early")
     assert tenant["status"]["observedGeneration"] == tenant["metadata"]["generation"]
 
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", "main", {}))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", "main", {}))
     cond = _reason(custom, namespace, "tenants", "early", "Ready", "Rendered")
     assert cond["status"] == "True"
 
@@ -106,18 +106,18 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
     gw_handlers.reconcile(namespace, "main")
     assert _condition(custom, namespace, "modelroutes", "gpt", "Ready")["status"] == "True"
     # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
-    published = _reason(custom, namespace, "gateways", "main", "PolicyPublished", "RedisUnreachable")
+    published = _reason(custom, namespace, "llmgateways", "main", "PolicyPublished", "RedisUnreachable")
     assert published["status"] == "False"
-    assert _condition(custom, namespace, "gateways", "main", "Reconciled")["status"] == "True"
+    assert _condition(custom, namespace, "llmgateways", "main", "Reconciled")["status"] == "True"
 
     # Nothing changed: a reconcile writes no status either.
     objs = lambda p: {  # noqa: E731
         o["metadata"]["name"]: o["metadata"]["resourceVersion"]
         for o in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
     }
-    before = {p: objs(p) for p in ("tenants", "modelroutes", "gateways")}
+    before = {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")}
     gw_handlers.reconcile(namespace, "main")
-    assert {p: objs(p) for p in ("tenants", "modelroutes", "gateways")} == before
+    assert {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")} == before
 
 
 def test_policy_published_to_external_redis(operator, admin_api, namespace, redis_server):
@@ -129,7 +129,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     r = redis_server.client()
     doc_key, rev_key, _ = gateway_keys(namespace, gw_name)
     r.set(rev_key, 41)  # left by an earlier life of this Gateway (status lost): the operator must climb above it
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "a", {"gateway": gw_name})
     )
@@ -141,7 +141,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
     first = int(r.get(rev_key))
     assert first > 41
-    assert _reason(custom, namespace, "gateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
+    assert _reason(custom, namespace, "llmgateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
 
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "b", {"gateway": gw_name})
@@ -151,7 +151,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     key_b = base64.b64decode(core.read_namespaced_secret("b-kubegate-key", namespace).data["api-key"]).decode()
     policy = published(custom, namespace, gw_name, r.get(doc_key))
     assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
-    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", gw_name)["status"]
+    status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
 
     # A deleted Tenant leaves the published policy (and its revision still only rises).
@@ -190,7 +190,7 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"bud-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
         GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
     )
@@ -236,7 +236,7 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"rot-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     # No grace period: the old key stops at once (grace periods: test_key_rotation_grace_period).
     tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "0s"}
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
@@ -293,7 +293,7 @@ def test_key_rotation_grace_period_and_deleted_secret(operator, admin_api, names
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"grace-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "1h30m"}
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
     r = redis_server.client()
@@ -364,7 +364,7 @@ def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_
     _secret(core, namespace, "redis-url", {"url": redis_server.url})
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"cp-{namespace}"
-    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "gateways", _obj("Gateway", gw_name, spec))
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     secret = _wait("audit key Secret", lambda: _read_secret(core, namespace, f"{gw_name}-kubegate-audit-key"))
     key_b64 = base64.b64decode(secret.data["audit-key"]).decode()
     key = decode_key(key_b64)

@@ -88,7 +88,7 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     staging, redis_server, echo_upstream, tmp_path
 ):
     objects = load_objects(ROOT / "examples" / "quickstart")
-    (gateway,) = objects["Gateway"]
+    (gateway,) = objects["LLMGateway"]
     gateway = gateway.model_copy(update={"spec": gateway.spec.model_copy(update={"workers": WORKERS})})
     tenant = next(t for t in objects["Tenant"] if t.spec.pii is not None and t.spec.pii.entities)
     rendered = render_gateway(
@@ -125,8 +125,16 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     args[args.index("--config") + 1] = str(config)
     args[args.index("--port") + 1] = str(port)
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    # Secret-sourced values (audit key, Redis password) as the kubelet would resolve them.
-    env.update(KUBEGATE_POLICY_FILE=str(policy), KUBEGATE_REDIS_URL=redis_server.url, KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64)
+    assert env["KUBEGATE_METRICS_PORT"] == "9464"  # the Deployment's metrics port; a free one here
+    metrics_port = free_port()
+    env.update(
+        KUBEGATE_POLICY_FILE=str(policy),
+        KUBEGATE_REDIS_URL=redis_server.url,
+        # Secret-sourced values as the kubelet would resolve them.
+        KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64,
+        KUBEGATE_METRICS_PORT=str(metrics_port),
+        KUBEGATE_METRICS_ADDR="127.0.0.1",
+    )
     # The image's ENV, and a HOME that does not exist, as for the image's user (created with --no-create-home).
     env.update(
         PATH=f"{Path(shutil.which('litellm') or ROOT / '.venv/bin/litellm').parent}:/usr/bin:/bin",
@@ -174,7 +182,7 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(call, range(sent)))
         for _ in range(4):  # any worker may answer the scrape; each must see every worker's counts
-            metrics = httpx.get(f"{base}/metrics", timeout=5).text
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             served = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics.splitlines()

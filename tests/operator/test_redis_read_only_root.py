@@ -34,7 +34,7 @@ from tests.harness.procs import free_port, stop_process, tail, wait_until
 ROOT = Path(__file__).resolve().parents[2]
 GATEWAY = {
     "apiVersion": "kubegate.dev/v1alpha1",
-    "kind": "Gateway",
+    "kind": "LLMGateway",
     "metadata": {"name": "main", "namespace": "ns", "uid": "u"},
     "spec": {},
 }

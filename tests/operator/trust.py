@@ -23,7 +23,7 @@ def verifier_of(custom: client.CustomObjectsApi, ns: str, gw: str, wait: float =
     is written (same reconcile), so this waits for it (KeyError when it never comes)."""
     deadline = time.monotonic() + wait
     while True:
-        status = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "gateways", gw).get("status") or {}
+        status = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "llmgateways", gw).get("status") or {}
         if "policyPublicKey" in status or time.monotonic() > deadline:
             return PolicyVerifier.from_public_b64(status["policyPublicKey"])
         time.sleep(0.2)
