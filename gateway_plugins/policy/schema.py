@@ -17,7 +17,16 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 POLICY_SCHEMA = "kubegate.dev/policy/v1"
 
@@ -58,6 +67,14 @@ class KeyRef(_Model):
 
     def valid_at(self, now: float) -> bool:
         return self.not_after is None or now < self.not_after
+
+    @model_serializer(mode="wrap")
+    def _omit_no_expiry(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A key without expiry serialises as before ({"sha256": ...}): documents of unrotated tenants keep their bytes.
+        data = handler(self)
+        if data.get("not_after") is None:
+            data.pop("not_after", None)
+        return data
 
     @property
     def key_id(self) -> str:
