@@ -26,7 +26,16 @@ from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kub
 from tests.operator.test_operator_status import _table_row
 from tests.operator.trust import gateway_keys, published
 
-CHILD_KINDS = ("deployments", "services", "configmaps", "horizontalpodautoscalers", "poddisruptionbudgets")
+CHILD_KINDS = (
+    "deployments",
+    "statefulsets",
+    "networkpolicies",
+    "secrets",
+    "services",
+    "configmaps",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+)
 
 
 def _obj(kind: str, name: str, spec: dict) -> dict:
@@ -62,8 +71,17 @@ def _children(admin_api, ns: str, gateway: str) -> dict[str, list[str]]:
     selector = f"kubegate.dev/gateway={gateway}"
     apps, core = client.AppsV1Api(admin_api), client.CoreV1Api(admin_api)
     hpa, pdb = client.AutoscalingV2Api(admin_api), client.PolicyV1Api(admin_api)
+    net = client.NetworkingV1Api(admin_api)
     lists = {
         "deployments": apps.list_namespaced_deployment(ns, label_selector=selector).items,
+        "statefulsets": apps.list_namespaced_stateful_set(ns, label_selector=selector).items,
+        "networkpolicies": net.list_namespaced_network_policy(ns, label_selector=selector).items,
+        # The Gateway's trust Secrets (tenant key Secrets belong to their Tenants, not the Gateway).
+        "secrets": [
+            s
+            for s in core.list_namespaced_secret(ns, label_selector=selector).items
+            if s.metadata.labels.get("kubegate.dev/component") != "tenant-key"
+        ],
         "services": core.list_namespaced_service(ns, label_selector=selector).items,
         "configmaps": core.list_namespaced_config_map(ns, label_selector=selector).items,
         "horizontalpodautoscalers": hpa.list_namespaced_horizontal_pod_autoscaler(ns, label_selector=selector).items,
@@ -97,7 +115,10 @@ def _external(core, ns: str, redis_server) -> dict:
 
 
 EXPECTED_CHILDREN = {
-    "deployments": ["main-proxy", "main-redis"],
+    "deployments": ["main-proxy"],
+    "statefulsets": ["main-redis"],
+    "networkpolicies": ["main-proxy", "main-redis"],
+    "secrets": ["main-kubegate-audit-key", "main-kubegate-policy-signing", "main-kubegate-redis"],
     "services": ["main", "main-redis"],
     "configmaps": ["main-litellm-config", "main-policy"],
     "horizontalpodautoscalers": ["main-proxy"],
