@@ -24,7 +24,7 @@ from tests.helm.operator_process import OperatorProcess
 from tests.operator.kopf_runner import FAST_LOOPS, operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _table_row
-from tests.operator.trust import gateway_keys, published
+from tests.operator.trust import gateway_keys, published, verifier_of
 
 CHILD_KINDS = (
     "deployments",
@@ -98,8 +98,12 @@ def _cm(core, ns: str, name: str):
 
 
 def _policy(core, ns: str, gateway: str) -> dict | None:
+    """The policy ConfigMap's document, verified with the Gateway's public key as a proxy reads it."""
     cm = _cm(core, ns, f"{gateway}-policy")
-    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"]))) if cm else None
+    if cm is None:
+        return None
+    verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway)
+    return json.loads(gzip.decompress(verifier.open(base64.b64decode(cm.binary_data["policy.json.gz"]))))
 
 
 def _route(gateway: str, model: str, secret: str | None = None, region: str = "eu-west-1", extra: tuple = ()) -> dict:
@@ -418,9 +422,11 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         return yaml.safe_load(core.read_namespaced_config_map("main-litellm-config", namespace).data["config.yaml"])
 
     def env_refs() -> set[str]:
+        """Upstream key Secrets the pod references (the Gateway's own audit key and Redis password aside)."""
         dep = apps.read_namespaced_deployment("main-proxy", namespace)
         env = dep.spec.template.spec.containers[0].env
-        return {e.value_from.secret_key_ref.name for e in env if e.value_from and e.value_from.secret_key_ref}
+        own = {"main-kubegate-audit-key", "main-kubegate-redis"}
+        return {e.value_from.secret_key_ref.name for e in env if e.value_from and e.value_from.secret_key_ref} - own
 
     def served() -> set[str]:
         return {e["model_info"]["id"] for e in config()["model_list"] if "@" not in e["model_info"]["id"]}
