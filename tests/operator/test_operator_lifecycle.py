@@ -123,7 +123,7 @@ EXPECTED_CHILDREN = {
     "statefulsets": ["main-redis"],
     "networkpolicies": ["main-proxy", "main-redis"],
     "secrets": ["main-kubegate-audit-key", "main-kubegate-policy-signing", "main-kubegate-redis"],
-    "services": ["main", "main-redis"],
+    "services": ["main", "main-metrics", "main-redis"],
     "configmaps": ["main-litellm-config", "main-policy"],
     "horizontalpodautoscalers": ["main-proxy"],
     "poddisruptionbudgets": ["main-proxy"],
@@ -314,7 +314,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     children = _children(admin_api, namespace, gw)
     assert children == {
         "deployments": [f"{gw}-proxy"],
-        "services": [gw],
+        "statefulsets": [],  # external Redis: no managed one, and no policy fencing it
+        "networkpolicies": [f"{gw}-proxy"],
+        "secrets": [f"{gw}-kubegate-audit-key", f"{gw}-kubegate-policy-signing"],
+        "services": [gw, f"{gw}-metrics"],
         "configmaps": [f"{gw}-litellm-config", f"{gw}-policy"],
         "horizontalpodautoscalers": [f"{gw}-proxy"],
         "poddisruptionbudgets": [f"{gw}-proxy"],
