@@ -81,7 +81,11 @@ def test_no_planted_pii_reaches_the_upstream(stack, echo_upstream, endpoint, dat
 def test_each_request_has_one_record_and_the_budget_holds_what_was_billed(stack, redis_server):
     assert len(SENT) >= 60, "the property test above must run first (same module)"
     rds = redis_server.client()
-    records = [r for r in wait_for_records(rds, len(SENT), stream=f"kubegate:{GW}:audit") if r["tenant"] == "pii"]
+    records = [
+        r
+        for r in wait_for_records(rds, len(SENT), stream=GatewayKeys("default", GW).audit_stream)
+        if r["tenant"] == "pii"
+    ]
     by_id: dict[str, int] = {}
     for r in records:
         by_id[r["request_id"]] = by_id.get(r["request_id"], 0) + 1
