@@ -229,4 +229,4 @@ def test_usage_shows_spend_state_and_remaining_per_tenant(quickstart_run, redis_
     us = [c.strip() for c in lines["team-us"].split("│")[1:-1]]
     assert us[1] == "-" and us[7] == "no budget"
     res = kubegate("usage", "--redis-url", redis_server.url, "--gateway", "no-such-gateway")
-    assert res.returncode == 1 and "no policy for gateway 'no-such-gateway'" in res.stderr
+    assert res.returncode == 1 and "no policy for gateway default/no-such-gateway" in res.stderr
