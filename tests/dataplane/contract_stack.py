@@ -7,10 +7,11 @@ import json
 import time
 from decimal import Decimal
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Policy, hash_key
 
 GW = "contract"
-STREAM = f"kubegate:{GW}:audit"
+STREAM = GatewayKeys("default", GW).audit_stream
 IN_PRICE = Decimal("0.000001")
 OUT_PRICE = Decimal("0.000002")
 KEYS = {
