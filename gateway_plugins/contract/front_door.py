@@ -235,6 +235,11 @@ class FrontDoor:
     async def _admit(self, rt: Any, ctx: RequestContext, endpoint: Endpoint, scope: dict, receive: Any, send: Any):
         limits = rt.policy.policy.limits
         try:
+            if scope.get("query_string"):
+                # LiteLLM reads some query parameters as request fields; the contract is the body alone.
+                raise ContractError(
+                    400, "unsupported_field", "query parameters are not accepted on this route", "query"
+                )
             raw = await self._read_body(scope, receive, limits.max_body_bytes)
             try:
                 body = orjson.loads(raw) if raw else None

@@ -166,6 +166,18 @@ def test_bad_bodies_get_a_clean_4xx_and_the_proxy_keeps_serving(stack, echo_upst
     assert ok.choices[0].message.content == "still"
 
 
+def test_query_parameters_are_refused(stack, echo_upstream):
+    echo_upstream.clear()
+    resp = httpx.post(
+        stack.base_url + "/v1/chat/completions?model=other&api_base=http://x",
+        json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {KEYS['plain']}"},
+        timeout=30,
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "query"
+    assert echo_upstream.received() == []
+
+
 def test_a_chunked_body_over_the_limit_is_refused_while_read(stack):
     def chunks():
         yield b'{"model": "echo", "messages": [{"role": "user", "content": "'
