@@ -5,17 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_operator.builders.common import (
+    audit_key_secret_name,
     config_name,
     labels,
     metadata,
     pii_secret_name,
     policy_name,
     proxy_name,
+    redis_secret_name,
     restricted_security_context,
     selector,
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
+from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 
 from gateway_plugins import proxy_defaults
@@ -46,7 +49,9 @@ def proxy_security_context() -> dict[str, Any]:
 def _env(
     spec: crd.LLMGatewaySpec,
     gateway: str,
+    namespace: str,
     api_key_env: dict[str, crd.SecretKeyRef],
+    policy_public_key: str,
     master_key_sha256: str | None = None,
 ) -> list[dict[str, Any]]:
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
@@ -55,7 +60,11 @@ def _env(
         # The settings `kubegate dev` runs the proxy with: one source for both (gateway_plugins.proxy_defaults).
         **proxy_defaults.ENV,
         "KUBEGATE_GATEWAY": gateway,
+        "KUBEGATE_NAMESPACE": namespace,
         "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
+        # Public: in the pod spec, which only those who may change the Deployment can alter (not Redis writers,
+        # not ConfigMap writers), so it anchors what the proxy trusts.
+        "KUBEGATE_POLICY_PUBLIC_KEY": policy_public_key,
         "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
         "KUBEGATE_AUDIT_STREAM_MAXLEN": str(spec.audit.stream_max_len),
         "KUBEGATE_AUDIT_SPOOL_MAX": str(spec.audit.spool_max_records),
@@ -63,6 +72,7 @@ def _env(
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
+    refs["KUBEGATE_AUDIT_KEY"] = crd.SecretKeyRef(name=audit_key_secret_name(gateway), key=AUDIT_KEY_FIELD)
     refs[HASH_KEY_ENV] = crd.SecretKeyRef.model_construct(name=pii_secret_name(gateway), key=PII_HASH_KEY_FIELD)
     if spec.master_key_secret_ref is not None and master_key_sha256 is not None:
         # The front door (gateway_plugins.contract.front_door) compares a bearer token's hash with this one to
@@ -71,8 +81,12 @@ def _env(
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
     if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
         refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
+        if spec.redis.password_secret_ref is not None:
+            refs["KUBEGATE_REDIS_PASSWORD"] = spec.redis.password_secret_ref
     else:
+        # No credentials in the URL: the password comes from the Secret the operator generated.
         plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"
+        refs["KUBEGATE_REDIS_PASSWORD"] = crd.SecretKeyRef(name=redis_secret_name(gateway), key=REDIS_PASSWORD_FIELD)
     env: list[dict[str, Any]] = [{"name": var, "value": value} for var, value in sorted(plain.items())]
     for var, ref in sorted(refs.items()):
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -137,6 +151,7 @@ def build_proxy_deployment(
     api_key_env: dict[str, crd.SecretKeyRef],
     model_list_checksum: str,
     *,
+    policy_public_key: str,
     master_key_sha256: str | None = None,
 ) -> dict[str, Any]:
     spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
@@ -155,7 +170,10 @@ def build_proxy_deployment(
             str(spec.workers),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "env": _with_user_env(_env(spec, name, api_key_env, master_key_sha256), spec.pod),
+        "env": _with_user_env(
+            _env(spec, name, gateway["metadata"]["namespace"], api_key_env, policy_public_key, master_key_sha256),
+            spec.pod,
+        ),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
         "livenessProbe": {**probe, "failureThreshold": 6},

@@ -29,6 +29,7 @@ from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
 
 log = logging.getLogger("kubegate.operator")
 GROUP, VERSION = crd.GROUP, crd.VERSION
@@ -77,7 +78,7 @@ def _renders(budget: crd.Budget) -> bool:
     return True
 
 
-async def _read_all(url: str, gateway: str, budgets: list[dict[str, Any]]) -> dict[str, Any]:
+async def _read_all(url: str, gateway: GatewayKeys, budgets: list[dict[str, Any]]) -> dict[str, Any]:
     conn = aioredis.Redis.from_url(
         url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
     )
@@ -251,7 +252,7 @@ async def refresh_gateway(ns: str, gateway: str) -> int:
     states: dict[str, Any] = {}
     if url is not None:
         try:
-            states = await _read_all(url, gateway, budgets)
+            states = await _read_all(url, GatewayKeys(ns, gateway), budgets)
         except (RedisError, OSError) as exc:
             failure = ("RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); spend not refreshed")
     writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure)

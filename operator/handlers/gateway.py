@@ -23,7 +23,7 @@ from gateway_operator.builders.configmaps import PolicyTooLarge, check_policy_si
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import children, keys, redislink
+from gateway_operator.handlers import children, keys, redislink, trust
 from gateway_operator.handlers.coalesce import Coalescer
 from gateway_operator.render import render_gateway
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key, parse_objects
@@ -178,11 +178,12 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     problems.update(budget_problems)
     valid_tenants = {t.metadata.name for t in tenants}
     known_keys = keys.existing_key_secrets(core, ns)
-    hashes = {
-        t["metadata"]["name"]: [keys.ensure_tenant_key(core, t, known_keys)]
+    tenant_keys = {
+        t["metadata"]["name"]: keys.ensure_tenant_key(core, t, known_keys)
         for t in tenants_raw
         if t["metadata"]["name"] in valid_tenants
     }
+    hashes = {tenant: list(k.refs) for tenant, k in tenant_keys.items()}
     keys.ensure_pii_hash_key(core, gw)
     master_hash = None
     if spec.master_key_secret_ref is not None:
@@ -222,8 +223,10 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     revision = int(gw_status.get("policyRevision") or 0)
     if gw_status.get("policyHash") != digest:
         revision += 1
+    # Before the link: a managed Redis's password is generated here on the Gateway's first reconcile.
+    material = trust.ensure_gateway_trust(core, gw)
     try:
-        check_policy_size(rendered.policy)
+        check_policy_size(rendered.policy, material.signer)
         too_large = None
     except PolicyTooLarge as exc:
         too_large = str(exc)
@@ -234,7 +237,9 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     rejected: dict[str, str] = {}
     try:
         rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
-        built = build_children(gw, rendered, with_policy=too_large is None, master_key_sha256=master_hash)
+        built = build_children(
+            gw, rendered, material.signer, with_policy=too_large is None, master_key_sha256=master_hash
+        )
         try:
             written = children.sync(api_client(), built, verify=verify)
         except children.ChildRejected as exc:
@@ -242,7 +247,7 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         # The ConfigMap is the proxies' source at start: publish to Redis only what the ConfigMap holds too.
         policy_cm_ok = too_large is None and f"ConfigMap/{policy_name(name)}" not in rejected
         if link is not None and policy_cm_ok:
-            published = link.publish(rendered.policy)
+            published = link.publish(rendered.policy, material.signer)
         elif too_large is not None:
             published = (False, "PolicyTooLarge", f"{too_large}; the last published policy stays in force")
         else:
@@ -259,6 +264,8 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         ready = (True, "Reconciled", "every child applied; see Reconciled for what was left out")
     desired: dict[str, Any] = {
         "observedGeneration": generation,
+        # Public: lets `kubegate` and auditors check a policy document (ConfigMap, Redis) offline.
+        "policyPublicKey": material.signer.public_key_b64,
         # The Replicas and Workers printer columns.
         "scale": scale_summary(spec),
         "workers": spec.workers,
@@ -272,7 +279,9 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         # Only a policy the ConfigMap holds counts: a refused one is re-tried under the same revision next time.
         desired.update(policyRevision=revision, policyHash=digest)
     patch_status(ns, "llmgateways", gw, desired)
-    _object_statuses(ns, name, routes_raw, tenants_raw, budgets_raw, problems, route_problems, published, policy_cm_ok)
+    _object_statuses(
+        ns, name, routes_raw, tenants_raw, budgets_raw, problems, route_problems, published, policy_cm_ok, tenant_keys
+    )
     return {
         "skipped": {k: p.message for k, p in problems.items()},
         "problems": {k: p.reason for k, p in problems.items()},
@@ -298,6 +307,7 @@ def _object_statuses(
     route_problems: dict[str, list[tuple[str, str]]],
     published: tuple[bool, str, str],
     policy_cm_ok: bool,
+    tenant_keys: dict[str, keys.TenantKeys],
 ) -> None:
     """Ready of every object of the Gateway: False with its own reason when it was left out."""
     for route in routes_raw:
@@ -317,6 +327,10 @@ def _object_statuses(
             desired = st.ready_status(gen, False, published[1], f"policy of LLMGateway {gateway} not published")
         else:
             desired = st.ready_status(gen, True, "Rendered", f"in the policy of LLMGateway {gateway}")
+        found = tenant_keys.get(tenant["metadata"]["name"])
+        if found is not None:
+            # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.
+            desired["keys"] = _keys_status((tenant.get("status") or {}).get("keys"), found)
         nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
         if nonce and problem is None:
             desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
@@ -328,6 +342,14 @@ def _object_statuses(
             gen = budget["metadata"].get("generation")
             condition = st.condition("Ready", False, problem.reason, problem.message)
             patch_status(ns, "budgets", budget, {"observedGeneration": gen, "conditions": [condition]})
+
+
+def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
+    """The Tenant's ``status.keys`` as it should read, compared like for like with what it reads now (so an unchanged
+    reconcile writes nothing): fields kept from before (a past recreation), a null only to remove a field."""
+    current = current or {}
+    merged = {**current, **found.status}
+    return {k: v for k, v in merged.items() if v is not None or k in current}
 
 
 def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:

@@ -18,7 +18,10 @@ from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
 from pydantic import BaseModel
 
+from gateway_plugins.policy.signing import PolicySigner
+
 SECRET = {"name": "up", "key": "k"}
+SIGNER = PolicySigner.generate()
 
 
 def _base() -> dict[str, dict[str, Any]]:
@@ -55,6 +58,13 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "serviceType": "LoadBalancer",
         "port": 8080,
         "piiModel": "en_core_web_lg",
+        "networkPolicy.enabled": False,
+        "networkPolicy.operatorNamespace": "ops",
+        "redis.passwordSecretRef.name": "redis-pass",
+        "redis.passwordSecretRef.key": "pw",
+        "redis.persistence.enabled": False,
+        "redis.persistence.size": "5Gi",
+        "redis.persistence.storageClassName": "fast",
         "audit.streamMaxLen": 5000,
         "audit.spoolMaxRecords": 500,
         "pod.env.0.name": "HTTPS_PROXY",
@@ -165,6 +175,7 @@ OPERATOR_SIDE: dict[str, dict[str, str]] = {
         f"budgetWebhook.{f}": "tests/operator/test_notify_webhook.py"
         for f in ("url", "urlSecretRef.name", "urlSecretRef.key", "format", "secretRef.name", "secretRef.key")
     },
+    "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {
         f"webhook.{f}": "tests/operator/test_notify_webhook.py"
         for f in ("url", "urlSecretRef.name", "urlSecretRef.key", "format", "secretRef.name", "secretRef.key")
@@ -236,7 +247,7 @@ def _render(specs: dict[str, dict]) -> str:
     tenants = [crd.Tenant.model_validate(obj("Tenant", "team"))]
     budgets = [crd.Budget.model_validate(obj("Budget", "budget"))]
     rendered = render_gateway(gateway, routes, tenants, budgets, tenant_key_hashes={"team": ["a" * 64]}, revision=1)
-    children = build_children(gw, rendered, master_key_sha256="c" * 64)
+    children = build_children(gw, rendered, SIGNER, master_key_sha256="c" * 64)
     return json.dumps(
         {"policy": rendered.policy.model_dump(mode="json"), "config": rendered.litellm_config, "children": children},
         sort_keys=True,
@@ -256,6 +267,12 @@ def test_each_field_changes_the_render(kind: str, path: str):
     if path.startswith("redis.urlSecretRef"):
         # Only meaningful in external mode: one ref against another.
         gateway["redis"] = {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}}
+    if path.startswith("redis.passwordSecretRef"):
+        gateway["redis"] = {
+            "mode": "external",
+            "urlSecretRef": {"name": "r", "key": "u"},
+            "passwordSecretRef": {"name": "p", "key": "k"},
+        }
     if path.startswith("autoscaling.") and path != "autoscaling.enabled":
         gateway["autoscaling"] = {"enabled": True}
     if path == "replicas":
