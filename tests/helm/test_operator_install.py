@@ -153,7 +153,8 @@ def test_operator_reconciles_after_helm_install_as_chart_service_account(fresh_c
             ("deployment", "main-proxy"),
             ("service", "main"),  # clients reach http://<gateway>.<namespace>.svc:4000
             ("configmap", "main-litellm-config"),
-            ("deployment", "main-redis"),
+            ("statefulset", "main-redis"),  # persistent managed Redis (AOF on a PVC)
+            ("service", "main-metrics"),  # the metrics port, never on the tenant Service
         ):
             child = operator.wait_for(f"{kind}/{name}", lambda k=kind, n=name: _get(cp, ns, k, n))
             assert child["metadata"]["ownerReferences"][0]["kind"] == "LLMGateway", f"{kind}/{name}"
