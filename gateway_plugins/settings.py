@@ -10,7 +10,11 @@ KUBEGATE_POLICY_POLL_SECONDS   Interval of the revision poll that backs up pub/s
 KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{gw}:audit``
 KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
-KUBEGATE_METRICS               ``0`` disables the ``/metrics`` route                        ``1``
+KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``
+KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)                ``9464``
+KUBEGATE_METRICS_ADDR          Address the metrics port binds                              ``0.0.0.0``
+KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer before the     ``30``
+                               front door ends the request itself (client gone)
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
 """

@@ -208,6 +208,8 @@ def run(args: argparse.Namespace) -> int:
             KUBEGATE_GATEWAY=gateway.metadata.name,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
+            # Metrics on their own port, as in a cluster; loopback only, like the API.
+            KUBEGATE_METRICS_ADDR="127.0.0.1",
         )
         proxy_log = state / "proxy.log"
         cmd = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config_path.resolve())]

@@ -72,7 +72,53 @@ class SizeError(ValueError):
 
 
 def check_sizes(body: dict, limits: Any) -> None:
-    """Bound list lengths, string lengths and nesting before the (costlier) strict validation runs."""
+    """Bound list lengths, string lengths and nesting before the (costlier) strict validation runs.
+
+    The common case (nothing too big) walks the body once without building any path; only a body that
+    breaks a bound is walked again to name where.
+    """
+    if not _within(body, limits):
+        _locate(body, limits)
+
+
+def _within(body: dict, limits: Any) -> bool:
+    max_chars, max_depth = limits.max_string_chars, limits.max_json_depth
+    bound = max(limits.max_messages, limits.max_tools, limits.max_parts)
+    floor = min(limits.max_messages, limits.max_tools, limits.max_parts)
+    stack: list[tuple[Any, int]] = [(body, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > max_depth:
+            return False
+        if isinstance(value, str):
+            if len(value) > max_chars:
+                return False
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                if len(k) > max_chars:
+                    return False
+                if isinstance(v, (str, dict, list)):
+                    stack.append((v, depth + 1))
+        elif isinstance(value, list):
+            if len(value) > floor:
+                # Longer than the smallest bound: which one applies depends on the field; let the
+                # slow pass decide (it is exact), unless it is over every bound.
+                if len(value) > bound:
+                    return False
+                return _locate_or_true(body, limits)
+            for item in value:
+                if isinstance(item, (str, dict, list)):
+                    stack.append((item, depth + 1))
+    return True
+
+
+def _locate_or_true(body: dict, limits: Any) -> bool:
+    _locate(body, limits)
+    return True
+
+
+def _locate(body: dict, limits: Any) -> None:
+    """The exact check, naming the offending field; raises :class:`SizeError`."""
     max_chars = limits.max_string_chars
     max_depth = limits.max_json_depth
     # Iterative walk: a deeply nested body must not hit Python's recursion limit before we refuse it.
@@ -86,7 +132,7 @@ def check_sizes(body: dict, limits: Any) -> None:
                 raise SizeError(413, "string_too_long", path, f"{path}: longer than {max_chars} characters")
         elif isinstance(value, dict):
             for k, v in value.items():
-                if not isinstance(v, (int, float, bool)) and v is not None:
+                if isinstance(v, (str, dict, list)):
                     stack.append((v, f"{path}.{k}" if path else str(k), depth + 1))
                 if isinstance(k, str) and len(k) > max_chars:
                     raise SizeError(413, "string_too_long", path, f"{path}: a key is longer than {max_chars}")

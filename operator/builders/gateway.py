@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_operator.builders.configmaps import build_config_configmap, build_policy_configmap
-from gateway_operator.builders.proxy import build_hpa, build_pdb, build_proxy_deployment, build_proxy_service
+from gateway_operator.builders.proxy import (
+    build_hpa,
+    build_metrics_service,
+    build_pdb,
+    build_proxy_deployment,
+    build_proxy_service,
+)
 from gateway_operator.builders.redis import build_redis
 from gateway_operator.render import RenderedGateway
 
@@ -17,6 +23,7 @@ def build_children(gateway: dict[str, Any], rendered: RenderedGateway) -> list[d
         build_policy_configmap(gateway, rendered.policy),
         build_proxy_deployment(gateway, rendered.api_key_env, rendered.model_list_checksum),
         build_proxy_service(gateway),
+        build_metrics_service(gateway),
         build_pdb(gateway),
     ]
     hpa = build_hpa(gateway)

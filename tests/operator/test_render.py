@@ -193,3 +193,34 @@ def test_deployments_with_an_unavailable_key_are_left_out():
     assert "eu-key" in out.skipped["ModelRoute/dark"] and "ModelRoute/big" not in out.skipped
     everything = render_gateway(gw, [mixed, dark, big], [], [], tenant_key_hashes={}, revision=1)
     assert everything.model_list_checksum != out.model_list_checksum  # the Secret appearing rolls the pods
+
+
+def test_request_contract_fields_reach_the_policy():
+    """Gateway requestLimits, ModelRoute maxOutputTokens and fallbacks, Tenant PII contract fields: each
+    changes what the proxies enforce."""
+    gw = crd.LLMGateway.model_validate(
+        {"metadata": {"name": "main"}, "spec": {"requestLimits": {"maxBodyBytes": 65536, "maxN": 2, "maxMessages": 9}}}
+    )
+    routes = [
+        _route("big", "big", [_dep("d1", "eu-west-1")], maxOutputTokens=512, fallbacks=["small"]),
+        _route("small", "small", [_dep("d2", "eu-west-1")]),
+    ]
+    tenant = crd.Tenant.model_validate(
+        {
+            "metadata": {"name": "t"},
+            "spec": {
+                "gateway": "main",
+                "allowedModels": ["*"],
+                "pii": {"allowUninspectableContent": True, "maxTextChars": 1000},
+            },
+        }
+    )
+    out = render_gateway(gw, routes, [tenant], [], tenant_key_hashes={"t": [KEY_A]}, revision=1)
+    limits = out.policy.limits
+    assert (limits.max_body_bytes, limits.max_n, limits.max_messages) == (65536, 2, 9)
+    models = {m.name: m for m in out.policy.models}
+    assert models["big"].max_output_tokens == 512 and models["big"].fallbacks == ["small"]
+    assert models["small"].max_output_tokens == 4096 and models["small"].fallbacks == []
+    pii = out.policy.tenants[0].pii
+    assert pii.allow_uninspectable_content is True and pii.max_text_chars == 1000
+    assert set(crd.RequestLimitsSpec.model_fields) == set(type(limits).model_fields)
