@@ -25,7 +25,7 @@ from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 from gateway_plugins import limits, metrics, pii, residency
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
-from gateway_plugins.errors import openai_error, replacement_error
+from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
 from gateway_plugins.outcome import finalize
 from gateway_plugins.runtime import Runtime, current_runtime, get_runtime
 
@@ -66,7 +66,10 @@ def _usage_of(response: Any) -> tuple[int, int]:
     if usage is None:
         return 0, 0
     get = usage.get if isinstance(usage, dict) else lambda k, d=0: getattr(usage, k, d)
-    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
+    # Chat-style usage, or the Responses / Anthropic Messages style (input_tokens, output_tokens).
+    prompt = get("prompt_tokens", 0) or get("input_tokens", 0)
+    completion = get("completion_tokens", 0) or get("output_tokens", 0)
+    return int(prompt or 0), int(completion or 0)
 
 
 class KubegateHooks(CustomLogger):
@@ -82,6 +85,7 @@ class KubegateHooks(CustomLogger):
         ctx.status = "refused"
         ctx.http_status = _status_of(exc)
         ctx.decisions.setdefault("refusal", _reason_of(exc))
+        ctx.error_code = kubegate_code(exc)
         self._done(rt, ctx)
 
     # -- hooks --------------------------------------------------------------------------------
@@ -205,6 +209,8 @@ class KubegateHooks(CustomLogger):
             # Every in-region deployment failed (retries and in-region fallbacks included): say so, and that
             # the request was kept in region, instead of passing on the last upstream's message.
             replacement = residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
+        if replacement is not None:
+            ctx.error_code = (getattr(replacement, "detail", None) or {}).get(DETAIL_CODE)
         self._done(rt, ctx)
         return replacement
 
