@@ -230,12 +230,28 @@ class KubegateHooks(CustomLogger):
         self._done(rt, ctx)
         metrics.STAGE_LATENCY.labels("log").observe(time.perf_counter() - started)
 
+    async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict | None:
+        """Each attempt (first try, retry, fallback) names its deployment here: the last one is the one that
+        served, which Anthropic /v1/messages answers (plain dicts, no hidden params) do not say otherwise."""
+        rt = current_runtime()
+        ctx = rt.contexts.get(kwargs.get("litellm_call_id")) if rt else None
+        if ctx is not None and not ctx.finished:
+            info = kwargs.get("model_info") or {}
+            meta = rt.policy.deployments.get(str(info.get("id") or "")) if isinstance(info, dict) else None
+            if meta is not None:
+                ctx.deployment_id, ctx.region = str(info["id"]), meta.region
+        return None
+
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Only enriches: the proxy's failure hook finalizes with the status the client actually gets.
         rt = current_runtime()
         ctx = rt.contexts.get(kwargs.get("litellm_call_id")) if rt else None
-        if ctx is not None and not ctx.finished:
-            self._fill_from_log(rt, ctx, kwargs, None)
+        if ctx is None or ctx.finished:
+            return
+        failed = ((kwargs.get("litellm_params") or {}).get("model_info") or {}).get("id")
+        if ctx.deployment_id and failed and str(failed) != ctx.deployment_id:
+            return  # a later attempt (retry, fallback) has started on another deployment: keep its facts
+        self._fill_from_log(rt, ctx, kwargs, None)
 
     async def async_post_call_response_headers_hook(
         self,
@@ -251,8 +267,8 @@ class KubegateHooks(CustomLogger):
         if ctx is None:
             return None
         headers = dict(ctx.response_headers)
-        if ctx.region is None:
-            self._fill_from_hidden(rt, ctx, response)
+        # Always from this response: a failed first try (retries, fallbacks) may have set another region.
+        self._fill_from_hidden(rt, ctx, response)
         if ctx.region:
             headers.setdefault("x-kubegate-region", ctx.region)
         headers.setdefault("x-kubegate-request-id", ctx.request_id)

@@ -342,7 +342,11 @@ class FrontDoor:
         async def filtered_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                message = {**message, "headers": hdr.response_headers(message.get("headers") or [])}
+                headers = hdr.response_headers(message.get("headers") or [])
+                if not any(k.lower() == b"x-kubegate-request-id" for k, _ in headers):
+                    # LiteLLM's own error answers (its /v1/messages error path above all) carry none.
+                    headers.append((b"x-kubegate-request-id", ctx.request_id.encode()))
+                message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 state["complete"] = True
             await downstream(message)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic
 import httpx
 import openai
 import pytest
@@ -47,7 +48,13 @@ def client(proxy: ProxyServer, tenant: str = "pii") -> openai.OpenAI:
     return openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=KEYS[tenant], max_retries=0, timeout=60)
 
 
-def send(c: openai.OpenAI, endpoint: str, body: dict):
+def send(proxy: ProxyServer, endpoint: str, body: dict):
+    if endpoint == "anthropic_messages":
+        claude = anthropic.Anthropic(base_url=proxy.base_url, api_key=KEYS["pii"], max_retries=0, timeout=60)
+        return claude.messages.with_raw_response.create(**body)
+    c = client(proxy)
+    if endpoint == "responses":
+        return c.responses.with_raw_response.create(**body)
     if endpoint == "chat_completions":
         return c.chat.completions.with_raw_response.create(**body)
     if endpoint == "completions":
@@ -65,8 +72,8 @@ def test_no_planted_pii_reaches_the_upstream(stack, echo_upstream, endpoint, dat
     body, planted = data.draw(BODIES[endpoint]())
     echo_upstream.clear()
     try:
-        raw = send(client(stack), endpoint, body)
-    except openai.APIStatusError as exc:
+        raw = send(stack, endpoint, body)
+    except (openai.APIStatusError, anthropic.APIStatusError) as exc:
         assert 400 <= exc.status_code < 500, exc.response.text
         SENT.append(exc.response.headers["x-kubegate-request-id"])
         assert echo_upstream.received() == []
@@ -78,7 +85,7 @@ def test_no_planted_pii_reaches_the_upstream(stack, echo_upstream, endpoint, dat
 
 
 def test_each_request_has_one_record_and_the_budget_holds_what_was_billed(stack, redis_server):
-    assert len(SENT) >= 60, "the property test above must run first (same module)"
+    assert len(SENT) >= 100, "the property test above must run first (same module)"
     rds = redis_server.client()
     records = [r for r in wait_for_records(rds, len(SENT), stream=f"kubegate:{GW}:audit") if r["tenant"] == "pii"]
     by_id: dict[str, int] = {}
