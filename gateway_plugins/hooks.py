@@ -189,7 +189,7 @@ class KubegateHooks(CustomLogger):
             await self._release(rt, ctx)
             self._refuse(rt, ctx, original_exception)
             return None
-        ctx.status = "upstream_error"
+        ctx.status = metrics.failure_outcome(ctx.http_status)
         ctx.decisions.setdefault("error", type(original_exception).__name__)
         try:
             # Release the budget/tpm reservation: a failed call costs only what LiteLLM billed.
@@ -287,6 +287,7 @@ class KubegateHooks(CustomLogger):
                 ctx.served_model = ctx.served_model or meta.model
 
     def _fill_from_log(self, rt: Runtime, ctx: RequestContext, kwargs: dict, response_obj: Any) -> None:
+        metrics.note_upstream_timing(ctx.request_id, kwargs)
         slo = kwargs.get("standard_logging_object") or {}
         litellm_params = kwargs.get("litellm_params") or {}
         model_info = litellm_params.get("model_info") or {}

@@ -8,7 +8,8 @@ port then serves every worker's files added up).
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+import time
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,10 +22,13 @@ from prometheus_client import (
 )
 
 if TYPE_CHECKING:
+    from gateway_plugins.context import RequestContext
+    from gateway_plugins.policy.schema import Budget
     from gateway_plugins.policy.store import CompiledPolicy
 
 OTHER = "other"
-OUTCOMES = frozenset({"success", "refused", "upstream_error", "error", "incomplete"})
+# client_error: the upstream (or LiteLLM) rejected the client's request (4xx other than 408/429); not a provider fault.
+OUTCOMES = frozenset({"success", "refused", "upstream_error", "client_error", "error", "incomplete"})
 STAGES = ("auth", "pre_call", "limits", "residency", "pii", "post_call", "log")
 
 REQUESTS = Counter(
@@ -32,8 +36,32 @@ REQUESTS = Counter(
     "Requests by tenant, requested model, served model, region and outcome.",
     ["tenant", "requested_model", "served_model", "region", "outcome"],
 )
-TOKENS = Counter("kubegate_tokens_total", "Tokens by tenant, served model and direction.", ["tenant", "model", "kind"])
-COST = Counter("kubegate_cost_usd_total", "Cost in USD by tenant and served model.", ["tenant", "model"])
+# `served_model` is the one label name for the model that answered, on every metric that has it.
+TOKENS = Counter(
+    "kubegate_tokens_total", "Tokens by tenant, served model and direction.", ["tenant", "served_model", "kind"]
+)
+COST = Counter("kubegate_cost_usd_total", "Cost in USD by tenant and served model.", ["tenant", "served_model"])
+# Request latencies in seconds; buckets span a cached/echo answer (ms) to a long generation (minutes).
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+REQUEST_SECONDS = Histogram(
+    "kubegate_request_duration_seconds",
+    "End-to-end time of a request in the proxy (auth to last byte handed to LiteLLM), by tenant, served model "
+    "and outcome.",
+    ["tenant", "served_model", "outcome"],
+    buckets=LATENCY_BUCKETS,
+)
+UPSTREAM_SECONDS = Histogram(
+    "kubegate_upstream_duration_seconds",
+    "Time the upstream provider took (LiteLLM's call start to end, retries included), by tenant and served model.",
+    ["tenant", "served_model"],
+    buckets=LATENCY_BUCKETS,
+)
+TTFT_SECONDS = Histogram(
+    "kubegate_time_to_first_token_seconds",
+    "Time from the upstream call's start to its first streamed token, by tenant and served model (streams only).",
+    ["tenant", "served_model"],
+    buckets=LATENCY_BUCKETS,
+)
 REFUSALS = Counter(
     "kubegate_refusals_total", "Requests refused by kubegate, by tenant and reason.", ["tenant", "reason"]
 )
@@ -49,6 +77,13 @@ BUDGET_USED = Gauge(
     "Spent (settled plus reserved) over the limit of each tenant's budget in the current period, as last seen by this proxy.",
     ["tenant"],
     multiprocess_mode="livemostrecent",
+)
+BUDGET_THRESHOLD = Gauge(
+    "kubegate_budget_threshold_reached",
+    "1 once a budget's use (spent plus reserved) has reached the threshold in the current period, else 0, as last "
+    "seen by this proxy. Thresholds and budget names come from the policy (bounded).",
+    ["tenant", "budget", "threshold", "action"],
+    multiprocess_mode="livemax",
 )
 PII_ENTITIES = Counter(
     "kubegate_pii_entities_total",
@@ -91,6 +126,7 @@ _REASONS = frozenset(
         "pii_busy",
     }
 )
+REFUSAL_REASONS = _REASONS
 
 
 def bounded_tenant(policy: CompiledPolicy | None, tenant: str | None) -> str:
@@ -115,6 +151,62 @@ def record_pii(policy: CompiledPolicy | None, tenant: str | None, counts: dict[s
     for entity, count in counts.items():
         action = str(actions.get(entity, OTHER))
         PII_ENTITIES.labels(label, entity if entity in actions else OTHER, action).inc(count)
+
+
+def record_budget_thresholds(policy: CompiledPolicy | None, tenant: str | None, budget: Budget, ratio: float) -> None:
+    """One series per threshold of the budget: 1 when reached. Alerts use it with the budget's own thresholds."""
+    label = bounded_tenant(policy, tenant)
+    for t in budget.thresholds:
+        reached = 1.0 if ratio * 100.0 >= t.percent else 0.0
+        BUDGET_THRESHOLD.labels(label, budget.name, f"{t.percent:g}", t.action.value).set(reached)
+
+
+def failure_outcome(http_status: int | None) -> str:
+    """A failed call's outcome: the client's own 4xx is not an upstream error (408 and 429 are the upstream's)."""
+    if http_status is not None and 400 <= http_status < 500 and http_status not in (408, 429):
+        return "client_error"
+    return "upstream_error"
+
+
+_timings: dict[str, tuple[float | None, float | None]] = {}
+
+
+def _seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if hasattr(value, "timestamp"):
+        return float(value.timestamp())
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def note_upstream_timing(request_id: str, kwargs: dict) -> None:
+    """Keep the upstream duration and time to first token of a call from LiteLLM's logging kwargs until the
+    request is finalized. Streams only have a first-token time distinct from the end."""
+    slo = kwargs.get("standard_logging_object") or {}
+    start = _seconds(slo.get("startTime") or kwargs.get("api_call_start_time") or kwargs.get("start_time"))
+    end = _seconds(slo.get("endTime") or kwargs.get("end_time"))
+    first = _seconds(slo.get("completionStartTime") or kwargs.get("completion_start_time"))
+    upstream = end - start if start is not None and end is not None and end >= start else None
+    streamed = bool(slo.get("stream") or kwargs.get("stream"))
+    ttft = first - start if streamed and start is not None and first is not None and first >= start else None
+    if len(_timings) > 100_000:  # leak guard: requests that are never finalized
+        _timings.pop(next(iter(_timings)))
+    _timings[request_id] = (upstream, ttft)
+
+
+def observe_request(policy: CompiledPolicy | None, ctx: RequestContext, outcome: str) -> None:
+    """Latency histograms of a finished request (labels bounded like every other series)."""
+    tenant = bounded_tenant(policy, ctx.tenant.id)
+    model = bounded_model(policy, ctx.served_model) if ctx.served_model else "none"
+    REQUEST_SECONDS.labels(tenant, model, outcome).observe(time.perf_counter() - ctx.started)
+    upstream, ttft = _timings.pop(ctx.request_id, (None, None))
+    if upstream is not None:
+        UPSTREAM_SECONDS.labels(tenant, model).observe(upstream)
+    if ttft is not None:
+        TTFT_SECONDS.labels(tenant, model).observe(ttft)
 
 
 def bounded_reason(reason: str | None) -> str:

@@ -31,6 +31,7 @@ def finalize(rt: Any, ctx: RequestContext) -> None:
         metrics.bounded_region(policy, ctx.region),
         outcome,
     ).inc()
+    metrics.observe_request(policy, ctx, outcome)
     if outcome == "refused":
         metrics.REFUSALS.labels(tenant, metrics.bounded_reason(ctx.decisions.get("refusal"))).inc()
     if ctx.prompt_tokens or ctx.completion_tokens:

@@ -7,21 +7,23 @@ process it started.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
+from pydantic import ValidationError
 
 from gateway_plugins import proxy_defaults
 from gateway_plugins.policy.schema import hash_key
@@ -34,24 +36,63 @@ class DevError(RuntimeError):
     """A problem the user can fix; printed without a traceback."""
 
 
+def _line_of(node: yaml.Node, loc: tuple[str | int, ...]) -> int:
+    """1-based line of the deepest YAML node along a pydantic error location (aliases are the YAML keys)."""
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            child = next((v for k, v in node.value if k.value == part), None)
+            if child is None:
+                break
+            node = child
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+        else:
+            break
+    return node.start_mark.line + 1
+
+
+def _validation_message(path: Path, kind: str, node: yaml.Node, exc: ValidationError) -> str:
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = tuple(err["loc"])
+        field = ".".join(str(p) for p in loc) or "(document)"
+        lines.append(f"{path}:{_line_of(node, loc)}: invalid {kind}: {field}: {err['msg']}")
+    return "\n".join(lines)
+
+
 def load_objects(directory: Path) -> dict[str, list[crd._Resource]]:
-    """Every kubegate object in the YAML files of ``directory``, by kind."""
+    """Every kubegate object in the YAML files of ``directory``, by kind.
+
+    Errors name the file and line (``file:line: ...``), never a traceback: this is user input.
+    """
     found: dict[str, list[crd._Resource]] = {kind: [] for kind in crd.KINDS}
+    if not directory.is_dir():
+        raise DevError(f"{directory}: not a directory")
     files = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
     if not files:
         raise DevError(f"no YAML files in {directory}")
     for path in files:
-        for doc in yaml.safe_load_all(path.read_text()):
-            if not doc or doc.get("apiVersion") != crd.API_VERSION:
+        try:
+            # Nodes keep line numbers, so a validation error can point at the offending field.
+            text = path.read_text()
+            docs = list(zip(yaml.compose_all(text, Loader=yaml.SafeLoader), yaml.safe_load_all(text), strict=True))
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = f":{mark.line + 1}" if mark is not None else ""
+            raise DevError(f"{path}{line}: invalid YAML: {exc.problem or exc.context}") from None
+        except yaml.YAMLError as exc:
+            raise DevError(f"{path}: invalid YAML: {exc}") from None
+        for node, doc in docs:
+            if not doc or not isinstance(doc, dict) or doc.get("apiVersion") != crd.API_VERSION:
                 continue
             kind = doc.get("kind")
             if kind not in crd.KINDS:
                 renamed = " (renamed LLMGateway in v1alpha1)" if kind == "Gateway" else ""
-                raise DevError(f"{path}: unknown kind {kind!r}{renamed}")
+                raise DevError(f"{path}:{_line_of(node, ('kind',))}: unknown kind {kind!r}{renamed}")
             try:
                 found[kind].append(crd.KINDS[kind].model_validate(doc))
-            except ValueError as exc:
-                raise DevError(f"{path}: invalid {kind}: {exc}") from None
+            except ValidationError as exc:
+                raise DevError(_validation_message(path, kind, node, exc)) from None
     return found
 
 
@@ -123,22 +164,86 @@ class Processes:
                 proc.wait()
 
 
-def snippets(port: int, model: str, tenant: str, key: str) -> str:
+def snippets(port: int, model: str, tenant: str, key: str, python: str = sys.executable) -> str:
+    """A curl command and a Python heredoc that work pasted into a POSIX shell as printed.
+
+    Nothing is indented (an indented heredoc body is an IndentationError in Python), and the Python is the one
+    running kubegate, which has the ``openai`` SDK; a bare ``python`` may be missing or lack it.
+    """
     base = f"http://127.0.0.1:{port}/v1"
+    body = json.dumps({"model": model, "messages": [{"role": "user", "content": f"Hello from {tenant}"}]})
     return f"""
-  curl {base}/chat/completions \\
-    -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
-    -d '{{"model": "{model}", "messages": [{{"role": "user", "content": "Hello from {tenant}"}}]}}'
+curl -sS -w '\\n' {base}/chat/completions \\
+  -H "Authorization: Bearer {key}" -H "Content-Type: application/json" \\
+  -d {shlex.quote(body)}
 
-  python - <<'EOF'
-  from openai import OpenAI
-  client = OpenAI(base_url="{base}", api_key="{key}")
-  r = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hello"}}])
-  print(r.choices[0].message.content)
-  EOF"""
+{shlex.quote(python)} - <<'EOF'
+from openai import OpenAI
+client = OpenAI(base_url="{base}", api_key="{key}")
+r = client.chat.completions.create(model="{model}", messages=[{{"role": "user", "content": "Hello"}}])
+print(r.choices[0].message.content)
+EOF
+"""
 
 
-def run(args: argparse.Namespace) -> int:
+def _port_free(port: int) -> bool:
+    """Whether this process could listen on 127.0.0.1:``port`` (as uvicorn would, with SO_REUSEADDR)."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _is_redis(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(b"PING\r\n")
+            answer = sock.recv(64)
+    except OSError:
+        return False
+    return answer.startswith((b"+PONG", b"-NOAUTH"))
+
+
+@dataclass
+class DevOptions:
+    dir: Path = DEFAULT_DIR
+    gateway: str | None = None
+    port: int = 4000
+    echo_port: int = 4099
+    redis_port: int = 6380
+    redis_url: str | None = None
+    state_dir: Path = STATE_DIR
+
+
+def check_ports(opts: DevOptions, need_echo: bool) -> None:
+    """Refuse before starting anything: a port already taken would otherwise look like a ready gateway."""
+    wanted = {"--port": opts.port}
+    if need_echo:
+        wanted["--echo-port"] = opts.echo_port
+    if not opts.redis_url:
+        wanted["--redis-port"] = opts.redis_port
+    seen: dict[int, str] = {}
+    for flag, port in wanted.items():
+        if not 0 < port < 65536:
+            raise DevError(f"{flag} {port}: not a TCP port")
+        if port in seen:
+            raise DevError(f"{flag} and {seen[port]} are both {port}: each needs its own port")
+        seen[port] = flag
+    for flag, port in wanted.items():
+        if _port_free(port):
+            continue
+        if flag == "--redis-port" and _is_redis(port):
+            continue  # reused, as announced later
+        what = "something that is not Redis" if flag == "--redis-port" else "another process"
+        raise DevError(f"127.0.0.1:{port} ({flag}) is already in use by {what}; stop it or pass another {flag}")
+
+
+def run(args: DevOptions) -> int:
+    provider_key = os.environ.get("OPENAI_API_KEY")
+    check_ports(args, need_echo=not provider_key)
     objects = load_objects(Path(args.dir))
     gateways = objects["LLMGateway"]
     if not gateways:
@@ -146,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     gateway = next((g for g in gateways if g.metadata.name == args.gateway), None) if args.gateway else gateways[0]
     if gateway is None:
         raise DevError(f"no LLMGateway named {args.gateway!r} in {args.dir}")
-    state = Path(args.state_dir)
+    state = Path(args.state_dir).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     tenants = [t for t in objects["Tenant"] if t.spec.gateway == gateway.metadata.name]
     keys = load_or_create_keys(state / "dev-keys.json", [t.metadata.name for t in tenants])
@@ -163,7 +268,6 @@ def run(args: argparse.Namespace) -> int:
 
     procs = Processes()
     env = {**os.environ, **proxy_defaults.ENV}
-    provider_key = os.environ.get("OPENAI_API_KEY")
     config = rendered.litellm_config
     try:
         if provider_key:
@@ -221,7 +325,8 @@ def run(args: argparse.Namespace) -> int:
         models = sorted({m.name for m in rendered.policy.models})
         print(f"\nkubegate dev: gateway {gateway.metadata.name!r} on http://127.0.0.1:{args.port}/v1")
         print(f"models: {', '.join(models)}; upstream: {upstream}\n")
-        print("tenant keys (kept in .kubegate/dev-keys.json):")
+        print(f"state directory (keys, logs, Redis data): {state}")
+        print(f"tenant keys (kept in {state / 'dev-keys.json'}):")
         for tenant in tenants:
             print(f"  {tenant.metadata.name}: {keys[tenant.metadata.name]}")
         first = tenants[0] if tenants else None
@@ -252,47 +357,22 @@ def run(args: argparse.Namespace) -> int:
         procs.stop()
 
 
-def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="kubegate dev", description=__doc__.splitlines()[0])
-    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="folder of CR YAML files (default: %(default)s)")
-    parser.add_argument("--gateway", help="LLMGateway to run when the folder has several (default: the first)")
-    parser.add_argument("--port", type=int, default=4000, help="proxy port on 127.0.0.1 (default: %(default)s)")
-    parser.add_argument("--echo-port", type=int, default=4099, help="echo upstream port (default: %(default)s)")
-    parser.add_argument("--redis-port", type=int, default=6380, help="local Redis port (default: %(default)s)")
-    parser.add_argument("--redis-url", help="use this Redis instead of starting one")
-    parser.add_argument("--state-dir", default=str(STATE_DIR), help="keys, logs and Redis data (default: %(default)s)")
-    args = parser.parse_args(argv)
-    try:
-        return run(args)
-    except DevError as exc:
-        print(f"kubegate dev: {exc}", file=sys.stderr)
-        return 1
-
-
-def render_main(argv: list[str]) -> int:
+def render(directory: Path, gateway: str | None = None) -> str:
     """``kubegate render``: the LiteLLM config and policy that the operator would ship, as YAML."""
-    parser = argparse.ArgumentParser(prog="kubegate render", description=render_main.__doc__)
-    parser.add_argument("--dir", default=str(DEFAULT_DIR), help="folder of CR YAML files (default: %(default)s)")
-    parser.add_argument("--gateway", help="LLMGateway to render (default: the first)")
-    args = parser.parse_args(argv)
-    try:
-        objects = load_objects(Path(args.dir))
-        gateways = [g for g in objects["LLMGateway"] if not args.gateway or g.metadata.name == args.gateway]
-        if not gateways:
-            raise DevError(f"no LLMGateway {args.gateway or ''} in {args.dir}".replace("  ", " "))
-        # Placeholder hashes: rendering never needs, and must never print, a real key.
-        hashes = {t.metadata.name: [hash_key(f"placeholder-{t.metadata.name}")] for t in objects["Tenant"]}
-        rendered = render_gateway(
-            gateways[0],
-            objects["ModelRoute"],
-            objects["Tenant"],
-            objects["Budget"],
-            tenant_key_hashes=hashes,
-            revision=0,
-        )
-    except DevError as exc:
-        print(f"kubegate render: {exc}", file=sys.stderr)
-        return 1
+    objects = load_objects(directory)
+    gateways = [g for g in objects["LLMGateway"] if not gateway or g.metadata.name == gateway]
+    if not gateways:
+        raise DevError(f"no LLMGateway {gateway or ''} in {directory}".replace("  ", " "))
+    # Placeholder hashes: rendering never needs, and must never print, a real key.
+    hashes = {t.metadata.name: [hash_key(f"placeholder-{t.metadata.name}")] for t in objects["Tenant"]}
+    rendered = render_gateway(
+        gateways[0],
+        objects["ModelRoute"],
+        objects["Tenant"],
+        objects["Budget"],
+        tenant_key_hashes=hashes,
+        revision=0,
+    )
     out = {
         "litellm_config": rendered.litellm_config,
         "policy": json.loads(rendered.policy.model_dump_json(by_alias=True)),
@@ -300,5 +380,4 @@ def render_main(argv: list[str]) -> int:
         "model_list_checksum": rendered.model_list_checksum,
         "skipped": rendered.skipped,
     }
-    yaml.safe_dump(out, sys.stdout, sort_keys=False)
-    return 0
+    return yaml.safe_dump(out, sort_keys=False)

@@ -9,6 +9,8 @@ bash scripts/bootstrap.sh
 bash scripts/ensure-redis.sh
 if [ -x scripts/controlplane/build.sh ]; then bash scripts/controlplane/build.sh >&2; fi
 if [ -x scripts/ensure-tools.sh ]; then bash scripts/ensure-tools.sh >&2; fi
+# Headless Chromium for the HTML report test (tests/dataplane/test_report_e2e.py).
+bash scripts/ensure-chromium.sh >&2
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }

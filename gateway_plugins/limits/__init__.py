@@ -73,6 +73,37 @@ def estimate_tokens(ctx: RequestContext, policy: Any) -> tuple[int, int]:
     return contract.body_bytes, per_choice * contract.choices
 
 
+CHARS_PER_TOKEN = 4
+DEFAULT_TPM_OUTPUT_TOKENS = 1024
+
+
+def typical_tokens(data: dict, worst_output: int, ctx: RequestContext) -> int:
+    """A typical-size token estimate for the tokens-per-minute counter (corrected to real tokens at settle).
+
+    Unlike the budget reservation this is not a worst case: a tpm limit counts what tenants typically use,
+    and counting bytes would make every tpm limit several times stricter than configured. Text of every
+    billed input shape counts (messages, list prompts, embedding inputs).
+    """
+    chars = 0
+    for msg in data.get("messages") or ():
+        content = msg.get("content") if isinstance(msg, dict) else None
+        if isinstance(content, str):
+            chars += len(content)
+        elif isinstance(content, list):
+            chars += sum(len(p.get("text", "")) for p in content if isinstance(p, dict))
+    for key in ("prompt", "input"):
+        value = data.get(key)
+        if isinstance(value, str):
+            chars += len(value)
+        elif isinstance(value, list):
+            chars += sum(len(v) for v in value if isinstance(v, str))
+    contract = ctx.contract
+    produces = contract is None or contract.endpoint.produces_output
+    asked = contract.max_tokens if contract is not None else None
+    output = (asked * contract.choices if asked else min(worst_output, DEFAULT_TPM_OUTPUT_TOKENS)) if produces else 0
+    return math.ceil(chars / CHARS_PER_TOKEN) + 1 + output
+
+
 def reserved_usd(ctx: RequestContext) -> float:
     """What the request reserved (its worst case), in USD."""
     res = ctx.reservation
@@ -112,6 +143,8 @@ def _observe_use(policy: Any, tenant_id: str, used_micro: list[int], budgets: li
     round trip). One label per tenant: with several budgets the highest ratio is the one nearest a block."""
     ratio = max(used / (float(b.limit_usd) * MICRO) for used, b in zip(used_micro, budgets, strict=True))
     metrics.BUDGET_USED.labels(metrics.bounded_tenant(policy, tenant_id)).set(ratio)
+    for used, b in zip(used_micro, budgets, strict=True):
+        metrics.record_budget_thresholds(policy, tenant_id, b, used / (float(b.limit_usd) * MICRO))
 
 
 def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
@@ -156,7 +189,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     free = 1 if model_meta is not None and model_meta.zero_price else 0
     now_dt = datetime.fromtimestamp(now, UTC)
     keys = [rpm_key, tpm_key]
-    args: list[Any] = [rl.rpm or 0, rl.tpm or 0, p_tok + c_tok, 120, len(budgets)]
+    tpm_tok = typical_tokens(data, c_tok, ctx) if rl.tpm else 0
+    args: list[Any] = [rl.rpm or 0, rl.tpm or 0, tpm_tok, 120, len(budgets)]
     est_micro = 0 if free else math.ceil(est_usd * MICRO)
     bounds = []
     for b in budgets:
@@ -207,7 +241,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         )
     ctx.reservation = Reservation(
         tpm_key=tpm_key if rl.tpm else "",
-        est_tokens=p_tok + c_tok,
+        est_tokens=tpm_tok,
         budget_keys=keys[2:],
         est_micro=[est_micro] * len(budgets),
     )

@@ -47,6 +47,9 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             READY_COLUMN,
             ("Gateway", "string", ".spec.gateway"),
             ("Regions", "string", ".spec.allowedRegions"),
+            # Written by the budget refresh: this period's spend over all the Tenant's Budgets and the worst state.
+            ("Spent", "string", ".status.spentUSD"),
+            ("Budget", "string", ".status.budgetState"),
         ],
     },
     "Budget": {
@@ -59,6 +62,8 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             ("Spent", "string", ".status.spentUSD"),
             ("Percent", "number", ".status.percent"),
             ("State", "string", ".status.state"),
+            ("Remaining", "string", ".status.remainingUSD"),
+            ("Resets", "date", ".status.periodEnd"),
         ],
     },
 }
@@ -103,6 +108,13 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
     ],
 }
 
+WEBHOOK_RULE = {
+    "rule": "has(self.url) != has(self.urlSecretRef)",
+    "message": "set exactly one of url and urlSecretRef",
+}
+VALIDATIONS[("Budget", "webhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {
     ("Budget", "thresholds"): {"maxItems": 16},
@@ -134,6 +146,8 @@ def _structural(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, 
             inner = _structural(non_null[0], defs, name, path)
         merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **inner}
         merged.pop("anyOf", None)
+        if schema.get("description"):  # the field's own words, not the generic ones of the type it refers to
+            merged["description"] = schema["description"]
         return {**_structural_plain(merged, defs, name, path), **out}
     return _structural_plain(schema, defs, name, path)
 
@@ -160,7 +174,8 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
                 out[key] = value
     description = schema.get("description") or (schema.get("title") or name).rstrip(".") + "."
     out["description"] = description
-    if "default" in schema and not isinstance(schema["default"], dict | list):
+    # No `default: null`: an absent optional field stays absent, so CEL `has()` means "set".
+    if "default" in schema and schema["default"] is not None and not isinstance(schema["default"], dict | list):
         default = schema["default"]
         out["default"] = default
     if out.get("type") == "object" or "properties" in schema:

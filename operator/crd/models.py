@@ -10,7 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway_plugins.policy.schema import BudgetAction, BudgetPeriod, PiiAction
 
@@ -63,6 +63,32 @@ class RedisSpec(_Spec):
         default=None, alias="urlSecretRef", description="Secret key holding a redis:// URL (external mode)."
     )
     image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
+
+
+class WebhookSpec(_Spec):
+    url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        max_length=2048,
+        description="Where budget threshold notifications are POSTed (or urlSecretRef when the URL is itself a secret, as Slack's are).",
+    )
+    url_secret_ref: SecretKeyRef | None = Field(
+        default=None, alias="urlSecretRef", description="Secret key holding the webhook URL."
+    )
+    format: Literal["json", "slack"] = Field(
+        default="json", description="json: kubegate's event document; slack: a Slack incoming-webhook message."
+    )
+    secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="secretRef",
+        description="Secret key holding the HMAC-SHA256 signing key (X-Kubegate-Signature); omit to send unsigned.",
+    )
+
+    @model_validator(mode="after")
+    def _one_url(self) -> WebhookSpec:
+        if (self.url is None) == (self.url_secret_ref is None):
+            raise ValueError("set exactly one of url and urlSecretRef")
+        return self
 
 
 class AuditSpec(_Spec):
@@ -123,6 +149,11 @@ class LLMGatewaySpec(_Spec):
         description="spaCy model package used for NER-based PII entities (PERSON).",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    budget_webhook: WebhookSpec | None = Field(
+        default=None,
+        alias="budgetWebhook",
+        description="Webhook for budget threshold notifications of Budgets that set none of their own.",
+    )
     request_limits: RequestLimitsSpec = Field(
         default_factory=RequestLimitsSpec,
         alias="requestLimits",
@@ -232,6 +263,9 @@ class BudgetSpec(_Spec):
     )
     downgrade: dict[str, str] = Field(default_factory=dict, description="Model -> cheaper model.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Serve when Redis is unreachable.")
+    webhook: WebhookSpec | None = Field(
+        default=None, description="Webhook notified once per threshold and period (else the Gateway's budgetWebhook)."
+    )
 
 
 class ObjectMeta(BaseModel):

@@ -1,4 +1,4 @@
-"""Budget status from Redis: spend, percent, state, period start; Events when a threshold is crossed.
+"""Budget status from Redis: spend, remaining, percent, state, period; an Event (and webhook) per threshold reached.
 
 One refresh per Gateway reads all its Budgets over one Redis connection (``handlers.loops`` calls it every
 ``KUBEGATE_BUDGET_REFRESH_SECONDS``); a status is written only when it changed, so an idle Budget costs no writes.
@@ -7,13 +7,17 @@ One refresh per Gateway reads all its Budgets over one Redis connection (``handl
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import os
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Any
 
 import kopf
 import redis.asyncio as aioredis
+from gateway_operator import notify
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
 from gateway_operator.handlers import redislink
@@ -36,29 +40,26 @@ def refresh_interval() -> float:
     return float(os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL)
 
 
-def crossed(old: str | None, new: str) -> bool:
-    """An upward move into notify/downgrade/blocked (a new period going back to ok is not an event)."""
-    return RANK.get(new, 0) > RANK.get(old or "ok", 0)
-
-
-def _targets(ns: str, gateway: str) -> tuple[list[dict[str, Any]], str | None, tuple[str, str] | None]:
-    """(Budgets of the Gateway's Tenants, Redis URL, or why there is none)."""
+def _targets(
+    ns: str, gateway: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, tuple[str, str] | None]:
+    """(Budgets of the Gateway's Tenants, the Gateway, its Redis URL, or why there is none)."""
     try:
         gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
             GROUP, VERSION, ns, "llmgateways", gateway
         )
     except client.ApiException as exc:
         if exc.status == 404:
-            return [], None, None
+            return [], None, None, None
         raise
     tenants = {t["metadata"]["name"] for t in list_objects(ns, "tenants") if t["spec"]["gateway"] == gateway}
     budgets = [b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in tenants]
     if not budgets:
-        return [], None, None
+        return [], gw, None, None
     try:
-        return budgets, redislink.redis_url(api_client(), gw), None
+        return budgets, gw, redislink.redis_url(api_client(), gw), None
     except redislink.RedisUnavailable as exc:
-        return budgets, None, (exc.reason, str(exc))
+        return budgets, gw, None, (exc.reason, str(exc))
 
 
 async def _read_all(url: str, gateway: str, budgets: list[dict[str, Any]]) -> dict[str, Any]:
@@ -98,9 +99,89 @@ def post_event(obj: dict[str, Any], warning: bool, reason: str, message: str) ->
     client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], body)
 
 
-def _write(ns: str, budgets: list[dict[str, Any]], states: dict[str, Any], failure: tuple[str, str] | None) -> int:
-    """Write the statuses that changed and post an Event per upward threshold crossing; returns writes."""
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    fmt: str
+    secret: bytes | None
+
+
+def _secret_value(ns: str, ref: dict[str, str]) -> bytes | None:
+    try:
+        secret = client.CoreV1Api(api_client()).read_namespaced_secret(ref["name"], ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    value = (secret.data or {}).get(ref["key"])
+    return base64.b64decode(value) if value else None
+
+
+def _webhook(ns: str, budget: dict[str, Any], gw: dict[str, Any] | None) -> Webhook | None:
+    """The Budget's webhook, else its Gateway's budgetWebhook; None when unset or its Secret is missing."""
+    spec = budget["spec"].get("webhook") or ((gw or {}).get("spec") or {}).get("budgetWebhook")
+    if not spec:
+        return None
+    url = spec.get("url")
+    if not url and spec.get("urlSecretRef"):
+        raw = _secret_value(ns, spec["urlSecretRef"])
+        url = raw.decode().strip() if raw else None
+    if not url:
+        log.warning("budget %s/%s: webhook URL Secret missing; not sent", ns, budget["metadata"]["name"])
+        return None
+    secret = _secret_value(ns, spec["secretRef"]) if spec.get("secretRef") else None
+    if spec.get("secretRef") and secret is None:
+        log.warning("budget %s/%s: webhook signing Secret missing; not sent", ns, budget["metadata"]["name"])
+        return None
+    return Webhook(url, spec.get("format") or "json", secret)
+
+
+def _notify(
+    raw: dict[str, Any], gw: dict[str, Any] | None, state: Any, previous: list[float]
+) -> tuple[list[float], list[tuple[Webhook, bytes]]]:
+    """An Event per threshold newly reached this period, lowest first; returns the reached list and webhooks to send.
+
+    Events go out before the status that records them is written: a crash in between repeats an Event, it never
+    loses one.
+    """
+    meta, spec = raw["metadata"], raw["spec"]
+    fresh = notify.new_thresholds(spec.get("thresholds") or [], state.percent, previous)
+    if not fresh:
+        return previous, []
+    hook = _webhook(meta["namespace"], raw, gw)
+    out: list[tuple[Webhook, bytes]] = []
+    for threshold in fresh:
+        action = threshold["action"]
+        event = notify.ThresholdEvent(
+            namespace=meta["namespace"],
+            budget=meta["name"],
+            tenant=spec["tenant"],
+            threshold_percent=float(threshold["percent"]),
+            action=action,
+            percent=round(state.percent, 2),
+            spent_usd=f"{state.spent_usd:.4f}",
+            limit_usd=str(spec["limitUSD"]),
+            period_start=state.period_start.isoformat(),
+            period_end=state.period_end.isoformat(),
+        )
+        reason = "BudgetBlocked" if action == "block" else f"Budget{action.capitalize()}"
+        post_event(raw, action != "notify", reason, notify.summary(event))
+        if hook is not None:
+            out.append((hook, notify.build_payload(hook.fmt, event)))
+    return sorted({*previous, *(float(t["percent"]) for t in fresh)}), out
+
+
+def _write(
+    ns: str,
+    budgets: list[dict[str, Any]],
+    gw: dict[str, Any] | None,
+    states: dict[str, Any],
+    failure: tuple[str, str] | None,
+) -> tuple[int, list[tuple[Webhook, bytes]]]:
+    """Write the statuses that changed, an Event per threshold newly reached; returns (writes, webhooks to send)."""
     writes = 0
+    outbox: list[tuple[Webhook, bytes]] = []
+    per_tenant: dict[str, list[tuple[str, Any]]] = {}
     for raw in budgets:
         generation = raw["metadata"].get("generation")
         state = states.get(raw["metadata"]["name"])
@@ -109,30 +190,47 @@ def _write(ns: str, budgets: list[dict[str, Any]], states: dict[str, Any], failu
             desired = {"observedGeneration": generation, "conditions": [st.condition("Ready", False, reason, message)]}
             writes += patch_status(ns, "budgets", raw, desired)
             continue
-        old = (raw.get("status") or {}).get("state")
+        period_start = state.period_start.isoformat()
+        previous = notify.reached_this_period(raw.get("status"), period_start)
+        reached, hooks = _notify(raw, gw, state, previous)
+        outbox += hooks
+        limit = Decimal(str(raw["spec"]["limitUSD"]))
+        spent = Decimal(f"{state.spent_usd:.4f}")
         desired = {
             "observedGeneration": generation,
             "spentUSD": f"{state.spent_usd:.4f}",
+            "remainingUSD": f"{max(Decimal(0), limit - spent):.4f}",
             "percent": round(state.percent, 2),
             "state": state.state,
-            "periodStart": state.period_start.isoformat(),
+            "periodStart": period_start,
+            "periodEnd": state.period_end.isoformat(),
+            "thresholdsReached": {"periodStart": period_start, "percents": reached},
             "conditions": [st.condition("Ready", True, "Refreshed", "spend read from Redis")],
         }
         writes += patch_status(ns, "budgets", raw, desired)
-        if crossed(old, state.state):
-            limit = raw["spec"]["limitUSD"]
-            post_event(
-                raw,
-                state.state == "blocked",
-                f"Budget{state.state.capitalize()}",
-                f"spend {state.percent:.1f}% of {limit} USD: state {old or 'ok'} -> {state.state}",
-            )
+        per_tenant.setdefault(raw["spec"]["tenant"], []).append((f"{state.spent_usd:.4f}", state.state))
+    writes += _write_tenants(ns, per_tenant)
+    return writes, outbox
+
+
+def _write_tenants(ns: str, per_tenant: dict[str, list[tuple[str, str]]]) -> int:
+    """Spend and worst budget state on each Tenant, so `kubectl get tenants` shows them (only when changed)."""
+    if not per_tenant:
+        return 0
+    writes = 0
+    for tenant in list_objects(ns, "tenants"):
+        rows = per_tenant.get(tenant["metadata"]["name"])
+        if not rows:
+            continue
+        spent = max(Decimal(s) for s, _ in rows)  # several Budgets: the largest period spend (periods may differ)
+        worst = max((state for _, state in rows), key=lambda s: RANK.get(s, 0))
+        writes += patch_status(ns, "tenants", tenant, {"spentUSD": f"{spent:.4f}", "budgetState": worst})
     return writes
 
 
 async def refresh_gateway(ns: str, gateway: str) -> int:
     """Refresh the status of every Budget on ``gateway``; returns the number of status writes."""
-    budgets, url, failure = await asyncio.to_thread(_targets, ns, gateway)
+    budgets, gw, url, failure = await asyncio.to_thread(_targets, ns, gateway)
     if not budgets:
         return 0
     states: dict[str, Any] = {}
@@ -141,7 +239,10 @@ async def refresh_gateway(ns: str, gateway: str) -> int:
             states = await _read_all(url, gateway, budgets)
         except (RedisError, OSError) as exc:
             failure = ("RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); spend not refreshed")
-    return await asyncio.to_thread(_write, ns, budgets, states, failure)
+    writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure)
+    for hook, body in outbox:  # in threshold order; never awaited here, a slow receiver must not stall refreshes
+        notify.send_in_background(hook.url, body, hook.secret)
+    return writes
 
 
 def _tenant_gateway(ns: str, tenant: str) -> str | None:

@@ -51,7 +51,11 @@ def key(tenant: str) -> str:
 def policy(
     *, budgets: list[dict] | None = None, extra_models: tuple[str, ...] = (), extra_tenants: tuple[str, ...] = ()
 ) -> Policy:
-    pii = {"entities": {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")}}
+    # A generous analysis time limit: these tests are about what is masked, not about a loaded machine's speed.
+    pii = {
+        "entities": {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")},
+        "timeout_ms": 10000,
+    }
     models = (*MODELS, *extra_models)
     return Policy.model_validate(
         {

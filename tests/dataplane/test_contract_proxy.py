@@ -74,7 +74,11 @@ def test_no_planted_pii_reaches_the_upstream(stack, echo_upstream, endpoint, dat
     try:
         raw = send(stack, endpoint, body)
     except (openai.APIStatusError, anthropic.APIStatusError) as exc:
-        assert 400 <= exc.status_code < 500, exc.response.text
+        # Refused: a 4xx, or fail-closed when analysis or limits could not run in time on a loaded machine.
+        error = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else {}
+        code = error.get("code") if isinstance(error, dict) else None
+        closed = exc.status_code == 503 and code in ("pii_unavailable", "limits_unavailable")
+        assert 400 <= exc.status_code < 500 or closed, exc.response.text
         SENT.append(exc.response.headers["x-kubegate-request-id"])
         assert echo_upstream.received() == []
         return

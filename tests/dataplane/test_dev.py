@@ -46,7 +46,20 @@ def test_kubegate_dev_serves_example_tenants_and_stops_cleanly(tmp_path):
         keys = json.loads((tmp_path / "dev-keys.json").read_text())
         assert oct((tmp_path / "dev-keys.json").stat().st_mode & 0o777) == "0o600"
         assert keys["team-eu"] in printed and f"127.0.0.1:{port}/v1" in printed
-        assert re.search(r"curl http://127\.0\.0\.1:\d+/v1/chat/completions", printed)
+        assert f"state directory (keys, logs, Redis data): {tmp_path.resolve()}" in printed
+        assert f"tenant keys (kept in {tmp_path.resolve() / 'dev-keys.json'})" in printed
+
+        # The snippets as a user pastes them: everything from the curl line to the heredoc's end, run by a shell
+        # from another directory. Both reach the proxy as team-eu and get the echo upstream's answer.
+        snippet = re.search(r"^curl .*?^EOF$", printed, re.S | re.M)
+        assert snippet, printed
+        pasted = subprocess.run(
+            ["bash", "-e", "-c", snippet.group(0)], capture_output=True, text=True, cwd="/", timeout=120, env=env
+        )
+        assert pasted.returncode == 0, pasted.stderr
+        curl_answer, python_answer = pasted.stdout.split("\n", 1)
+        assert json.loads(curl_answer)["choices"][0]["message"]["content"] == "Hello from team-eu"
+        assert python_answer.strip() == "Hello"
 
         client = openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=keys["team-eu"], max_retries=0)
         raw = client.chat.completions.with_raw_response.create(

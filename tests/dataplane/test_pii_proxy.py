@@ -69,6 +69,7 @@ def launch(extra_env: dict[str, str]):
         "  require_auth_for_metrics_endpoint: false\n"
     )
     port = free_port()
+    metrics_port = free_port()
     # Nothing kubegate- or provider-specific leaks in from the outer environment (a stray fault flag).
     inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
     env = {
@@ -77,6 +78,8 @@ def launch(extra_env: dict[str, str]):
         "LITELLM_TELEMETRY": "False",
         "KUBEGATE_POLICY_FILE": str(tmp / "policy.json"),
         "KUBEGATE_AUDIT_SPOOL_DIR": str(tmp / "spool"),
+        "KUBEGATE_METRICS_PORT": str(metrics_port),
+        "KUBEGATE_METRICS_ADDR": "127.0.0.1",
         **extra_env,
     }
     log = tmp / "proxy.log"
@@ -90,6 +93,7 @@ def launch(extra_env: dict[str, str]):
             start_new_session=True,
         )
     base = f"http://127.0.0.1:{port}"
+    METRICS_PORTS[base] = metrics_port
     try:
         wait_until(
             lambda: httpx.get(f"{base}/health/liveliness").status_code == 200,
@@ -174,8 +178,12 @@ def test_fail_closed_refuses_and_fail_open_forwards(faulty_gateway):
     assert len(echo.received()) == 1
 
 
+# /metrics is served on its own port, never on the tenant port.
+METRICS_PORTS: dict[str, int] = {}
+
+
 def _pii_counts(base: str) -> dict[tuple[str, str, str], float]:
-    text = httpx.get(f"{base}/metrics", timeout=10).text
+    text = httpx.get(f"http://127.0.0.1:{METRICS_PORTS[base]}/metrics", timeout=10).text
     return {
         (s.labels["tenant"], s.labels["entity"], s.labels["action"]): s.value
         for family in text_string_to_metric_families(text)

@@ -28,6 +28,18 @@ NON_DEFAULT = (
     "operator.logLevel=debug",
     "operator.logFormat=json",
     "operator.imagePullSecrets[0].name=regcred",
+    "imagePullSecrets[0].name=mirror",
+    "operator.podLabels.team=platform",
+    "operator.priorityClassName=system-cluster-critical",
+    "operator.topologySpreadConstraints[0].maxSkew=1",
+    "operator.topologySpreadConstraints[0].topologyKey=topology.kubernetes.io/zone",
+    "operator.topologySpreadConstraints[0].whenUnsatisfiable=ScheduleAnyway",
+    "operator.extraEnv[0].name=HTTPS_PROXY",
+    "operator.extraEnv[0].value=http://proxy.internal:3128",
+    "metrics.serviceMonitor.scrapeTimeout=10s",
+    "metrics.serviceMonitor.relabelings[0].targetLabel=cluster",
+    "metrics.serviceMonitor.relabelings[0].replacement=prod-eu",
+    "metrics.prometheusRule.enabled=true",
 )
 
 
@@ -291,7 +303,9 @@ def test_dashboard_shows_pii_detections_by_tenant_and_entity():
         # Per tenant (namespaced) and entity type, with the action so masked and blocked findings stay apart.
         assert {x.strip() for x in grouping.split(",")} == {"namespace", "tenant", "entity", "action"}, grouping
         # A counter: a rate/increase of it, never the raw ever-growing total.
-        assert re.search(r"\b(rate|increase)\(kubegate_pii_entities_total\[", target["expr"]), target["expr"]
+        assert re.search(r"\b(rate|increase)\(kubegate_pii_entities_total(\{[^}]*\})?\[", target["expr"]), target[
+            "expr"
+        ]
 
 
 def test_dashboard_configmap_carries_the_dashboard_file():
@@ -319,9 +333,178 @@ def test_dashboard_configmap_carries_the_dashboard_file():
         ("metrics.grafanaDashboard.namespace=Monitoring", "/metrics/grafanaDashboard/namespace"),
         ("operator.image.pullPolicy=Sometimes", "/operator/image/pullPolicy"),
         ("operator.imagePullSecrets[0].secret=regcred", "/operator/imagePullSecrets/0"),
+        ("imagePullSecrets[0].secret=regcred", "/imagePullSecrets/0"),
+        ("nameOverride=Not_A_Name", "/nameOverride"),
+        ("fullnameOverride=x_y", "/fullnameOverride"),
+        ("operator.podLabels.team=null", "/operator/podLabels/team"),
+        ("operator.extraEnv[0].value=x", "/operator/extraEnv/0"),  # no name
+        ("operator.topologySpreadConstraints[0].maxSkew=0", "/operator/topologySpreadConstraints/0"),
+        ("metrics.serviceMonitor.scrapeTimeout=soon", "/metrics/serviceMonitor/scrapeTimeout"),
+        ("metrics.serviceMonitor.relabelings[0].action=explode", "/metrics/serviceMonitor/relabelings/0/action"),
+        ("metrics.prometheusRule.bogus=1", "bogus"),
     ],
 )
 def test_bad_values_are_rejected_naming_the_field(value, field):
     res = run("helm", "template", "r", str(CHART), "--set", value, "--set", "operator.watchNamespaces={a}", check=False)
     assert res.returncode != 0
     assert field in res.stderr, res.stderr
+
+
+def _alert_rules() -> list[dict]:
+    doc = yaml.safe_load((CHART / "files" / "prometheus-rules.yaml").read_text())
+    return [rule for group in doc["groups"] for rule in group["rules"]]
+
+
+def _series_name(name: str, exported: dict[str, tuple[str, ...]]) -> str:
+    """A histogram's _bucket/_sum/_count series belongs to the histogram's name."""
+    for suffix in ("_bucket", "_sum", "_count"):
+        if name.endswith(suffix) and name[: -len(suffix)] in exported:
+            return name[: -len(suffix)]
+    return name
+
+
+def test_alert_rules_use_only_metrics_and_labels_the_data_plane_exports():
+    exported = _exported_metrics()
+    rules = _alert_rules()
+    assert {r["alert"] for r in rules} >= {
+        "KubegateBudgetThresholdReached",
+        "KubegateHighErrorRate",
+        "KubegateHighRefusalRate",
+        "KubegateAuditSpoolGrowing",
+        "KubegatePolicyRefused",
+        "KubegateRedisUnavailable",
+    }
+    for rule in rules:
+        expr = rule["expr"]
+        names = {_series_name(n, exported) for n in re.findall(r"\bkubegate_\w+", expr)}
+        assert names, f"{rule['alert']} uses no kubegate metric"
+        for name in names:
+            assert name in exported, f"{rule['alert']}: {name} is not exported by gateway_plugins"
+        used = set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", expr))
+        for grouping in re.findall(r"by \(([^)]*)\)", expr):
+            used |= {x.strip() for x in grouping.split(",")}
+        known = TARGET_LABELS.union(*(exported[n] for n in names))
+        assert used <= known, f"{rule['alert']}: labels {used - known} are not on {names}"
+        # Label values matched literally must be values the code emits, or the alert can never fire.
+        for label, value in re.findall(r"(outcome|reason)=\"([^\"]+)\"", expr):
+            allowed = _REFUSAL_REASONS if label == "reason" else _OUTCOMES
+            assert value in allowed, f"{rule['alert']}: {label}={value!r} is never exported"
+        assert rule["labels"]["severity"] in {"info", "warning", "critical"}
+        assert rule["annotations"]["summary"]
+
+
+def _outcomes() -> set[str]:
+    from gateway_plugins import metrics
+
+    return set(metrics.OUTCOMES) | {"written", "spooled", "dropped", "recovered"}  # the audit writer's outcomes
+
+
+_OUTCOMES = _outcomes()
+
+
+def _refusal_reasons() -> frozenset[str]:
+    from gateway_plugins import metrics
+
+    return metrics._REASONS
+
+
+_REFUSAL_REASONS = _refusal_reasons()
+
+
+def test_prometheus_rule_is_off_by_default_and_renders_the_rules_file():
+    assert "PrometheusRule" not in helm_template()
+    rendered = helm_template(
+        "metrics.prometheusRule.enabled=true",
+        "metrics.prometheusRule.labels.release=prom",
+        "metrics.prometheusRule.additionalLabels.team=platform",
+    )
+    (rule,) = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "PrometheusRule"]
+    assert rule["metadata"]["labels"]["release"] == "prom"
+    assert rule["metadata"]["namespace"] == "kubegate-system"
+    rendered_rules = [r for g in rule["spec"]["groups"] for r in g["rules"]]
+    source = _alert_rules()
+    assert [r["alert"] for r in rendered_rules] == [r["alert"] for r in source]
+    for got, want in zip(rendered_rules, source, strict=True):
+        assert got["expr"] == want["expr"] and got["annotations"] == want["annotations"]
+        # Extra labels are added, never over an alert's own severity.
+        assert got["labels"] == {"team": "platform", **want["labels"]}
+
+
+def test_dashboard_has_namespace_gateway_tenant_variables_used_by_every_panel():
+    dash = _dashboard()
+    names = [v["name"] for v in dash["templating"]["list"]]
+    assert names[:1] == ["datasource"] and {"namespace", "gateway", "tenant"} <= set(names)
+    for panel in dash["panels"]:
+        for target in panel["targets"]:
+            for selector in re.findall(r"kubegate_\w+\{([^}]*)\}", target["expr"]):
+                assert 'namespace=~"$namespace"' in selector and 'service=~"$gateway"' in selector, panel["title"]
+            assert "kubegate_" in target["expr"]
+
+
+def test_dashboard_has_latency_panels_for_request_upstream_and_first_token():
+    exprs = " ".join(t["expr"] for p in _dashboard()["panels"] for t in p["targets"])
+    for metric in (
+        "kubegate_request_duration_seconds_bucket",
+        "kubegate_upstream_duration_seconds_bucket",
+        "kubegate_time_to_first_token_seconds_bucket",
+    ):
+        assert "histogram_quantile(0.95, sum by (le" in exprs and metric in exprs, metric
+
+
+def _docs(*values: str) -> list[dict]:
+    return [d for d in yaml.safe_load_all(helm_template(*values)) if d]
+
+
+def test_name_and_fullname_overrides():
+    named = _docs("nameOverride=gate", "metrics.prometheusRule.enabled=true")
+    deploy = next(d for d in named if d["kind"] == "Deployment")
+    assert deploy["metadata"]["name"] == "r-gate-operator"
+    assert deploy["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "gate"
+    assert deploy["spec"]["template"]["metadata"]["labels"]["app.kubernetes.io/name"] == "gate"
+    full = _docs("fullnameOverride=kg", "metrics.prometheusRule.enabled=true")
+    names = {d["metadata"]["name"] for d in full}
+    assert {"kg-operator", "kg-alerts"} <= names, names
+    assert not any(n.startswith("r-") for n in names), names
+
+
+def test_pod_conventions_reach_the_operator_pod():
+    deploy = next(d for d in _docs(*non_default()) if d["kind"] == "Deployment")
+    pod = deploy["spec"]["template"]
+    spec = pod["spec"]
+    assert pod["metadata"]["labels"]["team"] == "platform"
+    assert spec["imagePullSecrets"] == [{"name": "mirror"}, {"name": "regcred"}]
+    assert spec["priorityClassName"] == "system-cluster-critical"
+    (spread,) = spec["topologySpreadConstraints"]
+    assert spread["topologyKey"] == "topology.kubernetes.io/zone"
+    # No labelSelector given: the operator's own pods, not none (a null selector matches nothing).
+    assert spread["labelSelector"]["matchLabels"] == deploy["spec"]["selector"]["matchLabels"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HTTPS_PROXY"] == "http://proxy.internal:3128" and env["LITELLM_LOCAL_MODEL_COST_MAP"] == "True"
+    # Security contexts replaced as a whole, by values.
+    custom = next(
+        d
+        for d in _docs("operator.securityContext.runAsUser=1234", "operator.podSecurityContext.fsGroup=99")
+        if d["kind"] == "Deployment"
+    )["spec"]["template"]["spec"]
+    assert custom["securityContext"]["fsGroup"] == 99
+    assert custom["containers"][0]["securityContext"]["runAsUser"] == 1234
+
+
+def test_service_monitor_scrape_timeout_and_relabelings():
+    sm = next(d for d in _docs(*non_default()) if d["kind"] == "ServiceMonitor")
+    (endpoint,) = sm["spec"]["endpoints"]
+    assert endpoint["scrapeTimeout"] == "10s"
+    # The metrics Service is <gateway>-metrics: the first relabeling gives `service` the gateway's name back.
+    assert endpoint["relabelings"] == [
+        {"sourceLabels": ["__meta_kubernetes_service_label_kubegate_dev_gateway"], "targetLabel": "service"},
+        {"targetLabel": "cluster", "replacement": "prod-eu"},
+    ]
+    assert sm["spec"]["selector"]["matchLabels"]["kubegate.dev/component"] == "metrics"
+    assert endpoint["port"] == "metrics"
+    assert (
+        "scrapeTimeout"
+        not in next(d for d in _docs("metrics.serviceMonitor.enabled=true") if d["kind"] == "ServiceMonitor")["spec"][
+            "endpoints"
+        ][0]
+    )

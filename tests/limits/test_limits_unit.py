@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -13,6 +14,8 @@ from litellm.proxy._types import ProxyException
 
 from gateway_plugins import limits, residency
 from gateway_plugins.context import RequestContext
+from gateway_plugins.contract.routes import CHAT
+from gateway_plugins.contract.validate import ContractRequest
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget, Policy
 from gateway_plugins.policy.store import CompiledPolicy
@@ -56,6 +59,16 @@ def make_policy(*, rpm=None, tpm=None, thresholds=None, downgrade=None, fail_ope
     return CompiledPolicy.compile(Policy.model_validate(doc))
 
 
+def contract_for(data: dict) -> ContractRequest:
+    """What the front door would have recorded for ``data``: its size and its output bound."""
+    return ContractRequest(CHAT, len(json.dumps(data).encode()), 1, data.get("max_tokens"))
+
+
+async def admit(ctx: RequestContext, data: dict, rt) -> None:
+    ctx.contract = ctx.contract or contract_for(data)
+    await limits.admit(ctx, data, rt)
+
+
 def make_rt(redis, policy):
     return SimpleNamespace(redis=redis, policy=policy, metrics=None)
 
@@ -82,9 +95,9 @@ async def test_rpm_limit_refuses_with_retry_after(redis):
     policy = make_policy(rpm=3)
     rt = make_rt(redis, policy)
     for _ in range(3):
-        await limits.admit(make_ctx(policy), req(1), rt)
+        await admit(make_ctx(policy), req(1), rt)
     with pytest.raises(ProxyException) as exc:
-        await limits.admit(make_ctx(policy), req(1), rt)
+        await admit(make_ctx(policy), req(1), rt)
     assert exc.value.code == "429" and exc.value.openai_code == "rate_limit_exceeded"
     assert int(exc.value.headers["Retry-After"]) >= 1
 
@@ -93,12 +106,12 @@ async def test_tpm_counts_real_tokens_at_settle(redis):
     policy = make_policy(tpm=1000)
     rt = make_rt(redis, policy)
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(10), rt)
+    await admit(ctx, req(10), rt)
     ctx.status, ctx.prompt_tokens, ctx.completion_tokens = "success", 500, 450
     await limits.settle(ctx, rt)
     # 950 real tokens used: a 100-token estimate no longer fits in 1000.
     with pytest.raises(ProxyException) as exc:
-        await limits.admit(make_ctx(policy), req(100), rt)
+        await admit(make_ctx(policy), req(100), rt)
     assert exc.value.openai_code == "rate_limit_exceeded"
 
 
@@ -106,24 +119,24 @@ async def test_block_with_headers_and_failure_releases(redis):
     policy = make_policy()
     rt = make_rt(redis, policy)
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(100), rt)  # reserves 0.1 USD
+    await admit(ctx, req(100), rt)  # reserves 0.1 USD
     ctx.status = "error"
     await limits.settle(ctx, rt)
     state = await limits.read_budget_state(redis, GW, policy.policy.budgets[0])
     assert state.reserved_usd == 0 and state.spent_usd == 0
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(100), rt)
+    await admit(ctx, req(100), rt)
     ctx.status, ctx.cost_usd = "success", 1.0
     await limits.settle(ctx, rt)
     with pytest.raises(ProxyException) as exc:
-        await limits.admit(make_ctx(policy), req(100), rt)
+        await admit(make_ctx(policy), req(100), rt)
     e = exc.value
     assert e.code == "429" and e.openai_code == "budget_exceeded"
     assert e.headers["x-kubegate-budget-remaining-usd"] == "0.000000"
     _, end = period_bounds(policy.policy.budgets[0])
     assert datetime.fromisoformat(e.headers["x-kubegate-budget-reset"]) == end
     # zero-price models are never blocked
-    await limits.admit(make_ctx(policy, "free"), {"model": "free", "messages": []}, rt)
+    await admit(make_ctx(policy, "free"), {"model": "free", "messages": []}, rt)
 
 
 async def test_downgrade_follows_chain_and_notify(redis):
@@ -135,12 +148,12 @@ async def test_downgrade_follows_chain_and_notify(redis):
     key = period_key(GW, budget, start)
     await redis.hset(key, "spent", 200_000)
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(1), rt)
+    await admit(ctx, req(1), rt)
     assert ctx.model == "big" and ctx.decisions["budget"] == {"b1": "notify"}
     assert (await limits.read_budget_state(redis, GW, budget)).state == "notify"
     await redis.hset(key, "spent", 600_000)
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(1), rt)
+    await admit(ctx, req(1), rt)
     assert ctx.model == "small" and ctx.decisions["downgrade"] == {"from": "big", "to": "small"}
 
 
@@ -155,7 +168,7 @@ async def test_concurrent_overshoot_within_one_request(redis):
         while True:
             ctx = make_ctx(policy)
             try:
-                await limits.admit(ctx, req(30), rt)  # estimate 0.03 USD
+                await admit(ctx, req(30), rt)  # estimate 0.03 USD
             except ProxyException:
                 return
             await asyncio.sleep(0)
@@ -180,7 +193,7 @@ async def test_period_rollover_settles_on_reservation_key(redis):
     policy = make_policy()
     rt = make_rt(redis, policy)
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(100), rt)
+    await admit(ctx, req(100), rt)
     key = ctx.reservation.budget_keys[0]
     ctx.status, ctx.cost_usd = "success", 0.05
     await limits.settle(ctx, rt)
@@ -190,20 +203,20 @@ async def test_period_rollover_settles_on_reservation_key(redis):
 async def test_redis_outage_fail_closed_open_and_recovery(redis_proc):
     client = aioredis.from_url(redis_proc.url, socket_timeout=1.0, socket_connect_timeout=1.0)
     policy, open_policy = make_policy(), make_policy(fail_open=True)
-    await limits.admit(make_ctx(policy), req(1), make_rt(client, policy))
+    await admit(make_ctx(policy), req(1), make_rt(client, policy))
     redis_proc.stop()
     try:
         with pytest.raises(ProxyException) as exc:
-            await limits.admit(make_ctx(policy), req(1), make_rt(client, policy))
+            await admit(make_ctx(policy), req(1), make_rt(client, policy))
         assert exc.value.code == "503" and exc.value.openai_code == "limits_unavailable"
         ctx = make_ctx(open_policy)
-        await limits.admit(ctx, req(1), make_rt(client, open_policy))
+        await admit(ctx, req(1), make_rt(client, open_policy))
         assert ctx.decisions["limits"] == "fail_open"
     finally:
         redis_proc.start()
     # Fresh Redis has no scripts: NOSCRIPT must reload them transparently.
     ctx = make_ctx(policy)
-    await limits.admit(ctx, req(1), make_rt(client, policy))
+    await admit(ctx, req(1), make_rt(client, policy))
     assert ctx.reservation is not None
     await client.aclose()
 

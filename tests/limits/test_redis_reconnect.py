@@ -8,10 +8,9 @@ from litellm.proxy._types import ProxyException
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway_plugins import limits
 from gateway_plugins.runtime import REDIS_RETRIES, make_redis
 from tests.limits.conftest import TinyRedis
-from tests.limits.test_limits_unit import make_ctx, make_policy, make_rt, req
+from tests.limits.test_limits_unit import admit, make_ctx, make_policy, make_rt, req
 
 
 @pytest.fixture
@@ -36,12 +35,12 @@ async def test_first_admit_after_restart_is_served(server):
     client = make_redis(server.url)
     try:
         rt = make_rt(client, policy)
-        await limits.admit(make_ctx(policy), req(), rt)  # pools one connection
+        await admit(make_ctx(policy), req(), rt)  # pools one connection
         assert len(client.connection_pool._available_connections) == 1
         server.stop()
         server.start()  # same port, empty: the pooled socket is dead
         ctx = make_ctx(policy)
-        await limits.admit(ctx, req(), rt)
+        await admit(ctx, req(), rt)
         assert "limits" not in ctx.decisions  # admitted through Redis, not fail-open
         assert ctx.reservation is not None
     finally:
@@ -53,11 +52,11 @@ async def test_redis_down_still_refuses(server):
     client = make_redis(server.url)
     try:
         rt = make_rt(client, policy)
-        await limits.admit(make_ctx(policy), req(), rt)
+        await admit(make_ctx(policy), req(), rt)
         server.stop()
         ctx = make_ctx(policy)
         with pytest.raises(ProxyException) as exc:
-            await limits.admit(ctx, req(), rt)
+            await admit(ctx, req(), rt)
         assert exc.value.code == "503"
         assert ctx.decisions["limits"] == "unavailable"
     finally:

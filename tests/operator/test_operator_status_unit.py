@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from gateway_operator import notify
 from gateway_operator import status as st
-from gateway_operator.handlers.budgets import crossed
 
 
 def test_needs_write_only_on_owned_differences():
@@ -29,7 +29,29 @@ def test_already_observed_skips_status_only_events_but_never_deletions():
     assert not st.already_observed("MODIFIED", {"metadata": {"generation": 1}})
 
 
-def test_threshold_crossings_are_upward_only():
-    assert crossed(None, "notify") and crossed("ok", "notify") and crossed("notify", "blocked")
-    assert not crossed("blocked", "ok")  # a new period is not an alert
-    assert not crossed("notify", "notify") and not crossed(None, "ok")
+THRESHOLDS = [
+    {"percent": 50, "action": "notify"},
+    {"percent": 80, "action": "notify"},
+    {"percent": 95, "action": "notify"},
+    {"percent": 100, "action": "block"},
+]
+
+
+def _percents(found):
+    return [t["percent"] for t in found]
+
+
+def test_each_threshold_is_new_once_per_period_even_with_the_same_action():
+    assert notify.new_thresholds(THRESHOLDS, 49.9, []) == []
+    assert _percents(notify.new_thresholds(THRESHOLDS, 50, [])) == [50]
+    assert _percents(notify.new_thresholds(THRESHOLDS, 81, [50.0])) == [80]
+    assert notify.new_thresholds(THRESHOLDS, 90, [50.0, 80.0]) == []
+    # A jump over several thresholds between two refreshes: all of them, lowest first.
+    assert _percents(notify.new_thresholds(THRESHOLDS, 120, [50.0])) == [80, 95, 100]
+
+
+def test_reached_thresholds_reset_with_the_period():
+    status = {"thresholdsReached": {"periodStart": "2026-11-01T00:00:00+00:00", "percents": [50, 80]}}
+    assert notify.reached_this_period(status, "2026-11-01T00:00:00+00:00") == [50.0, 80.0]
+    assert notify.reached_this_period(status, "2026-12-01T00:00:00+00:00") == []
+    assert notify.reached_this_period(None, "2026-12-01T00:00:00+00:00") == []

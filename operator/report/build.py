@@ -1,0 +1,183 @@
+"""Aggregate audit records into a report (pure: records and budgets in, numbers out)."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from gateway_plugins.limits.periods import period_bounds
+from gateway_plugins.policy.schema import Budget
+
+
+@dataclass(frozen=True, slots=True)
+class UsageRow:
+    day: str
+    tenant: str
+    model: str
+    requests: int
+    prompt_tokens: int
+    completion_tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetRow:
+    namespace: str
+    budget: str
+    tenant: str
+    period_start: str
+    period_end: str
+    limit_usd: float
+    spent_usd: float
+    percent: float
+    partial: bool  # the report range does not cover the whole period so far
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRow:
+    tenant: str
+    region: str
+    requests: int
+    restricted: int  # of which the tenant had a residency restriction
+    in_region: int  # of which were served inside the allowed regions
+
+
+@dataclass
+class Report:
+    since: datetime
+    until: datetime
+    records: int
+    usage: list[UsageRow]
+    budgets: list[BudgetRow]
+    refusals: dict[str, int]
+    refusals_by_tenant: dict[tuple[str, str], int]
+    pii: dict[str, int]
+    pii_by_tenant: dict[tuple[str, str], int]
+    regions: list[RegionRow]
+    outside_region: int
+    integrity: str
+    statuses: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def total_cost(self) -> float:
+        return sum(r.cost_usd for r in self.usage)
+
+    @property
+    def total_requests(self) -> int:
+        return sum(r.requests for r in self.usage)
+
+    def cost_by_tenant_day(self) -> dict[str, dict[str, float]]:
+        out: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+        for r in self.usage:
+            out[r.tenant][r.day] += r.cost_usd
+        return {t: dict(days) for t, days in out.items()}
+
+    def cost_by_model(self) -> dict[str, float]:
+        out: dict[str, float] = defaultdict(float)
+        for r in self.usage:
+            out[r.model] += r.cost_usd
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def _day(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).date().isoformat()
+
+
+def _served(rec: dict[str, Any]) -> str:
+    return rec.get("served_model") or rec.get("model") or rec.get("requested_model") or "unknown"
+
+
+def budget_rows(
+    records: list[dict[str, Any]], budgets: list[tuple[str, Budget]], since: datetime, until: datetime
+) -> list[BudgetRow]:
+    """Spend of each Budget's period that contains ``until``, from the records (as the report can see them)."""
+    rows = []
+    for namespace, budget in budgets:
+        start, end = period_bounds(budget, until)
+        spent = sum(
+            float(r.get("cost_usd") or 0)
+            for r in records
+            if r.get("tenant") == budget.tenant and start.timestamp() <= float(r["time"]) < end.timestamp()
+        )
+        limit = float(Decimal(budget.limit_usd))
+        rows.append(
+            BudgetRow(
+                namespace=namespace,
+                budget=budget.name,
+                tenant=budget.tenant,
+                period_start=start.isoformat(),
+                period_end=end.isoformat(),
+                limit_usd=limit,
+                spent_usd=round(spent, 6),
+                percent=round(spent / limit * 100.0, 2),
+                partial=since > start,
+            )
+        )
+    return rows
+
+
+def build_report(
+    records: list[dict[str, Any]],
+    since: datetime,
+    until: datetime,
+    integrity: str,
+    budgets: list[tuple[str, Budget]] | None = None,
+) -> Report:
+    usage: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    refusals: Counter[str] = Counter()
+    refusals_by_tenant: Counter[tuple[str, str]] = Counter()
+    pii: Counter[str] = Counter()
+    pii_by_tenant: Counter[tuple[str, str]] = Counter()
+    regions: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
+    statuses: Counter[str] = Counter()
+    outside = 0
+    for rec in records:
+        tenant = rec.get("tenant") or "unknown"
+        status = rec.get("status") or "unknown"
+        statuses[status] += 1
+        if status == "refused":
+            reason = str((rec.get("decisions") or {}).get("refusal") or "unknown")
+            refusals[reason] += 1
+            refusals_by_tenant[(tenant, reason)] += 1
+        for entity, count in (rec.get("pii_counts") or {}).items():
+            pii[entity] += int(count)
+            pii_by_tenant[(tenant, entity)] += int(count)
+        if status == "refused" and not rec.get("region"):
+            continue  # never reached an upstream: no usage row, no region
+        acc = usage[(_day(float(rec["time"])), tenant, _served(rec))]
+        acc[0] += 1
+        acc[1] += int(rec.get("prompt_tokens") or 0)
+        acc[2] += int(rec.get("completion_tokens") or 0)
+        acc[3] += float(rec.get("cost_usd") or 0.0)
+        region = rec.get("region")
+        if region:
+            allowed = rec.get("allowed_regions") or []
+            row = regions[(tenant, region)]
+            row[0] += 1
+            if allowed:
+                row[1] += 1
+                if region in allowed:
+                    row[2] += 1
+                else:
+                    outside += 1
+    return Report(
+        since=since,
+        until=until,
+        records=len(records),
+        usage=[
+            UsageRow(day, tenant, model, int(a[0]), int(a[1]), int(a[2]), round(a[3], 8))
+            for (day, tenant, model), a in sorted(usage.items())
+        ],
+        budgets=budget_rows(records, budgets or [], since, until),
+        refusals=dict(refusals.most_common()),
+        refusals_by_tenant=dict(sorted(refusals_by_tenant.items())),
+        pii=dict(pii.most_common()),
+        pii_by_tenant=dict(sorted(pii_by_tenant.items())),
+        regions=[RegionRow(t, r, *v) for (t, r), v in sorted(regions.items())],
+        outside_region=outside,
+        integrity=integrity,
+        statuses=dict(statuses.most_common()),
+    )

@@ -1,0 +1,89 @@
+"""``kubegate usage``: each tenant's spend this period, budget state and what is left, read from Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from decimal import Decimal
+
+from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.store import load_document, policy_keys
+
+
+@dataclass(frozen=True, slots=True)
+class UsageLine:
+    tenant: str
+    budget: str | None
+    spent_usd: float | None
+    reserved_usd: float | None
+    limit_usd: float | None
+    remaining_usd: float | None
+    percent: float | None
+    state: str
+    resets: str | None
+
+
+class NoPolicy(RuntimeError):
+    pass
+
+
+async def _read(url: str, gateway: str) -> list[UsageLine]:
+    import redis.asyncio as aioredis
+
+    conn = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    try:
+        raw = await conn.get(policy_keys(gateway)[0])
+        if raw is None:
+            raise NoPolicy(f"no policy for gateway {gateway!r} in this Redis (is the gateway name right?)")
+        policy = load_document(raw)
+        lines = []
+        budgeted = set()
+        for budget in policy.budgets:
+            state = await read_budget_state(conn, gateway, budget)
+            limit = float(Decimal(budget.limit_usd))
+            budgeted.add(budget.tenant)
+            lines.append(
+                UsageLine(
+                    tenant=budget.tenant,
+                    budget=budget.name,
+                    spent_usd=state.spent_usd,
+                    reserved_usd=state.reserved_usd,
+                    limit_usd=limit,
+                    remaining_usd=max(0.0, limit - state.spent_usd),
+                    percent=state.percent,
+                    state=state.state,
+                    resets=state.period_end.isoformat(),
+                )
+            )
+        for tenant in policy.tenants:
+            if tenant.id not in budgeted:
+                lines.append(UsageLine(tenant.id, None, None, None, None, None, None, "no budget", None))
+        return sorted(lines, key=lambda u: (u.tenant, u.budget or ""))
+    finally:
+        await conn.aclose()
+
+
+def read_usage(url: str, gateway: str) -> list[UsageLine]:
+    return asyncio.run(_read(url, gateway))
+
+
+def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"kubegate usage: gateway {gateway}, this period")
+    for name in ("tenant", "budget", "spent USD", "reserved USD", "limit USD", "remaining USD", "%", "state", "resets"):
+        table.add_column(name, justify="right" if "USD" in name or name == "%" else "left")
+    money = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    for u in lines:
+        table.add_row(
+            u.tenant,
+            u.budget or "-",
+            money(u.spent_usd),
+            money(u.reserved_usd),
+            "-" if u.limit_usd is None else f"{u.limit_usd:g}",
+            money(u.remaining_usd),
+            "-" if u.percent is None else f"{u.percent:.1f}",
+            u.state,
+            u.resets or "-",
+        )
+    console.print(table)
