@@ -51,7 +51,10 @@ def client(proxy: ProxyServer, tenant: str = "pii") -> openai.OpenAI:
 def send(proxy: ProxyServer, endpoint: str, body: dict):
     if endpoint == "anthropic_messages":
         claude = anthropic.Anthropic(base_url=proxy.base_url, api_key=KEYS["pii"], max_retries=0, timeout=60)
-        return claude.messages.with_raw_response.create(**body)
+        # The current SDK no longer takes the sampling parameters older Anthropic clients still send.
+        legacy = {k: body[k] for k in ("temperature", "top_p", "top_k") if k in body}
+        known = {k: v for k, v in body.items() if k not in legacy}
+        return claude.messages.with_raw_response.create(**known, extra_body=legacy or None)
     c = client(proxy)
     if endpoint == "responses":
         return c.responses.with_raw_response.create(**body)

@@ -18,6 +18,7 @@ import anthropic
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.schema import Policy, hash_key
 from tests.dataplane.contract_stack import audit_records
@@ -469,3 +470,24 @@ def test_every_request_left_exactly_one_audit_record(redis_server):
     assert pii and all(r["pii_counts"].get("EMAIL_ADDRESS", 0) >= 1 for r in pii)
     downgraded = [r for r in served if r["decisions"].get("downgrade")]
     assert {r["call_type"] for r in downgraded} == {"responses", "anthropic_messages"}
+
+
+def test_metrics_count_both_endpoints(proxy):
+    """The downgrade tenants made only Responses (down-resp) or only Messages (down-msg) requests: three served
+    each, counted with the model that served them, tokens and cost included."""
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(proxy.metrics())
+        for s in family.samples
+    }
+
+    def total(name: str, **labels: str) -> float:
+        want = set(labels.items())
+        return sum(v for (n, lbl), v in samples.items() if n == name and want <= set(lbl))
+
+    for tenant in ("down-resp", "down-msg"):
+        assert total("kubegate_requests_total", tenant=tenant, outcome="success") == 3
+        assert total("kubegate_requests_total", tenant=tenant, served_model="other", outcome="success") >= 1
+        assert total("kubegate_tokens_total", tenant=tenant) > 0
+        assert total("kubegate_cost_usd_total", tenant=tenant) > 0
+    assert total("kubegate_refusals_total", tenant="block-msg") == 1
