@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
+from gateway_plugins.policy.keys import GatewayKeys  # noqa: E402
 from gateway_plugins.policy.schema import Policy, hash_key  # noqa: E402
 from tests.harness.echo import EchoServer  # noqa: E402
 from tests.harness.proxy import ProxyServer  # noqa: E402
@@ -89,11 +90,11 @@ def policy() -> Policy:
 def checks_ran(redis: RedisServer, requests: int) -> None:
     """Proof that the limits tenant really went through admit, settle and the residency rewrite."""
     r = redis.client()
-    keys = r.keys("kubegate:bench:budget:bench:*")
+    keys = r.keys(GatewayKeys("default", "bench").budget_pattern("bench"))
     spent = sum(int(r.hget(k, "spent") or 0) for k in keys) / 1_000_000
     if not spent:
         raise SystemExit("the limits tenant's budget shows no spend: admit/settle did not run")
-    records = [json.loads(f[b"r"]) for _, f in r.xrevrange("kubegate:bench:audit", count=500)]
+    records = [json.loads(f[b"r"]) for _, f in r.xrevrange(GatewayKeys("default", "bench").audit_stream, count=500)]
     groups = {
         (rec.get("decisions") or {}).get("residency", {}).get("group") for rec in records if rec["tenant"] == "limits"
     }

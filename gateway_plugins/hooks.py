@@ -54,9 +54,16 @@ def _reason_of(exc: BaseException) -> str:
 
 
 def _is_upstream_auth_failure(exc: BaseException) -> bool:
+    """The upstream refused the platform's credentials. Tenants never authenticate to the upstream, so any
+    401/403 that reaches the failure hook past kubegate's own refusals is about the platform's provider key
+    (LiteLLM does not always map it to ``AuthenticationError``: an OpenAI-compatible 401 can arrive as a
+    ``BadRequestError`` carrying status 401)."""
     import litellm
 
-    return isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError))
+    return isinstance(exc, (litellm.AuthenticationError, litellm.PermissionDeniedError)) or _status_of(exc) in (
+        401,
+        403,
+    )
 
 
 def _usage_of(response: Any) -> tuple[int, int]:

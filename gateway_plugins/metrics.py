@@ -91,6 +91,11 @@ PII_ENTITIES = Counter(
     ["tenant", "entity", "action"],
 )
 POLICY_ERRORS = Counter("kubegate_policy_errors_total", "Policy documents refused, by source.", ["source"])
+POLICY_SIGNATURE_REFUSALS = Counter(
+    "kubegate_policy_signature_refusals_total",
+    "Policy documents refused because their signature did not verify with the Gateway's key, by source.",
+    ["source"],
+)
 AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
 
 _REASONS = frozenset(
@@ -215,6 +220,15 @@ def bounded_reason(reason: str | None) -> str:
 
 def bounded_source(source: str) -> str:
     return "redis" if source == "redis" else "file" if source.startswith("file") else OTHER
+
+
+def policy_refused(source: str, error: Exception) -> None:
+    from gateway_plugins.policy.signing import PolicySignatureError
+
+    label = bounded_source(source)
+    POLICY_ERRORS.labels(label).inc()
+    if isinstance(error, PolicySignatureError):
+        POLICY_SIGNATURE_REFUSALS.labels(label).inc()
 
 
 def render_latest() -> tuple[bytes, str]:

@@ -59,7 +59,7 @@ REDIS_READ_TIMEOUT = 1.0
 REDIS_HEALTH_CHECK_SECONDS = 10
 
 
-def make_redis(url: str) -> Any:
+def make_redis(url: str, password: str | None = None) -> Any:
     """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
 
     Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
@@ -74,8 +74,10 @@ def make_redis(url: str) -> Any:
 
     # supported_errors replaces redis-py's default (ConnectionError, TimeoutError) rather than adding to it.
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES, supported_errors=(RedisConnectionError,))
+    extra = {"password": password} if password else {}
     return aioredis.from_url(
         url,
+        **extra,
         socket_timeout=REDIS_READ_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
@@ -84,18 +86,29 @@ def make_redis(url: str) -> Any:
     )
 
 
+def _verifier(settings: Settings) -> Any:
+    from gateway_plugins.policy.signing import PolicyVerifier
+
+    if settings.policy_public_key is None:
+        log.error("no policy public key (KUBEGATE_POLICY_PUBLIC_KEY): every policy document will be refused")
+        return None
+    return PolicyVerifier.from_public_b64(settings.policy_public_key)
+
+
 class Runtime:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.redis: Any = None
         if settings.redis_url:
-            self.redis = make_redis(settings.redis_url)
+            self.redis = make_redis(settings.redis_url, settings.redis_password)
         self.store = PolicyStore(
             settings.gateway,
+            namespace=settings.namespace,
+            verifier=_verifier(settings),
             redis=self.redis,
             policy_file=settings.policy_file,
             poll_seconds=settings.policy_poll_seconds,
-            on_error=lambda source: metrics.POLICY_ERRORS.labels(metrics.bounded_source(source)).inc(),
+            on_error=metrics.policy_refused,
             on_change=lambda compiled: metrics.POLICY_REVISION.set(compiled.revision),
         )
         self.contexts = ContextRegistry()

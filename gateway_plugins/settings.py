@@ -3,11 +3,16 @@
 =============================  ==========================================================  ===========
 Variable                       Meaning                                                     Default
 =============================  ==========================================================  ===========
-KUBEGATE_GATEWAY               Gateway name; prefixes every Redis key ``kubegate:{gw}:``   ``main``
-KUBEGATE_REDIS_URL             ``redis://`` URL of the shared Redis (unset: no Redis)      unset
+KUBEGATE_GATEWAY               Gateway name (Redis keys: ``kubegate:{ns}:{gw}:``)           ``main``
+KUBEGATE_NAMESPACE             Gateway namespace (in every Redis key and the policy)       ``default``
+KUBEGATE_REDIS_URL             ``redis://`` or ``rediss://`` URL (unset: no Redis)          unset
+KUBEGATE_REDIS_PASSWORD        Redis password (from a Secret; kept out of the URL)         unset
+KUBEGATE_POLICY_PUBLIC_KEY     base64 Ed25519 public key policy documents must verify with unset
+KUBEGATE_POLICY_PUBLIC_KEY_FILE  the same, read from a file (mounted)                      unset
+KUBEGATE_AUDIT_KEY             base64 HMAC key of the audit chain (from a Secret)          unset
 KUBEGATE_POLICY_FILE           Policy document mounted from the ConfigMap (JSON or gzip)   unset
 KUBEGATE_POLICY_POLL_SECONDS   Interval of the revision poll that backs up pub/sub         ``1.0``
-KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{gw}:audit``
+KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{ns}:{gw}:audit``
 KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
 KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``
@@ -17,12 +22,17 @@ KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer befo
                                front door ends the request itself (client gone)
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
+
+Without a policy public key no policy document is ever taken (every request is refused as unauthenticated).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
+
+from gateway_plugins.policy.keys import GatewayKeys
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -33,7 +43,11 @@ def _env(name: str, default: str | None = None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class Settings:
     gateway: str = "main"
+    namespace: str = "default"
     redis_url: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
+    policy_public_key: str | None = None
+    audit_key: str | None = field(default=None, repr=False)
     policy_file: str | None = None
     policy_poll_seconds: float = 1.0
     audit_stream: str = ""
@@ -43,12 +57,26 @@ class Settings:
     multiproc_dir: str | None = field(default=None)
 
     @property
-    def key_prefix(self) -> str:
-        return f"kubegate:{self.gateway}"
+    def keys(self) -> GatewayKeys:
+        return GatewayKeys(self.namespace, self.gateway)
+
+
+def _public_key() -> str | None:
+    inline = _env("KUBEGATE_POLICY_PUBLIC_KEY")
+    if inline is not None:
+        return inline
+    path = _env("KUBEGATE_POLICY_PUBLIC_KEY_FILE")
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"KUBEGATE_POLICY_PUBLIC_KEY_FILE: cannot read {path}: {exc.strerror}") from None
 
 
 def load_settings() -> Settings:
     gateway = _env("KUBEGATE_GATEWAY", "main") or "main"
+    namespace = _env("KUBEGATE_NAMESPACE", "default") or "default"
     poll = _env("KUBEGATE_POLICY_POLL_SECONDS", "1.0") or "1.0"
     try:
         poll_seconds = float(poll)
@@ -61,10 +89,14 @@ def load_settings() -> Settings:
         raise ValueError("KUBEGATE_MASTER_KEY_SHA256: must be a lower-case SHA-256 hex digest")
     return Settings(
         gateway=gateway,
+        namespace=namespace,
         redis_url=_env("KUBEGATE_REDIS_URL"),
+        redis_password=_env("KUBEGATE_REDIS_PASSWORD"),
+        policy_public_key=_public_key(),
+        audit_key=_env("KUBEGATE_AUDIT_KEY"),
         policy_file=_env("KUBEGATE_POLICY_FILE"),
         policy_poll_seconds=poll_seconds,
-        audit_stream=_env("KUBEGATE_AUDIT_STREAM", f"kubegate:{gateway}:audit") or "",
+        audit_stream=_env("KUBEGATE_AUDIT_STREAM", GatewayKeys(namespace, gateway).audit_stream) or "",
         audit_spool_dir=_env("KUBEGATE_AUDIT_SPOOL_DIR", "/tmp/kubegate-spool") or "/tmp/kubegate-spool",
         master_key_sha256=master,
         metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",

@@ -16,6 +16,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from gateway_plugins.policy.keys import GatewayKeys
+
 app = typer.Typer(
     name="kubegate",
     help="Kubernetes-native extension pack for LiteLLM.",
@@ -23,7 +25,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-audit_app = typer.Typer(help="Audit log tools: verify the hash chain, export records.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="Audit log tools: verify the keyed chain (with --key-file, --checkpoints), export records (--follow).",
+    no_args_is_help=True,
+)
 app.add_typer(audit_app, name="audit")
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
@@ -92,7 +97,8 @@ def render(
 
 
 RedisUrl = Annotated[str, typer.Option(help="redis:// URL of the gateway's Redis.")]
-GatewayName = Annotated[str, typer.Option(help="Gateway name (stream kubegate:{gateway}:audit).")]
+GatewayName = Annotated[str, typer.Option(help="Gateway name (stream kubegate:{namespace}:{gateway}:audit).")]
+Namespace = Annotated[str, typer.Option(help="Gateway namespace (part of every Redis key).")]
 Stream = Annotated[str | None, typer.Option(help="Stream key; overrides --gateway.")]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
@@ -127,11 +133,13 @@ def verify(
     ctx: typer.Context,
     redis_url: RedisUrl,
     gateway: GatewayName = "main",
+    namespace: Namespace = "default",
     stream: Stream = None,
     allow_trimmed: Annotated[bool, typer.Option(help="Accept chains whose start was trimmed by MAXLEN.")] = False,
 ) -> int:
     """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record."""
-    argv = ["verify", "--redis-url", redis_url, "--gateway", gateway, *(["--stream", stream] if stream else [])]
+    argv = ["verify", "--redis-url", redis_url, "--gateway", gateway, "--namespace", namespace]
+    argv += ["--stream", stream] if stream else []
     return _run_audit(argv + (["--allow-trimmed"] if allow_trimmed else []) + list(ctx.args))
 
 
@@ -140,13 +148,14 @@ def export(
     ctx: typer.Context,
     redis_url: RedisUrl,
     gateway: GatewayName = "main",
+    namespace: Namespace = "default",
     stream: Stream = None,
     out: Annotated[str, typer.Option(help="JSON Lines file ('-': stdout).")] = "-",
     since: Annotated[str | None, typer.Option(help="ISO time (UTC if no zone), epoch ms or stream id.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time (UTC if no zone), epoch ms or stream id.")] = None,
 ) -> int:
     """Export audit records as JSON Lines, optionally for a time range (both ends inclusive)."""
-    argv = ["export", "--redis-url", redis_url, "--gateway", gateway, "--out", out]
+    argv = ["export", "--redis-url", redis_url, "--gateway", gateway, "--namespace", namespace, "--out", out]
     argv += ["--stream", stream] if stream else []
     for flag, value in (("--since", to_stream_id(since, "--since")), ("--until", to_stream_id(until, "--until"))):
         argv += [flag, value] if value else []
@@ -189,6 +198,7 @@ def _load_budgets(path: Path) -> list:
 def report(
     redis_url: Annotated[str | None, typer.Option(help="Read the audit stream from this Redis.")] = None,
     gateway: GatewayName = "main",
+    namespace: Namespace = "default",
     stream: Stream = None,
     input: Annotated[
         Path | None, typer.Option("--input", "-i", help="Read a `kubegate audit export` file instead of Redis.")
@@ -222,7 +232,8 @@ def report(
         if input is not None:
             records, integrity = source.from_file(input, start, end)
         else:
-            records, integrity = source.from_redis(redis_url, stream or f"kubegate:{gateway}:audit", start, end)
+            stream = stream or GatewayKeys(namespace, gateway).audit_stream
+            records, integrity = source.from_redis(redis_url, stream, start, end)
     except (OSError, ValueError) as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:  # redis errors: one line, the URL is not repeated (it may hold a password)
@@ -243,13 +254,13 @@ def report(
 
 
 @app.command()
-def usage(redis_url: RedisUrl, gateway: GatewayName = "main") -> int:
+def usage(redis_url: RedisUrl, gateway: GatewayName = "main", namespace: Namespace = "default") -> int:
     """Each tenant's spend this period, budget state and remaining amount, read from the gateway's Redis."""
     from gateway_operator.report import usage as usage_mod
     from rich.console import Console
 
     try:
-        lines = usage_mod.read_usage(redis_url, gateway)
+        lines = usage_mod.read_usage(redis_url, gateway, namespace)
     except usage_mod.NoPolicy as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:

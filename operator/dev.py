@@ -7,6 +7,7 @@ process it started.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -27,6 +28,8 @@ from pydantic import ValidationError
 
 from gateway_plugins import proxy_defaults
 from gateway_plugins.policy.schema import hash_key
+from gateway_plugins.policy.signing import PolicySigner
+from gateway_plugins.policy.store import sign_document
 
 DEFAULT_DIR = Path("examples/quickstart")
 STATE_DIR = Path(".kubegate")
@@ -307,9 +310,19 @@ def run(args: DevOptions) -> int:
         config_path = state / "litellm-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
         policy_path = state / "policy.json"
-        policy_path.write_text(rendered.policy.model_dump_json(by_alias=True))
+        # A fresh signing key per run, as the operator keeps one per Gateway: the proxy verifies what it loads.
+        signer = PolicySigner.generate()
+        policy_path.write_bytes(sign_document(rendered.policy, signer))
+        # The audit key outlives a run, like the local Redis's data: `kubegate audit verify --key-file` it.
+        audit_key = state / "audit.key"
+        if not audit_key.exists():
+            audit_key.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
+            audit_key.chmod(0o600)
         env.update(
             KUBEGATE_GATEWAY=gateway.metadata.name,
+            KUBEGATE_NAMESPACE=rendered.policy.namespace,
+            KUBEGATE_AUDIT_KEY=audit_key.read_text().strip(),
+            KUBEGATE_POLICY_PUBLIC_KEY=signer.public_key_b64,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
             # Metrics on their own port, as in a cluster; loopback only, like the API.

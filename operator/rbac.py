@@ -22,7 +22,7 @@ RULES: list[dict[str, list[str]]] = [
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     {
         "apiGroups": ["apps"],
-        "resources": ["deployments"],
+        "resources": ["deployments", "statefulsets"],
         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
     },
     {
@@ -33,6 +33,11 @@ RULES: list[dict[str, list[str]]] = [
     {
         "apiGroups": ["policy"],
         "resources": ["poddisruptionbudgets"],
+        "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
+    },
+    {
+        "apiGroups": ["networking.k8s.io"],
+        "resources": ["networkpolicies"],
         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
     },
     # kopf's peering and CRD discovery.

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from gateway_plugins.audit.verify import verify_entries
+from gateway_plugins.audit.chain import decode_key
+from gateway_plugins.audit.verify import parse_checkpoints, verify_entries
 from gateway_plugins.audit.writer import heads_key
+from gateway_plugins.policy.keys import GatewayKeys, audit_trims
 
 PAGE = 1000
 
@@ -49,49 +53,147 @@ def _parser() -> argparse.ArgumentParser:
     for name in ("verify", "export"):
         s = sub.add_parser(name)
         s.add_argument("--redis-url", required=True, help="redis:// URL of the gateway's Redis")
-        s.add_argument("--gateway", default="main", help="gateway name (stream kubegate:{gateway}:audit)")
+        s.add_argument("--gateway", default="main", help="gateway name")
+        s.add_argument(
+            "--namespace", default="default", help="gateway namespace (stream kubegate:{ns}:{gateway}:audit)"
+        )
         s.add_argument("--stream", default=None, help="stream key; overrides --gateway")
         if name == "verify":
             s.add_argument(
-                "--allow-trimmed", action="store_true", help="accept chains whose start was trimmed by MAXLEN"
+                "--key-file",
+                default=None,
+                help="file with the Gateway's audit key (base64, Secret {gateway}-kubegate-audit-key, key audit-key); "
+                "default: $KUBEGATE_AUDIT_KEY",
             )
+            s.add_argument(
+                "--checkpoints",
+                default=None,
+                help="checkpoints.json of ConfigMap {gateway}-audit-checkpoints (heads kept outside Redis)",
+            )
+            s.add_argument(
+                "--allow-trimmed",
+                action="store_true",
+                help="accept chains starting after seq 1 without a trim mark (streams from before trim marks)",
+            )
+            s.add_argument("--allow-empty", action="store_true", help="accept a missing or empty stream")
         else:
             s.add_argument("--out", default="-", help="JSON Lines file (default stdout)")
             s.add_argument("--since", default=None, help="stream id, epoch ms or ISO time (inclusive)")
             s.add_argument("--until", default=None, help="stream id, epoch ms or ISO time (inclusive)")
+            s.add_argument(
+                "--follow",
+                action="store_true",
+                help="keep appending new records as they arrive (run it beside the proxies so records reach the "
+                "file before the stream cap trims them); with --out, resumes after the last stream id in the file",
+            )
+            s.add_argument("--poll-seconds", type=float, default=1.0, help=argparse.SUPPRESS)
     return p
+
+
+def _key(args: argparse.Namespace) -> bytes:
+    if args.key_file:
+        try:
+            text = open(args.key_file, encoding="ascii").read()  # noqa: SIM115 (one read)
+        except OSError as exc:
+            raise SystemExit(f"error: --key-file: {exc.strerror}") from None
+    else:
+        text = os.environ.get("KUBEGATE_AUDIT_KEY", "")
+        if not text:
+            raise SystemExit("error: verify needs the audit key: --key-file or $KUBEGATE_AUDIT_KEY")
+    try:
+        return decode_key(text)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+
+
+def _checkpoints(path: str | None) -> dict:
+    if not path:
+        return {}
+    try:
+        with open(path, encoding="utf-8") as f:
+            return parse_checkpoints(f.read())
+    except (OSError, ValueError) as exc:
+        raise SystemExit(f"error: --checkpoints: {exc}") from None
+
+
+def _verify(client, stream: str, args: argparse.Namespace) -> int:
+    key = _key(args)
+    checkpoints = _checkpoints(args.checkpoints)
+    if not client.exists(stream) and not args.allow_empty:
+        print(f"TAMPERED: stream {stream} does not exist (deleted, or no such gateway)", file=sys.stderr)
+        return 1
+    # Heads and trim marks first: a writer racing us can only make the stream longer than its head, never shorter.
+    heads = client.hgetall(heads_key(stream))
+    trims = client.hgetall(audit_trims(stream))
+    report = verify_entries(
+        _entries(client, stream),
+        heads,
+        key,
+        trims=trims,
+        checkpoints=checkpoints,
+        allow_trimmed=args.allow_trimmed,
+        allow_empty=args.allow_empty,
+    )
+    print(report.message(), file=sys.stdout if report.ok else sys.stderr)
+    return 0 if report.ok else 1
+
+
+def _last_exported_id(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            f.seek(max(0, size - 65536))
+            lines = [line for line in f.read().splitlines() if line.strip()]
+    except FileNotFoundError:
+        return None
+    return json.loads(lines[-1])["stream_id"] if lines else None
+
+
+def _export(client, stream: str, args: argparse.Namespace) -> int:
+    start = _time_to_id(args.since, False) if args.since else "-"
+    end = _time_to_id(args.until, True) if args.until else "+"
+    resume = _last_exported_id(args.out) if args.follow and args.out != "-" else None
+    if resume:
+        start = f"({resume}"
+    mode = "a" if resume else "w"
+    out = sys.stdout if args.out == "-" else open(args.out, mode, encoding="utf-8")  # noqa: SIM115 (stdout or file)
+    n = 0
+    try:
+        while True:
+            for sid, fields in _entries(client, stream, start, end):
+                rec = json.loads(fields[b"r"])
+                rec["stream_id"] = sid.decode()
+                out.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
+                start = f"({sid.decode()}"
+                n += 1
+            if not args.follow:
+                break
+            out.flush()
+            if out is not sys.stdout:
+                os.fsync(out.fileno())
+            time.sleep(args.poll_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    print(f"exported {n} records", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import redis
 
-    stream = args.stream or f"kubegate:{args.gateway}:audit"
+    stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
     client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         if args.cmd == "verify":
-            # Heads first: a writer racing us can only make the stream longer than its head, never shorter.
-            heads = client.hgetall(heads_key(stream))
-            report = verify_entries(_entries(client, stream), heads, allow_trimmed=args.allow_trimmed)
-            print(report.message(), file=sys.stdout if report.ok else sys.stderr)
-            return 0 if report.ok else 1
-        start = _time_to_id(args.since, False) if args.since else "-"
-        end = _time_to_id(args.until, True) if args.until else "+"
-        out = sys.stdout if args.out == "-" else open(args.out, "w", encoding="utf-8")  # noqa: SIM115 (stdout or file)
-        n = 0
-        try:
-            for sid, fields in _entries(client, stream, start, end):
-                rec = json.loads(fields[b"r"])
-                rec["stream_id"] = sid.decode()
-                out.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")
-                n += 1
-        finally:
-            if out is not sys.stdout:
-                out.close()
-        print(f"exported {n} records", file=sys.stderr)
-        return 0
+            return _verify(client, stream, args)
+        return _export(client, stream, args)
     except redis.RedisError as exc:
-        print(f"error: Redis at --redis-url: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"error: Redis at --redis-url: {type(exc).__name__}", file=sys.stderr)
         return 2
     finally:
         client.close()

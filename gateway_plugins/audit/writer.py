@@ -2,9 +2,13 @@
 
 * ``submit`` is O(1) and never raises: it appends the record to a deque and wakes the task.
 * The task seals records in submission order (one chain per writer instance: ``chain`` id,
-  ``seq``, ``prev``, ``hash``) and moves them to the spool, then writes up to ``batch`` spooled
-  records plus the chain head ``{seq}:{hash}`` (hash ``<stream>:heads``) in ONE transaction, so a
-  truncated tail is detectable by ``verify``.
+  ``seq``, ``prev``, ``hash`` = HMAC with the Gateway's audit key) and moves them to the spool, then
+  writes up to ``batch`` spooled records plus the tagged chain head ``{seq}:{mac}:{tag}`` (hash
+  ``<stream>:heads``) in ONE transaction, so a truncated tail is detectable by ``verify``; the operator
+  copies heads into a checkpoint ConfigMap that Redis writers cannot roll back.
+* The stream cap (``maxlen``) is applied by a script in the same transaction that, before deleting the
+  oldest entries, records per chain the last (seq, MAC) it trimmed (hash ``<stream>:trimmed``), so
+  ``verify`` tells trimming from deletion. ``kubegate audit export --follow`` keeps a copy before that.
 * Redis down: sealed records stay in the in-memory spool (bounded by ``max_spool``) and are written
   in order once Redis answers again (exponential backoff up to 5 s). Hashes were fixed at sealing
   time, so the chain stays valid across the outage.
@@ -30,14 +34,49 @@ from pathlib import Path
 from typing import Any
 
 from gateway_plugins.audit import metrics
-from gateway_plugins.audit.chain import GENESIS, canonical, head_value, parse_head, seal
+from gateway_plugins.audit.chain import GENESIS, KEY_BYTES, canonical, checkpoint_tag, head_value, parse_head, seal
 from gateway_plugins.audit.spool import DiskSpool, OrphanSpool, SpooledRecord, find_orphans, safe_name
+from gateway_plugins.policy.keys import audit_heads, audit_trims
 
 log = logging.getLogger(__name__)
+# Entries trimmed per transaction at most: keeps one script run short; batches are smaller than this.
+TRIM_CHUNK = 1000
+
+# KEYS: stream, trim marks; ARGV: maxlen, chunk. Deletes the oldest entries above maxlen, first raising each
+# trimmed chain's mark to the last (seq, mac) removed. Records are canonical JSON in field "r".
+TRIM_LUA = """
+local n = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
+if n <= 0 then return 0 end
+if n > tonumber(ARGV[2]) then n = tonumber(ARGV[2]) end
+local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', n)
+local last = {}
+for _, e in ipairs(entries) do
+  local f = e[2]
+  for i = 1, #f, 2 do
+    if f[i] == 'r' then
+      local ok, rec = pcall(cjson.decode, f[i + 1])
+      if ok and type(rec) == 'table' and type(rec.chain) == 'string' and type(rec.seq) == 'number'
+          and type(rec.hash) == 'string' then
+        local cur = last[rec.chain]
+        if cur == nil or rec.seq > cur[1] then last[rec.chain] = {rec.seq, rec.hash} end
+      end
+    end
+  end
+end
+for chain, v in pairs(last) do
+  local prev = redis.call('HGET', KEYS[2], chain)
+  if (not prev) or tonumber(string.match(prev, '^(%d+):')) < v[1] then
+    redis.call('HSET', KEYS[2], chain, string.format('%d:%s', v[1], v[2]))
+  end
+end
+local ms, sq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
+redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. string.format('%d', tonumber(sq) + 1))
+return #entries
+"""
 
 
 def heads_key(stream: str) -> str:
-    return f"{stream}:heads"
+    return audit_heads(stream)
 
 
 def new_chain_id() -> str:
@@ -57,6 +96,7 @@ class AuditWriter:
         batch: int = 256,
         chain_id: str | None = None,
         max_backoff: float = 5.0,
+        key: bytes | None = None,
     ) -> None:
         if not stream:
             raise ValueError("stream: must be a non-empty Redis key")
@@ -65,6 +105,12 @@ class AuditWriter:
         self.redis = redis
         self.stream = stream
         self.heads = heads_key(stream)
+        self.trims = audit_trims(stream)
+        if key is None:
+            # Records stay chained but nobody else can verify them: a configuration error, said loudly.
+            log.error("audit: no audit key (KUBEGATE_AUDIT_KEY); records are keyed with a throw-away key")
+            key = secrets.token_bytes(KEY_BYTES)
+        self.key = key
         self.maxlen = maxlen
         self.max_spool = max_spool
         self.batch = batch
@@ -92,7 +138,10 @@ class AuditWriter:
             import redis.asyncio as aioredis
 
             redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir)
+        from gateway_plugins.audit.chain import decode_key
+
+        key = decode_key(settings.audit_key) if getattr(settings, "audit_key", None) else None
+        return cls(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir, key=key)
 
     async def start(self) -> None:
         if self._task is None:
@@ -116,7 +165,7 @@ class AuditWriter:
         while self._queue:
             record = self._queue.popleft()
             try:
-                sealed = seal(record, self.chain, self.seq + 1, self.prev)
+                sealed = seal(record, self.chain, self.seq + 1, self.prev, self.key)
                 payload = canonical(sealed)
             except Exception:
                 log.exception("audit record could not be encoded; dropped")
@@ -136,9 +185,10 @@ class AuditWriter:
         """One transaction: the sealed records (``(seq, hash, payload, …)`` in seq order) and their chain head."""
         pipe = self.redis.pipeline(transaction=True)
         for record in records:
-            pipe.xadd(self.stream, {"r": record[2]}, maxlen=self.maxlen, approximate=True)
+            pipe.xadd(self.stream, {"r": record[2]})
         seq, hash_ = records[-1][0], records[-1][1]
-        pipe.hset(self.heads, chain, head_value(seq, hash_))
+        pipe.hset(self.heads, chain, head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_)))
+        pipe.eval(TRIM_LUA, 2, self.stream, self.trims, self.maxlen, TRIM_CHUNK)
         started = time.perf_counter()
         await pipe.execute()
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)

@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import logging
 import os
+import time
 import uuid
 from typing import Any
 
@@ -196,7 +197,8 @@ class FrontDoor:
         digest = hashlib.sha256(token.encode()).hexdigest()
         tenant = rt.policy.tenant_for_key_hash(digest)
         # The dict lookup finds the candidate; the constant-time compare is the actual check.
-        if tenant is None or not any(hmac.compare_digest(k.sha256, digest) for k in tenant.keys):
+        now = time.time()  # a rotated-out key stops at its grace period's end, whatever the policy revision
+        if tenant is None or not any(hmac.compare_digest(k.sha256, digest) and k.valid_at(now) for k in tenant.keys):
             return None, digest
         return tenant, digest
 
@@ -266,6 +268,11 @@ class FrontDoor:
     async def _admit(self, rt: Any, ctx: RequestContext, endpoint: Endpoint, scope: dict, receive: Any, send: Any):
         limits = rt.policy.policy.limits
         try:
+            if scope.get("query_string"):
+                # LiteLLM reads some query parameters as request fields; the contract is the body alone.
+                raise ContractError(
+                    400, "unsupported_field", "query parameters are not accepted on this route", "query"
+                )
             raw = await self._read_body(scope, receive, limits.max_body_bytes)
             try:
                 body = orjson.loads(raw) if raw else None

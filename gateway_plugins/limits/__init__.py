@@ -180,9 +180,9 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         return
     now = time.time()
     minute = int(now // 60)
-    gw = policy.gateway
-    rpm_key = f"kubegate:{gw}:rl:{tenant.id}:rpm:{minute}"
-    tpm_key = f"kubegate:{gw}:rl:{tenant.id}:tpm:{minute}"
+    gw = policy.keys
+    rpm_key = gw.rate(tenant.id, "rpm", minute)
+    tpm_key = gw.rate(tenant.id, "tpm", minute)
     p_tok, c_tok = estimate_tokens(ctx, policy)
     est_usd = _estimate_usd(policy, ctx.requested_model, p_tok, c_tok)
     model_meta = policy.models.get(ctx.requested_model)

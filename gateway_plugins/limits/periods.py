@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, BudgetPeriod
 
 
@@ -25,5 +26,5 @@ def period_bounds(budget: Budget, now: datetime | None = None) -> tuple[datetime
     return start.replace(tzinfo=zone), end.replace(tzinfo=zone)
 
 
-def period_key(gateway: str, budget: Budget, start: datetime) -> str:
-    return f"kubegate:{gateway}:budget:{budget.name}:{start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+def period_key(keys: GatewayKeys, budget: Budget, start: datetime) -> str:
+    return keys.budget(budget.name, start)

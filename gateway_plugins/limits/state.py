@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, BudgetAction
 
 MICRO = 1_000_000
@@ -35,7 +36,9 @@ def state_for(budget: Budget, used_usd: float) -> tuple[str, float]:
     return state, percent
 
 
-async def read_budget_state(redis: Any, gateway: str, budget: Budget, now: datetime | None = None) -> BudgetState:
+async def read_budget_state(
+    redis: Any, gateway: GatewayKeys, budget: Budget, now: datetime | None = None
+) -> BudgetState:
     """ASYNC (redis.asyncio client). One HMGET on the current period key."""
     start, end = period_bounds(budget, now)
     spent, reserved = await redis.hmget(period_key(gateway, budget, start), "spent", "reserved")

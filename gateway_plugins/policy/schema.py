@@ -17,7 +17,16 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 POLICY_SCHEMA = "kubegate.dev/policy/v1"
 
@@ -50,6 +59,22 @@ class _Model(BaseModel):
 
 class KeyRef(_Model):
     sha256: str = Field(pattern=SHA256_HEX, description="SHA-256 hex digest of the tenant key.")
+    not_after: int | None = Field(
+        default=None,
+        ge=0,
+        description="Unix time after which the key no longer authenticates (a rotated-out key in its grace period).",
+    )
+
+    def valid_at(self, now: float) -> bool:
+        return self.not_after is None or now < self.not_after
+
+    @model_serializer(mode="wrap")
+    def _omit_no_expiry(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A key without expiry serialises as before ({"sha256": ...}): documents of unrotated tenants keep their bytes.
+        data = handler(self)
+        if data.get("not_after") is None:
+            data.pop("not_after", None)
+        return data
 
     @property
     def key_id(self) -> str:
@@ -260,6 +285,9 @@ class RequestLimits(_Model):
 class Policy(_Model):
     schema_: Literal["kubegate.dev/policy/v1"] = Field(default=POLICY_SCHEMA, alias="schema")
     gateway: str = Field(pattern=DNS_LABEL, description="Gateway this policy belongs to.")
+    namespace: str = Field(
+        default="default", pattern=DNS_LABEL, description="Namespace of that Gateway; a proxy refuses another's."
+    )
     revision: int = Field(default=0, ge=0, description="Monotonic; replicas ignore anything older.")
     tenants: list[Tenant] = Field(default_factory=list)
     budgets: list[Budget] = Field(default_factory=list)

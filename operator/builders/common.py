@@ -55,6 +55,21 @@ def redis_name(gateway: str) -> str:
     return f"{gateway}-redis"
 
 
+def signing_secret_name(gateway: str) -> str:
+    """The Gateway's Ed25519 policy signing key: read by the operator only, never mounted anywhere."""
+    return f"{gateway}-kubegate-policy-signing"
+
+
+def audit_key_secret_name(gateway: str) -> str:
+    """The Gateway's audit HMAC key: mounted in its proxies only (and read by `kubegate audit verify`)."""
+    return f"{gateway}-kubegate-audit-key"
+
+
+def redis_secret_name(gateway: str) -> str:
+    """The managed Redis password: read by the Redis pod, the proxies and the operator."""
+    return f"{gateway}-kubegate-redis"
+
+
 def tenant_secret_name(tenant: str) -> str:
     return f"{tenant}-kubegate-key"
 

@@ -9,7 +9,9 @@ from typing import Any
 import yaml
 from gateway_operator.builders.common import config_name, labels, metadata, policy_name
 
+from gateway_plugins.audit.checkpoint import CHECKPOINTS_KEY
 from gateway_plugins.policy import Policy
+from gateway_plugins.policy.signing import PolicySigner
 
 CONFIG_KEY = "config.yaml"
 POLICY_KEY = "policy.json.gz"
@@ -27,14 +29,15 @@ def build_config_configmap(gateway: dict[str, Any], litellm_config: dict[str, An
     }
 
 
-def encode_policy(policy: Policy) -> bytes:
-    # mtime=0: the same policy always gives the same bytes, so an unchanged policy writes nothing.
-    return gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0)
+def encode_policy(policy: Policy, signer: PolicySigner) -> bytes:
+    # mtime=0 and Ed25519's deterministic signatures: the same policy always gives the same bytes, so an
+    # unchanged policy writes nothing.
+    return signer.sign(gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0))
 
 
-def build_policy_configmap(gateway: dict[str, Any], policy: Policy) -> dict[str, Any]:
+def build_policy_configmap(gateway: dict[str, Any], policy: Policy, signer: PolicySigner) -> dict[str, Any]:
     name = gateway["metadata"]["name"]
-    blob = encode_policy(policy)
+    blob = encode_policy(policy, signer)
     if len(blob) > CONFIGMAP_LIMIT - 4096:
         raise ValueError(f"policy of LLMGateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
     return {
@@ -43,3 +46,16 @@ def build_policy_configmap(gateway: dict[str, Any], policy: Policy) -> dict[str,
         "metadata": metadata(policy_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "policy")),
         "binaryData": {POLICY_KEY: base64.b64encode(blob).decode()},
     }
+
+
+def checkpoints_name(gateway: str) -> str:
+    return f"{gateway}-audit-checkpoints"
+
+
+def build_checkpoint_configmap(gateway: dict[str, Any], checkpoints_json: str) -> dict[str, Any]:
+    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.audit.checkpoint``)."""
+    name = gateway["metadata"]["name"]
+    meta = metadata(
+        checkpoints_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "audit-checkpoints")
+    )
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {CHECKPOINTS_KEY: checkpoints_json}}

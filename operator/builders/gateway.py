@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_operator.builders.configmaps import build_config_configmap, build_policy_configmap
+from gateway_operator.builders.network import build_network_policies
 from gateway_operator.builders.proxy import (
     build_hpa,
     build_metrics_service,
@@ -15,17 +16,23 @@ from gateway_operator.builders.proxy import (
 from gateway_operator.builders.redis import build_redis
 from gateway_operator.render import RenderedGateway
 
+from gateway_plugins.policy.signing import PolicySigner
 
-def build_children(gateway: dict[str, Any], rendered: RenderedGateway) -> list[dict[str, Any]]:
+
+def build_children(gateway: dict[str, Any], rendered: RenderedGateway, signer: PolicySigner) -> list[dict[str, Any]]:
+    """``signer``: the Gateway's policy signing key (its public half goes into the proxy pods)."""
     children = [
         *build_redis(gateway),
         build_config_configmap(gateway, rendered.litellm_config),
-        build_policy_configmap(gateway, rendered.policy),
-        build_proxy_deployment(gateway, rendered.api_key_env, rendered.model_list_checksum),
+        build_policy_configmap(gateway, rendered.policy, signer),
+        build_proxy_deployment(
+            gateway, rendered.api_key_env, rendered.model_list_checksum, policy_public_key=signer.public_key_b64
+        ),
         build_proxy_service(gateway),
         build_metrics_service(gateway),
         build_pdb(gateway),
     ]
+    children.extend(build_network_policies(gateway))
     hpa = build_hpa(gateway)
     if hpa is not None:
         children.append(hpa)

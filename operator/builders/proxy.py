@@ -5,15 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from gateway_operator.builders.common import (
+    audit_key_secret_name,
     config_name,
     labels,
     metadata,
     policy_name,
     proxy_name,
+    redis_secret_name,
     restricted_security_context,
     selector,
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
+from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 
 from gateway_plugins import proxy_defaults
@@ -39,25 +42,40 @@ def proxy_security_context() -> dict[str, Any]:
     return restricted_security_context(PROXY_UID, PROXY_GID)
 
 
-def _env(spec: crd.LLMGatewaySpec, gateway: str, api_key_env: dict[str, crd.SecretKeyRef]) -> list[dict[str, Any]]:
+def _env(
+    spec: crd.LLMGatewaySpec,
+    gateway: str,
+    namespace: str,
+    api_key_env: dict[str, crd.SecretKeyRef],
+    policy_public_key: str,
+) -> list[dict[str, Any]]:
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
     list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
     plain: dict[str, str] = {
         # The settings `kubegate dev` runs the proxy with: one source for both (gateway_plugins.proxy_defaults).
         **proxy_defaults.ENV,
         "KUBEGATE_GATEWAY": gateway,
+        "KUBEGATE_NAMESPACE": namespace,
         "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
+        # Public: in the pod spec, which only those who may change the Deployment can alter (not Redis writers,
+        # not ConfigMap writers), so it anchors what the proxy trusts.
+        "KUBEGATE_POLICY_PUBLIC_KEY": policy_public_key,
         "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
     }
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
+    refs["KUBEGATE_AUDIT_KEY"] = crd.SecretKeyRef(name=audit_key_secret_name(gateway), key=AUDIT_KEY_FIELD)
     if spec.master_key_secret_ref is not None:
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
     if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
         refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
+        if spec.redis.password_secret_ref is not None:
+            refs["KUBEGATE_REDIS_PASSWORD"] = spec.redis.password_secret_ref
     else:
+        # No credentials in the URL: the password comes from the Secret the operator generated.
         plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"
+        refs["KUBEGATE_REDIS_PASSWORD"] = crd.SecretKeyRef(name=redis_secret_name(gateway), key=REDIS_PASSWORD_FIELD)
     env: list[dict[str, Any]] = [{"name": var, "value": value} for var, value in sorted(plain.items())]
     for var, ref in sorted(refs.items()):
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
@@ -73,7 +91,11 @@ def scale_summary(spec: crd.LLMGatewaySpec) -> str:
 
 
 def build_proxy_deployment(
-    gateway: dict[str, Any], api_key_env: dict[str, crd.SecretKeyRef], model_list_checksum: str
+    gateway: dict[str, Any],
+    api_key_env: dict[str, crd.SecretKeyRef],
+    model_list_checksum: str,
+    *,
+    policy_public_key: str,
 ) -> dict[str, Any]:
     spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
@@ -91,7 +113,7 @@ def build_proxy_deployment(
             str(spec.workers),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "env": _env(spec, name, api_key_env),
+        "env": _env(spec, name, gateway["metadata"]["namespace"], api_key_env, policy_public_key),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
         "livenessProbe": {**probe, "failureThreshold": 6},

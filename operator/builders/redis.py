@@ -1,11 +1,20 @@
-"""Managed Redis (mode: managed): a single-replica Deployment and its Service."""
+"""Managed Redis (mode: managed): a single-replica StatefulSet (append-only file on a PersistentVolumeClaim,
+password from the Gateway's Secret) and its Service."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
-from gateway_operator.builders.common import labels, metadata, redis_name, restricted_security_context, selector
+from gateway_operator.builders.common import (
+    labels,
+    metadata,
+    redis_name,
+    redis_secret_name,
+    restricted_security_context,
+    selector,
+)
+from gateway_operator.builders.trust import REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 
 # The official redis alpine image's user (`adduser -S -G redis -u 999 redis`, group `redis` gid 1000; see the
@@ -21,12 +30,22 @@ def is_official_redis_image(image: str) -> bool:
     return _OFFICIAL.match(image) is not None
 
 
+def redis_server_args(persistent: bool) -> list[str]:
+    """redis-server's arguments (after the image's working directory /data). ``$(REDIS_PASSWORD)`` is expanded by
+    the kubelet from the container's env (the Gateway's Secret), so the password is in no object's spec.
+
+    Persistent: the append-only file, fsync'd every second. A graceful restart (SIGTERM: rollouts, node drains,
+    evictions) writes everything; only a kernel or node crash can lose up to the last second. ``always`` would
+    fsync on every budget admit/settle, i.e. on the request path. RDB snapshots stay off: the AOF alone is the
+    durable copy, rewritten by Redis in the background as it grows."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
+    return ["--save", "", *persistence, "--requirepass", "$(REDIS_PASSWORD)"]
+
+
 def redis_security_context(image: str) -> dict[str, Any]:
-    """Strict for the official image, whose user and behaviour are known: persistence is off (--save ""
-    --appendonly no), so redis-server writes nothing and the root filesystem can be read-only (/data, its
-    working directory, is still an emptyDir so a manual SAVE lands somewhere writable). Another image (a
-    Valkey, a vendor build) may run as root and drop privileges itself, or write its config at start: it only
-    gets what cannot break a container."""
+    """Strict for the official image, whose user and behaviour are known: redis-server writes only to /data (the
+    volume), so the root filesystem can be read-only. Another image (a Valkey, a vendor build) may run as root and
+    drop privileges itself, or write its config at start: it only gets what cannot break a container."""
     if not is_official_redis_image(image):
         return {"allowPrivilegeEscalation": False, "seccompProfile": {"type": "RuntimeDefault"}}
     return restricted_security_context(REDIS_UID, REDIS_GID)
@@ -38,31 +57,56 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     name = gateway["metadata"]["name"]
     ns = gateway["metadata"]["namespace"]
-    deployment = {
+    persistence = spec.redis.persistence
+    pod_spec: dict[str, Any] = {
+        "containers": [
+            {
+                "name": "redis",
+                "image": spec.redis.image,
+                "args": redis_server_args(persistence.enabled),
+                "env": [
+                    {
+                        "name": "REDIS_PASSWORD",
+                        "valueFrom": {"secretKeyRef": {"name": redis_secret_name(name), "key": REDIS_PASSWORD_FIELD}},
+                    }
+                ],
+                "ports": [{"name": "redis", "containerPort": 6379}],
+                "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
+                "securityContext": redis_security_context(spec.redis.image),
+                "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+            }
+        ],
+        # Long enough for the final AOF flush of a large dataset on SIGTERM.
+        "terminationGracePeriodSeconds": 60,
+    }
+    if is_official_redis_image(spec.redis.image):
+        # A fresh volume is root-owned: the group makes it writable for the image's non-root user.
+        pod_spec["securityContext"] = {"fsGroup": REDIS_GID, "fsGroupChangePolicy": "OnRootMismatch"}
+    statefulset_spec: dict[str, Any] = {
+        "replicas": 1,
+        "serviceName": redis_name(name),
+        "selector": {"matchLabels": selector(name, "redis")},
+        "template": {"metadata": {"labels": labels(name, "redis")}, "spec": pod_spec},
+    }
+    if persistence.enabled:
+        claim_spec: dict[str, Any] = {
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": persistence.size}},
+        }
+        if persistence.storage_class_name:
+            claim_spec["storageClassName"] = persistence.storage_class_name
+        statefulset_spec["volumeClaimTemplates"] = [
+            {"metadata": {"name": "data", "labels": labels(name, "redis")}, "spec": claim_spec}
+        ]
+        # The claim outlives the Gateway's deletion by default (evidence is not deleted by accident).
+        statefulset_spec["persistentVolumeClaimRetentionPolicy"] = {"whenDeleted": "Retain", "whenScaled": "Retain"}
+    else:
+        pod_spec["volumes"] = [{"name": "data", "emptyDir": {}}]
+    statefulset = {
         "apiVersion": "apps/v1",
-        "kind": "Deployment",
+        "kind": "StatefulSet",
         "metadata": metadata(redis_name(name), ns, gateway, labels(name, "redis")),
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": selector(name, "redis")},
-            "template": {
-                "metadata": {"labels": labels(name, "redis")},
-                "spec": {
-                    "containers": [
-                        {
-                            "name": "redis",
-                            "image": spec.redis.image,
-                            "args": ["--save", "", "--appendonly", "no"],
-                            "ports": [{"name": "redis", "containerPort": 6379}],
-                            "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
-                            "securityContext": redis_security_context(spec.redis.image),
-                            "volumeMounts": [{"name": "data", "mountPath": "/data"}],
-                        }
-                    ],
-                    "volumes": [{"name": "data", "emptyDir": {}}],
-                },
-            },
-        },
+        "spec": statefulset_spec,
     }
     service = {
         "apiVersion": "v1",
@@ -73,4 +117,4 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
             "ports": [{"name": "redis", "port": 6379, "targetPort": "redis"}],
         },
     }
-    return [deployment, service]
+    return [statefulset, service]

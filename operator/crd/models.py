@@ -7,6 +7,7 @@ from them (``gateway_operator.crd.generate``), the operator parses objects with 
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -55,14 +56,58 @@ class AutoscalingSpec(_Spec):
     )
 
 
+class RedisPersistenceSpec(_Spec):
+    enabled: bool = Field(
+        default=True,
+        description="Keep audit records and budget spend across restarts (append-only file on a "
+        "PersistentVolumeClaim); false runs Redis on an emptyDir (dev only: a restart loses everything).",
+    )
+    size: str = Field(
+        default="1Gi",
+        pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
+        description="Requested size of the managed Redis volume.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        alias="storageClassName",
+        pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
+        description="StorageClass of the managed Redis volume; omit for the cluster default.",
+    )
+
+
 class RedisSpec(_Spec):
     mode: Literal["managed", "external"] = Field(
-        default="managed", description="managed: the operator runs Redis; external: use urlSecretRef."
+        default="managed",
+        description="managed: the operator runs Redis with a generated password; external: use urlSecretRef.",
     )
     url_secret_ref: SecretKeyRef | None = Field(
-        default=None, alias="urlSecretRef", description="Secret key holding a redis:// URL (external mode)."
+        default=None,
+        alias="urlSecretRef",
+        description="Secret key holding a redis:// or rediss:// (TLS) URL, credentials allowed (external mode).",
+    )
+    password_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="passwordSecretRef",
+        description="Secret key holding the external Redis password, if it is not in the URL (external mode).",
     )
     image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
+    persistence: RedisPersistenceSpec = Field(
+        default_factory=RedisPersistenceSpec, description="Durability of the managed Redis."
+    )
+
+
+class NetworkPolicySpec(_Spec):
+    enabled: bool = Field(
+        default=True,
+        description="Render NetworkPolicies: only this Gateway's proxies and the operator reach its managed Redis; "
+        "clients reach the proxies on the API port only. Enforced only where the cluster's network plugin does.",
+    )
+    operator_namespace: str = Field(
+        default="kubegate-system",
+        alias="operatorNamespace",
+        pattern=DNS_LABEL,
+        description="Namespace the kubegate operator runs in (allowed to reach the managed Redis).",
+    )
 
 
 class WebhookSpec(_Spec):
@@ -149,6 +194,7 @@ class LLMGatewaySpec(_Spec):
         description="spaCy model package used for NER-based PII entities (PERSON).",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
     budget_webhook: WebhookSpec | None = Field(
         default=None,
         alias="budgetWebhook",
@@ -232,8 +278,28 @@ class PiiSpec(_Spec):
     )
 
 
+DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
+
+
+def parse_duration(text: str) -> int:
+    """Seconds of a ``1h30m``-style duration (the pattern DURATION, as the CRD enforces it)."""
+    match = re.fullmatch(DURATION, text)
+    if match is None:
+        raise ValueError(f"not a duration like 10m or 1h30m: {text!r}")
+    h, m, s = (int(g[:-1]) if g else 0 for g in match.groups())
+    return h * 3600 + m * 60 + s
+
+
 class TenantSpec(_Spec):
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
+    key_rotation_grace_period: str = Field(
+        default="10m",
+        pattern=DURATION,
+        alias="keyRotationGracePeriod",
+        description="After a key rotation (annotation kubegate.dev/rotate-key) the old key keeps working this long "
+        "(e.g. 10m, 1h30m, 0s), so clients can switch without downtime; status.keys shows both key ids and when the "
+        "old one expires.",
+    )
     allowed_models: list[str] = Field(
         default_factory=list, alias="allowedModels", description="Public model names allowed; '*' for all."
     )

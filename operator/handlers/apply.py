@@ -14,6 +14,8 @@ _PLURALS = {
     ("v1", "Service"): ("services", "/api/v1"),
     ("v1", "Secret"): ("secrets", "/api/v1"),
     ("apps/v1", "Deployment"): ("deployments", "/apis/apps/v1"),
+    ("apps/v1", "StatefulSet"): ("statefulsets", "/apis/apps/v1"),
+    ("networking.k8s.io/v1", "NetworkPolicy"): ("networkpolicies", "/apis/networking.k8s.io/v1"),
     ("autoscaling/v2", "HorizontalPodAutoscaler"): ("horizontalpodautoscalers", "/apis/autoscaling/v2"),
     ("policy/v1", "PodDisruptionBudget"): ("poddisruptionbudgets", "/apis/policy/v1"),
 }

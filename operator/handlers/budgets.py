@@ -27,6 +27,7 @@ from kubernetes import client
 from redis.exceptions import RedisError
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
 
 log = logging.getLogger("kubegate.operator")
 GROUP, VERSION = crd.GROUP, crd.VERSION
@@ -62,7 +63,7 @@ def _targets(
         return budgets, gw, None, (exc.reason, str(exc))
 
 
-async def _read_all(url: str, gateway: str, budgets: list[dict[str, Any]]) -> dict[str, Any]:
+async def _read_all(url: str, gateway: GatewayKeys, budgets: list[dict[str, Any]]) -> dict[str, Any]:
     conn = aioredis.Redis.from_url(
         url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
     )
@@ -236,7 +237,7 @@ async def refresh_gateway(ns: str, gateway: str) -> int:
     states: dict[str, Any] = {}
     if url is not None:
         try:
-            states = await _read_all(url, gateway, budgets)
+            states = await _read_all(url, GatewayKeys(ns, gateway), budgets)
         except (RedisError, OSError) as exc:
             failure = ("RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); spend not refreshed")
     writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure)

@@ -17,7 +17,7 @@ from gateway_operator.handlers.apply import apply, object_path
 from kubernetes import client
 
 # Kinds whose generation moves only with the spec: status churn (rollouts, PDB counts) is not drift.
-_GENERATION_KINDS = {"Deployment", "PodDisruptionBudget"}
+_GENERATION_KINDS = {"Deployment", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"}
 _applied: dict[str, tuple[str, str]] = {}
 _lock = threading.Lock()
 

@@ -21,7 +21,7 @@ from gateway_operator import status as st
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import children, keys, redislink
+from gateway_operator.handlers import children, keys, redislink, trust
 from gateway_operator.handlers.coalesce import Coalescer
 from gateway_operator.render import render_gateway
 from kubernetes import client, config
@@ -158,7 +158,8 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in mine or b["spec"]["tenant"] not in existing
     ]
     known_keys = keys.existing_key_secrets(core, ns)
-    hashes = {t["metadata"]["name"]: [keys.ensure_tenant_key(core, t, known_keys)] for t in tenants_raw}
+    tenant_keys = {t["metadata"]["name"]: keys.ensure_tenant_key(core, t, known_keys) for t in tenants_raw}
+    hashes = {name: list(k.refs) for name, k in tenant_keys.items()}
     unavailable, route_problems = secret_availability(core, ns, routes_raw)
     gateway_model = crd.LLMGateway.model_validate(gw)
     spec = gateway_model.spec
@@ -177,14 +178,16 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
     revision = int(gw_status.get("policyRevision") or 0)
     if gw_status.get("policyHash") != digest:
         revision += 1
+    # Before the link: a managed Redis's password is generated here on the Gateway's first reconcile.
+    material = trust.ensure_gateway_trust(core, gw)
     link = redislink.open_link(api_client(), gw)
     # A Gateway whose status was lost (re-created, restored by GitOps) must still climb above what Redis holds.
     if link.revision is not None and link.revision > revision:
         revision = link.revision + 1
     try:
         rendered = dataclasses.replace(rendered, policy=rendered.policy.model_copy(update={"revision": revision}))
-        written = children.sync(api_client(), build_children(gw, rendered), verify=verify)
-        published = link.publish(rendered.policy)
+        written = children.sync(api_client(), build_children(gw, rendered, material.signer), verify=verify)
+        published = link.publish(rendered.policy, material.signer)
     finally:
         link.close()
     message = "; ".join(f"{k}: {v}" for k, v in sorted(rendered.skipped.items())) or "all children applied"
@@ -196,6 +199,8 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
             "observedGeneration": gw["metadata"].get("generation"),
             "policyRevision": revision,
             "policyHash": digest,
+            # Public: lets `kubegate` and auditors check a policy document (ConfigMap, Redis) offline.
+            "policyPublicKey": material.signer.public_key_b64,
             # The Replicas and Workers printer columns.
             "scale": scale_summary(spec),
             "workers": spec.workers,
@@ -218,6 +223,10 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
             if conflict
             else st.ready_status(gen, True, "Rendered", f"in the policy of LLMGateway {name}")
         )
+        # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.
+        desired["keys"] = _keys_status(
+            (tenant.get("status") or {}).get("keys"), tenant_keys[tenant["metadata"]["name"]]
+        )
         nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
         if nonce:
             desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
@@ -234,6 +243,14 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         "revision": revision,
         "written": written,
     }
+
+
+def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
+    """The Tenant's ``status.keys`` as it should read, compared like for like with what it reads now (so an unchanged
+    reconcile writes nothing): fields kept from before (a past recreation), a null only to remove a field."""
+    current = current or {}
+    merged = {**current, **found.status}
+    return {k: v for k, v in merged.items() if v is not None or k in current}
 
 
 def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: str) -> None:

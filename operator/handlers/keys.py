@@ -1,20 +1,42 @@
-"""Tenant key Secrets: created once, never overwritten (except once per rotation nonce); only hashes leave here."""
+"""Tenant key Secrets: created once, never overwritten (except once per rotation nonce); only hashes leave here.
+
+Rotation keeps the old key valid for the Tenant's ``keyRotationGracePeriod``: its hash and expiry are recorded on the
+Secret (annotations; a hash, never a key) and rendered into the policy with ``not_after``, which the proxies enforce
+to the second. A key Secret deleted by hand cannot be rebuilt (only its hash was ever kept): a new key is issued,
+reported as a Warning Event and in the Tenant's status.
+"""
 
 from __future__ import annotations
 
 import base64
 import logging
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway_operator.builders.common import LABEL_COMPONENT, tenant_secret_name
 from gateway_operator.builders.secrets import KEY_FIELD, build_tenant_key_secret, new_tenant_key
+from gateway_operator.crd.models import parse_duration
 from kubernetes import client
 
-from gateway_plugins.policy import hash_key
+from gateway_plugins.policy import KeyRef, hash_key, key_id_for
 
 log = logging.getLogger("kubegate.operator")
 ROTATE_ANNOTATION = "kubegate.dev/rotate-key"
 ROTATION_HANDLED = "kubegate.dev/rotation"
+PREVIOUS_HASH = "kubegate.dev/previous-key-sha256"
+PREVIOUS_EXPIRES = "kubegate.dev/previous-key-expires"  # Unix time
+COMPONENT = "kubegate-operator"
+
+
+@dataclass
+class TenantKeys:
+    """What a Tenant's key Secret yields: the keys for the policy, and what its status should say."""
+
+    refs: list[KeyRef]
+    recreated: bool = False
+    status: dict[str, Any] = field(default_factory=dict)
 
 
 def existing_key_secrets(core: client.CoreV1Api, ns: str) -> dict[str, client.V1Secret]:
@@ -23,8 +45,28 @@ def existing_key_secrets(core: client.CoreV1Api, ns: str) -> dict[str, client.V1
     return {s.metadata.name: s for s in items}
 
 
-def ensure_tenant_key(core: client.CoreV1Api, tenant: dict[str, Any], known: dict[str, client.V1Secret]) -> str:
-    """The hash of the Tenant's key, creating its Secret when it has none (``known``: from existing_key_secrets)."""
+def _iso(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat().replace("+00:00", "Z")
+
+
+def _keys_from(current: str, annotations: dict[str, str], now: float) -> TenantKeys:
+    refs = [KeyRef(sha256=current)]
+    status: dict[str, Any] = {"current": key_id_for(current)}
+    previous, expires = annotations.get(PREVIOUS_HASH), annotations.get(PREVIOUS_EXPIRES)
+    if previous and expires and expires.isdigit() and now < int(expires) and previous != current:
+        refs.append(KeyRef(sha256=previous, not_after=int(expires)))
+        status.update(previous=key_id_for(previous), previousExpiresAt=_iso(int(expires)))
+    else:
+        # Merge-patched status: null removes the fields once the grace period is over.
+        status.update(previous=None, previousExpiresAt=None)
+    return TenantKeys(refs=refs, status=status)
+
+
+def ensure_tenant_key(
+    core: client.CoreV1Api, tenant: dict[str, Any], known: dict[str, client.V1Secret], now: float | None = None
+) -> TenantKeys:
+    """The Tenant's keys, creating its Secret when it has none (``known``: from existing_key_secrets)."""
+    now = time.time() if now is None else now
     ns, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
     nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     secret = known.get(tenant_secret_name(name))
@@ -33,8 +75,9 @@ def ensure_tenant_key(core: client.CoreV1Api, tenant: dict[str, Any], known: dic
     if secret is not None:
         handled = (secret.metadata.annotations or {}).get(ROTATION_HANDLED)
         if nonce and nonce != handled:
-            return _rotate_key(core, secret, nonce)
-        return hash_key(base64.b64decode(secret.data[KEY_FIELD]).decode())
+            return _rotate_key(core, tenant, secret, nonce, now)
+        current = hash_key(base64.b64decode(secret.data[KEY_FIELD]).decode())
+        return _keys_from(current, secret.metadata.annotations or {}, now)
     key = new_tenant_key()
     try:
         core.create_namespaced_secret(ns, build_tenant_key_secret(tenant, key, rotation=nonce))
@@ -42,8 +85,49 @@ def ensure_tenant_key(core: client.CoreV1Api, tenant: dict[str, Any], known: dic
         if exc.status != 409:
             raise
         # Created meanwhile (a concurrent reconcile, an earlier life of the operator): use that key, never replace it.
-        return ensure_tenant_key(core, tenant, {})
-    return hash_key(key)
+        return ensure_tenant_key(core, tenant, {}, now)
+    result = _keys_from(hash_key(key), {}, now)
+    previous_id = ((tenant.get("status") or {}).get("keys") or {}).get("current")
+    if previous_id:
+        # This Tenant had a key (its id is in status) and its Secret is gone: deleted by hand or by a tool.
+        result.recreated = True
+        message = (
+            f"key Secret {tenant_secret_name(name)} was deleted; a new key {key_id_for(hash_key(key))} was issued and "
+            f"the old key {previous_id} no longer works (a key cannot be rebuilt from its hash): clients must read "
+            "the new key from the Secret"
+        )
+        result.status["secretRecreatedAt"] = _iso(int(now))
+        result.status["secretRecreated"] = message
+        post_event(core, tenant, "KeySecretRecreated", message)
+        log.warning("Tenant %s/%s: %s", ns, name, message)
+    return result
+
+
+def post_event(core: client.CoreV1Api, obj: dict[str, Any], reason: str, message: str) -> None:
+    meta = obj["metadata"]
+    stamp = _iso(int(time.time()))
+    body = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion"),
+            "kind": obj.get("kind", "Tenant"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "reason": reason,
+        "message": message[:1000],
+        "type": "Warning",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    try:
+        core.create_namespaced_event(meta["namespace"], body)
+    except client.ApiException as exc:  # the status says it too: an Event is best effort
+        log.info("Event %s on %s not posted: HTTP %s", reason, meta["name"], exc.status)
 
 
 def _read(core: client.CoreV1Api, ns: str, name: str) -> client.V1Secret | None:
@@ -55,13 +139,22 @@ def _read(core: client.CoreV1Api, ns: str, name: str) -> client.V1Secret | None:
     return None
 
 
-def _rotate_key(core: client.CoreV1Api, secret: client.V1Secret, nonce: str) -> str:
-    """Replace the key and record the nonce on the Secret; resourceVersion makes a concurrent rotation fail."""
+def _rotate_key(
+    core: client.CoreV1Api, tenant: dict[str, Any], secret: client.V1Secret, nonce: str, now: float
+) -> TenantKeys:
+    """Replace the key, keeping the old one's hash valid for the grace period; resourceVersion makes a concurrent
+    rotation fail."""
     key = new_tenant_key()
+    old = hash_key(base64.b64decode(secret.data[KEY_FIELD]).decode())
+    spec = tenant.get("spec") or {}
+    grace = parse_duration(spec.get("keyRotationGracePeriod", "10m"))
+    annotations = {ROTATION_HANDLED: nonce, PREVIOUS_HASH: old, PREVIOUS_EXPIRES: str(int(now) + grace)}
     body = {
-        "metadata": {"resourceVersion": secret.metadata.resource_version, "annotations": {ROTATION_HANDLED: nonce}},
+        "metadata": {"resourceVersion": secret.metadata.resource_version, "annotations": annotations},
         "data": {KEY_FIELD: base64.b64encode(key.encode()).decode()},
     }
     core.patch_namespaced_secret(secret.metadata.name, secret.metadata.namespace, body)
-    log.info("rotated key Secret %s/%s", secret.metadata.namespace, secret.metadata.name)
-    return hash_key(key)
+    log.info(
+        "rotated key Secret %s/%s (old key valid %d s more)", secret.metadata.namespace, secret.metadata.name, grace
+    )
+    return _keys_from(hash_key(key), annotations, now)

@@ -3,6 +3,8 @@
 - resync: every ``KUBEGATE_RESYNC_SECONDS`` (30) each live Gateway is reconciled with ``verify``: children deleted
   or edited by hand are put back, a ModelRoute's Secret that appeared is picked up. It writes only what changed.
 - budgets: every ``KUBEGATE_BUDGET_REFRESH_SECONDS`` (30) each Gateway's Budgets get their spend from Redis.
+- audit checkpoints: every ``KUBEGATE_AUDIT_CHECKPOINT_SECONDS`` (60) each Gateway's verified audit chain heads are
+  copied to its checkpoint ConfigMap (``handlers.checkpoints``); written only when a head moved.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway_operator.handlers import budgets
+from gateway_operator.handlers import budgets, checkpoints
 from gateway_operator.handlers.gateway import rerender
 
 log = logging.getLogger("kubegate.operator")
@@ -50,6 +52,7 @@ def start(memo: Any) -> list[asyncio.Task]:
             _every("resync", resync_interval, memo, lambda ns, name: rerender(memo, ns, name, verify=True))
         ),
         asyncio.create_task(_every("budget refresh", budgets.refresh_interval, memo, budgets.refresh_gateway)),
+        asyncio.create_task(_every("audit checkpoint", checkpoints.interval, memo, checkpoints.checkpoint_gateway)),
     ]
 
 

@@ -5,12 +5,17 @@ from __future__ import annotations
 import base64
 import logging
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
+from gateway_operator.builders.common import redis_secret_name
+from gateway_operator.builders.trust import REDIS_PASSWORD_FIELD
 from kubernetes import client
 
 from gateway_plugins.policy import Policy
-from gateway_plugins.policy.store import policy_keys, publish_policy_sync
+from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.signing import PolicySigner
+from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
 
 log = logging.getLogger("kubegate.operator")
 CONNECT_TIMEOUT = 1.0
@@ -26,27 +31,44 @@ class RedisUnavailable(Exception):
 
 
 def managed_url(gateway: str, namespace: str) -> str:
+    """Without credentials: this is what ConfigMaps and env values may show; the password comes from a Secret."""
     return f"redis://{gateway}-redis.{namespace}.svc:6379/0"
 
 
+def with_password(url: str, password: str) -> str:
+    """The URL with ``password`` as its credentials (in memory only: never written to an object or a log)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
+
+
+def _secret_value(api: client.ApiClient, ns: str, name: str, key: str, field: str) -> str:
+    try:
+        secret = client.CoreV1Api(api).read_namespaced_secret(name, ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            raise RedisUnavailable("SecretNotFound", f"Secret {name!r} ({field}) not found") from None
+        raise
+    raw = (secret.data or {}).get(key)
+    if raw is None:
+        raise RedisUnavailable("SecretKeyNotFound", f"Secret {name!r} has no key {key!r}")
+    return base64.b64decode(raw).decode().strip()
+
+
 def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
+    """The URL the operator connects with, credentials included (managed: the generated password)."""
     ns, name = gw["metadata"]["namespace"], gw["metadata"]["name"]
     spec = (gw.get("spec") or {}).get("redis") or {}
     if spec.get("mode", "managed") != "external":
-        return managed_url(name, ns)
+        password = _secret_value(api, ns, redis_secret_name(name), REDIS_PASSWORD_FIELD, "managed Redis password")
+        return with_password(managed_url(name, ns), password)
     ref = spec.get("urlSecretRef") or {}
-    try:
-        secret = client.CoreV1Api(api).read_namespaced_secret(ref["name"], ns)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            raise RedisUnavailable(
-                "SecretNotFound", f"Secret {ref['name']!r} (spec.redis.urlSecretRef) not found"
-            ) from None
-        raise
-    raw = (secret.data or {}).get(ref["key"])
-    if raw is None:
-        raise RedisUnavailable("SecretKeyNotFound", f"Secret {ref['name']!r} has no key {ref['key']!r}")
-    return base64.b64decode(raw).decode().strip()
+    url = _secret_value(api, ns, ref["name"], ref["key"], "spec.redis.urlSecretRef")
+    pref = spec.get("passwordSecretRef")
+    if pref:
+        url = with_password(url, _secret_value(api, ns, pref["name"], pref["key"], "spec.redis.passwordSecretRef"))
+    return url
 
 
 def connect(url: str) -> redis.Redis:
@@ -62,14 +84,14 @@ class Link:
     def __init__(self, conn: redis.Redis | None, revision: int | None, failure: tuple[str, str] | None) -> None:
         self.conn, self.revision, self.failure = conn, revision, failure
 
-    def publish(self, policy: Policy) -> tuple[bool, str, str]:
+    def publish(self, policy: Policy, signer: PolicySigner) -> tuple[bool, str, str]:
         """(ok, reason, message) for the Gateway's ``PolicyPublished`` condition; the URL never appears in it."""
         if self.conn is None:
             return (False, *self.failure) if self.failure else (False, "RedisUnreachable", "no Redis")
         try:
-            if publish_policy_sync(self.conn, policy):
+            if publish_policy_sync(self.conn, policy, signer):
                 return True, "Published", "policy published to Redis"
-            current = self.conn.get(policy_keys(policy.gateway)[1])
+            current = self.conn.get(policy_keys(keys_of(policy))[1])
             if current is not None and int(current) == policy.revision:
                 return True, "Published", "policy published to Redis"
             return False, "NewerRevisionInRedis", "Redis holds a newer policy revision than the operator's"
@@ -94,7 +116,10 @@ def open_link(api: client.ApiClient, gw: dict[str, Any]) -> Link:
     except RedisUnavailable as exc:
         return Link(None, None, (exc.reason, str(exc)))
     try:
-        raw = conn.get(policy_keys(name)[1])
+        raw = conn.get(policy_keys(GatewayKeys(gw["metadata"]["namespace"], name))[1])
+    except redis.AuthenticationError:
+        conn.close()
+        return Link(None, None, ("RedisAuthFailed", "Redis refused the credentials from the Gateway's Secret"))
     except (redis.RedisError, OSError) as exc:
         conn.close()
         return Link(None, None, _unreachable(name, exc))

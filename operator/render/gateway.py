@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -183,7 +183,18 @@ def render_models(
     return model_list, router, metas, deps_meta, api_key_env
 
 
-def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
+def _key_refs(items: Sequence[str | pol.KeyRef]) -> list[pol.KeyRef]:
+    """Sorted by hash, one per hash (a hash given twice keeps the entry without expiry: still current)."""
+    refs: dict[str, pol.KeyRef] = {}
+    for item in items:
+        ref = item if isinstance(item, pol.KeyRef) else pol.KeyRef(sha256=item)
+        known = refs.get(ref.sha256)
+        if known is None or ref.not_after is None:
+            refs[ref.sha256] = ref
+    return [refs[h] for h in sorted(refs)]
+
+
+def render_tenant(tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef]) -> pol.Tenant:
     spec = tenant.spec
     pii = None
     if spec.pii is not None:
@@ -200,7 +211,7 @@ def render_tenant(tenant: crd.Tenant, key_hashes: list[str]) -> pol.Tenant:
         )
     return pol.Tenant(
         id=tenant.metadata.name,
-        keys=[pol.KeyRef(sha256=h) for h in sorted(set(key_hashes))],
+        keys=_key_refs(key_hashes),
         allowed_models=list(spec.allowed_models),
         allowed_regions=list(spec.allowed_regions),
         rate_limits=pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm),
@@ -238,7 +249,7 @@ def render_gateway(
     tenants: Iterable[crd.Tenant],
     budgets: Iterable[crd.Budget],
     *,
-    tenant_key_hashes: dict[str, list[str]],
+    tenant_key_hashes: Mapping[str, Sequence[str | pol.KeyRef]],
     revision: int,
     unavailable_secrets: Collection[tuple[str, str]] = (),
 ) -> RenderedGateway:
@@ -263,12 +274,13 @@ def render_gateway(
     policy_tenants: list[pol.Tenant] = []
     key_owner: dict[str, str] = {}
     for tenant in _sorted(t for t in tenants if t.spec.gateway == gw):
-        hashes = []
+        hashes: list[str | pol.KeyRef] = []
         for h in tenant_key_hashes.get(tenant.metadata.name, []):
-            if key_owner.setdefault(h, tenant.metadata.name) == tenant.metadata.name:
+            digest = h.sha256 if isinstance(h, pol.KeyRef) else h
+            if key_owner.setdefault(digest, tenant.metadata.name) == tenant.metadata.name:
                 hashes.append(h)
             else:
-                skipped[f"Tenant/{tenant.metadata.name}"] = f"a key already belongs to Tenant {key_owner[h]}"
+                skipped[f"Tenant/{tenant.metadata.name}"] = f"a key already belongs to Tenant {key_owner[digest]}"
         policy_tenants.append(render_tenant(tenant, hashes))
     known = {t.id for t in policy_tenants}
 
@@ -281,6 +293,7 @@ def render_gateway(
 
     policy = pol.Policy(
         gateway=gw,
+        namespace=gateway.metadata.namespace,
         revision=revision,
         tenants=policy_tenants,
         budgets=policy_budgets,

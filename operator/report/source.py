@@ -3,12 +3,23 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+from gateway_plugins.audit.chain import decode_key
 from gateway_plugins.audit.verify import verify_entries
 from gateway_plugins.audit.writer import heads_key
+from gateway_plugins.policy.keys import audit_trims
+
+NO_KEY = "not verified: no audit key (set KUBEGATE_AUDIT_KEY, the Gateway's audit-key Secret value)"
+
+
+def _audit_key() -> bytes | None:
+    text = os.environ.get("KUBEGATE_AUDIT_KEY")
+    return decode_key(text) if text else None
+
 
 PAGE = 1000
 
@@ -39,7 +50,12 @@ def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple
         # The whole chain is verified (a range alone cannot prove nothing before it was removed); heads first, as
         # `kubegate audit verify` does, so a concurrent writer can only make the stream longer than its heads.
         heads = client.hgetall(heads_key(stream))
-        integrity = verify_entries(_xrange(client, stream, "-", "+"), heads).message()
+        trims = client.hgetall(audit_trims(stream))
+        key = _audit_key()
+        if key is None:
+            integrity = NO_KEY
+        else:
+            integrity = verify_entries(_xrange(client, stream, "-", "+"), heads, key, trims=trims).message()
         records = []
         for sid, fields in _xrange(client, stream, str(_ms(since)), str(_ms(until))):
             rec = json.loads(fields[b"r"])
@@ -73,6 +89,9 @@ def from_file(path: Path, since: datetime, until: datetime) -> tuple[list[dict],
         rec = json.loads(fields["r"])
         if "chain" in rec and "seq" in rec and "hash" in rec:
             last[rec["chain"]] = f"{rec['seq']}:{rec['hash']}"
-    report = verify_entries(entries, last, allow_trimmed=True)
+    key = _audit_key()
+    if key is None:
+        return records, NO_KEY
+    report = verify_entries(entries, last, key, allow_trimmed=True, allow_empty=True)
     note = " (export file: links checked, chain heads not available)" if report.ok else ""
     return records, report.message() + note

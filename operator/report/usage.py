@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from dataclasses import dataclass
 from decimal import Decimal
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.schema import PolicyError
+from gateway_plugins.policy.signing import PolicyVerifier
 from gateway_plugins.policy.store import load_document, policy_keys
 
 
@@ -27,19 +31,36 @@ class NoPolicy(RuntimeError):
     pass
 
 
-async def _read(url: str, gateway: str) -> list[UsageLine]:
+def _verifier() -> PolicyVerifier:
+    """The Gateway's policy public key (``status.policyPublicKey``): a document in Redis is only read once verified."""
+    public = os.environ.get("KUBEGATE_POLICY_PUBLIC_KEY")
+    if not public:
+        raise NoPolicy(
+            "set KUBEGATE_POLICY_PUBLIC_KEY to the gateway's policy public key "
+            "(kubectl get llmgateway <name> -o jsonpath='{.status.policyPublicKey}')"
+        )
+    return PolicyVerifier.from_public_b64(public)
+
+
+async def _read(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
     import redis.asyncio as aioredis
 
+    keys = GatewayKeys(namespace, gateway)
     conn = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
     try:
-        raw = await conn.get(policy_keys(gateway)[0])
+        raw = await conn.get(policy_keys(keys)[0])
         if raw is None:
-            raise NoPolicy(f"no policy for gateway {gateway!r} in this Redis (is the gateway name right?)")
-        policy = load_document(raw)
+            raise NoPolicy(
+                f"no policy for gateway {namespace}/{gateway} in this Redis (are the gateway name and namespace right?)"
+            )
+        try:
+            policy = load_document(raw, _verifier())
+        except PolicyError as exc:
+            raise NoPolicy(str(exc)) from None
         lines = []
         budgeted = set()
         for budget in policy.budgets:
-            state = await read_budget_state(conn, gateway, budget)
+            state = await read_budget_state(conn, keys, budget)
             limit = float(Decimal(budget.limit_usd))
             budgeted.add(budget.tenant)
             lines.append(
@@ -63,8 +84,8 @@ async def _read(url: str, gateway: str) -> list[UsageLine]:
         await conn.aclose()
 
 
-def read_usage(url: str, gateway: str) -> list[UsageLine]:
-    return asyncio.run(_read(url, gateway))
+def read_usage(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
+    return asyncio.run(_read(url, gateway, namespace))
 
 
 def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:

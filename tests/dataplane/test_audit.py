@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import itertools
 import json
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -25,6 +28,9 @@ from tests.harness.redis import RedisServer
 
 STREAM = "kubegate:t:audit"
 ROOT = Path(__file__).resolve().parents[2]
+# The Gateway's audit key (the operator generates one per Gateway into a Secret mounted only in proxies).
+KEY = secrets.token_bytes(32)
+KEY_B64 = base64.b64encode(KEY).decode()
 
 
 @pytest.fixture
@@ -47,7 +53,7 @@ def rec(i: int) -> dict:
 
 
 async def write_n(server, n: int, chain: str | None = None) -> AuditWriter:
-    w = AuditWriter(aclient(server), STREAM, chain_id=chain, batch=7)
+    w = AuditWriter(aclient(server), STREAM, chain_id=chain, batch=7, key=KEY)
     await w.start()
     for i in range(n):
         w.submit(rec(i))
@@ -56,7 +62,9 @@ async def write_n(server, n: int, chain: str | None = None) -> AuditWriter:
 
 
 def verify(server, capsys, *extra: str) -> tuple[int, str]:
-    code = cli_main(["verify", "--redis-url", server.url, "--stream", STREAM, *extra])
+    key_file = server.dir / "audit.key"
+    key_file.write_text(KEY_B64)
+    code = cli_main(["verify", "--redis-url", server.url, "--stream", STREAM, "--key-file", str(key_file), *extra])
     out = capsys.readouterr()
     return code, out.out + out.err
 
@@ -179,16 +187,16 @@ async def test_inserted_forged_record_detected(rds, capsys):
     # A forger who knows the scheme seals a well-formed record, but cannot also fix the head without
     # Redis access... and if they append it after the real tail, the prev link is right: so forge one
     # that claims to be seq 5 with a wrong prev (they don't know the real one in the middle case).
-    forged = seal({"v": 1, "request_id": "evil"}, w.chain, 5, "f" * 64)
+    forged = seal({"v": 1, "request_id": "evil"}, w.chain, 5, "f" * 64, KEY)
     r.xadd(STREAM, {"r": json.dumps(forged)})
     code, msg = verify(rds, capsys)
-    assert code == 1 and "seq 5" in msg and "prev hash" in msg
+    assert code == 1 and "seq 5" in msg and "prev does not match" in msg
     assert last["seq"] == 4
 
 
 async def test_two_writers_interleave_and_verify(rds, capsys):
-    w1 = AuditWriter(aclient(rds), STREAM, batch=3)
-    w2 = AuditWriter(aclient(rds), STREAM, batch=5)
+    w1 = AuditWriter(aclient(rds), STREAM, batch=3, key=KEY)
+    w2 = AuditWriter(aclient(rds), STREAM, batch=5, key=KEY)
     await w1.start()
     await w2.start()
     for i in range(200):
@@ -211,7 +219,7 @@ def test_two_processes_interleave_and_verify(rds, capsys):
         "import redis.asyncio as r\n"
         "from gateway_plugins.audit import AuditWriter\n"
         "async def m():\n"
-        f"    w=AuditWriter(r.Redis.from_url('{rds.url}'),'{STREAM}',batch=4)\n"
+        f"    w=AuditWriter(r.Redis.from_url('{rds.url}'),'{STREAM}',batch=4,key={KEY!r})\n"
         "    await w.start()\n"
         "    for i in range(300):\n"
         "        w.submit({'i':i})\n"
@@ -226,7 +234,7 @@ def test_two_processes_interleave_and_verify(rds, capsys):
 
 
 async def test_redis_restart_mid_load_loses_nothing(rds, capsys):
-    w = AuditWriter(aclient(rds), STREAM, batch=16, max_backoff=0.2)
+    w = AuditWriter(aclient(rds), STREAM, batch=16, max_backoff=0.2, key=KEY)
     await w.start()
     spooled_before = metric("kubegate_audit_records_total", outcome="spooled")
     n = 0
@@ -259,7 +267,7 @@ async def test_redis_restart_mid_load_loses_nothing(rds, capsys):
 
 async def test_spool_full_drops_oldest_and_verify_reports_gap(rds, capsys):
     dead = aioredis.Redis(port=free_port(), socket_connect_timeout=0.2, retry_on_error=[])
-    w = AuditWriter(dead, STREAM, max_spool=5, max_backoff=0.05)
+    w = AuditWriter(dead, STREAM, max_spool=5, max_backoff=0.05, key=KEY)
     await w.start()
     dropped_before = metric("kubegate_audit_records_total", outcome="dropped")
     for i in range(8):
@@ -276,7 +284,7 @@ async def test_spool_full_drops_oldest_and_verify_reports_gap(rds, capsys):
 
 
 async def test_submit_never_raises_without_redis():
-    w = AuditWriter(None, STREAM)
+    w = AuditWriter(None, STREAM, key=KEY)
     await w.start()
     w.submit(rec(1))
     w.submit({"bad": float("nan")})  # not canonical-encodable: dropped, not raised
@@ -287,30 +295,30 @@ async def test_submit_never_raises_without_redis():
 
 def test_module_entry_point_exit_codes(rds):
     r = sync(rds)
-    ok = subprocess.run(
-        [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", rds.url, "--gateway", "nothing"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    env = {**os.environ, "KUBEGATE_AUDIT_KEY": KEY_B64}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", *args]
+        return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
+
+    # A gateway that does not exist (or whose stream was deleted) is not "OK: 0 records".
+    missing = run("--redis-url", rds.url, "--gateway", "nothing")
+    assert missing.returncode == 1 and "stream kubegate:default:nothing:audit does not exist" in missing.stderr
+    ok = run("--redis-url", rds.url, "--gateway", "nothing", "--allow-empty")
     assert ok.returncode == 0 and "OK: 0 records" in ok.stdout
-    r.xadd("kubegate:x:audit", {"r": "not json"})
-    bad = subprocess.run(
+    r.xadd("kubegate:default:x:audit", {"r": "not json"})
+    bad = run("--redis-url", rds.url, "--gateway", "x")
+    assert bad.returncode == 1 and "TAMPERED" in bad.stderr
+    no_key = subprocess.run(
         [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", rds.url, "--gateway", "x"],
         cwd=ROOT,
         capture_output=True,
         text=True,
         timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "KUBEGATE_AUDIT_KEY"},
     )
-    assert bad.returncode == 1 and "TAMPERED" in bad.stderr
-    down = subprocess.run(
-        [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", f"redis://127.0.0.1:{free_port()}/0"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    assert no_key.returncode != 0 and "needs the audit key" in no_key.stderr
+    down = run("--redis-url", f"redis://127.0.0.1:{free_port()}/0")
     assert down.returncode == 2 and "--redis-url" in down.stderr
     time.sleep(0)
 
@@ -323,7 +331,7 @@ def _crash_while_redis_is_down(rds, spool: Path, count: int) -> str:
         "from gateway_plugins.audit import AuditWriter\n"
         "async def m():\n"
         f"    w=AuditWriter(r.Redis.from_url('{rds.url}',socket_connect_timeout=0.2),'{STREAM}',"
-        f"spool_dir='{spool}',max_backoff=0.05)\n"
+        f"spool_dir='{spool}',max_backoff=0.05,key={KEY!r})\n"
         "    await w.start()\n"
         f"    for i in range({count}): w.submit({{'v':1,'request_id':f'crashed{{i}}'}})\n"
         f"    while w._disk.size < {count}: await asyncio.sleep(0.01)\n"
@@ -351,7 +359,7 @@ async def test_records_spooled_on_disk_survive_a_crash_during_an_outage(rds, cap
     r.hset(f"{STREAM}:heads", dead_chain, f"{lines[14]['seq']}:{lines[14]['hash']}")
     recovered_before = metric("kubegate_audit_records_total", outcome="recovered")
 
-    w = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    w = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05, key=KEY)
     await w.start()
     w.submit(rec(1))
     assert await w.flush(timeout=30)
@@ -369,7 +377,7 @@ async def test_records_spooled_on_disk_survive_a_crash_during_an_outage(rds, cap
 async def test_live_writers_spool_files_are_not_replayed_by_another(rds, tmp_path):
     spool = tmp_path / "spool"
     dead = RedisServer()  # never started: every write fails
-    down = AuditWriter(aclient(dead), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    down = AuditWriter(aclient(dead), STREAM, spool_dir=str(spool), max_backoff=0.05, key=KEY)
     await down.start()
     for i in range(5):
         down.submit(rec(i))
@@ -378,7 +386,7 @@ async def test_live_writers_spool_files_are_not_replayed_by_another(rds, tmp_pat
             break
         await asyncio.sleep(0.01)
     assert down._disk.size == 5
-    up = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05)
+    up = AuditWriter(aclient(rds), STREAM, spool_dir=str(spool), max_backoff=0.05, key=KEY)
     await up.start()
     up.submit(rec(99))
     assert await up.flush(timeout=30)
@@ -386,7 +394,7 @@ async def test_live_writers_spool_files_are_not_replayed_by_another(rds, tmp_pat
     assert up.recovered == 0 and len(ids(rds)) == 1  # the live writer's file is locked: not touched
     await down.close(timeout=0.2)
     assert len(list(spool.glob("*/*.jsonl"))) == 1  # left for the next writer, records intact
-    other = AuditWriter(aclient(rds), "kubegate:other:audit", spool_dir=str(spool), max_backoff=0.05)
+    other = AuditWriter(aclient(rds), "kubegate:other:audit", spool_dir=str(spool), max_backoff=0.05, key=KEY)
     await other.start()
     other.submit(rec(7))
     assert await other.flush(timeout=30)

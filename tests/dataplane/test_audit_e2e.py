@@ -15,13 +15,18 @@ import httpx
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.schema import parse_policy
+from gateway_plugins.policy.store import sign_document
 from tests.harness.echo import EchoServer
 from tests.harness.procs import free_port, stop_process, wait_until
+from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
 from tests.harness.redis import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-kg-e2e-" + "7" * 32
 MARKER = "zebra-marker-4f1c9e"
+STREAM = GatewayKeys("default", "e2e").audit_stream
 
 
 @pytest.fixture
@@ -42,7 +47,7 @@ def stack(tmp_path):
         "models": [{"name": "echo-model", "zero_price": True}],
         "deployments": [{"id": "d1", "model": "echo-model", "region": "eu-west"}],
     }
-    (tmp_path / "policy.json").write_text(json.dumps(policy))
+    (tmp_path / "policy.json").write_bytes(sign_document(parse_policy(policy), SIGNER))
     (tmp_path / "config.yaml").write_text(
         "model_list:\n"
         "  - model_name: echo-model\n"
@@ -56,6 +61,8 @@ def stack(tmp_path):
         os.environ,
         LITELLM_LOCAL_MODEL_COST_MAP="True",
         KUBEGATE_GATEWAY="e2e",
+        KUBEGATE_POLICY_PUBLIC_KEY=SIGNER.public_key_b64,
+        KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64,
         KUBEGATE_REDIS_URL=rds.url,
         KUBEGATE_POLICY_FILE=str(tmp_path / "policy.json"),
         KUBEGATE_AUDIT_SPOOL_DIR=str(tmp_path / "spool"),
@@ -99,6 +106,7 @@ def audit(rds, *args: str) -> subprocess.CompletedProcess:
         capture_output=True,
         text=True,
         timeout=60,
+        env={**os.environ, "KUBEGATE_AUDIT_KEY": AUDIT_KEY_B64},
     )
 
 
@@ -122,7 +130,7 @@ async def test_proxy_writes_verifiable_audit_without_text_or_key(stack, tmp_path
 
     def written() -> bool:
         # 10 served, the allow-list refusals, and the unknown key's refusal at auth.
-        return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= 10 + refused + 1
+        return int(rds_client(rds).xlen(STREAM)) >= 10 + refused + 1
 
     wait_until(written, timeout=30, what="audit records")
     v = audit(rds, "verify")
@@ -168,19 +176,19 @@ async def test_redis_restart_under_proxy_load_loses_nothing(stack):
 
     def all_written() -> bool:
         try:
-            return int(rds_client(rds).xlen("kubegate:e2e:audit")) >= sent
+            return int(rds_client(rds).xlen(STREAM)) >= sent
         except Exception:
             return False
 
     wait_until(all_written, timeout=60, what="audit records after the Redis restart")
-    count = int(rds_client(rds).xlen("kubegate:e2e:audit"))
+    count = int(rds_client(rds).xlen(STREAM))
     assert count == sent == 45, f"{count} audit records for {sent} requests"
     v = audit(rds, "verify")
     assert v.returncode == 0 and "45 records" in v.stdout, v.stderr + v.stdout
     # The outage really went through the spool: records made before Redis came back were added after it did.
     spooled = [
         sid
-        for sid, f in rds_client(rds).xrange("kubegate:e2e:audit")
+        for sid, f in rds_client(rds).xrange(STREAM)
         if json.loads(f[b"r"])["time"] < restarted_at and int(sid.split(b"-")[0]) >= restarted_at * 1000
     ]
     # Not ==15: success records are finalized by LiteLLM's logging task after the response, so the last

@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.limits import read_budget_state
 from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, Policy, hash_key
 from tests.harness.proxy import ProxyServer
 
@@ -119,7 +120,7 @@ def state(url: str, b: Budget):
         r = aioredis.from_url(url)
         try:
             for _ in range(100):
-                st = await read_budget_state(r, GW, b)
+                st = await read_budget_state(r, GatewayKeys("default", GW), b)
                 if st.reserved_usd == 0:
                     break
                 await asyncio.sleep(0.1)
@@ -142,7 +143,7 @@ def budget_gauge(proxy: ProxyServer, tenant: str) -> float | None:
 
 def preset_spent(redis_server, b: Budget, usd: float) -> None:
     start, _ = period_bounds(b, datetime.now(UTC))
-    redis_server.client().hset(period_key(GW, b, start), "spent", int(usd * 1_000_000))
+    redis_server.client().hset(period_key(GatewayKeys("default", GW), b, start), "spent", int(usd * 1_000_000))
 
 
 def test_hard_limit_blocks_with_headers(proxies, redis_server):

@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget
 from tests.dataplane.contract_stack import GW, audit_records, config, key, policy
 from tests.harness.proxy import ProxyServer
@@ -112,7 +113,7 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
     attempts = len(served) + len(refused) + len(unavailable)
     records: list[dict] = []
     for _ in range(300):
-        records = [r for r in audit_records(rds, f"kubegate:{GW}:audit") if r["tenant"] == tenant]
+        records = [r for r in audit_records(rds, GatewayKeys("default", GW).audit_stream) if r["tenant"] == tenant]
         if len(records) >= attempts:
             break
         time.sleep(0.1)
@@ -124,7 +125,7 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
         r = aioredis.from_url(redis_server.url)
         try:
             for _ in range(100):
-                st = await read_budget_state(r, GW, Budget.model_validate(budget(tenant)))
+                st = await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(budget(tenant)))
                 if st.reserved_usd == 0:
                     return st
                 await asyncio.sleep(0.1)

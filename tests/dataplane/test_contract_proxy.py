@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.contract.strategies import BODIES
 from tests.dataplane.contract_stack import GW, KEYS, audit_records, config, policy, wait_for_records
 from tests.harness.proxy import ProxyServer
@@ -94,7 +95,11 @@ def test_no_planted_pii_reaches_the_upstream(stack, echo_upstream, endpoint, dat
 def test_each_request_has_one_record_and_the_budget_holds_what_was_billed(stack, redis_server):
     assert len(SENT) >= 100, "the property test above must run first (same module)"
     rds = redis_server.client()
-    records = [r for r in wait_for_records(rds, len(SENT), stream=f"kubegate:{GW}:audit") if r["tenant"] == "pii"]
+    records = [
+        r
+        for r in wait_for_records(rds, len(SENT), stream=GatewayKeys("default", GW).audit_stream)
+        if r["tenant"] == "pii"
+    ]
     by_id: dict[str, int] = {}
     for r in records:
         by_id[r["request_id"]] = by_id.get(r["request_id"], 0) + 1
@@ -111,7 +116,7 @@ def test_each_request_has_one_record_and_the_budget_holds_what_was_billed(stack,
     async def read():
         r = aioredis.from_url(redis_server.url)
         try:
-            return await read_budget_state(r, GW, Budget.model_validate(BUDGET))
+            return await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(BUDGET))
         finally:
             await r.aclose()
 
@@ -171,6 +176,18 @@ def test_bad_bodies_get_a_clean_4xx_and_the_proxy_keeps_serving(stack, echo_upst
     assert echo_upstream.received() == []
     ok = client(stack, "plain").chat.completions.create(model="echo", messages=[{"role": "user", "content": "still"}])
     assert ok.choices[0].message.content == "still"
+
+
+def test_query_parameters_are_refused(stack, echo_upstream):
+    echo_upstream.clear()
+    resp = httpx.post(
+        stack.base_url + "/v1/chat/completions?model=other&api_base=http://x",
+        json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        headers={"authorization": f"Bearer {KEYS['plain']}"},
+        timeout=30,
+    )
+    assert resp.status_code == 400 and resp.json()["error"]["param"] == "query"
+    assert echo_upstream.received() == []
 
 
 def test_a_chunked_body_over_the_limit_is_refused_while_read(stack):

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget
 from tests.dataplane.contract_stack import GW, audit_records, config, key, policy
 from tests.harness.proxy import ProxyServer
@@ -38,7 +39,7 @@ def budget_state(url: str):
     async def read():
         r = aioredis.from_url(url)
         try:
-            return await read_budget_state(r, GW, Budget.model_validate(BUDGET))
+            return await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(BUDGET))
         finally:
             await r.aclose()
 

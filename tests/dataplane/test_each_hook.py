@@ -23,6 +23,7 @@ import time
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, PiiPolicy, Policy, Tenant, hash_key
 from tests.harness.proxy import ProxyServer
 
@@ -30,7 +31,7 @@ KEY = "sk-each-hook-plain-0123456789"
 RESTORE_KEY = "sk-each-hook-restore-0123456789"
 EMAIL = "jane.roe@example.org"
 GATEWAY = "eachhook"
-STREAM = f"kubegate:{GATEWAY}:audit"
+STREAM = GatewayKeys("default", GATEWAY).audit_stream
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ import time
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.dataplane.test_hooks_e2e import KEY_A, _setup
 
 
@@ -26,7 +27,7 @@ def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, o
     client.flushall()
     proxy = make_proxy(config, policy, redis_url=redis_server.url)
     api = openai_client(proxy, KEY_A)
-    stream = "kubegate:main:audit"
+    stream = GatewayKeys("default", "main").audit_stream
 
     api.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": "one"}])
     assert _wait_len(client, stream, 1) == 1
@@ -53,7 +54,7 @@ def test_auth_refusals_are_audited_without_the_key(make_proxy, echo_upstream, re
     client = redis_server.client()
     client.flushall()
     proxy = make_proxy(config, policy, redis_url=redis_server.url)
-    stream = "kubegate:main:audit"
+    stream = GatewayKeys("default", "main").audit_stream
     wrong = "sk-wrong-key-never-in-audit-0123456789"
     with pytest.raises(openai.AuthenticationError):
         openai_client(proxy, wrong).chat.completions.create(

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.proxy import ProxyServer
 from tests.harness.redis import RedisServer
@@ -114,7 +115,7 @@ def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
         served(proxy, t, "after bounce")
     # Spend is tracked again in the new (empty) Redis: exactly the served requests above.
     r = redis_server.client()
-    spent = r.keys("kubegate:main:budget:hard-b:*")
+    spent = r.keys(GatewayKeys("default", "main").budget_pattern("hard-b"))
     assert len(spent) == 1
     for _ in range(50):  # settle runs in LiteLLM's success callback, after the response
         if int(r.hget(spent[0], "reserved")) == 0:

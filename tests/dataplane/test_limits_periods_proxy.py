@@ -21,13 +21,15 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, Policy, hash_key
 from tests.harness.proxy import ProxyServer
 
 GW = "main"
 TEXT = "abcdefgh"
 COST_MICRO = 2000  # 2 completion tokens x 0.001 USD, in micro-USD
-AUDIT_STREAM = f"kubegate:{GW}:audit"
+KEYS = GatewayKeys("default", GW)
+AUDIT_STREAM = KEYS.audit_stream
 
 
 def key(tenant: str) -> str:
@@ -118,15 +120,15 @@ def test_new_period_starts_at_zero_and_old_spend_stays_put(proxy, redis_server):
     r = redis_server.client()
     current_start, _ = period_bounds(b, datetime.now(UTC))
     previous_start, _ = period_bounds(b, current_start - timedelta(microseconds=1))
-    previous_key = period_key(GW, b, previous_start)
-    assert previous_start < current_start and previous_key != period_key(GW, b, current_start)
+    previous_key = period_key(KEYS, b, previous_start)
+    assert previous_start < current_start and previous_key != period_key(KEYS, b, current_start)
     r.hset(previous_key, mapping={"spent": 10_000, "reserved": 0})  # 200 % of the limit, last period
     raw = ask(proxy, "roll")  # would be a 429 budget_exceeded if the old spend counted
     assert raw.parse().choices[0].message.content == TEXT
     assert "x-kubegate-budget-state" not in raw.headers
     # Exactly one key besides the old one: this period's, holding only this request's cost. Found by
     # scanning, not by recomputing "now", so a midnight between request and check cannot confuse it.
-    keys = {k.decode() for k in r.keys(f"kubegate:{GW}:budget:roll-b:*")} - {previous_key}
+    keys = {k.decode() for k in r.keys(KEYS.budget_pattern("roll-b"))} - {previous_key}
     assert len(keys) == 1
     assert settled(r, keys.pop()) == (COST_MICRO, 0)
     assert settled(r, previous_key) == (10_000, 0)  # untouched: neither moved nor counted again
@@ -141,7 +143,7 @@ def test_notify_threshold_shows_in_header_audit_and_gauge(proxy, redis_server):
     assert record["decisions"]["budget"] == {"note-b": "ok"}
     # Spend 60 % of the limit (notify at 50 %, block at 100 %).
     start, _ = period_bounds(b, datetime.now(UTC))
-    budget_key = period_key(GW, b, start)
+    budget_key = period_key(KEYS, b, start)
     settled(r, budget_key)
     r.hset(budget_key, mapping={"spent": 6000, "reserved": 0})
     raw = ask(proxy, "note")

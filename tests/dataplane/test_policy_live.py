@@ -8,8 +8,9 @@ import openai
 import redis
 
 from gateway_plugins.policy.schema import KeyRef, Tenant, hash_key
-from gateway_plugins.policy.store import policy_keys, publish_policy_sync
+from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
 from tests.dataplane.test_hooks_e2e import KEY_A, _setup
+from tests.harness.proxy import SIGNER
 
 KEY_NEW = "sk-test-new-tenant-987654"
 
@@ -33,7 +34,7 @@ def test_live_update_reaches_two_proxies(make_proxy, echo_upstream, redis_server
     newer = policy.model_copy(update={"revision": 2, "tenants": tenants})
     client = redis.Redis.from_url(redis_server.url)
     try:
-        assert publish_policy_sync(client, newer)
+        assert publish_policy_sync(client, newer, SIGNER)
         published = time.monotonic()
         for proxy in proxies:
             api = openai_client(proxy, KEY_NEW)
@@ -46,4 +47,4 @@ def test_live_update_reaches_two_proxies(make_proxy, echo_upstream, redis_server
         assert not _accepted(openai_client(proxies[1], KEY_A), model="other-model")
     finally:
         # Later tests' proxies for gateway "main" share this Redis: they must not take this document.
-        client.delete(*policy_keys(policy.gateway)[:2])
+        client.delete(*policy_keys(keys_of(policy))[:2])

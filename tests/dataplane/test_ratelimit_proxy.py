@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.proxy import ProxyServer
 
@@ -84,7 +85,7 @@ def test_tpm_counts_real_tokens_at_settle(proxy, redis_server):
     assert exc.value.body["code"] == "rate_limit_exceeded"
     assert "tpm" in exc.value.body["message"]
     assert "Retry-After" in exc.value.response.headers
-    tpm_key = f"kubegate:{GW}:rl:tpm10:tpm:{minute}"
+    tpm_key = GatewayKeys("default", GW).rate("tpm10", "tpm", minute)
     r = redis_server.client()
     for _ in range(50):  # settle runs in LiteLLM's success callback, after the response
         if int(r.get(tpm_key)) == 8:

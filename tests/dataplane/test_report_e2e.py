@@ -19,8 +19,9 @@ from gateway_operator.dev import load_objects, point_at_echo
 from gateway_operator.render import render_gateway
 
 from gateway_plugins.policy.schema import hash_key
-from gateway_plugins.policy.store import publish_policy_sync
+from gateway_plugins.policy.store import keys_of, publish_policy_sync
 from tests.harness.procs import wait_until
+from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
 
 REPO = Path(__file__).resolve().parents[2]
 KUBEGATE = str(Path(sys.executable).parent / "kubegate")
@@ -36,7 +37,13 @@ def chromium() -> str:
 
 
 def kubegate(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONSAFEPATH": "1"}
+    # The keys a user passes from the Gateway's Secret and status: the audit key verifies, the public key reads the policy.
+    env = {
+        **os.environ,
+        "PYTHONSAFEPATH": "1",
+        "KUBEGATE_AUDIT_KEY": AUDIT_KEY_B64,
+        "KUBEGATE_POLICY_PUBLIC_KEY": SIGNER.public_key_b64,
+    }
     return subprocess.run([KUBEGATE, *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -46,6 +53,7 @@ def quickstart_run(make_proxy, echo_upstream, redis_server):
     objects = load_objects(REPO / "examples" / "quickstart")
     gateway = objects["LLMGateway"][0].model_copy(deep=True)
     gateway.metadata.name = f"rep{uuid.uuid4().hex[:8]}"
+    gateway.metadata.namespace = "default"  # the CLI's default namespace: commands below name the gateway only
     tenants = [t.model_copy(deep=True) for t in objects["Tenant"]]
     for t in tenants:
         t.spec.gateway = gateway.metadata.name
@@ -81,10 +89,12 @@ def quickstart_run(make_proxy, echo_upstream, redis_server):
         with pytest.raises(openai.APIStatusError):
             call()
         refused += 1
-    stream = f"kubegate:{gateway.metadata.name}:audit"
+    stream = keys_of(rendered.policy).audit_stream
     r = redis_server.client()
     wait_until(lambda: r.xlen(stream) >= 6 + refused, timeout=60, what="audit records in the stream")
-    publish_policy_sync(r, rendered.policy)  # as the operator does in a cluster; `kubegate usage` reads it there
+    publish_policy_sync(
+        r, rendered.policy, SIGNER
+    )  # as the operator does in a cluster; `kubegate usage` reads it there
     return gateway.metadata.name, stream
 
 
@@ -219,4 +229,4 @@ def test_usage_shows_spend_state_and_remaining_per_tenant(quickstart_run, redis_
     us = [c.strip() for c in lines["team-us"].split("│")[1:-1]]
     assert us[1] == "-" and us[7] == "no budget"
     res = kubegate("usage", "--redis-url", redis_server.url, "--gateway", "no-such-gateway")
-    assert res.returncode == 1 and "no policy for gateway 'no-such-gateway'" in res.stderr
+    assert res.returncode == 1 and "no policy for gateway default/no-such-gateway" in res.stderr

@@ -17,12 +17,13 @@ import httpx
 import pytest
 
 from gateway_plugins.contract.routes import PROBE_ROUTES, TENANT_ROUTES, is_tenant_path
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.dataplane.contract_stack import GW, KEYS, config, policy
 from tests.harness.proxy import ProxyServer
 
 # This process imports LiteLLM's proxy app to read its route table: never let it fetch a price map.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-STREAM = f"kubegate:{GW}:audit"
+STREAM = GatewayKeys("default", GW).audit_stream
 BODIES = {
     "/v1/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
     "/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},

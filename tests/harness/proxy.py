@@ -3,12 +3,17 @@
 ``ProxyServer(config, policy, redis_url=..., env=...)`` writes the LiteLLM config (our auth and
 callback are added unless already set) and the policy file, starts
 ``python -m litellm.proxy.proxy_cli`` on a free port and waits for ``/health/liveliness``.
+
+The policy file is signed with ``SIGNER`` (a fresh Ed25519 key per test run) and the proxy gets its public
+key, so every data-plane test runs with policy verification on, as a cluster does.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -19,6 +24,8 @@ import httpx
 import yaml
 
 from gateway_plugins.policy.schema import Policy
+from gateway_plugins.policy.signing import PolicySigner
+from gateway_plugins.policy.store import sign_document
 from tests.harness.procs import free_port, stop_process, tail, wait_until
 
 BASE_ENV = {
@@ -27,6 +34,10 @@ BASE_ENV = {
     "LITELLM_DONT_SHOW_FEEDBACK_BOX": "True",
     "NO_PROXY": "*",
 }
+# One key per test run: what the operator's per-Gateway signing key is in a cluster.
+SIGNER = PolicySigner.generate()
+# Likewise the Gateway's audit HMAC key (base64), as the operator's Secret holds it.
+AUDIT_KEY_B64 = base64.b64encode(secrets.token_bytes(32)).decode()
 
 
 def with_plugins(config: dict) -> dict:
@@ -52,6 +63,7 @@ class ProxyServer:
         env: dict[str, str] | None = None,
         plugins: bool = True,
         workers: int = 1,
+        signer: PolicySigner = SIGNER,
     ) -> None:
         self.port = free_port()
         # /metrics is served on a port of its own, never on the tenant port.
@@ -63,6 +75,8 @@ class ProxyServer:
         self.redis_url = redis_url
         self.extra_env = env or {}
         self.workers = workers
+        self.signer = signer
+        self.policy_path = self.dir / "policy.json"
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -75,13 +89,15 @@ class ProxyServer:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
         env.update(BASE_ENV)
         env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
+        env["KUBEGATE_POLICY_PUBLIC_KEY"] = self.signer.public_key_b64
+        env["KUBEGATE_AUDIT_KEY"] = AUDIT_KEY_B64
         env["KUBEGATE_METRICS_PORT"] = str(self.metrics_port)
         env["KUBEGATE_METRICS_ADDR"] = "127.0.0.1"
         if self.policy is not None:
-            policy_path = self.dir / "policy.json"
-            policy_path.write_text(self.policy.model_dump_json(by_alias=True))
-            env["KUBEGATE_POLICY_FILE"] = str(policy_path)
+            self.write_policy(self.policy)
+            env["KUBEGATE_POLICY_FILE"] = str(self.policy_path)
             env["KUBEGATE_GATEWAY"] = self.policy.gateway
+            env["KUBEGATE_NAMESPACE"] = self.policy.namespace
         if self.redis_url:
             env["KUBEGATE_REDIS_URL"] = self.redis_url
         env.update(self.extra_env)
@@ -112,6 +128,12 @@ class ProxyServer:
             interval=0.3,
         )
         return self
+
+    def write_policy(self, policy: Policy) -> None:
+        """Replace the policy file the way the kubelet updates a ConfigMap volume: write aside, rename over."""
+        tmp = self.policy_path.with_suffix(".tmp")
+        tmp.write_bytes(sign_document(policy, self.signer))
+        tmp.replace(self.policy_path)
 
     def stop(self) -> None:
         stop_process(self.proc)

@@ -104,7 +104,9 @@ def test_proxy_image_default_command_matches_the_operator_mounts():
 
     gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "LLMGateway", "spec": {}}
     gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
-    (container,) = build_proxy_deployment(gateway, {}, "x")["spec"]["template"]["spec"]["containers"]
+    (container,) = build_proxy_deployment(gateway, {}, "x", policy_public_key="k")["spec"]["template"]["spec"][
+        "containers"
+    ]
     config = container["args"][container["args"].index("--config") + 1]
     mounts = {m["mountPath"] for m in container["volumeMounts"]}
     assert str(PurePosixPath(config).parent) in mounts
@@ -117,7 +119,9 @@ def test_proxy_container_runs_as_the_proxy_image_user():
 
     gateway = {"apiVersion": "kubegate.dev/v1alpha1", "kind": "LLMGateway", "spec": {}}
     gateway["metadata"] = {"name": "main", "namespace": "ns", "uid": "u"}
-    (container,) = build_proxy_deployment(gateway, {}, "x")["spec"]["template"]["spec"]["containers"]
+    (container,) = build_proxy_deployment(gateway, {}, "x", policy_public_key="k")["spec"]["template"]["spec"][
+        "containers"
+    ]
     user, group = re.search(r"^USER (\d+):(\d+)$", (ROOT / "images" / "proxy.Dockerfile").read_text(), re.M).groups()
     sc = container["securityContext"]
     assert (sc["runAsUser"], sc["runAsGroup"]) == (int(user), int(group))

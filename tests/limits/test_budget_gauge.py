@@ -8,6 +8,7 @@ from litellm.proxy._types import ProxyException
 from prometheus_client import REGISTRY
 
 from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.limits.test_limits_unit import GW, admit, make_ctx, make_policy, make_rt, req
 
 
@@ -27,7 +28,7 @@ async def test_gauge_follows_spent_plus_reserved(redis):
     policy = make_policy()  # tenant t1, budget b1 of 1 USD
     rt = make_rt(redis, policy)
     budget = policy.policy.budgets[0]
-    key = period_key(GW, budget, period_bounds(budget)[0])
+    key = period_key(GatewayKeys("default", GW), budget, period_bounds(budget)[0])
     await redis.hset(key, mapping={"spent": 250_000, "reserved": 50_000})
     await admit(make_ctx(policy), req(1), rt)
     assert gauge("t1") == pytest.approx(0.30)

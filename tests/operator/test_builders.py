@@ -8,6 +8,7 @@ import json
 import re
 import secrets
 
+import pytest
 import yaml
 from gateway_operator.builders.configmaps import POLICY_KEY, build_policy_configmap
 from gateway_operator.builders.gateway import build_children
@@ -18,8 +19,10 @@ from gateway_operator.render import render_gateway
 
 from gateway_plugins import proxy_defaults
 from gateway_plugins.policy import hash_key, parse_policy
+from gateway_plugins.policy.signing import PolicySignatureError, PolicySigner
 
 UID = "0f0e0d0c-0000-4000-8000-000000000001"
+SIGNER = PolicySigner.generate()
 
 
 def _gateway(spec: dict | None = None) -> dict:
@@ -49,7 +52,7 @@ def _route() -> crd.ModelRoute:
 def _children(spec: dict | None = None) -> dict[str, dict]:
     gw = _gateway(spec)
     rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
-    return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered)}
+    return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered, SIGNER)}
 
 
 def test_every_child_is_owned_by_the_gateway():
@@ -61,7 +64,7 @@ def test_every_child_is_owned_by_the_gateway():
         "ConfigMap/main-policy",
         "HorizontalPodAutoscaler/main-proxy",
         "PodDisruptionBudget/main-proxy",
-        "Deployment/main-redis",
+        "StatefulSet/main-redis",
         "Service/main-redis",
     }
     for child in children.values():
@@ -87,7 +90,7 @@ def test_proxy_deployment_env_and_checksum():
 
 def test_external_redis_has_no_managed_redis():
     children = _children({"redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "url"}}})
-    assert "Deployment/main-redis" not in children
+    assert "StatefulSet/main-redis" not in children
     env = {e["name"]: e for e in children["Deployment/main-proxy"]["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["KUBEGATE_REDIS_URL"]["valueFrom"]["secretKeyRef"]["name"] == "r"
 
@@ -113,13 +116,13 @@ def test_policy_of_1000_tenants_and_1000_budgets_fits_a_configmap():
     rendered = render_gateway(
         crd.LLMGateway.model_validate(gw), [_route()], tenants, budgets, tenant_key_hashes=keys, revision=9
     )
-    cm = build_policy_configmap(gw, rendered.policy)
+    cm = build_policy_configmap(gw, rendered.policy, SIGNER)
     blob = base64.b64decode(cm["binaryData"][POLICY_KEY])
     assert len(json.dumps(cm)) < 1024 * 1024
-    policy = parse_policy(gzip.decompress(blob))
+    policy = parse_policy(gzip.decompress(SIGNER.verifier().open(blob)))
     assert len(policy.tenants) == 1000 and len(policy.budgets) == 1000
     # Same policy, same bytes: an unchanged reconcile has nothing to write.
-    assert build_policy_configmap(gw, rendered.policy) == cm
+    assert build_policy_configmap(gw, rendered.policy, SIGNER) == cm
 
 
 def test_tenant_key_secret_holds_the_key_and_is_owned_by_the_tenant():
@@ -137,7 +140,7 @@ def test_tenant_key_secret_holds_the_key_and_is_owned_by_the_tenant():
 
 
 def _proxy_container(spec: dict | None = None, api_key_env: dict | None = None) -> tuple[dict, dict]:
-    dep = build_proxy_deployment(_gateway(spec), api_key_env or {}, "c" * 64)
+    dep = build_proxy_deployment(_gateway(spec), api_key_env or {}, "c" * 64, policy_public_key=SIGNER.public_key_b64)
     pod = dep["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     return container, pod
@@ -195,7 +198,7 @@ def test_proxy_container_is_restricted_as_the_image_user():
 
 def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():
     children = _children()
-    pod = children["Deployment/main-redis"]["spec"]["template"]["spec"]
+    pod = children["StatefulSet/main-redis"]["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     assert container["image"] == crd.REDIS_IMAGE
     assert re.fullmatch(r"redis:7\.4-alpine@sha256:[0-9a-f]{64}", container["image"])
@@ -204,17 +207,18 @@ def test_managed_redis_runs_as_the_official_image_user_on_a_read_only_root():
     assert sc["runAsNonRoot"] is True and sc["readOnlyRootFilesystem"] is True
     assert sc["capabilities"] == {"drop": ["ALL"]} and sc["allowPrivilegeEscalation"] is False
     (data,) = [m for m in container["volumeMounts"] if m["mountPath"] == "/data"]  # its working directory
-    assert {"name": data["name"], "emptyDir": {}} in pod["volumes"]
+    claims = children["StatefulSet/main-redis"]["spec"]["volumeClaimTemplates"]
+    assert [c["metadata"]["name"] for c in claims] == [data["name"]]  # on the claim, the only writable path
 
     # Another image's user and start-up writes are unknown: only what cannot break it.
     other = _children({"redis": {"image": "docker.io/bitnami/redis:7.4"}})
-    (container,) = other["Deployment/main-redis"]["spec"]["template"]["spec"]["containers"]
+    (container,) = other["StatefulSet/main-redis"]["spec"]["template"]["spec"]["containers"]
     assert container["securityContext"] == {
         "allowPrivilegeEscalation": False,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
     mirrored = _children({"redis": {"image": "mirror.example.com/library/redis:7.4-alpine"}})
-    (container,) = mirrored["Deployment/main-redis"]["spec"]["template"]["spec"]["containers"]
+    (container,) = mirrored["StatefulSet/main-redis"]["spec"]["template"]["spec"]["containers"]
     assert container["securityContext"]["runAsUser"] == 999
 
 
@@ -223,3 +227,85 @@ def test_scale_summary_is_what_the_operator_asks_for():
     assert scale_summary(fixed) == "3"
     auto = crd.LLMGatewaySpec.model_validate({"autoscaling": {"minReplicas": 2, "maxReplicas": 7}})
     assert scale_summary(auto) == "2-7 (HPA)"
+
+
+def test_proxy_gets_public_key_namespace_and_secrets_only_by_reference():
+    container, _ = _proxy_container()
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KUBEGATE_POLICY_PUBLIC_KEY"]["value"] == SIGNER.public_key_b64
+    assert env["KUBEGATE_NAMESPACE"]["value"] == "ns"
+    # No credentials in any plain value: the Redis password and the audit key come from the Gateway's Secrets.
+    assert env["KUBEGATE_REDIS_URL"]["value"] == "redis://main-redis:6379/0"
+    assert env["KUBEGATE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "main-kubegate-redis",
+        "key": "password",
+    }
+    assert env["KUBEGATE_AUDIT_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "main-kubegate-audit-key",
+        "key": "audit-key",
+    }
+    # The signing key itself never reaches the proxies.
+    assert "policy-signing" not in json.dumps(container)
+
+
+def test_external_redis_takes_url_and_password_from_the_users_secrets():
+    spec = {
+        "redis": {
+            "mode": "external",
+            "urlSecretRef": {"name": "ext", "key": "url"},
+            "passwordSecretRef": {"name": "ext", "key": "password"},
+        }
+    }
+    container, _ = _proxy_container(spec)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["KUBEGATE_REDIS_URL"]["valueFrom"]["secretKeyRef"] == {"name": "ext", "key": "url"}
+    assert env["KUBEGATE_REDIS_PASSWORD"]["valueFrom"]["secretKeyRef"] == {"name": "ext", "key": "password"}
+    children = _children(spec)
+    assert "StatefulSet/main-redis" not in children and "NetworkPolicy/main-redis" not in children
+
+
+def test_managed_redis_is_a_statefulset_with_a_claim_of_the_requested_size_and_class():
+    spec = {"redis": {"persistence": {"size": "20Gi", "storageClassName": "fast-ssd"}}}
+    sts = _children(spec)["StatefulSet/main-redis"]["spec"]
+    (claim,) = sts["volumeClaimTemplates"]
+    assert claim["spec"] == {
+        "accessModes": ["ReadWriteOnce"],
+        "resources": {"requests": {"storage": "20Gi"}},
+        "storageClassName": "fast-ssd",
+    }
+    assert sts["serviceName"] == "main-redis" and sts["replicas"] == 1
+    assert sts["persistentVolumeClaimRetentionPolicy"]["whenDeleted"] == "Retain"
+    assert sts["template"]["spec"]["securityContext"]["fsGroup"] == 1000
+    assert "volumes" not in sts["template"]["spec"]
+
+
+def test_network_policies_fence_redis_and_expose_only_the_api_port():
+    children = _children({"port": 8080, "networkPolicy": {"operatorNamespace": "platform"}})
+    proxy = children["NetworkPolicy/main-proxy"]["spec"]
+    assert proxy["podSelector"]["matchLabels"] == {"kubegate.dev/gateway": "main", "kubegate.dev/component": "proxy"}
+    assert proxy["ingress"] == [{"ports": [{"protocol": "TCP", "port": 8080}, {"protocol": "TCP", "port": 9464}]}]
+    rds = children["NetworkPolicy/main-redis"]["spec"]
+    assert rds["podSelector"]["matchLabels"] == {"kubegate.dev/gateway": "main", "kubegate.dev/component": "redis"}
+    (rule,) = rds["ingress"]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 6379}]
+    proxies, operator = rule["from"]
+    assert proxies == {
+        "podSelector": {"matchLabels": {"kubegate.dev/gateway": "main", "kubegate.dev/component": "proxy"}}
+    }
+    assert operator["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "platform"}
+    assert operator["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "operator"
+    assert not any(k.startswith("NetworkPolicy/") for k in _children({"networkPolicy": {"enabled": False}}))
+
+
+def test_policy_configmap_is_signed_and_refused_when_altered():
+    gw = _gateway()
+    rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=3)
+    blob = bytearray(base64.b64decode(build_policy_configmap(gw, rendered.policy, SIGNER)["binaryData"][POLICY_KEY]))
+    assert parse_policy(gzip.decompress(SIGNER.verifier().open(bytes(blob)))).namespace == "ns"
+    blob[-1] ^= 1
+    with pytest.raises(PolicySignatureError):
+        SIGNER.verifier().open(bytes(blob))
+    with pytest.raises(PolicySignatureError):
+        PolicySigner.generate().verifier().open(
+            base64.b64decode(build_policy_configmap(gw, rendered.policy, SIGNER)["binaryData"][POLICY_KEY])
+        )

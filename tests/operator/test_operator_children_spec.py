@@ -7,11 +7,17 @@ built, and that ``kubectl get llmgateways`` shows the replica setting and worker
 
 from __future__ import annotations
 
+import base64
+import gzip
+
+import pytest
 from gateway_operator.builders.proxy import MULTIPROC_DIR
 from gateway_operator.crd import models as crd
 from kubernetes import client
 
 from gateway_plugins import proxy_defaults
+from gateway_plugins.policy.schema import parse_policy
+from gateway_plugins.policy.signing import PolicySignatureError, PolicySigner, PolicyVerifier
 from tests.operator.kopf_runner import running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _table_row
@@ -39,6 +45,7 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
         (container,) = proxy.containers
         env = {e.name: e.value for e in container.env}
         assert {k: env.get(k) for k in proxy_defaults.ENV} == proxy_defaults.ENV
+        assert env["KUBEGATE_POLICY_PUBLIC_KEY"] == _status(custom, namespace)["policyPublicKey"]
         assert env["PROMETHEUS_MULTIPROC_DIR"] == MULTIPROC_DIR
         mounts = {m.mount_path: m.name for m in container.volume_mounts}
         volumes = {v.name: v for v in proxy.volumes}
@@ -51,11 +58,17 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
         assert sc.capabilities.drop == ["ALL"] and sc.allow_privilege_escalation is False
         assert sc.seccomp_profile.type == "RuntimeDefault"
 
-        redis = apps.read_namespaced_deployment("main-redis", namespace).spec.template.spec
+        redis_set = apps.read_namespaced_stateful_set("main-redis", namespace).spec
+        redis = redis_set.template.spec
         (container,) = redis.containers
         assert container.image == crd.REDIS_IMAGE
         sc = container.security_context
         assert (sc.run_as_user, sc.run_as_group, sc.read_only_root_filesystem) == (999, 1000, True)
+        assert redis.security_context.fs_group == 1000
+        (claim,) = redis_set.volume_claim_templates
+        assert claim.spec.resources.requests == {"storage": "1Gi"}
+        password_ref = next(e for e in container.env if e.name == "REDIS_PASSWORD").value_from.secret_key_ref
+        assert (password_ref.name, password_ref.key) == ("main-kubegate-redis", "password")
 
         # Autoscaling on: the column shows the HPA's bounds; one worker: no multiprocess directory.
         patch = {"spec": {"workers": 1, "autoscaling": {"enabled": True, "minReplicas": 2, "maxReplicas": 5}}}
@@ -72,3 +85,44 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
             )
 
         _wait("proxy Deployment without the multiprocess directory", single_worker)
+
+
+def test_trust_material_and_network_policies_as_the_api_server_stores_them(
+    operator_kubeconfig,  # noqa: F811
+    admin_api,
+    namespace,
+):
+    """Secrets generated once and owned by the Gateway, the policy ConfigMap signed with the key whose public half
+    is in status and in the proxies, NetworkPolicies accepted: all created by the operator as its ServiceAccount."""
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    net = client.NetworkingV1Api(admin_api)
+    with running_operator(operator_kubeconfig, namespace):
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _gateway({}))
+        _wait("Gateway status.policyPublicKey", lambda: _status(custom, namespace).get("policyPublicKey"))
+        public = _status(custom, namespace)["policyPublicKey"]
+        secrets = {
+            name: core.read_namespaced_secret(name, namespace)
+            for name in ("main-kubegate-policy-signing", "main-kubegate-audit-key", "main-kubegate-redis")
+        }
+        for secret in secrets.values():
+            assert secret.metadata.owner_references[0].kind == "LLMGateway"
+        signing = secrets["main-kubegate-policy-signing"].data
+        signer = PolicySigner.from_private_b64(base64.b64decode(signing["ed25519-private-key"]).decode())
+        assert signer.public_key_b64 == public
+        blob = base64.b64decode(core.read_namespaced_config_map("main-policy", namespace).binary_data["policy.json.gz"])
+        policy = parse_policy(gzip.decompress(PolicyVerifier.from_public_b64(public).open(blob)))
+        assert (policy.gateway, policy.namespace) == ("main", namespace)
+        with pytest.raises(PolicySignatureError):
+            PolicySigner.generate().verifier().open(blob)
+        policies = {p.metadata.name: p.spec for p in net.list_namespaced_network_policy(namespace).items}
+        assert set(policies) == {"main-proxy", "main-redis"}
+        assert [p.port for p in policies["main-proxy"].ingress[0].ports] == [4000, 9464]
+        assert [p.port for p in policies["main-redis"].ingress[0].ports] == [6379]
+        # Generated once: a later reconcile keeps the same key (the proxies' public key does not change).
+        versions = {name: s.metadata.resource_version for name, s in secrets.items()}
+        patch = {"spec": {"replicas": 3, "autoscaling": {"enabled": False}}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
+        _wait("reconciled again", lambda: _status(custom, namespace).get("scale") == "3")
+        assert _status(custom, namespace)["policyPublicKey"] == public
+        assert {n: core.read_namespaced_secret(n, namespace).metadata.resource_version for n in versions} == versions

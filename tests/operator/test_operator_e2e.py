@@ -17,6 +17,7 @@ from kubernetes import client
 
 from gateway_plugins.policy import hash_key
 from tests.operator.test_crd import _install_crds
+from tests.operator.trust import verifier_of
 
 GROUP, VERSION = "kubegate.dev", "v1alpha1"
 
@@ -56,7 +57,11 @@ def _policy(core: client.CoreV1Api, ns: str) -> dict | None:
         cm = core.read_namespaced_config_map("main-policy", ns)
     except client.ApiException:
         return None
-    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"])))
+    try:
+        verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, "main", wait=0)  # as a proxy reads it
+    except KeyError:  # status not written yet
+        return None
+    return json.loads(gzip.decompress(verifier.open(base64.b64decode(cm.binary_data["policy.json.gz"]))))
 
 
 def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, admin_api, namespace, monkeypatch):

@@ -19,13 +19,23 @@ from kubernetes import client
 
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
-from gateway_plugins.policy.store import load_document, policy_keys
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.helm.operator_process import OperatorProcess
 from tests.operator.kopf_runner import FAST_LOOPS, operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _table_row
+from tests.operator.trust import gateway_keys, published, verifier_of
 
-CHILD_KINDS = ("deployments", "services", "configmaps", "horizontalpodautoscalers", "poddisruptionbudgets")
+CHILD_KINDS = (
+    "deployments",
+    "statefulsets",
+    "networkpolicies",
+    "secrets",
+    "services",
+    "configmaps",
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+)
 
 
 def _obj(kind: str, name: str, spec: dict) -> dict:
@@ -61,8 +71,17 @@ def _children(admin_api, ns: str, gateway: str) -> dict[str, list[str]]:
     selector = f"kubegate.dev/gateway={gateway}"
     apps, core = client.AppsV1Api(admin_api), client.CoreV1Api(admin_api)
     hpa, pdb = client.AutoscalingV2Api(admin_api), client.PolicyV1Api(admin_api)
+    net = client.NetworkingV1Api(admin_api)
     lists = {
         "deployments": apps.list_namespaced_deployment(ns, label_selector=selector).items,
+        "statefulsets": apps.list_namespaced_stateful_set(ns, label_selector=selector).items,
+        "networkpolicies": net.list_namespaced_network_policy(ns, label_selector=selector).items,
+        # The Gateway's trust Secrets (tenant key Secrets belong to their Tenants, not the Gateway).
+        "secrets": [
+            s
+            for s in core.list_namespaced_secret(ns, label_selector=selector).items
+            if s.metadata.labels.get("kubegate.dev/component") != "tenant-key"
+        ],
         "services": core.list_namespaced_service(ns, label_selector=selector).items,
         "configmaps": core.list_namespaced_config_map(ns, label_selector=selector).items,
         "horizontalpodautoscalers": hpa.list_namespaced_horizontal_pod_autoscaler(ns, label_selector=selector).items,
@@ -79,8 +98,12 @@ def _cm(core, ns: str, name: str):
 
 
 def _policy(core, ns: str, gateway: str) -> dict | None:
+    """The policy ConfigMap's document, verified with the Gateway's public key as a proxy reads it."""
     cm = _cm(core, ns, f"{gateway}-policy")
-    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"]))) if cm else None
+    if cm is None:
+        return None
+    verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway)
+    return json.loads(gzip.decompress(verifier.open(base64.b64decode(cm.binary_data["policy.json.gz"]))))
 
 
 def _route(gateway: str, model: str, secret: str | None = None, region: str = "eu-west-1", extra: tuple = ()) -> dict:
@@ -96,8 +119,11 @@ def _external(core, ns: str, redis_server) -> dict:
 
 
 EXPECTED_CHILDREN = {
-    "deployments": ["main-proxy", "main-redis"],
-    "services": ["main", "main-redis"],
+    "deployments": ["main-proxy"],
+    "statefulsets": ["main-redis"],
+    "networkpolicies": ["main-proxy", "main-redis"],
+    "secrets": ["main-kubegate-audit-key", "main-kubegate-policy-signing", "main-kubegate-redis"],
+    "services": ["main", "main-metrics", "main-redis"],
     "configmaps": ["main-litellm-config", "main-policy"],
     "horizontalpodautoscalers": ["main-proxy"],
     "poddisruptionbudgets": ["main-proxy"],
@@ -207,7 +233,9 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         "thresholds": [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}],
     }
     budget = render_budget(crd.Budget.model_validate(_obj("Budget", "t0-b", notify_spec)))
-    redis_server.client().hincrby(period_key(gw, budget, period_bounds(budget)[0]), "spent", 6 * MICRO)
+    redis_server.client().hincrby(
+        period_key(GatewayKeys(namespace, gw), budget, period_bounds(budget)[0]), "spent", 6 * MICRO
+    )
 
     def key_secrets() -> dict[str, list]:
         items = core.list_namespaced_secret(namespace, label_selector="kubegate.dev/component=tenant-key").items
@@ -263,10 +291,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
             "Reconciled": "True",
             "PolicyPublished": "True",
         }
-        doc_key, rev_key, _ = policy_keys(gw)
+        doc_key, rev_key, _ = gateway_keys(namespace, gw)
         r = redis_server.client()
         assert int(r.get(rev_key)) == status["policyRevision"]
-        assert {t.id for t in load_document(r.get(doc_key)).tenants} == set(tenants)
+        assert {t.id for t in published(custom, namespace, gw, r.get(doc_key)).tenants} == set(tenants)
         assert _get(custom, namespace, "budgets", "t0-b")["status"]["state"] == "notify"
         _wait(
             "the BudgetNotify Event",
@@ -286,7 +314,10 @@ def test_restart_mid_reconcile_converges_without_duplicates(
     children = _children(admin_api, namespace, gw)
     assert children == {
         "deployments": [f"{gw}-proxy"],
-        "services": [gw],
+        "statefulsets": [],  # external Redis: no managed one, and no policy fencing it
+        "networkpolicies": [f"{gw}-proxy"],
+        "secrets": [f"{gw}-kubegate-audit-key", f"{gw}-kubegate-policy-signing"],
+        "services": [gw, f"{gw}-metrics"],
         "configmaps": [f"{gw}-litellm-config", f"{gw}-policy"],
         "horizontalpodautoscalers": [f"{gw}-proxy"],
         "poddisruptionbudgets": [f"{gw}-proxy"],
@@ -394,9 +425,11 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         return yaml.safe_load(core.read_namespaced_config_map("main-litellm-config", namespace).data["config.yaml"])
 
     def env_refs() -> set[str]:
+        """Upstream key Secrets the pod references (the Gateway's own audit key and Redis password aside)."""
         dep = apps.read_namespaced_deployment("main-proxy", namespace)
         env = dep.spec.template.spec.containers[0].env
-        return {e.value_from.secret_key_ref.name for e in env if e.value_from and e.value_from.secret_key_ref}
+        own = {"main-kubegate-audit-key", "main-kubegate-redis"}
+        return {e.value_from.secret_key_ref.name for e in env if e.value_from and e.value_from.secret_key_ref} - own
 
     def served() -> set[str]:
         return {e["model_info"]["id"] for e in config()["model_list"] if "@" not in e["model_info"]["id"]}

@@ -2,24 +2,34 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
 import os
-from datetime import datetime
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
 
 import pytest
+import redis.asyncio as aioredis
 from gateway_operator.crd import models as crd
 from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.handlers.checkpoints import checkpoint as checkpoint_round
 from gateway_operator.render.gateway import render_budget
 from kopf.testing import KopfRunner
 from kubernetes import client
 
+from gateway_plugins.audit import AuditWriter
+from gateway_plugins.audit.chain import checkpoint_tag, decode_key, head_value
+from gateway_plugins.audit.writer import heads_key
 from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
-from gateway_plugins.policy.store import load_document, policy_keys
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
+from tests.operator.trust import gateway_keys, published, verifier_of
 
 
 def _obj(kind: str, name: str, spec: dict, annotations: dict | None = None) -> dict:
@@ -44,6 +54,7 @@ def _reason(custom, ns, plural, name, kind, reason):
 def operator(operator_kubeconfig, namespace, monkeypatch):  # noqa: F811
     monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
     monkeypatch.setenv("KUBEGATE_BUDGET_REFRESH_SECONDS", "1")
+    monkeypatch.setenv("KUBEGATE_AUDIT_CHECKPOINT_SECONDS", "1")
     gw_handlers._api = None
     args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
     with KopfRunner(args, timeout=90) as runner:
@@ -116,7 +127,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"ext-{namespace}"  # Redis is shared by the session: keep the key space per test
     r = redis_server.client()
-    doc_key, rev_key, _ = policy_keys(gw_name)
+    doc_key, rev_key, _ = gateway_keys(namespace, gw_name)
     r.set(rev_key, 41)  # left by an earlier life of this Gateway (status lost): the operator must climb above it
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
     custom.create_namespaced_custom_object(
@@ -125,7 +136,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
 
     def tenants_in_redis():
         raw = r.get(doc_key)
-        return {t.id for t in load_document(raw).tenants} if raw else set()
+        return {t.id for t in published(custom, namespace, gw_name, raw).tenants} if raw else set()
 
     _wait("tenant a in Redis", lambda: tenants_in_redis() == {"a"})
     first = int(r.get(rev_key))
@@ -138,7 +149,7 @@ def test_policy_published_to_external_redis(operator, admin_api, namespace, redi
     _wait("tenant b in Redis", lambda: tenants_in_redis() == {"a", "b"})
     assert int(r.get(rev_key)) > first
     key_b = base64.b64decode(core.read_namespaced_secret("b-kubegate-key", namespace).data["api-key"]).decode()
-    policy = load_document(r.get(doc_key))
+    policy = published(custom, namespace, gw_name, r.get(doc_key))
     assert [k.sha256 for k in next(t for t in policy.tenants if t.id == "b").keys] == [hash_key(key_b)]
     status = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)["status"]
     assert status["policyRevision"] == int(r.get(rev_key))
@@ -191,7 +202,7 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     obj = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", _obj("Budget", "m", budget_spec))
     budget = render_budget(crd.Budget.model_validate(obj))
     start, _ = period_bounds(budget)
-    key = period_key(gw_name, budget, start)  # the limits engine's own key layout
+    key = period_key(GatewayKeys(namespace, gw_name), budget, start)  # the limits engine's own key layout
     r = redis_server.client()
 
     def status_state(state):
@@ -226,18 +237,18 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
     gw_name = f"rot-{namespace}"
     custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
-    custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
-    )
+    # No grace period: the old key stops at once (grace periods: test_key_rotation_grace_period).
+    tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "0s"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
     r = redis_server.client()
-    doc_key = policy_keys(gw_name)[0]
+    doc_key = gateway_keys(namespace, gw_name)[0]
 
     def key() -> str:
         return base64.b64decode(core.read_namespaced_secret("t-kubegate-key", namespace).data["api-key"]).decode()
 
     def hashes_in_redis() -> list[str]:
         raw = r.get(doc_key)
-        tenants = load_document(raw).tenants if raw else []
+        tenants = published(custom, namespace, gw_name, raw).tenants if raw else []
         return [k.sha256 for t in tenants if t.id == "t" for k in t.keys]
 
     first = _wait("key Secret", lambda: _secret_key_or_none(core, namespace))
@@ -274,6 +285,56 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     _wait("newest hash only", lambda: hashes_in_redis() == [hash_key(third)])
 
 
+def test_key_rotation_grace_period_and_deleted_secret(operator, admin_api, namespace, redis_server):
+    """Both keys in the policy during the grace period, the old one with its expiry (which the proxies enforce,
+    tests/dataplane/test_key_grace_proxy.py); status shows both ids; a deleted key Secret is an Event and status."""
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"grace-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
+    tenant_spec = {"gateway": gw_name, "keyRotationGracePeriod": "1h30m"}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", tenant_spec))
+    r = redis_server.client()
+    doc_key = gateway_keys(namespace, gw_name)[0]
+
+    def keys_in_redis() -> dict[str, int | None]:
+        raw = r.get(doc_key)
+        tenants = published(custom, namespace, gw_name, raw).tenants if raw else []
+        return {k.sha256: k.not_after for t in tenants if t.id == "t" for k in t.keys}
+
+    def tenant_status() -> dict:
+        return custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t").get("status") or {}
+
+    first = _wait("key Secret", lambda: _secret_key_or_none(core, namespace))
+    _wait("first key in Redis", lambda: keys_in_redis() == {hash_key(first): None})
+    _wait("key id in status", lambda: (tenant_status().get("keys") or {}).get("current") == hash_key(first)[:12])
+    before = int(time.time())
+    body = {"metadata": {"annotations": {gw_handlers.ROTATE_ANNOTATION: "g1"}}}
+    custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", body)
+    second = _wait("rotated key", lambda: (k := _secret_key_or_none(core, namespace)) != first and k)
+    after = int(time.time())
+    both = _wait("both keys in Redis", lambda: k if len(k := keys_in_redis()) == 2 else None)
+    assert both[hash_key(second)] is None
+    expiry = both[hash_key(first)]
+    assert before + 5400 <= expiry <= after + 5400
+    keys_status = _wait("status with both ids", lambda: (s := tenant_status().get("keys") or {}).get("previous") and s)
+    assert keys_status == {
+        "current": hash_key(second)[:12],
+        "previous": hash_key(first)[:12],
+        "previousExpiresAt": datetime.fromtimestamp(expiry, UTC).isoformat().replace("+00:00", "Z"),
+    }
+
+    # The key Secret is deleted by accident: a new key, a Warning Event and the status say so.
+    core.delete_namespaced_secret("t-kubegate-key", namespace)
+    third = _wait("a new key", lambda: (k := _secret_key_or_none(core, namespace)) not in (None, second) and k)
+    _wait("KeySecretRecreated event", lambda: "KeySecretRecreated" in _events(core, namespace, "t"))
+    recreated = _wait("status says so", lambda: (tenant_status().get("keys") or {}).get("secretRecreated"))
+    assert hash_key(second)[:12] in recreated and hash_key(third)[:12] in recreated and "no longer works" in recreated
+    _wait("only the new key in Redis", lambda: keys_in_redis() == {hash_key(third): None})
+
+
 def _secret_key_or_none(core, ns: str) -> str | None:
     try:
         secret = core.read_namespaced_secret("t-kubegate-key", ns)
@@ -287,4 +348,70 @@ def _cm_policy(core, ns: str, gateway: str) -> dict | None:
         cm = core.read_namespaced_config_map(f"{gateway}-policy", ns)
     except client.ApiException:
         return None
-    return json.loads(gzip.decompress(base64.b64decode(cm.binary_data["policy.json.gz"])))
+    blob = base64.b64decode(cm.binary_data["policy.json.gz"])
+    try:
+        verifier = verifier_of(client.CustomObjectsApi(core.api_client), ns, gateway, wait=0)
+    except KeyError:  # status not written yet
+        return None
+    return json.loads(gzip.decompress(verifier.open(blob)))
+
+
+def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_api, namespace, redis_server, tmp_path):
+    """The operator copies tag-verified chain heads into a ConfigMap; a tail truncated in Redis (head moved back to
+    a genuine older value) is refused by the operator and reported by `kubegate audit verify --checkpoints`."""
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"cp-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
+    secret = _wait("audit key Secret", lambda: _read_secret(core, namespace, f"{gw_name}-kubegate-audit-key"))
+    key_b64 = base64.b64decode(secret.data["audit-key"]).decode()
+    key = decode_key(key_b64)
+    stream = GatewayKeys(namespace, gw_name).audit_stream
+
+    async def write() -> str:
+        conn = aioredis.from_url(redis_server.url)
+        writer = AuditWriter(conn, stream, key=key, batch=5)
+        await writer.start()
+        for i in range(10):
+            writer.submit({"v": 1, "request_id": f"r{i}"})
+        await writer.close()
+        await conn.aclose()
+        return writer.chain
+
+    chain = asyncio.run(write())
+
+    def checkpoints() -> dict:
+        try:
+            cm = core.read_namespaced_config_map(f"{gw_name}-audit-checkpoints", namespace)
+        except client.ApiException:
+            return {}
+        return json.loads(cm.data["checkpoints.json"])
+
+    _wait("checkpoint at seq 10", lambda: checkpoints().get(chain, "").startswith("10:"))
+    r = redis_server.client()
+    entries = r.xrange(stream)
+    r.delete(stream)
+    for sid, fields in entries[:5]:
+        r.xadd(stream, fields, id=sid)
+    five = json.loads(entries[4][1][b"r"])["hash"]
+    r.hset(heads_key(stream), chain, head_value(5, five, checkpoint_tag(key, chain, 5, five)))
+    # One round as the operator's loop runs it (as its ServiceAccount): the rolled-back head is refused.
+    refused = checkpoint_round(namespace, gw_name)
+    assert refused == [f"{chain}: head seq 5 is behind checkpoint seq 10 (tail truncated)"]
+    assert checkpoints()[chain].startswith("10:")
+    cp_file = tmp_path / "checkpoints.json"
+    cp_file.write_text(json.dumps(checkpoints()))
+    cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", redis_server.url]
+    cmd += ["--namespace", namespace, "--gateway", gw_name, "--checkpoints", str(cp_file)]
+    env = {**os.environ, "KUBEGATE_AUDIT_KEY": key_b64}
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
+    assert done.returncode == 1 and "tail truncated" in done.stderr, done.stdout + done.stderr
+
+
+def _read_secret(core, ns: str, name: str):
+    try:
+        return core.read_namespaced_secret(name, ns)
+    except client.ApiException:
+        return None

@@ -28,7 +28,9 @@ from gateway_operator.render import render_gateway
 from openai import OpenAI
 
 from gateway_plugins.policy.schema import hash_key
+from gateway_plugins.policy.store import sign_document
 from tests.harness.procs import free_port, stop_process, tail, wait_until
+from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-kg-read-only-root-test-key-000001"
@@ -99,7 +101,9 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     )
     body = gateway.model_dump(by_alias=True, mode="json")
     body["metadata"]["uid"] = "00000000-0000-4000-8000-000000000000"
-    deployment = build_proxy_deployment(body, rendered.api_key_env, rendered.model_list_checksum)
+    deployment = build_proxy_deployment(
+        body, rendered.api_key_env, rendered.model_list_checksum, policy_public_key=SIGNER.public_key_b64
+    )
     pod = deployment["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     sc = container["securityContext"]
@@ -112,7 +116,7 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     config = staging / "config.yaml"
     config.write_text(yaml.safe_dump(point_at_echo(rendered.litellm_config, echo_upstream.base_url)))
     policy = staging / "policy.json"
-    policy.write_text(rendered.policy.model_dump_json(by_alias=True))
+    policy.write_bytes(sign_document(rendered.policy, SIGNER))
     config.chmod(0o644)
     policy.chmod(0o644)
 
@@ -126,6 +130,8 @@ def test_proxy_serves_with_read_only_root_and_only_its_emptydirs_writable(
     env.update(
         KUBEGATE_POLICY_FILE=str(policy),
         KUBEGATE_REDIS_URL=redis_server.url,
+        # Secret-sourced values as the kubelet would resolve them.
+        KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64,
         KUBEGATE_METRICS_PORT=str(metrics_port),
         KUBEGATE_METRICS_ADDR="127.0.0.1",
     )

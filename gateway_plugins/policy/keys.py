@@ -1,0 +1,63 @@
+"""The Redis key and channel layout of one Gateway: defined here once, used by the operator and the data plane.
+
+Every key carries the Gateway's namespace and name (``kubegate:{namespace}:{gateway}:...``), so two Gateways of
+the same name in different namespaces can share one Redis without reading each other's policy or spending each
+other's budgets. Kubernetes names cannot contain ``:``, so no two (namespace, name) pairs map to one prefix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+ROOT = "kubegate"
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKeys:
+    namespace: str
+    gateway: str
+
+    @property
+    def prefix(self) -> str:
+        return f"{ROOT}:{self.namespace}:{self.gateway}"
+
+    # -- policy ---------------------------------------------------------------------------------
+    @property
+    def policy_document(self) -> str:
+        return f"{self.prefix}:policy"
+
+    @property
+    def policy_revision(self) -> str:
+        return f"{self.prefix}:policy:rev"
+
+    @property
+    def policy_channel(self) -> str:
+        return f"{self.prefix}:policy:changed"
+
+    # -- limits ---------------------------------------------------------------------------------
+    def rate(self, tenant: str, kind: str, minute: int) -> str:
+        """Per-minute request (``rpm``) or token (``tpm``) counter of a tenant."""
+        return f"{self.prefix}:rl:{tenant}:{kind}:{minute}"
+
+    def budget(self, budget: str, period_start: datetime) -> str:
+        """Spend hash of one budget period, named by the period's start in UTC."""
+        return f"{self.prefix}:budget:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
+    def budget_pattern(self, budget: str) -> str:
+        return f"{self.prefix}:budget:{budget}:*"
+
+    # -- audit ----------------------------------------------------------------------------------
+    @property
+    def audit_stream(self) -> str:
+        return f"{self.prefix}:audit"
+
+
+def audit_heads(stream: str) -> str:
+    """Hash of chain heads beside an audit stream (``{chain: "{seq}:{mac}"}``)."""
+    return f"{stream}:heads"
+
+
+def audit_trims(stream: str) -> str:
+    """Hash of what the stream cap trimmed, per chain (``{chain: "{seq}:{mac}"}`` of the last record trimmed)."""
+    return f"{stream}:trimmed"
