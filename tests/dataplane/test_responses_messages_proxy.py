@@ -20,13 +20,14 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Policy, hash_key
 from tests.dataplane.contract_stack import audit_records
 from tests.harness.echo import EchoServer
 from tests.harness.proxy import ProxyServer
 
 GW = "apis"
-STREAM = f"kubegate:{GW}:audit"
+STREAM = GatewayKeys("default", GW).audit_stream
 EMAIL = "jane.roe@example.org"
 CARD = "4111 1111 1111 1111"
 PROMPT = f"write to {EMAIL} and charge {CARD} today"
