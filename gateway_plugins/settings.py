@@ -14,6 +14,8 @@ KUBEGATE_POLICY_FILE           Policy document mounted from the ConfigMap (JSON 
 KUBEGATE_POLICY_POLL_SECONDS   Interval of the revision poll that backs up pub/sub         ``1.0``
 KUBEGATE_AUDIT_STREAM          Redis stream of audit records                               ``kubegate:{ns}:{gw}:audit``
 KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
+KUBEGATE_AUDIT_STREAM_MAXLEN   Approximate cap of the audit stream (XADD MAXLEN ~)         ``1000000``
+KUBEGATE_AUDIT_SPOOL_MAX       Records kept locally while Redis is down                    ``100000``
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
 KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``
 KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)                ``9464``
@@ -52,6 +54,8 @@ class Settings:
     policy_poll_seconds: float = 1.0
     audit_stream: str = ""
     audit_spool_dir: str = "/tmp/kubegate-spool"
+    audit_stream_maxlen: int = 1_000_000
+    audit_spool_max: int = 100_000
     master_key_sha256: str | None = None
     metrics_enabled: bool = True
     multiproc_dir: str | None = field(default=None)
@@ -74,6 +78,17 @@ def _public_key() -> str | None:
         raise ValueError(f"KUBEGATE_POLICY_PUBLIC_KEY_FILE: cannot read {path}: {exc.strerror}") from None
 
 
+def _positive_int(name: str, default: int) -> int:
+    raw = _env(name, str(default)) or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}: not an integer: {raw!r}") from None
+    if value < 1:
+        raise ValueError(f"{name}: must be >= 1")
+    return value
+
+
 def load_settings() -> Settings:
     gateway = _env("KUBEGATE_GATEWAY", "main") or "main"
     namespace = _env("KUBEGATE_NAMESPACE", "default") or "default"
@@ -84,6 +99,8 @@ def load_settings() -> Settings:
         raise ValueError(f"KUBEGATE_POLICY_POLL_SECONDS: not a number: {poll!r}") from None
     if poll_seconds <= 0:
         raise ValueError("KUBEGATE_POLICY_POLL_SECONDS: must be > 0")
+    maxlen = _positive_int("KUBEGATE_AUDIT_STREAM_MAXLEN", 1_000_000)
+    spool_max = _positive_int("KUBEGATE_AUDIT_SPOOL_MAX", 100_000)
     master = _env("KUBEGATE_MASTER_KEY_SHA256")
     if master is not None and (len(master) != 64 or any(c not in "0123456789abcdef" for c in master)):
         raise ValueError("KUBEGATE_MASTER_KEY_SHA256: must be a lower-case SHA-256 hex digest")
@@ -98,6 +115,8 @@ def load_settings() -> Settings:
         policy_poll_seconds=poll_seconds,
         audit_stream=_env("KUBEGATE_AUDIT_STREAM", GatewayKeys(namespace, gateway).audit_stream) or "",
         audit_spool_dir=_env("KUBEGATE_AUDIT_SPOOL_DIR", "/tmp/kubegate-spool") or "/tmp/kubegate-spool",
+        audit_stream_maxlen=maxlen,
+        audit_spool_max=spool_max,
         master_key_sha256=master,
         metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",
         multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 # Messages are stable texts (no revisions, no timestamps) so an unchanged object never gets a status write.
 MAX_MESSAGE = 1024
+
+
+def now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def condition(kind: str, ok: bool, reason: str, message: str) -> dict[str, str]:
@@ -21,6 +26,21 @@ def ready_status(generation: int | None, ok: bool, reason: str, message: str) ->
             condition("Reconciled", True, "Observed", "the operator has processed this generation"),
         ],
     }
+
+
+def stamp(current: dict[str, Any] | None, desired: dict[str, Any], now: str) -> dict[str, Any]:
+    """``desired`` with ``lastTransitionTime`` on each condition: kept from the current condition of that type when
+    its status did not change, else ``now``. An unchanged condition therefore compares equal (no write), and
+    ``kubectl describe`` shows since when a condition holds."""
+    if "conditions" not in desired:
+        return desired
+    previous = {c.get("type"): c for c in (current or {}).get("conditions") or []}
+    stamped = []
+    for cond in desired["conditions"]:
+        before = previous.get(cond["type"])
+        same = before is not None and before.get("status") == cond["status"] and before.get("lastTransitionTime")
+        stamped.append({**cond, "lastTransitionTime": before["lastTransitionTime"] if same else now})
+    return {**desired, "conditions": stamped}
 
 
 def needs_write(current: dict[str, Any] | None, desired: dict[str, Any]) -> bool:

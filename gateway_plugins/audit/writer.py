@@ -141,7 +141,14 @@ class AuditWriter:
         from gateway_plugins.audit.chain import decode_key
 
         key = decode_key(settings.audit_key) if getattr(settings, "audit_key", None) else None
-        return cls(redis=redis, stream=settings.audit_stream, spool_dir=settings.audit_spool_dir, key=key)
+        return cls(
+            redis=redis,
+            stream=settings.audit_stream,
+            spool_dir=settings.audit_spool_dir,
+            key=key,
+            maxlen=getattr(settings, "audit_stream_maxlen", 1_000_000),
+            max_spool=getattr(settings, "audit_spool_max", 100_000),
+        )
 
     async def start(self) -> None:
         if self._task is None:

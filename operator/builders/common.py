@@ -55,6 +55,10 @@ def redis_name(gateway: str) -> str:
     return f"{gateway}-redis"
 
 
+def pii_secret_name(gateway: str) -> str:
+    return f"{gateway}-kubegate-pii"
+
+
 def signing_secret_name(gateway: str) -> str:
     """The Gateway's Ed25519 policy signing key: read by the operator only, never mounted anywhere."""
     return f"{gateway}-kubegate-policy-signing"

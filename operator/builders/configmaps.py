@@ -35,11 +35,30 @@ def encode_policy(policy: Policy, signer: PolicySigner) -> bytes:
     return signer.sign(gzip.compress(policy.model_dump_json(by_alias=True).encode(), compresslevel=9, mtime=0))
 
 
+# Room left for the ConfigMap's metadata.
+POLICY_MAX_BYTES = CONFIGMAP_LIMIT - 4096
+
+
+class PolicyTooLarge(ValueError):
+    """The compressed policy does not fit one ConfigMap; ``str()`` says by how much."""
+
+
+def check_policy_size(policy: Policy, signer: PolicySigner) -> int:
+    """Compressed size of ``policy``; PolicyTooLarge when it cannot go into one ConfigMap."""
+    size = len(encode_policy(policy, signer))
+    if size > POLICY_MAX_BYTES:
+        raise PolicyTooLarge(
+            f"policy is {size} bytes compressed, over the {POLICY_MAX_BYTES}-byte ConfigMap limit "
+            f"({len(policy.tenants)} tenants, {len(policy.budgets)} budgets, {len(policy.models)} models)"
+        )
+    return size
+
+
 def build_policy_configmap(gateway: dict[str, Any], policy: Policy, signer: PolicySigner) -> dict[str, Any]:
     name = gateway["metadata"]["name"]
     blob = encode_policy(policy, signer)
-    if len(blob) > CONFIGMAP_LIMIT - 4096:
-        raise ValueError(f"policy of LLMGateway {name!r} is {len(blob)} bytes compressed, over the ConfigMap limit")
+    if len(blob) > POLICY_MAX_BYTES:
+        raise PolicyTooLarge(f"policy of LLMGateway {name!r} is {len(blob)} bytes compressed, over the limit")
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

@@ -19,14 +19,27 @@ from gateway_operator.render import RenderedGateway
 from gateway_plugins.policy.signing import PolicySigner
 
 
-def build_children(gateway: dict[str, Any], rendered: RenderedGateway, signer: PolicySigner) -> list[dict[str, Any]]:
-    """``signer``: the Gateway's policy signing key (its public half goes into the proxy pods)."""
+def build_children(
+    gateway: dict[str, Any],
+    rendered: RenderedGateway,
+    signer: PolicySigner,
+    *,
+    with_policy: bool = True,
+    master_key_sha256: str | None = None,
+) -> list[dict[str, Any]]:
+    """``signer``: the Gateway's policy signing key (its public half goes into the proxy pods).
+    ``with_policy=False``: leave the policy ConfigMap as it is (the new policy cannot be published).
+    ``master_key_sha256``: hash of the admin key in spec.masterKeySecretRef (None: admin routes closed)."""
     children = [
         *build_redis(gateway),
         build_config_configmap(gateway, rendered.litellm_config),
-        build_policy_configmap(gateway, rendered.policy, signer),
+        *([build_policy_configmap(gateway, rendered.policy, signer)] if with_policy else []),
         build_proxy_deployment(
-            gateway, rendered.api_key_env, rendered.model_list_checksum, policy_public_key=signer.public_key_b64
+            gateway,
+            rendered.api_key_env,
+            rendered.model_list_checksum,
+            policy_public_key=signer.public_key_b64,
+            master_key_sha256=master_key_sha256,
         ),
         build_proxy_service(gateway),
         build_metrics_service(gateway),

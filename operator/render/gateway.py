@@ -16,6 +16,9 @@ from typing import Any
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.defaults import proxy_defaults
+from gateway_operator.render.prices import bundled_price
+from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
+from pydantic import ValidationError
 
 from gateway_plugins.policy import schema as pol
 
@@ -26,8 +29,12 @@ class RenderedGateway:
     policy: pol.Policy
     api_key_env: dict[str, crd.SecretKeyRef]
     model_list_checksum: str
-    # Objects left out, with the reason (for their status), e.g. a Budget whose Tenant is missing.
-    skipped: dict[str, str] = field(default_factory=dict)
+    # ``Kind/name`` -> why it is (partly) left out, for its status: a Budget whose Tenant is missing, an invalid spec.
+    problems: dict[str, Problem] = field(default_factory=dict)
+
+    @property
+    def skipped(self) -> dict[str, str]:
+        return {key: p.message for key, p in self.problems.items()}
 
 
 def deployment_id(route: str, deployment: str) -> str:
@@ -54,7 +61,8 @@ def _number(value: Decimal) -> float | int:
     return int(value) if value == value.to_integral_value() else float(value)
 
 
-def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: str, env: str | None) -> dict:
+def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: str, env: dict[str, str]) -> dict:
+    """``env``: litellm_params key -> the environment variable holding its Secret value."""
     params: dict[str, Any] = {
         "model": f"{dep.provider}/{dep.model}",
         "input_cost_per_token": _number(dep.input_cost_per_token),
@@ -67,8 +75,9 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
     }
     if dep.api_base:
         params["api_base"] = dep.api_base
-    if env:
-        params["api_key"] = f"os.environ/{env}"
+    params.update(dep.provider_params())
+    for param, var in sorted(env.items()):
+        params[param] = f"os.environ/{var}"
     if dep.rpm is not None:
         params["rpm"] = dep.rpm
     if dep.tpm is not None:
@@ -103,70 +112,121 @@ def usable_deployments(
     """(kept, left out): a deployment whose API-key Secret or key is missing is left out so the pod can start."""
     kept, left_out = [], []
     for dep in route.spec.deployments:
-        ref = dep.api_key_secret_ref
-        (left_out if ref is not None and (ref.name, ref.key) in unavailable else kept).append(dep)
+        missing = any((ref.name, ref.key) in unavailable for ref in dep.secret_refs().values())
+        (left_out if missing else kept).append(dep)
     return kept, left_out
+
+
+def _render_route(
+    route: crd.ModelRoute, deployments: list[crd.ModelDeployment]
+) -> tuple[list[dict], list[pol.DeploymentMeta], pol.ModelMeta, dict[str, crd.SecretKeyRef]]:
+    """One route's model_list entries and policy metadata; ValidationError when the policy would refuse them."""
+    name = route.spec.model_name
+    entries: list[dict] = []
+    deps_meta: list[pol.DeploymentMeta] = []
+    api_key_env: dict[str, crd.SecretKeyRef] = {}
+    regions: set[str] = set()
+    for dep in deployments:
+        env = {param: secret_env_var(ref) for param, ref in dep.secret_refs().items()}
+        for param, ref in dep.secret_refs().items():
+            api_key_env[env[param]] = ref
+        entries.append(_deployment_entry(route, dep, name, env))
+        regional = _deployment_entry(route, dep, regional_group(name, dep.region), env)
+        # LiteLLM needs a unique model_info.id per model_list entry.
+        regional["model_info"]["id"] = regional_deployment_id(route, dep)
+        entries.append(regional)
+        regions.add(dep.region)
+        # Both entries of a deployment are known to the data plane by their own id.
+        for dep_id in (deployment_id(route.metadata.name, dep.name), regional_deployment_id(route, dep)):
+            deps_meta.append(
+                pol.DeploymentMeta(
+                    id=dep_id,
+                    model=name,
+                    region=dep.region,
+                    input_cost_per_token=dep.input_cost_per_token,
+                    output_cost_per_token=dep.output_cost_per_token,
+                )
+            )
+    zero = all(d.input_cost_per_token == 0 and d.output_cost_per_token == 0 for d in deployments)
+    meta = pol.ModelMeta(
+        name=name,
+        regional_groups={r: regional_group(name, r) for r in sorted(regions)},
+        zero_price=zero,
+        fallbacks=[f for f in route.spec.fallbacks if f != name],
+        **({"max_output_tokens": route.spec.max_output_tokens} if route.spec.max_output_tokens else {}),
+    )
+    return entries, deps_meta, meta, api_key_env
+
+
+def priced(route: crd.ModelRoute, dep: crd.ModelDeployment) -> crd.ModelDeployment | None:
+    """``dep`` with both prices set: its own, else LiteLLM's bundled price of its upstream model, else 0 on a
+    ``free`` route; None when it has no price anywhere (a paid model must never be billed as free)."""
+    inp, out = dep.input_cost_per_token, dep.output_cost_per_token
+    if inp is None and out is None:
+        found = bundled_price(dep.provider, dep.model)
+        if found is None and not route.spec.free:
+            return None
+        inp, out = found or (Decimal(0), Decimal(0))
+    return dep.model_copy(
+        update={"input_cost_per_token": inp or Decimal(0), "output_cost_per_token": out or Decimal(0)}
+    )
 
 
 def render_models(
     routes: Iterable[crd.ModelRoute],
     unavailable: Collection[tuple[str, str]] = (),
+    problems: dict[str, Problem] | None = None,
 ) -> tuple[list[dict], dict[str, Any], list[pol.ModelMeta], list[pol.DeploymentMeta], dict[str, crd.SecretKeyRef]]:
     """model_list, router_settings additions, ModelMeta, DeploymentMeta and api key env vars.
 
     ``unavailable``: (Secret, key) pairs that do not exist; deployments using one are left out, and a route with
-    no deployment left is not served at all.
+    no deployment left is not served at all. A route that cannot be rendered (or whose model name an earlier route
+    already serves) is left out and recorded in ``problems``.
     """
+    problems = {} if problems is None else problems
     model_list: list[dict] = []
     metas: list[pol.ModelMeta] = []
     deps_meta: list[pol.DeploymentMeta] = []
     api_key_env: dict[str, crd.SecretKeyRef] = {}
     regions_of: dict[str, set[str]] = {}
     retry_policies: dict[str, dict[str, int]] = {}
-    seen: set[str] = set()
-    route_list = [
-        r
-        for r in _sorted(routes)
-        if usable_deployments(r, unavailable)[0] and r.spec.model_name not in seen and not seen.add(r.spec.model_name)
-    ]
-    for route in route_list:
+    served_by: dict[str, str] = {}
+    route_list: list[crd.ModelRoute] = []
+    for route in _sorted(routes):
         name = route.spec.model_name
-        regions: set[str] = set()
-        deployments = usable_deployments(route, unavailable)[0]
-        for dep in deployments:
-            env = None
-            if dep.api_key_secret_ref is not None:
-                env = secret_env_var(dep.api_key_secret_ref)
-                api_key_env[env] = dep.api_key_secret_ref
-            model_list.append(_deployment_entry(route, dep, name, env))
-            regional = _deployment_entry(route, dep, regional_group(name, dep.region), env)
-            # LiteLLM needs a unique model_info.id per model_list entry.
-            regional["model_info"]["id"] = regional_deployment_id(route, dep)
-            model_list.append(regional)
-            regions.add(dep.region)
-            # Both entries of a deployment are known to the data plane by their own id.
-            for dep_id in (deployment_id(route.metadata.name, dep.name), regional_deployment_id(route, dep)):
-                deps_meta.append(
-                    pol.DeploymentMeta(
-                        id=dep_id,
-                        model=name,
-                        region=dep.region,
-                        input_cost_per_token=dep.input_cost_per_token,
-                        output_cost_per_token=dep.output_cost_per_token,
-                    )
-                )
-        regions_of[name] = regions
-        zero = all(d.input_cost_per_token == 0 and d.output_cost_per_token == 0 for d in deployments)
-        metas.append(
-            pol.ModelMeta(
-                name=name,
-                regional_groups={r: regional_group(name, r) for r in sorted(regions)},
-                zero_price=zero,
-                fallbacks=[f for f in route.spec.fallbacks if f != name],
-                **({"max_output_tokens": route.spec.max_output_tokens} if route.spec.max_output_tokens else {}),
+        deployments = []
+        unpriced = []
+        for dep in usable_deployments(route, unavailable)[0]:
+            with_price = priced(route, dep)
+            (deployments.append(with_price) if with_price is not None else unpriced.append(dep.name))
+        if unpriced:
+            problems[object_key("ModelRoute", route.metadata.name)] = Problem(
+                "PriceUnknown",
+                f"spec.deployments: {', '.join(unpriced)} left out: no inputCostPerToken/outputCostPerToken and no "
+                "price in LiteLLM's price map for the upstream model (set spec.free for a free model)",
             )
-        )
-        for group in [name, *(regional_group(name, r) for r in regions)]:
+        if not deployments:
+            continue
+        if name in served_by:
+            problems[object_key("ModelRoute", route.metadata.name)] = Problem(
+                "DuplicateModel", f"spec.modelName: {name!r} is already served by ModelRoute {served_by[name]!r}"
+            )
+            continue
+        try:
+            entries, route_deps, meta, env = _render_route(route, deployments)
+        except ValidationError as exc:
+            problems[object_key("ModelRoute", route.metadata.name)] = Problem(
+                INVALID_SPEC, field_errors(exc, "policy model")
+            )
+            continue
+        served_by[name] = route.metadata.name
+        route_list.append(route)
+        model_list.extend(entries)
+        deps_meta.extend(route_deps)
+        metas.append(meta)
+        api_key_env.update(env)
+        regions_of[name] = {d.region for d in deployments}
+        for group in [name, *(regional_group(name, r) for r in regions_of[name])]:
             retry_policies[group] = retry_policy(route.spec.num_retries)
 
     fallbacks: list[dict[str, list[str]]] = []
@@ -194,7 +254,10 @@ def _key_refs(items: Sequence[str | pol.KeyRef]) -> list[pol.KeyRef]:
     return [refs[h] for h in sorted(refs)]
 
 
-def render_tenant(tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef]) -> pol.Tenant:
+def render_tenant(
+    tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef], pii_model: str | None = None
+) -> pol.Tenant:
+    """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel."""
     spec = tenant.spec
     pii = None
     if spec.pii is not None:
@@ -208,6 +271,8 @@ def render_tenant(tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef]) ->
             fail_open=spec.pii.fail_open,
             allow_uninspectable_content=spec.pii.allow_uninspectable_content,
             max_text_chars=spec.pii.max_text_chars,
+            timeout_ms=spec.pii.timeout_ms,
+            nlp_model=spec.pii.nlp_model or pii_model or crd.LLMGatewaySpec().pii_model,
         )
     return pol.Tenant(
         id=tenant.metadata.name,
@@ -259,37 +324,50 @@ def render_gateway(
     """
     gw = gateway.metadata.name
     mine_routes = [r for r in routes if r.spec.gateway == gw]
-    model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes, unavailable_secrets)
-    skipped: dict[str, str] = {}
+    problems: dict[str, Problem] = {}
     for route in _sorted(mine_routes):
         left_out = usable_deployments(route, unavailable_secrets)[1]
         if left_out:
-            skipped[f"ModelRoute/{route.metadata.name}"] = "; ".join(
-                f"deployment {d.name} left out: Secret {d.api_key_secret_ref.name!r} key "
-                f"{d.api_key_secret_ref.key!r} not found"
-                for d in left_out
-                if d.api_key_secret_ref is not None
+            problems[object_key("ModelRoute", route.metadata.name)] = Problem(
+                "SecretNotFound",
+                "; ".join(
+                    f"deployment {d.name} left out: Secret {ref.name!r} key {ref.key!r} not found"
+                    for d in left_out
+                    for ref in d.secret_refs().values()
+                    if (ref.name, ref.key) in unavailable_secrets
+                ),
             )
+    model_list, router_extra, metas, deps_meta, api_key_env = render_models(mine_routes, unavailable_secrets, problems)
 
     policy_tenants: list[pol.Tenant] = []
     key_owner: dict[str, str] = {}
     for tenant in _sorted(t for t in tenants if t.spec.gateway == gw):
+        key = object_key("Tenant", tenant.metadata.name)
         hashes: list[str | pol.KeyRef] = []
         for h in tenant_key_hashes.get(tenant.metadata.name, []):
             digest = h.sha256 if isinstance(h, pol.KeyRef) else h
             if key_owner.setdefault(digest, tenant.metadata.name) == tenant.metadata.name:
                 hashes.append(h)
             else:
-                skipped[f"Tenant/{tenant.metadata.name}"] = f"a key already belongs to Tenant {key_owner[digest]}"
-        policy_tenants.append(render_tenant(tenant, hashes))
+                problems[key] = Problem("KeyConflict", f"a key already belongs to Tenant {key_owner[digest]}")
+        try:
+            policy_tenants.append(render_tenant(tenant, hashes, gateway.spec.pii_model))
+        except ValidationError as exc:
+            problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy tenant"))
     known = {t.id for t in policy_tenants}
 
     policy_budgets: list[pol.Budget] = []
     for budget in _sorted(budgets):
+        key = object_key("Budget", budget.metadata.name)
         if budget.spec.tenant not in known:
-            skipped[f"Budget/{budget.metadata.name}"] = f"Tenant {budget.spec.tenant!r} not found on LLMGateway {gw!r}"
+            problems[key] = Problem(
+                "TenantNotFound", f"spec.tenant: Tenant {budget.spec.tenant!r} not rendered on LLMGateway {gw!r}"
+            )
             continue
-        policy_budgets.append(render_budget(budget))
+        try:
+            policy_budgets.append(render_budget(budget))
+        except ValidationError as exc:
+            problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy budget"))
 
     policy = pol.Policy(
         gateway=gw,
@@ -316,5 +394,5 @@ def render_gateway(
         policy=policy,
         api_key_env=api_key_env,
         model_list_checksum=model_list_checksum(model_list, api_key_env),
-        skipped=skipped,
+        problems=problems,
     )

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import gzip
 import json
 from collections.abc import Iterator
 
@@ -31,6 +30,8 @@ import pytest
 import yaml
 
 from gateway_plugins.policy import hash_key
+from gateway_plugins.policy.signing import PolicyVerifier
+from gateway_plugins.policy.store import load_document
 from tests.harness.controlplane import ControlPlane, ensure_binaries, free_port
 from tests.helm.operator_process import OperatorProcess, container_env, local_argv
 from tests.helm.tools import CHART, helm, kubectl
@@ -74,7 +75,13 @@ def _policy(cp: ControlPlane, ns: str) -> dict | None:
     cm = _get(cp, ns, "configmap", "main-policy")
     if not cm:
         return None
-    return json.loads(gzip.decompress(base64.b64decode(cm["binaryData"]["policy.json.gz"])))
+    gateway = _get(cp, ns, "llmgateway", "main") or {}
+    public_key = (gateway.get("status") or {}).get("policyPublicKey")
+    if not public_key:
+        return None
+    # The ConfigMap carries the signed document: verify it with the key the LLMGateway publishes.
+    raw = base64.b64decode(cm["binaryData"]["policy.json.gz"])
+    return load_document(raw, PolicyVerifier.from_public_b64(public_key)).model_dump(by_alias=True, mode="json")
 
 
 def _condition(obj: dict | None, type_: str) -> dict | None:

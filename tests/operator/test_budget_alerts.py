@@ -98,7 +98,24 @@ def test_thresholds_50_80_95_each_notify_once_in_order(
             ),
         )
         key = base64.b64decode(key_secret.data["api-key"]).decode()
-        proxy = make_proxy(config, None, redis_url=redis_server.url, env={"KUBEGATE_GATEWAY": gw_name})
+        # The operator signs what it publishes: the proxy trusts the key the LLMGateway's status names.
+        public_key = _wait(
+            "the LLMGateway's policy public key",
+            lambda: (
+                custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name).get("status")
+                or {}
+            ).get("policyPublicKey"),
+        )
+        proxy = make_proxy(
+            config,
+            None,
+            redis_url=redis_server.url,
+            env={
+                "KUBEGATE_GATEWAY": gw_name,
+                "KUBEGATE_NAMESPACE": namespace,
+                "KUBEGATE_POLICY_PUBLIC_KEY": public_key,
+            },
+        )
         llm = openai_client(proxy, key)
 
         def spend_once(previous: str) -> dict:

@@ -41,6 +41,7 @@ def _route() -> crd.ModelRoute:
             "spec": {
                 "gateway": "main",
                 "modelName": "m",
+                "free": True,
                 "deployments": [
                     {"name": "a", "model": "x", "region": "eu-west-1", "apiKeySecretRef": {"name": "up", "key": "k"}}
                 ],
@@ -49,10 +50,10 @@ def _route() -> crd.ModelRoute:
     )
 
 
-def _children(spec: dict | None = None) -> dict[str, dict]:
+def _children(spec: dict | None = None, **kwargs) -> dict[str, dict]:
     gw = _gateway(spec)
     rendered = render_gateway(crd.LLMGateway.model_validate(gw), [_route()], [], [], tenant_key_hashes={}, revision=1)
-    return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered, SIGNER)}
+    return {f"{c['kind']}/{c['metadata']['name']}": c for c in build_children(gw, rendered, SIGNER, **kwargs)}
 
 
 def test_every_child_is_owned_by_the_gateway():
@@ -73,12 +74,21 @@ def test_every_child_is_owned_by_the_gateway():
 
 
 def test_proxy_deployment_env_and_checksum():
-    children = _children({"masterKeySecretRef": {"name": "mk", "key": "key"}, "autoscaling": {"enabled": False}})
+    spec = {"masterKeySecretRef": {"name": "mk", "key": "key"}, "autoscaling": {"enabled": False}}
+    children = _children(spec, master_key_sha256="c" * 64)
     dep = children["Deployment/main-proxy"]
     container = dep["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["LITELLM_LOCAL_MODEL_COST_MAP"]["value"] == "True"
     assert env["LITELLM_MASTER_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "mk", "key": "key"}
+    # The front door opens admin routes by this hash (gateway_plugins.settings); the key itself is not in the spec.
+    assert env["KUBEGATE_MASTER_KEY_SHA256"]["value"] == "c" * 64
+    assert env["KUBEGATE_PII_HASH_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "main-kubegate-pii", "key": "hash-key"}
+    assert env["KUBEGATE_AUDIT_STREAM_MAXLEN"]["value"] == "1000000"
+    assert env["KUBEGATE_AUDIT_SPOOL_MAX"]["value"] == "100000"
+    # The master key Secret is missing (no hash): neither variable, so the pods still start with admin routes closed.
+    closed = _children(spec)["Deployment/main-proxy"]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not {"LITELLM_MASTER_KEY", "KUBEGATE_MASTER_KEY_SHA256"} & {e["name"] for e in closed}
     api_vars = [e for e in env.values() if e["name"].startswith("KG_KEY_")]
     assert api_vars[0]["valueFrom"]["secretKeyRef"] == {"name": "up", "key": "k"}
     config = yaml.safe_load(children["ConfigMap/main-litellm-config"]["data"]["config.yaml"])

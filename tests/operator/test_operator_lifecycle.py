@@ -110,7 +110,7 @@ def _route(gateway: str, model: str, secret: str | None = None, region: str = "e
     dep = {"name": "a", "model": model, "region": region}
     if secret:
         dep["apiKeySecretRef"] = {"name": secret, "key": "k"}
-    return {"gateway": gateway, "modelName": model, "deployments": [dep, *extra]}
+    return {"gateway": gateway, "modelName": model, "free": True, "deployments": [dep, *extra]}
 
 
 def _external(core, ns: str, redis_server) -> dict:
@@ -122,7 +122,12 @@ EXPECTED_CHILDREN = {
     "deployments": ["main-proxy"],
     "statefulsets": ["main-redis"],
     "networkpolicies": ["main-proxy", "main-redis"],
-    "secrets": ["main-kubegate-audit-key", "main-kubegate-policy-signing", "main-kubegate-redis"],
+    "secrets": [
+        "main-kubegate-audit-key",
+        "main-kubegate-pii",
+        "main-kubegate-policy-signing",
+        "main-kubegate-redis",
+    ],
     "services": ["main", "main-metrics", "main-redis"],
     "configmaps": ["main-litellm-config", "main-policy"],
     "horizontalpodautoscalers": ["main-proxy"],
@@ -316,7 +321,7 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         "deployments": [f"{gw}-proxy"],
         "statefulsets": [],  # external Redis: no managed one, and no policy fencing it
         "networkpolicies": [f"{gw}-proxy"],
-        "secrets": [f"{gw}-kubegate-audit-key", f"{gw}-kubegate-policy-signing"],
+        "secrets": [f"{gw}-kubegate-audit-key", f"{gw}-kubegate-pii", f"{gw}-kubegate-policy-signing"],
         "services": [gw, f"{gw}-metrics"],
         "configmaps": [f"{gw}-litellm-config", f"{gw}-policy"],
         "horizontalpodautoscalers": [f"{gw}-proxy"],
@@ -468,7 +473,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         assert "sk-not-this-one" not in statuses and "sk-good" not in statuses
         # The pod could start: no reference to a missing Secret or key; the other routes keep serving.
         _wait("model list without the unavailable deployments", lambda: served() == {"good/a", "partial/b"})
-        assert env_refs() == {"good-key"}
+        assert env_refs() == {"good-key", "main-kubegate-pii"}
         assert sorted(m["name"] for m in _policy(core, namespace, "main")["models"]) == ["good", "partial"]
         checksum = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.metadata.annotations[
             CHECKSUM_ANNOTATION
@@ -488,7 +493,7 @@ def test_route_with_missing_secret_is_left_out_until_the_secret_appears(
         _secret(core, namespace, "nowhere", {"k": "sk-dark"})
         _wait("routes Ready", lambda: (reason("good"), reason("partial"), reason("dark")) == ("Rendered",) * 3)
         _wait("every deployment served", lambda: served() == {"good/a", "partial/a", "partial/b", "dark/a"})
-        assert env_refs() == {"good-key", "openai-eu", "nowhere"}
+        assert env_refs() == {"good-key", "openai-eu", "nowhere", "main-kubegate-pii"}
         after = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.metadata.annotations
         assert after[CHECKSUM_ANNOTATION] != checksum
         assert _table_row(admin_api, namespace, "modelroutes", "dark")["Ready"] == "True"

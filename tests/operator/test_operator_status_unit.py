@@ -55,3 +55,17 @@ def test_reached_thresholds_reset_with_the_period():
     assert notify.reached_this_period(status, "2026-11-01T00:00:00+00:00") == [50.0, 80.0]
     assert notify.reached_this_period(status, "2026-12-01T00:00:00+00:00") == []
     assert notify.reached_this_period(None, "2026-12-01T00:00:00+00:00") == []
+
+
+def test_last_transition_time_moves_only_when_the_status_does():
+    current = st.stamp(None, {"conditions": [st.condition("Ready", True, "Rendered", "m")]}, "2026-01-01T00:00:00Z")
+    assert current["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    # Same status, new message: the time stays (and an identical desired status needs no write).
+    again = st.stamp(current, {"conditions": [st.condition("Ready", True, "Rendered", "m2")]}, "2026-01-02T00:00:00Z")
+    assert again["conditions"][0]["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+    same = st.stamp(current, {"conditions": [st.condition("Ready", True, "Rendered", "m")]}, "2026-01-02T00:00:00Z")
+    assert not st.needs_write(current, same)
+    flipped = st.stamp(
+        current, {"conditions": [st.condition("Ready", False, "InvalidSpec", "m")]}, "2026-01-03T00:00:00Z"
+    )
+    assert flipped["conditions"][0]["lastTransitionTime"] == "2026-01-03T00:00:00Z"

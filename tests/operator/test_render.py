@@ -224,3 +224,16 @@ def test_request_contract_fields_reach_the_policy():
     pii = out.policy.tenants[0].pii
     assert pii.allow_uninspectable_content is True and pii.max_text_chars == 1000
     assert set(crd.RequestLimitsSpec.model_fields) == set(type(limits).model_fields)
+
+
+def test_a_deployment_without_prices_uses_litellms_bundled_price_or_is_left_out():
+    known = _route("known", "gpt", [{"name": "a", "model": "gpt-4o", "region": "eu"}])
+    unknown = _route("unknown", "own", [{"name": "a", "model": "in-house-llm", "region": "eu"}])
+    free = _route("free", "own-free", [{"name": "a", "model": "in-house-llm", "region": "eu"}], free=True)
+    out = _render(routes=[known, unknown, free])
+    deployments = {d.id: d for d in out.policy.deployments}
+    # gpt-4o from the JSON shipped inside the litellm package (read without importing litellm).
+    assert deployments["known/a"].input_cost_per_token > 0 and deployments["known/a"].output_cost_per_token > 0
+    assert {m.name: m.zero_price for m in out.policy.models} == {"gpt": False, "own-free": True}
+    assert out.problems["ModelRoute/unknown"].reason == "PriceUnknown"
+    assert "ModelRoute/free" not in out.problems
