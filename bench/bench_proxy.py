@@ -12,7 +12,11 @@ Variants:
 Besides wrk's throughput and latency it reads the CPU seconds of the proxy's process group from /proc, so
 "requests per proxy CPU-second" stays meaningful on a machine that also runs wrk, the upstream and Redis.
 
+Routes (``--route``): ``chat`` (``/v1/chat/completions``), ``responses`` (``/v1/responses``) and ``messages``
+(Anthropic's ``/v1/messages``), the same short prompt on each; ``--variants`` runs a subset.
+
 Usage: .venv/bin/python bench/bench_proxy.py [--seconds 10] [--connections 8] [--rounds 3] [--workers N]
+       [--route chat|responses|messages] [--variants vanilla-fixed,plugins]
 All proxies stay up; the variants run in interleaved rounds and each figure is the median over the rounds.
 Needs ``wrk`` (installed from Debian's packages when missing).
 """
@@ -20,6 +24,7 @@ Needs ``wrk`` (installed from Debian's packages when missing).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -45,7 +50,17 @@ from tests.harness.proxy import ProxyServer  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
 
 KEY = "sk-bench-tenant-0123456789abcdef"
-BODY = '{"model":"bench-model","messages":[{"role":"user","content":"Hello, how are you today? Tell me a story."}]}'
+PROMPT = "Hello, how are you today? Tell me a story."
+MESSAGES = [{"role": "user", "content": PROMPT}]
+BODY = json.dumps({"model": "bench-model", "messages": MESSAGES}, separators=(",", ":"))
+ROUTES = {
+    "chat": ("/v1/chat/completions", BODY),
+    "responses": ("/v1/responses", json.dumps({"model": "bench-model", "input": PROMPT}, separators=(",", ":"))),
+    "messages": (
+        "/v1/messages",
+        json.dumps({"model": "bench-model", "max_tokens": 256, "messages": MESSAGES}, separators=(",", ":")),
+    ),
+}
 
 
 def config(echo: EchoServer) -> dict:
@@ -84,7 +99,10 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers of the shipped-Nw variant")
+    parser.add_argument("--route", choices=sorted(ROUTES), default="chat")
+    parser.add_argument("--variants", default="", help="comma-separated subset of the variants (default: all)")
     args = parser.parse_args()
+    path, body = ROUTES[args.route]
     wrk = wrklib.ensure_wrk()
     redis = RedisServer().start()
     echo = EchoServer().start()
@@ -99,14 +117,17 @@ def main() -> int:
             shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=args.workers
         ),
     }
-    anonymous = wrklib.post_script(BODY, {})
-    tenant = wrklib.post_script(BODY, {"Authorization": f"Bearer {KEY}"})
+    if args.variants:
+        wanted = set(args.variants.split(","))
+        proxies = {name: p for name, p in proxies.items() if name in wanted}
+    anonymous = wrklib.post_script(body, {})
+    tenant = wrklib.post_script(body, {"Authorization": f"Bearer {KEY}"})
     variants = {name: (proxy, anonymous if name.startswith("vanilla") else tenant) for name, proxy in proxies.items()}
     shape = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
     try:
         for proxy in proxies.values():
             proxy.start()
-        runs = rounds.measure(wrk, variants, **shape)
+        runs = rounds.measure(wrk, variants, path=path, **shape)
     finally:
         for proxy in proxies.values():
             proxy.stop()
@@ -114,12 +135,15 @@ def main() -> int:
         redis.stop()
 
     med = rounds.medians(runs, **shape)
-    print("\ncost of the plugins alone (both with kubegate's LiteLLM work-arounds):")
-    rounds.compare(med, "plugins", "vanilla-fixed")
-    print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
-    for name in med:
-        if name.startswith("shipped"):
-            rounds.compare(med, name, "vanilla")
+    print(f"\nroute {path}")
+    if {"plugins", "vanilla-fixed"} <= med.keys():
+        print("cost of the plugins alone (both with kubegate's LiteLLM work-arounds):")
+        rounds.compare(med, "plugins", "vanilla-fixed")
+    if "vanilla" in med:
+        print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
+        for name in med:
+            if name.startswith("shipped"):
+                rounds.compare(med, name, "vanilla")
     return 0
 
 

@@ -43,6 +43,8 @@ class RequestContext:
     cost_usd: float = 0.0
     status: str = "pending"
     http_status: int | None = None
+    # The kubegate error code the client was answered with, if any (for error shapes built after the hook).
+    error_code: str | None = None
     finished: bool = False
     # Set by the front door: the accepted request's contract facts, and whether its response has ended.
     contract: Any = None

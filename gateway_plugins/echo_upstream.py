@@ -4,7 +4,11 @@ Used by tests, the bench and ``kubegate dev`` (when no provider key is configure
 exactly what left the gateway. Raw ASGI on uvicorn (httptools + uvloop) to stay cheap at high rps.
 
 Endpoints: ``POST /v1/chat/completions`` (streaming and not), ``POST /v1/completions``,
-``POST /v1/embeddings``, ``GET /v1/models``; the ``/v1`` prefix is optional.
+``POST /v1/embeddings``, ``POST /v1/responses`` (OpenAI's Responses API, streaming and not; LiteLLM also
+sends Anthropic ``/v1/messages`` requests for ``openai/`` deployments here), ``POST /v1/messages``
+(Anthropic's Messages API, streaming and not), ``GET /v1/models``; the ``/v1`` prefix is optional.
+Responses and Messages answer with a tool call instead of text when the request forces one
+(``tool_choice`` required / any / a named tool): its arguments are ``{"echo": <text>}``.
 
 Test helpers:
 * ``GET /_received`` -> JSON list of ``{"path", "headers", "body"}`` received (newest last);
@@ -123,6 +127,206 @@ def completion_response(body: dict) -> dict:
     }
 
 
+def _sse_event(kind: str, data: dict) -> bytes:
+    return f"event: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _pieces(text: str) -> list[str]:
+    # Small pieces, so placeholders end up split across events.
+    return [text[i : i + 7] for i in range(0, len(text), 7)] or [""]
+
+
+def _cap(text: str, limit: Any) -> str:
+    return text[: limit * 4] if isinstance(limit, int) and limit > 0 else text
+
+
+# -- OpenAI Responses API ----------------------------------------------------------------------------
+
+
+def _responses_texts(body: dict) -> list[str]:
+    """Every text of a Responses request, in order (instructions first)."""
+    texts = [body["instructions"]] if isinstance(body.get("instructions"), str) else []
+    inp = body.get("input")
+    if isinstance(inp, str):
+        return [*texts, inp]
+    for item in inp if isinstance(inp, list) else ():
+        if not isinstance(item, dict):
+            continue
+        if "content" in item:
+            texts.append(_text_of(item["content"]))
+        elif isinstance(item.get("output"), str):
+            texts.append(item["output"])
+        elif isinstance(item.get("arguments"), str):
+            texts.append(item["arguments"])
+    return texts
+
+
+def _forced_tool(body: dict) -> str | None:
+    """The tool a request forces (OpenAI ``required``/named, Anthropic ``any``/``tool``), if any."""
+    tools = body.get("tools") or []
+    choice = body.get("tool_choice")
+    if not tools:
+        return None
+    if isinstance(choice, dict) and isinstance(choice.get("name"), str):
+        return choice["name"]
+    if choice in ("required", "any") or (isinstance(choice, dict) and choice.get("type") in ("any", "required")):
+        first = tools[0]
+        return first.get("name") or (first.get("function") or {}).get("name")
+    return None
+
+
+def responses_text(body: dict) -> str:
+    texts = _responses_texts(body)
+    return _cap(texts[-1] if texts else "", body.get("max_output_tokens"))
+
+
+def _responses_usage(body: dict, text: str) -> dict:
+    inp, out = _approx_tokens(" ".join(_responses_texts(body))), _approx_tokens(text)
+    return {
+        "input_tokens": inp,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": out,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": inp + out,
+    }
+
+
+def _responses_item(body: dict, text: str, item_id: str, *, done: bool) -> dict:
+    tool = _forced_tool(body)
+    status = "completed" if done else "in_progress"
+    if tool is not None:
+        args = json.dumps({"echo": text}) if done else ""
+        return {"type": "function_call", "id": item_id, "call_id": f"call_{item_id[3:]}", "name": tool,
+                "arguments": args, "status": status}  # fmt: skip
+    content = [{"type": "output_text", "text": text, "annotations": []}] if done else []
+    return {"type": "message", "id": item_id, "status": status, "role": "assistant", "content": content}
+
+
+def _responses_envelope(body: dict, rid: str, created: int, status: str, output: list, usage: dict | None) -> dict:
+    return {
+        "id": rid,
+        "object": "response",
+        "created_at": created,
+        "status": status,
+        "model": body.get("model", "echo"),
+        "output": output,
+        "usage": usage,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": body.get("instructions"),
+        "max_output_tokens": body.get("max_output_tokens"),
+        "parallel_tool_calls": body.get("parallel_tool_calls", True),
+        "temperature": body.get("temperature", 1.0),
+        "top_p": body.get("top_p", 1.0),
+        "tool_choice": body.get("tool_choice", "auto"),
+        "tools": body.get("tools") or [],
+        "text": body.get("text") or {"format": {"type": "text"}},
+        "truncation": "disabled",
+        "store": False,
+        "metadata": {},
+    }
+
+
+def responses_response(body: dict) -> dict:
+    text, rid = responses_text(body), f"resp_{uuid.uuid4().hex[:24]}"
+    item = _responses_item(body, text, f"msg_{uuid.uuid4().hex[:24]}", done=True)
+    return _responses_envelope(body, rid, int(time.time()), "completed", [item], _responses_usage(body, text))
+
+
+def responses_stream_events(body: dict) -> list[bytes]:
+    """The Responses event stream: created, the item and its text in small deltas, completed (with usage)."""
+    text, rid, created = responses_text(body), f"resp_{uuid.uuid4().hex[:24]}", int(time.time())
+    item_id = f"msg_{uuid.uuid4().hex[:24]}"
+    events: list[tuple[str, dict]] = []
+    start = _responses_envelope(body, rid, created, "in_progress", [], None)
+    events += [("response.created", {"response": start}), ("response.in_progress", {"response": start})]
+    events.append(
+        ("response.output_item.added", {"output_index": 0, "item": _responses_item(body, text, item_id, done=False)})
+    )
+    where = {"item_id": item_id, "output_index": 0}
+    if _forced_tool(body) is not None:
+        args = json.dumps({"echo": text})
+        events += [("response.function_call_arguments.delta", {**where, "delta": p}) for p in _pieces(args)]
+        events.append(("response.function_call_arguments.done", {**where, "arguments": args}))
+    else:
+        where = {**where, "content_index": 0}
+        part = {"type": "output_text", "text": "", "annotations": []}
+        events.append(("response.content_part.added", {**where, "part": part}))
+        events += [("response.output_text.delta", {**where, "delta": p, "logprobs": []}) for p in _pieces(text)]
+        events.append(("response.output_text.done", {**where, "text": text, "logprobs": []}))
+        events.append(("response.content_part.done", {**where, "part": {**part, "text": text}}))
+    item = _responses_item(body, text, item_id, done=True)
+    events.append(("response.output_item.done", {"output_index": 0, "item": item}))
+    done = _responses_envelope(body, rid, created, "completed", [item], _responses_usage(body, text))
+    events.append(("response.completed", {"response": done}))
+    return [_sse_event(kind, {"type": kind, "sequence_number": i, **data}) for i, (kind, data) in enumerate(events)]
+
+
+# -- Anthropic Messages API --------------------------------------------------------------------------
+
+
+def _anthropic_texts(body: dict) -> list[str]:
+    system = body.get("system")
+    texts = [_text_of(system)] if system else []
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str):
+            texts.append(content)
+            continue
+        for block in content or ():
+            if not isinstance(block, dict):
+                continue
+            if block.get("type") == "text":
+                texts.append(block.get("text", ""))
+            elif block.get("type") == "tool_result":
+                texts.append(_text_of(block.get("content")))
+            elif block.get("type") == "tool_use":
+                texts.append(json.dumps(block.get("input")))
+    return texts
+
+
+def _anthropic_block(body: dict, text: str) -> dict:
+    tool = _forced_tool(body)
+    if tool is not None:
+        return {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": tool, "input": {"echo": text}}
+    return {"type": "text", "text": text}
+
+
+def messages_response(body: dict) -> dict:
+    texts = _anthropic_texts(body)
+    text = _cap(texts[-1] if texts else "", body.get("max_tokens"))
+    block = _anthropic_block(body, text)
+    return {
+        "id": f"msg_{uuid.uuid4().hex[:24]}",
+        "type": "message",
+        "role": "assistant",
+        "model": body.get("model", "echo"),
+        "content": [block],
+        "stop_reason": "tool_use" if block["type"] == "tool_use" else "end_turn",
+        "stop_sequence": None,
+        "usage": {"input_tokens": _approx_tokens(" ".join(texts)), "output_tokens": _approx_tokens(text)},
+    }
+
+
+def messages_stream_events(body: dict) -> list[bytes]:
+    whole = messages_response(body)
+    block = whole["content"][0]
+    start = {**whole, "content": [], "stop_reason": None, "usage": {**whole["usage"], "output_tokens": 0}}
+    events: list[tuple[str, dict]] = [("message_start", {"message": start})]
+    if block["type"] == "tool_use":
+        events.append(("content_block_start", {"index": 0, "content_block": {**block, "input": {}}}))
+        deltas = [{"type": "input_json_delta", "partial_json": p} for p in _pieces(json.dumps(block["input"]))]
+    else:
+        events.append(("content_block_start", {"index": 0, "content_block": {"type": "text", "text": ""}}))
+        deltas = [{"type": "text_delta", "text": p} for p in _pieces(block["text"])]
+    events += [("content_block_delta", {"index": 0, "delta": d}) for d in deltas]
+    events.append(("content_block_stop", {"index": 0}))
+    delta = {"stop_reason": whole["stop_reason"], "stop_sequence": None}
+    events.append(("message_delta", {"delta": delta, "usage": {"output_tokens": whole["usage"]["output_tokens"]}}))
+    events.append(("message_stop", {}))
+    return [_sse_event(kind, {"type": kind, **data}) for kind, data in events]
+
+
 def _vector(text: str, dim: int = 8) -> list[float]:
     digest = hashlib.sha256(text.encode()).digest()
     return [round(b / 255.0, 4) for b in digest[:dim]]
@@ -235,6 +439,14 @@ class EchoApp:
             return await _json(send, 200, chat_response(body))
         if route == "/completions" and method == "POST":
             return await _json(send, 200, completion_response(body))
+        if route == "/responses" and method == "POST":
+            if body.get("stream"):
+                return await _sse(send, responses_stream_events(body), pace)
+            return await _json(send, 200, responses_response(body))
+        if route == "/messages" and method == "POST":
+            if body.get("stream"):
+                return await _sse(send, messages_stream_events(body), pace)
+            return await _json(send, 200, messages_response(body))
         if route == "/embeddings" and method == "POST":
             return await _json(send, 200, embeddings_response(body))
         if route == "/models":

@@ -25,7 +25,7 @@ from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 from gateway_plugins import limits, metrics, pii, residency
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
-from gateway_plugins.errors import openai_error, replacement_error
+from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
 from gateway_plugins.outcome import finalize
 from gateway_plugins.runtime import Runtime, current_runtime, get_runtime
 
@@ -73,7 +73,10 @@ def _usage_of(response: Any) -> tuple[int, int]:
     if usage is None:
         return 0, 0
     get = usage.get if isinstance(usage, dict) else lambda k, d=0: getattr(usage, k, d)
-    return int(get("prompt_tokens", 0) or 0), int(get("completion_tokens", 0) or 0)
+    # Chat-style usage, or the Responses / Anthropic Messages style (input_tokens, output_tokens).
+    prompt = get("prompt_tokens", 0) or get("input_tokens", 0)
+    completion = get("completion_tokens", 0) or get("output_tokens", 0)
+    return int(prompt or 0), int(completion or 0)
 
 
 class KubegateHooks(CustomLogger):
@@ -89,6 +92,7 @@ class KubegateHooks(CustomLogger):
         ctx.status = "refused"
         ctx.http_status = _status_of(exc)
         ctx.decisions.setdefault("refusal", _reason_of(exc))
+        ctx.error_code = kubegate_code(exc)
         self._done(rt, ctx)
 
     # -- hooks --------------------------------------------------------------------------------
@@ -212,6 +216,8 @@ class KubegateHooks(CustomLogger):
             # Every in-region deployment failed (retries and in-region fallbacks included): say so, and that
             # the request was kept in region, instead of passing on the last upstream's message.
             replacement = residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
+        if replacement is not None:
+            ctx.error_code = (getattr(replacement, "detail", None) or {}).get(DETAIL_CODE)
         self._done(rt, ctx)
         return replacement
 
@@ -231,12 +237,28 @@ class KubegateHooks(CustomLogger):
         self._done(rt, ctx)
         metrics.STAGE_LATENCY.labels("log").observe(time.perf_counter() - started)
 
+    async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict | None:
+        """Each attempt (first try, retry, fallback) names its deployment here: the last one is the one that
+        served, which Anthropic /v1/messages answers (plain dicts, no hidden params) do not say otherwise."""
+        rt = current_runtime()
+        ctx = rt.contexts.get(kwargs.get("litellm_call_id")) if rt else None
+        if ctx is not None and not ctx.finished:
+            info = kwargs.get("model_info") or {}
+            meta = rt.policy.deployments.get(str(info.get("id") or "")) if isinstance(info, dict) else None
+            if meta is not None:
+                ctx.deployment_id, ctx.region = str(info["id"]), meta.region
+        return None
+
     async def async_log_failure_event(self, kwargs: dict, response_obj: Any, start_time: Any, end_time: Any) -> None:
         # Only enriches: the proxy's failure hook finalizes with the status the client actually gets.
         rt = current_runtime()
         ctx = rt.contexts.get(kwargs.get("litellm_call_id")) if rt else None
-        if ctx is not None and not ctx.finished:
-            self._fill_from_log(rt, ctx, kwargs, None)
+        if ctx is None or ctx.finished:
+            return
+        failed = ((kwargs.get("litellm_params") or {}).get("model_info") or {}).get("id")
+        if ctx.deployment_id and failed and str(failed) != ctx.deployment_id:
+            return  # a later attempt (retry, fallback) has started on another deployment: keep its facts
+        self._fill_from_log(rt, ctx, kwargs, None)
 
     async def async_post_call_response_headers_hook(
         self,
@@ -252,8 +274,8 @@ class KubegateHooks(CustomLogger):
         if ctx is None:
             return None
         headers = dict(ctx.response_headers)
-        if ctx.region is None:
-            self._fill_from_hidden(rt, ctx, response)
+        # Always from this response: a failed first try (retries, fallbacks) may have set another region.
+        self._fill_from_hidden(rt, ctx, response)
         if ctx.region:
             headers.setdefault("x-kubegate-region", ctx.region)
         headers.setdefault("x-kubegate-request-id", ctx.request_id)

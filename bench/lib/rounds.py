@@ -23,7 +23,13 @@ def line(name: str, r: dict[str, float]) -> str:
 
 
 def measure(
-    wrk: str, variants: dict[str, tuple[Any, Path]], *, rounds: int, seconds: int, connections: int
+    wrk: str,
+    variants: dict[str, tuple[Any, Path]],
+    *,
+    rounds: int,
+    seconds: int,
+    connections: int,
+    path: str = "/v1/chat/completions",
 ) -> dict[str, list[dict[str, float]]]:
     """Run every variant (a started proxy and a wrk script) once per round, rotating the order each round so
     none always runs first; slow drifts of a shared machine then spread over all of them."""
@@ -33,7 +39,7 @@ def measure(
         names = names[rnd % len(names) :] + names[: rnd % len(names)]
         for name in names:
             proxy, script = variants[name]
-            r = wrklib.run(wrk, proxy, script, seconds=seconds, connections=connections)
+            r = wrklib.run(wrk, proxy, script, seconds=seconds, connections=connections, path=path)
             runs[name].append(r)
             print(f"round {rnd + 1} {line(name, r)}", flush=True)
     return runs

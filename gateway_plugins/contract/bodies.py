@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag
 
 Number = Annotated[float, Field(allow_inf_nan=False)]
 # Function and tool names: what OpenAI accepts; they are still PII-analysed like any other text.
@@ -236,3 +236,210 @@ class EmbeddingRequest(Strict):
     encoding_format: Literal["float", "base64"] | None = None
     dimensions: int | None = Field(default=None, ge=1, le=65_536)
     user: str | None = Field(default=None, max_length=256)
+
+
+# -- OpenAI Responses API (/v1/responses) -----------------------------------------------------------
+#
+# Stateless only: ``store`` must be false, and ``previous_response_id``, ``conversation``, ``background``,
+# ``prompt`` (stored prompts), ``include`` and hosted tools (file search, vector stores, web search,
+# code interpreter, computer use, MCP, image generation) are refused, because each would keep tenant
+# data in the gateway or upstream, or fetch content no guarantee covers.
+
+
+class InputText(Strict):
+    type: Literal["input_text"]
+    text: str
+
+
+class OutputText(Strict):
+    type: Literal["output_text"]
+    text: str
+    # Replayed assistant output carries an (empty) annotation list; citations are not accepted.
+    annotations: Annotated[list[Any], Field(max_length=0)] | None = None
+
+
+ResponseInputPart = Annotated[InputText | OutputText, Field(discriminator="type")]
+ItemStatus = Literal["in_progress", "completed", "incomplete"]
+
+
+class ResponseMessage(Strict):
+    type: Literal["message"] | None = None
+    role: Literal["user", "assistant", "system", "developer"]
+    content: str | list[ResponseInputPart]
+    id: str | None = Field(default=None, max_length=256)
+    status: ItemStatus | None = None
+
+
+class ResponseFunctionCall(Strict):
+    type: Literal["function_call"]
+    call_id: str = Field(min_length=1, max_length=256)
+    name: FunctionName
+    arguments: str
+    id: str | None = Field(default=None, max_length=256)
+    status: ItemStatus | None = None
+
+
+class ResponseFunctionCallOutput(Strict):
+    type: Literal["function_call_output"]
+    call_id: str = Field(min_length=1, max_length=256)
+    output: str
+    id: str | None = Field(default=None, max_length=256)
+    status: ItemStatus | None = None
+
+
+def _item_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        kind = value.get("type", "message")
+        return kind if isinstance(kind, str) else None
+    return None
+
+
+ResponseInputItem = Annotated[
+    Annotated[ResponseMessage, Tag("message")]
+    | Annotated[ResponseFunctionCall, Tag("function_call")]
+    | Annotated[ResponseFunctionCallOutput, Tag("function_call_output")],
+    Discriminator(_item_kind),
+]
+
+
+class ResponseFunctionTool(Strict):
+    type: Literal["function"]
+    name: FunctionName
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ResponseNamedFunction(Strict):
+    type: Literal["function"]
+    name: FunctionName
+
+
+class ResponseJsonSchemaFormat(Strict):
+    type: Literal["json_schema"]
+    name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    description: str | None = None
+    schema_: dict[str, Any] = Field(alias="schema")
+    strict: bool | None = None
+
+
+ResponseTextFormat = Annotated[TextFormat | JsonObjectFormat | ResponseJsonSchemaFormat, Field(discriminator="type")]
+
+
+class ResponseTextConfig(Strict):
+    format: ResponseTextFormat | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+
+
+class ReasoningConfig(Strict):
+    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class ResponsesRequest(Strict):
+    model: str = Field(min_length=1, max_length=253)
+    input: str | Annotated[list[ResponseInputItem], Field(min_length=1)]
+    instructions: str | None = None
+    max_output_tokens: int | None = Field(default=None, ge=1)
+    temperature: Number | None = Field(default=None, ge=0, le=2)
+    top_p: Number | None = Field(default=None, ge=0, le=1)
+    tools: list[ResponseFunctionTool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | ResponseNamedFunction | None = None
+    parallel_tool_calls: bool | None = None
+    text: ResponseTextConfig | None = None
+    reasoning: ReasoningConfig | None = None
+    stream: bool | None = None
+    # Only ``false``: a stored response is tenant data kept upstream, outside every guarantee.
+    store: Literal[False] | None = None
+    user: str | None = Field(default=None, max_length=256)
+
+
+# -- Anthropic Messages API (/v1/messages) ----------------------------------------------------------
+#
+# ``metadata`` is refused: LiteLLM reads it on this route too, and Anthropic's ``metadata.user_id`` alone
+# is not worth a field the proxy might interpret. No images, documents, thinking or server tools.
+
+
+class AnthropicText(Strict):
+    type: Literal["text"]
+    text: str
+
+
+class AnthropicToolUse(Strict):
+    type: Literal["tool_use"]
+    id: str = Field(min_length=1, max_length=256)
+    name: FunctionName
+    # The model's arguments: free-form JSON whose every string (and key) is text.
+    input: dict[str, Any]
+
+
+class AnthropicToolResult(Strict):
+    type: Literal["tool_result"]
+    tool_use_id: str = Field(min_length=1, max_length=256)
+    content: str | list[AnthropicText] | None = None
+    is_error: bool | None = None
+
+
+AnthropicBlock = Annotated[AnthropicText | AnthropicToolUse | AnthropicToolResult, Field(discriminator="type")]
+
+
+class AnthropicMessage(Strict):
+    role: Literal["user", "assistant"]
+    content: str | Annotated[list[AnthropicBlock], Field(min_length=1)]
+
+
+class AnthropicTool(Strict):
+    type: Literal["custom"] | None = None
+    name: FunctionName
+    description: str | None = None
+    input_schema: dict[str, Any]
+
+
+class AnthropicToolChoiceAuto(Strict):
+    type: Literal["auto", "any", "none"]
+    disable_parallel_tool_use: bool | None = None
+
+
+class AnthropicToolChoiceTool(Strict):
+    type: Literal["tool"]
+    name: FunctionName
+    disable_parallel_tool_use: bool | None = None
+
+
+def _choice_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "tool" if value.get("type") == "tool" else "auto"
+    return None
+
+
+AnthropicToolChoice = Annotated[
+    Annotated[AnthropicToolChoiceAuto, Tag("auto")] | Annotated[AnthropicToolChoiceTool, Tag("tool")],
+    Discriminator(_choice_kind),
+]
+
+
+class MessagesRequest(Strict):
+    model: str = Field(min_length=1, max_length=253)
+    max_tokens: int = Field(ge=1)
+    messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
+    system: str | list[AnthropicText] | None = None
+    stop_sequences: Annotated[list[str], Field(max_length=8)] | None = None
+    temperature: Number | None = Field(default=None, ge=0, le=1)
+    top_p: Number | None = Field(default=None, ge=0, le=1)
+    top_k: int | None = Field(default=None, ge=0)
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+    stream: bool | None = None
+
+
+# Fields refused with a reason of their own rather than "not accepted": the stateful and hosted features
+# a tenant is most likely to try, so the error says why.
+REFUSED_BECAUSE = {
+    "previous_response_id": "stateful responses are not kept by this gateway; send the conversation as input",
+    "conversation": "stateful conversations are not kept by this gateway; send the conversation as input",
+    "background": "background responses are not available on this gateway (they are kept server-side)",
+    "store": "stored responses would keep tenant data upstream (only store=false is accepted, on /v1/responses)",
+    "prompt": "stored prompts are not available on this gateway",
+    "include": "included extras (stored or hosted content) are not available on this gateway",
+    "metadata": "metadata is not accepted by this gateway",
+}

@@ -32,6 +32,7 @@ import orjson
 from gateway_plugins import metrics
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
+from gateway_plugins.contract.error_format import as_anthropic, error_body
 from gateway_plugins.contract.routes import MODELS, PROBE_ROUTES, Endpoint, is_tenant_path, tenant_endpoint
 from gateway_plugins.contract.validate import ContractError, check, check_for_tenant
 from gateway_plugins.outcome import finalize, refuse
@@ -45,8 +46,6 @@ ADMIN = "admin"
 # How long after the response LiteLLM may still report the outcome (its logging runs after the answer).
 REAP_AFTER_SECONDS = float(os.environ.get("KUBEGATE_REAP_AFTER_SECONDS", "30"))
 UNAUTHENTICATED = Tenant(id="unauthenticated")
-
-_TYPES = {401: "authentication_error", 403: "permission_error", 404: "not_found_error", 429: "rate_limit_error"}
 
 
 class _ClientGone(Exception):
@@ -68,17 +67,31 @@ def bearer_token(headers: list[tuple[bytes, bytes]]) -> str:
     return value[7:].strip() if value[:7].lower() == "bearer " else ""
 
 
-async def error_response(send: Any, status: int, code: str, message: str, param: str | None = None, **extra: str):
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": message,
-                "type": _TYPES.get(status, "invalid_request_error"),
-                "param": param,
-                "code": code,
-            }
-        }
-    )
+CONFLICTING = object()
+
+
+def client_key(headers: list[tuple[bytes, bytes]]) -> str | object:
+    """The tenant key: ``Authorization: Bearer`` or, as Anthropic clients send it, ``x-api-key``. Both
+    present and different is ambiguous and never guessed: :data:`CONFLICTING`."""
+    bearer = bearer_token(headers)
+    raw = _header(headers, b"x-api-key")
+    api_key = raw.decode("latin-1").strip() if raw is not None else ""
+    if bearer and api_key and not hmac.compare_digest(bearer.encode(), api_key.encode()):
+        return CONFLICTING
+    return bearer or api_key
+
+
+async def error_response(
+    send: Any,
+    status: int,
+    code: str,
+    message: str,
+    param: str | None = None,
+    *,
+    fmt: str = "openai",
+    **extra: str,
+):
+    body = orjson.dumps(error_body(fmt, status, code, message, param))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]
     await send({"type": "http.response.start", "status": status, "headers": headers})
@@ -146,15 +159,20 @@ class FrontDoor:
             return
         rt = await get_runtime()
         headers = scope.get("headers") or []
-        token = bearer_token(headers)
         endpoint = tenant_endpoint(method, path)
         if endpoint is None:
+            token = bearer_token(headers)
             if self._is_admin(rt, token):
                 scope[SCOPE_KEY] = ADMIN
                 await self.app(scope, receive, send)
                 return
             await self._closed_route(rt, send, path, token)
             return
+        key = client_key(headers)
+        if key is CONFLICTING:
+            await self._unauthenticated(rt, send, endpoint, "", "", conflicting=True)
+            return
+        token = str(key)
         tenant, digest = self._tenant(rt, token)
         if tenant is None:
             await self._unauthenticated(rt, send, endpoint, token, digest)
@@ -192,9 +210,11 @@ class FrontDoor:
             ],
         }
 
-    async def _unauthenticated(self, rt: Any, send: Any, endpoint: Endpoint, token: str, digest: str) -> None:
-        reason = "missing_api_key" if not token else "invalid_api_key"
-        metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()
+    async def _unauthenticated(
+        self, rt: Any, send: Any, endpoint: Endpoint, token: str, digest: str, *, conflicting: bool = False
+    ) -> None:
+        reason = "conflicting_api_keys" if conflicting else "missing_api_key" if not token else "invalid_api_key"
+        metrics.AUTH_FAILURES.labels("invalid" if token or conflicting else "missing").inc()
         ctx = RequestContext(
             request_id=uuid.uuid4().hex,
             tenant=UNAUTHENTICATED,
@@ -203,8 +223,21 @@ class FrontDoor:
             call_type=endpoint.name,
         )
         refuse(rt, ctx, 401, reason)
-        message = "Missing API key: send 'Authorization: Bearer <key>'." if not token else "Invalid API key."
-        await error_response(send, 401, "invalid_api_key", message, None, **{"x-kubegate-request-id": ctx.request_id})
+        if conflicting:
+            message = "Two different API keys (Authorization and x-api-key): send one."
+        elif not token:
+            message = "Missing API key: send 'Authorization: Bearer <key>' or 'x-api-key: <key>'."
+        else:
+            message = "Invalid API key."
+        await error_response(
+            send,
+            401,
+            "invalid_api_key",
+            message,
+            None,
+            fmt=endpoint.error_format,
+            **{"x-kubegate-request-id": ctx.request_id},
+        )
 
     async def _closed_route(self, rt: Any, send: Any, path: str, token: str) -> None:
         """Any route outside the contract: 401 without a valid key, 403 (405 for a wrong method) with one."""
@@ -257,7 +290,13 @@ class FrontDoor:
         except ContractError as exc:
             refuse(rt, ctx, exc.status, exc.code)
             await error_response(
-                send, exc.status, exc.code, exc.message, exc.param, **{"x-kubegate-request-id": ctx.request_id}
+                send,
+                exc.status,
+                exc.code,
+                exc.message,
+                exc.param,
+                fmt=endpoint.error_format,
+                **{"x-kubegate-request-id": ctx.request_id},
             )
             return
         except _ClientGone:
@@ -305,14 +344,19 @@ class FrontDoor:
             return await receive()
 
         state = {"status": None, "complete": False}
+        downstream = _anthropic_errors(ctx, send) if ctx.contract.endpoint.error_format == "anthropic" else send
 
         async def filtered_send(message: dict) -> None:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
-                message = {**message, "headers": hdr.response_headers(message.get("headers") or [])}
+                headers = hdr.response_headers(message.get("headers") or [])
+                if not any(k.lower() == b"x-kubegate-request-id" for k, _ in headers):
+                    # LiteLLM's own error answers (its /v1/messages error path above all) carry none.
+                    headers.append((b"x-kubegate-request-id", ctx.request_id.encode()))
+                message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 state["complete"] = True
-            await send(message)
+            await downstream(message)
 
         try:
             await self.app(scope, replay, filtered_send)
@@ -334,6 +378,31 @@ class FrontDoor:
             return
         # A served answer: LiteLLM's success logging normally finalizes within milliseconds.
         asyncio.get_running_loop().call_later(REAP_AFTER_SECONDS, _reap, rt, ctx)
+
+
+def _anthropic_errors(ctx: RequestContext, send: Any) -> Any:
+    """A ``send`` that rewrites error answers into Anthropic's error shape (with the kubegate code);
+    successful answers, streams included, pass through untouched."""
+    held: dict[str, Any] = {}
+
+    async def rewrite(message: dict) -> None:
+        if message["type"] == "http.response.start" and message["status"] >= 400:
+            held["start"], held["body"] = message, b""
+            return
+        if "start" not in held:
+            await send(message)
+            return
+        held["body"] += message.get("body", b"")
+        if message.get("more_body", False):
+            return
+        start = held.pop("start")
+        body = as_anthropic(start["status"], held.pop("body"), ctx.error_code)
+        headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
+        headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({**start, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    return rewrite
 
 
 _tasks: set[asyncio.Task] = set()

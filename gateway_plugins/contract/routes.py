@@ -12,7 +12,13 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from gateway_plugins.contract.bodies import ChatCompletionRequest, CompletionRequest, EmbeddingRequest
+from gateway_plugins.contract.bodies import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+    MessagesRequest,
+    ResponsesRequest,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +31,8 @@ class Endpoint:
     billed: bool
     # Output tokens per choice are bounded by max_tokens; embeddings produce none.
     produces_output: bool
+    # Which API's error shape the tenant's client expects ("openai" or "anthropic").
+    error_format: str = "openai"
 
 
 def _fields(model: type[BaseModel] | None) -> frozenset[str]:
@@ -33,16 +41,21 @@ def _fields(model: type[BaseModel] | None) -> frozenset[str]:
     return frozenset(f.alias or name for name, f in model.model_fields.items())
 
 
-def _endpoint(name: str, method: str, body: type[BaseModel] | None, *, billed: bool, output: bool) -> Endpoint:
-    return Endpoint(name, method, body, _fields(body), billed, output)
+def _endpoint(
+    name: str, method: str, body: type[BaseModel] | None, *, billed: bool, output: bool, errors: str = "openai"
+) -> Endpoint:
+    return Endpoint(name, method, body, _fields(body), billed, output, errors)
 
 
 CHAT = _endpoint("chat_completions", "POST", ChatCompletionRequest, billed=True, output=True)
 COMPLETIONS = _endpoint("completions", "POST", CompletionRequest, billed=True, output=True)
 EMBEDDINGS = _endpoint("embeddings", "POST", EmbeddingRequest, billed=True, output=False)
+RESPONSES = _endpoint("responses", "POST", ResponsesRequest, billed=True, output=True)
+# Anthropic's format: its clients get errors in Anthropic's shape (``error_format``).
+MESSAGES = _endpoint("anthropic_messages", "POST", MessagesRequest, billed=True, output=True, errors="anthropic")
 MODELS = _endpoint("models", "GET", None, billed=False, output=False)
 
-ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, MODELS)
+ENDPOINTS: tuple[Endpoint, ...] = (CHAT, COMPLETIONS, EMBEDDINGS, RESPONSES, MESSAGES, MODELS)
 
 TENANT_ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/v1/chat/completions"): CHAT,
@@ -51,6 +64,10 @@ TENANT_ROUTES: dict[tuple[str, str], Endpoint] = {
     ("POST", "/completions"): COMPLETIONS,
     ("POST", "/v1/embeddings"): EMBEDDINGS,
     ("POST", "/embeddings"): EMBEDDINGS,
+    ("POST", "/v1/responses"): RESPONSES,
+    ("POST", "/responses"): RESPONSES,
+    # LiteLLM's /anthropic/... is a raw pass-through to Anthropic (no router, no hooks): not offered.
+    ("POST", "/v1/messages"): MESSAGES,
     ("GET", "/v1/models"): MODELS,
     ("GET", "/models"): MODELS,
 }

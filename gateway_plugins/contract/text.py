@@ -14,10 +14,16 @@ from typing import Any
 # Keys whose string values the body models restrict to closed enumerations (outside free-form schemas).
 STRUCTURAL_KEYS = frozenset(
     {"role", "type", "detail", "format", "encoding_format", "reasoning_effort", "tool_choice", "function_call"}
+    # Responses API: item status, text verbosity, reasoning effort and summary mode
+    | {"status", "verbosity", "effort", "summary"}
 )
 TOP_LEVEL_STRUCTURAL = frozenset({"model"})
-# Free-form JSON (tool parameters, response JSON schema): every string and every key in them is text.
-FREE_FORM_KEYS = frozenset({"parameters", "schema"})
+# Free-form JSON (tool parameters, response JSON schema, Anthropic tool input schemas): every string and
+# every key in them is text.
+FREE_FORM_KEYS = frozenset({"parameters", "schema", "input_schema"})
+# Free-form by the type of the object holding them: an Anthropic ``tool_use`` block's ``input`` (the
+# arguments of a call, as JSON) but not the Responses API's top-level ``input``.
+FREE_FORM_BY_TYPE = frozenset({("tool_use", "input")})
 
 Slot = tuple[Any, Any]  # (dict or list, key or index) whose value is a str
 
@@ -49,10 +55,11 @@ def _walk(container: Any, key: Any, value: Any, free: bool, out: TextSlots) -> N
         if free or key not in STRUCTURAL_KEYS:
             out.slots.append((container, key))
     elif isinstance(value, dict):
+        kind = None if free else value.get("type")
         for k, v in value.items():
             if free:
                 out.keys.append(k)
-            _walk(value, k, v, free or k in FREE_FORM_KEYS, out)
+            _walk(value, k, v, free or k in FREE_FORM_KEYS or (kind, k) in FREE_FORM_BY_TYPE, out)
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _walk(value, i, item, free, out)

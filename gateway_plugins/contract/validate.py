@@ -12,14 +12,19 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway_plugins.contract.bodies import UNINSPECTABLE_PARTS
+from gateway_plugins.contract.bodies import REFUSED_BECAUSE, UNINSPECTABLE_PARTS
 from gateway_plugins.contract.routes import Endpoint
 from gateway_plugins.contract.text import SizeError, check_sizes
 
 _TAGS = frozenset(
     {"system", "developer", "user", "assistant", "tool", "function", "text", "image_url", "input_audio", "file"}
     | {"json_object", "json_schema"}
+    # Responses input items and parts, Anthropic content blocks and tool choices
+    | {"message", "function_call", "function_call_output", "input_text", "output_text"}
+    | {"tool_use", "tool_result", "auto", "tool"}
 )
+# Output-token fields, per endpoint format: the largest the upstream may generate per choice.
+MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
 
 
 class ContractError(Exception):
@@ -45,7 +50,7 @@ def _param(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             out += f"[{item}]"
         elif isinstance(item, str):
-            skip = (isinstance(prev, int) or prev in ("response_format", "tool_choice")) and item in _TAGS
+            skip = (isinstance(prev, int) or prev in ("response_format", "tool_choice", "format")) and item in _TAGS
             if not skip and item.isidentifier():
                 out += f".{item}" if out else item
         prev = item
@@ -75,6 +80,7 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
     except SizeError as exc:
         raise ContractError(exc.status, exc.code, str(exc), exc.param) from None
     assert endpoint.body is not None
+    _refused_by_name(endpoint, body)
     try:
         endpoint.body.model_validate(body)
     except ValidationError as exc:
@@ -84,8 +90,28 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
     if max(n, best_of) > limits.max_n:
         param = "n" if n >= best_of else "best_of"
         raise ContractError(400, "invalid_field", f"{param}: at most {limits.max_n} on this gateway", param)
-    max_tokens = body.get("max_completion_tokens") or body.get("max_tokens")
+    max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if body.get(f)), None)
     return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens)
+
+
+def _refused_by_name(endpoint: Endpoint, body: dict) -> None:
+    """Stateful and hosted features get a refusal that says why, not just "not accepted"."""
+    for field, reason in REFUSED_BECAUSE.items():
+        if field not in body:
+            continue
+        # A field of this endpoint's contract (``store`` on /v1/responses) is refused only with a value
+        # the contract does not accept.
+        if field not in endpoint.fields or (field == "store" and body[field] is True):
+            raise ContractError(400, "unsupported_field", f"{field}: {reason}", field)
+    tools = body.get("tools")
+    if isinstance(tools, list):
+        for i, tool in enumerate(tools):
+            kind = tool.get("type") if isinstance(tool, dict) else None
+            if isinstance(kind, str) and kind not in ("function", "custom"):
+                param = f"tools[{i}].type"
+                raise ContractError(
+                    400, "unsupported_field", f"{param}: only function tools are accepted by this gateway", param
+                )
 
 
 def uninspectable_part(body: dict) -> str | None:
@@ -113,7 +139,7 @@ def check_for_tenant(body: dict, tenant: Any, models: Any) -> None:
             )
     meta = models.get(body.get("model"))
     if meta is not None:
-        for field in ("max_tokens", "max_completion_tokens"):
+        for field in MAX_TOKEN_FIELDS:
             value = body.get(field)
             if isinstance(value, int) and value > meta.max_output_tokens:
                 raise ContractError(

@@ -19,6 +19,7 @@ from gateway_plugins.contract.text import text_slots
 from gateway_plugins.errors import openai_error
 from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, analyze_texts
 from gateway_plugins.pii.restore import Restorer, StreamRestorer, restore_whole
+from gateway_plugins.pii.restore_events import AnthropicStreamRestorer, ResponsesStreamRestorer, restore_deep
 from gateway_plugins.pii.transform import PiiState, blocked_types, count_detections, rewrite
 from gateway_plugins.policy.schema import PiiPolicy
 
@@ -190,10 +191,22 @@ def _restorer(ctx: RequestContext) -> Restorer | None:
     return Restorer(state.originals)
 
 
+# Endpoints whose answers are event-shaped (Responses API, Anthropic Messages) rather than OpenAI choices.
+_EVENT_STREAMS = {"responses": ResponsesStreamRestorer, "anthropic_messages": AnthropicStreamRestorer}
+
+
+def _endpoint_name(ctx: RequestContext) -> str:
+    return ctx.contract.endpoint.name if ctx.contract is not None else ""
+
+
 def restore_response(ctx: RequestContext, response: Any) -> None:
     """Put original values back into a non-streaming response when the tenant asks for restore."""
     restorer = _restorer(ctx)
-    if restorer is not None:
+    if restorer is None:
+        return
+    if _endpoint_name(ctx) in _EVENT_STREAMS:
+        restore_deep(restorer, response)
+    else:
         restore_whole(restorer, response)
 
 
@@ -203,6 +216,15 @@ async def restore_stream(ctx: RequestContext, stream: AsyncIterator[Any]) -> Asy
     if restorer is None:
         async for chunk in stream:
             yield chunk
+        return
+    events = _EVENT_STREAMS.get(_endpoint_name(ctx))
+    if events is not None:
+        er = events(restorer)
+        async for chunk in stream:
+            for out in er.process(chunk):
+                yield out
+        for out in er.finish():
+            yield out
         return
     sr = StreamRestorer(restorer)
     async for chunk in stream:

@@ -138,4 +138,116 @@ def embedding_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
     return body, planted
 
 
-BODIES = {"chat_completions": chat_body, "completions": completion_body, "embeddings": embedding_body}
+@st.composite
+def responses_item(draw, planted: list[str]) -> dict:
+    kind = draw(st.sampled_from(["message", "parts", "function_call", "function_call_output"]))
+    if kind == "message":
+        role = draw(st.sampled_from(["user", "assistant", "system", "developer"]))
+        return {"role": role, "content": draw(text_value(planted)) or "hi"}
+    if kind == "parts":
+        role = draw(st.sampled_from(["user", "assistant"]))
+        part = "input_text" if role == "user" else "output_text"
+        n = draw(st.integers(1, 3))
+        return {"type": "message", "role": role, "content": [{"type": part, "text": draw(text_value(planted))} for _ in range(n)]}  # fmt: skip
+    if kind == "function_call":
+        return {
+            "type": "function_call",
+            "call_id": draw(text_value(planted)) or "call_1",
+            "name": draw(name_value(planted)),
+            "arguments": draw(text_value(planted)),
+        }
+    return {"type": "function_call_output", "call_id": "call_1", "output": draw(text_value(planted))}
+
+
+@st.composite
+def responses_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
+    planted: list[str] = []
+    body: dict = {"model": model, "max_output_tokens": draw(st.integers(1, 64)), "store": False}
+    if draw(st.booleans()):
+        body["input"] = draw(text_value(planted)) or "hi"
+    else:
+        items = [draw(responses_item(planted)) for _ in range(draw(st.integers(0, 3)))]
+        body["input"] = [*items, {"role": "user", "content": draw(text_value(planted)) or "hi"}]
+    if draw(st.booleans()):
+        body["instructions"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["tools"] = [
+            {
+                "type": "function",
+                "name": draw(name_value(planted)),
+                "description": draw(text_value(planted)),
+                "parameters": draw(json_schema(planted)),
+            }
+        ]
+    if draw(st.booleans()):
+        body["user"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["text"] = {
+            "format": {
+                "type": "json_schema",
+                "name": "out",
+                "description": draw(text_value(planted)),
+                "schema": draw(json_schema(planted)),
+            }
+        }
+    if draw(st.booleans()):
+        body["temperature"] = draw(st.floats(0, 2))
+    return body, planted
+
+
+@st.composite
+def anthropic_block(draw, planted: list[str], role: str) -> dict:
+    kinds = ["text", "tool_use"] if role == "assistant" else ["text", "tool_result"]
+    kind = draw(st.sampled_from(kinds))
+    if kind == "text":
+        return {"type": "text", "text": draw(text_value(planted)) or "hi"}
+    if kind == "tool_use":
+        arguments = {"to": draw(text_value(planted)), "nested": {"note": draw(text_value(planted))}}
+        return {"type": "tool_use", "id": draw(text_value(planted)) or "toolu_1", "name": draw(name_value(planted)), "input": arguments}  # fmt: skip
+    if draw(st.booleans()):
+        content: object = draw(text_value(planted))
+    else:
+        content = [{"type": "text", "text": draw(text_value(planted)) or "ok"}]
+    return {"type": "tool_result", "tool_use_id": draw(text_value(planted)) or "toolu_1", "content": content}
+
+
+@st.composite
+def messages_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
+    planted: list[str] = []
+    messages = []
+    for i in range(draw(st.integers(0, 2))):
+        role = "user" if i % 2 == 0 else "assistant"
+        if draw(st.booleans()):
+            messages.append({"role": role, "content": draw(text_value(planted)) or "hi"})
+        else:
+            n = draw(st.integers(1, 2))
+            messages.append({"role": role, "content": [draw(anthropic_block(planted, role)) for _ in range(n)]})
+    if messages and messages[-1]["role"] == "user":
+        messages.append({"role": "assistant", "content": "ok"})
+    messages.append({"role": "user", "content": draw(text_value(planted)) or "hi"})
+    body: dict = {"model": model, "max_tokens": draw(st.integers(1, 64)), "messages": messages}
+    if draw(st.booleans()):
+        system: object = draw(text_value(planted))
+        body["system"] = system if draw(st.booleans()) else [{"type": "text", "text": system or "be brief"}]
+    if draw(st.booleans()):
+        body["tools"] = [
+            {
+                "name": draw(name_value(planted)),
+                "description": draw(text_value(planted)),
+                "input_schema": draw(json_schema(planted)),
+            }
+        ]
+    if draw(st.booleans()):
+        body["stop_sequences"] = [draw(text_value(planted)) or "STOP"]
+    if draw(st.booleans()):
+        body["temperature"] = draw(st.floats(0, 1))
+    return body, planted
+
+
+BODIES = {
+    "chat_completions": chat_body,
+    "completions": completion_body,
+    "embeddings": embedding_body,
+    "responses": responses_body,
+    "anthropic_messages": messages_body,
+}

@@ -1,5 +1,5 @@
 """The worst case of every billed endpoint is reserved: 64 clients on two replicas never overspend a budget
-by more than one request's cost, for chat, list-prompt completions and embeddings alike.
+by more than one request's cost, for chat, list-prompt completions, embeddings, Responses and Anthropic Messages alike.
 
 Input is priced, so the prompt side matters (list prompts and embedding inputs were once not counted at
 all); the reservation is the body's byte size (a bound on tokens) plus ``max_tokens`` per choice.
@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import anthropic
 import openai
 import pytest
 import redis.asyncio as aioredis
@@ -26,7 +27,13 @@ from tests.harness.proxy import ProxyServer
 LIMIT = 0.004
 CLIENTS = 64
 ATTEMPTS = 8
-TENANTS = {"chat_completions": "race-chat", "completions": "race-comp", "embeddings": "race-emb"}
+TENANTS = {
+    "chat_completions": "race-chat",
+    "completions": "race-comp",
+    "embeddings": "race-emb",
+    "responses": "race-resp",
+    "anthropic_messages": "race-msg",
+}
 WORDS = "the quick brown fox jumps over the lazy dog " * 3
 
 
@@ -47,7 +54,11 @@ def replicas(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxySe
             p.stop()
 
 
-def call(c: openai.OpenAI, endpoint: str):
+def call(c: openai.OpenAI | anthropic.Anthropic, endpoint: str):
+    if endpoint == "anthropic_messages":
+        return c.messages.create(model="echo", messages=[{"role": "user", "content": WORDS}], max_tokens=16)
+    if endpoint == "responses":
+        return c.responses.create(model="echo", input=WORDS, max_output_tokens=16)
     if endpoint == "chat_completions":
         return c.chat.completions.create(model="echo", messages=[{"role": "user", "content": WORDS}], max_tokens=16)
     if endpoint == "completions":
@@ -55,12 +66,24 @@ def call(c: openai.OpenAI, endpoint: str):
     return c.embeddings.create(model="echo", input=[WORDS] * 6)
 
 
+def code_of(exc: openai.APIStatusError | anthropic.APIStatusError) -> str:
+    body = exc.body
+    # OpenAI: {"error": {"code": ...}}; Anthropic's shape: {"type": "error", "error": {"type": ..., "code": ...}}
+    return body["code"] if "code" in body else body["error"]["code"]
+
+
 @pytest.mark.parametrize("endpoint", sorted(TENANTS))
 def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(replicas, redis_server, endpoint):
     tenant = TENANTS[endpoint]
-    clients = [
-        openai.OpenAI(base_url=p.base_url + "/v1", api_key=key(tenant), max_retries=0, timeout=120) for p in replicas
-    ]
+    if endpoint == "anthropic_messages":
+        clients = [
+            anthropic.Anthropic(base_url=p.base_url, api_key=key(tenant), max_retries=0, timeout=120) for p in replicas
+        ]
+    else:
+        clients = [
+            openai.OpenAI(base_url=p.base_url + "/v1", api_key=key(tenant), max_retries=0, timeout=120)
+            for p in replicas
+        ]
     served: list[int] = []
     refused: list[int] = []
     unavailable: list[int] = []
@@ -72,13 +95,13 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
                 call(clients[(i + n) % 2], endpoint)
                 with lock:
                     served.append(i)
-            except openai.RateLimitError as exc:
-                assert exc.body["code"] == "budget_exceeded"
+            except (openai.RateLimitError, anthropic.RateLimitError) as exc:
+                assert code_of(exc) == "budget_exceeded"
                 with lock:
                     refused.append(i)
-            except openai.InternalServerError as exc:
+            except (openai.InternalServerError, anthropic.InternalServerError) as exc:
                 # Fail-closed when Redis answers too late for a loaded proxy (1 s): refused, never served.
-                assert exc.status_code == 503 and exc.body["code"] == "limits_unavailable"
+                assert exc.status_code == 503 and code_of(exc) == "limits_unavailable"
                 with lock:
                     unavailable.append(i)
 

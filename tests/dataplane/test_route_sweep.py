@@ -31,6 +31,9 @@ BODIES = {
     "/completions": {"model": "echo", "prompt": "hi"},
     "/v1/embeddings": {"model": "echo", "input": "hi"},
     "/embeddings": {"model": "echo", "input": "hi"},
+    "/v1/responses": {"model": "echo", "input": "hi"},
+    "/responses": {"model": "echo", "input": "hi"},
+    "/v1/messages": {"model": "echo", "max_tokens": 8, "messages": [{"role": "user", "content": "hi"}]},
 }
 
 
