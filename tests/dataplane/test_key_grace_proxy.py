@@ -25,6 +25,7 @@ def _objects(echo_base: str) -> tuple[crd.LLMGateway, crd.ModelRoute, crd.Tenant
                 "gateway": "main",
                 "modelName": "echo-model",
                 "deployments": [{"name": "a", "model": "echo", "region": "eu-west-1", "apiBase": echo_base}],
+                "free": True,  # no price anywhere for the echo model: a route must say it is free
             },
         }
     )

@@ -21,9 +21,11 @@ import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_plugins.policy.schema import hash_key
+from gateway_plugins.policy.schema import Policy, hash_key
+from gateway_plugins.policy.store import sign_document
 from tests.harness.echo import EchoServer
 from tests.harness.procs import free_port, stop_process, wait_until
+from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
 
 EMAIL = "jane.roe@example.org"
 CARD = "4111 1111 1111 1111"
@@ -57,7 +59,8 @@ def launch(extra_env: dict[str, str]):
         ]
         + [{"id": "nopii", "keys": [{"sha256": hash_key(KEYS["nopii"])}], "allowed_models": ["echo"]}],
     }
-    (tmp / "policy.json").write_text(json.dumps(policy))
+    # Signed like every policy the operator publishes; the proxy gets the public key below.
+    (tmp / "policy.json").write_bytes(sign_document(Policy.model_validate(policy), SIGNER))
     (tmp / "config.yaml").write_text(
         "model_list:\n"
         "  - model_name: echo\n"
@@ -77,6 +80,8 @@ def launch(extra_env: dict[str, str]):
         "LITELLM_LOCAL_MODEL_COST_MAP": "True",
         "LITELLM_TELEMETRY": "False",
         "KUBEGATE_POLICY_FILE": str(tmp / "policy.json"),
+        "KUBEGATE_POLICY_PUBLIC_KEY": SIGNER.public_key_b64,
+        "KUBEGATE_AUDIT_KEY": AUDIT_KEY_B64,
         "KUBEGATE_AUDIT_SPOOL_DIR": str(tmp / "spool"),
         "KUBEGATE_METRICS_PORT": str(metrics_port),
         "KUBEGATE_METRICS_ADDR": "127.0.0.1",
