@@ -7,15 +7,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from gateway_plugins.audit.chain import decode_key
-from gateway_plugins.audit.verify import parse_checkpoints, verify_entries
+from gateway_plugins.audit.verify import parse_checkpoints, stream_entries, verify_entries
 from gateway_plugins.audit.writer import heads_key
 from gateway_plugins.policy.keys import GatewayKeys, audit_trims
-
-PAGE = 1000
 
 
 def _time_to_id(value: str, end: bool) -> str:
@@ -31,20 +28,6 @@ def _time_to_id(value: str, end: bool) -> str:
     if t.tzinfo is None:
         t = t.replace(tzinfo=UTC)
     return str(int(t.timestamp() * 1000))
-
-
-def _entries(client, stream: str, start: str = "-", end: str = "+") -> Iterator[tuple[bytes, dict]]:
-    cursor = start
-    first = True
-    while True:
-        page = client.xrange(stream, min=cursor if first else f"({cursor}", max=end, count=PAGE)
-        first = False
-        if not page:
-            return
-        yield from page
-        cursor = page[-1][0].decode()
-        if len(page) < PAGE:
-            return
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -126,7 +109,7 @@ def _verify(client, stream: str, args: argparse.Namespace) -> int:
     heads = client.hgetall(heads_key(stream))
     trims = client.hgetall(audit_trims(stream))
     report = verify_entries(
-        _entries(client, stream),
+        stream_entries(client, stream),
         heads,
         key,
         trims=trims,
@@ -161,7 +144,7 @@ def _export(client, stream: str, args: argparse.Namespace) -> int:
     n = 0
     try:
         while True:
-            for sid, fields in _entries(client, stream, start, end):
+            for sid, fields in stream_entries(client, stream, start, end):
                 rec = json.loads(fields[b"r"])
                 rec["stream_id"] = sid.decode()
                 out.write(json.dumps(rec, sort_keys=True, ensure_ascii=False) + "\n")

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from gateway_plugins.audit.chain import GENESIS, checkpoint_tag, digest, parse_head, parse_tagged_head
@@ -173,3 +173,21 @@ def parse_checkpoints(document: str | bytes) -> dict[str, Checkpoint]:
         seq, mac, tag = parse_tagged_head(value)
         out[chain] = Checkpoint(seq, mac, tag)
     return out
+
+
+STREAM_PAGE = 1000
+
+
+def stream_entries(client, stream: str, start: str = "-", end: str = "+") -> Iterator[tuple[bytes, dict]]:
+    """Every entry of ``stream`` between the ids ``start`` and ``end``, read page by page (sync redis client)."""
+    cursor = start
+    first = True
+    while True:
+        page = client.xrange(stream, min=cursor if first else f"({cursor}", max=end, count=STREAM_PAGE)
+        first = False
+        if not page:
+            return
+        yield from page
+        cursor = page[-1][0].decode()
+        if len(page) < STREAM_PAGE:
+            return

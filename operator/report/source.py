@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
 from gateway_plugins.audit.chain import decode_key
-from gateway_plugins.audit.verify import verify_entries
+from gateway_plugins.audit.verify import stream_entries, verify_entries
 from gateway_plugins.audit.writer import heads_key
 from gateway_plugins.policy.keys import audit_trims
 
@@ -21,24 +20,8 @@ def _audit_key() -> bytes | None:
     return decode_key(text) if text else None
 
 
-PAGE = 1000
-
-
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
-
-
-def _xrange(client, stream: str, start: str, end: str) -> Iterator[tuple[bytes, dict]]:
-    cursor, first = start, True
-    while True:
-        page = client.xrange(stream, min=cursor if first else f"({cursor}", max=end, count=PAGE)
-        first = False
-        if not page:
-            return
-        yield from page
-        cursor = page[-1][0].decode()
-        if len(page) < PAGE:
-            return
 
 
 def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple[list[dict], str]:
@@ -55,9 +38,9 @@ def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple
         if key is None:
             integrity = NO_KEY
         else:
-            integrity = verify_entries(_xrange(client, stream, "-", "+"), heads, key, trims=trims).message()
+            integrity = verify_entries(stream_entries(client, stream, "-", "+"), heads, key, trims=trims).message()
         records = []
-        for sid, fields in _xrange(client, stream, str(_ms(since)), str(_ms(until))):
+        for sid, fields in stream_entries(client, stream, str(_ms(since)), str(_ms(until))):
             rec = json.loads(fields[b"r"])
             rec["stream_id"] = sid.decode()
             records.append(rec)
