@@ -492,6 +492,10 @@ def main(argv: list[str] | None = None) -> None:
         loop="uvloop",
         http="httptools",
         lifespan="on",
+        # Longer than any client's idle keep-alive (aiohttp 15 s, httpx 5 s), as real providers do: a server
+        # that closes idle connections first races the client reusing one, which surfaces as a spurious
+        # "Connection error" under load.
+        timeout_keep_alive=75,
     )
 
 
