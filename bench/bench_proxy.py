@@ -6,7 +6,7 @@ Variants:
   vanilla-fixed  vanilla plus only ``gateway_plugins.litellm_fixes`` (LiteLLM defects that cost every request)
   plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
                  budget; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
-  shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.proxy_defaults``)
+  shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.policy.proxy_defaults``)
   shipped-Nw     shipped with N uvicorn workers (default: one per core)
 
 Besides wrk's throughput and latency it reads the CPU seconds of the proxy's process group from /proc, so

@@ -120,7 +120,7 @@ def to_stream_id(value: str | None, option: str) -> str | None:
 
 
 def _run_audit(argv: list[str]) -> int:
-    from gateway_plugins.audit.cli import main as audit_main
+    from gateway_operator.audit_cli import main as audit_main
 
     try:
         return int(audit_main(argv) or 0)

@@ -26,7 +26,7 @@ from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
 from pydantic import ValidationError
 
-from gateway_plugins import proxy_defaults
+from gateway_plugins.policy import proxy_defaults
 from gateway_plugins.policy.schema import hash_key
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import sign_document

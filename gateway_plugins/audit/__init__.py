@@ -1,4 +1,5 @@
-"""Hash-chained audit trail: records, writer to a Redis stream, verify/export CLI."""
+"""Hash-chained audit trail: records and their writer to a Redis stream (chain, checkpoints and verification are
+the contract with `kubegate audit`, in ``gateway_plugins.policy.audit``)."""
 
 from gateway_plugins.audit.record import build_record
 from gateway_plugins.audit.writer import AuditWriter

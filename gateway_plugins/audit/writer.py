@@ -34,8 +34,16 @@ from pathlib import Path
 from typing import Any
 
 from gateway_plugins.audit import metrics
-from gateway_plugins.audit.chain import GENESIS, KEY_BYTES, canonical, checkpoint_tag, head_value, parse_head, seal
 from gateway_plugins.audit.spool import DiskSpool, OrphanSpool, SpooledRecord, find_orphans, safe_name
+from gateway_plugins.policy.audit.chain import (
+    GENESIS,
+    KEY_BYTES,
+    canonical,
+    checkpoint_tag,
+    head_value,
+    parse_head,
+    seal,
+)
 from gateway_plugins.policy.keys import audit_heads, audit_trims
 
 log = logging.getLogger(__name__)
@@ -138,7 +146,7 @@ class AuditWriter:
             import redis.asyncio as aioredis
 
             redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        from gateway_plugins.audit.chain import decode_key
+        from gateway_plugins.policy.audit.chain import decode_key
 
         key = decode_key(settings.audit_key) if getattr(settings, "audit_key", None) else None
         return cls(

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from gateway_plugins import metrics
-from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
-from gateway_plugins.limits.state import BudgetState, read_budget_state, state_for
+from gateway_plugins.policy.budget_state import MICRO, state_for
+from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
     from gateway_plugins.runtime import Runtime
 
-__all__ = ["BudgetState", "admit", "estimate_tokens", "read_budget_state", "reserved_usd", "settle"]
+__all__ = ["admit", "estimate_tokens", "reserved_usd", "settle"]
 
 log = logging.getLogger("kubegate.limits")
 
@@ -39,9 +39,6 @@ def openai_error(*args: Any, **kwargs: Any) -> Exception:
     from gateway_plugins.errors import openai_error as build
 
     return build(*args, **kwargs)
-
-
-MICRO = 1_000_000
 
 
 @dataclass(slots=True)

@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from gateway_operator.builders.common import config_name, labels, metadata, policy_name
 
-from gateway_plugins.audit.checkpoint import CHECKPOINTS_KEY
 from gateway_plugins.policy import Policy
+from gateway_plugins.policy.audit.checkpoint import CHECKPOINTS_KEY
 from gateway_plugins.policy.signing import PolicySigner
 
 CONFIG_KEY = "config.yaml"
@@ -72,7 +72,7 @@ def checkpoints_name(gateway: str) -> str:
 
 
 def build_checkpoint_configmap(gateway: dict[str, Any], checkpoints_json: str) -> dict[str, Any]:
-    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.audit.checkpoint``)."""
+    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.policy.audit.checkpoint``)."""
     name = gateway["metadata"]["name"]
     meta = metadata(
         checkpoints_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "audit-checkpoints")

@@ -21,7 +21,7 @@ from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 
-from gateway_plugins import proxy_defaults
+from gateway_plugins.policy import proxy_defaults
 
 # gateway_plugins.pii.transform reads it (named here: the operator imports no PII code).
 HASH_KEY_ENV = "KUBEGATE_PII_HASH_KEY"
@@ -57,7 +57,7 @@ def _env(
     """Plain values first, then Secret references, each sorted by name: the same spec always yields the same
     list, so an unchanged reconcile has nothing to write and pods never roll on a reordering."""
     plain: dict[str, str] = {
-        # The settings `kubegate dev` runs the proxy with: one source for both (gateway_plugins.proxy_defaults).
+        # The settings `kubegate dev` runs the proxy with: one source for both (gateway_plugins.policy.proxy_defaults).
         **proxy_defaults.ENV,
         "KUBEGATE_GATEWAY": gateway,
         "KUBEGATE_NAMESPACE": namespace,

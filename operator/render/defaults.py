@@ -1,6 +1,6 @@
 """Proxy defaults shipped in every rendered LiteLLM config.
 
-They come from ``gateway_plugins.proxy_defaults``, so both planes agree.
+They come from ``gateway_plugins.policy.proxy_defaults``, so both planes agree.
 """
 
 from __future__ import annotations
@@ -8,13 +8,13 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from gateway_plugins import proxy_defaults as shipped
+from gateway_plugins.policy import proxy_defaults as shipped
 
 
 def proxy_defaults() -> dict[str, dict[str, Any]]:
     """(general_settings, litellm_settings, router_settings) defaults keyed by section name.
 
-    One source for both planes: the data plane's ``gateway_plugins.proxy_defaults``.
+    One source for both planes: the data plane's ``gateway_plugins.policy.proxy_defaults``.
     """
     return {
         "general_settings": copy.deepcopy(shipped.GENERAL_SETTINGS),

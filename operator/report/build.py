@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from gateway_plugins.limits.periods import period_bounds
+from gateway_plugins.policy.periods import period_bounds
 from gateway_plugins.policy.schema import Budget
 
 

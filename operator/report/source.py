@@ -7,10 +7,9 @@ import os
 from datetime import datetime
 from pathlib import Path
 
-from gateway_plugins.audit.chain import decode_key
-from gateway_plugins.audit.verify import stream_entries, verify_entries
-from gateway_plugins.audit.writer import heads_key
-from gateway_plugins.policy.keys import audit_trims
+from gateway_plugins.policy.audit.chain import decode_key
+from gateway_plugins.policy.audit.verify import stream_entries, verify_entries
+from gateway_plugins.policy.keys import audit_heads, audit_trims
 
 NO_KEY = "not verified: no audit key (set KUBEGATE_AUDIT_KEY, the Gateway's audit-key Secret value)"
 
@@ -32,7 +31,7 @@ def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple
     try:
         # The whole chain is verified (a range alone cannot prove nothing before it was removed); heads first, as
         # `kubegate audit verify` does, so a concurrent writer can only make the stream longer than its heads.
-        heads = client.hgetall(heads_key(stream))
+        heads = client.hgetall(audit_heads(stream))
         trims = client.hgetall(audit_trims(stream))
         key = _audit_key()
         if key is None:

@@ -7,7 +7,7 @@ import os
 from dataclasses import dataclass
 from decimal import Decimal
 
-from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import PolicyError
 from gateway_plugins.policy.signing import PolicyVerifier

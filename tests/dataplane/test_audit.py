@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import redis
 import redis.asyncio as aioredis
+from gateway_operator.audit_cli import main as cli_main
 from prometheus_client import REGISTRY
 
 from gateway_plugins.audit import AuditWriter, build_record
-from gateway_plugins.audit.cli import main as cli_main
 from gateway_plugins.audit.record import FIELDS
 from gateway_plugins.context import RequestContext
 from gateway_plugins.policy.schema import Tenant
@@ -180,7 +180,7 @@ async def test_replayed_copy_detected(rds, capsys):
 
 async def test_inserted_forged_record_detected(rds, capsys):
     w = await write_n(rds, 4)
-    from gateway_plugins.audit.chain import seal
+    from gateway_plugins.policy.audit.chain import seal
 
     r = sync(rds)
     last = json.loads(ids(rds)[-1][1][b"r"])
@@ -298,7 +298,7 @@ def test_module_entry_point_exit_codes(rds):
     env = {**os.environ, "KUBEGATE_AUDIT_KEY": KEY_B64}
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", *args]
+        cmd = [sys.executable, "-m", "gateway_operator.audit_cli", "verify", *args]
         return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
 
     # A gateway that does not exist (or whose stream was deleted) is not "OK: 0 records".
@@ -310,7 +310,7 @@ def test_module_entry_point_exit_codes(rds):
     bad = run("--redis-url", rds.url, "--gateway", "x")
     assert bad.returncode == 1 and "TAMPERED" in bad.stderr
     no_key = subprocess.run(
-        [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", rds.url, "--gateway", "x"],
+        [sys.executable, "-m", "gateway_operator.audit_cli", "verify", "--redis-url", rds.url, "--gateway", "x"],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -1,4 +1,4 @@
-"""End to end: real LiteLLM proxy with kubegate hooks -> audit stream -> ``python -m gateway_plugins.audit``."""
+"""End to end: real LiteLLM proxy with kubegate hooks -> audit stream -> ``python -m gateway_operator.audit_cli``."""
 
 from __future__ import annotations
 
@@ -101,7 +101,7 @@ def stack(tmp_path):
 
 def audit(rds, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "gateway_plugins.audit", *args, "--redis-url", rds.url, "--gateway", "e2e"],
+        [sys.executable, "-m", "gateway_operator.audit_cli", *args, "--redis-url", rds.url, "--gateway", "e2e"],
         cwd=ROOT,
         capture_output=True,
         text=True,

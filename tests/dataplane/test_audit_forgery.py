@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from gateway_plugins.audit import AuditWriter
-from gateway_plugins.audit.chain import canonical, checkpoint_tag, head_value, parse_tagged_head
-from gateway_plugins.audit.checkpoint import advance, dumps
 from gateway_plugins.audit.writer import heads_key
+from gateway_plugins.policy.audit.chain import canonical, checkpoint_tag, head_value, parse_tagged_head
+from gateway_plugins.policy.audit.checkpoint import advance, dumps
 from gateway_plugins.policy.keys import audit_trims
 from tests.dataplane.test_audit import KEY, ROOT, STREAM, aclient, ids, rec, rewrite, sync, verify
 from tests.harness.redis import RedisServer
@@ -164,7 +164,7 @@ def test_checkpoint_tag_binds_chain_seq_and_mac():
 
 async def test_export_follow_keeps_records_the_cap_trims(rds, tmp_path):
     out = tmp_path / "audit.jsonl"
-    cmd = [sys.executable, "-m", "gateway_plugins.audit", "export", "--redis-url", rds.url, "--stream", STREAM]
+    cmd = [sys.executable, "-m", "gateway_operator.audit_cli", "export", "--redis-url", rds.url, "--stream", STREAM]
     cmd += ["--out", str(out), "--follow", "--poll-seconds", "0.05"]
     follower = subprocess.Popen(cmd, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     try:

@@ -18,9 +18,9 @@ import pytest
 import redis.asyncio as aioredis
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_plugins.limits import read_budget_state
-from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget, Policy, hash_key
 from tests.harness.proxy import ProxyServer
 

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from tests.contract.strategies import BODIES
 from tests.dataplane.contract_stack import GW, KEYS, audit_records, config, policy, wait_for_records

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from gateway_plugins.limits import read_budget_state
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget
 from tests.dataplane.contract_stack import GW, audit_records, config, key, policy

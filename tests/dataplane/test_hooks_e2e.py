@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from gateway_plugins import proxy_defaults
+from gateway_plugins.policy import proxy_defaults
 from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, Policy, Tenant, hash_key
 from tests.harness.procs import wait_until
 

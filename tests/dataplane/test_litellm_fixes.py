@@ -9,7 +9,8 @@ from litellm.proxy._types import UserAPIKeyAuth
 from litellm.proxy.auth import user_api_key_auth as auth_module
 
 import gateway_plugins.auth  # noqa: F401  (importing the plugin applies the fixes, as in the proxy)
-from gateway_plugins import litellm_fixes, proxy_defaults
+from gateway_plugins import litellm_fixes
+from gateway_plugins.policy import proxy_defaults
 
 
 def _compiles_during(call) -> int:

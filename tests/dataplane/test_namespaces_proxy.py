@@ -8,8 +8,8 @@ import time
 import openai
 import redis
 
-from gateway_plugins.limits.periods import period_bounds
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds
 from gateway_plugins.policy.schema import Policy, hash_key
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import policy_keys, publish_policy_sync

@@ -7,8 +7,8 @@ import redis.asyncio as aioredis
 from litellm.proxy._types import ProxyException
 from prometheus_client import REGISTRY
 
-from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.limits.test_limits_unit import GW, admit, make_ctx, make_policy, make_rt, req
 
 

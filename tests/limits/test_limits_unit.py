@@ -16,8 +16,9 @@ from gateway_plugins import limits, residency
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract.routes import CHAT
 from gateway_plugins.contract.validate import ContractRequest
-from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget, Policy
 from gateway_plugins.policy.store import CompiledPolicy
 
@@ -123,7 +124,7 @@ async def test_block_with_headers_and_failure_releases(redis):
     await admit(ctx, req(100), rt)  # reserves 0.1 USD
     ctx.status = "error"
     await limits.settle(ctx, rt)
-    state = await limits.read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
+    state = await read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
     assert state.reserved_usd == 0 and state.spent_usd == 0
     ctx = make_ctx(policy)
     await admit(ctx, req(100), rt)
@@ -151,7 +152,7 @@ async def test_downgrade_follows_chain_and_notify(redis):
     ctx = make_ctx(policy)
     await admit(ctx, req(1), rt)
     assert ctx.model == "big" and ctx.decisions["budget"] == {"b1": "notify"}
-    assert (await limits.read_budget_state(redis, GatewayKeys("default", GW), budget)).state == "notify"
+    assert (await read_budget_state(redis, GatewayKeys("default", GW), budget)).state == "notify"
     await redis.hset(key, "spent", 600_000)
     ctx = make_ctx(policy)
     await admit(ctx, req(1), rt)
@@ -178,7 +179,7 @@ async def test_concurrent_overshoot_within_one_request(redis):
             await limits.settle(ctx, rt)
 
     await asyncio.gather(*(client() for _ in range(64)))
-    state = await limits.read_budget_state(redis, GatewayKeys("default", GW), budget)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
     assert state.reserved_usd == 0
     assert state.spent_usd == pytest.approx(served * 0.03)
     assert float(budget.limit_usd) <= state.spent_usd < float(budget.limit_usd) + 0.03 + 1e-9

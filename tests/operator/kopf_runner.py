@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.kube import client as kube_client
 from kopf.testing import KopfRunner
 
 FAST_LOOPS = {"KUBEGATE_BUDGET_REFRESH_SECONDS": "1", "KUBEGATE_RESYNC_SECONDS": "1"}
@@ -21,13 +21,13 @@ def running_operator(kubeconfig: str, namespace: str) -> Iterator[KopfRunner]:
     """The operator for ``namespace``; on exit it must have stopped cleanly, with no RBAC refusal and no traceback."""
     saved = {k: os.environ.get(k) for k in ("KUBECONFIG", *FAST_LOOPS)}
     os.environ.update({"KUBECONFIG": kubeconfig, **FAST_LOOPS})
-    gw_handlers._api = None
+    kube_client.reset()
     args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
     try:
         with KopfRunner(args, timeout=90) as runner:
             yield runner
     finally:
-        gw_handlers._api = None
+        kube_client.reset()
         for key, value in saved.items():
             if value is None:
                 os.environ.pop(key, None)

@@ -17,8 +17,7 @@ from gateway_operator.builders.secrets import KEY_FIELD, build_tenant_key_secret
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
 
-from gateway_plugins import proxy_defaults
-from gateway_plugins.policy import hash_key, parse_policy
+from gateway_plugins.policy import hash_key, parse_policy, proxy_defaults
 from gateway_plugins.policy.signing import PolicySignatureError, PolicySigner
 
 UID = "0f0e0d0c-0000-4000-8000-000000000001"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from gateway_operator.handlers.coalesce import Coalescer
+from gateway_operator.reconcile.coalesce import Coalescer
 
 
 async def test_a_burst_runs_at_most_twice_and_every_request_sees_a_later_run():

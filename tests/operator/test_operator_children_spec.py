@@ -15,7 +15,7 @@ from gateway_operator.builders.proxy import MULTIPROC_DIR
 from gateway_operator.crd import models as crd
 from kubernetes import client
 
-from gateway_plugins import proxy_defaults
+from gateway_plugins.policy import proxy_defaults
 from gateway_plugins.policy.schema import parse_policy
 from gateway_plugins.policy.signing import PolicySignatureError, PolicySigner, PolicyVerifier
 from tests.operator.kopf_runner import running_operator

@@ -11,7 +11,8 @@ import uuid
 
 import pytest
 from gateway_operator import rbac
-from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.kube import client as kube_client
+from gateway_operator.reconcile import gateway as gw_reconcile
 from kopf.testing import KopfRunner
 from kubernetes import client
 
@@ -66,7 +67,7 @@ def _policy(core: client.CoreV1Api, ns: str) -> dict | None:
 
 def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, admin_api, namespace, monkeypatch):
     monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
-    gw_handlers._api = None
+    kube_client.reset()
     custom = client.CustomObjectsApi(admin_api)
     core = client.CoreV1Api(admin_api)
     args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
@@ -125,13 +126,13 @@ def test_gateway_and_tenant_reconcile_as_service_account(operator_kubeconfig, ad
             return {o.metadata.name: o.metadata.resource_version for o in [*cms, *deps]}
 
         before = versions()
-        gw_handlers.reconcile(namespace, "main")
+        gw_reconcile.reconcile(namespace, "main")
         assert versions() == before
         assert core.read_namespaced_secret("team-kubegate-key", namespace).data == secret.data
 
         # A child deleted by hand is put back by the next reconcile.
         core.delete_namespaced_config_map("main-litellm-config", namespace)
-        gw_handlers.reconcile(namespace, "main")
+        gw_reconcile.reconcile(namespace, "main")
         assert core.read_namespaced_config_map("main-litellm-config", namespace).data["config.yaml"]
     assert runner.exit_code == 0, runner.output
     assert runner.exception is None

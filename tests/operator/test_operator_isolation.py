@@ -10,8 +10,8 @@ import base64
 import secrets
 
 import pytest
-from gateway_operator.handlers import children
-from gateway_operator.handlers import gateway as gw_handlers
+from gateway_operator.kube import children
+from gateway_operator.kube import client as kube_client
 from kubernetes import client
 
 from gateway_plugins.policy import hash_key
@@ -184,4 +184,4 @@ def test_a_refused_child_reports_the_api_servers_message(admin_api, namespace):
     assert err.value.written == ["ConfigMap/ok"]
     message = err.value.failed["Deployment/bad"]
     assert "quantities must match the regular expression" in message, message
-    gw_handlers._api = None
+    kube_client.reset()

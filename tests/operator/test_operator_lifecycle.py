@@ -17,9 +17,9 @@ from gateway_operator.crd import models as crd
 from gateway_operator.render.gateway import render_budget
 from kubernetes import client
 
-from gateway_plugins.limits.periods import period_bounds, period_key
-from gateway_plugins.limits.state import MICRO
+from gateway_plugins.policy.budget_state import MICRO
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.helm.operator_process import OperatorProcess
 from tests.operator.kopf_runner import FAST_LOOPS, operator_user, running_operator
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401

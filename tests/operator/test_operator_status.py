@@ -15,19 +15,20 @@ from datetime import UTC, datetime
 import pytest
 import redis.asyncio as aioredis
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import gateway as gw_handlers
-from gateway_operator.handlers.checkpoints import checkpoint as checkpoint_round
+from gateway_operator.kube import client as kube_client
+from gateway_operator.reconcile import gateway as gw_reconcile
+from gateway_operator.reconcile.checkpoints import checkpoint as checkpoint_round
 from gateway_operator.render.gateway import render_budget
 from kopf.testing import KopfRunner
 from kubernetes import client
 
 from gateway_plugins.audit import AuditWriter
-from gateway_plugins.audit.chain import checkpoint_tag, decode_key, head_value
 from gateway_plugins.audit.writer import heads_key
-from gateway_plugins.limits.periods import period_bounds, period_key
-from gateway_plugins.limits.state import MICRO
 from gateway_plugins.policy import hash_key
+from gateway_plugins.policy.audit.chain import checkpoint_tag, decode_key, head_value
+from gateway_plugins.policy.budget_state import MICRO
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.trust import gateway_keys, published, verifier_of
 
@@ -55,7 +56,7 @@ def operator(operator_kubeconfig, namespace, monkeypatch):  # noqa: F811
     monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
     monkeypatch.setenv("KUBEGATE_BUDGET_REFRESH_SECONDS", "1")
     monkeypatch.setenv("KUBEGATE_AUDIT_CHECKPOINT_SECONDS", "1")
-    gw_handlers._api = None
+    kube_client.reset()
     args = ["run", "--standalone", "--namespace", namespace, "-m", "gateway_operator.handlers"]
     with KopfRunner(args, timeout=90) as runner:
         yield runner
@@ -63,7 +64,7 @@ def operator(operator_kubeconfig, namespace, monkeypatch):  # noqa: F811
     assert runner.exit_code == 0, runner.output[-3000:]
     # Not a bare "403": log timestamps carry milliseconds.
     assert "Forbidden" not in runner.output and "HTTP 403" not in runner.output, runner.output[-3000:]
-    gw_handlers._api = None
+    kube_client.reset()
     os.environ.pop("KUBECONFIG", None)
 
 
@@ -103,7 +104,7 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
 
     # The Secret appears: the next reconcile (timer or any change) marks the route Ready; no crash loop meanwhile.
     _secret(core, namespace, "openai", {"k": "sk-test"})
-    gw_handlers.reconcile(namespace, "main")
+    gw_reconcile.reconcile(namespace, "main")
     assert _condition(custom, namespace, "modelroutes", "gpt", "Ready")["status"] == "True"
     # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
     published = _reason(custom, namespace, "llmgateways", "main", "PolicyPublished", "RedisUnreachable")
@@ -116,7 +117,7 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
         for o in custom.list_namespaced_custom_object(GROUP, VERSION, namespace, p)["items"]
     }
     before = {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")}
-    gw_handlers.reconcile(namespace, "main")
+    gw_reconcile.reconcile(namespace, "main")
     assert {p: objs(p) for p in ("tenants", "modelroutes", "llmgateways")} == before
 
 
@@ -255,13 +256,13 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     _wait("first key in Redis", lambda: hashes_in_redis() == [hash_key(first)])
 
     def rotate(nonce: str) -> None:
-        body = {"metadata": {"annotations": {gw_handlers.ROTATE_ANNOTATION: nonce}}}
+        body = {"metadata": {"annotations": {gw_reconcile.ROTATE_ANNOTATION: nonce}}}
         custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", body)
 
     rotate("n1")
     second = _wait("rotated key", lambda: (k := key()) != first and k)
     secret = core.read_namespaced_secret("t-kubegate-key", namespace)
-    assert secret.metadata.annotations[gw_handlers.ROTATION_HANDLED] == "n1"
+    assert secret.metadata.annotations[gw_reconcile.ROTATION_HANDLED] == "n1"
     _wait(
         "nonce recorded in status",
         lambda: (
@@ -274,7 +275,7 @@ def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_serve
     assert [k["sha256"] for t in policy_cm["tenants"] for k in t["keys"]] == [hash_key(second)]
 
     # The same nonce again (any later reconcile) never generates another key.
-    gw_handlers.reconcile(namespace, gw_name)
+    gw_reconcile.reconcile(namespace, gw_name)
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", {"spec": {"failOpen": True}})
     _wait("tenant change handled", lambda: _cm_policy(core, namespace, gw_name)["tenants"][0].get("fail_open"))
     assert key() == second
@@ -311,7 +312,7 @@ def test_key_rotation_grace_period_and_deleted_secret(operator, admin_api, names
     _wait("first key in Redis", lambda: keys_in_redis() == {hash_key(first): None})
     _wait("key id in status", lambda: (tenant_status().get("keys") or {}).get("current") == hash_key(first)[:12])
     before = int(time.time())
-    body = {"metadata": {"annotations": {gw_handlers.ROTATE_ANNOTATION: "g1"}}}
+    body = {"metadata": {"annotations": {gw_reconcile.ROTATE_ANNOTATION: "g1"}}}
     custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "t", body)
     second = _wait("rotated key", lambda: (k := _secret_key_or_none(core, namespace)) != first and k)
     after = int(time.time())
@@ -403,7 +404,7 @@ def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_
     assert checkpoints()[chain].startswith("10:")
     cp_file = tmp_path / "checkpoints.json"
     cp_file.write_text(json.dumps(checkpoints()))
-    cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", redis_server.url]
+    cmd = [sys.executable, "-m", "gateway_operator.audit_cli", "verify", "--redis-url", redis_server.url]
     cmd += ["--namespace", namespace, "--gateway", gw_name, "--checkpoints", str(cp_file)]
     env = {**os.environ, "KUBEGATE_AUDIT_KEY": key_b64}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)

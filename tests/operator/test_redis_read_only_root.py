@@ -25,9 +25,9 @@ import redis.asyncio as aioredis
 from gateway_operator.builders.redis import build_redis
 
 from gateway_plugins.audit import AuditWriter
-from gateway_plugins.limits import read_budget_state
-from gateway_plugins.limits.periods import period_bounds, period_key
+from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget
 from tests.harness.procs import free_port, stop_process, tail, wait_until
 
@@ -154,7 +154,7 @@ def test_restart_of_the_rendered_redis_loses_no_audit_record_and_no_spend(tmp_pa
 
         assert asyncio.run(read()) == 4.25
         env = {"KUBEGATE_AUDIT_KEY": base64.b64encode(audit_key).decode(), "PATH": "/usr/bin:/bin"}
-        cmd = [sys.executable, "-m", "gateway_plugins.audit", "verify", "--redis-url", server.url]
+        cmd = [sys.executable, "-m", "gateway_operator.audit_cli", "verify", "--redis-url", server.url]
         cmd += ["--namespace", "ns", "--gateway", "main"]
         done = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
         assert done.returncode == 0 and "OK: 137 records in 1 chains" in done.stdout, done.stdout + done.stderr

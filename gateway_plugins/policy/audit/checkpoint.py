@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import json
 
-from gateway_plugins.audit.chain import checkpoint_tag, head_value, parse_tagged_head
+from gateway_plugins.policy.audit.chain import checkpoint_tag, head_value, parse_tagged_head
 
 CHECKPOINTS_KEY = "checkpoints.json"
 

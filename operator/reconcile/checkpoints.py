@@ -19,13 +19,13 @@ from gateway_operator.builders.common import audit_key_secret_name
 from gateway_operator.builders.configmaps import build_checkpoint_configmap, checkpoints_name
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD
 from gateway_operator.crd import models as crd
-from gateway_operator.handlers import redislink
-from gateway_operator.handlers.apply import apply
-from gateway_operator.handlers.gateway import api_client
+from gateway_operator.kube.apply import apply
+from gateway_operator.kube.client import api_client
+from gateway_operator.reconcile import redislink
 from kubernetes import client
 
-from gateway_plugins.audit.chain import decode_key
-from gateway_plugins.audit.checkpoint import CHECKPOINTS_KEY, advance, dumps
+from gateway_plugins.policy.audit.chain import decode_key
+from gateway_plugins.policy.audit.checkpoint import CHECKPOINTS_KEY, advance, dumps
 from gateway_plugins.policy.keys import GatewayKeys, audit_heads
 
 log = logging.getLogger("kubegate.operator")

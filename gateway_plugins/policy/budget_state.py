@@ -6,8 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from gateway_plugins.limits.periods import period_bounds, period_key
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget, BudgetAction
 
 MICRO = 1_000_000

@@ -17,7 +17,7 @@ import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
-from gateway_plugins.audit.chain import GENESIS, checkpoint_tag, digest, parse_head, parse_tagged_head
+from gateway_plugins.policy.audit.chain import GENESIS, checkpoint_tag, digest, parse_head, parse_tagged_head
 
 
 @dataclass

@@ -4,7 +4,7 @@
   or edited by hand are put back, a ModelRoute's Secret that appeared is picked up. It writes only what changed.
 - budgets: every ``KUBEGATE_BUDGET_REFRESH_SECONDS`` (30) each Gateway's Budgets get their spend from Redis.
 - audit checkpoints: every ``KUBEGATE_AUDIT_CHECKPOINT_SECONDS`` (60) each Gateway's verified audit chain heads are
-  copied to its checkpoint ConfigMap (``handlers.checkpoints``); written only when a head moved.
+  copied to its checkpoint ConfigMap (``reconcile.checkpoints``); written only when a head moved.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway_operator.handlers import budgets, checkpoints
-from gateway_operator.handlers.gateway import rerender
+from gateway_operator.reconcile import budgets, checkpoints
+from gateway_operator.reconcile.coalesce import Coalescer
+from gateway_operator.reconcile.gateway import rerender
 
 log = logging.getLogger("kubegate.operator")
 RESYNC_ENV = "KUBEGATE_RESYNC_SECONDS"
@@ -44,6 +45,13 @@ async def _every(
                 log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
             except Exception as exc:  # one Gateway's failure must not stop the loop for the others
                 log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
+
+
+def init(memo: Any) -> None:
+    """Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo."""
+    memo.rerenders = Coalescer()
+    memo.gateways = set()
+    memo.loops = start(memo)
 
 
 def start(memo: Any) -> list[asyncio.Task]:

@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any
 
-from gateway_operator.handlers.apply import apply, object_path
+from gateway_operator.kube.apply import apply, object_path
 from kubernetes import client
 
 # Kinds whose generation moves only with the spec: status churn (rollouts, PDB counts) is not drift.

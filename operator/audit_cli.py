@@ -1,4 +1,4 @@
-"""``kubegate audit verify|export`` (also ``python -m gateway_plugins.audit``); sync redis-py, no kopf."""
+"""``kubegate audit verify|export`` (also ``python -m gateway_operator.audit_cli``); sync redis-py, no kopf."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from gateway_plugins.audit.chain import decode_key
-from gateway_plugins.audit.verify import parse_checkpoints, stream_entries, verify_entries
-from gateway_plugins.audit.writer import heads_key
-from gateway_plugins.policy.keys import GatewayKeys, audit_trims
+from gateway_plugins.policy.audit.chain import decode_key
+from gateway_plugins.policy.audit.verify import parse_checkpoints, stream_entries, verify_entries
+from gateway_plugins.policy.keys import GatewayKeys, audit_heads, audit_trims
 
 
 def _time_to_id(value: str, end: bool) -> str:
@@ -106,7 +105,7 @@ def _verify(client, stream: str, args: argparse.Namespace) -> int:
         print(f"TAMPERED: stream {stream} does not exist (deleted, or no such gateway)", file=sys.stderr)
         return 1
     # Heads and trim marks first: a writer racing us can only make the stream longer than its head, never shorter.
-    heads = client.hgetall(heads_key(stream))
+    heads = client.hgetall(audit_heads(stream))
     trims = client.hgetall(audit_trims(stream))
     report = verify_entries(
         stream_entries(client, stream),

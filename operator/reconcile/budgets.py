@@ -1,0 +1,291 @@
+"""Budget status from Redis: spend, remaining, percent, state, period; an Event (and webhook) per threshold reached.
+
+One refresh per Gateway reads all its Budgets over one Redis connection (``reconcile.loops`` calls it every
+``KUBEGATE_BUDGET_REFRESH_SECONDS``); a status is written only when it changed, so an idle Budget costs no writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import os
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import redis.asyncio as aioredis
+from gateway_operator import notify
+from gateway_operator import status as st
+from gateway_operator.crd import models as crd
+from gateway_operator.kube.client import api_client, list_objects, patch_status
+from gateway_operator.reconcile import redislink
+from gateway_operator.reconcile.gateway import mark_gateway_missing, rerender
+from gateway_operator.render.gateway import render_budget
+from gateway_operator.render.problems import parse_objects
+from kubernetes import client
+from pydantic import ValidationError
+from redis.exceptions import RedisError
+
+from gateway_plugins.policy.budget_state import read_budget_state
+from gateway_plugins.policy.keys import GatewayKeys
+
+log = logging.getLogger("kubegate.operator")
+GROUP, VERSION = crd.GROUP, crd.VERSION
+INTERVAL_ENV = "KUBEGATE_BUDGET_REFRESH_SECONDS"
+DEFAULT_INTERVAL = 30.0
+RANK = {"ok": 0, "notify": 1, "downgrade": 2, "blocked": 3}
+COMPONENT = "kubegate-operator"
+
+
+def refresh_interval() -> float:
+    return float(os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL)
+
+
+def _targets(
+    ns: str, gateway: str
+) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, tuple[str, str] | None]:
+    """(Budgets of the Gateway's Tenants, the Gateway, its Redis URL, or why there is none)."""
+    try:
+        gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
+            GROUP, VERSION, ns, "llmgateways", gateway
+        )
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return [], None, None, None
+        raise
+    # Only objects the reconcile rendered: an invalid one keeps the InvalidSpec status the reconcile gave it.
+    valid, _ = parse_objects(crd.Tenant, (t for t in list_objects(ns, "tenants") if t["spec"]["gateway"] == gateway))
+    tenants = {t.metadata.name for t in valid}
+    mine = [b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in tenants]
+    parsed, _ = parse_objects(crd.Budget, mine)
+    rendered = {b.metadata.name for b in parsed if _renders(b)}
+    budgets = [b for b in mine if b["metadata"]["name"] in rendered]
+    if not budgets:
+        return [], gw, None, None
+    try:
+        return budgets, gw, redislink.redis_url(api_client(), gw), None
+    except redislink.RedisUnavailable as exc:
+        return budgets, gw, None, (exc.reason, str(exc))
+
+
+def _renders(budget: crd.Budget) -> bool:
+    try:
+        render_budget(budget)
+    except ValidationError:
+        return False
+    return True
+
+
+async def _read_all(url: str, gateway: GatewayKeys, budgets: list[dict[str, Any]]) -> dict[str, Any]:
+    conn = aioredis.Redis.from_url(
+        url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
+    )
+    try:
+        return {
+            b["metadata"]["name"]: await read_budget_state(conn, gateway, render_budget(crd.Budget.model_validate(b)))
+            for b in budgets
+        }
+    finally:
+        await conn.aclose()
+
+
+def post_event(obj: dict[str, Any], warning: bool, reason: str, message: str) -> None:
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    meta = obj["metadata"]
+    body = {
+        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": obj.get("apiVersion", crd.API_VERSION),
+            "kind": obj.get("kind", "Budget"),
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta.get("uid"),
+        },
+        "reason": reason,
+        "message": message[: st.MAX_MESSAGE],
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": COMPONENT},
+        "reportingComponent": COMPONENT,
+        "firstTimestamp": now,
+        "lastTimestamp": now,
+        "count": 1,
+    }
+    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], body)
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    url: str
+    fmt: str
+    secret: bytes | None
+
+
+def _secret_value(ns: str, ref: dict[str, str]) -> bytes | None:
+    try:
+        secret = client.CoreV1Api(api_client()).read_namespaced_secret(ref["name"], ns)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    value = (secret.data or {}).get(ref["key"])
+    return base64.b64decode(value) if value else None
+
+
+def _webhook(ns: str, budget: dict[str, Any], gw: dict[str, Any] | None) -> Webhook | None:
+    """The Budget's webhook, else its Gateway's budgetWebhook; None when unset or its Secret is missing."""
+    spec = budget["spec"].get("webhook") or ((gw or {}).get("spec") or {}).get("budgetWebhook")
+    if not spec:
+        return None
+    url = spec.get("url")
+    if not url and spec.get("urlSecretRef"):
+        raw = _secret_value(ns, spec["urlSecretRef"])
+        url = raw.decode().strip() if raw else None
+    if not url:
+        log.warning("budget %s/%s: webhook URL Secret missing; not sent", ns, budget["metadata"]["name"])
+        return None
+    secret = _secret_value(ns, spec["secretRef"]) if spec.get("secretRef") else None
+    if spec.get("secretRef") and secret is None:
+        log.warning("budget %s/%s: webhook signing Secret missing; not sent", ns, budget["metadata"]["name"])
+        return None
+    return Webhook(url, spec.get("format") or "json", secret)
+
+
+def _notify(
+    raw: dict[str, Any], gw: dict[str, Any] | None, state: Any, previous: list[float]
+) -> tuple[list[float], list[tuple[Webhook, bytes]]]:
+    """An Event per threshold newly reached this period, lowest first; returns the reached list and webhooks to send.
+
+    Events go out before the status that records them is written: a crash in between repeats an Event, it never
+    loses one.
+    """
+    meta, spec = raw["metadata"], raw["spec"]
+    fresh = notify.new_thresholds(spec.get("thresholds") or [], state.percent, previous)
+    if not fresh:
+        return previous, []
+    hook = _webhook(meta["namespace"], raw, gw)
+    out: list[tuple[Webhook, bytes]] = []
+    for threshold in fresh:
+        action = threshold["action"]
+        event = notify.ThresholdEvent(
+            namespace=meta["namespace"],
+            budget=meta["name"],
+            tenant=spec["tenant"],
+            threshold_percent=float(threshold["percent"]),
+            action=action,
+            percent=round(state.percent, 2),
+            spent_usd=f"{state.spent_usd:.4f}",
+            limit_usd=str(spec["limitUSD"]),
+            period_start=state.period_start.isoformat(),
+            period_end=state.period_end.isoformat(),
+        )
+        reason = "BudgetBlocked" if action == "block" else f"Budget{action.capitalize()}"
+        post_event(raw, action != "notify", reason, notify.summary(event))
+        if hook is not None:
+            out.append((hook, notify.build_payload(hook.fmt, event)))
+    return sorted({*previous, *(float(t["percent"]) for t in fresh)}), out
+
+
+def _write(
+    ns: str,
+    budgets: list[dict[str, Any]],
+    gw: dict[str, Any] | None,
+    states: dict[str, Any],
+    failure: tuple[str, str] | None,
+) -> tuple[int, list[tuple[Webhook, bytes]]]:
+    """Write the statuses that changed, an Event per threshold newly reached; returns (writes, webhooks to send)."""
+    writes = 0
+    outbox: list[tuple[Webhook, bytes]] = []
+    per_tenant: dict[str, list[tuple[str, Any]]] = {}
+    for raw in budgets:
+        generation = raw["metadata"].get("generation")
+        state = states.get(raw["metadata"]["name"])
+        if state is None:
+            reason, message = failure or ("RedisUnreachable", "spend not refreshed")
+            desired = {"observedGeneration": generation, "conditions": [st.condition("Ready", False, reason, message)]}
+            writes += patch_status(ns, "budgets", raw, desired)
+            continue
+        period_start = state.period_start.isoformat()
+        previous = notify.reached_this_period(raw.get("status"), period_start)
+        reached, hooks = _notify(raw, gw, state, previous)
+        outbox += hooks
+        limit = Decimal(str(raw["spec"]["limitUSD"]))
+        spent = Decimal(f"{state.spent_usd:.4f}")
+        desired = {
+            "observedGeneration": generation,
+            "spentUSD": f"{state.spent_usd:.4f}",
+            "remainingUSD": f"{max(Decimal(0), limit - spent):.4f}",
+            "percent": round(state.percent, 2),
+            "state": state.state,
+            "periodStart": period_start,
+            "periodEnd": state.period_end.isoformat(),
+            "thresholdsReached": {"periodStart": period_start, "percents": reached},
+            "conditions": [st.condition("Ready", True, "Refreshed", "spend read from Redis")],
+        }
+        writes += patch_status(ns, "budgets", raw, desired)
+        per_tenant.setdefault(raw["spec"]["tenant"], []).append((f"{state.spent_usd:.4f}", state.state))
+    writes += _write_tenants(ns, per_tenant)
+    return writes, outbox
+
+
+def _write_tenants(ns: str, per_tenant: dict[str, list[tuple[str, str]]]) -> int:
+    """Spend and worst budget state on each Tenant, so `kubectl get tenants` shows them (only when changed)."""
+    if not per_tenant:
+        return 0
+    writes = 0
+    for tenant in list_objects(ns, "tenants"):
+        rows = per_tenant.get(tenant["metadata"]["name"])
+        if not rows:
+            continue
+        spent = max(Decimal(s) for s, _ in rows)  # several Budgets: the largest period spend (periods may differ)
+        worst = max((state for _, state in rows), key=lambda s: RANK.get(s, 0))
+        writes += patch_status(ns, "tenants", tenant, {"spentUSD": f"{spent:.4f}", "budgetState": worst})
+    return writes
+
+
+async def refresh_gateway(ns: str, gateway: str) -> int:
+    """Refresh the status of every Budget on ``gateway``; returns the number of status writes."""
+    budgets, gw, url, failure = await asyncio.to_thread(_targets, ns, gateway)
+    if not budgets:
+        return 0
+    states: dict[str, Any] = {}
+    if url is not None:
+        try:
+            states = await _read_all(url, GatewayKeys(ns, gateway), budgets)
+        except (RedisError, OSError) as exc:
+            failure = ("RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); spend not refreshed")
+    writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure)
+    for hook, body in outbox:  # in threshold order; never awaited here, a slow receiver must not stall refreshes
+        notify.send_in_background(hook.url, body, hook.secret)
+    return writes
+
+
+def _tenant_gateway(ns: str, tenant: str) -> str | None:
+    try:
+        obj = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, "tenants", tenant)
+    except client.ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise
+    return obj["spec"].get("gateway")
+
+
+async def budget_changed(
+    namespace: str, spec: dict[str, Any], type: str | None, raw: dict[str, Any], memo: Any
+) -> None:
+    """A Budget names its Tenant, not its Gateway: re-render the Tenant's Gateway."""
+    tenant = (spec or {}).get("tenant")
+    if not tenant or st.already_observed(type, raw):
+        return
+    gateway = await asyncio.to_thread(_tenant_gateway, namespace, tenant)
+    if gateway is None:
+        if type != "DELETED":
+            gen = raw["metadata"].get("generation")
+            missing = st.condition("Ready", False, "TenantNotFound", f"Tenant {tenant!r} not found in {namespace}")
+            await asyncio.to_thread(
+                patch_status, namespace, "budgets", raw, {"observedGeneration": gen, "conditions": [missing]}
+            )
+        return
+    if not await rerender(memo, namespace, gateway) and type != "DELETED":
+        await asyncio.to_thread(mark_gateway_missing, namespace, "budgets", raw, gateway)
