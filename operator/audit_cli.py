@@ -179,3 +179,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     finally:
         client.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
