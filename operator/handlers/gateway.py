@@ -25,8 +25,9 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 
 @kopf.on.startup()
-async def startup(memo: kopf.Memo, **_: Any) -> None:
-    loops.init(memo)
+async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
+    # kopf passes its indexes by name; they stay live, and resource handlers run only once they are filled.
+    loops.init(memo, kwargs)
 
 
 @kopf.on.cleanup()

@@ -19,11 +19,11 @@ import redis.asyncio as aioredis
 from gateway_operator import notify
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
-from gateway_operator.kube.client import api_client, list_objects, patch_status
-from gateway_operator.reconcile import redislink
-from gateway_operator.reconcile.gateway import mark_gateway_missing, rerender
+from gateway_operator.kube.client import api_client, patch_status
+from gateway_operator.kube.parallel import parallel
+from gateway_operator.reconcile import redislink, seen
+from gateway_operator.reconcile.gateway import list_namespace, mark_gateway_missing, rerender
 from gateway_operator.render.gateway import render_budget
-from gateway_operator.render.problems import parse_objects
 from kubernetes import client
 from pydantic import ValidationError
 from redis.exceptions import RedisError
@@ -44,8 +44,8 @@ def refresh_interval() -> float:
 
 
 def _targets(
-    ns: str, gateway: str
-) -> tuple[list[dict[str, Any]], dict[str, Any] | None, str | None, tuple[str, str] | None]:
+    ns: str, gateway: str, objects: seen.Objects | None
+) -> tuple[list[seen.Seen], dict[str, Any] | None, str | None, tuple[str, str] | None]:
     """(Budgets of the Gateway's Tenants, the Gateway, its Redis URL, or why there is none)."""
     try:
         gw = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(
@@ -55,13 +55,10 @@ def _targets(
         if exc.status == 404:
             return [], None, None, None
         raise
+    objects = objects if objects is not None else list_namespace(ns)
     # Only objects the reconcile rendered: an invalid one keeps the InvalidSpec status the reconcile gave it.
-    valid, _ = parse_objects(crd.Tenant, (t for t in list_objects(ns, "tenants") if t["spec"]["gateway"] == gateway))
-    tenants = {t.metadata.name for t in valid}
-    mine = [b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in tenants]
-    parsed, _ = parse_objects(crd.Budget, mine)
-    rendered = {b.metadata.name for b in parsed if _renders(b)}
-    budgets = [b for b in mine if b["metadata"]["name"] in rendered]
+    tenants = {t.name for t in objects.tenants if t.spec.get("gateway") == gateway and t.model is not None}
+    budgets = [b for b in objects.budgets if b.spec.get("tenant") in tenants and b.model is not None and _renders(b)]
     if not budgets:
         return [], gw, None, None
     try:
@@ -70,23 +67,20 @@ def _targets(
         return budgets, gw, None, (exc.reason, str(exc))
 
 
-def _renders(budget: crd.Budget) -> bool:
+def _renders(budget: seen.Seen) -> bool:
     try:
-        render_budget(budget)
+        render_budget(budget.model)
     except ValidationError:
         return False
     return True
 
 
-async def _read_all(url: str, gateway: GatewayKeys, budgets: list[dict[str, Any]]) -> dict[str, Any]:
+async def _read_all(url: str, gateway: GatewayKeys, budgets: list[seen.Seen]) -> dict[str, Any]:
     conn = aioredis.Redis.from_url(
         url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
     )
     try:
-        return {
-            b["metadata"]["name"]: await read_budget_state(conn, gateway, render_budget(crd.Budget.model_validate(b)))
-            for b in budgets
-        }
+        return {b.name: await read_budget_state(conn, gateway, render_budget(b.model)) for b in budgets}
     finally:
         await conn.aclose()
 
@@ -189,22 +183,24 @@ def _notify(
 
 def _write(
     ns: str,
-    budgets: list[dict[str, Any]],
+    budgets: list[seen.Seen],
     gw: dict[str, Any] | None,
     states: dict[str, Any],
     failure: tuple[str, str] | None,
+    tenants: list[seen.Seen],
 ) -> tuple[int, list[tuple[Webhook, bytes]]]:
     """Write the statuses that changed, an Event per threshold newly reached; returns (writes, webhooks to send)."""
-    writes = 0
     outbox: list[tuple[Webhook, bytes]] = []
     per_tenant: dict[str, list[tuple[str, Any]]] = {}
-    for raw in budgets:
+    pending: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
+    for entry in budgets:
+        raw = entry.raw
         generation = raw["metadata"].get("generation")
         state = states.get(raw["metadata"]["name"])
         if state is None:
             reason, message = failure or ("RedisUnreachable", "spend not refreshed")
             desired = {"observedGeneration": generation, "conditions": [st.condition("Ready", False, reason, message)]}
-            writes += patch_status(ns, "budgets", raw, desired)
+            pending.append(("budgets", raw, desired))
             continue
         period_start = state.period_start.isoformat()
         previous = notify.reached_this_period(raw.get("status"), period_start)
@@ -223,30 +219,35 @@ def _write(
             "thresholdsReached": {"periodStart": period_start, "percents": reached},
             "conditions": [st.condition("Ready", True, "Refreshed", "spend read from Redis")],
         }
-        writes += patch_status(ns, "budgets", raw, desired)
+        pending.append(("budgets", raw, desired))
         per_tenant.setdefault(raw["spec"]["tenant"], []).append((f"{state.spent_usd:.4f}", state.state))
-    writes += _write_tenants(ns, per_tenant)
-    return writes, outbox
+    pending += _tenant_writes(per_tenant, tenants)
+    # Thousands of Budgets get their first status in one round: several requests at once.
+    return sum(parallel(lambda w: patch_status(ns, *w), pending)), outbox
 
 
-def _write_tenants(ns: str, per_tenant: dict[str, list[tuple[str, str]]]) -> int:
+def _tenant_writes(
+    per_tenant: dict[str, list[tuple[str, str]]], tenants: list[seen.Seen]
+) -> list[tuple[str, dict[str, Any], dict[str, Any]]]:
     """Spend and worst budget state on each Tenant, so `kubectl get tenants` shows them (only when changed)."""
-    if not per_tenant:
-        return 0
-    writes = 0
-    for tenant in list_objects(ns, "tenants"):
-        rows = per_tenant.get(tenant["metadata"]["name"])
+    out = []
+    for tenant in tenants:
+        rows = per_tenant.get(tenant.name)
         if not rows:
             continue
         spent = max(Decimal(s) for s, _ in rows)  # several Budgets: the largest period spend (periods may differ)
         worst = max((state for _, state in rows), key=lambda s: RANK.get(s, 0))
-        writes += patch_status(ns, "tenants", tenant, {"spentUSD": f"{spent:.4f}", "budgetState": worst})
-    return writes
+        out.append(("tenants", tenant.raw, {"spentUSD": f"{spent:.4f}", "budgetState": worst}))
+    return out
 
 
-async def refresh_gateway(ns: str, gateway: str) -> int:
-    """Refresh the status of every Budget on ``gateway``; returns the number of status writes."""
-    budgets, gw, url, failure = await asyncio.to_thread(_targets, ns, gateway)
+async def refresh_gateway(ns: str, gateway: str, objects: seen.Objects | None = None) -> int:
+    """Refresh the status of every Budget on ``gateway``; returns the number of status writes.
+
+    ``objects``: the namespace's objects from the operator's indexes (else listed)."""
+    if objects is None:
+        objects = await asyncio.to_thread(list_namespace, ns)
+    budgets, gw, url, failure = await asyncio.to_thread(_targets, ns, gateway, objects)
     if not budgets:
         return 0
     states: dict[str, Any] = {}
@@ -255,13 +256,16 @@ async def refresh_gateway(ns: str, gateway: str) -> int:
             states = await _read_all(url, GatewayKeys(ns, gateway), budgets)
         except (RedisError, OSError) as exc:
             failure = ("RedisUnreachable", f"Redis unreachable ({type(exc).__name__}); spend not refreshed")
-    writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure)
+    tenants = [t for t in objects.tenants if t.spec.get("gateway") == gateway]
+    writes, outbox = await asyncio.to_thread(_write, ns, budgets, gw, states, failure, tenants)
     for hook, body in outbox:  # in threshold order; never awaited here, a slow receiver must not stall refreshes
         notify.send_in_background(hook.url, body, hook.secret)
     return writes
 
 
-def _tenant_gateway(ns: str, tenant: str) -> str | None:
+def _tenant_gateway(ns: str, tenant: str, objects: seen.Objects | None) -> str | None:
+    if objects is not None:
+        return next((t.spec.get("gateway") for t in objects.tenants if t.name == tenant), None)
     try:
         obj = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, "tenants", tenant)
     except client.ApiException as exc:
@@ -278,7 +282,11 @@ async def budget_changed(
     tenant = (spec or {}).get("tenant")
     if not tenant or st.already_observed(type, raw):
         return
-    gateway = await asyncio.to_thread(_tenant_gateway, namespace, tenant)
+    indexes = getattr(memo, "indexes", None)
+    if indexes:
+        gateway = seen.tenant_gateway(indexes, namespace, tenant)
+    else:
+        gateway = await asyncio.to_thread(_tenant_gateway, namespace, tenant, None)
     if gateway is None:
         if type != "DELETED":
             gen = raw["metadata"].get("generation")

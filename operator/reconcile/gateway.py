@@ -22,10 +22,11 @@ from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
 from gateway_operator.kube import children
 from gateway_operator.kube.client import api_client, list_objects, patch_status
-from gateway_operator.reconcile import keys, redislink, trust
+from gateway_operator.kube.parallel import parallel
+from gateway_operator.reconcile import keys, redislink, seen, trust
 from gateway_operator.reconcile.coalesce import Coalescer
 from gateway_operator.render import render_gateway
-from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key, parse_objects
+from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from kubernetes import client
 from pydantic import ValidationError
 
@@ -90,17 +91,35 @@ def policy_digest(policy: Any) -> str:
     return hashlib.sha256(encode_document(policy.model_copy(update={"revision": 0}), compress=False)).hexdigest()
 
 
-def reconcile(ns: str, name: str, *, verify: bool = True) -> dict[str, Any] | None:
+def reconcile(ns: str, name: str, *, verify: bool = True, objects: seen.Objects | None = None) -> dict[str, Any] | None:
     """Reconcile Gateway ``ns/name``; None when it is being deleted. 404 (ApiException) when it does not exist.
 
     ``verify``: also read every child and re-apply what was deleted or edited by hand (resync, resume, direct
     calls); without it only children whose desired state changed are applied (event-driven re-renders).
+    ``objects``: the namespace's ModelRoutes, Tenants and Budgets from the operator's indexes (else listed).
     """
     with _locks[(ns, name)]:
-        return _reconcile(ns, name, verify)
+        return _reconcile(ns, name, verify, objects if objects is not None else list_namespace(ns))
 
 
-def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
+def list_namespace(ns: str) -> seen.Objects:
+    return seen.from_lists({plural: list_objects(ns, plural) for plural in seen.INDEXES})
+
+
+def members(objects: seen.Objects, name: str) -> tuple[list[seen.Seen], list[seen.Seen], list[seen.Seen], set[str]]:
+    """(routes, tenants, budgets) of Gateway ``name`` and the names of every Tenant of the namespace.
+
+    Budgets: those of the Gateway's Tenants, and those whose Tenant exists nowhere (their status says so).
+    """
+    routes = [r for r in objects.routes if r.spec.get("gateway") == name]
+    tenants = [t for t in objects.tenants if t.spec.get("gateway") == name]
+    mine = {t.name for t in tenants}
+    existing = {t.name for t in objects.tenants}
+    budgets = [b for b in objects.budgets if b.spec.get("tenant") in mine or b.spec.get("tenant") not in existing]
+    return routes, tenants, budgets, existing
+
+
+def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(api_client())
     core = client.CoreV1Api(api_client())
     gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "llmgateways", name)
@@ -115,28 +134,22 @@ def _reconcile(ns: str, name: str, verify: bool) -> dict[str, Any] | None:
         _gateway_failed(ns, gw, INVALID_SPEC, message)
         return {"problems": {f"LLMGateway/{name}": message}, "written": [], "revision": None}
     spec = gateway_model.spec
-    routes_raw = [r for r in list_objects(ns, "modelroutes") if r["spec"]["gateway"] == name]
-    all_tenants = list_objects(ns, "tenants")
-    tenants_raw = [t for t in all_tenants if t["spec"]["gateway"] == name]
-    mine = {t["metadata"]["name"] for t in tenants_raw}
-    existing = {t["metadata"]["name"] for t in all_tenants}
-    # This Gateway's Budgets, and those whose Tenant exists nowhere (their status says so); not other Gateways'.
-    budgets_raw = [
-        b for b in list_objects(ns, "budgets") if b["spec"]["tenant"] in mine or b["spec"]["tenant"] not in existing
-    ]
+    route_entries, tenant_entries, budget_entries, existing = members(objects, name)
+    routes_raw = [r.raw for r in route_entries]
+    tenants_raw = [t.raw for t in tenant_entries]
+    budgets_raw = [b.raw for b in budget_entries]
     # Each object on its own: an invalid one is left out (its status says why), the rest still reconciles.
-    routes, problems = parse_objects(crd.ModelRoute, routes_raw)
-    tenants, tenant_problems = parse_objects(crd.Tenant, tenants_raw)
-    budgets, budget_problems = parse_objects(crd.Budget, budgets_raw)
+    routes, problems = seen.split(route_entries)
+    tenants, tenant_problems = seen.split(tenant_entries)
+    budgets, budget_problems = seen.split(budget_entries)
     problems.update(tenant_problems)
     problems.update(budget_problems)
     valid_tenants = {t.metadata.name for t in tenants}
-    known_keys = keys.existing_key_secrets(core, ns)
-    tenant_keys = {
-        t["metadata"]["name"]: keys.ensure_tenant_key(core, t, known_keys)
-        for t in tenants_raw
-        if t["metadata"]["name"] in valid_tenants
-    }
+    known_keys = keys.existing_key_secrets(api_client(), ns)
+    valid_raw = [t for t in tenants_raw if t["metadata"]["name"] in valid_tenants]
+    # Key Secrets are created (a first render of thousands of Tenants) by several requests at once.
+    found = parallel(lambda t: keys.ensure_tenant_key(core, t, known_keys), valid_raw)
+    tenant_keys = {t["metadata"]["name"]: k for t, k in zip(valid_raw, found, strict=True)}
     hashes = {tenant: list(k.refs) for tenant, k in tenant_keys.items()}
     keys.ensure_pii_hash_key(core, gw)
     master_hash = None
@@ -264,6 +277,7 @@ def _object_statuses(
     tenant_keys: dict[str, keys.TenantKeys],
 ) -> None:
     """Ready of every object of the Gateway: False with its own reason when it was left out."""
+    writes: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
     for route in routes_raw:
         gen = route["metadata"].get("generation")
         problem = problems.get(object_key("ModelRoute", route["metadata"]["name"]))
@@ -271,7 +285,7 @@ def _object_statuses(
             desired = st.ready_status(gen, False, problem.reason, problem.message)
         else:
             desired = route_status(route, gateway, route_problems.get(route["metadata"]["name"], []))
-        patch_status(ns, "modelroutes", route, desired)
+        writes.append(("modelroutes", route, desired))
     for tenant in tenants_raw:
         gen = tenant["metadata"].get("generation")
         problem = problems.get(object_key("Tenant", tenant["metadata"]["name"]))
@@ -288,14 +302,16 @@ def _object_statuses(
         nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
         if nonce and problem is None:
             desired["keyRotation"] = nonce  # the nonce handled (not a secret): later events skip the re-render
-        patch_status(ns, "tenants", tenant, desired)
+        writes.append(("tenants", tenant, desired))
     for budget in budgets_raw:
         problem = problems.get(object_key("Budget", budget["metadata"]["name"]))
         if problem is not None:
             # Budgets that are rendered get their Ready from the spend refresh (reconcile.budgets).
             gen = budget["metadata"].get("generation")
             condition = st.condition("Ready", False, problem.reason, problem.message)
-            patch_status(ns, "budgets", budget, {"observedGeneration": gen, "conditions": [condition]})
+            writes.append(("budgets", budget, {"observedGeneration": gen, "conditions": [condition]}))
+    # A first render of thousands of Tenants writes as many statuses: several requests at once.
+    parallel(lambda w: patch_status(ns, *w), writes)
 
 
 def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
@@ -321,12 +337,20 @@ def orphans(ns: str, gateway: str) -> None:
                 mark_gateway_missing(ns, plural, obj, gateway)
 
 
+def snapshot(memo: Any, namespace: str) -> seen.Objects | None:
+    """The namespace's objects from the kopf indexes (None without them: the reconcile lists)."""
+    indexes = getattr(memo, "indexes", None)
+    return seen.from_indexes(indexes, namespace) if indexes else None
+
+
 async def rerender(memo: Any, namespace: str, gateway: str, *, verify: bool = False) -> bool:
     """Reconcile ``gateway``, coalesced with concurrent requests; False when it does not exist or is going."""
 
     async def run() -> bool:
+        # Taken when the run starts, on the event loop: events after this point request another run.
+        objects = snapshot(memo, namespace)
         try:
-            return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify) is not None
+            return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify, objects=objects) is not None
         except client.ApiException as exc:
             if exc.status != 404:
                 raise

@@ -12,12 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
-from gateway_operator.reconcile import budgets, checkpoints
+from gateway_operator.reconcile import budgets, checkpoints, seen
 from gateway_operator.reconcile.coalesce import Coalescer
-from gateway_operator.reconcile.gateway import rerender
+from gateway_operator.reconcile.gateway import rerender, snapshot
 
 log = logging.getLogger("kubegate.operator")
 RESYNC_ENV = "KUBEGATE_RESYNC_SECONDS"
@@ -47,8 +47,9 @@ async def _every(
                 log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
 
 
-def init(memo: Any) -> None:
+def init(memo: Any, indexes: Mapping[str, Any]) -> None:
     """Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo."""
+    memo.indexes = {name: indexes[name] for name in (*seen.INDEXES.values(), seen.TENANT_GATEWAY_INDEX)}
     memo.rerenders = Coalescer()
     memo.gateways = set()
     memo.loops = start(memo)
@@ -59,7 +60,14 @@ def start(memo: Any) -> list[asyncio.Task]:
         asyncio.create_task(
             _every("resync", resync_interval, memo, lambda ns, name: rerender(memo, ns, name, verify=True))
         ),
-        asyncio.create_task(_every("budget refresh", budgets.refresh_interval, memo, budgets.refresh_gateway)),
+        asyncio.create_task(
+            _every(
+                "budget refresh",
+                budgets.refresh_interval,
+                memo,
+                lambda ns, name: budgets.refresh_gateway(ns, name, snapshot(memo, ns)),
+            )
+        ),
         asyncio.create_task(_every("audit checkpoint", checkpoints.interval, memo, checkpoints.checkpoint_gateway)),
     ]
 

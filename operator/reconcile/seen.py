@@ -1,0 +1,110 @@
+"""What the operator keeps of each ModelRoute, Tenant and Budget: the fields it uses, parsed once per change.
+
+kopf indexes (``handlers/index.py``) hold one ``Seen`` per object, built when its watch event arrives; a reconcile
+takes a snapshot of them instead of listing every object of the namespace (at 10,000 Tenants a list is tens of
+MiB of JSON, and each object used to be parsed again on every reconcile). ``managedFields`` and annotations the
+operator does not read (``kubectl.kubernetes.io/last-applied-configuration`` repeats the whole spec) are dropped.
+Without indexes (a reconcile called directly, e.g. by tests) the same entries are built from one list call each.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gateway_operator.crd import models as crd
+from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
+from pydantic import BaseModel, ValidationError
+
+ANNOTATION_PREFIX = "kubegate.dev/"
+META_FIELDS = ("name", "namespace", "uid", "generation", "deletionTimestamp")
+# kopf index names (the functions in handlers/index.py) per plural.
+INDEXES = {"modelroutes": "route_index", "tenants": "tenant_index", "budgets": "budget_index"}
+# (namespace, Tenant name) -> its Gateway: a Budget event finds its Gateway without a scan or a request.
+TENANT_GATEWAY_INDEX = "tenant_gateway_index"
+MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
+
+
+@dataclass(frozen=True, slots=True)
+class Seen:
+    """One object as the operator uses it: ``raw`` (slimmed body: status reads and writes, owner references) and
+    its parsed ``model``, or the ``problem`` that kept it from parsing."""
+
+    raw: dict[str, Any]
+    model: Any
+    problem: Problem | None
+
+    @property
+    def name(self) -> str:
+        return self.raw["metadata"]["name"]
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        return self.raw["spec"]
+
+
+def slim(body: Mapping[str, Any]) -> dict[str, Any]:
+    meta = body.get("metadata") or {}
+    kept = {k: meta[k] for k in META_FIELDS if meta.get(k) is not None}
+    annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION_PREFIX)}
+    if annotations:
+        kept["annotations"] = annotations
+    return {
+        "apiVersion": body.get("apiVersion", crd.API_VERSION),
+        "kind": body.get("kind"),
+        "metadata": kept,
+        "spec": dict(body.get("spec") or {}),
+        "status": dict(body.get("status") or {}),
+    }
+
+
+def seen(plural: str, body: Mapping[str, Any]) -> Seen:
+    raw = slim(body)
+    model_cls = MODELS[plural]
+    raw["kind"] = raw["kind"] or model_cls.model_fields["kind"].default
+    try:
+        return Seen(raw, model_cls.model_validate(raw), None)
+    except ValidationError as exc:
+        return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
+
+
+@dataclass(frozen=True, slots=True)
+class Objects:
+    """The ModelRoutes, Tenants and Budgets of one namespace at one moment."""
+
+    routes: list[Seen]
+    tenants: list[Seen]
+    budgets: list[Seen]
+
+
+def from_indexes(indexes: Mapping[str, Any], namespace: str) -> Objects:
+    """Snapshot of the kopf indexes for ``namespace``; call on the event loop (kopf mutates them there)."""
+
+    def of(plural: str) -> list[Seen]:
+        store = indexes[INDEXES[plural]].get(namespace)
+        return list(store) if store is not None else []
+
+    return Objects(of("modelroutes"), of("tenants"), of("budgets"))
+
+
+def tenant_gateway(indexes: Mapping[str, Any], namespace: str, tenant: str) -> str | None:
+    store = indexes[TENANT_GATEWAY_INDEX].get((namespace, tenant))
+    return next(iter(store), None) if store is not None else None
+
+
+def from_lists(lists: Mapping[str, Iterable[Mapping[str, Any]]]) -> Objects:
+    """Entries built from list calls (``plural`` -> items)."""
+    return Objects(*([seen(p, b) for b in lists.get(p, ())] for p in ("modelroutes", "tenants", "budgets")))
+
+
+def split(entries: Iterable[Seen]) -> tuple[list[Any], dict[str, Problem]]:
+    """(the parsed models, ``Kind/name`` -> problem of the others), as ``render.problems.parse_objects`` gives."""
+    valid: list[Any] = []
+    problems: dict[str, Problem] = {}
+    for entry in entries:
+        if entry.model is not None:
+            valid.append(entry.model)
+        elif entry.problem is not None:
+            problems[object_key(entry.raw["kind"], entry.name)] = entry.problem
+    return valid, problems
