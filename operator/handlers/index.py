@@ -28,3 +28,8 @@ def tenant_gateway_index(namespace: str, name: str, spec: kopf.Spec, **_: Any) -
 @kopf.index(GROUP, VERSION, "budgets")
 def budget_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {namespace: seen.seen("budgets", body)}
+
+
+@kopf.index(GROUP, VERSION, "llmgateways")
+def gateway_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
+    return {} if meta.get("deletionTimestamp") else {(namespace, name): True}

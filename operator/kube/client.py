@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import threading
 from typing import Any
 
 from gateway_operator import status as st
@@ -10,18 +12,25 @@ from gateway_operator.crd import models as crd
 from kubernetes import client, config
 
 GROUP, VERSION = crd.GROUP, crd.VERSION
+# Connections kept open: the reconcile and the Budget refresh each send up to kube.parallel.WORKERS requests at once.
+POOL_SIZE = 20
 _api: client.ApiClient | None = None
+# uid -> hash of the last status document this process wrote to that object.
+_written: dict[str, int] = {}
+_written_lock = threading.Lock()
 
 
 def api_client() -> client.ApiClient:
     global _api
     if _api is None:
+        configuration = client.Configuration()
         # KUBECONFIG is read at call time (the client library reads it at import time only).
         if os.environ.get("KUBECONFIG"):
-            _api = config.new_client_from_config(config_file=os.environ["KUBECONFIG"])
+            config.load_kube_config(config_file=os.environ["KUBECONFIG"], client_configuration=configuration)
         else:
-            config.load_incluster_config()
-            _api = client.ApiClient()
+            config.load_incluster_config(client_configuration=configuration)
+        configuration.connection_pool_maxsize = POOL_SIZE
+        _api = client.ApiClient(configuration)
     return _api
 
 
@@ -36,9 +45,22 @@ def list_objects(ns: str, plural: str) -> list[dict[str, Any]]:
 
 
 def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> bool:
-    """Merge ``desired`` into the object's status unless it is already there (then nothing is written)."""
-    desired = st.stamp(obj.get("status"), desired, st.now())
-    if not st.needs_write(obj.get("status"), desired):
+    """Merge ``desired`` into the object's status unless it is already there (then nothing is written).
+
+    ``obj`` may be a little behind (an index entry whose update is still queued): the last status this process
+    wrote to each object is remembered, so the same write is not sent twice.
+    """
+    uid = (obj.get("metadata") or {}).get("uid")
+    marker = hash(json.dumps(desired, sort_keys=True, default=str))
+    if uid is not None:
+        with _written_lock:
+            if _written.get(uid) == marker:
+                return False
+    stamped = st.stamp(obj.get("status"), desired, st.now())
+    if not st.needs_write(obj.get("status"), stamped):
+        if uid is not None:
+            with _written_lock:
+                _written[uid] = marker
         return False
     try:
         client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
@@ -47,10 +69,20 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
             ns,
             plural,
             obj["metadata"]["name"],
-            {"status": desired},
+            {"status": stamped},
             _content_type="application/merge-patch+json",
         )
     except client.ApiException as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to report on
             raise
+        return True
+    if uid is not None:
+        with _written_lock:
+            _written[uid] = marker
     return True
+
+
+def forget(uid: str | None) -> None:
+    """The object is gone: drop what was remembered of it."""
+    with _written_lock:
+        _written.pop(uid, None)

@@ -19,10 +19,10 @@ import redis.asyncio as aioredis
 from gateway_operator import notify
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
-from gateway_operator.kube.client import api_client, patch_status
+from gateway_operator.kube.client import api_client, forget, patch_status
 from gateway_operator.kube.parallel import parallel
 from gateway_operator.reconcile import redislink, seen
-from gateway_operator.reconcile.gateway import list_namespace, mark_gateway_missing, rerender
+from gateway_operator.reconcile.gateway import list_namespace, request_rerender
 from gateway_operator.render.gateway import render_budget
 from kubernetes import client
 from pydantic import ValidationError
@@ -263,30 +263,16 @@ async def refresh_gateway(ns: str, gateway: str, objects: seen.Objects | None = 
     return writes
 
 
-def _tenant_gateway(ns: str, tenant: str, objects: seen.Objects | None) -> str | None:
-    if objects is not None:
-        return next((t.spec.get("gateway") for t in objects.tenants if t.name == tenant), None)
-    try:
-        obj = client.CustomObjectsApi(api_client()).get_namespaced_custom_object(GROUP, VERSION, ns, "tenants", tenant)
-    except client.ApiException as exc:
-        if exc.status == 404:
-            return None
-        raise
-    return obj["spec"].get("gateway")
-
-
 async def budget_changed(
     namespace: str, spec: dict[str, Any], type: str | None, raw: dict[str, Any], memo: Any
 ) -> None:
     """A Budget names its Tenant, not its Gateway: re-render the Tenant's Gateway."""
     tenant = (spec or {}).get("tenant")
+    if type == "DELETED":
+        forget(raw["metadata"].get("uid"))
     if not tenant or st.already_observed(type, raw):
         return
-    indexes = getattr(memo, "indexes", None)
-    if indexes:
-        gateway = seen.tenant_gateway(indexes, namespace, tenant)
-    else:
-        gateway = await asyncio.to_thread(_tenant_gateway, namespace, tenant, None)
+    gateway = seen.tenant_gateway(memo.indexes, namespace, tenant)
     if gateway is None:
         if type != "DELETED":
             gen = raw["metadata"].get("generation")
@@ -295,5 +281,4 @@ async def budget_changed(
                 patch_status, namespace, "budgets", raw, {"observedGeneration": gen, "conditions": [missing]}
             )
         return
-    if not await rerender(memo, namespace, gateway) and type != "DELETED":
-        await asyncio.to_thread(mark_gateway_missing, namespace, "budgets", raw, gateway)
+    await request_rerender(memo, namespace, gateway, "budgets", raw, type)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +15,10 @@ class _State:
     requested: int = 0
     done: int = 0
     result: Any = None
+    queued: bool = False  # a background run is waiting for the lock (it will start after every later request)
+
+
+log = logging.getLogger("kubegate.operator")
 
 
 class Coalescer:
@@ -26,12 +31,41 @@ class Coalescer:
 
     def __init__(self) -> None:
         self._states: dict[Hashable, _State] = {}
+        self._background: set[asyncio.Task] = set()
 
-    async def run(self, key: Hashable, fn: Callable[[], Awaitable[Any]]) -> Any:
+    def request(self, key: Hashable, fn: Callable[[], Awaitable[Any]]) -> None:
+        """Fire and forget: a run of ``fn`` will start after this call (failures are logged, not raised).
+
+        For watch events: 10,000 objects created at once are 10,000 events, and each waiting for a reconcile would
+        keep its handler, its body and its kopf worker alive for as long as the reconciles take. At most one
+        background run per key waits; a request made while one waits is covered by it.
+        """
+        state = self._states.setdefault(key, _State())
+        if state.queued:
+            return
+        state.queued = True
+        task = asyncio.create_task(self.run(key, fn, queued=True))
+        self._background.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            exc = task.exception()
+            log.warning("background reconcile failed: %s: %s", type(exc).__name__, str(exc)[:500])
+
+    async def stop(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+    async def run(self, key: Hashable, fn: Callable[[], Awaitable[Any]], *, queued: bool = False) -> Any:
         state = self._states.setdefault(key, _State())
         state.requested += 1
         ticket = state.requested
         async with state.lock:
+            if queued:
+                state.queued = False  # from here on, a new request needs a new run
             if state.done >= ticket:
                 return state.result
             started = state.requested

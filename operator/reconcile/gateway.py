@@ -21,7 +21,7 @@ from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
 from gateway_operator.kube import children
-from gateway_operator.kube.client import api_client, list_objects, patch_status
+from gateway_operator.kube.client import api_client, forget, list_objects, patch_status
 from gateway_operator.kube.parallel import parallel
 from gateway_operator.reconcile import keys, redislink, seen, trust
 from gateway_operator.reconcile.coalesce import Coalescer
@@ -346,18 +346,19 @@ def snapshot(memo: Any, namespace: str) -> seen.Objects | None:
 async def rerender(memo: Any, namespace: str, gateway: str, *, verify: bool = False) -> bool:
     """Reconcile ``gateway``, coalesced with concurrent requests; False when it does not exist or is going."""
 
-    async def run() -> bool:
-        # Taken when the run starts, on the event loop: events after this point request another run.
-        objects = snapshot(memo, namespace)
-        try:
-            return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify, objects=objects) is not None
-        except client.ApiException as exc:
-            if exc.status != 404:
-                raise
-            return False
-
     coalescer: Coalescer = memo.rerenders
-    return bool(await coalescer.run((namespace, gateway), run))
+    return bool(await coalescer.run((namespace, gateway), lambda: _rerender_run(memo, namespace, gateway, verify)))
+
+
+async def _rerender_run(memo: Any, namespace: str, gateway: str, verify: bool) -> bool:
+    # Taken when the run starts, on the event loop: events after this point request another run.
+    objects = snapshot(memo, namespace)
+    try:
+        return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify, objects=objects) is not None
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+        return False
 
 
 def failed_conditions(exc: client.ApiException) -> list[dict[str, Any]]:
@@ -385,9 +386,21 @@ async def related_changed(
     """A ModelRoute or Tenant changed: re-render its Gateway (or say on the object that the Gateway is missing)."""
     gateway = (spec or {}).get("gateway")
     raw = dict(body)
+    if type == "DELETED":
+        forget(raw["metadata"].get("uid"))
     nonce = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     pending_rotation = nonce is not None and nonce != (raw.get("status") or {}).get("keyRotation")
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):
         return
-    if not await rerender(memo, namespace, gateway) and type != "DELETED":
+    await request_rerender(memo, namespace, gateway, plural, raw, type)
+
+
+async def request_rerender(
+    memo: Any, namespace: str, gateway: str, plural: str, raw: dict[str, Any], type: str | None
+) -> None:
+    """Ask for a re-render of ``gateway`` without waiting for it; an object of a missing Gateway says so."""
+    if seen.gateway_live(memo.indexes, namespace, gateway):
+        coalescer: Coalescer = memo.rerenders
+        coalescer.request((namespace, gateway), lambda: _rerender_run(memo, namespace, gateway, False))
+    elif type != "DELETED":
         await asyncio.to_thread(mark_gateway_missing, namespace, plural, raw, gateway)

@@ -49,7 +49,7 @@ async def _every(
 
 def init(memo: Any, indexes: Mapping[str, Any]) -> None:
     """Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo."""
-    memo.indexes = {name: indexes[name] for name in (*seen.INDEXES.values(), seen.TENANT_GATEWAY_INDEX)}
+    memo.indexes = {name: indexes[name] for name in seen.ALL_INDEXES}
     memo.rerenders = Coalescer()
     memo.gateways = set()
     memo.loops = start(memo)
@@ -73,6 +73,8 @@ def start(memo: Any) -> list[asyncio.Task]:
 
 
 async def stop(memo: Any) -> None:
+    if getattr(memo, "rerenders", None) is not None:
+        await memo.rerenders.stop()
     tasks = getattr(memo, "loops", None) or []
     for task in tasks:
         task.cancel()

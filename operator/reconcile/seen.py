@@ -23,6 +23,9 @@ META_FIELDS = ("name", "namespace", "uid", "generation", "deletionTimestamp")
 INDEXES = {"modelroutes": "route_index", "tenants": "tenant_index", "budgets": "budget_index"}
 # (namespace, Tenant name) -> its Gateway: a Budget event finds its Gateway without a scan or a request.
 TENANT_GATEWAY_INDEX = "tenant_gateway_index"
+# (namespace, name) of each LLMGateway that is not being deleted.
+GATEWAY_INDEX = "gateway_index"
+ALL_INDEXES = (*INDEXES.values(), TENANT_GATEWAY_INDEX, GATEWAY_INDEX)
 MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
 
 
@@ -91,6 +94,10 @@ def from_indexes(indexes: Mapping[str, Any], namespace: str) -> Objects:
 def tenant_gateway(indexes: Mapping[str, Any], namespace: str, tenant: str) -> str | None:
     store = indexes[TENANT_GATEWAY_INDEX].get((namespace, tenant))
     return next(iter(store), None) if store is not None else None
+
+
+def gateway_live(indexes: Mapping[str, Any], namespace: str, gateway: str) -> bool:
+    return indexes[GATEWAY_INDEX].get((namespace, gateway)) is not None
 
 
 def from_lists(lists: Mapping[str, Iterable[Mapping[str, Any]]]) -> Objects:
