@@ -145,7 +145,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects) -> dict[
     problems.update(tenant_problems)
     problems.update(budget_problems)
     valid_tenants = {t.metadata.name for t in tenants}
-    known_keys = keys.existing_key_secrets(api_client(), ns)
+    known_keys = keys.existing_key_secrets(api_client(), ns, refresh=verify)
     valid_raw = [t for t in tenants_raw if t["metadata"]["name"] in valid_tenants]
     # Key Secrets are created (a first render of thousands of Tenants) by several requests at once.
     found = parallel(lambda t: keys.ensure_tenant_key(core, t, known_keys), valid_raw)

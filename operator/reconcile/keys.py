@@ -12,6 +12,7 @@ import base64
 import hashlib
 import json
 import logging
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -56,6 +57,7 @@ class KeySecret:
     resource_version: str | None
     annotations: dict[str, str]
     key_sha256: str | None  # None: the Secret has no key field
+    owner_uid: str | None = None
 
 
 def _hash_field(data: dict[str, str] | None) -> str | None:
@@ -65,29 +67,65 @@ def _hash_field(data: dict[str, str] | None) -> str | None:
 
 def _from_model(secret: client.V1Secret) -> KeySecret:
     meta = secret.metadata
-    return KeySecret(meta.name, meta.namespace, meta.resource_version, meta.annotations or {}, _hash_field(secret.data))
-
-
-def existing_key_secrets(api: client.ApiClient, ns: str) -> dict[str, KeySecret]:
-    """Key Secrets of the namespace by name: one list call instead of one read per Tenant.
-
-    Read as plain JSON: the client's model classes cost seconds and hundreds of MiB for 10,000 Secrets.
-    """
-    response = client.CoreV1Api(api).list_namespaced_secret(
-        ns, label_selector=f"{LABEL_COMPONENT}=tenant-key", _preload_content=False
+    owner = (meta.owner_references or [None])[0]
+    return KeySecret(
+        meta.name,
+        meta.namespace,
+        meta.resource_version,
+        meta.annotations or {},
+        _hash_field(secret.data),
+        owner.uid if owner is not None else None,
     )
-    items = json.loads(response.data)["items"]
+
+
+# namespace -> key Secrets by name, as last listed and then created or rotated by this process.
+_known: dict[str, dict[str, KeySecret]] = {}
+_known_lock = threading.Lock()
+PAGE = 500
+
+
+def existing_key_secrets(api: client.ApiClient, ns: str, *, refresh: bool = True) -> dict[str, KeySecret]:
+    """Key Secrets of the namespace by name: a list call instead of one read per Tenant.
+
+    ``refresh=False`` (re-renders driven by watch events) answers from what this process last listed, created or
+    rotated, so a burst of 10,000 new Tenants does not list 10,000 Secrets per re-render; a ``verify`` reconcile
+    (resync, resume) lists again and so notices a Secret deleted or edited by hand. Read as plain JSON, page by
+    page: the client's model classes cost seconds and hundreds of MiB for 10,000 Secrets.
+    """
+    with _known_lock:
+        cached = _known.get(ns)
+    if cached is not None and not refresh:
+        return cached
+    core = client.CoreV1Api(api)
     found: dict[str, KeySecret] = {}
-    for item in items:
-        meta = item["metadata"]
-        found[meta["name"]] = KeySecret(
-            meta["name"],
-            meta["namespace"],
-            meta.get("resourceVersion"),
-            meta.get("annotations") or {},
-            _hash_field(item.get("data")),
+    token = None
+    while True:
+        response = core.list_namespaced_secret(
+            ns, label_selector=f"{LABEL_COMPONENT}=tenant-key", limit=PAGE, _continue=token, _preload_content=False
         )
+        page = json.loads(response.data)
+        for item in page["items"]:
+            meta = item["metadata"]
+            owners = meta.get("ownerReferences") or [{}]
+            found[meta["name"]] = KeySecret(
+                meta["name"],
+                meta["namespace"],
+                meta.get("resourceVersion"),
+                meta.get("annotations") or {},
+                _hash_field(item.get("data")),
+                owners[0].get("uid"),
+            )
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            break
+    with _known_lock:
+        _known[ns] = found
     return found
+
+
+def _remember(secret: KeySecret) -> None:
+    with _known_lock:
+        _known.setdefault(secret.namespace, {})[secret.name] = secret
 
 
 def _iso(ts: int) -> str:
@@ -115,9 +153,14 @@ def ensure_tenant_key(
     ns, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
     nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     secret = known.get(tenant_secret_name(name))
+    uid = tenant["metadata"].get("uid")
+    if secret is not None and secret.owner_uid and uid and secret.owner_uid != uid:
+        secret = None  # a Secret of an earlier Tenant of this name: read what is there now
     if secret is None:
         read = _read(core, ns, tenant_secret_name(name))  # e.g. created without our labels
         secret = _from_model(read) if read is not None else None
+        if secret is not None:
+            _remember(secret)
     if secret is not None:
         if secret.key_sha256 is None:
             raise KeyError(f"Secret {secret.name} has no {KEY_FIELD!r}")
@@ -127,7 +170,7 @@ def ensure_tenant_key(
         return _keys_from(secret.key_sha256, secret.annotations, now)
     key = new_tenant_key()
     try:
-        core.create_namespaced_secret(ns, build_tenant_key_secret(tenant, key, rotation=nonce))
+        _remember(_from_model(core.create_namespaced_secret(ns, build_tenant_key_secret(tenant, key, rotation=nonce))))
     except client.ApiException as exc:
         if exc.status != 409:
             raise
@@ -200,7 +243,7 @@ def _rotate_key(
         "metadata": {"resourceVersion": secret.resource_version, "annotations": annotations},
         "data": {KEY_FIELD: base64.b64encode(key.encode()).decode()},
     }
-    core.patch_namespaced_secret(secret.name, secret.namespace, body)
+    _remember(_from_model(core.patch_namespaced_secret(secret.name, secret.namespace, body)))
     log.info("rotated key Secret %s/%s (old key valid %d s more)", secret.namespace, secret.name, grace)
     return _keys_from(hash_key(key), annotations, now)
 

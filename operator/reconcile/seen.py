@@ -67,7 +67,8 @@ def seen(plural: str, body: Mapping[str, Any]) -> Seen:
     model_cls = MODELS[plural]
     raw["kind"] = raw["kind"] or model_cls.model_fields["kind"].default
     try:
-        return Seen(raw, model_cls.model_validate(raw), None)
+        # The status is read from ``raw`` only: not kept a second time inside the model.
+        return Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
     except ValidationError as exc:
         return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
 

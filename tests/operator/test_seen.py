@@ -1,0 +1,68 @@
+"""What the operator keeps of each object (``reconcile.seen``): parsed once, slimmed, invalid ones with the field."""
+
+from __future__ import annotations
+
+from gateway_operator.reconcile import seen
+from gateway_operator.reconcile.gateway import members
+
+
+def _tenant(name: str, **spec) -> dict:
+    return {
+        "apiVersion": "kubegate.dev/v1alpha1",
+        "kind": "Tenant",
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "generation": 3,
+            "resourceVersion": "77",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "annotations": {
+                "kubectl.kubernetes.io/last-applied-configuration": "{...the whole object again...}",
+                "kubegate.dev/rotate-key": "n1",
+            },
+        },
+        "spec": {"gateway": "main", **spec},
+        "status": {"observedGeneration": 2},
+    }
+
+
+def test_an_entry_keeps_what_the_operator_uses_and_drops_the_rest():
+    entry = seen.seen("tenants", _tenant("a", allowedModels=["gpt-4o"]))
+    assert entry.problem is None
+    assert entry.model.spec.allowed_models == ["gpt-4o"]
+    assert entry.raw["metadata"] == {
+        "name": "a",
+        "namespace": "ns",
+        "uid": "uid-a",
+        "generation": 3,
+        "annotations": {"kubegate.dev/rotate-key": "n1"},
+    }
+    assert entry.raw["status"] == {"observedGeneration": 2}
+    assert entry.spec["gateway"] == "main"
+
+
+def test_an_invalid_object_is_kept_with_its_problem_naming_the_field():
+    entry = seen.seen("tenants", _tenant("b", allowedRegions=["eu west"]))
+    assert entry.model is None
+    assert entry.problem.reason == "InvalidSpec"
+    assert "spec.allowedRegions" in entry.problem.message
+    valid, problems = seen.split([entry, seen.seen("tenants", _tenant("c"))])
+    assert [t.metadata.name for t in valid] == ["c"]
+    assert list(problems) == ["Tenant/b"]
+
+
+def test_members_of_a_gateway_include_budgets_whose_tenant_exists_nowhere():
+    objects = seen.from_lists(
+        {
+            "tenants": [_tenant("a"), {**_tenant("x"), "spec": {"gateway": "other"}}],
+            "budgets": [
+                {"kind": "Budget", "metadata": {"name": n, "namespace": "ns"}, "spec": {"tenant": t, "limitUSD": "1"}}
+                for n, t in (("ba", "a"), ("bx", "x"), ("bz", "zzz"))
+            ],
+        }
+    )
+    routes, tenants, budgets, existing = members(objects, "main")
+    assert routes == [] and [t.name for t in tenants] == ["a"]
+    assert [b.name for b in budgets] == ["ba", "bz"]  # not the other Gateway's
+    assert existing == {"a", "x"}
