@@ -75,7 +75,14 @@ def peak_rss_mib(pid: int) -> float:
 
 def start_operator(kubeconfig: str, log_path: Path) -> subprocess.Popen:
     """The operator in its own process (its memory is measured alone); output to a file, never an undrained pipe."""
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "PYTHONSAFEPATH": "1", "PYTHONUNBUFFERED": "1"}
+    # MALLOC_ARENA_MAX as the chart's operator Deployment sets it.
+    env = {
+        **os.environ,
+        "KUBECONFIG": kubeconfig,
+        "PYTHONSAFEPATH": "1",
+        "PYTHONUNBUFFERED": "1",
+        "MALLOC_ARENA_MAX": "2",
+    }
     argv = [sys.executable, "-m", "kopf", "run", "--standalone", "--namespace", NS, "-m", "gateway_operator.handlers"]
     with log_path.open("wb") as log:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)

@@ -63,7 +63,7 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
                 _written[uid] = marker
         return False
     try:
-        client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
+        response = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
             ns,
@@ -71,7 +71,10 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
             obj["metadata"]["name"],
             {"status": stamped},
             _content_type="application/merge-patch+json",
+            # The object the server returns is not used: not parsed (10,000 of them on a first render).
+            _preload_content=False,
         )
+        response.read()  # read to the end, so the connection goes back to the pool
     except client.ApiException as exc:
         if exc.status != 404:  # deleted meanwhile: nothing to report on
             raise
