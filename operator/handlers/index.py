@@ -1,5 +1,6 @@
-"""kopf indexes of ModelRoutes, Tenants and Budgets: each object parsed once per change, slimmed
-(``reconcile.seen``); reconciles read these instead of listing the namespace."""
+"""kopf indexes of LLMGateways, ModelRoutes, Tenants and Budgets: each object parsed once per change, slimmed
+(``reconcile.seen``); reconciles read these instead of listing the namespace. Coroutines, so kopf runs them on its
+event loop without a thread hop per watch event."""
 
 from __future__ import annotations
 
@@ -11,25 +12,20 @@ from gateway_operator.reconcile import seen
 
 
 @kopf.index(GROUP, VERSION, "modelroutes")
-def route_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def route_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {namespace: seen.seen("modelroutes", body)}
 
 
 @kopf.index(GROUP, VERSION, "tenants")
-def tenant_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
-    return {namespace: seen.seen("tenants", body)}
-
-
-@kopf.index(GROUP, VERSION, "tenants")
-def tenant_gateway_index(namespace: str, name: str, spec: kopf.Spec, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): spec.get("gateway")}
+async def tenant_index(namespace: str, name: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+    return seen.tenant_keys(namespace, name, body)
 
 
 @kopf.index(GROUP, VERSION, "budgets")
-def budget_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
+async def budget_index(namespace: str, body: kopf.Body, **_: Any) -> dict[Any, Any]:
     return {namespace: seen.seen("budgets", body)}
 
 
 @kopf.index(GROUP, VERSION, "llmgateways")
-def gateway_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
+async def gateway_index(namespace: str, name: str, meta: kopf.Meta, **_: Any) -> dict[Any, Any]:
     return {} if meta.get("deletionTimestamp") else {(namespace, name): True}

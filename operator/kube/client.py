@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import dataclass
 from typing import Any
 
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
+from gateway_operator.kube.parallel import parallel
 from kubernetes import client, config
 
 GROUP, VERSION = crd.GROUP, crd.VERSION
@@ -44,8 +46,17 @@ def list_objects(ns: str, plural: str) -> list[dict[str, Any]]:
     return client.CustomObjectsApi(api_client()).list_namespaced_custom_object(GROUP, VERSION, ns, plural)["items"]
 
 
-def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> bool:
-    """Merge ``desired`` into the object's status unless it is already there (then nothing is written).
+@dataclass(frozen=True, slots=True)
+class StatusWrite:
+    ns: str
+    plural: str
+    obj: dict[str, Any]
+    status: dict[str, Any]  # stamped
+    marker: int
+
+
+def status_write(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> StatusWrite | None:
+    """The write that puts ``desired`` into the object's status, or None when it is already there.
 
     ``obj`` may be a little behind (an index entry whose update is still queued): the last status this process
     wrote to each object is remembered, so the same write is not sent twice.
@@ -55,34 +66,52 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     if uid is not None:
         with _written_lock:
             if _written.get(uid) == marker:
-                return False
+                return None
     stamped = st.stamp(obj.get("status"), desired, st.now())
     if not st.needs_write(obj.get("status"), stamped):
-        if uid is not None:
-            with _written_lock:
-                _written[uid] = marker
-        return False
+        _remember(uid, marker)
+        return None
+    return StatusWrite(ns, plural, obj, stamped, marker)
+
+
+def send_status(write: StatusWrite) -> bool:
+    """Send a status write (merge patch); an object deleted meanwhile is nothing to report on."""
     try:
         response = client.CustomObjectsApi(api_client()).patch_namespaced_custom_object_status(
             GROUP,
             VERSION,
-            ns,
-            plural,
-            obj["metadata"]["name"],
-            {"status": stamped},
+            write.ns,
+            write.plural,
+            write.obj["metadata"]["name"],
+            {"status": write.status},
             _content_type="application/merge-patch+json",
             # The object the server returns is not used: not parsed (10,000 of them on a first render).
             _preload_content=False,
         )
         response.read()  # read to the end, so the connection goes back to the pool
     except client.ApiException as exc:
-        if exc.status != 404:  # deleted meanwhile: nothing to report on
+        if exc.status != 404:
             raise
         return True
+    _remember((write.obj.get("metadata") or {}).get("uid"), write.marker)
+    return True
+
+
+def send_statuses(writes: list[StatusWrite]) -> int:
+    """Send the writes several at a time (thousands on a first render); returns how many were sent."""
+    return sum(parallel(send_status, writes))
+
+
+def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> bool:
+    """Merge ``desired`` into the object's status unless it is already there (then nothing is written)."""
+    write = status_write(ns, plural, obj, desired)
+    return send_status(write) if write is not None else False
+
+
+def _remember(uid: str | None, marker: int) -> None:
     if uid is not None:
         with _written_lock:
             _written[uid] = marker
-    return True
 
 
 def forget(uid: str | None) -> None:

@@ -19,8 +19,7 @@ import redis.asyncio as aioredis
 from gateway_operator import notify
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
-from gateway_operator.kube.client import api_client, forget, patch_status
-from gateway_operator.kube.parallel import parallel
+from gateway_operator.kube.client import api_client, forget, patch_status, send_statuses, status_write
 from gateway_operator.reconcile import redislink, seen
 from gateway_operator.reconcile.gateway import list_namespace, request_rerender
 from gateway_operator.render.gateway import render_budget
@@ -223,7 +222,8 @@ def _write(
         per_tenant.setdefault(raw["spec"]["tenant"], []).append((f"{state.spent_usd:.4f}", state.state))
     pending += _tenant_writes(per_tenant, tenants)
     # Thousands of Budgets get their first status in one round: several requests at once.
-    return sum(parallel(lambda w: patch_status(ns, *w), pending)), outbox
+    writes = [w for plural, obj, desired in pending if (w := status_write(ns, plural, obj, desired)) is not None]
+    return send_statuses(writes), outbox
 
 
 def _tenant_writes(
@@ -270,11 +270,17 @@ async def budget_changed(
     tenant = (spec or {}).get("tenant")
     if type == "DELETED":
         forget(raw["metadata"].get("uid"))
+        seen.forget(raw["metadata"].get("uid"))
     if not tenant or st.already_observed(type, raw):
         return
     gateway = seen.tenant_gateway(memo.indexes, namespace, tenant)
     if gateway is None:
-        if type != "DELETED":
+        # Every Gateway of the namespace renders Budgets whose Tenant exists nowhere and says so in their status;
+        # by the time it runs, a Tenant created together with this Budget (a watch event behind) is known.
+        others = seen.live_gateways(memo.indexes, namespace)
+        for other in others:
+            await request_rerender(memo, namespace, other, "budgets", raw, type)
+        if not others and type != "DELETED":
             gen = raw["metadata"].get("generation")
             missing = st.condition("Ready", False, "TenantNotFound", f"Tenant {tenant!r} not found in {namespace}")
             await asyncio.to_thread(

@@ -21,7 +21,14 @@ from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
 from gateway_operator.kube import children
-from gateway_operator.kube.client import api_client, forget, list_objects, patch_status
+from gateway_operator.kube.client import (
+    api_client,
+    forget,
+    list_objects,
+    patch_status,
+    send_statuses,
+    status_write,
+)
 from gateway_operator.kube.parallel import parallel
 from gateway_operator.reconcile import keys, redislink, seen, trust
 from gateway_operator.reconcile.coalesce import Coalescer
@@ -147,9 +154,17 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects) -> dict[
     valid_tenants = {t.metadata.name for t in tenants}
     known_keys = keys.existing_key_secrets(api_client(), ns, refresh=verify)
     valid_raw = [t for t in tenants_raw if t["metadata"]["name"] in valid_tenants]
-    # Key Secrets are created (a first render of thousands of Tenants) by several requests at once.
-    found = parallel(lambda t: keys.ensure_tenant_key(core, t, known_keys), valid_raw)
-    tenant_keys = {t["metadata"]["name"]: k for t, k in zip(valid_raw, found, strict=True)}
+    tenant_keys = {}
+    pending = []
+    for t in valid_raw:
+        known = keys.known_tenant_keys(t, known_keys)
+        if known is not None:
+            tenant_keys[t["metadata"]["name"]] = known
+        else:
+            pending.append(t)
+    # Key Secrets to create or rotate (thousands on a first render): several requests at once.
+    found = parallel(lambda t: keys.ensure_tenant_key(core, t, known_keys), pending)
+    tenant_keys.update((t["metadata"]["name"], k) for t, k in zip(pending, found, strict=True))
     hashes = {tenant: list(k.refs) for tenant, k in tenant_keys.items()}
     keys.ensure_pii_hash_key(core, gw)
     master_hash = None
@@ -310,8 +325,7 @@ def _object_statuses(
             gen = budget["metadata"].get("generation")
             condition = st.condition("Ready", False, problem.reason, problem.message)
             writes.append(("budgets", budget, {"observedGeneration": gen, "conditions": [condition]}))
-    # A first render of thousands of Tenants writes as many statuses: several requests at once.
-    parallel(lambda w: patch_status(ns, *w), writes)
+    send_statuses([w for plural, obj, desired in writes if (w := status_write(ns, plural, obj, desired)) is not None])
 
 
 def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
@@ -388,6 +402,7 @@ async def related_changed(
     raw = dict(body)
     if type == "DELETED":
         forget(raw["metadata"].get("uid"))
+        seen.forget(raw["metadata"].get("uid"))
     nonce = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     pending_rotation = nonce is not None and nonce != (raw.get("status") or {}).get("keyRotation")
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):

@@ -145,6 +145,20 @@ def _keys_from(current: str, annotations: dict[str, str], now: float) -> TenantK
     return TenantKeys(refs=refs, status=status)
 
 
+def known_tenant_keys(
+    tenant: dict[str, Any], known: dict[str, KeySecret], now: float | None = None
+) -> TenantKeys | None:
+    """The Tenant's keys from a known Secret when nothing needs a request (no rotation pending), else None."""
+    secret = known.get(tenant_secret_name(tenant["metadata"]["name"]))
+    uid = tenant["metadata"].get("uid")
+    if secret is None or secret.key_sha256 is None or (secret.owner_uid and uid and secret.owner_uid != uid):
+        return None
+    nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
+    if nonce and nonce != secret.annotations.get(ROTATION_HANDLED):
+        return None
+    return _keys_from(secret.key_sha256, secret.annotations, time.time() if now is None else now)
+
+
 def ensure_tenant_key(
     core: client.CoreV1Api, tenant: dict[str, Any], known: dict[str, KeySecret], now: float | None = None
 ) -> TenantKeys:

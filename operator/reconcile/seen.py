@@ -21,11 +21,12 @@ ANNOTATION_PREFIX = "kubegate.dev/"
 META_FIELDS = ("name", "namespace", "uid", "generation", "deletionTimestamp")
 # kopf index names (the functions in handlers/index.py) per plural.
 INDEXES = {"modelroutes": "route_index", "tenants": "tenant_index", "budgets": "budget_index"}
-# (namespace, Tenant name) -> its Gateway: a Budget event finds its Gateway without a scan or a request.
-TENANT_GATEWAY_INDEX = "tenant_gateway_index"
+# The Tenant index also maps (namespace, Tenant name) -> its Gateway: a Budget event finds its Gateway without a
+# scan or a request (one index function per kind: kopf's cost is per index function and watch event).
+TENANT_GATEWAY_INDEX = INDEXES["tenants"]
 # (namespace, name) of each LLMGateway that is not being deleted.
 GATEWAY_INDEX = "gateway_index"
-ALL_INDEXES = (*INDEXES.values(), TENANT_GATEWAY_INDEX, GATEWAY_INDEX)
+ALL_INDEXES = (*INDEXES.values(), GATEWAY_INDEX)
 MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
 
 
@@ -62,15 +63,38 @@ def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# uid -> (generation, model, problem): a status write is a watch event too, and the spec (all a model is parsed
+# for) changes only with the generation, so such an event reuses the parse.
+_parsed: dict[str, tuple[int, Any, Problem | None]] = {}
+
+
 def seen(plural: str, body: Mapping[str, Any]) -> Seen:
     raw = slim(body)
     model_cls = MODELS[plural]
     raw["kind"] = raw["kind"] or model_cls.model_fields["kind"].default
+    meta = raw["metadata"]
+    uid, generation = meta.get("uid"), meta.get("generation")
+    known = _parsed.get(uid) if uid is not None else None
+    if known is not None and generation is not None and known[0] == generation:
+        return Seen(raw, known[1], known[2])
     try:
         # The status is read from ``raw`` only: not kept a second time inside the model.
-        return Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
+        entry = Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
     except ValidationError as exc:
-        return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
+        entry = Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
+    if uid is not None and generation is not None:
+        _parsed[uid] = (generation, entry.model, entry.problem)
+    return entry
+
+
+def tenant_keys(namespace: str, name: str, body: Mapping[str, Any]) -> dict[Any, Any]:
+    """The Tenant index's entries of one Tenant: under its namespace, and its Gateway under (namespace, name)."""
+    return {namespace: seen("tenants", body), (namespace, name): (body.get("spec") or {}).get("gateway")}
+
+
+def forget(uid: str | None) -> None:
+    """The object is gone."""
+    _parsed.pop(uid, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +123,10 @@ def tenant_gateway(indexes: Mapping[str, Any], namespace: str, tenant: str) -> s
 
 def gateway_live(indexes: Mapping[str, Any], namespace: str, gateway: str) -> bool:
     return indexes[GATEWAY_INDEX].get((namespace, gateway)) is not None
+
+
+def live_gateways(indexes: Mapping[str, Any], namespace: str) -> list[str]:
+    return sorted(name for ns, name in indexes[GATEWAY_INDEX] if ns == namespace)
 
 
 def from_lists(lists: Mapping[str, Iterable[Mapping[str, Any]]]) -> Objects:
