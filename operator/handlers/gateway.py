@@ -45,12 +45,12 @@ async def gateway_seen(namespace: str, name: str, type: str | None, body: kopf.B
 @kopf.on.resume(GROUP, VERSION, "llmgateways")
 @kopf.on.create(GROUP, VERSION, "llmgateways")
 @kopf.on.update(GROUP, VERSION, "llmgateways")
-async def gateway_reconcile(namespace: str, name: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
+async def gateway_reconcile(namespace: str, name: str, uid: str, patch: kopf.Patch, memo: kopf.Memo, **_: Any) -> None:
     try:
         # Spec changes and restarts verify every child (drift repair); coalesced with related-object events.
         await rec.rerender(memo, namespace, name, verify=True)
     except client.ApiException as exc:
-        patch.status["conditions"] = rec.failed_conditions(exc)
+        patch.status["conditions"] = rec.failed_conditions(exc, uid)
         raise kopf.TemporaryError(f"reconcile failed: HTTP {exc.status}", delay=10) from None
 
 

@@ -14,6 +14,7 @@ import threading
 from collections import defaultdict
 from typing import Any
 
+from gateway_operator import memory
 from gateway_operator import status as st
 from gateway_operator.builders.common import policy_name
 from gateway_operator.builders.configmaps import PolicyTooLarge, check_policy_size
@@ -106,7 +107,10 @@ def reconcile(ns: str, name: str, *, verify: bool = True, objects: seen.Objects 
     ``objects``: the namespace's ModelRoutes, Tenants and Budgets from the operator's indexes (else listed).
     """
     with _locks[(ns, name)]:
-        return _reconcile(ns, name, verify, objects if objects is not None else list_namespace(ns))
+        try:
+            return _reconcile(ns, name, verify, objects if objects is not None else list_namespace(ns))
+        finally:
+            memory.trim()
 
 
 def list_namespace(ns: str) -> seen.Objects:
@@ -375,8 +379,13 @@ async def _rerender_run(memo: Any, namespace: str, gateway: str, verify: bool) -
         return False
 
 
-def failed_conditions(exc: client.ApiException) -> list[dict[str, Any]]:
-    """Ready and Reconciled of a Gateway whose reconcile the API server refused, with the server's own message."""
+def failed_conditions(exc: client.ApiException, uid: str | None) -> list[dict[str, Any]]:
+    """Ready and Reconciled of a Gateway whose reconcile the API server refused, with the server's own message.
+
+    kopf writes these (not ``patch_status``): the status last written by this process is no longer what the
+    Gateway shows, so the next successful reconcile must write again.
+    """
+    forget(uid)
     failed = children.api_message(exc)
     return [
         {**st.condition("Ready", False, "ApiError", failed), "lastTransitionTime": st.now()},
