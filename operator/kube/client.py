@@ -69,7 +69,7 @@ def status_write(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
                 return None
     stamped = st.stamp(obj.get("status"), desired, st.now())
     if not st.needs_write(obj.get("status"), stamped):
-        _remember(uid, marker)
+        remember(uid, marker)
         return None
     return StatusWrite(ns, plural, obj, stamped, marker)
 
@@ -93,7 +93,7 @@ def send_status(write: StatusWrite) -> bool:
         if exc.status != 404:
             raise
         return True
-    _remember((write.obj.get("metadata") or {}).get("uid"), write.marker)
+    remember((write.obj.get("metadata") or {}).get("uid"), write.marker)
     return True
 
 
@@ -108,7 +108,7 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     return send_status(write) if write is not None else False
 
 
-def _remember(uid: str | None, marker: int) -> None:
+def remember(uid: str | None, marker: int) -> None:
     if uid is not None:
         with _written_lock:
             _written[uid] = marker

@@ -21,7 +21,7 @@ from gateway_operator.builders.configmaps import PolicyTooLarge, check_policy_si
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
-from gateway_operator.kube import children
+from gateway_operator.kube import children, status_sender
 from gateway_operator.kube.client import (
     api_client,
     forget,
@@ -99,16 +99,20 @@ def policy_digest(policy: Any) -> str:
     return hashlib.sha256(encode_document(policy.model_copy(update={"revision": 0}), compress=False)).hexdigest()
 
 
-def reconcile(ns: str, name: str, *, verify: bool = True, objects: seen.Objects | None = None) -> dict[str, Any] | None:
+def reconcile(
+    ns: str, name: str, *, verify: bool = True, objects: seen.Objects | None = None, defer_statuses: bool = False
+) -> dict[str, Any] | None:
     """Reconcile Gateway ``ns/name``; None when it is being deleted. 404 (ApiException) when it does not exist.
 
     ``verify``: also read every child and re-apply what was deleted or edited by hand (resync, resume, direct
     calls); without it only children whose desired state changed are applied (event-driven re-renders).
     ``objects``: the namespace's ModelRoutes, Tenants and Budgets from the operator's indexes (else listed).
+    ``defer_statuses``: the statuses of the Gateway's objects are sent in the background (``kube.status_sender``)
+    instead of before returning; the Gateway's own status is always written before.
     """
     with _locks[(ns, name)]:
         try:
-            return _reconcile(ns, name, verify, objects if objects is not None else list_namespace(ns))
+            return _reconcile(ns, name, verify, objects if objects is not None else list_namespace(ns), defer_statuses)
         finally:
             memory.trim()
 
@@ -130,7 +134,7 @@ def members(objects: seen.Objects, name: str) -> tuple[list[seen.Seen], list[see
     return routes, tenants, budgets, existing
 
 
-def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects) -> dict[str, Any] | None:
+def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: bool) -> dict[str, Any] | None:
     custom = client.CustomObjectsApi(api_client())
     core = client.CoreV1Api(api_client())
     gw = custom.get_namespaced_custom_object(GROUP, VERSION, ns, "llmgateways", name)
@@ -266,7 +270,17 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects) -> dict[
         desired.update(policyRevision=revision, policyHash=digest)
     patch_status(ns, "llmgateways", gw, desired)
     _object_statuses(
-        ns, name, routes_raw, tenants_raw, budgets_raw, problems, route_problems, published, policy_cm_ok, tenant_keys
+        ns,
+        name,
+        routes_raw,
+        tenants_raw,
+        budgets_raw,
+        problems,
+        route_problems,
+        published,
+        policy_cm_ok,
+        tenant_keys,
+        defer,
     )
     return {
         "skipped": {k: p.message for k, p in problems.items()},
@@ -294,6 +308,7 @@ def _object_statuses(
     published: tuple[bool, str, str],
     policy_cm_ok: bool,
     tenant_keys: dict[str, keys.TenantKeys],
+    defer: bool,
 ) -> None:
     """Ready of every object of the Gateway: False with its own reason when it was left out."""
     writes: list[tuple[str, dict[str, Any], dict[str, Any]]] = []
@@ -329,7 +344,11 @@ def _object_statuses(
             gen = budget["metadata"].get("generation")
             condition = st.condition("Ready", False, problem.reason, problem.message)
             writes.append(("budgets", budget, {"observedGeneration": gen, "conditions": [condition]}))
-    send_statuses([w for plural, obj, desired in writes if (w := status_write(ns, plural, obj, desired)) is not None])
+    decided = [w for plural, obj, desired in writes if (w := status_write(ns, plural, obj, desired)) is not None]
+    if defer:
+        status_sender.send_later(decided)
+    else:
+        send_statuses(decided)
 
 
 def _keys_status(current: dict[str, Any] | None, found: keys.TenantKeys) -> dict[str, Any]:
@@ -372,7 +391,10 @@ async def _rerender_run(memo: Any, namespace: str, gateway: str, verify: bool) -
     # Taken when the run starts, on the event loop: events after this point request another run.
     objects = snapshot(memo, namespace)
     try:
-        return await asyncio.to_thread(reconcile, namespace, gateway, verify=verify, objects=objects) is not None
+        done = await asyncio.to_thread(
+            reconcile, namespace, gateway, verify=verify, objects=objects, defer_statuses=True
+        )
+        return done is not None
     except client.ApiException as exc:
         if exc.status != 404:
             raise
