@@ -67,12 +67,23 @@ def wanted(environ: Mapping[str, str] = os.environ) -> bool:
 
 
 def configure(gateway: str, namespace: str, environ: Mapping[str, str] = os.environ) -> bool:
-    """Set up this process's tracer when the environment asks for traces (once; True when tracing is on)."""
+    """Set up this process's tracer when ``environ`` asks for traces (once; True when tracing is on). The SDK
+    reads its other settings (exporter, sampler, batching) from the process environment."""
     global _tracer, _provider
     if _provider is not None:
         return True
     if not wanted(environ):
         return False
+    try:
+        _provider, _tracer = _build(gateway, namespace, environ)
+    except Exception:  # traces are optional: never a reason not to serve
+        log.exception("kubegate: OpenTelemetry tracing could not be set up; serving without traces")
+        return False
+    log.info("kubegate: OpenTelemetry tracing on (OTLP/HTTP)")
+    return True
+
+
+def _build(gateway: str, namespace: str, environ: Mapping[str, str]) -> tuple[Any, Any]:
     from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
     from opentelemetry.sdk.resources import Resource
     from opentelemetry.sdk.trace import TracerProvider
@@ -90,9 +101,7 @@ def configure(gateway: str, namespace: str, environ: Mapping[str, str] = os.envi
     # The sampler comes from OTEL_TRACES_SAMPLER(_ARG); a full export queue drops spans, never blocks a request.
     provider = TracerProvider(resource=resource)
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
-    _provider, _tracer = provider, provider.get_tracer("kubegate", gateway_plugins.__version__)
-    log.info("kubegate: OpenTelemetry tracing on (OTLP/HTTP)")
-    return True
+    return provider, provider.get_tracer("kubegate", gateway_plugins.__version__)
 
 
 def shutdown() -> None:
