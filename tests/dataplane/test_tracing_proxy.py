@@ -9,8 +9,10 @@ context never reaches LiteLLM or the upstream.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -251,3 +253,41 @@ def test_tracing_is_off_without_an_endpoint_and_costs_no_span_objects():
     assert tracing.wanted({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318"})
     assert tracing.configure("gw", "ns", {}) is False
     assert tracing.begin([(b"traceparent", _traceparent()[0].encode())]) is None
+
+
+def test_a_collector_that_hangs_costs_requests_nothing(redis_server, echo):
+    # A collector that accepts connections and never answers: every export waits for its timeout, in the
+    # background, and requests are served as usual.
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                accepted.append(listener.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    env = tracing_env(TracingSpec(otlpEndpoint=endpoint), GW, "default") | {"OTEL_BSP_SCHEDULE_DELAY": "100"}
+    server = ProxyServer(config(echo.base_url), policy(), redis_url=redis_server.url, env=env).start()
+    try:
+        client = _client(server, "plain")
+        for _ in range(5):
+            reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+            assert reply.choices[0].message.content
+        with pytest.raises(openai.PermissionDeniedError):
+            _client(server, "narrow").chat.completions.create(
+                model="other", messages=[{"role": "user", "content": "hi"}]
+            )
+        # The proxy did trace (and is stuck exporting), so the requests above really ran with tracing on.
+        deadline = time.monotonic() + 30
+        while not accepted and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert accepted, "the proxy never tried to export"
+        reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "still here"}])
+        assert reply.choices[0].message.content
+    finally:
+        server.stop()
+        listener.close()
+        for conn in accepted:
+            conn.close()
