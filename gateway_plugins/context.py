@@ -33,6 +33,8 @@ class RequestContext:
     # Opaque handles owned by feature modules (budget reservation, PII restore mapping).
     reservation: Any = None
     pii_state: Any = None
+    # gateway_plugins.tracing's handle; None while tracing is off.
+    trace: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # Filled from the response.
     served_model: str | None = None

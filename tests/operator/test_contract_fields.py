@@ -30,6 +30,10 @@ def _base() -> dict[str, dict[str, Any]]:
         "LLMGateway": {
             "masterKeySecretRef": {"name": "mk", "key": "key"},
             "pod": {"env": [{"name": "EXTRA", "value": "1"}]},
+            "tracing": {
+                "otlpEndpoint": "http://collector.observability:4318",
+                "headersSecretRef": {"name": "otel", "key": "headers"},
+            },
         },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}},
@@ -87,6 +91,10 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "requestLimits.maxTools": 5,
         "requestLimits.maxN": 2,
         "requestLimits.maxJsonDepth": 8,
+        "tracing.otlpEndpoint": "https://otlp.example/otel",
+        "tracing.sampleRatio": 0.25,
+        "tracing.headersSecretRef.name": "otel2",
+        "tracing.headersSecretRef.key": "h2",
     },
     "ModelRoute": {
         "gateway": "other",
