@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
 from bench.lib.otlp_sink import OtlpSink  # noqa: E402
-from gateway_plugins import proxy_defaults  # noqa: E402
+from gateway_plugins.policy import proxy_defaults  # noqa: E402
 from gateway_plugins.policy.schema import (  # noqa: E402
     Budget,
     DeploymentMeta,
