@@ -11,7 +11,8 @@
   ``verify`` tells trimming from deletion. ``kubegate audit export --follow`` keeps a copy before that.
 * Redis down: sealed records stay in the in-memory spool (bounded by ``max_spool``) and are written
   in order once Redis answers again (exponential backoff up to 5 s). Hashes were fixed at sealing
-  time, so the chain stays valid across the outage.
+  time, so the chain stays valid across the outage. A batch is appended only past its chain's head, so
+  retrying one whose reply was lost (Redis committed it, the client timed out) writes nothing twice.
 * Spool full: the OLDEST record is dropped (the newest tell the most about a live incident); the
   chain then has a gap that ``verify`` reports, which is the honest, tamper-evident outcome, and
   ``kubegate_audit_records_total{outcome="dropped"}`` counts it.
@@ -80,6 +81,24 @@ end
 local ms, sq = string.match(entries[#entries][1], '^(%d+)-(%d+)$')
 redis.call('XTRIM', KEYS[1], 'MINID', ms .. '-' .. string.format('%d', tonumber(sq) + 1))
 return #entries
+"""
+
+# KEYS: stream, heads; ARGV: chain, new head value, then (seq, record) pairs in seq order. Appends only the
+# records past the chain's head. A transaction whose reply was lost (a timeout after Redis committed it) is
+# retried by the writer; this makes the retry a no-op instead of a second copy of every record in it.
+APPEND_LUA = """
+local prev = redis.call('HGET', KEYS[2], ARGV[1])
+local written = 0
+if prev then written = tonumber(string.match(prev, '^(%d+):')) or 0 end
+local added = 0
+for i = 3, #ARGV, 2 do
+  if tonumber(ARGV[i]) > written then
+    redis.call('XADD', KEYS[1], '*', 'r', ARGV[i + 1])
+    added = added + 1
+  end
+end
+if tonumber(ARGV[#ARGV - 1]) > written then redis.call('HSET', KEYS[2], ARGV[1], ARGV[2]) end
+return added
 """
 
 
@@ -199,10 +218,10 @@ class AuditWriter:
     async def _append(self, chain: str, records: list) -> None:
         """One transaction: the sealed records (``(seq, hash, payload, …)`` in seq order) and their chain head."""
         pipe = self.redis.pipeline(transaction=True)
-        for record in records:
-            pipe.xadd(self.stream, {"r": record[2]})
         seq, hash_ = records[-1][0], records[-1][1]
-        pipe.hset(self.heads, chain, head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_)))
+        head = head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_))
+        pairs = [part for record in records for part in (record[0], record[2])]
+        pipe.eval(APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs)
         pipe.eval(TRIM_LUA, 2, self.stream, self.trims, self.maxlen, TRIM_CHUNK)
         started = time.perf_counter()
         await pipe.execute()

@@ -265,6 +265,40 @@ async def test_redis_restart_mid_load_loses_nothing(rds, capsys):
     assert metric("kubegate_audit_spool_depth") == 0
 
 
+async def test_retry_after_a_lost_reply_writes_each_record_once(rds, capsys):
+    """Redis committed the batch but its reply never came (a timeout on a loaded node): the writer retries the
+    batch, and the retry must not add a second copy of its records."""
+    client = aclient(rds)
+    real_pipeline = client.pipeline
+    lost = {"replies": 2}
+
+    def pipeline(*args, **kwargs):
+        pipe = real_pipeline(*args, **kwargs)
+        real_execute = pipe.execute
+
+        async def execute(*eargs, **ekwargs):
+            result = await real_execute(*eargs, **ekwargs)
+            if lost["replies"]:
+                lost["replies"] -= 1
+                raise redis.exceptions.TimeoutError("reply lost after commit")
+            return result
+
+        pipe.execute = execute
+        return pipe
+
+    client.pipeline = pipeline
+    w = AuditWriter(client, STREAM, batch=7, max_backoff=0.05, key=KEY)
+    await w.start()
+    for i in range(20):
+        w.submit(rec(i))
+    assert await w.flush(timeout=10)
+    await w.close()
+    assert lost["replies"] == 0, "the lost replies were exercised"
+    assert [json.loads(f[b"r"])["request_id"] for _, f in ids(rds)] == [f"r{i}" for i in range(20)]
+    code, msg = verify(rds, capsys)
+    assert code == 0 and "20 records" in msg, msg
+
+
 async def test_spool_full_drops_oldest_and_verify_reports_gap(rds, capsys):
     dead = aioredis.Redis(port=free_port(), socket_connect_timeout=0.2, retry_on_error=[])
     w = AuditWriter(dead, STREAM, max_spool=5, max_backoff=0.05, key=KEY)
