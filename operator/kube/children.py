@@ -49,6 +49,12 @@ def _read(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any] | None:
     return live
 
 
+def forget(path: str) -> None:
+    """Drop what is remembered of the child at ``path`` (it was deleted): the next sync applies it afresh."""
+    with _lock:
+        _applied.pop(path, None)
+
+
 def api_message(exc: client.ApiException) -> str:
     """The API server's own explanation (a Status ``message``), not just ``HTTP 500``."""
     try:

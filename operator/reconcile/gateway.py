@@ -21,7 +21,7 @@ from gateway_operator.builders.configmaps import PolicyTooLarge, check_policy_si
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.builders.proxy import scale_summary
 from gateway_operator.crd import models as crd
-from gateway_operator.kube import children, status_sender
+from gateway_operator.kube import children, prune, status_sender
 from gateway_operator.kube.client import (
     api_client,
     forget,
@@ -234,6 +234,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
             written = children.sync(api_client(), built, verify=verify)
         except children.ChildRejected as exc:
             written, rejected = exc.written, exc.failed
+        deleted = _prune(gw, built, verify)
         # The ConfigMap is the proxies' source at start: publish to Redis only what the ConfigMap holds too.
         policy_cm_ok = too_large is None and f"ConfigMap/{policy_name(name)}" not in rejected
         if link is not None and policy_cm_ok:
@@ -288,8 +289,18 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         "modelListChecksum": rendered.model_list_checksum,
         "revision": revision if policy_cm_ok else None,
         "written": written,
+        "deleted": deleted,
         "rejected": rejected,
     }
+
+
+def _prune(gw: dict[str, Any], built: list[dict[str, Any]], verify: bool) -> list[str]:
+    try:
+        return prune.prune_changed(api_client(), gw, built, verify=verify)
+    except client.ApiException as exc:
+        # Left for the next pass: a child that lingers is no reason to hold back the policy and statuses.
+        log.warning("gateway %s: pruning children failed: %s", gw["metadata"]["name"], children.api_message(exc))
+        return []
 
 
 def _gateway_failed(ns: str, gw: dict[str, Any], reason: str, message: str) -> None:
