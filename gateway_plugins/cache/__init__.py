@@ -22,12 +22,13 @@ from gateway_plugins.cache import entry as entries
 from gateway_plugins.cache.rules import BYPASS, entry_key, shape_digest, skip_reason
 from gateway_plugins.cache.store import STORE_SCRIPT, StoreResult
 from gateway_plugins.context import RequestContext
+from gateway_plugins.contract.headers import CACHE_CONTROL_HEADER
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import CachePolicy, Tenant
 
 log = logging.getLogger("kubegate.cache")
 
-HEADER = b"x-kubegate-cache"
+HEADER = CACHE_CONTROL_HEADER
 _shapes: dict[tuple[int, str, str], str] = {}
 
 
