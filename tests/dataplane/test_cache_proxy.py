@@ -296,3 +296,20 @@ def test_hit_needs_the_tenant_key(proxy):
         timeout=10,
     )
     assert r.status_code == 401 and "x-kubegate-cache" not in r.headers
+
+
+def test_report_shows_hits_and_savings_from_the_audit_stream(proxy, rds):
+    from datetime import UTC, datetime, timedelta
+
+    from gateway_operator.report.build import build_report
+    from gateway_operator.report.render import to_html
+
+    records = audit_records(rds, STREAM)
+    now = datetime.now(UTC)
+    report = build_report(records, now - timedelta(hours=1), now + timedelta(minutes=1), "OK")
+    hits = [r for r in records if (r["decisions"].get("cache") or {}).get("result") == "hit"]
+    by_tenant = {c.tenant: c for c in report.cache}
+    assert by_tenant["alpha"].hits == sum(r["tenant"] == "alpha" for r in hits) >= 2
+    assert report.total_saved == pytest.approx(sum(r["decisions"]["cache"]["saved_usd"] for r in hits))
+    assert report.total_saved > 0 and "plain" not in by_tenant
+    assert f"{report.total_saved:.6f} USD" in to_html(report)
