@@ -110,11 +110,11 @@ CACHE_SAVED_USD = Counter(
 CACHE_STORES = Counter(
     "kubegate_cache_stores_total",
     "Answers offered to the response cache, by tenant and outcome: stored, exists, too_large, full (Gateway cap), "
-    "unsafe (a PII original could not be removed), error.",
+    "unsafe (a PII original could not be removed), other_model (a downgrade or fallback answered), error.",
     ["tenant", "outcome"],
 )
 CACHE_RESULTS = frozenset({"hit", "miss", "bypass", "skip", "error"})
-CACHE_STORE_OUTCOMES = frozenset({"stored", "exists", "too_large", "full", "unsafe", "error"})
+CACHE_STORE_OUTCOMES = frozenset({"stored", "exists", "too_large", "full", "unsafe", "other_model", "error"})
 AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
 
 _REASONS = frozenset(

@@ -175,6 +175,10 @@ class CacheMiss:
             return
         if not self.ok or ctx.status != "success":
             return
+        if ctx.model != ctx.requested_model or (ctx.served_model and ctx.served_model != ctx.requested_model):
+            # A budget downgrade or a fallback answered: not what this request gets once they are over.
+            metrics.CACHE_STORES.labels(tenant, "other_model").inc()
+            return
         body = entries.remask(b"".join(self.chunks), _originals(ctx) or {})
         self.chunks = []
         if body is None:
