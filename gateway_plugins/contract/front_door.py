@@ -335,6 +335,15 @@ class FrontDoor:
                 **{"x-kubegate-request-id": ctx.request_id},
             )
             return True
+        except Exception as exc:  # a bug here must still end the request with its audit record
+            log.exception("cache lookup failed for request %s", ctx.request_id)
+            ctx.status, ctx.http_status = "error", 500
+            ctx.decisions.setdefault("error", type(exc).__name__)
+            finalize(rt, ctx)
+            await error_response(
+                send, 500, "internal_error", "The request could not be processed.", fmt=endpoint.error_format
+            )
+            return True
         if found is None:
             return False
         cache.hit_outcome(ctx, found)
