@@ -7,6 +7,7 @@ A stream is never buffered to the end: only a chunk tail that could still become
 from __future__ import annotations
 
 import copy
+import json
 import re
 from typing import Any
 
@@ -31,6 +32,15 @@ class Restorer:
         self._pattern = re.compile("|".join(re.escape(t) for t in sorted(originals, key=len, reverse=True)))
         self._prefixes = {t[:i] for t in originals for i in range(1, len(t))}
         self._max = max(map(len, originals))
+        self._json: Restorer | None = None
+
+    @property
+    def json(self) -> Restorer:
+        """The same tokens, replaced by their originals as they must appear inside a JSON string (tool-call
+        arguments): a quote or backslash in an original must not break the client's JSON."""
+        if self._json is None:
+            self._json = Restorer({token: json.dumps(value)[1:-1] for token, value in self.originals.items()})
+        return self._json
 
     def replace(self, text: str) -> str:
         return self._pattern.sub(lambda m: self.originals[m.group(0)], text)
@@ -57,11 +67,11 @@ def restore_message_fields(restorer: Restorer, holder: Any) -> None:
         fn = _get(call, "function")
         args = _get(fn, "arguments") if fn is not None else None
         if isinstance(args, str):
-            _set(fn, "arguments", restorer.replace(args))
+            _set(fn, "arguments", restorer.json.replace(args))
     legacy = _get(holder, "function_call")
     args = _get(legacy, "arguments") if legacy is not None else None
     if isinstance(args, str):
-        _set(legacy, "arguments", restorer.replace(args))
+        _set(legacy, "arguments", restorer.json.replace(args))
 
 
 def restore_whole(restorer: Restorer, response: Any) -> None:
@@ -82,15 +92,19 @@ class StreamRestorer:
         self.tool_templates: dict[tuple, Any] = {}
         self.last_chunk: Any = None
 
+    def _restorer(self, key: tuple) -> Restorer:
+        # Tool-call keys are (choice, "tool", index): their text is JSON.
+        return self.r.json if key[1] == "tool" else self.r
+
     def _feed(self, key: tuple, text: str) -> str:
         buf = self.pending.pop(key, "") + text
         cut = self.r.split_tail(buf)
         if cut < len(buf):
             self.pending[key] = buf[cut:]
-        return self.r.replace(buf[:cut])
+        return self._restorer(key).replace(buf[:cut])
 
     def _take(self, key: tuple) -> str:
-        return self.r.replace(self.pending.pop(key, ""))
+        return self._restorer(key).replace(self.pending.pop(key, ""))
 
     def process(self, chunk: Any) -> Any:
         self.last_chunk = chunk

@@ -22,11 +22,6 @@ from gateway_plugins.pii.restore import Restorer, _get, _set
 _JSON_FIELDS = frozenset({"arguments", "partial_json"})
 
 
-def json_restorer(restorer: Restorer) -> Restorer:
-    """The same tokens, replaced by their originals as they must appear inside a JSON string."""
-    return Restorer({token: json.dumps(value)[1:-1] for token, value in restorer.originals.items()})
-
-
 def _kind(obj: Any) -> str:
     value = _get(obj, "type")
     return str(getattr(value, "value", value) or "")
@@ -35,7 +30,7 @@ def _kind(obj: Any) -> str:
 def restore_deep(restorer: Restorer, obj: Any, as_json: Restorer | None = None, _field: str = "") -> Any:
     """Replace tokens in every string leaf of ``obj`` (dicts, lists, pydantic objects) in place; returns a
     replaced value for a string argument."""
-    as_json = as_json or json_restorer(restorer)
+    as_json = as_json or restorer.json
     if isinstance(obj, str):
         return (as_json if _field in _JSON_FIELDS else restorer).replace(obj)
     if isinstance(obj, dict):
@@ -64,7 +59,7 @@ class _Held:
 
     def __init__(self, restorer: Restorer) -> None:
         self.r = restorer
-        self.j = json_restorer(restorer)
+        self.j = restorer.json
         self.pending: dict[tuple, str] = {}
         self.templates: dict[tuple, Any] = {}
 

@@ -53,6 +53,32 @@ def key_id_for(key_sha256: str) -> str:
     return key_sha256[:KEY_ID_LEN]
 
 
+def check_time_zone(value: str) -> str:
+    """An IANA zone this Python's tz database knows. The Budget CRD model and the policy share the checks below,
+    so an object the operator accepts is one the proxies accept."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"unknown IANA time zone {value!r}") from exc
+    return value
+
+
+def check_ascending(percents: list[float]) -> None:
+    if percents != sorted(percents) or len(set(percents)) != len(percents):
+        raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+
+
+def check_no_downgrade_cycle(mapping: dict[str, str]) -> None:
+    for start in sorted(mapping):
+        seen = [start]
+        current = start
+        while current in mapping:
+            current = mapping[current]
+            if current in seen:
+                raise ValueError(f"downgrade map has a cycle: {' -> '.join([*seen, current])}")
+            seen.append(current)
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
@@ -221,32 +247,18 @@ class Budget(_Model):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown time zone {value!r}") from exc
-        return value
+        return check_time_zone(value)
 
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, value: list[BudgetThreshold]) -> list[BudgetThreshold]:
-        percents = [t.percent for t in value]
-        if percents != sorted(percents) or len(set(percents)) != len(percents):
-            raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+        check_ascending([t.percent for t in value])
         return value
 
     @field_validator("downgrade")
     @classmethod
     def _no_cycles(cls, value: dict[str, str]) -> dict[str, str]:
-        for start in value:
-            seen = [start]
-            current = start
-            while current in value:
-                current = value[current]
-                if current in seen:
-                    chain = " -> ".join([*seen, current])
-                    raise ValueError(f"downgrade map has a cycle: {chain}")
-                seen.append(current)
+        check_no_downgrade_cycle(value)
         return value
 
     @property

@@ -10,11 +10,17 @@ from __future__ import annotations
 import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from gateway_plugins.policy.schema import BudgetAction, BudgetPeriod, PiiAction
+from gateway_plugins.policy.schema import (
+    BudgetAction,
+    BudgetPeriod,
+    PiiAction,
+    check_ascending,
+    check_no_downgrade_cycle,
+    check_time_zone,
+)
 
 GROUP = "kubegate.dev"
 VERSION = "v1alpha1"
@@ -42,19 +48,6 @@ TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 RegionName = Annotated[str, Field(pattern=REGION, max_length=63)]
 PublicModel = Annotated[str, Field(min_length=1, max_length=253)]
 Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
-
-
-def downgrade_cycle(mapping: dict[str, str]) -> str | None:
-    """The first cycle of a downgrade map as ``a -> b -> a``, or None."""
-    for start in sorted(mapping):
-        seen = [start]
-        current = start
-        while current in mapping:
-            current = mapping[current]
-            if current in seen:
-                return " -> ".join([*seen, current])
-            seen.append(current)
-    return None
 
 
 class _Spec(BaseModel):
@@ -615,26 +608,18 @@ class BudgetSpec(_Spec):
     @field_validator("timezone")
     @classmethod
     def _known_zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"unknown IANA time zone {value!r}") from exc
-        return value
+        return check_time_zone(value)
 
     @field_validator("thresholds")
     @classmethod
     def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
-        percents = [t.percent for t in value]
-        if percents != sorted(set(percents)):
-            raise ValueError(f"thresholds must be strictly ascending by percent, got {percents}")
+        check_ascending([t.percent for t in value])
         return value
 
     @field_validator("downgrade")
     @classmethod
     def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
-        cycle = downgrade_cycle(value)
-        if cycle:
-            raise ValueError(f"downgrade map has a cycle: {cycle}")
+        check_no_downgrade_cycle(value)
         return value
 
 
