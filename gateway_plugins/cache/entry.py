@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import orjson
 
 from gateway_plugins.pii.restore import Restorer
-from gateway_plugins.pii.restore_events import json_restorer
 
 VERSION = 1
 
@@ -74,7 +73,7 @@ def restore(body: bytes, originals: dict[str, str] | None) -> bytes:
     """The stored body with placeholders replaced by the current request's own originals (JSON-escaped)."""
     if not originals:
         return body
-    return json_restorer(Restorer(originals)).replace(body.decode("utf-8")).encode()
+    return Restorer(originals).json.replace(body.decode("utf-8")).encode()
 
 
 def sse_events(body: bytes) -> list[bytes]:
