@@ -28,10 +28,11 @@ if #expired > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', now)
   if redis.call('DECRBY', KEYS[3], freed) < 0 then redis.call('SET', KEYS[3], 0) end
 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 2 end
 local ttl, size = tonumber(ARGV[2]), tonumber(ARGV[3])
 local used = tonumber(redis.call('GET', KEYS[3]) or '0')
 if used + size > tonumber(ARGV[4]) then return 0 end
-if not redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl, 'NX') then return 2 end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
 if redis.call('ZADD', KEYS[2], now + ttl, size .. ':' .. KEYS[1]) == 1 then redis.call('INCRBY', KEYS[3], size) end
 return 1
 """

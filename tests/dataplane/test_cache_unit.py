@@ -129,3 +129,47 @@ def test_bypass_header():
     assert requested_bypass([(b"x-kubegate-cache", b" Bypass ")])
     assert not requested_bypass([(b"x-kubegate-cache", b"please")])
     assert not requested_bypass([])
+
+
+def test_store_script_keeps_the_gateway_within_its_cap(redis_server):
+    """Against a real Redis: entries count against the cap until their TTL ends, then free their bytes."""
+    import asyncio
+    import time
+
+    import redis.asyncio as aioredis
+
+    from gateway_plugins.cache.store import STORE_SCRIPT, StoreResult
+
+    keys = GatewayKeys("cap-test", "gw")
+
+    async def run() -> None:
+        r = aioredis.from_url(redis_server.url)
+        try:
+            await r.delete(keys.cache_index, keys.cache_bytes, keys.cache_entry("t", "a"), keys.cache_entry("t", "b"))
+
+            async def store(name: str, size: int, ttl: int, cap: int) -> StoreResult:
+                args = [b"x" * size, ttl, size, cap]
+                return StoreResult(await STORE_SCRIPT(r, [keys.cache_entry("t", name), *_index(keys)], args))
+
+            assert await store("a", 600, 1, 1000) is StoreResult.STORED
+            assert await store("a", 600, 1, 1000) is StoreResult.EXISTS
+            assert await store("b", 600, 60, 1000) is StoreResult.FULL  # 600 + 600 > 1000
+            assert int(await r.get(keys.cache_bytes)) == 600
+            deadline = time.monotonic() + 30
+            while await r.exists(keys.cache_entry("t", "a")) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            result = await store("b", 600, 60, 1000)
+            while result is StoreResult.FULL and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)  # the index scores by whole seconds: wait for its second to pass
+                result = await store("b", 600, 60, 1000)
+            assert result is StoreResult.STORED
+            assert int(await r.get(keys.cache_bytes)) == 600
+            assert await r.zcard(keys.cache_index) == 1
+        finally:
+            await r.aclose()
+
+    asyncio.run(run())
+
+
+def _index(keys: GatewayKeys) -> list[str]:
+    return [keys.cache_index, keys.cache_bytes]
