@@ -34,6 +34,7 @@ TENANTS = {
     "beta": {"cache": CACHE},
     "pii": {"cache": CACHE, "pii": PII},
     "short": {"cache": {"ttl_seconds": 1}},
+    "guard": {"cache": CACHE, "pii": {"entities": {"EMAIL_ADDRESS": "block"}, "timeout_ms": 10000}},
     "plain": {},
 }
 
@@ -326,3 +327,43 @@ def test_report_shows_hits_and_savings_from_the_audit_stream(proxy, rds):
     assert report.total_saved == pytest.approx(sum(r["decisions"]["cache"]["saved_usd"] for r in hits))
     assert report.total_saved > 0 and "plain" not in by_tenant
     assert f"{report.total_saved:.6f} USD" in to_html(report)
+
+
+def test_responses_and_messages_hits_restore_the_current_requests_pii(proxy, echo_upstream, rds):
+    for n, (first, second) in enumerate(
+        [("dan@example.org", "eve@example.com"), ("fay@example.org", "gus@example.com")]
+    ):
+        texts = [f"responses {n}: note for {who}" for who in (first, second)]
+        got = []
+        for text in texts:
+            raw = oai(proxy, "pii").responses.with_raw_response.create(
+                model="echo", input=text, temperature=0, max_output_tokens=64
+            )
+            got.append((raw.headers["x-kubegate-cache"], raw.parse().output_text))
+            wait_stored(rds, "pii", 4 + 2 * n)
+        assert got == [("miss", texts[0]), ("hit", texts[1])]
+        texts = [f"messages {n}: note for {who}" for who in (first, second)]
+        got = []
+        for text in texts:
+            raw = claude(proxy, "pii").messages.with_raw_response.create(
+                model="echo", max_tokens=64, messages=[{"role": "user", "content": text}], extra_body={"temperature": 0}
+            )
+            got.append((raw.headers["x-kubegate-cache"], raw.parse().content[0].text))
+            wait_stored(rds, "pii", 5 + 2 * n)
+        assert got == [("miss", texts[0]), ("hit", texts[1])]
+        assert second not in json.dumps([r["body"] for r in echo_upstream.received()])
+
+
+def test_pii_refusal_of_a_cacheable_request_is_answered_and_audited(proxy, echo_upstream, rds):
+    text = "blocked: write to hal@example.org"
+    with pytest.raises(openai.BadRequestError) as err:
+        chat(proxy, "guard", text)
+    assert err.value.code == "pii_blocked"
+    record = record_of(rds, err.value.response.headers["x-kubegate-request-id"])
+    assert record["status"] == "refused" and record["decisions"]["refusal"] == "pii_blocked"
+    assert upstream_calls(echo_upstream, "blocked: write to") == 0
+    with pytest.raises(anthropic.BadRequestError) as aerr:
+        claude(proxy, "guard").messages.create(
+            model="echo", max_tokens=16, messages=[{"role": "user", "content": text}], extra_body={"temperature": 0}
+        )
+    assert aerr.value.body["error"]["type"] == "invalid_request_error"
