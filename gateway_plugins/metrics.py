@@ -99,7 +99,7 @@ POLICY_SIGNATURE_REFUSALS = Counter(
 CACHE_LOOKUPS = Counter(
     "kubegate_cache_requests_total",
     "Requests of tenants with a response cache, by tenant and result: hit, miss, bypass (client header), skip (not "
-    "cacheable: temperature, tools, user, stateful) or error (Redis unavailable: served as a miss).",
+    "cacheable: temperature, tools, user, stateful, pii_unmasked) or error (Redis unavailable: served as a miss).",
     ["tenant", "result"],
 )
 CACHE_SAVED_USD = Counter(

@@ -77,6 +77,10 @@ async def lookup(rt: Any, ctx: RequestContext, body: dict, headers: list[tuple[b
     from gateway_plugins import pii
 
     await pii.mask_request(ctx, body, endpoint, rt)
+    if (ctx.decisions.get("pii") or {}).get("failed_open"):
+        # Analysis failed and the tenant forwards unmasked: the answer may carry raw values, so it is not kept.
+        _count(rt, ctx, "skip", reason="pii_unmasked")
+        return None
     key = entry_key(rt.policy.keys, ctx.tenant.id, _shape(rt, ctx.tenant, str(body.get("model"))), endpoint, body)
     try:
         raw = await rt.redis.get(key)
