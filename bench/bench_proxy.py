@@ -8,6 +8,8 @@ Variants:
                  budget; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
   shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.proxy_defaults``)
   shipped-Nw     shipped with N uvicorn workers (default: one per core)
+  traced         shipped plus OpenTelemetry tracing of every request (``gateway_plugins.tracing``, sample ratio 1)
+                 to an OTLP/HTTP sink in another process: its ratio to shipped is the cost of tracing
 
 Besides wrk's throughput and latency it reads the CPU seconds of the proxy's process group from /proc, so
 "requests per proxy CPU-second" stays meaningful on a machine that also runs wrk, the upstream and Redis.
@@ -34,6 +36,7 @@ sys.path.insert(0, str(REPO))
 
 from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
+from bench.lib.otlp_sink import OtlpSink  # noqa: E402
 from gateway_plugins import proxy_defaults  # noqa: E402
 from gateway_plugins.policy.schema import (  # noqa: E402
     Budget,
@@ -46,6 +49,7 @@ from gateway_plugins.policy.schema import (  # noqa: E402
     hash_key,
 )
 from tests.harness.echo import EchoServer  # noqa: E402
+from tests.harness.procs import free_port  # noqa: E402
 from tests.harness.proxy import ProxyServer  # noqa: E402
 from tests.harness.redis import RedisServer  # noqa: E402
 
@@ -108,6 +112,13 @@ def main() -> int:
     echo = EchoServer().start()
     shipped_config = proxy_defaults.apply_defaults(config(echo))
     shipped_env = proxy_defaults.ENV
+    sink = OtlpSink(free_port())
+    traced_env = {
+        **shipped_env,
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": sink.traces_endpoint,
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": "1.0",
+    }
     proxies = {
         "vanilla": ProxyServer(config(echo), None, plugins=False),
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
@@ -116,6 +127,7 @@ def main() -> int:
         f"shipped-{args.workers}w": ProxyServer(
             shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=args.workers
         ),
+        "traced": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=traced_env),
     }
     if args.variants:
         wanted = set(args.variants.split(","))
@@ -125,12 +137,15 @@ def main() -> int:
     variants = {name: (proxy, anonymous if name.startswith("vanilla") else tenant) for name, proxy in proxies.items()}
     shape = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
     try:
+        if "traced" in proxies:
+            sink.start()
         for proxy in proxies.values():
             proxy.start()
         runs = rounds.measure(wrk, variants, path=path, **shape)
     finally:
         for proxy in proxies.values():
             proxy.stop()
+        sink.stop()
         echo.stop()
         redis.stop()
 
@@ -139,6 +154,9 @@ def main() -> int:
     if {"plugins", "vanilla-fixed"} <= med.keys():
         print("cost of the plugins alone (both with kubegate's LiteLLM work-arounds):")
         rounds.compare(med, "plugins", "vanilla-fixed")
+    if {"traced", "shipped"} <= med.keys():
+        print("cost of tracing every request (OTLP/HTTP, sample ratio 1):")
+        rounds.compare(med, "traced", "shipped")
     if "vanilla" in med:
         print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
         for name in med:

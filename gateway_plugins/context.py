@@ -37,6 +37,8 @@ class RequestContext:
     pii_masked: bool = False
     # The response cache's per-request state (gateway_plugins.cache.CacheMiss) when a miss may be stored.
     cache: Any = None
+    # gateway_plugins.tracing's handle; None while tracing is off.
+    trace: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)
     # Filled from the response.
     served_model: str | None = None

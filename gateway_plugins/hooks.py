@@ -22,7 +22,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 
-from gateway_plugins import limits, metrics, pii, residency
+from gateway_plugins import limits, metrics, pii, residency, tracing
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
@@ -123,7 +123,11 @@ class KubegateHooks(CustomLogger):
             residency.route(ctx, data, rt.policy)
             t3 = time.perf_counter()
             metrics.STAGE_LATENCY.labels("residency").observe(t3 - t2)
-            await pii.mask_request(ctx, data, str(call_type), rt)
+            try:
+                await pii.mask_request(ctx, data, str(call_type), rt)
+            finally:
+                if ctx.trace is not None:
+                    ctx.trace.pii = (t3, time.perf_counter())
             metrics.STAGE_LATENCY.labels("pii").observe(time.perf_counter() - t3)
         except ProxyException as exc:
             await self._release(rt, ctx)
@@ -295,6 +299,8 @@ class KubegateHooks(CustomLogger):
 
     def _fill_from_log(self, rt: Runtime, ctx: RequestContext, kwargs: dict, response_obj: Any) -> None:
         metrics.note_upstream_timing(ctx.request_id, kwargs)
+        if ctx.trace is not None:
+            tracing.note_upstream(ctx.trace, kwargs)
         slo = kwargs.get("standard_logging_object") or {}
         litellm_params = kwargs.get("litellm_params") or {}
         model_info = litellm_params.get("model_info") or {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from gateway_plugins import metrics
+from gateway_plugins import metrics, tracing
 from gateway_plugins.context import RequestContext
 
 log = logging.getLogger("kubegate.outcome")
@@ -50,6 +50,8 @@ def finalize(rt: Any, ctx: RequestContext) -> None:
             rt.audit.submit(record)
     except Exception:  # an audit bug must not turn a served answer into an error
         log.exception("building the audit record failed for request %s", ctx.request_id)
+    if ctx.trace is not None:
+        tracing.end(ctx, outcome)
 
 
 def refuse(rt: Any, ctx: RequestContext, status: int, reason: str) -> None:

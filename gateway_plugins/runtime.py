@@ -11,7 +11,7 @@ import gc
 import logging
 from typing import Any
 
-from gateway_plugins import metrics
+from gateway_plugins import metrics, tracing
 from gateway_plugins.context import ContextRegistry
 from gateway_plugins.policy.store import CompiledPolicy, PolicyStore
 from gateway_plugins.settings import Settings, load_settings
@@ -124,6 +124,8 @@ class Runtime:
 
     async def start(self) -> None:
         metrics.reap_dead_workers()
+        # Per process, after any fork: the span exporter runs a thread of its own.
+        tracing.configure(self.settings.gateway, self.settings.namespace)
         await self.store.start()
         await self.audit.start()
         # By the first request LiteLLM's heap holds ~660k objects. With a callback registered, LiteLLM's
@@ -144,6 +146,7 @@ class Runtime:
     async def close(self) -> None:
         await self.store.close()
         await self.audit.close()
+        await asyncio.to_thread(tracing.shutdown)
         if self.redis is not None:
             await self.redis.aclose()
 

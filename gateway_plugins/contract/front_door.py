@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from gateway_plugins import cache, metrics
+from gateway_plugins import cache, metrics, tracing
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
 from gateway_plugins.contract.error_format import as_anthropic, error_body
@@ -167,16 +167,18 @@ class FrontDoor:
                 scope[SCOPE_KEY] = ADMIN
                 await self.app(scope, receive, send)
                 return
-            await self._closed_route(rt, send, path, token)
+            await self._closed_route(rt, send, path, token, tracing.begin(headers))
             return
+        # Read before the header allow-list drops it: LiteLLM never sees the caller's trace context.
+        trace = tracing.begin(headers)
         key = client_key(headers)
         if key is CONFLICTING:
-            await self._unauthenticated(rt, send, endpoint, "", "", conflicting=True)
+            await self._unauthenticated(rt, send, endpoint, "", "", conflicting=True, trace=trace)
             return
         token = str(key)
         tenant, digest = self._tenant(rt, token)
         if tenant is None:
-            await self._unauthenticated(rt, send, endpoint, token, digest)
+            await self._unauthenticated(rt, send, endpoint, token, digest, trace=trace)
             return
         ctx = RequestContext(
             request_id=uuid.uuid4().hex,
@@ -184,6 +186,7 @@ class FrontDoor:
             key_id=key_id_for(digest),
             requested_model="",
             call_type=endpoint.name,
+            trace=trace,
         )
         if endpoint is MODELS:
             ctx.status, ctx.http_status = "success", 200
@@ -212,7 +215,15 @@ class FrontDoor:
         }
 
     async def _unauthenticated(
-        self, rt: Any, send: Any, endpoint: Endpoint, token: str, digest: str, *, conflicting: bool = False
+        self,
+        rt: Any,
+        send: Any,
+        endpoint: Endpoint,
+        token: str,
+        digest: str,
+        *,
+        conflicting: bool = False,
+        trace: Any = None,
     ) -> None:
         reason = "conflicting_api_keys" if conflicting else "missing_api_key" if not token else "invalid_api_key"
         metrics.AUTH_FAILURES.labels("invalid" if token or conflicting else "missing").inc()
@@ -222,6 +233,7 @@ class FrontDoor:
             key_id=key_id_for(digest) if digest else "",
             requested_model="",
             call_type=endpoint.name,
+            trace=trace,
         )
         refuse(rt, ctx, 401, reason)
         if conflicting:
@@ -240,7 +252,7 @@ class FrontDoor:
             **{"x-kubegate-request-id": ctx.request_id},
         )
 
-    async def _closed_route(self, rt: Any, send: Any, path: str, token: str) -> None:
+    async def _closed_route(self, rt: Any, send: Any, path: str, token: str, trace: Any = None) -> None:
         """Any route outside the contract: 401 without a valid key, 403 (405 for a wrong method) with one."""
         tenant, digest = self._tenant(rt, token)
         ctx = RequestContext(
@@ -249,6 +261,7 @@ class FrontDoor:
             key_id=key_id_for(digest) if digest else "",
             requested_model="",
             call_type="other_route",
+            trace=trace,
         )
         if tenant is None:
             metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()

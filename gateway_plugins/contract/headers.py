@@ -4,6 +4,10 @@ Inbound, LiteLLM reads many ``x-litellm-*`` headers as instructions (timeouts, r
 call ids, spend metadata) and can forward client headers upstream; a tenant must steer none of that.
 Outbound, LiteLLM and the upstream SDK add headers that name the upstream (``x-litellm-model-api-base``,
 ``llm_provider-*``, provider rate-limit and request ids); tenants see none of them.
+
+A caller's W3C trace context (``traceparent``, ``tracestate``) is not passed on either: the front door reads it
+for kubegate's own spans (``gateway_plugins.tracing``) before this list applies. LiteLLM would take it as its
+trace id, and forwarding it would hand the caller's trace ids to a third-party upstream.
 """
 
 from __future__ import annotations

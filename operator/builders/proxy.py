@@ -46,6 +46,19 @@ def proxy_security_context() -> dict[str, Any]:
     return restricted_security_context(PROXY_UID, PROXY_GID)
 
 
+def tracing_env(tracing: crd.TracingSpec, gateway: str, namespace: str) -> dict[str, str]:
+    """The standard OpenTelemetry variables gateway_plugins.tracing reads (the SDK's own names, so a platform's
+    usual OTEL_* conventions, e.g. OTEL_BSP_* in spec.pod.env, apply as well)."""
+    return {
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": tracing.otlp_endpoint.rstrip("/") + "/v1/traces",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/protobuf",
+        "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+        "OTEL_TRACES_SAMPLER_ARG": repr(float(tracing.sample_ratio)),
+        "OTEL_SERVICE_NAME": proxy_name(gateway),
+        "OTEL_RESOURCE_ATTRIBUTES": f"k8s.namespace.name={namespace},kubegate.gateway={gateway}",
+    }
+
+
 def _env(
     spec: crd.LLMGatewaySpec,
     gateway: str,
@@ -72,6 +85,10 @@ def _env(
     if spec.workers > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
+    if spec.tracing is not None:
+        plain.update(tracing_env(spec.tracing, gateway, namespace))
+        if spec.tracing.headers_secret_ref is not None:
+            refs["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] = spec.tracing.headers_secret_ref
     refs["KUBEGATE_AUDIT_KEY"] = crd.SecretKeyRef(name=audit_key_secret_name(gateway), key=AUDIT_KEY_FIELD)
     refs[HASH_KEY_ENV] = crd.SecretKeyRef.model_construct(name=pii_secret_name(gateway), key=PII_HASH_KEY_FIELD)
     if spec.master_key_secret_ref is not None and master_key_sha256 is not None:

@@ -157,6 +157,32 @@ class WebhookSpec(_Spec):
         return self
 
 
+class TracingSpec(_Spec):
+    """OpenTelemetry traces of the proxies' requests (GenAI semantic conventions; never prompt or answer text)."""
+
+    otlp_endpoint: str = Field(
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=2048,
+        alias="otlpEndpoint",
+        description="OTLP/HTTP base URL of the collector, e.g. http://otel-collector.observability:4318; spans are "
+        "POSTed to <otlpEndpoint>/v1/traces (protobuf).",
+    )
+    sample_ratio: float = Field(
+        default=1.0,
+        ge=0.0,
+        le=1.0,
+        alias="sampleRatio",
+        description="Share of requests traced among those that arrive without a W3C traceparent; a request with "
+        "one follows its caller's sampling decision (parent-based ratio sampler).",
+    )
+    headers_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="headersSecretRef",
+        description="Secret key holding the exporter's headers (OTEL_EXPORTER_OTLP_TRACES_HEADERS format: "
+        "key1=value1,key2=value2), e.g. the collector's API token.",
+    )
+
+
 class AuditSpec(_Spec):
     stream_max_len: int = Field(
         default=1_000_000, ge=1000, alias="streamMaxLen", description="Approximate cap of the audit stream."
@@ -353,6 +379,9 @@ class LLMGatewaySpec(_Spec):
     )
     cache: GatewayCacheSpec = Field(
         default_factory=GatewayCacheSpec, description="Response-cache defaults and memory cap (docs/cache.md)."
+    )
+    tracing: TracingSpec | None = Field(
+        default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
     )
 
 

@@ -192,6 +192,29 @@ def test_multi_worker_proxy_gets_a_prometheus_multiprocess_dir():
     assert multi["args"][multi["args"].index("--num_workers") + 1] == "4"
 
 
+def test_tracing_renders_the_standard_otel_variables_and_keeps_the_headers_in_their_secret():
+    off, _ = _proxy_container()
+    assert not [e["name"] for e in off["env"] if e["name"].startswith("OTEL_")], "no tracing unless asked for"
+
+    tracing = {"otlpEndpoint": "http://collector.obs:4318/", "sampleRatio": 0.1}
+    on, _ = _proxy_container({"tracing": {**tracing, "headersSecretRef": {"name": "otel", "key": "headers"}}})
+    env = {e["name"]: e for e in on["env"]}
+    assert env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]["value"] == "http://collector.obs:4318/v1/traces"
+    assert env["OTEL_TRACES_SAMPLER"]["value"] == "parentbased_traceidratio"
+    assert env["OTEL_TRACES_SAMPLER_ARG"]["value"] == "0.1"
+    assert env["OTEL_SERVICE_NAME"]["value"] == "main-proxy"
+    # A collector token is a credential: by reference only, never a plain value in the pod spec.
+    assert env["OTEL_EXPORTER_OTLP_TRACES_HEADERS"] == {
+        "name": "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+        "valueFrom": {"secretKeyRef": {"name": "otel", "key": "headers"}},
+    }
+    # The platform's own OTEL_* convention wins over the rendered one (spec.pod.env replaces by name).
+    tuned, _ = _proxy_container({"tracing": tracing, "pod": {"env": [{"name": "OTEL_SERVICE_NAME", "value": "llm"}]}})
+    assert [e.get("value") for e in tuned["env"] if e["name"] == "OTEL_SERVICE_NAME"] == ["llm"]
+    with pytest.raises(ValueError, match="otlpEndpoint"):
+        crd.LLMGatewaySpec.model_validate({"tracing": {"otlpEndpoint": "collector:4318"}})
+
+
 def test_proxy_container_is_restricted_as_the_image_user():
     container, pod = _proxy_container()
     sc = container["securityContext"]

@@ -30,6 +30,10 @@ def _base() -> dict[str, dict[str, Any]]:
         "LLMGateway": {
             "masterKeySecretRef": {"name": "mk", "key": "key"},
             "pod": {"env": [{"name": "EXTRA", "value": "1"}]},
+            "tracing": {
+                "otlpEndpoint": "http://collector.observability:4318",
+                "headersSecretRef": {"name": "otel", "key": "headers"},
+            },
         },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}, "cache": {}},
@@ -90,6 +94,10 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "cache.ttlSeconds": 60,
         "cache.maxEntryBytes": 1024,
         "cache.maxTotalBytes": 1_048_576,
+        "tracing.otlpEndpoint": "https://otlp.example/otel",
+        "tracing.sampleRatio": 0.25,
+        "tracing.headersSecretRef.name": "otel2",
+        "tracing.headersSecretRef.key": "h2",
     },
     "ModelRoute": {
         "gateway": "other",
