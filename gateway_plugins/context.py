@@ -33,6 +33,10 @@ class RequestContext:
     # Opaque handles owned by feature modules (budget reservation, PII restore mapping).
     reservation: Any = None
     pii_state: Any = None
+    # Masking ran already (the front door masks cacheable requests to key them): the hook does not mask twice.
+    pii_masked: bool = False
+    # The response cache's per-request state (gateway_plugins.cache.CacheMiss) when a miss may be stored.
+    cache: Any = None
     # gateway_plugins.tracing's handle; None while tracing is off.
     trace: Any = None
     response_headers: dict[str, str] = field(default_factory=dict)

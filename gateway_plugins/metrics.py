@@ -96,6 +96,25 @@ POLICY_SIGNATURE_REFUSALS = Counter(
     "Policy documents refused because their signature did not verify with the Gateway's key, by source.",
     ["source"],
 )
+CACHE_LOOKUPS = Counter(
+    "kubegate_cache_requests_total",
+    "Requests of tenants with a response cache, by tenant and result: hit, miss, bypass (client header), skip (not "
+    "cacheable: temperature, tools, user, stateful, pii_unmasked) or error (Redis unavailable: served as a miss).",
+    ["tenant", "result"],
+)
+CACHE_SAVED_USD = Counter(
+    "kubegate_cache_saved_usd_total",
+    "Upstream cost in USD that cache hits did not spend (each hit counts what its entry's original request cost).",
+    ["tenant"],
+)
+CACHE_STORES = Counter(
+    "kubegate_cache_stores_total",
+    "Answers offered to the response cache, by tenant and outcome: stored, exists, too_large, full (Gateway cap), "
+    "unsafe (a PII original could not be removed), other_model (a downgrade or fallback answered), error.",
+    ["tenant", "outcome"],
+)
+CACHE_RESULTS = frozenset({"hit", "miss", "bypass", "skip", "error"})
+CACHE_STORE_OUTCOMES = frozenset({"stored", "exists", "too_large", "full", "unsafe", "other_model", "error"})
 AUTH_FAILURES = Counter("kubegate_auth_failures_total", "Requests refused at authentication, by reason.", ["reason"])
 
 _REASONS = frozenset(

@@ -20,6 +20,11 @@ def finalize(rt: Any, ctx: RequestContext) -> None:
     if ctx.finished:
         return
     ctx.finished = True
+    if ctx.cache is not None:
+        try:
+            ctx.cache.request_finished(rt, ctx)
+        except Exception:  # the cache is an optimisation: its bug must not lose the audit record
+            log.exception("offering the answer to the cache failed for request %s", ctx.request_id)
     policy = rt.policy
     tenant = metrics.bounded_tenant(policy, ctx.tenant.id)
     outcome = ctx.status if ctx.status in metrics.OUTCOMES else "error"

@@ -29,12 +29,13 @@ from typing import Any
 
 import orjson
 
-from gateway_plugins import metrics, tracing
+from gateway_plugins import cache, metrics, tracing
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
 from gateway_plugins.contract.error_format import as_anthropic, error_body
 from gateway_plugins.contract.routes import MODELS, PROBE_ROUTES, Endpoint, is_tenant_path, tenant_endpoint
 from gateway_plugins.contract.validate import ContractError, check, check_for_tenant
+from gateway_plugins.errors import KubegateError
 from gateway_plugins.outcome import finalize, refuse
 from gateway_plugins.policy.schema import Tenant, key_id_for
 from gateway_plugins.runtime import get_runtime
@@ -317,12 +318,53 @@ class FrontDoor:
             refuse(rt, ctx, 499, "client_closed")
             return
         ctx.contract = contract
+        if ctx.tenant.cache is not None:
+            served = await self._from_cache(rt, ctx, endpoint, body, scope, send)
+            if served:
+                return
+            if ctx.pii_masked:
+                raw = orjson.dumps(body)  # what LiteLLM may read is the masked body, like its parsed form
         rt.contexts.put(ctx)
         # LiteLLM reuses a cached parse (it reads this scope key before parsing the body itself).
         scope["parsed_body"] = (tuple(body.keys()), body)
         scope["headers"] = hdr.request_headers(scope.get("headers") or [], ctx.request_id, ctx.key_id)
         scope[SCOPE_KEY] = ctx
         await self._forward(rt, ctx, scope, raw, receive, send)
+
+    async def _from_cache(
+        self, rt: Any, ctx: RequestContext, endpoint: Endpoint, body: dict, scope: dict, send: Any
+    ) -> bool:
+        """Answer from the tenant's response cache if it holds this request; True when the request is done."""
+        try:
+            found = await cache.lookup(rt, ctx, body, scope.get("headers") or [])
+        except KubegateError as exc:  # PII refusals: masking runs here for cacheable requests
+            refuse(rt, ctx, exc.status_code, exc.kubegate_code)
+            await error_response(
+                send,
+                exc.status_code,
+                exc.kubegate_code,
+                str(exc.message),
+                fmt=endpoint.error_format,
+                **{"x-kubegate-request-id": ctx.request_id},
+            )
+            return True
+        except Exception as exc:  # a bug here must still end the request with its audit record
+            log.exception("cache lookup failed for request %s", ctx.request_id)
+            ctx.status, ctx.http_status = "error", 500
+            ctx.decisions.setdefault("error", type(exc).__name__)
+            finalize(rt, ctx)
+            await error_response(
+                send, 500, "internal_error", "The request could not be processed.", fmt=endpoint.error_format
+            )
+            return True
+        if found is None:
+            return False
+        cache.hit_outcome(ctx, found)
+        try:
+            await cache.serve_hit(send, ctx, found)
+        finally:
+            finalize(rt, ctx)
+        return True
 
     async def _read_body(self, scope: dict, receive: Any, limit: int) -> bytes:
         declared = _header(scope.get("headers") or [], b"content-length")
@@ -360,6 +402,8 @@ class FrontDoor:
         downstream = _anthropic_errors(ctx, send) if ctx.contract.endpoint.error_format == "anthropic" else send
 
         async def filtered_send(message: dict) -> None:
+            if ctx.cache is not None:
+                ctx.cache.on_send(message)
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 headers = hdr.response_headers(message.get("headers") or [])
@@ -380,6 +424,8 @@ class FrontDoor:
 
     def _after_response(self, rt: Any, ctx: RequestContext, status: int | None, complete: bool) -> None:
         ctx.response_done = True
+        if ctx.cache is not None:
+            ctx.cache.response_ended(rt, ctx)
         if ctx.finished:
             rt.contexts.pop(ctx.request_id)
             return

@@ -24,6 +24,10 @@ REQUEST_ALLOWED = frozenset(
     }
 )
 
+# Read by the front door itself (``x-kubegate-cache: bypass``, docs/cache.md) before the inbound headers are replaced
+# by REQUEST_ALLOWED: it steers kubegate's cache, and LiteLLM never sees it.
+CACHE_CONTROL_HEADER = b"x-kubegate-cache"
+
 RESPONSE_ALLOWED = frozenset(
     {
         b"content-type",

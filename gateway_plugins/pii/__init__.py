@@ -113,8 +113,9 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
     structural (``gateway_plugins.contract.text``). No-op for a tenant without a PII policy.
     """
     policy = ctx.tenant.pii
-    if policy is None:
+    if policy is None or ctx.pii_masked:
         return
+    ctx.pii_masked = True
     fields = ctx.contract.endpoint.fields if ctx.contract is not None else None
     found = text_slots(data, fields)
     slots = found.slots

@@ -47,6 +47,21 @@ class GatewayKeys:
     def budget_pattern(self, budget: str) -> str:
         return f"{self.prefix}:budget:{budget}:*"
 
+    # -- response cache -------------------------------------------------------------------------
+    def cache_entry(self, tenant: str, digest: str) -> str:
+        """One cached answer; ``digest`` hashes the masked request (never raw text)."""
+        return f"{self.prefix}:cache:{tenant}:{digest}"
+
+    @property
+    def cache_index(self) -> str:
+        """Sorted set of stored entries (``{size}:{key}`` scored by expiry): what the size counter still holds."""
+        return f"{self.prefix}:cache-index"
+
+    @property
+    def cache_bytes(self) -> str:
+        """Bytes of unexpired entries, checked against the Gateway's cap before each store."""
+        return f"{self.prefix}:cache-bytes"
+
     # -- audit ----------------------------------------------------------------------------------
     @property
     def audit_stream(self) -> str:

@@ -170,6 +170,27 @@ class PiiPolicy(_Model):
         return value
 
 
+class CachePolicy(_Model):
+    """A tenant's response cache (docs/cache.md): exact match on the masked request, in the Gateway's Redis."""
+
+    ttl_seconds: int = Field(default=300, ge=1, le=2_592_000, description="How long an entry is served.")
+    max_entry_bytes: int = Field(
+        default=262_144, ge=256, le=67_108_864, description="Largest answer stored (bytes of the response body)."
+    )
+    allow_nonzero_temperature: bool = Field(
+        default=False,
+        description="Also cache sampled answers (temperature > 0 or unset, whose provider default is not 0).",
+    )
+    allow_tools: bool = Field(
+        default=False, description="Also cache requests that offer tools (a replayed tool call runs again)."
+    )
+    skip_user_scoped: bool = Field(
+        default=False,
+        description="Never cache requests that name an end user (user, metadata.user_id); otherwise the user is "
+        "part of the key, so one user's entry is never served to another.",
+    )
+
+
 class Tenant(_Model):
     id: str = Field(pattern=DNS_LABEL, description="Tenant id (the Tenant object's name).")
     keys: list[KeyRef] = Field(default_factory=list, description="Hashes of the tenant's API keys.")
@@ -185,6 +206,7 @@ class Tenant(_Model):
         default=False,
         description="When Redis is unreachable, serve anyway (default: refuse tenants with hard limits).",
     )
+    cache: CachePolicy | None = Field(default=None, description="Response cache; none means never cached.")
 
     def allows_model(self, model: str) -> bool:
         return "*" in self.allowed_models or model in self.allowed_models
@@ -306,6 +328,12 @@ class Policy(_Model):
     models: list[ModelMeta] = Field(default_factory=list)
     deployments: list[DeploymentMeta] = Field(default_factory=list)
     limits: RequestLimits = Field(default_factory=RequestLimits, description="Request size bounds for every tenant.")
+    cache_max_bytes: int = Field(
+        default=67_108_864,
+        ge=0,
+        le=68_719_476_736,
+        description="Bytes of response-cache entries (all tenants) the Gateway's Redis may hold; 0 stores none.",
+    )
 
     @model_validator(mode="after")
     def _references(self) -> Policy:

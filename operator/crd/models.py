@@ -282,6 +282,61 @@ class PodSpec(_Spec):
         return value
 
 
+class GatewayCacheSpec(_Spec):
+    """Response-cache defaults for the Gateway's Tenants, and the memory all their entries may take (docs/cache.md)."""
+
+    ttl_seconds: int = Field(
+        default=300, ge=1, le=2_592_000, alias="ttlSeconds", description="Entry lifetime of Tenants that set none."
+    )
+    max_entry_bytes: int = Field(
+        default=262_144,
+        ge=256,
+        le=67_108_864,
+        alias="maxEntryBytes",
+        description="Largest answer stored, for Tenants that set none.",
+    )
+    max_total_bytes: int = Field(
+        default=67_108_864,
+        ge=0,
+        le=68_719_476_736,
+        alias="maxTotalBytes",
+        description="Bytes all cache entries of this Gateway may hold in its Redis; a full cache stores nothing new "
+        "until entries expire. 0 stores none.",
+    )
+
+
+class TenantCacheSpec(_Spec):
+    """Opt-in response cache: exact match on the masked request, served only to this Tenant (docs/cache.md)."""
+
+    enabled: bool = Field(default=True, description="Cache this Tenant's answers.")
+    ttl_seconds: int | None = Field(
+        default=None, ge=1, le=2_592_000, alias="ttlSeconds", description="Entry lifetime; unset: the Gateway's."
+    )
+    max_entry_bytes: int | None = Field(
+        default=None,
+        ge=256,
+        le=67_108_864,
+        alias="maxEntryBytes",
+        description="Largest answer stored; unset: the Gateway's.",
+    )
+    allow_non_zero_temperature: bool = Field(
+        default=False,
+        alias="allowNonZeroTemperature",
+        description="Also cache sampled requests (temperature above 0 or unset); default: only temperature 0.",
+    )
+    allow_tools: bool = Field(
+        default=False,
+        alias="allowTools",
+        description="Also cache requests that offer tools (a replayed tool call is run again by the client).",
+    )
+    skip_user_scoped: bool = Field(
+        default=False,
+        alias="skipUserScoped",
+        description="Never cache requests naming an end user (user, metadata.user_id); otherwise the user is part "
+        "of the key.",
+    )
+
+
 class LLMGatewaySpec(_Spec):
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
@@ -321,6 +376,9 @@ class LLMGatewaySpec(_Spec):
         default_factory=RequestLimitsSpec,
         alias="requestLimits",
         description="Bounds on every tenant request (body bytes, messages, string length ...).",
+    )
+    cache: GatewayCacheSpec = Field(
+        default_factory=GatewayCacheSpec, description="Response-cache defaults and memory cap (docs/cache.md)."
     )
     tracing: TracingSpec | None = Field(
         default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
@@ -542,6 +600,9 @@ class TenantSpec(_Spec):
     pii: PiiSpec | None = Field(default=None, description="PII policy; omit for none.")
     fail_open: bool = Field(
         default=False, alias="failOpen", description="Serve when Redis is unreachable (default: refuse)."
+    )
+    cache: TenantCacheSpec | None = Field(
+        default=None, description="Response cache; omit for none (every request goes upstream)."
     )
 
 

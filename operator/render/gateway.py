@@ -254,10 +254,26 @@ def _key_refs(items: Sequence[str | pol.KeyRef]) -> list[pol.KeyRef]:
     return [refs[h] for h in sorted(refs)]
 
 
+def render_cache(spec: crd.TenantCacheSpec | None, defaults: crd.GatewayCacheSpec) -> pol.CachePolicy | None:
+    if spec is None or not spec.enabled:
+        return None
+    return pol.CachePolicy(
+        ttl_seconds=spec.ttl_seconds or defaults.ttl_seconds,
+        max_entry_bytes=spec.max_entry_bytes or defaults.max_entry_bytes,
+        allow_nonzero_temperature=spec.allow_non_zero_temperature,
+        allow_tools=spec.allow_tools,
+        skip_user_scoped=spec.skip_user_scoped,
+    )
+
+
 def render_tenant(
-    tenant: crd.Tenant, key_hashes: Sequence[str | pol.KeyRef], pii_model: str | None = None
+    tenant: crd.Tenant,
+    key_hashes: Sequence[str | pol.KeyRef],
+    pii_model: str | None = None,
+    cache_defaults: crd.GatewayCacheSpec | None = None,
 ) -> pol.Tenant:
-    """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel."""
+    """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel; ``cache_defaults``:
+    the Gateway's spec.cache, for what the Tenant's cache leaves unset."""
     spec = tenant.spec
     pii = None
     if spec.pii is not None:
@@ -282,6 +298,7 @@ def render_tenant(
         rate_limits=pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm),
         pii=pii,
         fail_open=spec.fail_open,
+        cache=render_cache(spec.cache, cache_defaults or crd.GatewayCacheSpec()),
     )
 
 
@@ -351,7 +368,7 @@ def render_gateway(
             else:
                 problems[key] = Problem("KeyConflict", f"a key already belongs to Tenant {key_owner[digest]}")
         try:
-            policy_tenants.append(render_tenant(tenant, hashes, gateway.spec.pii_model))
+            policy_tenants.append(render_tenant(tenant, hashes, gateway.spec.pii_model, gateway.spec.cache))
         except ValidationError as exc:
             problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy tenant"))
     known = {t.id for t in policy_tenants}
@@ -378,6 +395,7 @@ def render_gateway(
         models=metas,
         deployments=deps_meta,
         limits=pol.RequestLimits(**gateway.spec.request_limits.model_dump()),
+        cache_max_bytes=gateway.spec.cache.max_total_bytes,
     )
 
     sections = proxy_defaults()

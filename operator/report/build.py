@@ -45,6 +45,14 @@ class RegionRow:
     in_region: int  # of which were served inside the allowed regions
 
 
+@dataclass(frozen=True, slots=True)
+class CacheRow:
+    tenant: str
+    hits: int
+    misses: int
+    saved_usd: float  # what the hits' entries cost when they were filled
+
+
 @dataclass
 class Report:
     since: datetime
@@ -60,6 +68,11 @@ class Report:
     outside_region: int
     integrity: str
     statuses: dict[str, int] = field(default_factory=dict)
+    cache: list[CacheRow] = field(default_factory=list)
+
+    @property
+    def total_saved(self) -> float:
+        return sum(r.saved_usd for r in self.cache)
 
     @property
     def total_cost(self) -> float:
@@ -133,11 +146,17 @@ def build_report(
     pii_by_tenant: Counter[tuple[str, str]] = Counter()
     regions: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0])
     statuses: Counter[str] = Counter()
+    cache: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     outside = 0
     for rec in records:
         tenant = rec.get("tenant") or "unknown"
         status = rec.get("status") or "unknown"
         statuses[status] += 1
+        cached = (rec.get("decisions") or {}).get("cache")
+        if isinstance(cached, dict) and cached.get("result") in ("hit", "miss"):
+            row = cache[tenant]
+            row[0 if cached["result"] == "hit" else 1] += 1
+            row[2] += float(cached.get("saved_usd") or 0.0)
         if status == "refused":
             reason = str((rec.get("decisions") or {}).get("refusal") or "unknown")
             refusals[reason] += 1
@@ -180,4 +199,5 @@ def build_report(
         outside_region=outside,
         integrity=integrity,
         statuses=dict(statuses.most_common()),
+        cache=[CacheRow(t, int(v[0]), int(v[1]), round(v[2], 8)) for t, v in sorted(cache.items())],
     )

@@ -9,7 +9,7 @@ from dataclasses import asdict, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway_operator.report.build import BudgetRow, RegionRow, Report, UsageRow
+from gateway_operator.report.build import BudgetRow, CacheRow, RegionRow, Report, UsageRow
 
 
 def _range(report: Report) -> str:
@@ -67,6 +67,14 @@ def to_terminal(report: Report, console) -> None:
         regions.add_row(g.tenant, g.region, str(g.requests), str(g.restricted), str(g.in_region))
     console.print(regions)
     console.print(f"restricted requests served outside their allowed regions: {report.outside_region}")
+    if report.cache:
+        cache = Table(title="Response cache")
+        for name in ("tenant", "hits", "misses", "saved USD"):
+            cache.add_column(name, justify="left" if name == "tenant" else "right")
+        for c in report.cache:
+            cache.add_row(c.tenant, str(c.hits), str(c.misses), f"{c.saved_usd:.6f}")
+        cache.add_row("total", "", "", f"{report.total_saved:.6f}", style="bold")
+        console.print(cache)
 
 
 def _write_rows(path: Path, rows: list, kind: type) -> None:
@@ -78,20 +86,21 @@ def _write_rows(path: Path, rows: list, kind: type) -> None:
 
 
 def to_csv(report: Report, path: Path) -> list[Path]:
-    """``path``: usage per tenant x model x day; siblings ``-budgets``, ``-refusals``, ``-pii``, ``-regions``."""
+    """``path``: usage per tenant x model x day; siblings ``-budgets``, ``-refusals``, ``-pii``, ``-regions``, ``-cache``."""
     written = [path]
     _write_rows(path, report.usage, UsageRow)
     stem = path.with_suffix("")
     sib = lambda name: stem.with_name(f"{stem.name}-{name}.csv")  # noqa: E731
     _write_rows(sib("budgets"), report.budgets, BudgetRow)
     _write_rows(sib("regions"), report.regions, RegionRow)
+    _write_rows(sib("cache"), report.cache, CacheRow)
     for name, data in (("refusals", report.refusals_by_tenant), ("pii", report.pii_by_tenant)):
         with sib(name).open("w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out)
             writer.writerow(["tenant", "reason" if name == "refusals" else "entity", "count"])
             for (tenant, key), count in data.items():
                 writer.writerow([tenant, key, count])
-    written += [sib(n) for n in ("budgets", "regions", "refusals", "pii")]
+    written += [sib(n) for n in ("budgets", "regions", "refusals", "pii", "cache")]
     return written
 
 
@@ -231,6 +240,11 @@ def to_html(report: Report, title: str = "kubegate report") -> str:
         [[g.tenant, g.region, g.requests, g.restricted, g.in_region] for g in report.regions],
         2,
     )
+    cache = _table(
+        ["tenant", "cache hits", "misses", "saved USD"],
+        [[c.tenant, c.hits, c.misses, f"{c.saved_usd:.6f}"] for c in report.cache],
+        1,
+    )
     generated = datetime.now(UTC).isoformat(timespec="seconds")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -248,5 +262,7 @@ def to_html(report: Report, title: str = "kubegate report") -> str:
 <h2>PII detections by entity type</h2>{pii}
 <h2>Where requests were served</h2>{regions}
 <p id="residency">Residency-restricted requests served outside their allowed regions: <b>{report.outside_region}</b></p>
+<h2>Response cache</h2>{cache}
+<p id="cache-saved">Saved by cache hits: <b>{report.total_saved:.6f} USD</b></p>
 </body></html>
 """

@@ -36,7 +36,7 @@ def _base() -> dict[str, dict[str, Any]]:
             },
         },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
-        "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}},
+        "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}, "cache": {}},
         "Budget": {"tenant": "team", "limitUSD": "5", "thresholds": [{"percent": 100, "action": "block"}]},
     }
 
@@ -91,6 +91,9 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "requestLimits.maxTools": 5,
         "requestLimits.maxN": 2,
         "requestLimits.maxJsonDepth": 8,
+        "cache.ttlSeconds": 60,
+        "cache.maxEntryBytes": 1024,
+        "cache.maxTotalBytes": 1_048_576,
         "tracing.otlpEndpoint": "https://otlp.example/otel",
         "tracing.sampleRatio": 0.25,
         "tracing.headersSecretRef.name": "otel2",
@@ -145,6 +148,12 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "pii.timeoutMs": 500,
         "pii.nlpModel": "de_core_news_sm",
         "failOpen": True,
+        "cache.enabled": False,
+        "cache.ttlSeconds": 60,
+        "cache.maxEntryBytes": 1024,
+        "cache.allowNonZeroTemperature": True,
+        "cache.allowTools": True,
+        "cache.skipUserScoped": True,
     },
     "Budget": {
         "tenant": "nobody",
