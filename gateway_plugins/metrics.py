@@ -196,6 +196,7 @@ _timings: dict[str, tuple[float | None, float | None]] = {}
 
 
 def _seconds(value: Any) -> float | None:
+    # LiteLLM hands datetimes in some paths and epoch floats in others.
     if value is None:
         return None
     if hasattr(value, "timestamp"):
@@ -206,13 +207,21 @@ def _seconds(value: Any) -> float | None:
         return None
 
 
+def call_times(kwargs: dict) -> tuple[float | None, float | None, float | None]:
+    """(start, end, first token) of an upstream call, epoch seconds, from LiteLLM's logging kwargs."""
+    slo = kwargs.get("standard_logging_object") or {}
+    return (
+        _seconds(slo.get("startTime") or kwargs.get("api_call_start_time") or kwargs.get("start_time")),
+        _seconds(slo.get("endTime") or kwargs.get("end_time")),
+        _seconds(slo.get("completionStartTime") or kwargs.get("completion_start_time")),
+    )
+
+
 def note_upstream_timing(request_id: str, kwargs: dict) -> None:
     """Keep the upstream duration and time to first token of a call from LiteLLM's logging kwargs until the
     request is finalized. Streams only have a first-token time distinct from the end."""
     slo = kwargs.get("standard_logging_object") or {}
-    start = _seconds(slo.get("startTime") or kwargs.get("api_call_start_time") or kwargs.get("start_time"))
-    end = _seconds(slo.get("endTime") or kwargs.get("end_time"))
-    first = _seconds(slo.get("completionStartTime") or kwargs.get("completion_start_time"))
+    start, end, first = call_times(kwargs)
     upstream = end - start if start is not None and end is not None and end >= start else None
     streamed = bool(slo.get("stream") or kwargs.get("stream"))
     ttft = first - start if streamed and start is not None and first is not None and first >= start else None

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from gateway_plugins import metrics
+
 log = logging.getLogger("kubegate.tracing")
 
 # gen_ai.operation.name of each tenant endpoint (gateway_plugins.contract.routes names); others are not GenAI calls.
@@ -125,22 +127,10 @@ def begin(headers: list[tuple[bytes, bytes]]) -> Trace | None:
     return Trace(parent=TraceContextTextMapPropagator().extract(carrier))
 
 
-def _epoch_seconds(value: Any) -> float | None:
-    if value is None:
-        return None
-    if hasattr(value, "timestamp"):
-        return float(value.timestamp())
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
-
-
 def note_upstream(trace: Trace, kwargs: dict) -> None:
     """Keep the upstream call's bounds, provider and host from LiteLLM's logging kwargs (the last attempt's)."""
     slo = kwargs.get("standard_logging_object") or {}
-    start = _epoch_seconds(slo.get("startTime") or kwargs.get("api_call_start_time") or kwargs.get("start_time"))
-    end = _epoch_seconds(slo.get("endTime") or kwargs.get("end_time"))
+    start, end, _ = metrics.call_times(kwargs)
     if start is not None and end is not None and end >= start:
         trace.upstream = (start, end)
     params = kwargs.get("litellm_params") or {}
