@@ -29,13 +29,19 @@ from gateway_plugins.policy.schema import CachePolicy, Tenant
 log = logging.getLogger("kubegate.cache")
 
 HEADER = CACHE_CONTROL_HEADER
-_shapes: dict[tuple[int, str, str], str] = {}
+_shapes: dict[tuple[str, str], str] = {}
+# The compiled policy the memo above belongs to. Held (not its id()): a freed policy's id can be reused by the next
+# one, which would keep serving shapes of a policy no longer in force.
+_shapes_of: list[Any] = [None]
 
 
 def _shape(rt: Any, tenant: Tenant, model: str) -> str:
     """The tenant's policy shape for ``model``, computed once per policy in force."""
     compiled = rt.policy
-    key = (id(compiled), tenant.id, model)
+    if _shapes_of[0] is not compiled:
+        _shapes.clear()
+        _shapes_of[0] = compiled
+    key = (tenant.id, model)
     shape = _shapes.get(key)
     if shape is None:
         if len(_shapes) > 10_000:
