@@ -1,0 +1,104 @@
+"""What the operator gives a proxy pod, made from CR objects: the LiteLLM config (read back from the ConfigMap the
+operator builds), the policy ``render_gateway`` renders, and the container env the Deployment builder sets for what
+a Gateway's spec brings (upstream credentials, tracing, master key), Secret references resolved as the kubelet does.
+
+Data-plane tests start their proxy from this instead of a hand-written config and policy, so a CR field the renderer
+or a builder drops fails a test. Everything else a pod gets (Redis, policy file, audit key, metrics port) is the
+harness's local equivalent (tests/harness/proxy.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from gateway_operator.builders.configmaps import CONFIG_KEY
+from gateway_operator.builders.gateway import build_children
+from gateway_operator.crd import models as crd
+from gateway_operator.render import RenderedGateway, render_gateway
+
+from gateway_plugins.policy.schema import Policy, hash_key
+from tests.harness.proxy import SIGNER
+
+# Variables of the proxy container a test's proxy takes from the built Deployment (besides the rendered upstream
+# credentials): they follow from the Gateway's spec; the rest of the pod's env is provided by the harness.
+SPEC_ENV_PREFIXES = ("OTEL_",)
+SPEC_ENV_NAMES = frozenset({"LITELLM_MASTER_KEY", "KUBEGATE_MASTER_KEY_SHA256"})
+
+
+def cr(kind: str, name: str, spec: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
+    """A kubegate object as ``kubectl apply`` would send it."""
+    return {
+        "apiVersion": crd.API_VERSION,
+        "kind": kind,
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": dict(spec),
+    }
+
+
+@dataclass(frozen=True)
+class ProxyInputs:
+    config: dict[str, Any]
+    policy: Policy
+    env: dict[str, str]
+    rendered: RenderedGateway
+
+
+def _container_env(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    (deployment,) = [c for c in children if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-proxy")]
+    (container,) = [c for c in deployment["spec"]["template"]["spec"]["containers"] if c["name"] == "proxy"]
+    return container["env"]
+
+
+def _config(children: list[dict[str, Any]]) -> dict[str, Any]:
+    (configmap,) = [c for c in children if c["kind"] == "ConfigMap" and CONFIG_KEY in c.get("data", {})]
+    return yaml.safe_load(configmap["data"][CONFIG_KEY])
+
+
+def render_proxy(
+    objects: Iterable[Mapping[str, Any]],
+    *,
+    keys: Mapping[str, str],
+    secrets: Mapping[tuple[str, str], str] | None = None,
+    master_key_sha256: str | None = None,
+    revision: int = 1,
+) -> ProxyInputs:
+    """``objects``: one LLMGateway and its ModelRoutes, Tenants and Budgets (CR dicts, e.g. from ``cr``);
+    ``keys``: Tenant name -> its plaintext key (the renderer gets the hash, as from the key Secret);
+    ``secrets``: (Secret name, key) -> value, for the Secret references of the proxy container's env.
+
+    Every object must render: one the renderer leaves out fails here, naming it and why."""
+    by_kind: dict[str, list[Any]] = {kind: [] for kind in crd.KINDS}
+    raw_gateways: list[dict[str, Any]] = []
+    for obj in objects:
+        by_kind[obj["kind"]].append(crd.KINDS[obj["kind"]].model_validate(obj))
+        if obj["kind"] == "LLMGateway":
+            raw_gateways.append(obj)
+    (gateway,) = by_kind["LLMGateway"]
+    rendered = render_gateway(
+        gateway,
+        by_kind["ModelRoute"],
+        by_kind["Tenant"],
+        by_kind["Budget"],
+        tenant_key_hashes={tenant: [hash_key(key)] for tenant, key in keys.items()},
+        revision=revision,
+    )
+    assert not rendered.problems, f"objects the renderer left out: {rendered.skipped}"
+    # The builders take the object as the API server returns it (with a uid for owner references).
+    raw = {**raw_gateways[0], "metadata": {"uid": "test-uid", **raw_gateways[0]["metadata"]}}
+    children = build_children(raw, rendered, SIGNER, master_key_sha256=master_key_sha256)
+    env: dict[str, str] = {}
+    for var in _container_env(children):
+        name = var["name"]
+        if not (name in rendered.api_key_env or name in SPEC_ENV_NAMES or name.startswith(SPEC_ENV_PREFIXES)):
+            continue
+        if "value" in var:
+            env[name] = var["value"]
+        else:
+            ref = var["valueFrom"]["secretKeyRef"]
+            env[name] = (secrets or {})[(ref["name"], ref["key"])]
+    missing = set(rendered.api_key_env) - set(env)
+    assert not missing, f"rendered credentials the proxy Deployment does not get: {sorted(missing)}"
+    return ProxyInputs(_config(children), rendered.policy, env, rendered)
