@@ -1,14 +1,18 @@
-"""One proxy config and policy for the request-contract tests: priced models, tenants with and without a
-PII policy, a regional group tenants must never see, and readers for the audit stream and budgets."""
+"""One Gateway for the request-contract tests, as CR objects rendered by the operator (tests/harness/rendered.py):
+priced models, tenants with and without a PII policy, a regional group tenants must never see, and readers for
+the audit stream and budgets."""
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from decimal import Decimal
+from typing import Any
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Policy, hash_key
+from gateway_plugins.policy.schema import Budget, Policy
+from tests.harness.rendered import ProxyInputs, cr, render_proxy
 
 GW = "contract"
 STREAM = GatewayKeys("default", GW).audit_stream
@@ -22,84 +26,102 @@ KEYS = {
     "victim": "sk-contract-victim-0123456789",
 }
 MODELS = ("echo", "other")
-
-
-def config(echo_base: str, *, fail_auth_base: str | None = None) -> dict:
-    def dep(name: str, group: str, dep_id: str, base: str) -> dict:
-        return {
-            "model_name": group,
-            "litellm_params": {
-                "model": f"openai/{name}-echo",
-                "api_base": base,
-                "api_key": "x",
-                "input_cost_per_token": float(IN_PRICE),
-                "output_cost_per_token": float(OUT_PRICE),
-            },
-            "model_info": {"id": dep_id},
-        }
-
-    model_list = [dep(m, m, f"{m}-1", echo_base) for m in MODELS]
-    model_list.append(dep("echo", "echo@eu-west-1", "echo-eu-1", echo_base))
-    if fail_auth_base:
-        model_list.append(dep("badkey", "badkey", "badkey-1", fail_auth_base))
-    return {"model_list": model_list, "router_settings": {"num_retries": 0}}
+REGION = "eu-west-1"
+# The upstream key, as a Secret holds it; the echo upstream takes any.
+UPSTREAM_KEY = {"name": "upstream", "key": "api-key"}
+SECRETS = {("upstream", "api-key"): "echo-needs-no-key"}
+PII_ENTITIES = {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")}
 
 
 def key(tenant: str) -> str:
     return KEYS.get(tenant) or f"sk-contract-{tenant}-0123456789"
 
 
-def policy(
-    *, budgets: list[dict] | None = None, extra_models: tuple[str, ...] = (), extra_tenants: tuple[str, ...] = ()
-) -> Policy:
-    # A generous analysis time limit: these tests are about what is masked, not about a loaded machine's speed.
-    pii = {
-        "entities": {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")},
-        "timeout_ms": 10000,
-    }
-    models = (*MODELS, *extra_models)
-    return Policy.model_validate(
+def route(gateway: str, model: str, base: str) -> dict[str, Any]:
+    """``model`` served by one priced deployment in REGION (so also as the regional group ``model@REGION``)."""
+    return cr(
+        "ModelRoute",
+        model,
         {
-            "gateway": GW,
-            "tenants": [
-                {"id": "pii", "keys": [{"sha256": hash_key(KEYS["pii"])}], "allowed_models": ["*"], "pii": pii},
-                {"id": "plain", "keys": [{"sha256": hash_key(KEYS["plain"])}], "allowed_models": ["*"]},
-                {"id": "narrow", "keys": [{"sha256": hash_key(KEYS["narrow"])}], "allowed_models": ["echo"]},
-                {
-                    "id": "flood",
-                    "keys": [{"sha256": hash_key(KEYS["flood"])}],
-                    "allowed_models": ["*"],
-                    # spaCy NER: the expensive analysis a flood of large prompts makes slow.
-                    "pii": {"entities": {"PERSON": "mask", "EMAIL_ADDRESS": "mask"}},
-                },
-                {
-                    "id": "victim",
-                    "keys": [{"sha256": hash_key(KEYS["victim"])}],
-                    "allowed_models": ["*"],
-                    # The default 2 s analysis limit: the fairness test must fail if the flood delays it.
-                    "pii": {"entities": pii["entities"]},
-                },
-                *({"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["*"]} for t in extra_tenants),
-            ],
-            "budgets": budgets or [],
-            "models": [
-                {"name": m, "regional_groups": {"eu-west-1": "echo@eu-west-1"} if m == "echo" else {}} for m in models
-            ],
+            "gateway": gateway,
+            "modelName": model,
+            # No retries: a test's upstream failure is seen once, as the client's error.
+            "numRetries": 0,
             "deployments": [
                 {
-                    "id": dep_id,
-                    "model": model,
-                    "region": "eu-west-1",
-                    "input_cost_per_token": str(IN_PRICE),
-                    "output_cost_per_token": str(OUT_PRICE),
+                    "name": "1",
+                    "model": f"{model}-echo",
+                    "apiBase": base,
+                    "apiKeySecretRef": UPSTREAM_KEY,
+                    "region": REGION,
+                    "inputCostPerToken": str(IN_PRICE),
+                    "outputCostPerToken": str(OUT_PRICE),
                 }
-                for dep_id, model in [
-                    *((f"{m}-1", m) for m in models),
-                    ("echo-eu-1", "echo"),
-                ]
             ],
-        }
+        },
     )
+
+
+def objects(
+    echo_base: str,
+    *,
+    fail_auth_base: str | None = None,
+    budgets: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_tenants: tuple[str, ...] = (),
+    gateway_spec: Mapping[str, Any] | None = None,
+) -> list[dict[str, Any]]:
+    """``budgets``: Budget name -> its spec; ``fail_auth_base``: an upstream refusing every key, served as the
+    model ``badkey``."""
+    routes = [route(GW, m, echo_base) for m in MODELS]
+    if fail_auth_base:
+        routes.append(route(GW, "badkey", fail_auth_base))
+
+    def tenant(name: str, allowed: list[str], pii: dict | None = None) -> dict[str, Any]:
+        return cr("Tenant", name, {"gateway": GW, "allowedModels": allowed, **({"pii": pii} if pii else {})})
+
+    tenants = [
+        # A generous analysis time limit: these tests are about what is masked, not about a loaded machine's speed.
+        tenant("pii", ["*"], {"entities": PII_ENTITIES, "timeoutMs": 10000}),
+        tenant("plain", ["*"]),
+        tenant("narrow", ["echo"]),
+        # spaCy NER: the expensive analysis a flood of large prompts makes slow.
+        tenant("flood", ["*"], {"entities": {"PERSON": "mask", "EMAIL_ADDRESS": "mask"}}),
+        # The default analysis time limit: the fairness test must fail if the flood delays it.
+        tenant("victim", ["*"], {"entities": PII_ENTITIES}),
+        *(tenant(t, ["*"]) for t in extra_tenants),
+    ]
+    return [
+        cr("LLMGateway", GW, gateway_spec or {}),
+        *routes,
+        *tenants,
+        *(cr("Budget", name, spec) for name, spec in (budgets or {}).items()),
+    ]
+
+
+def render(
+    echo_base: str,
+    *,
+    fail_auth_base: str | None = None,
+    budgets: Mapping[str, Mapping[str, Any]] | None = None,
+    extra_tenants: tuple[str, ...] = (),
+    gateway_spec: Mapping[str, Any] | None = None,
+) -> ProxyInputs:
+    """The proxy's config, policy and env for ``objects(...)``: give them to ``ProxyServer``."""
+    objs = objects(
+        echo_base,
+        fail_auth_base=fail_auth_base,
+        budgets=budgets,
+        extra_tenants=extra_tenants,
+        gateway_spec=gateway_spec,
+    )
+    tenants = [o["metadata"]["name"] for o in objs if o["kind"] == "Tenant"]
+    return render_proxy(objs, keys={t: key(t) for t in tenants}, secrets=SECRETS)
+
+
+def budget(policy: Policy, name: str) -> Budget:
+    """The rendered Budget ``name`` (what the proxy enforces), for reading its state."""
+    (found,) = [b for b in policy.budgets if b.name == name]
+    return found
 
 
 def audit_records(redis_client, stream: str = STREAM) -> list[dict]:

@@ -20,8 +20,7 @@ import redis.asyncio as aioredis
 
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Budget
-from tests.dataplane.contract_stack import GW, audit_records, config, key, policy
+from tests.dataplane.contract_stack import GW, audit_records, budget, key, render
 from tests.harness.proxy import ProxyServer
 
 LIMIT = 0.004
@@ -37,17 +36,16 @@ TENANTS = {
 WORDS = "the quick brown fox jumps over the lazy dog " * 3
 
 
-def budget(tenant: str) -> dict:
-    return {"name": f"{tenant}-b", "tenant": tenant, "limit_usd": str(LIMIT), "period": "daily"}
+BUDGETS = {f"{tenant}-b": {"tenant": tenant, "limitUSD": str(LIMIT), "period": "daily"} for tenant in TENANTS.values()}
 
 
 @pytest.fixture(scope="module")
 def replicas(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxyServer]]:
-    pol = policy(budgets=[budget(t) for t in TENANTS.values()], extra_tenants=tuple(TENANTS.values()))
+    s = render(echo_upstream.base_url, budgets=BUDGETS, extra_tenants=tuple(TENANTS.values()))
     started: list[ProxyServer] = []
     try:
         for _ in range(2):
-            started.append(ProxyServer(config(echo_upstream.base_url), pol, redis_url=redis_server.url).start())
+            started.append(ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start())
         yield started[0], started[1]
     finally:
         for p in started:
@@ -125,7 +123,7 @@ def test_sixty_four_clients_on_two_replicas_overspend_by_at_most_one_request(rep
         r = aioredis.from_url(redis_server.url)
         try:
             for _ in range(100):
-                st = await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(budget(tenant)))
+                st = await read_budget_state(r, GatewayKeys("default", GW), budget(replicas[0].policy, f"{tenant}-b"))
                 if st.reserved_usd == 0:
                     return st
                 await asyncio.sleep(0.1)

@@ -20,21 +20,21 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Policy, hash_key
-from tests.dataplane.contract_stack import IN_PRICE, OUT_PRICE, audit_records, config
+from tests.dataplane.contract_stack import MODELS, SECRETS, audit_records, route
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import cr, render_proxy
 
 GW = "cache"
 NS = "default"
 STREAM = GatewayKeys(NS, GW).audit_stream
-CACHE = {"ttl_seconds": 300}
-PII = {"entities": {"EMAIL_ADDRESS": "mask"}, "restore": True, "timeout_ms": 10000}
+CACHE = {"ttlSeconds": 300}
+PII = {"entities": {"EMAIL_ADDRESS": "mask"}, "restore": True, "timeoutMs": 10000}
 TENANTS = {
     "alpha": {"cache": CACHE},
     "beta": {"cache": CACHE},
     "pii": {"cache": CACHE, "pii": PII},
-    "short": {"cache": {"ttl_seconds": 1}},
-    "guard": {"cache": CACHE, "pii": {"entities": {"EMAIL_ADDRESS": "block"}, "timeout_ms": 10000}},
+    "short": {"cache": {"ttlSeconds": 1}},
+    "guard": {"cache": CACHE, "pii": {"entities": {"EMAIL_ADDRESS": "block"}, "timeoutMs": 10000}},
     "plain": {},
 }
 
@@ -43,35 +43,15 @@ def key(tenant: str) -> str:
     return f"sk-cache-{tenant}-0123456789"
 
 
-def policy() -> Policy:
-    return Policy.model_validate(
-        {
-            "gateway": GW,
-            "namespace": NS,
-            "tenants": [
-                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["*"], **extra}
-                for t, extra in TENANTS.items()
-            ],
-            "models": [{"name": "echo"}, {"name": "other"}],
-            "deployments": [
-                {
-                    "id": f"{m}-1",
-                    "model": m,
-                    "region": "eu-west-1",
-                    "input_cost_per_token": str(IN_PRICE),
-                    "output_cost_per_token": str(OUT_PRICE),
-                }
-                for m in ("echo", "other")
-            ],
-        }
-    )
-
-
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    cfg = config(echo_upstream.base_url)
-    cfg["model_list"] = [d for d in cfg["model_list"] if d["model_name"] in ("echo", "other")]
-    server = ProxyServer(cfg, policy(), redis_url=redis_server.url).start()
+    objects = [
+        cr("LLMGateway", GW, {}, NS),
+        *(route(GW, m, echo_upstream.base_url) for m in MODELS),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": ["*"], **spec}, NS) for t, spec in TENANTS.items()),
+    ]
+    s = render_proxy(objects, keys={t: key(t) for t in TENANTS}, secrets=SECRETS)
+    server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
     try:
         yield server
     finally:

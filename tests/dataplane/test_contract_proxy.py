@@ -24,22 +24,22 @@ from hypothesis import strategies as st
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from tests.contract.strategies import BODIES
-from tests.dataplane.contract_stack import GW, KEYS, audit_records, config, policy, wait_for_records
+from tests.dataplane.contract_stack import GW, KEYS, audit_records, budget, render, wait_for_records
 from tests.harness.proxy import ProxyServer
 
-BUDGET = {"name": "pii-b", "tenant": "pii", "limit_usd": "1000", "period": "monthly"}
-LIMITS = {"max_body_bytes": 65536, "max_messages": 64}
+BUDGETS = {"pii-b": {"tenant": "pii", "limitUSD": "1000", "period": "monthly"}}
+LIMITS = {"maxBodyBytes": 65536, "maxMessages": 64}
 
 
 @pytest.fixture(scope="module")
 def stack(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    base = policy(budgets=[BUDGET], extra_models=("badkey",))
-    pol = base.model_copy(update={"limits": base.limits.model_copy(update=LIMITS)})
-    proxy = ProxyServer(
-        config(echo_upstream.base_url, fail_auth_base=echo_upstream.api_base(status=401)),
-        pol,
-        redis_url=redis_server.url,
+    s = render(
+        echo_upstream.base_url,
+        fail_auth_base=echo_upstream.api_base(status=401),
+        budgets=BUDGETS,
+        gateway_spec={"requestLimits": LIMITS},
     )
+    proxy = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env)
     proxy.start()
     yield proxy
     proxy.stop()
@@ -111,12 +111,10 @@ def test_each_request_has_one_record_and_the_budget_holds_what_was_billed(stack,
 
     import redis.asyncio as aioredis
 
-    from gateway_plugins.policy.schema import Budget
-
     async def read():
         r = aioredis.from_url(redis_server.url)
         try:
-            return await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(BUDGET))
+            return await read_budget_state(r, GatewayKeys("default", GW), budget(stack.policy, "pii-b"))
         finally:
             await r.aclose()
 

@@ -13,33 +13,29 @@ import redis.asyncio as aioredis
 
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Budget
-from tests.dataplane.contract_stack import GW, audit_records, config, key, policy
+from tests.dataplane.contract_stack import GW, audit_records, budget, key, render
 from tests.harness.proxy import ProxyServer
 
 TENANT = "leaver"
-BUDGET = {"name": "leaver-b", "tenant": TENANT, "limit_usd": "10", "period": "daily"}
+BUDGETS = {"leaver-b": {"tenant": TENANT, "limitUSD": "10", "period": "daily"}}
 
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
     slow = echo_upstream.base_url.replace("/v1", "/pace/300/v1")
-    cfg = config(slow)
+    s = render(slow, budgets=BUDGETS, extra_tenants=(TENANT,))
     p = ProxyServer(
-        cfg,
-        policy(budgets=[BUDGET], extra_tenants=(TENANT,)),
-        redis_url=redis_server.url,
-        env={"KUBEGATE_REAP_AFTER_SECONDS": "3"},
+        s.config, s.policy, redis_url=redis_server.url, env={**s.env, "KUBEGATE_REAP_AFTER_SECONDS": "3"}
     ).start()
     yield p
     p.stop()
 
 
-def budget_state(url: str):
+def budget_state(proxy: ProxyServer, url: str):
     async def read():
         r = aioredis.from_url(url)
         try:
-            return await read_budget_state(r, GatewayKeys("default", GW), Budget.model_validate(BUDGET))
+            return await read_budget_state(r, GatewayKeys("default", GW), budget(proxy.policy, "leaver-b"))
         finally:
             await r.aclose()
 
@@ -69,7 +65,7 @@ def test_leaving_mid_stream_still_settles_and_audits_once(proxy, redis_server):
     mine: list[dict] = []
     while time.monotonic() < deadline:
         mine = [r for r in audit_records(rds) if r["request_id"] == request_id]
-        state = budget_state(redis_server.url)
+        state = budget_state(proxy, redis_server.url)
         if mine and state.reserved_usd == 0:
             break
         time.sleep(0.3)

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from tests.dataplane.contract_stack import KEYS, config, policy
+from tests.dataplane.contract_stack import KEYS, render
 from tests.harness.proxy import ProxyServer
 
 PROSE = "Alice Smith met Robert Jones in the harbour office before lunch, as planned. " * 2000  # ~150 KB
@@ -25,7 +25,8 @@ EMAIL = "victim.person@example.org"
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    p = ProxyServer(config(echo_upstream.base_url), policy(), redis_url=redis_server.url).start()
+    s = render(echo_upstream.base_url)
+    p = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
     yield p
     p.stop()
 

@@ -18,7 +18,7 @@ import pytest
 
 from gateway_plugins.contract.routes import PROBE_ROUTES, TENANT_ROUTES, is_tenant_path
 from gateway_plugins.policy.keys import GatewayKeys
-from tests.dataplane.contract_stack import GW, KEYS, config, policy
+from tests.dataplane.contract_stack import GW, KEYS, render
 from tests.harness.proxy import ProxyServer
 
 # This process imports LiteLLM's proxy app to read its route table: never let it fetch a price map.
@@ -66,7 +66,8 @@ def concrete(path: str) -> str:
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    p = ProxyServer(config(echo_upstream.base_url), policy(), redis_url=redis_server.url).start()
+    s = render(echo_upstream.base_url)
+    p = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
     yield p
     p.stop()
 

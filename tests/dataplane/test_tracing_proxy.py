@@ -20,8 +20,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import openai
 import pytest
-from gateway_operator.builders.proxy import tracing_env
-from gateway_operator.crd.models import TracingSpec
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
@@ -29,7 +27,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from gateway_plugins import tracing
-from tests.dataplane.contract_stack import GW, KEYS, config, policy
+from tests.dataplane.contract_stack import GW, KEYS, render
 from tests.harness.echo import EchoServer
 from tests.harness.procs import free_port
 from tests.harness.proxy import ProxyServer
@@ -119,6 +117,14 @@ def _traceparent() -> tuple[str, str, str]:
     return f"00-{trace_id}-{span_id}-01", trace_id, span_id
 
 
+def traced(endpoint: str) -> dict:
+    """A Gateway spec exporting to ``endpoint``, each batch quickly (the SDK's default is every 5 s)."""
+    return {
+        "tracing": {"otlpEndpoint": endpoint},
+        "pod": {"env": [{"name": "OTEL_BSP_SCHEDULE_DELAY", "value": "100"}]},
+    }
+
+
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[OtlpReceiver]:
     server = OtlpReceiver().start()
@@ -135,10 +141,10 @@ def echo() -> Iterator[EchoServer]:
 
 @pytest.fixture(scope="module")
 def proxy(request, redis_server, echo, receiver) -> Iterator[ProxyServer]:
-    env = tracing_env(TracingSpec(otlpEndpoint=receiver.url), GW, "default")
-    # Export each batch quickly (the default is every 5 s); any other OTLP setting of the outer environment out.
-    env |= {"OTEL_BSP_SCHEDULE_DELAY": "100", "OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_SDK_DISABLED": ""}
-    server = ProxyServer(config(echo.base_url), policy(), redis_url=redis_server.url, env=env)
+    s = render(echo.base_url, gateway_spec=traced(receiver.url))
+    # Any other OTLP setting of the outer environment out.
+    env = s.env | {"OTEL_EXPORTER_OTLP_ENDPOINT": "", "OTEL_SDK_DISABLED": ""}
+    server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=env)
     failed = request.session.testsfailed
     server.start()
     yield server
@@ -268,8 +274,8 @@ def test_a_collector_that_hangs_costs_requests_nothing(redis_server, echo):
 
     threading.Thread(target=accept, daemon=True).start()
     endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}"
-    env = tracing_env(TracingSpec(otlpEndpoint=endpoint), GW, "default") | {"OTEL_BSP_SCHEDULE_DELAY": "100"}
-    server = ProxyServer(config(echo.base_url), policy(), redis_url=redis_server.url, env=env).start()
+    s = render(echo.base_url, gateway_spec=traced(endpoint))
+    server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
     try:
         client = _client(server, "plain")
         for _ in range(5):
