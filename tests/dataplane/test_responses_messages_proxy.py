@@ -21,10 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Policy, hash_key
-from tests.dataplane.contract_stack import audit_records
+from tests.dataplane.contract_stack import SECRETS, UPSTREAM_KEY, audit_records
 from tests.harness.echo import EchoServer
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import ProxyInputs, cr, render_proxy
 
 GW = "apis"
 STREAM = GatewayKeys("default", GW).audit_stream
@@ -37,7 +37,7 @@ TENANTS = {
     # tenant: (allowed models, extra fields)
     "pii": (["*"], {"pii": PII}),
     "narrow": (["echo"], {}),
-    "eu": (["gpt"], {"allowed_regions": ["eu-west-1", "eu-central-1"]}),
+    "eu": (["gpt"], {"allowedRegions": ["eu-west-1", "eu-central-1"]}),
     "down-resp": (["*"], {}),
     "down-msg": (["*"], {}),
     "block-resp": (["*"], {}),
@@ -50,69 +50,53 @@ def key(tenant: str) -> str:
     return f"sk-apis-{tenant}-0123456789"
 
 
-def budgets() -> list[dict]:
-    out = []
+def budgets() -> dict[str, dict]:
+    """Budget name -> spec."""
+    out = {}
     for endpoint in ("resp", "msg"):
-        out.append(
-            {
-                "name": f"down-{endpoint}-b",
-                "tenant": f"down-{endpoint}",
-                "limit_usd": "1",
-                # A ten-thousandth of a percent (1 micro-USD): the first request's cost crosses it.
-                "thresholds": [{"percent": 0.0001, "action": "downgrade"}, {"percent": 100, "action": "block"}],
-                "downgrade": {"echo": "other"},
-            }
-        )
+        out[f"down-{endpoint}-b"] = {
+            "tenant": f"down-{endpoint}",
+            "limitUSD": "1",
+            # A ten-thousandth of a percent (1 micro-USD): the first request's cost crosses it.
+            "thresholds": [{"percent": 0.0001, "action": "downgrade"}, {"percent": 100, "action": "block"}],
+            "downgrade": {"echo": "other"},
+        }
         # Smaller than any request's cost: the first request is served (a budget overshoots by at most one
         # request), every later one is refused before any upstream call.
-        out.append({"name": f"block-{endpoint}-b", "tenant": f"block-{endpoint}", "limit_usd": "0.000001"})
+        out[f"block-{endpoint}-b"] = {"tenant": f"block-{endpoint}", "limitUSD": "0.000001"}
     return out
 
 
-def setup(echo: str, failing: str, central: str, us: str) -> tuple[dict, Policy]:
-    def dep(group: str, dep_id: str, model: str, base: str) -> dict:
+def setup(echo: str, failing: str, central: str, us: str) -> ProxyInputs:
+    def dep(name: str, model: str, region: str, base: str) -> dict:
         return {
-            "model_name": group,
-            "litellm_params": {
-                "model": f"openai/{model}",
-                "api_base": base,
-                "api_key": "x",
-                "input_cost_per_token": float(PRICE),
-                "output_cost_per_token": float(2 * PRICE),
-            },
-            "model_info": {"id": dep_id},
+            "name": name,
+            "model": model,
+            "region": region,
+            "apiBase": base,
+            "apiKeySecretRef": UPSTREAM_KEY,
+            "inputCostPerToken": str(PRICE),
+            "outputCostPerToken": str(2 * PRICE),
         }
 
-    regions = {
-        "eu-west-1": ("gpt-west", failing),
-        "eu-central-1": ("gpt-central", central),
-        "us-east-1": ("gpt-us", us),
-    }
-    model_list = [dep("echo", "echo-1", "echo-echo", echo), dep("other", "other-1", "other-echo", echo)]
-    for region, (dep_id, base) in regions.items():
-        model_list += [dep("gpt", dep_id, dep_id, base), dep(f"gpt@{region}", dep_id, dep_id, base)]
-    deployments = [{"id": "echo-1", "model": "echo", "region": "eu-west-1"}]
-    deployments.append({"id": "other-1", "model": "other", "region": "eu-west-1"})
-    deployments += [{"id": d, "model": "gpt", "region": r} for r, (d, _) in regions.items()]
-    for d in deployments:
-        d.update(input_cost_per_token=str(PRICE), output_cost_per_token=str(2 * PRICE))
-    policy = Policy.model_validate(
-        {
-            "gateway": GW,
-            "tenants": [
-                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": models, **extra}
-                for t, (models, extra) in TENANTS.items()
-            ],
-            "budgets": budgets(),
-            "models": [
-                {"name": "echo"},
-                {"name": "other"},
-                {"name": "gpt", "regional_groups": {r: f"gpt@{r}" for r in regions}},
-            ],
-            "deployments": deployments,
-        }
-    )
-    return {"model_list": model_list, "router_settings": {"num_retries": 0}}, policy
+    def route(model: str, *deployments: dict) -> dict:
+        # No retries: each request tries the failing region once before its in-region fallback (counted below).
+        return cr("ModelRoute", model, {"gateway": GW, "modelName": model, "numRetries": 0, "deployments": deployments})
+
+    objects = [
+        cr("LLMGateway", GW, {}),
+        route("echo", dep("a", "echo-echo", "eu-west-1", echo)),
+        route("other", dep("a", "other-echo", "eu-west-1", echo)),
+        route(
+            "gpt",
+            dep("west", "gpt-west", "eu-west-1", failing),
+            dep("central", "gpt-central", "eu-central-1", central),
+            dep("us", "gpt-us", "us-east-1", us),
+        ),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": models, **extra}) for t, (models, extra) in TENANTS.items()),
+        *(cr("Budget", name, spec) for name, spec in budgets().items()),
+    ]
+    return render_proxy(objects, keys={t: key(t) for t in TENANTS}, secrets=SECRETS)
 
 
 @pytest.fixture(scope="module")
@@ -120,10 +104,8 @@ def stack(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, EchoServer
     central, us = EchoServer().start(), EchoServer().start()
     proxy = None
     try:
-        config, policy = setup(
-            echo_upstream.base_url, echo_upstream.api_base(status=500), central.base_url, us.base_url
-        )
-        proxy = ProxyServer(config, policy, redis_url=redis_server.url).start()
+        s = setup(echo_upstream.base_url, echo_upstream.api_base(status=500), central.base_url, us.base_url)
+        proxy = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
         yield proxy, central, us
     finally:
         if proxy is not None:
