@@ -12,7 +12,7 @@ from typing import Any
 
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import Budget, Policy
-from tests.harness.rendered import ProxyInputs, cr, render_proxy
+from tests.harness.rendered import UPSTREAM_KEY, ProxyInputs, cr, render_proxy
 
 GW = "contract"
 STREAM = GatewayKeys("default", GW).audit_stream
@@ -27,9 +27,6 @@ KEYS = {
 }
 MODELS = ("echo", "other")
 REGION = "eu-west-1"
-# The upstream key, as a Secret holds it; the echo upstream takes any.
-UPSTREAM_KEY = {"name": "upstream", "key": "api-key"}
-SECRETS = {("upstream", "api-key"): "echo-needs-no-key"}
 PII_ENTITIES = {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")}
 
 
@@ -115,7 +112,7 @@ def render(
         gateway_spec=gateway_spec,
     )
     tenants = [o["metadata"]["name"] for o in objs if o["kind"] == "Tenant"]
-    return render_proxy(objs, keys={t: key(t) for t in tenants}, secrets=SECRETS)
+    return render_proxy(objs, keys={t: key(t) for t in tenants})
 
 
 def budget(policy: Policy, name: str) -> Budget:

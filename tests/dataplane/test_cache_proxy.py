@@ -20,7 +20,7 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.keys import GatewayKeys
-from tests.dataplane.contract_stack import MODELS, SECRETS, audit_records, route
+from tests.dataplane.contract_stack import MODELS, audit_records, route
 from tests.harness.proxy import ProxyServer
 from tests.harness.rendered import cr, render_proxy
 
@@ -50,7 +50,7 @@ def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
         *(route(GW, m, echo_upstream.base_url) for m in MODELS),
         *(cr("Tenant", t, {"gateway": GW, "allowedModels": ["*"], **spec}, NS) for t, spec in TENANTS.items()),
     ]
-    s = render_proxy(objects, keys={t: key(t) for t in TENANTS}, secrets=SECRETS)
+    s = render_proxy(objects, keys={t: key(t) for t in TENANTS})
     server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
     try:
         yield server

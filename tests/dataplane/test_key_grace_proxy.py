@@ -7,35 +7,32 @@ from __future__ import annotations
 import time
 
 import openai
-from gateway_operator.crd import models as crd
-from gateway_operator.render import render_gateway
 
 from gateway_plugins.policy.schema import KeyRef, hash_key
 from tests.harness.procs import wait_until
+from tests.harness.rendered import UPSTREAM_KEY, ProxyInputs, cr, render_proxy
 
 OLD, NEW = "kg-old-key-0123456789abcdef", "kg-new-key-0123456789abcdef"
 
 
-def _objects(echo_base: str) -> tuple[crd.LLMGateway, crd.ModelRoute, crd.Tenant]:
-    gateway = crd.LLMGateway.model_validate({"metadata": {"name": "main", "namespace": "default"}, "spec": {}})
-    route = crd.ModelRoute.model_validate(
-        {
-            "metadata": {"name": "echo", "namespace": "default"},
-            "spec": {
-                "gateway": "main",
-                "modelName": "echo-model",
-                "deployments": [{"name": "a", "model": "echo", "region": "eu-west-1", "apiBase": echo_base}],
-                "free": True,  # no price anywhere for the echo model: a route must say it is free
-            },
-        }
-    )
-    tenant = crd.Tenant.model_validate(
-        {
-            "metadata": {"name": "team", "namespace": "default"},
-            "spec": {"gateway": "main", "allowedModels": ["*"], "keyRotationGracePeriod": "10m"},
-        }
-    )
-    return gateway, route, tenant
+def _objects(echo_base: str) -> list[dict]:
+    deployment = {
+        "name": "a",
+        "model": "echo",
+        "region": "eu-west-1",
+        "apiBase": echo_base,
+        "apiKeySecretRef": UPSTREAM_KEY,
+    }
+    return [
+        cr("LLMGateway", "main", {}),
+        # No price anywhere for the echo model: a route must say it is free.
+        cr(
+            "ModelRoute",
+            "echo",
+            {"gateway": "main", "modelName": "echo-model", "deployments": [deployment], "free": True},
+        ),
+        cr("Tenant", "team", {"gateway": "main", "allowedModels": ["*"], "keyRotationGracePeriod": "10m"}),
+    ]
 
 
 def _works(proxy, key: str) -> bool:
@@ -48,16 +45,13 @@ def _works(proxy, key: str) -> bool:
 
 
 def test_old_key_works_during_grace_and_stops_at_its_expiry(make_proxy, echo_upstream):
-    gateway, route, tenant = _objects(echo_upstream.base_url)
+    objects = _objects(echo_upstream.base_url)
 
-    def render(keys: list[KeyRef], revision: int):
-        rendered = render_gateway(gateway, [route], [tenant], [], tenant_key_hashes={"team": keys}, revision=revision)
-        for deployment in rendered.litellm_config["model_list"]:
-            deployment["litellm_params"]["api_key"] = "x"
-        return rendered
+    def render(keys: list[KeyRef], revision: int) -> ProxyInputs:
+        return render_proxy(objects, keys={"team": keys}, revision=revision)
 
     first = render([KeyRef(sha256=hash_key(OLD))], 1)
-    proxy = make_proxy(first.litellm_config, first.policy)
+    proxy = make_proxy(first.config, first.policy, env=first.env)
     assert _works(proxy, OLD) and not _works(proxy, NEW)
     # Rotated: the new key, and the old one until the end of its grace period, delivered as a ConfigMap update
     # (the mounted file) to the running proxy. The proxy then has to stop the old key by itself: no policy follows.

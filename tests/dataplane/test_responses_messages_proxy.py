@@ -21,10 +21,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.keys import GatewayKeys
-from tests.dataplane.contract_stack import SECRETS, UPSTREAM_KEY, audit_records
+from tests.dataplane.contract_stack import audit_records
 from tests.harness.echo import EchoServer
 from tests.harness.proxy import ProxyServer
-from tests.harness.rendered import ProxyInputs, cr, render_proxy
+from tests.harness.rendered import UPSTREAM_KEY, ProxyInputs, cr, render_proxy
 
 GW = "apis"
 STREAM = GatewayKeys("default", GW).audit_stream
@@ -96,7 +96,7 @@ def setup(echo: str, failing: str, central: str, us: str) -> ProxyInputs:
         *(cr("Tenant", t, {"gateway": GW, "allowedModels": models, **extra}) for t, (models, extra) in TENANTS.items()),
         *(cr("Budget", name, spec) for name, spec in budgets().items()),
     ]
-    return render_proxy(objects, keys={t: key(t) for t in TENANTS}, secrets=SECRETS)
+    return render_proxy(objects, keys={t: key(t) for t in TENANTS})
 
 
 @pytest.fixture(scope="module")

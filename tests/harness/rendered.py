@@ -9,7 +9,7 @@ harness's local equivalent (tests/harness/proxy.py).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,13 +19,17 @@ from gateway_operator.builders.gateway import build_children
 from gateway_operator.crd import models as crd
 from gateway_operator.render import RenderedGateway, render_gateway
 
-from gateway_plugins.policy.schema import Policy, hash_key
+from gateway_plugins.policy.schema import KeyRef, Policy, hash_key
 from tests.harness.proxy import SIGNER
 
 # Variables of the proxy container a test's proxy takes from the built Deployment (besides the rendered upstream
 # credentials): they follow from the Gateway's spec; the rest of the pod's env is provided by the harness.
 SPEC_ENV_PREFIXES = ("OTEL_",)
 SPEC_ENV_NAMES = frozenset({"LITELLM_MASTER_KEY", "KUBEGATE_MASTER_KEY_SHA256"})
+# An upstream key for ModelRoute deployments (``apiKeySecretRef``), in a Secret every rendered proxy can read;
+# the echo upstream takes any key.
+UPSTREAM_KEY = {"name": "upstream", "key": "api-key"}
+UPSTREAM_SECRETS = {("upstream", "api-key"): "echo-needs-no-key"}
 
 
 def cr(kind: str, name: str, spec: Mapping[str, Any], namespace: str = "default") -> dict[str, Any]:
@@ -60,14 +64,16 @@ def _config(children: list[dict[str, Any]]) -> dict[str, Any]:
 def render_proxy(
     objects: Iterable[Mapping[str, Any]],
     *,
-    keys: Mapping[str, str],
+    keys: Mapping[str, str | Sequence[KeyRef]],
     secrets: Mapping[tuple[str, str], str] | None = None,
     master_key_sha256: str | None = None,
     revision: int = 1,
 ) -> ProxyInputs:
     """``objects``: one LLMGateway and its ModelRoutes, Tenants and Budgets (CR dicts, e.g. from ``cr``);
-    ``keys``: Tenant name -> its plaintext key (the renderer gets the hash, as from the key Secret);
-    ``secrets``: (Secret name, key) -> value, for the Secret references of the proxy container's env.
+    ``keys``: Tenant name -> its plaintext key (the renderer gets its hash), or the key hashes as the Tenant's key
+    Secret yields them (a rotated-out key with its expiry);
+    ``secrets``: (Secret name, key) -> value, for the Secret references of the proxy container's env (besides
+    ``UPSTREAM_KEY``).
 
     Every object must render: one the renderer leaves out fails here, naming it and why."""
     by_kind: dict[str, list[Any]] = {kind: [] for kind in crd.KINDS}
@@ -82,7 +88,7 @@ def render_proxy(
         by_kind["ModelRoute"],
         by_kind["Tenant"],
         by_kind["Budget"],
-        tenant_key_hashes={tenant: [hash_key(key)] for tenant, key in keys.items()},
+        tenant_key_hashes={t: [hash_key(k)] if isinstance(k, str) else list(k) for t, k in keys.items()},
         revision=revision,
     )
     assert not rendered.problems, f"objects the renderer left out: {rendered.skipped}"
@@ -98,7 +104,7 @@ def render_proxy(
             env[name] = var["value"]
         else:
             ref = var["valueFrom"]["secretKeyRef"]
-            env[name] = (secrets or {})[(ref["name"], ref["key"])]
+            env[name] = {**UPSTREAM_SECRETS, **(secrets or {})}[(ref["name"], ref["key"])]
     missing = set(rendered.api_key_env) - set(env)
     assert not missing, f"rendered credentials the proxy Deployment does not get: {sorted(missing)}"
     return ProxyInputs(_config(children), rendered.policy, env, rendered)
