@@ -27,18 +27,42 @@ def object_path(obj: dict[str, Any]) -> str:
     return f"{prefix}/namespaces/{meta['namespace']}/{plural}/{meta['name']}"
 
 
-def apply(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
-    """Server-side apply ``obj`` (force: the operator owns its children's fields); returns the live object."""
-    method, url, headers, body, _ = api.param_serialize(
-        "PATCH",
-        object_path(obj),
-        query_params=[("fieldManager", FIELD_MANAGER), ("force", "true")],
-        header_params={"Content-Type": "application/apply-patch+yaml", "Accept": "application/json"},
-        body=json.dumps(obj),
-        auth_settings=["BearerToken"],
+def request(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    query: list[tuple[str, str]] | None = None,
+    body: Any = None,
+    content_type: str | None = None,
+    missing_ok: bool = False,
+) -> dict[str, Any] | None:
+    """One raw API request by path (the typed clients have no generic get/apply/delete by kind); the decoded JSON
+    answer, None for a 404 when ``missing_ok``, ApiException (with the server's Status) for any other failure."""
+    headers = {"Accept": "application/json"}
+    if content_type is not None:
+        headers["Content-Type"] = content_type
+    m, url, headers, serialized, _ = api.param_serialize(
+        method, path, query_params=query or [], header_params=headers, body=body, auth_settings=["BearerToken"]
     )
-    response = api.call_api(method, url, header_params=headers, body=body)
+    response = api.call_api(m, url, header_params=headers, body=serialized)
     response.read()
+    if response.status == 404 and missing_ok:
+        return None
     if not 200 <= response.status < 300:
         raise client.ApiException(http_resp=response)
     return json.loads(response.data)
+
+
+def apply(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any]:
+    """Server-side apply ``obj`` (force: the operator owns its children's fields); returns the live object."""
+    live = request(
+        api,
+        "PATCH",
+        object_path(obj),
+        query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+        body=json.dumps(obj),
+        content_type="application/apply-patch+yaml",
+    )
+    assert live is not None
+    return live

@@ -13,7 +13,7 @@ import json
 import threading
 from typing import Any
 
-from gateway_operator.kube.apply import apply, object_path
+from gateway_operator.kube.apply import apply, object_path, request
 from kubernetes import client
 
 # Kinds whose generation moves only with the spec: status churn (rollouts, PDB counts) is not drift.
@@ -35,17 +35,9 @@ def marker(live: dict[str, Any]) -> str:
 
 
 def _read(api: client.ApiClient, obj: dict[str, Any]) -> dict[str, Any] | None:
-    method, url, headers, body, _ = api.param_serialize(
-        "GET", object_path(obj), header_params={"Accept": "application/json"}, auth_settings=["BearerToken"]
-    )
-    response = api.call_api(method, url, header_params=headers, body=body)
-    response.read()
-    if response.status == 404:
-        return None
-    if not 200 <= response.status < 300:
-        raise client.ApiException(http_resp=response)
-    live = json.loads(response.data)
-    live.setdefault("kind", obj["kind"])
+    live = request(api, "GET", object_path(obj), missing_ok=True)
+    if live is not None:
+        live.setdefault("kind", obj["kind"])
     return live
 
 

@@ -10,12 +10,11 @@ checkpoints and the last good policy; PersistentVolumeClaims are not ours to del
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from gateway_operator.builders.common import LABEL_GATEWAY
 from gateway_operator.kube import children
-from gateway_operator.kube.apply import object_path
+from gateway_operator.kube.apply import object_path, request
 from kubernetes import client
 
 # (apiVersion, kind, collection path under the namespace)
@@ -27,23 +26,6 @@ PRUNABLE: tuple[tuple[str, str, str], ...] = (
     ("policy/v1", "PodDisruptionBudget", "/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets"),
     ("networking.k8s.io/v1", "NetworkPolicy", "/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies"),
 )
-
-
-def _call(api: client.ApiClient, method: str, path: str, query: list[tuple[str, str]] | None = None) -> Any:
-    m, url, headers, body, _ = api.param_serialize(
-        method,
-        path,
-        query_params=query or [],
-        header_params={"Accept": "application/json"},
-        auth_settings=["BearerToken"],
-    )
-    response = api.call_api(m, url, header_params=headers, body=body)
-    response.read()
-    if response.status == 404 and method == "DELETE":
-        return None  # already gone (the garbage collector, a user)
-    if not 200 <= response.status < 300:
-        raise client.ApiException(http_resp=response)
-    return json.loads(response.data)
 
 
 def stale_children(gateway: dict[str, Any], desired: list[dict[str, Any]], live: list[dict[str, Any]]) -> list[dict]:
@@ -65,7 +47,8 @@ def list_children(api: client.ApiClient, gateway: dict[str, Any]) -> list[dict[s
     ns, name = gateway["metadata"]["namespace"], gateway["metadata"]["name"]
     found: list[dict[str, Any]] = []
     for api_version, kind, collection in PRUNABLE:
-        items = _call(api, "GET", collection.format(ns=ns), [("labelSelector", f"{LABEL_GATEWAY}={name}")])["items"]
+        listed = request(api, "GET", collection.format(ns=ns), query=[("labelSelector", f"{LABEL_GATEWAY}={name}")])
+        items = (listed or {}).get("items") or []
         for item in items:
             # List items carry no kind/apiVersion: put them back so the object is addressable on its own.
             found.append({**item, "apiVersion": api_version, "kind": kind})
@@ -78,7 +61,8 @@ def prune(api: client.ApiClient, gateway: dict[str, Any], desired: list[dict[str
     for obj in stale_children(gateway, desired, list_children(api, gateway)):
         obj["metadata"].setdefault("namespace", gateway["metadata"]["namespace"])
         path = object_path(obj)
-        _call(api, "DELETE", path, [("propagationPolicy", "Background")])
+        # A 404: already gone (the garbage collector, a user).
+        request(api, "DELETE", path, query=[("propagationPolicy", "Background")], missing_ok=True)
         children.forget(path)  # rendered again later, it must be applied again, not skipped as unchanged
         deleted.append(f"{obj['kind']}/{obj['metadata']['name']}")
     return deleted

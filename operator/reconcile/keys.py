@@ -160,18 +160,28 @@ def known_tenant_keys(
 
 
 def ensure_tenant_key(
-    core: client.CoreV1Api, tenant: dict[str, Any], known: dict[str, KeySecret], now: float | None = None
+    core: client.CoreV1Api,
+    tenant: dict[str, Any],
+    known: dict[str, KeySecret],
+    now: float | None = None,
+    *,
+    read_first: bool = False,
 ) -> TenantKeys:
-    """The Tenant's keys, creating its Secret when it has none (``known``: from existing_key_secrets)."""
+    """The Tenant's keys, creating its Secret when it has none (``known``: from existing_key_secrets).
+
+    A Secret ``known`` does not hold is created straight away, without a read first (10,000 new Tenants would
+    otherwise cost 10,000 reads more): one that exists anyway (made without our labels, by an earlier life of the
+    operator, by a concurrent reconcile) makes the create fail with 409, and is then read and used, never replaced.
+    """
     now = time.time() if now is None else now
     ns, name = tenant["metadata"]["namespace"], tenant["metadata"]["name"]
     nonce = (tenant["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     secret = known.get(tenant_secret_name(name))
     uid = tenant["metadata"].get("uid")
     if secret is not None and secret.owner_uid and uid and secret.owner_uid != uid:
-        secret = None  # a Secret of an earlier Tenant of this name: read what is there now
-    if secret is None:
-        read = _read(core, ns, tenant_secret_name(name))  # e.g. created without our labels
+        secret, read_first = None, True  # a Secret of an earlier Tenant of this name: read what is there now
+    if secret is None and read_first:
+        read = _read(core, ns, tenant_secret_name(name))
         secret = _from_model(read) if read is not None else None
         if secret is not None:
             _remember(secret)
@@ -188,8 +198,8 @@ def ensure_tenant_key(
     except client.ApiException as exc:
         if exc.status != 409:
             raise
-        # Created meanwhile (a concurrent reconcile, an earlier life of the operator): use that key, never replace it.
-        return ensure_tenant_key(core, tenant, {}, now)
+        # It exists: use that key, never replace it (read_first: a Secret deleted meanwhile is created again).
+        return ensure_tenant_key(core, tenant, {}, now, read_first=True)
     result = _keys_from(hash_key(key), {}, now)
     previous_id = ((tenant.get("status") or {}).get("keys") or {}).get("current")
     if previous_id:
