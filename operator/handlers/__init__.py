@@ -1,3 +1,3 @@
 """kopf handlers (thin wiring only): importing this package registers them."""
 
-from gateway_operator.handlers import budgets, gateway, index  # noqa: F401
+from gateway_operator.handlers import gateway, index  # noqa: F401

@@ -1,4 +1,4 @@
-"""kopf wiring of LLMGateways, ModelRoutes and Tenants; the work is in ``gateway_operator.reconcile``.
+"""kopf wiring of LLMGateways; the work is in ``gateway_operator.reconcile``.
 
 There are no kopf timers (a timer makes kopf put a finalizer on every object, so a stopped operator would block
 the deletion of Gateways, Budgets and their namespace); periodic work runs in ``reconcile.loops``.
@@ -37,7 +37,9 @@ async def cleanup(memo: kopf.Memo, **_: Any) -> None:
 
 @kopf.on.event(GROUP, VERSION, "llmgateways")
 async def gateway_seen(namespace: str, name: str, type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
-    """The set of live Gateways the periodic loops visit (kopf's namespace scoping applies to it)."""
+    """The set of live Gateways the periodic loops visit (kopf's namespace scoping applies to it), and the watch
+    of their namespace's ModelRoutes, Tenants and Budgets."""
+    memo.watched.ensure(namespace)
     if rec.gateway_seen(memo, namespace, name, type, bool(body.metadata.get("deletionTimestamp"))):
         await asyncio.to_thread(rec.orphans, namespace, name)
 
@@ -52,17 +54,3 @@ async def gateway_reconcile(namespace: str, name: str, uid: str, patch: kopf.Pat
     except client.ApiException as exc:
         patch.status["conditions"] = rec.failed_conditions(exc, uid)
         raise kopf.TemporaryError(f"reconcile failed: HTTP {exc.status}", delay=10) from None
-
-
-@kopf.on.event(GROUP, VERSION, "modelroutes")
-async def route_changed(
-    namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
-    await rec.related_changed("modelroutes", namespace, spec, type, body, memo)
-
-
-@kopf.on.event(GROUP, VERSION, "tenants")
-async def tenant_changed(
-    namespace: str, spec: dict[str, Any], type: str | None, body: kopf.Body, memo: kopf.Memo, **_: Any
-) -> None:
-    await rec.related_changed("tenants", namespace, spec, type, body, memo)

@@ -273,7 +273,7 @@ async def budget_changed(
         seen.forget(raw["metadata"].get("uid"))
     if not tenant or st.already_observed(type, raw):
         return
-    gateway = seen.tenant_gateway(memo.indexes, namespace, tenant)
+    gateway = memo.watched.store.tenant_gateway(namespace, tenant)
     if gateway is None:
         # Every Gateway of the namespace renders Budgets whose Tenant exists nowhere and says so in their status;
         # by the time it runs, a Tenant created together with this Budget (a watch event behind) is known.

@@ -118,7 +118,7 @@ def reconcile(
 
 
 def list_namespace(ns: str) -> seen.Objects:
-    return seen.from_lists({plural: list_objects(ns, plural) for plural in seen.INDEXES})
+    return seen.from_lists({plural: list_objects(ns, plural) for plural in seen.PLURALS})
 
 
 def members(objects: seen.Objects, name: str) -> tuple[list[seen.Seen], list[seen.Seen], list[seen.Seen], set[str]]:
@@ -386,9 +386,9 @@ def orphans(ns: str, gateway: str) -> None:
 
 
 def snapshot(memo: Any, namespace: str) -> seen.Objects | None:
-    """The namespace's objects from the kopf indexes (None without them: the reconcile lists)."""
-    indexes = getattr(memo, "indexes", None)
-    return seen.from_indexes(indexes, namespace) if indexes else None
+    """The namespace's objects from the informers' store (None without one: the reconcile lists)."""
+    watched = getattr(memo, "watched", None)
+    return watched.store.snapshot(namespace) if watched is not None else None
 
 
 async def rerender(memo: Any, namespace: str, gateway: str, *, verify: bool = False) -> bool:
@@ -399,7 +399,10 @@ async def rerender(memo: Any, namespace: str, gateway: str, *, verify: bool = Fa
 
 
 async def _rerender_run(memo: Any, namespace: str, gateway: str, verify: bool) -> bool:
-    # Taken when the run starts, on the event loop: events after this point request another run.
+    watched = getattr(memo, "watched", None)
+    if watched is not None:
+        await watched.ready(namespace)
+    # Taken when the run starts: events after this point request another run.
     objects = snapshot(memo, namespace)
     try:
         done = await asyncio.to_thread(

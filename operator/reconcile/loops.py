@@ -18,6 +18,7 @@ from typing import Any
 from gateway_operator.reconcile import budgets, checkpoints, seen
 from gateway_operator.reconcile.coalesce import Coalescer
 from gateway_operator.reconcile.gateway import rerender, snapshot
+from gateway_operator.reconcile.watched import Watched, named_namespaces
 
 log = logging.getLogger("kubegate.operator")
 RESYNC_ENV = "KUBEGATE_RESYNC_SECONDS"
@@ -47,11 +48,16 @@ async def _every(
                 log.warning("%s of LLMGateway %s/%s failed: %s", what, ns, name, type(exc).__name__)
 
 
-def init(memo: Any, indexes: Mapping[str, Any]) -> None:
-    """Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo."""
-    memo.indexes = {name: indexes[name] for name in seen.ALL_INDEXES}
+def init(memo: Any, kwargs: Mapping[str, Any]) -> None:
+    """Per operator run (each has its own event loop): shared by every object's (shallow-copied) memo.
+
+    ``kwargs``: what kopf passes a startup handler (its indexes by name, its settings).
+    """
+    memo.indexes = {seen.GATEWAY_INDEX: kwargs[seen.GATEWAY_INDEX]}
     memo.rerenders = Coalescer()
     memo.gateways = set()
+    clusterwide = bool(kwargs["settings"].peering.clusterwide)
+    memo.watched = Watched(memo, asyncio.get_running_loop(), clusterwide=clusterwide, namespaces=named_namespaces())
     memo.loops = start(memo)
 
 
@@ -73,6 +79,8 @@ def start(memo: Any) -> list[asyncio.Task]:
 
 
 async def stop(memo: Any) -> None:
+    if getattr(memo, "watched", None) is not None:
+        memo.watched.stop()
     if getattr(memo, "rerenders", None) is not None:
         await memo.rerenders.stop()
     tasks = getattr(memo, "loops", None) or []

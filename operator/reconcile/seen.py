@@ -1,14 +1,15 @@
 """What the operator keeps of each ModelRoute, Tenant and Budget: the fields it uses, parsed once per change.
 
-kopf indexes (``handlers/index.py``) hold one ``Seen`` per object, built when its watch event arrives; a reconcile
-takes a snapshot of them instead of listing every object of the namespace (at 10,000 Tenants a list is tens of
-MiB of JSON, and each object used to be parsed again on every reconcile). ``managedFields`` and annotations the
+A ``Store`` holds one ``Seen`` per object, built in an informer thread (``reconcile.watched``) when its watch event
+arrives; a reconcile takes a snapshot of it instead of listing every object of the namespace (at 10,000 Tenants a
+list is tens of MiB of JSON, and each object used to be parsed again on every reconcile). ``managedFields`` and annotations the
 operator does not read (``kubectl.kubernetes.io/last-applied-configuration`` repeats the whole spec) are dropped.
-Without indexes (a reconcile called directly, e.g. by tests) the same entries are built from one list call each.
+Without a store (a reconcile called directly, e.g. by tests) the same entries are built from one list call each.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -19,14 +20,10 @@ from pydantic import BaseModel, ValidationError
 
 ANNOTATION_PREFIX = "kubegate.dev/"
 META_FIELDS = ("name", "namespace", "uid", "generation", "deletionTimestamp")
-# kopf index names (the functions in handlers/index.py) per plural.
-INDEXES = {"modelroutes": "route_index", "tenants": "tenant_index", "budgets": "budget_index"}
-# The Tenant index also maps (namespace, Tenant name) -> its Gateway: a Budget event finds its Gateway without a
-# scan or a request (one index function per kind: kopf's cost is per index function and watch event).
-TENANT_GATEWAY_INDEX = INDEXES["tenants"]
-# (namespace, name) of each LLMGateway that is not being deleted.
+# The kinds a Gateway renders, in the order of ``Objects``.
+PLURALS = ("modelroutes", "tenants", "budgets")
+# kopf index (handlers/index.py) of (namespace, name) of each LLMGateway that is not being deleted.
 GATEWAY_INDEX = "gateway_index"
-ALL_INDEXES = (*INDEXES.values(), GATEWAY_INDEX)
 MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
 
 
@@ -42,6 +39,10 @@ class Seen:
     @property
     def name(self) -> str:
         return self.raw["metadata"]["name"]
+
+    @property
+    def namespace(self) -> str:
+        return self.raw["metadata"].get("namespace") or ""
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -87,11 +88,6 @@ def seen(plural: str, body: Mapping[str, Any]) -> Seen:
     return entry
 
 
-def tenant_keys(namespace: str, name: str, body: Mapping[str, Any]) -> dict[Any, Any]:
-    """The Tenant index's entries of one Tenant: under its namespace, and its Gateway under (namespace, name)."""
-    return {namespace: seen("tenants", body), (namespace, name): (body.get("spec") or {}).get("gateway")}
-
-
 def forget(uid: str | None) -> None:
     """The object is gone."""
     _parsed.pop(uid, None)
@@ -106,19 +102,42 @@ class Objects:
     budgets: list[Seen]
 
 
-def from_indexes(indexes: Mapping[str, Any], namespace: str) -> Objects:
-    """Snapshot of the kopf indexes for ``namespace``; call on the event loop (kopf mutates them there)."""
+class Store:
+    """Every ModelRoute, Tenant and Budget the informers (``reconcile.watched``) have seen: plural -> namespace ->
+    name -> entry. Written by the informer threads, read by reconciles in other threads."""
 
-    def of(plural: str) -> list[Seen]:
-        store = indexes[INDEXES[plural]].get(namespace)
-        return list(store) if store is not None else []
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, dict[str, dict[str, Seen]]] = {plural: {} for plural in MODELS}
 
-    return Objects(of("modelroutes"), of("tenants"), of("budgets"))
+    def put(self, plural: str, entry: Seen) -> None:
+        with self._lock:
+            self._items[plural].setdefault(entry.namespace, {})[entry.name] = entry
 
+    def delete(self, plural: str, entry: Seen) -> None:
+        with self._lock:
+            self._items[plural].get(entry.namespace, {}).pop(entry.name, None)
 
-def tenant_gateway(indexes: Mapping[str, Any], namespace: str, tenant: str) -> str | None:
-    store = indexes[TENANT_GATEWAY_INDEX].get((namespace, tenant))
-    return next(iter(store), None) if store is not None else None
+    def missing(self, plural: str, namespace: str | None, listed: set[tuple[str, str]]) -> list[Seen]:
+        """Entries of ``namespace`` (None: all) that a fresh list no longer has: deleted while nobody watched."""
+        with self._lock:
+            scopes = self._items[plural].items()
+            return [
+                entry
+                for ns, names in scopes
+                if namespace is None or ns == namespace
+                for name, entry in names.items()
+                if (ns, name) not in listed
+            ]
+
+    def snapshot(self, namespace: str) -> Objects:
+        with self._lock:
+            return Objects(*(list(self._items[plural].get(namespace, {}).values()) for plural in PLURALS))
+
+    def tenant_gateway(self, namespace: str, tenant: str) -> str | None:
+        with self._lock:
+            entry = self._items["tenants"].get(namespace, {}).get(tenant)
+        return entry.spec.get("gateway") if entry is not None else None
 
 
 def gateway_live(indexes: Mapping[str, Any], namespace: str, gateway: str) -> bool:
@@ -131,7 +150,7 @@ def live_gateways(indexes: Mapping[str, Any], namespace: str) -> list[str]:
 
 def from_lists(lists: Mapping[str, Iterable[Mapping[str, Any]]]) -> Objects:
     """Entries built from list calls (``plural`` -> items)."""
-    return Objects(*([seen(p, b) for b in lists.get(p, ())] for p in ("modelroutes", "tenants", "budgets")))
+    return Objects(*([seen(p, b) for b in lists.get(p, ())] for p in PLURALS))
 
 
 def split(entries: Iterable[Seen]) -> tuple[list[Any], dict[str, Problem]]:
