@@ -21,8 +21,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
-from gateway_plugins.policy.schema import Budget, Policy, hash_key
+from gateway_plugins.policy.schema import Budget, Policy
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import ProxyInputs, cr, echo_route, render_proxy
 
 GW = "main"
 OUT_PRICE = Decimal("0.001")
@@ -36,63 +37,49 @@ def key(tenant: str) -> str:
     return f"sk-budget-{tenant}-0123456789"
 
 
-def budgets() -> list[dict]:
-    return [
-        {"name": "hard-b", "tenant": "hard", "limit_usd": "0.005", "period": "daily"},
-        {
-            "name": "down-b",
+def budgets() -> dict[str, dict]:
+    """Budget name -> its spec."""
+    return {
+        "hard-b": {"tenant": "hard", "limitUSD": "0.005", "period": "daily"},
+        "down-b": {
             "tenant": "down",
-            "limit_usd": "1",
+            "limitUSD": "1",
             "thresholds": [{"percent": 50, "action": "downgrade"}, {"percent": 100, "action": "block"}],
             "downgrade": {"big": "mid", "mid": "small"},
         },
-        {"name": "free-b", "tenant": "free", "limit_usd": "0.001"},
-        {"name": "race-b", "tenant": "race", "limit_usd": "0.021", "period": "weekly"},
-        {"name": "rel-b", "tenant": "rel", "limit_usd": "1"},
-    ]
+        "free-b": {"tenant": "free", "limitUSD": "0.001"},
+        "race-b": {"tenant": "race", "limitUSD": "0.021", "period": "weekly"},
+        "rel-b": {"tenant": "rel", "limitUSD": "1"},
+    }
 
 
-def setup(echo_base: str) -> tuple[dict, Policy]:
-    model_list = [
-        {
-            "model_name": m,
+def setup(echo_base: str) -> ProxyInputs:
+    """The proxy's inputs, rendered from CR objects."""
+    objects = [
+        cr("LLMGateway", GW, {}),
+        *(
             # Distinct upstream model names so the echo's received log shows which deployment served.
-            "litellm_params": {"model": f"openai/{m}-echo", "api_base": echo_base, "api_key": "x"},
-            "model_info": {"id": f"{m}-1"},
-        }
-        for m in MODELS
+            echo_route(
+                GW, m, echo_base, upstream_model=f"{m}-echo", output_price="0" if m == "free" else str(OUT_PRICE)
+            )
+            for m in MODELS
+        ),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": list(MODELS)}) for t in TENANTS),
+        *(cr("Budget", name, spec) for name, spec in budgets().items()),
     ]
-    config = {"model_list": model_list, "router_settings": {"num_retries": 0}}
-    policy = Policy.model_validate(
-        {
-            "gateway": GW,
-            "tenants": [
-                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": list(MODELS)} for t in TENANTS
-            ],
-            "budgets": budgets(),
-            "models": [{"name": m, "zero_price": m == "free"} for m in MODELS],
-            "deployments": [
-                {
-                    "id": f"{m}-1",
-                    "model": m,
-                    "region": "eu-west-1",
-                    "output_cost_per_token": "0" if m == "free" else str(OUT_PRICE),
-                }
-                for m in MODELS
-            ],
-        }
-    )
-    return config, policy
+    return render_proxy(objects, keys={t: key(t) for t in TENANTS})
 
 
 @pytest.fixture(scope="module")
 def proxies(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxyServer, Policy]]:
-    config, policy = setup(echo_upstream.base_url)
+    rendered = setup(echo_upstream.base_url)
     started: list[ProxyServer] = []
     try:
         for _ in range(2):
-            started.append(ProxyServer(config, policy, redis_url=redis_server.url).start())
-        yield started[0], started[1], policy
+            started.append(
+                ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env).start()
+            )
+        yield started[0], started[1], rendered.policy
     finally:
         for p in started:
             p.stop()

@@ -108,3 +108,41 @@ def render_proxy(
     missing = set(rendered.api_key_env) - set(env)
     assert not missing, f"rendered credentials the proxy Deployment does not get: {sorted(missing)}"
     return ProxyInputs(_config(children), rendered.policy, env, rendered)
+
+
+def echo_route(
+    gateway: str,
+    model: str,
+    base: str,
+    *,
+    upstream_model: str = "echo",
+    region: str = "eu-west-1",
+    name: str = "1",
+    input_price: str | None = None,
+    output_price: str | None = None,
+    num_retries: int = 0,
+    namespace: str = "default",
+    **spec: Any,
+) -> dict[str, Any]:
+    """A ModelRoute serving ``model`` from one deployment at ``base`` (an echo upstream) in ``region``.
+
+    No price given: a free route (the echo model is in no price map). ``num_retries`` defaults to 0 so a test's
+    upstream failure is seen once; ``spec``: further ModelRoute spec fields (camelCase)."""
+    deployment: dict[str, Any] = {
+        "name": name,
+        "model": upstream_model,
+        "apiBase": base,
+        "apiKeySecretRef": UPSTREAM_KEY,
+        "region": region,
+    }
+    if input_price is not None or output_price is not None:
+        deployment["inputCostPerToken"] = input_price or "0"
+        deployment["outputCostPerToken"] = output_price or "0"
+    else:
+        spec.setdefault("free", True)
+    return cr(
+        "ModelRoute",
+        model,
+        {"gateway": gateway, "modelName": model, "deployments": [deployment], "numRetries": num_retries, **spec},
+        namespace,
+    )
