@@ -14,56 +14,35 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.echo import EchoServer
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import UPSTREAM_KEY, ProxyInputs, cr, render_proxy
 
+GW = "main"
 KEY = "sk-eu-only"
 
 
-def residency_setup(eu_west: str, eu_central: str, us: str) -> tuple[dict, Policy]:
-    """Config rendered like the operator does: public group, one group per region, fallbacks per region."""
-
-    def dep(group: str, dep_id: str, region: str, base: str) -> dict:
-        return {
-            "model_name": group,
-            "litellm_params": {"model": "openai/echo", "api_base": base, "api_key": "x"},
-            "model_info": {"id": f"{dep_id}-{group}", "region": region},
-        }
-
-    model_list = [
-        dep("gpt", "eu1", "eu-west-1", eu_west),
-        dep("gpt", "eu2", "eu-central-1", eu_central),
-        dep("gpt", "us1", "us-east-1", us),
-        dep("gpt@eu-west-1", "eu1", "eu-west-1", eu_west),
-        dep("gpt@eu-central-1", "eu2", "eu-central-1", eu_central),
-        dep("gpt@us-east-1", "us1", "us-east-1", us),
-    ]
-    config = {"model_list": model_list, "router_settings": {"num_retries": 2}}
-    policy = Policy.model_validate(
+def residency_setup(eu_west: str, eu_central: str, us: str) -> ProxyInputs:
+    """One ModelRoute ``gpt`` with a deployment per region (2 retries), and a tenant allowed the two EU regions."""
+    bases = {"eu-west-1": eu_west, "eu-central-1": eu_central, "us-east-1": us}
+    route = cr(
+        "ModelRoute",
+        "gpt",
         {
-            "gateway": "main",
-            "tenants": [
-                {
-                    "id": "eu",
-                    "keys": [{"sha256": hash_key(KEY)}],
-                    "allowed_models": ["gpt"],
-                    "allowed_regions": ["eu-west-1", "eu-central-1"],
-                }
-            ],
-            "models": [
-                {
-                    "name": "gpt",
-                    "regional_groups": {r: f"gpt@{r}" for r in ("eu-west-1", "eu-central-1", "us-east-1")},
-                }
-            ],
+            "gateway": GW,
+            "modelName": "gpt",
+            "numRetries": 2,
+            "free": True,
             "deployments": [
-                {"id": f"{d['model_info']['id']}", "model": "gpt", "region": d["model_info"]["region"]}
-                for d in model_list
+                {"name": region, "model": "echo", "apiBase": base, "apiKeySecretRef": UPSTREAM_KEY, "region": region}
+                for region, base in bases.items()
             ],
-        }
+        },
     )
-    return config, policy
+    tenant = cr(
+        "Tenant", "eu", {"gateway": GW, "allowedModels": ["gpt"], "allowedRegions": ["eu-west-1", "eu-central-1"]}
+    )
+    return render_proxy([cr("LLMGateway", GW, {}), route, tenant], keys={"eu": KEY})
 
 
 NO_BACKOFF = {"INITIAL_RETRY_DELAY": "0", "JITTER": "0"}
@@ -80,8 +59,8 @@ def region_proxy() -> Iterator[tuple[ProxyServer, EchoServer, EchoServer, EchoSe
         for s in servers:
             s.start()
         eu_west, eu_central, us = servers
-        config, policy = residency_setup(eu_west.base_url, eu_central.base_url, us.base_url)
-        proxy = ProxyServer(config, policy, env=NO_BACKOFF).start()
+        rendered = residency_setup(eu_west.base_url, eu_central.base_url, us.base_url)
+        proxy = ProxyServer(rendered.config, rendered.policy, env={**rendered.env, **NO_BACKOFF}).start()
         yield proxy, eu_west, eu_central, us
     finally:
         if proxy is not None:
