@@ -13,53 +13,33 @@ from collections.abc import Iterator
 import openai
 import pytest
 
-from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.echo import EchoServer
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import UPSTREAM_KEY, ProxyInputs, cr, echo_route, render_proxy
 
+GW = "fallbacks"
 KEY = "sk-eu-west-only-0123"
 
 
-def setup(failing: str, eu: str, us: str) -> tuple[dict, Policy]:
-    def dep(group: str, dep_id: str, region: str, base: str, model: str) -> dict:
-        return {
-            "model_name": group,
-            "litellm_params": {"model": f"openai/{model}", "api_base": base, "api_key": "x"},
-            "model_info": {"id": dep_id},
-        }
-
-    model_list = [
-        dep("gpt", "gpt-eu", "eu-west-1", failing, "gpt"),
-        dep("gpt@eu-west-1", "gpt-eu", "eu-west-1", failing, "gpt"),
-        dep("mini", "mini-eu", "eu-west-1", eu, "mini"),
-        dep("mini", "mini-us", "us-east-1", us, "mini"),
-        dep("mini@eu-west-1", "mini-eu", "eu-west-1", eu, "mini"),
-        dep("mini@us-east-1", "mini-us", "us-east-1", us, "mini"),
-    ]
-    config = {"model_list": model_list, "router_settings": {"num_retries": 0}}
-    policy = Policy.model_validate(
+def setup(failing: str, eu: str, us: str) -> ProxyInputs:
+    """``gpt`` (one failing eu-west-1 deployment) falls back to ``mini`` (eu-west-1 and us-east-1), from CR objects."""
+    gpt = echo_route(GW, "gpt", failing, upstream_model="gpt", fallbacks=["mini"])
+    mini = cr(
+        "ModelRoute",
+        "mini",
         {
-            "gateway": "fallbacks",
-            "tenants": [
-                {
-                    "id": "eu",
-                    "keys": [{"sha256": hash_key(KEY)}],
-                    "allowed_models": ["gpt"],
-                    "allowed_regions": ["eu-west-1"],
-                }
-            ],
-            "models": [
-                {"name": "gpt", "regional_groups": {"eu-west-1": "gpt@eu-west-1"}, "fallbacks": ["mini"]},
-                {"name": "mini", "regional_groups": {"eu-west-1": "mini@eu-west-1", "us-east-1": "mini@us-east-1"}},
-            ],
+            "gateway": GW,
+            "modelName": "mini",
+            "numRetries": 0,
+            "free": True,
             "deployments": [
-                {"id": "gpt-eu", "model": "gpt", "region": "eu-west-1"},
-                {"id": "mini-eu", "model": "mini", "region": "eu-west-1"},
-                {"id": "mini-us", "model": "mini", "region": "us-east-1"},
+                {"name": "eu", "model": "mini", "apiBase": eu, "apiKeySecretRef": UPSTREAM_KEY, "region": "eu-west-1"},
+                {"name": "us", "model": "mini", "apiBase": us, "apiKeySecretRef": UPSTREAM_KEY, "region": "us-east-1"},
             ],
-        }
+        },
     )
-    return config, policy
+    tenant = cr("Tenant", "eu", {"gateway": GW, "allowedModels": ["gpt"], "allowedRegions": ["eu-west-1"]})
+    return render_proxy([cr("LLMGateway", GW, {}), gpt, mini, tenant], keys={"eu": KEY})
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +47,9 @@ def stack() -> Iterator[tuple[ProxyServer, EchoServer, EchoServer]]:
     eu, us = EchoServer().start(), EchoServer().start()
     proxy = None
     try:
-        config, policy = setup(eu.api_base(status=500), eu.base_url, us.base_url)
-        proxy = ProxyServer(config, policy, env={"INITIAL_RETRY_DELAY": "0", "JITTER": "0"}).start()
+        rendered = setup(eu.api_base(status=500), eu.base_url, us.base_url)
+        env = {**rendered.env, "INITIAL_RETRY_DELAY": "0", "JITTER": "0"}
+        proxy = ProxyServer(rendered.config, rendered.policy, env=env).start()
         yield proxy, eu, us
     finally:
         if proxy is not None:
