@@ -9,8 +9,8 @@ import openai
 import pytest
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 GW = "main"
 TEXT = "abcdefgh"  # echo: 2 prompt + 2 completion tokens; our up-front estimate is 3 + max_tokens
@@ -22,29 +22,16 @@ def key(tenant: str) -> str:
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    config = {
-        "model_list": [
-            {
-                "model_name": "m",
-                "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.base_url, "api_key": "x"},
-                "model_info": {"id": "m-1"},
-            }
-        ],
-        "router_settings": {"num_retries": 0},
-    }
     limits = {"rpm3": {"rpm": 3}, "tpm10": {"tpm": 10}, "other": {"rpm": 100}}
-    policy = Policy.model_validate(
-        {
-            "gateway": GW,
-            "tenants": [
-                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["m"], "rate_limits": rl}
-                for t, rl in limits.items()
-            ],
-            "models": [{"name": "m"}],
-            "deployments": [{"id": "m-1", "model": "m", "region": "eu-west-1"}],
-        }
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", GW, {}),
+            echo_route(GW, "m", echo_upstream.base_url),
+            *(cr("Tenant", t, {"gateway": GW, "allowedModels": ["m"], "rateLimits": rl}) for t, rl in limits.items()),
+        ],
+        keys={t: key(t) for t in limits},
     )
-    server = ProxyServer(config, policy, redis_url=redis_server.url).start()
+    server = ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env).start()
     yield server
     server.stop()
 
