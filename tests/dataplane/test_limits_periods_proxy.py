@@ -22,8 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
-from gateway_plugins.policy.schema import Budget, Policy, hash_key
+from gateway_plugins.policy.schema import Budget
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import ProxyInputs, cr, echo_route, render_proxy
 
 GW = "main"
 TEXT = "abcdefgh"
@@ -36,44 +37,37 @@ def key(tenant: str) -> str:
     return f"sk-period-{tenant}-0123456789"
 
 
-POLICY = Policy.model_validate(
-    {
-        "gateway": GW,
-        "tenants": [
-            {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["m"]} for t in ("roll", "note")
-        ],
-        "budgets": [
-            {"name": "roll-b", "tenant": "roll", "limit_usd": "0.005", "period": "daily"},
+def objects(echo_base: str) -> list[dict]:
+    return [
+        cr("LLMGateway", GW, {}),
+        echo_route(GW, "m", echo_base, output_price="0.001"),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": ["m"]}) for t in ("roll", "note")),
+        cr("Budget", "roll-b", {"tenant": "roll", "limitUSD": "0.005", "period": "daily"}),
+        cr(
+            "Budget",
+            "note-b",
             {
-                "name": "note-b",
                 "tenant": "note",
-                "limit_usd": "0.01",
+                "limitUSD": "0.01",
                 "thresholds": [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}],
             },
-        ],
-        "models": [{"name": "m"}],
-        "deployments": [{"id": "m-1", "model": "m", "region": "eu-west-1", "output_cost_per_token": "0.001"}],
-    }
-)
+        ),
+    ]
 
 
-def budget(name: str) -> Budget:
-    return next(b for b in POLICY.budgets if b.name == name)
+def render(echo_base: str) -> ProxyInputs:
+    return render_proxy(objects(echo_base), keys={t: key(t) for t in ("roll", "note")})
+
+
+def budget(proxy: ProxyServer, name: str) -> Budget:
+    """The rendered Budget ``name``, as the proxy enforces it."""
+    return next(b for b in proxy.policy.budgets if b.name == name)
 
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    config = {
-        "model_list": [
-            {
-                "model_name": "m",
-                "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.base_url, "api_key": "x"},
-                "model_info": {"id": "m-1"},
-            }
-        ],
-        "router_settings": {"num_retries": 0},
-    }
-    server = ProxyServer(config, POLICY, redis_url=redis_server.url).start()
+    rendered = render(echo_upstream.base_url)
+    server = ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env).start()
     yield server
     server.stop()
 
@@ -116,7 +110,7 @@ def gauge(proxy: ProxyServer, tenant: str) -> float | None:
 
 
 def test_new_period_starts_at_zero_and_old_spend_stays_put(proxy, redis_server):
-    b = budget("roll-b")
+    b = budget(proxy, "roll-b")
     r = redis_server.client()
     current_start, _ = period_bounds(b, datetime.now(UTC))
     previous_start, _ = period_bounds(b, current_start - timedelta(microseconds=1))
@@ -135,7 +129,7 @@ def test_new_period_starts_at_zero_and_old_spend_stays_put(proxy, redis_server):
 
 
 def test_notify_threshold_shows_in_header_audit_and_gauge(proxy, redis_server):
-    b = budget("note-b")
+    b = budget(proxy, "note-b")
     r = redis_server.client()
     raw = ask(proxy, "note")  # 0 % used: plain ok
     assert "x-kubegate-budget-state" not in raw.headers
