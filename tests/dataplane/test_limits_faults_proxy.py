@@ -15,16 +15,16 @@ import openai
 import pytest
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import Policy, hash_key
 from tests.harness.proxy import ProxyServer
 from tests.harness.redis import RedisServer
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 TEXT = "abcdefgh"
 TENANTS = {
     "hard": {},  # budget with the default block at 100 %
-    "rl": {"rate_limits": {"rpm": 1000}},
-    "open": {"rate_limits": {"rpm": 1000}, "fail_open": True},
-    "openb": {},  # budget marked fail_open
+    "rl": {"rateLimits": {"rpm": 1000}},
+    "open": {"rateLimits": {"rpm": 1000}, "failOpen": True},
+    "openb": {},  # budget marked failOpen
     "plain": {},  # no limits at all: Redis is not needed
 }
 
@@ -36,34 +36,17 @@ def key(tenant: str) -> str:
 @pytest.fixture(scope="module")
 def redis_and_proxy(echo_upstream) -> Iterator[tuple[RedisServer, ProxyServer]]:
     redis_server = RedisServer().start()  # our own: stopping it must not disturb other modules
-    config = {
-        "model_list": [
-            {
-                "model_name": "m",
-                "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.base_url, "api_key": "x"},
-                "model_info": {"id": "m-1"},
-            }
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", "main", {}),
+            echo_route("main", "m", echo_upstream.base_url, output_price="0.001"),
+            *(cr("Tenant", t, {"gateway": "main", "allowedModels": ["m"], **extra}) for t, extra in TENANTS.items()),
+            cr("Budget", "hard-b", {"tenant": "hard", "limitUSD": "100"}),
+            cr("Budget", "openb-b", {"tenant": "openb", "limitUSD": "100", "failOpen": True}),
         ],
-        "router_settings": {"num_retries": 0},
-    }
-    policy = Policy.model_validate(
-        {
-            "gateway": "main",
-            "tenants": [
-                {"id": t, "keys": [{"sha256": hash_key(key(t))}], "allowed_models": ["m"], **extra}
-                for t, extra in TENANTS.items()
-            ],
-            "budgets": [
-                {"name": "hard-b", "tenant": "hard", "limit_usd": "100"},
-                {"name": "openb-b", "tenant": "openb", "limit_usd": "100", "fail_open": True},
-            ],
-            "models": [{"name": "m"}],
-            "deployments": [
-                {"id": "m-1", "model": "m", "region": "eu-west-1", "output_cost_per_token": "0.001"},
-            ],
-        }
+        keys={t: key(t) for t in TENANTS},
     )
-    proxy = ProxyServer(config, policy, redis_url=redis_server.url)
+    proxy = ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env)
     try:
         proxy.start()
         yield redis_server, proxy
