@@ -1,31 +1,24 @@
 """PII masking through the real LiteLLM proxy, official openai SDK as the client, echo upstream.
 
 The echo upstream answers with the last message it received, so what the client gets back is
-what left the gateway (masked) unless restore put the originals back. Uses a local proxy
-module-scoped launcher rather than the per-test ``make_proxy`` fixture so the
-five tenants share one proxy (and the fault tests one more) instead of one start per test.
+what left the gateway (masked) unless restore put the originals back. The proxy's config and policy are rendered
+from CR objects (tests/harness/rendered.py). Module-scoped proxies rather than the per-test ``make_proxy`` fixture,
+so the tenants share one proxy (and the fault tests one more) instead of one start per test.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 
 import httpx
 import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway_plugins.policy.schema import Policy, hash_key
-from gateway_plugins.policy.store import sign_document
 from tests.harness.echo import EchoServer
-from tests.harness.procs import free_port, stop_process, wait_until
-from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
+from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 EMAIL = "jane.roe@example.org"
 CARD = "4111 1111 1111 1111"
@@ -41,75 +34,36 @@ POLICIES = {
     "mask": {},
     "restore": {"restore": True},
     "block": {"entities": {"CREDIT_CARD": "block", "EMAIL_ADDRESS": "mask"}},
-    "closed": {"timeout_ms": 500},
-    "open": {"fail_open": True, "timeout_ms": 500},
+    "closed": {"timeoutMs": 500},
+    "open": {"failOpen": True, "timeoutMs": 500},
 }
+
+
+def objects(echo_base: str) -> list[dict]:
+    """Gateway ``main`` serving ``echo``; one Tenant per PII spec of POLICIES, and ``nopii`` without one."""
+    return [
+        cr("LLMGateway", "main", {}),
+        echo_route("main", "echo", echo_base),
+        *(
+            cr("Tenant", name, {"gateway": "main", "allowedModels": ["echo"], "pii": pii})
+            for name, pii in POLICIES.items()
+        ),
+        cr("Tenant", "nopii", {"gateway": "main", "allowedModels": ["echo"]}),
+    ]
 
 
 @contextlib.contextmanager
 def launch(extra_env: dict[str, str]):
     echo = EchoServer().start()
-    tmp = Path(tempfile.mkdtemp(prefix="kg-pii-"))
-    policy = {
-        "schema": "kubegate.dev/policy/v1",
-        "gateway": "main",
-        "tenants": [
-            {"id": name, "keys": [{"sha256": hash_key(KEYS[name])}], "allowed_models": ["echo"], "pii": pii}
-            for name, pii in POLICIES.items()
-        ]
-        + [{"id": "nopii", "keys": [{"sha256": hash_key(KEYS["nopii"])}], "allowed_models": ["echo"]}],
-    }
-    # Signed like every policy the operator publishes; the proxy gets the public key below.
-    (tmp / "policy.json").write_bytes(sign_document(Policy.model_validate(policy), SIGNER))
-    (tmp / "config.yaml").write_text(
-        "model_list:\n"
-        "  - model_name: echo\n"
-        f"    litellm_params: {{model: openai/echo, api_base: '{echo.base_url}', api_key: x}}\n"
-        "general_settings:\n"
-        "  custom_auth: gateway_plugins.auth.user_api_key_auth\n"
-        "litellm_settings:\n"
-        "  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
-        "  require_auth_for_metrics_endpoint: false\n"
-    )
-    port = free_port()
-    metrics_port = free_port()
-    # Nothing kubegate- or provider-specific leaks in from the outer environment (a stray fault flag).
-    inherited = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
-    env = {
-        **inherited,
-        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-        "LITELLM_TELEMETRY": "False",
-        "KUBEGATE_POLICY_FILE": str(tmp / "policy.json"),
-        "KUBEGATE_POLICY_PUBLIC_KEY": SIGNER.public_key_b64,
-        "KUBEGATE_AUDIT_KEY": AUDIT_KEY_B64,
-        "KUBEGATE_AUDIT_SPOOL_DIR": str(tmp / "spool"),
-        "KUBEGATE_METRICS_PORT": str(metrics_port),
-        "KUBEGATE_METRICS_ADDR": "127.0.0.1",
-        **extra_env,
-    }
-    log = tmp / "proxy.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "litellm"), "--config", str(tmp / "config.yaml"), "--port", str(port)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=str(Path(__file__).resolve().parents[2]),
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
-    METRICS_PORTS[base] = metrics_port
+    rendered = render_proxy(objects(echo.base_url), keys=KEYS)
+    # Signed like every policy the operator publishes (ProxyServer gives the proxy the public key).
+    proxy = ProxyServer(rendered.config, rendered.policy, env={**rendered.env, **extra_env})
     try:
-        wait_until(
-            lambda: httpx.get(f"{base}/health/liveliness").status_code == 200,
-            timeout=120,
-            what="proxy",
-            proc=proc,
-            log=log,
-        )
-        yield base, echo
+        proxy.start()
+        METRICS_PORTS[proxy.base_url] = proxy.metrics_port
+        yield proxy.base_url, echo
     finally:
-        stop_process(proc)
+        proxy.stop()
         echo.stop()
 
 
