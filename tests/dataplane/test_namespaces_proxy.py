@@ -10,41 +10,28 @@ import redis
 
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds
-from gateway_plugins.policy.schema import Policy, hash_key
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import policy_keys, publish_policy_sync
 from tests.dataplane.test_budget_proxy import OUT_PRICE, TEXT, key
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import ProxyInputs, cr, echo_route, render_proxy
 
 NAMESPACES = ("team-x", "team-y")
 
 
-def _policy(ns: str, echo_base: str, revision: int, limit: str) -> tuple[dict, Policy]:
-    config = {
-        "model_list": [
-            {
-                "model_name": "big",
-                "litellm_params": {"model": "openai/big-echo", "api_base": echo_base, "api_key": "x"},
-                "model_info": {"id": "big-1"},
-            }
-        ],
-        "router_settings": {"num_retries": 0},
-    }
-    policy = Policy.model_validate(
-        {
-            "gateway": "main",
-            "namespace": ns,
-            "revision": revision,
-            # Same tenant and budget names in both namespaces; only the key differs.
-            "tenants": [{"id": "hard", "keys": [{"sha256": hash_key(key(ns))}], "allowed_models": ["big"]}],
-            "budgets": [{"name": "hard-b", "tenant": "hard", "limit_usd": limit, "period": "daily"}],
-            "models": [{"name": "big"}],
-            "deployments": [
-                {"id": "big-1", "model": "big", "region": "eu-west-1", "output_cost_per_token": str(OUT_PRICE)}
-            ],
-        }
-    )
-    return config, policy
+def _render(ns: str, echo_base: str, revision: int, limit: str | None) -> ProxyInputs:
+    """Gateway ``main`` in ``ns`` from CR objects; ``limit``: the tenant ``hard`` and its Budget, None for neither."""
+    objects = [
+        cr("LLMGateway", "main", {}, namespace=ns),
+        echo_route("main", "big", echo_base, upstream_model="big-echo", output_price=str(OUT_PRICE), namespace=ns),
+    ]
+    if limit is not None:
+        # Same tenant and budget names in both namespaces; only the key differs.
+        objects += [
+            cr("Tenant", "hard", {"gateway": "main", "allowedModels": ["big"]}, namespace=ns),
+            cr("Budget", "hard-b", {"tenant": "hard", "limitUSD": limit, "period": "daily"}, namespace=ns),
+        ]
+    return render_proxy(objects, keys={"hard": key(ns)} if limit is not None else {}, revision=revision)
 
 
 def _ask(proxy: ProxyServer, tenant_key: str) -> int:
@@ -63,12 +50,14 @@ def test_same_name_gateways_in_two_namespaces_keep_separate_policies_and_budgets
     try:
         for ns in NAMESPACES:
             # Start from a file policy with no tenant budget yet; the real one arrives through the shared Redis.
-            config, initial = _policy(ns, echo_upstream.base_url, 1, "1")
-            initial = initial.model_copy(update={"tenants": [], "budgets": []})
-            proxies[ns] = ProxyServer(config, initial, redis_url=redis_server.url, signer=signers[ns]).start()
+            initial = _render(ns, echo_upstream.base_url, 1, None)
+            assert initial.policy.namespace == ns and not initial.policy.tenants
+            proxies[ns] = ProxyServer(
+                initial.config, initial.policy, redis_url=redis_server.url, env=initial.env, signer=signers[ns]
+            ).start()
         # team-x: a 0.005 USD budget (two 0.002 calls fit, the third is blocked); team-y: 1 USD.
         for ns, limit in zip(NAMESPACES, ("0.005", "1"), strict=True):
-            _, policy = _policy(ns, echo_upstream.base_url, 5, limit)
+            policy = _render(ns, echo_upstream.base_url, 5, limit).policy
             assert publish_policy_sync(r, policy, signers[ns])
         assert policy_keys(GatewayKeys("team-x", "main")) != policy_keys(GatewayKeys("team-y", "main"))
         served = dict.fromkeys(NAMESPACES, 0)
@@ -91,7 +80,7 @@ def test_same_name_gateways_in_two_namespaces_keep_separate_policies_and_budgets
         assert code == 429 and served["team-x"] >= 2, (code, served)
         assert _ask(proxies["team-y"], key("team-y")) == 200
         served["team-y"] += 1
-        _, px = _policy("team-x", echo_upstream.base_url, 5, "0.005")
+        px = _render("team-x", echo_upstream.base_url, 5, "0.005").policy
         start = period_bounds(px.budgets[0])[0]
         budget_keys = {ns: GatewayKeys(ns, "main").budget("hard-b", start) for ns in NAMESPACES}
         # Settle runs in LiteLLM's success callback, after the response was sent: wait for no reservation left.
