@@ -10,8 +10,8 @@ from tests.dataplane.test_hooks_e2e import KEY_A, _setup
 
 @pytest.fixture
 def proxy(make_proxy, echo_upstream):
-    config, policy = _setup(echo_upstream)
-    return make_proxy(config, policy)
+    rendered = _setup(echo_upstream)
+    return make_proxy(rendered.config, rendered.policy, env=rendered.env)
 
 
 def test_refusal_bodies_carry_kubegate_codes(proxy, openai_client):

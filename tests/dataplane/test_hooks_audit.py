@@ -22,10 +22,10 @@ def _wait_len(client, stream: str, want: int, timeout: float = 15.0) -> int:
 
 
 def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, openai_client):
-    config, policy = _setup(echo_upstream)
+    rendered = _setup(echo_upstream)
     client = redis_server.client()
     client.flushall()
-    proxy = make_proxy(config, policy, redis_url=redis_server.url)
+    proxy = make_proxy(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env)
     api = openai_client(proxy, KEY_A)
     stream = GatewayKeys("default", "main").audit_stream
 
@@ -50,10 +50,10 @@ def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, o
 def test_auth_refusals_are_audited_without_the_key(make_proxy, echo_upstream, redis_server, openai_client):
     import json
 
-    config, policy = _setup(echo_upstream)
+    rendered = _setup(echo_upstream)
     client = redis_server.client()
     client.flushall()
-    proxy = make_proxy(config, policy, redis_url=redis_server.url)
+    proxy = make_proxy(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env)
     stream = GatewayKeys("default", "main").audit_stream
     wrong = "sk-wrong-key-never-in-audit-0123456789"
     with pytest.raises(openai.AuthenticationError):

@@ -2,50 +2,38 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import openai
 import pytest
 
 from gateway_plugins.policy import proxy_defaults
-from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, Policy, Tenant, hash_key
 from tests.harness.procs import wait_until
+from tests.harness.rendered import ProxyInputs, cr, echo_route, render_proxy
 
 KEY_A = "sk-test-tenant-a-0123456789"
 
 
-def _setup(echo):
-    config = {
-        "model_list": [
-            {
-                "model_name": "echo-model",
-                "litellm_params": {"model": "openai/echo", "api_base": echo.base_url, "api_key": "upstream-key"},
-                "model_info": {"id": "echo-eu"},
-            },
-            {
-                "model_name": "other-model",
-                "litellm_params": {"model": "openai/echo", "api_base": echo.base_url, "api_key": "upstream-key"},
-                "model_info": {"id": "echo-other"},
-            },
-        ]
-    }
-    policy = Policy(
-        gateway="main",
-        revision=1,
-        tenants=[Tenant(id="team-a", keys=[KeyRef(sha256=hash_key(KEY_A))], allowed_models=["echo-model"])],
-        models=[ModelMeta(name="echo-model"), ModelMeta(name="other-model")],
-        deployments=[
-            DeploymentMeta(id="echo-eu", model="echo-model", region="eu-west-1"),
-            DeploymentMeta(id="echo-other", model="other-model", region="us-east-1"),
-        ],
-    )
-    return config, policy
+def _objects(echo) -> list[dict]:
+    """Gateway ``main``: ``echo-model`` in eu-west-1, ``other-model`` in us-east-1, and team-a allowed only the first."""
+    return [
+        cr("LLMGateway", "main", {}),
+        echo_route("main", "echo-model", echo.base_url),
+        echo_route("main", "other-model", echo.base_url, region="us-east-1"),
+        cr("Tenant", "team-a", {"gateway": "main", "allowedModels": ["echo-model"]}),
+    ]
+
+
+def _setup(echo, extra: Sequence[dict] = (), keys: Mapping[str, str] | None = None, revision: int = 1) -> ProxyInputs:
+    """The proxy's inputs rendered from ``_objects`` plus ``extra`` objects (``keys``: their tenants' keys)."""
+    return render_proxy([*_objects(echo), *extra], keys={"team-a": KEY_A, **(keys or {})}, revision=revision)
 
 
 @pytest.fixture
 def proxy(make_proxy, echo_upstream):
-    config, policy = _setup(echo_upstream)
-    return make_proxy(config, policy)
+    rendered = _setup(echo_upstream)
+    return make_proxy(rendered.config, rendered.policy, env=rendered.env)
 
 
 def test_tenant_key_chat_non_streaming_and_streaming(proxy, openai_client):
@@ -115,15 +103,16 @@ def _served(text: str, tenant: str) -> float:
 
 def test_metrics_add_up_across_workers(make_proxy, echo_upstream, openai_client, tmp_path):
     """With several uvicorn workers every scrape shows the whole pod's counts, not one worker's."""
-    config, policy = _setup(echo_upstream)
+    rendered = _setup(echo_upstream)
     multiproc = tmp_path / "prom"
     multiproc.mkdir()
     # The shipped health-check timeout: with uvicorn's 5 s, workers importing LiteLLM were killed in a loop.
     env = {
+        **rendered.env,
         "TIMEOUT_WORKER_HEALTHCHECK": proxy_defaults.ENV["TIMEOUT_WORKER_HEALTHCHECK"],
         "PROMETHEUS_MULTIPROC_DIR": str(multiproc),
     }
-    proxy = make_proxy(config, policy, workers=2, env=env)
+    proxy = make_proxy(rendered.config, rendered.policy, workers=2, env=env)
     wait_until(
         lambda: proxy.log.read_text(errors="replace").count("Application startup complete") >= 2,
         timeout=180,
