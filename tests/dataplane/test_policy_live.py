@@ -7,10 +7,10 @@ import time
 import openai
 import redis
 
-from gateway_plugins.policy.schema import KeyRef, Tenant, hash_key
 from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
 from tests.dataplane.test_hooks_e2e import KEY_A, _setup
 from tests.harness.proxy import SIGNER
+from tests.harness.rendered import cr
 
 KEY_NEW = "sk-test-new-tenant-987654"
 
@@ -24,14 +24,17 @@ def _accepted(api, model: str = "echo-model") -> bool:
 
 
 def test_live_update_reaches_two_proxies(make_proxy, echo_upstream, redis_server, openai_client):
-    config, policy = _setup(echo_upstream)
+    first = _setup(echo_upstream)
+    policy = first.policy
     redis_server.client().flushall()
-    proxies = [make_proxy(config, policy, redis_url=redis_server.url) for _ in range(2)]
+    proxies = [make_proxy(first.config, policy, redis_url=redis_server.url, env=first.env) for _ in range(2)]
     for proxy in proxies:
         assert not _accepted(openai_client(proxy, KEY_NEW))
 
-    tenants = [*policy.tenants, Tenant(id="team-new", keys=[KeyRef(sha256=hash_key(KEY_NEW))], allowed_models=["*"])]
-    newer = policy.model_copy(update={"revision": 2, "tenants": tenants})
+    # A new Tenant object: the operator renders the next revision, which is published to Redis.
+    new_tenant = cr("Tenant", "team-new", {"gateway": "main", "allowedModels": ["*"]})
+    newer = _setup(echo_upstream, [new_tenant], keys={"team-new": KEY_NEW}, revision=2).policy
+    assert {t.id for t in newer.tenants} == {"team-a", "team-new"}
     client = redis.Redis.from_url(redis_server.url)
     try:
         assert publish_policy_sync(client, newer, SIGNER)
