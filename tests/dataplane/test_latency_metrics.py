@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway_plugins import metrics
-from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, Policy, Tenant, hash_key
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 KEY = "sk-test-latency-0123456789abcdef"
 DELAY_MS = 200
@@ -19,28 +19,16 @@ DELAY_MS = 200
 
 @pytest.fixture
 def proxy(make_proxy, echo_upstream):
-    def entry(name, dep_id, **base):
-        return {
-            "model_name": name,
-            "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.api_base(**base), "api_key": "k"},
-            "model_info": {"id": dep_id},
-        }
-
-    config = {
-        "model_list": [entry("slow-model", "slow", delay_ms=DELAY_MS), entry("bad-model", "bad", status=400)],
-        "router_settings": {"num_retries": 0},
-    }
-    policy = Policy(
-        gateway="lat",
-        revision=1,
-        tenants=[Tenant(id="team-l", keys=[KeyRef(sha256=hash_key(KEY))], allowed_models=["slow-model", "bad-model"])],
-        models=[ModelMeta(name="slow-model"), ModelMeta(name="bad-model")],
-        deployments=[
-            DeploymentMeta(id="slow", model="slow-model", region="eu-west-1"),
-            DeploymentMeta(id="bad", model="bad-model", region="eu-west-1"),
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", "lat", {}),
+            echo_route("lat", "slow-model", echo_upstream.api_base(delay_ms=DELAY_MS)),
+            echo_route("lat", "bad-model", echo_upstream.api_base(status=400)),
+            cr("Tenant", "team-l", {"gateway": "lat", "allowedModels": ["slow-model", "bad-model"]}),
         ],
+        keys={"team-l": KEY},
     )
-    return make_proxy(config, policy)
+    return make_proxy(rendered.config, rendered.policy, env=rendered.env)
 
 
 def _samples(text: str) -> dict[tuple[str, tuple], float]:
