@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, PiiPolicy, Policy, Tenant, hash_key
 from tests.harness.procs import free_port
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 SITE = str(Path(__file__).resolve().parents[1] / "harness" / "egress_sitecustomize")
 KEY = "sk-egress-plain-0123456789"
@@ -74,26 +74,16 @@ except OSError: pass
 
 def test_proxy_connects_only_to_upstream_and_redis(tmp_path, echo_upstream, redis_server, openai_client):
     log = tmp_path / "egress.jsonl"
-    config = {
-        "model_list": [
-            {
-                "model_name": "echo-model",
-                "litellm_params": {"model": "openai/echo", "api_base": echo_upstream.base_url, "api_key": "up"},
-                "model_info": {"id": "echo-eu"},
-            }
-        ]
-    }
-    policy = Policy(
-        gateway="egress",
-        revision=1,
-        tenants=[
-            Tenant(id="plain", keys=[KeyRef(sha256=hash_key(KEY))], allowed_models=["echo-model"]),
-            Tenant(id="pii", keys=[KeyRef(sha256=hash_key(PII_KEY))], allowed_models=["echo-model"], pii=PiiPolicy()),
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", "egress", {}),
+            echo_route("egress", "echo-model", echo_upstream.base_url),
+            cr("Tenant", "plain", {"gateway": "egress", "allowedModels": ["echo-model"]}),
+            cr("Tenant", "pii", {"gateway": "egress", "allowedModels": ["echo-model"], "pii": {}}),
         ],
-        models=[ModelMeta(name="echo-model")],
-        deployments=[DeploymentMeta(id="echo-eu", model="echo-model", region="eu-west-1")],
+        keys={"plain": KEY, "pii": PII_KEY},
     )
-    proxy = ProxyServer(config, policy, redis_url=redis_server.url, env=_env(log))
+    proxy = ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env={**rendered.env, **_env(log)})
     try:
         proxy.start()
         plain, pii = openai_client(proxy, KEY), openai_client(proxy, PII_KEY)
