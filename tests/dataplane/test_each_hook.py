@@ -48,6 +48,8 @@ def proxy(echo_upstream, redis_server):
             "model_info": {"id": dep_id},
         }
 
+    # Hand-made on purpose, not rendered: a regional group that also holds an out-of-region deployment (the renderer
+    # never makes one), so that async_filter_deployments itself, not routing, must keep every call in region.
     config = {"model_list": [deployment("echo-eu", 1), deployment("echo-us", 100)]}
     eu = ["eu-west-1"]
     policy = Policy(
