@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import subprocess
@@ -11,17 +10,15 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 import openai
 import pytest
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import parse_policy
-from gateway_plugins.policy.store import sign_document
 from tests.harness.echo import EchoServer
-from tests.harness.procs import free_port, stop_process, wait_until
-from tests.harness.proxy import AUDIT_KEY_B64, SIGNER
+from tests.harness.procs import wait_until
+from tests.harness.proxy import AUDIT_KEY_B64, ProxyServer
 from tests.harness.redis import RedisServer
+from tests.harness.rendered import cr, echo_route, render_proxy
 
 ROOT = Path(__file__).resolve().parents[2]
 KEY = "sk-kg-e2e-" + "7" * 32
@@ -33,70 +30,22 @@ STREAM = GatewayKeys("default", "e2e").audit_stream
 def stack(tmp_path):
     rds = RedisServer(workdir=tmp_path, persistent=True).start()
     echo = EchoServer().start()
-    policy = {
-        "schema": "kubegate.dev/policy/v1",
-        "gateway": "e2e",
-        "revision": 1,
-        "tenants": [
-            {
-                "id": "acme",
-                "keys": [{"sha256": hashlib.sha256(KEY.encode()).hexdigest()}],
-                "allowed_models": ["echo-model"],
-            }
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", "e2e", {}),
+            echo_route("e2e", "echo-model", echo.api_base(), upstream_model="echo-model"),
+            cr("Tenant", "acme", {"gateway": "e2e", "allowedModels": ["echo-model"]}),
         ],
-        "models": [{"name": "echo-model", "zero_price": True}],
-        "deployments": [{"id": "d1", "model": "echo-model", "region": "eu-west"}],
-    }
-    (tmp_path / "policy.json").write_bytes(sign_document(parse_policy(policy), SIGNER))
-    (tmp_path / "config.yaml").write_text(
-        "model_list:\n"
-        "  - model_name: echo-model\n"
-        f"    litellm_params: {{model: openai/echo-model, api_base: '{echo.api_base()}', api_key: x}}\n"
-        "    model_info: {id: d1}\n"
-        "litellm_settings:\n  callbacks: gateway_plugins.hooks.proxy_handler_instance\n"
-        "general_settings:\n  custom_auth: gateway_plugins.auth.user_api_key_auth\n"
+        keys={"acme": KEY},
     )
-    port = free_port()
-    env = dict(
-        os.environ,
-        LITELLM_LOCAL_MODEL_COST_MAP="True",
-        KUBEGATE_GATEWAY="e2e",
-        KUBEGATE_POLICY_PUBLIC_KEY=SIGNER.public_key_b64,
-        KUBEGATE_AUDIT_KEY=AUDIT_KEY_B64,
-        KUBEGATE_REDIS_URL=rds.url,
-        KUBEGATE_POLICY_FILE=str(tmp_path / "policy.json"),
-        KUBEGATE_AUDIT_SPOOL_DIR=str(tmp_path / "spool"),
-    )
-    log = tmp_path / "proxy.log"
-    with log.open("ab") as out:
-        proc = subprocess.Popen(
-            [
-                str(ROOT / ".venv/bin/litellm"),
-                "--config",
-                str(tmp_path / "config.yaml"),
-                "--port",
-                str(port),
-                "--host",
-                "127.0.0.1",
-            ],
-            cwd=tmp_path,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-
-    def ready() -> bool:
-        try:
-            return httpx.get(f"http://127.0.0.1:{port}/health/liveliness", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(ready, timeout=120, what="litellm proxy", proc=proc, log=log)
-    yield rds, f"http://127.0.0.1:{port}/v1", proc
-    stop_process(proc)
-    echo.stop()
-    rds.stop()
+    proxy = ProxyServer(rendered.config, rendered.policy, redis_url=rds.url, env=rendered.env)
+    try:
+        proxy.start()
+        yield rds, f"{proxy.base_url}/v1", proxy.proc
+    finally:
+        proxy.stop()
+        echo.stop()
+        rds.stop()
 
 
 def audit(rds, *args: str) -> subprocess.CompletedProcess:
