@@ -1,6 +1,7 @@
 """Each KubegateHooks hook really runs inside the real LiteLLM proxy: one observable effect per hook.
 
-One proxy for the module (start-up dominates runtime). Effects checked:
+One proxy for the module, rendered from CR objects (start-up dominates runtime), and one with a hand-made config for
+the filter hook alone. Effects checked:
 * ``async_pre_call_hook``: disallowed model -> 403; PII masked before the upstream sees it.
 * ``async_filter_deployments``: a group whose out-of-region deployment carries 100x the weight still
   serves every call in-region (routing alone cannot do that: the group holds both).
@@ -24,18 +25,61 @@ import openai
 import pytest
 
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, PiiPolicy, Policy, Tenant, hash_key
+from gateway_plugins.policy.schema import DeploymentMeta, KeyRef, ModelMeta, Policy, Tenant, hash_key
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import UPSTREAM_KEY, cr, echo_route, render_proxy
 
 KEY = "sk-each-hook-plain-0123456789"
 RESTORE_KEY = "sk-each-hook-restore-0123456789"
 EMAIL = "jane.roe@example.org"
 GATEWAY = "eachhook"
 STREAM = GatewayKeys("default", GATEWAY).audit_stream
+EU = ["eu-west-1"]
+# What the renderer names deployment ``eu`` of ModelRoute ``echo`` in its regional group (the tenants' only region).
+EU_DEPLOYMENT = "echo/eu@eu-west-1"
+
+
+def _started(server: ProxyServer):
+    try:
+        yield server.start()
+    except BaseException:
+        print(server.logs())
+        raise
+    finally:
+        server.stop()
 
 
 @pytest.fixture(scope="module")
 def proxy(echo_upstream, redis_server):
+    """The Gateway rendered from CR objects: ``echo-model`` (eu-west-1 with weight 1, us-east-1 with weight 100)
+    and ``other-model``; both tenants may use ``echo-model`` in eu-west-1 only."""
+    echo = {"model": "echo", "apiBase": echo_upstream.base_url, "apiKeySecretRef": UPSTREAM_KEY}
+    route = {
+        "gateway": GATEWAY,
+        "modelName": "echo-model",
+        "free": True,
+        "numRetries": 0,
+        "deployments": [
+            {"name": "eu", "region": "eu-west-1", "weight": 1, **echo},
+            {"name": "us", "region": "us-east-1", "weight": 100, **echo},
+        ],
+    }
+    tenant = {"gateway": GATEWAY, "allowedModels": ["echo-model"], "allowedRegions": ["eu-west-1"]}
+    rendered = render_proxy(
+        [
+            cr("LLMGateway", GATEWAY, {}),
+            cr("ModelRoute", "echo", route),
+            echo_route(GATEWAY, "other-model", echo_upstream.base_url),
+            cr("Tenant", "plain", tenant),
+            cr("Tenant", "restore", {**tenant, "pii": {"entities": {"EMAIL_ADDRESS": "mask"}, "restore": True}}),
+        ],
+        keys={"plain": KEY, "restore": RESTORE_KEY},
+    )
+    yield from _started(ProxyServer(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env))
+
+
+@pytest.fixture(scope="module")
+def mixed_proxy(echo_upstream, redis_server):
     def deployment(dep_id: str, weight: int) -> dict:
         return {
             "model_name": "echo-mixed",
@@ -51,19 +95,11 @@ def proxy(echo_upstream, redis_server):
     # Hand-made on purpose, not rendered: a regional group that also holds an out-of-region deployment (the renderer
     # never makes one), so that async_filter_deployments itself, not routing, must keep every call in region.
     config = {"model_list": [deployment("echo-eu", 1), deployment("echo-us", 100)]}
-    eu = ["eu-west-1"]
     policy = Policy(
-        gateway=GATEWAY,
+        gateway="eachhook-mixed",
         revision=1,
         tenants=[
-            Tenant(id="plain", keys=[KeyRef(sha256=hash_key(KEY))], allowed_models=["echo-model"], allowed_regions=eu),
-            Tenant(
-                id="restore",
-                keys=[KeyRef(sha256=hash_key(RESTORE_KEY))],
-                allowed_models=["echo-model"],
-                allowed_regions=eu,
-                pii=PiiPolicy(entities={"EMAIL_ADDRESS": "mask"}, restore=True),
-            ),
+            Tenant(id="plain", keys=[KeyRef(sha256=hash_key(KEY))], allowed_models=["echo-model"], allowed_regions=EU),
         ],
         models=[ModelMeta(name="echo-model", regional_groups={"eu-west-1": "echo-mixed"})],
         deployments=[
@@ -71,14 +107,7 @@ def proxy(echo_upstream, redis_server):
             DeploymentMeta(id="echo-us", model="echo-model", region="us-east-1"),
         ],
     )
-    server = ProxyServer(config, policy, redis_url=redis_server.url)
-    try:
-        yield server.start()
-    except BaseException:
-        print(server.logs())
-        raise
-    finally:
-        server.stop()
+    yield from _started(ProxyServer(config, policy, redis_url=redis_server.url))
 
 
 def _records(redis_server, request_id: str, timeout: float = 15.0) -> list[dict]:
@@ -98,13 +127,13 @@ def _records(redis_server, request_id: str, timeout: float = 15.0) -> list[dict]
 def test_pre_call_refuses_disallowed_model(proxy, openai_client):
     with pytest.raises(openai.PermissionDeniedError) as exc:
         openai_client(proxy, KEY).chat.completions.create(
-            model="echo-mixed", messages=[{"role": "user", "content": "x"}]
+            model="other-model", messages=[{"role": "user", "content": "x"}]
         )
     assert exc.value.status_code == 403
 
 
-def test_filter_deployments_keeps_every_call_in_region(proxy, openai_client):
-    client = openai_client(proxy, KEY)
+def test_filter_deployments_keeps_every_call_in_region(mixed_proxy, openai_client):
+    client = openai_client(mixed_proxy, KEY)
     regions = set()
     for i in range(8):
         raw = client.chat.completions.with_raw_response.create(
@@ -126,7 +155,7 @@ def test_success_hook_restores_and_headers_hook_and_log_success(proxy, openai_cl
     assert request_id and raw.headers.get("x-kubegate-region") == "eu-west-1"
     [record] = _records(redis_server, request_id)  # log_success_event finalized it
     assert record["status"] == "success" and record["http_status"] == 200
-    assert record["deployment_id"] == "echo-eu" and record["region"] == "eu-west-1"
+    assert record["deployment_id"] == EU_DEPLOYMENT and record["region"] == "eu-west-1"
     assert record["prompt_tokens"] > 0 and record["completion_tokens"] > 0
     assert record["pii_counts"].get("EMAIL_ADDRESS") == 1
 
@@ -159,7 +188,7 @@ def test_failure_hook_and_log_failure_event(proxy, openai_client, echo_upstream,
         time.sleep(0.1)
     assert len(failed) == 1, failed
     assert failed[0]["http_status"] == 500
-    assert failed[0]["deployment_id"] == "echo-eu"
+    assert failed[0]["deployment_id"] == EU_DEPLOYMENT
 
 
 def test_metrics_per_outcome(proxy):
