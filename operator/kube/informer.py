@@ -36,10 +36,17 @@ OnListed = Callable[[set[tuple[str, str]]], None]
 
 class Informer:
     def __init__(
-        self, group: str, version: str, plural: str, namespace: str | None, on_event: OnEvent, on_listed: OnListed
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str | None,
+        on_event: OnEvent,
+        on_listed: OnListed,
+        api: Callable[[], client.ApiClient] = api_client,
     ) -> None:
         self.group, self.version, self.plural, self.namespace = group, version, plural, namespace
-        self._on_event, self._on_listed = on_event, on_listed
+        self._on_event, self._on_listed, self._api = on_event, on_listed, api
         self._stopped = threading.Event()
         self.listed = threading.Event()  # set once the first list has been reported
         scope = namespace or "all namespaces"
@@ -62,7 +69,7 @@ class Informer:
         failures = 0
         while not self._stopped.is_set():
             try:
-                api = client.CustomObjectsApi(api_client())
+                api = client.CustomObjectsApi(self._api())
                 version = self._relist(api)
                 self.listed.set()
                 failures = 0

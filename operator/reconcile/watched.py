@@ -12,13 +12,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Callable, Collection
 from typing import Any
 
 import click
 from gateway_operator.crd.models import GROUP, VERSION
+from gateway_operator.kube.client import api_client
 from gateway_operator.kube.informer import Informer
 from gateway_operator.reconcile import budgets, seen
 from gateway_operator.reconcile.gateway import related_changed
+from kubernetes import client
 
 log = logging.getLogger("kubegate.operator")
 
@@ -35,10 +38,17 @@ def named_namespaces() -> set[str]:
 
 class Watched:
     def __init__(
-        self, memo: Any, loop: asyncio.AbstractEventLoop, *, clusterwide: bool, namespaces: set[str] = frozenset()
+        self,
+        memo: Any,
+        loop: asyncio.AbstractEventLoop,
+        *,
+        clusterwide: bool,
+        namespaces: Collection[str] = (),
+        store: seen.Store | None = None,
+        api: Callable[[], client.ApiClient] = api_client,
     ) -> None:
-        self.store = seen.Store()
-        self._memo, self._loop, self._clusterwide = memo, loop, clusterwide
+        self.store = store if store is not None else seen.Store()
+        self._memo, self._loop, self._clusterwide, self._api = memo, loop, clusterwide, api
         self._informers: dict[str | None, list[Informer]] = {}
         self._tasks: set[asyncio.Task] = set()
         for namespace in [None] if clusterwide else sorted(namespaces):
@@ -50,7 +60,9 @@ class Watched:
         informers = self._informers.get(scope)
         if informers is None:
             informers = self._informers[scope] = [
-                Informer(GROUP, VERSION, plural, scope, self._on_event(plural), self._on_listed(plural, scope))
+                Informer(
+                    GROUP, VERSION, plural, scope, self._on_event(plural), self._on_listed(plural, scope), self._api
+                )
                 for plural in seen.PLURALS
             ]
             for informer in informers:

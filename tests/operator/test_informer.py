@@ -1,0 +1,146 @@
+"""The informers that feed the operator ModelRoutes, Tenants and Budgets (``kube.informer``, ``reconcile.watched``),
+against the real API server: the first list, every watch event after it, and deletions that happened while nobody
+watched (reported by the next list), with the store a reconcile snapshots always matching the API server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from gateway_operator.crd.models import GROUP, VERSION
+from gateway_operator.reconcile import seen
+from gateway_operator.reconcile.watched import Watched, named_namespaces
+from kubernetes import client
+
+from tests.operator.test_crd import _install_crds
+
+
+class Recording(Watched):
+    """Records what each change would ask of the operator's loop instead of re-rendering a Gateway."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        self.dispatched: list[tuple[str, str | None, str]] = []
+        super().__init__(*args, **kwargs)
+
+    def _dispatch(self, plural: str, kind: str | None, raw: dict) -> None:
+        self.dispatched.append((plural, kind, raw["metadata"]["name"]))
+
+
+@pytest.fixture
+def loop() -> Iterator[asyncio.AbstractEventLoop]:
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+    yield loop
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(5)
+    loop.close()
+
+
+def _wait(what: str, check, timeout: float = 30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def _tenant(name: str, **spec) -> dict:
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Tenant",
+        "metadata": {"name": name},
+        "spec": {"gateway": "main", "allowedModels": ["*"], **spec},
+    }
+
+
+def _names(store: seen.Store, ns: str) -> dict[str, list[str]]:
+    objects = store.snapshot(ns)
+    return {
+        "tenants": sorted(e.name for e in objects.tenants),
+        "budgets": sorted(e.name for e in objects.budgets),
+        "modelroutes": sorted(e.name for e in objects.routes),
+    }
+
+
+def _start(loop, ns: str, control_plane, store: seen.Store | None = None) -> Recording:
+    watched = Recording(None, loop, clusterwide=False, namespaces=[ns], store=store, api=control_plane.admin_api_client)
+    _wait("the first list", lambda: all(i.listed.is_set() for i in watched.ensure(ns)))
+    return watched
+
+
+def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane, admin_api, namespace, loop):
+    _install_crds(admin_api)
+    custom = client.CustomObjectsApi(admin_api)
+
+    def create(body: dict, plural: str = "tenants") -> None:
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+
+    create(_tenant("a"))
+    create(_tenant("b"))
+    budget = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "Budget", "metadata": {"name": "a-b"}}
+    create({**budget, "spec": {"tenant": "a", "limitUSD": "5"}}, "budgets")
+
+    watched = _start(loop, namespace, control_plane)
+    try:
+        assert _names(watched.store, namespace) == {"tenants": ["a", "b"], "budgets": ["a-b"], "modelroutes": []}
+        _wait("the listed objects dispatched", lambda: len(watched.dispatched) == 3)
+        assert sorted(watched.dispatched) == [("budgets", None, "a-b"), ("tenants", None, "a"), ("tenants", None, "b")]
+
+        # Watch events: a spec change is parsed again, a new object appears, a deleted one leaves the store.
+        custom.patch_namespaced_custom_object(
+            GROUP, VERSION, namespace, "tenants", "a", {"spec": {"allowedModels": ["gpt-4o"]}}
+        )
+        create(_tenant("c"))
+        custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "b")
+        _wait("three watch events", lambda: len(watched.dispatched) == 6)
+        assert watched.dispatched[3:] == [
+            ("tenants", "MODIFIED", "a"),
+            ("tenants", "ADDED", "c"),
+            ("tenants", "DELETED", "b"),
+        ]
+        tenants = {e.name: e for e in watched.store.snapshot(namespace).tenants}
+        assert sorted(tenants) == ["a", "c"]
+        assert tenants["a"].model.spec.allowed_models == ["gpt-4o"]
+        # An object the API server accepts but the operator's model refuses is kept, with its problem, not dropped.
+        create(
+            {
+                **budget,
+                "metadata": {"name": "mars"},
+                "spec": {"tenant": "a", "limitUSD": "5", "timezone": "Mars/Olympus"},
+            },
+            "budgets",
+        )
+        _wait("the invalid Budget", lambda: "mars" in _names(watched.store, namespace)["budgets"])
+        entry = next(e for e in watched.store.snapshot(namespace).budgets if e.name == "mars")
+        assert entry.model is None and entry.problem is not None and "spec.timezone" in entry.problem.message
+    finally:
+        watched.stop()
+
+    # While nobody watches: one deleted, one created. The next list reports both, and the store matches again.
+    custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "c")
+    create(_tenant("d"))
+    again = _start(loop, namespace, control_plane, store=watched.store)
+    try:
+        _wait("the relist", lambda: ("tenants", "DELETED", "c") in again.dispatched)
+        assert ("tenants", None, "d") in again.dispatched
+        assert _names(again.store, namespace) == {"tenants": ["a", "d"], "budgets": ["a-b", "mars"], "modelroutes": []}
+    finally:
+        again.stop()
+
+
+def test_named_namespaces_are_the_exact_names_of_the_command_line(monkeypatch):
+    import click
+
+    command = click.Command("run", params=[click.Option(["-n", "--namespace", "namespaces"], multiple=True)])
+    ctx = click.Context(command)
+    ctx.params = {"namespaces": ("team-a", "team-*", "!kube-system", "x,y", "team-b")}
+    monkeypatch.delenv("KOPF_RUN_NAMESPACE", raising=False)
+    with ctx:
+        assert named_namespaces() == {"team-a", "team-b"}
+    assert named_namespaces() == set()  # no kopf command line (an embedded run): Gateways discover namespaces
