@@ -5,7 +5,8 @@ are counted exactly from the API server's audit log (every create/update/patch/d
 Prints: the time until the policy ConfigMap holds every Tenant and Budget and the operator's writes for them;
 the writes of an idle period (resync and Budget refresh rounds included); for one Tenant change, the latency until
 the policy shows it and each write it cost; the operator's peak resident memory (``VmHWM`` of its process, which
-runs as ``kopf run -m gateway_operator.handlers`` exactly as ``kubegate operator`` execs it).
+runs as ``kopf run -m gateway_operator.handlers`` exactly as ``kubegate operator`` execs it); and the peak memory
+and writes of an operator restarted with every object in place (one list per kind, no creation burst).
 
 Usage: .venv/bin/python bench/bench_operator.py [--tenants 1000]
 """
@@ -88,21 +89,33 @@ def start_operator(kubeconfig: str, log_path: Path) -> subprocess.Popen:
         return subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def summary(writes: list[str]) -> str:
     kinds = collections.Counter(w.rsplit(" ", 1)[0] if w.count(" ") > 1 else w for w in writes)
     return ", ".join(f"{n} {k}" for k, n in kinds.most_common()) or "none"
 
 
-def operator_kubeconfig(cp: ControlPlane, api: client.ApiClient) -> str:
-    rbac_api = client.RbacAuthorizationV1Api(api)
-    rbac_api.create_cluster_role({"metadata": {"name": "kubegate-bench"}, "rules": rbac.RULES})
-    rbac_api.create_cluster_role_binding(
-        {
-            "metadata": {"name": "kubegate-bench"},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubegate-bench"},
-            "subjects": [{"kind": "ServiceAccount", "name": "kubegate-operator", "namespace": NS}],
-        }
-    )
+def operator_kubeconfig(cp: ControlPlane, api: client.ApiClient, suffix: str = "") -> str:
+    if not suffix:
+        rbac_api = client.RbacAuthorizationV1Api(api)
+        rbac_api.create_cluster_role({"metadata": {"name": "kubegate-bench"}, "rules": rbac.RULES})
+        rbac_api.create_cluster_role_binding(
+            {
+                "metadata": {"name": "kubegate-bench"},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "kubegate-bench"},
+                "subjects": [{"kind": "ServiceAccount", "name": "kubegate-operator", "namespace": NS}],
+            }
+        )
     return str(cp.kubeconfig_for_token(cp.token_for_service_account(NS, "kubegate-operator")))
 
 
@@ -207,13 +220,19 @@ def main() -> int:
             for write in single:
                 say(f"  {write}")
             say(f"operator peak RSS over the whole run: {peak_rss_mib(proc.pid):.0f} MiB")
+
+            # A restart finds every object at once (one list per kind, one full reconcile, no creation burst).
+            stop(proc)
+            restart_from = audit.quiet(OPERATOR, seconds=1)
+            proc = start_operator(operator_kubeconfig(cp, api, suffix="-restart"), audit_dir / "operator-restart.log")
+            time.sleep(IDLE_SECONDS)
+            restart_writes = audit.writes(OPERATOR, restart_from)
+            say(
+                f"restart with every object in place: peak RSS {peak_rss_mib(proc.pid):.0f} MiB after "
+                f"{IDLE_SECONDS:.0f}s, {len(restart_writes)} writes ({summary(restart_writes)})"
+            )
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop(proc)
     return 0
 
 

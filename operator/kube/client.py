@@ -17,8 +17,10 @@ GROUP, VERSION = crd.GROUP, crd.VERSION
 # Connections kept open: the reconcile and the Budget refresh each send up to kube.parallel.WORKERS requests at once.
 POOL_SIZE = 20
 _api: client.ApiClient | None = None
-# uid -> hash of the last status document this process wrote to that object.
-_written: dict[str, int] = {}
+# uid -> which status fields (sorted top-level keys) -> hash of the last such document this process wrote there.
+# Per set of fields: the reconcile (Ready, keys) and the Budget refresh (spend) write different parts of a Tenant's
+# status, and one writer's marker must not make the other's already-sent write look new (and be sent twice).
+_written: dict[str, dict[tuple[str, ...], int]] = {}
 _written_lock = threading.Lock()
 
 
@@ -52,7 +54,7 @@ class StatusWrite:
     plural: str
     obj: dict[str, Any]
     status: dict[str, Any]  # stamped
-    marker: int
+    marker: tuple[tuple[str, ...], int]
 
 
 def status_write(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, Any]) -> StatusWrite | None:
@@ -62,10 +64,10 @@ def status_write(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     wrote to each object is remembered, so the same write is not sent twice.
     """
     uid = (obj.get("metadata") or {}).get("uid")
-    marker = hash(json.dumps(desired, sort_keys=True, default=str))
+    marker = (tuple(sorted(desired)), hash(json.dumps(desired, sort_keys=True, default=str)))
     if uid is not None:
         with _written_lock:
-            if _written.get(uid) == marker:
+            if _written.get(uid, {}).get(marker[0]) == marker[1]:
                 return None
     stamped = st.stamp(obj.get("status"), desired, st.now())
     if not st.needs_write(obj.get("status"), stamped):
@@ -108,10 +110,10 @@ def patch_status(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     return send_status(write) if write is not None else False
 
 
-def remember(uid: str | None, marker: int) -> None:
+def remember(uid: str | None, marker: tuple[tuple[str, ...], int]) -> None:
     if uid is not None:
         with _written_lock:
-            _written[uid] = marker
+            _written.setdefault(uid, {})[marker[0]] = marker[1]
 
 
 def forget(uid: str | None) -> None:

@@ -457,7 +457,6 @@ async def related_changed(
     raw = dict(body)
     if type == "DELETED":
         forget(raw["metadata"].get("uid"))
-        seen.forget(raw["metadata"].get("uid"))
     nonce = (raw["metadata"].get("annotations") or {}).get(ROTATE_ANNOTATION)
     pending_rotation = nonce is not None and nonce != (raw.get("status") or {}).get("keyRotation")
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):

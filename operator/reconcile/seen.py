@@ -9,6 +9,7 @@ Without a store (a reconcile called directly, e.g. by tests) the same entries ar
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -49,48 +50,56 @@ class Seen:
         return self.raw["spec"]
 
 
+# Strings up to this long are shared between objects (``sys.intern``).
+INTERN_MAX = 256
+
+
+def compact(value: Any) -> Any:
+    """``value`` rebuilt with its keys and short strings shared between objects: each JSON document decodes into its
+    own copies of ``"observedGeneration"``, ``"Ready"``, a Gateway's name or the same condition message, which at
+    10,000 Tenants and 10,000 Budgets was about a KiB per object of the operator's resident memory."""
+    if isinstance(value, str):
+        return sys.intern(value) if len(value) <= INTERN_MAX else value
+    if isinstance(value, dict):
+        return {sys.intern(k) if isinstance(k, str) else k: compact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [compact(v) for v in value]
+    return value
+
+
 def slim(body: Mapping[str, Any]) -> dict[str, Any]:
     meta = body.get("metadata") or {}
     kept = {k: meta[k] for k in META_FIELDS if meta.get(k) is not None}
     annotations = {k: v for k, v in (meta.get("annotations") or {}).items() if k.startswith(ANNOTATION_PREFIX)}
     if annotations:
         kept["annotations"] = annotations
-    return {
-        "apiVersion": body.get("apiVersion", crd.API_VERSION),
-        "kind": body.get("kind"),
-        "metadata": kept,
-        "spec": dict(body.get("spec") or {}),
-        "status": dict(body.get("status") or {}),
-    }
+    return compact(
+        {
+            "apiVersion": body.get("apiVersion", crd.API_VERSION),
+            "kind": body.get("kind"),
+            "metadata": kept,
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(body.get("status") or {}),
+        }
+    )
 
 
-# uid -> (generation, model, problem): a status write is a watch event too, and the spec (all a model is parsed
-# for) changes only with the generation, so such an event reuses the parse.
-_parsed: dict[str, tuple[int, Any, Problem | None]] = {}
-
-
-def seen(plural: str, body: Mapping[str, Any]) -> Seen:
+def seen(plural: str, body: Mapping[str, Any], previous: Seen | None = None) -> Seen:
+    """The entry of ``body``; ``previous``: this object's entry so far. A status write is a watch event too, and the
+    spec (all a model is parsed for) changes only with the generation, so such an event reuses the parse."""
     raw = slim(body)
     model_cls = MODELS[plural]
     raw["kind"] = raw["kind"] or model_cls.model_fields["kind"].default
     meta = raw["metadata"]
-    uid, generation = meta.get("uid"), meta.get("generation")
-    known = _parsed.get(uid) if uid is not None else None
-    if known is not None and generation is not None and known[0] == generation:
-        return Seen(raw, known[1], known[2])
+    if previous is not None and meta.get("generation") is not None:
+        known = previous.raw["metadata"]
+        if (known.get("uid"), known.get("generation")) == (meta.get("uid"), meta["generation"]):
+            return Seen(raw, previous.model, previous.problem)
     try:
         # The status is read from ``raw`` only: not kept a second time inside the model.
-        entry = Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
+        return Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
     except ValidationError as exc:
-        entry = Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
-    if uid is not None and generation is not None:
-        _parsed[uid] = (generation, entry.model, entry.problem)
-    return entry
-
-
-def forget(uid: str | None) -> None:
-    """The object is gone."""
-    _parsed.pop(uid, None)
+        return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +142,10 @@ class Store:
     def snapshot(self, namespace: str) -> Objects:
         with self._lock:
             return Objects(*(list(self._items[plural].get(namespace, {}).values()) for plural in PLURALS))
+
+    def get(self, plural: str, namespace: str, name: str) -> Seen | None:
+        with self._lock:
+            return self._items[plural].get(namespace, {}).get(name)
 
     def tenant_gateway(self, namespace: str, tenant: str) -> str | None:
         with self._lock:

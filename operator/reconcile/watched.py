@@ -85,7 +85,9 @@ class Watched:
 
     def _on_event(self, plural: str):
         def on_event(kind: str | None, body: dict[str, Any]) -> None:  # in the informer's thread
-            entry = seen.seen(plural, body)
+            meta = body.get("metadata") or {}
+            previous = self.store.get(plural, meta.get("namespace") or "", meta.get("name") or "")
+            entry = seen.seen(plural, body, previous)
             if kind == "DELETED":
                 self.store.delete(plural, entry)
             else:

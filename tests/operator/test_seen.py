@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from gateway_operator.reconcile import seen
 from gateway_operator.reconcile.gateway import members
 
@@ -66,3 +68,25 @@ def test_members_of_a_gateway_include_budgets_whose_tenant_exists_nowhere():
     assert routes == [] and [t.name for t in tenants] == ["a"]
     assert [b.name for b in budgets] == ["ba", "bz"]  # not the other Gateway's
     assert existing == {"a", "x"}
+
+
+def test_a_status_only_event_reuses_the_parse_and_a_new_generation_parses_again():
+    first = seen.seen("tenants", _tenant("a", allowedModels=["gpt-4o"]))
+    status_write = {**_tenant("a", allowedModels=["gpt-4o"]), "status": {"observedGeneration": 3}}
+    again = seen.seen("tenants", status_write, first)
+    assert again.model is first.model and again.raw["status"] == {"observedGeneration": 3}
+    changed = _tenant("a", allowedModels=["gpt-4o-mini"])
+    changed["metadata"]["generation"] = 4
+    fresh = seen.seen("tenants", changed, again)
+    assert fresh.model is not first.model and fresh.model.spec.allowed_models == ["gpt-4o-mini"]
+    # A new object under the same name (deleted and created again) is parsed afresh, never given the old parse.
+    recreated = _tenant("a", allowedModels=["claude"])
+    recreated["metadata"]["uid"] = "uid-a-2"
+    assert seen.seen("tenants", recreated, fresh).model.spec.allowed_models == ["claude"]
+
+
+def test_entries_share_their_repeated_strings():
+    # Decoded from JSON as watch events are: each document has its own copy of every string.
+    a, b = (seen.seen("tenants", json.loads(json.dumps(_tenant(n)))) for n in "ab")
+    assert a.raw["spec"]["gateway"] is b.raw["spec"]["gateway"]
+    assert next(iter(a.raw["status"])) is next(iter(b.raw["status"]))
