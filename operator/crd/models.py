@@ -653,11 +653,11 @@ class BudgetSpec(_Spec):
 
 
 class ObjectMeta(BaseModel):
-    model_config = ConfigDict(extra="allow")
+    # Only what the renderer reads: the operator keeps one parsed model per object (tens of thousands), and labels,
+    # annotations and extras it never reads cost three dicts each. The operator reads annotations from the body.
+    model_config = ConfigDict(extra="ignore")
     name: str
     namespace: str = "default"
-    labels: dict[str, str] = Field(default_factory=dict)
-    annotations: dict[str, str] = Field(default_factory=dict)
     uid: str | None = None
     generation: int | None = None
 
