@@ -22,6 +22,8 @@ _api: client.ApiClient | None = None
 # status, and one writer's marker must not make the other's already-sent write look new (and be sent twice).
 _written: dict[str, dict[tuple[str, ...], int]] = {}
 _written_lock = threading.Lock()
+# One tuple per distinct set of status fields, shared by every object's markers.
+_parts: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 def api_client() -> client.ApiClient:
@@ -64,7 +66,8 @@ def status_write(ns: str, plural: str, obj: dict[str, Any], desired: dict[str, A
     wrote to each object is remembered, so the same write is not sent twice.
     """
     uid = (obj.get("metadata") or {}).get("uid")
-    marker = (tuple(sorted(desired)), hash(json.dumps(desired, sort_keys=True, default=str)))
+    parts = tuple(sorted(desired))
+    marker = (_parts.setdefault(parts, parts), hash(json.dumps(desired, sort_keys=True, default=str)))
     if uid is not None:
         with _written_lock:
             if _written.get(uid, {}).get(marker[0]) == marker[1]:
