@@ -26,7 +26,7 @@ def login(**kwargs: Any) -> kopf.ConnectionInfo | None:
 
 @kopf.on.startup()
 async def startup(memo: kopf.Memo, **kwargs: Any) -> None:
-    # kopf passes its indexes by name; they stay live, and resource handlers run only once they are filled.
+    # kopf passes its Gateway index by name; it stays live, and resource handlers run only once it is filled.
     loops.init(memo, kwargs)
 
 

@@ -252,7 +252,7 @@ def _tenant_writes(
 async def refresh_gateway(ns: str, gateway: str, objects: seen.Objects | None = None) -> int:
     """Refresh the status of every Budget on ``gateway``; returns the number of status writes.
 
-    ``objects``: the namespace's objects from the operator's indexes (else listed)."""
+    ``objects``: the namespace's objects from the informers' store (else listed)."""
     if objects is None:
         objects = await asyncio.to_thread(list_namespace, ns)
     budgets, gw, url, failure = await asyncio.to_thread(_targets, ns, gateway, objects)

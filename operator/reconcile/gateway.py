@@ -107,7 +107,7 @@ def reconcile(
 
     ``verify``: also read every child and re-apply what was deleted or edited by hand (resync, resume, direct
     calls); without it only children whose desired state changed are applied (event-driven re-renders).
-    ``objects``: the namespace's ModelRoutes, Tenants and Budgets from the operator's indexes (else listed).
+    ``objects``: the namespace's ModelRoutes, Tenants and Budgets from the informers' store (else listed).
     ``defer_statuses``: the statuses of the Gateway's objects are sent in the background (``kube.status_sender``)
     instead of before returning; the Gateway's own status is always written before.
     """
