@@ -13,6 +13,7 @@ them was deleted while nobody watched. The informer itself keeps no objects.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -48,6 +49,7 @@ class Informer:
         self.group, self.version, self.plural, self.namespace = group, version, plural, namespace
         self._on_event, self._on_listed, self._api = on_event, on_listed, api
         self._stopped = threading.Event()
+        self._response: Any = None  # the request in flight, shut down by stop() so the thread ends now
         self.listed = threading.Event()  # set once the first list has been reported
         scope = namespace or "all namespaces"
         self._thread = threading.Thread(target=self._run, name=f"kubegate-watch-{plural}-{scope}", daemon=True)
@@ -56,7 +58,21 @@ class Informer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._stopped.set()  # seen at the next event, or when the server ends the watch (WATCH_SECONDS)
+        self._stopped.set()
+        response = self._response
+        if response is not None:
+            with contextlib.suppress(Exception):  # already closed or released
+                response.shutdown()  # unblocks a read in progress: the thread sees the stop at once
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float) -> None:
+        """Wait for the thread to end: a daemon thread still inside a request or a log call when the interpreter
+        exits can abort the process (SIGABRT instead of exit 0 on SIGTERM)."""
+        if self._thread.is_alive():
+            self._thread.join(timeout)
 
     def _list_call(self, api: client.CustomObjectsApi) -> Callable[..., Any]:
         if self.namespace is None:
@@ -74,16 +90,14 @@ class Informer:
                 self.listed.set()
                 failures = 0
                 self._follow(api, version)
-            except client.ApiException as exc:
-                if exc.status == 410:
+            except Exception as exc:  # a dropped connection, a timeout, a refusal: list again after a pause
+                if self._stopped.is_set():
+                    return  # nothing to report: the request was cut by stop()
+                if isinstance(exc, client.ApiException) and exc.status == 410:
                     continue  # the resourceVersion expired: list again
                 failures += 1
-                log.warning("watching %s failed: HTTP %s", self.plural, exc.status)
-            except Exception as exc:  # a dropped connection, a timeout: list again after a pause
-                if self._stopped.is_set():
-                    return
-                failures += 1
-                log.warning("watching %s failed: %s", self.plural, type(exc).__name__)
+                why = f"HTTP {exc.status}" if isinstance(exc, client.ApiException) else type(exc).__name__
+                log.warning("watching %s failed: %s", self.plural, why)
             if failures:
                 self._stopped.wait(RETRY_SECONDS[min(failures, len(RETRY_SECONDS)) - 1])
 
@@ -94,8 +108,13 @@ class Informer:
         token = None
         while True:
             # Raw JSON: the client's deserialisation of 500 objects per page is pure overhead for plain dicts.
-            response = listing(limit=PAGE, _continue=token, _preload_content=False)
-            page = json.loads(response.data)
+            response = self._response = listing(
+                limit=PAGE, _continue=token, _preload_content=False, _request_timeout=(10, WATCH_SECONDS)
+            )
+            try:
+                page = json.loads(response.data)
+            finally:
+                self._response = None
             for item in page.get("items") or []:
                 item.setdefault("apiVersion", page.get("apiVersion"))
                 item.setdefault("kind", (page.get("kind") or "").removesuffix("List") or None)
@@ -119,6 +138,7 @@ class Informer:
                 _request_timeout=(10, WATCH_SECONDS + 30),
                 _preload_content=False,
             )
+            self._response = response
             try:
                 for line in iter_resp_lines(response):
                     if self._stopped.is_set():
@@ -133,6 +153,7 @@ class Informer:
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
                         self._report(kind, obj)
             finally:
+                self._response = None
                 response.close()
                 response.release_conn()
 

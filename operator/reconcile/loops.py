@@ -80,7 +80,8 @@ def start(memo: Any) -> list[asyncio.Task]:
 
 async def stop(memo: Any) -> None:
     if getattr(memo, "watched", None) is not None:
-        memo.watched.stop()
+        # Joined before kopf exits: a daemon thread still in a request at interpreter exit can abort the process.
+        await asyncio.to_thread(memo.watched.stop, 10.0)
     if getattr(memo, "rerenders", None) is not None:
         await memo.rerenders.stop()
     tasks = getattr(memo, "loops", None) or []

@@ -76,12 +76,15 @@ class Watched:
             while not informer.listed.is_set():
                 await asyncio.sleep(0.05)
 
-    def stop(self) -> None:
-        for informers in self._informers.values():
-            for informer in informers:
-                informer.stop()
+    def stop(self, join_timeout: float = 0) -> None:
+        """Stop every informer; with ``join_timeout``, also wait that long for each thread to end."""
+        informers = [i for scope in self._informers.values() for i in scope]
+        for informer in informers:
+            informer.stop()
         for task in self._tasks:
             task.cancel()
+        for informer in informers:
+            informer.join(join_timeout)
 
     def _on_event(self, plural: str):
         def on_event(kind: str | None, body: dict[str, Any]) -> None:  # in the informer's thread
