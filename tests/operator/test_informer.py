@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from gateway_operator.reconcile import seen
 from gateway_operator.reconcile.watched import Watched, named_namespaces
 from kubernetes import client
 
+from tests.harness.procs import wait_until
 from tests.operator.test_crd import _install_crds
 
 
@@ -40,16 +40,6 @@ def loop() -> Iterator[asyncio.AbstractEventLoop]:
     loop.close()
 
 
-def _wait(what: str, check, timeout: float = 30):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def _tenant(name: str, **spec) -> dict:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
@@ -70,7 +60,9 @@ def _names(store: seen.Store, ns: str) -> dict[str, list[str]]:
 
 def _start(loop, ns: str, control_plane, store: seen.Store | None = None) -> Recording:
     watched = Recording(None, loop, clusterwide=False, namespaces=[ns], store=store, api=control_plane.admin_api_client)
-    _wait("the first list", lambda: all(i.listed.is_set() for i in watched.ensure(ns)))
+    wait_until(
+        lambda: all(i.listed.is_set() for i in watched.ensure(ns)), timeout=30, what="the first list", interval=0.05
+    )
     return watched
 
 
@@ -89,7 +81,9 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
     watched = _start(loop, namespace, control_plane)
     try:
         assert _names(watched.store, namespace) == {"tenants": ["a", "b"], "budgets": ["a-b"], "modelroutes": []}
-        _wait("the listed objects dispatched", lambda: len(watched.dispatched) == 3)
+        wait_until(
+            lambda: len(watched.dispatched) == 3, timeout=30, what="the listed objects dispatched", interval=0.05
+        )
         assert sorted(watched.dispatched) == [("budgets", None, "a-b"), ("tenants", None, "a"), ("tenants", None, "b")]
 
         # Watch events: a spec change is parsed again, a new object appears, a deleted one leaves the store.
@@ -98,7 +92,7 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
         )
         create(_tenant("c"))
         custom.delete_namespaced_custom_object(GROUP, VERSION, namespace, "tenants", "b")
-        _wait("three watch events", lambda: len(watched.dispatched) == 6)
+        wait_until(lambda: len(watched.dispatched) == 6, timeout=30, what="three watch events", interval=0.05)
         assert watched.dispatched[3:] == [
             ("tenants", "MODIFIED", "a"),
             ("tenants", "ADDED", "c"),
@@ -116,7 +110,12 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
             },
             "budgets",
         )
-        _wait("the invalid Budget", lambda: "mars" in _names(watched.store, namespace)["budgets"])
+        wait_until(
+            lambda: "mars" in _names(watched.store, namespace)["budgets"],
+            timeout=30,
+            what="the invalid Budget",
+            interval=0.05,
+        )
         entry = next(e for e in watched.store.snapshot(namespace).budgets if e.name == "mars")
         assert entry.model is None and entry.problem is not None and "spec.timezone" in entry.problem.message
     finally:
@@ -130,7 +129,9 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
     create(_tenant("d"))
     again = _start(loop, namespace, control_plane, store=watched.store)
     try:
-        _wait("the relist", lambda: ("tenants", "DELETED", "c") in again.dispatched)
+        wait_until(
+            lambda: ("tenants", "DELETED", "c") in again.dispatched, timeout=30, what="the relist", interval=0.05
+        )
         assert ("tenants", None, "d") in again.dispatched
         assert _names(again.store, namespace) == {"tenants": ["a", "d"], "budgets": ["a-b", "mars"], "modelroutes": []}
     finally:
