@@ -16,8 +16,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import httpx
-
 log = logging.getLogger("kubegate.operator")
 
 SIGNATURE_HEADER = "X-Kubegate-Signature"
@@ -111,6 +109,10 @@ async def deliver(
     url: str, body: bytes, secret: bytes | None, attempts: int = ATTEMPTS, sleep: Any = asyncio.sleep
 ) -> bool:
     """POST ``body``; retry connection errors, 429 and 5xx with exponential back-off. True when accepted (2xx)."""
+    # Imported on first delivery: httpx (with the CLI it imports) is about 7 MiB of the operator's memory, and most
+    # operators never send a webhook.
+    import httpx
+
     async with httpx.AsyncClient(timeout=TIMEOUT, follow_redirects=False) as http:
         for attempt in range(attempts):
             # Re-signed per attempt: the timestamp is part of the MAC and receivers may reject stale ones.

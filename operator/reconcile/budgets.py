@@ -23,9 +23,7 @@ from gateway_operator.crd import models as crd
 from gateway_operator.kube.client import api_client, forget, patch_status, send_statuses, status_write
 from gateway_operator.reconcile import redislink, seen
 from gateway_operator.reconcile.gateway import list_namespace, request_rerender
-from gateway_operator.render.gateway import render_budget
 from kubernetes import client
-from pydantic import ValidationError
 from redis.exceptions import RedisError
 
 from gateway_plugins.policy.budget_state import read_budget_state
@@ -57,8 +55,8 @@ def _targets(
         raise
     objects = objects if objects is not None else list_namespace(ns)
     # Only objects the reconcile rendered: an invalid one keeps the InvalidSpec status the reconcile gave it.
-    tenants = {t.name for t in objects.tenants if t.spec.get("gateway") == gateway and t.model is not None}
-    budgets = [b for b in objects.budgets if b.spec.get("tenant") in tenants and b.model is not None and _renders(b)]
+    tenants = {t.name for t in objects.tenants if t.spec.get("gateway") == gateway and t.piece is not None}
+    budgets = [b for b in objects.budgets if b.spec.get("tenant") in tenants and b.piece is not None]
     if not budgets:
         return [], gw, None, None
     try:
@@ -67,20 +65,12 @@ def _targets(
         return budgets, gw, None, (exc.reason, str(exc))
 
 
-def _renders(budget: seen.Seen) -> bool:
-    try:
-        render_budget(budget.model)
-    except ValidationError:
-        return False
-    return True
-
-
 async def _read_all(url: str, gateway: GatewayKeys, budgets: list[seen.Seen]) -> dict[str, Any]:
     conn = aioredis.Redis.from_url(
         url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
     )
     try:
-        return {b.name: await read_budget_state(conn, gateway, render_budget(b.model)) for b in budgets}
+        return {b.name: await read_budget_state(conn, gateway, b.piece) for b in budgets}
     finally:
         await conn.aclose()
 

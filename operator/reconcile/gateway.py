@@ -160,7 +160,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
     budgets, budget_problems = seen.split(budget_entries)
     problems.update(tenant_problems)
     problems.update(budget_problems)
-    valid_tenants = {t.metadata.name for t in tenants}
+    valid_tenants = {t.name for t in tenants}
     known_keys = keys.existing_key_secrets(api_client(), ns, refresh=verify)
     valid_raw = [t for t in tenants_raw if t["metadata"]["name"] in valid_tenants]
     tenant_keys = {}
@@ -202,8 +202,8 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
             continue  # per deployment, from secret_availability
         problems.setdefault(key, problem)
     for budget in budgets:
-        key = object_key("Budget", budget.metadata.name)
-        tenant = budget.spec.tenant
+        key = object_key("Budget", budget.name)
+        tenant = budget.tenant
         if tenant not in existing:
             problems[key] = Problem("TenantNotFound", f"spec.tenant: Tenant {tenant!r} not found in {ns}")
         elif object_key("Tenant", tenant) in problems:

@@ -1,5 +1,9 @@
 """What the operator keeps of each ModelRoute, Tenant and Budget: the fields it uses, parsed once per change.
 
+A Tenant or Budget is kept as the piece of the policy it renders to (``render.gateway.TenantPiece``, a policy
+``Budget``), not as its parsed model: at 10,000 of each, the parsed models were the largest part of the operator's
+memory, and each render rebuilt every policy entry from them.
+
 A ``Store`` holds one ``Seen`` per object, built in an informer thread (``reconcile.watched``) when its watch event
 arrives; a reconcile takes a snapshot of it instead of listing every object of the namespace (at 10,000 Tenants a
 list is tens of MiB of JSON, and each object used to be parsed again on every reconcile). ``managedFields`` and annotations the
@@ -11,11 +15,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway_operator.crd import models as crd
+from gateway_operator.render.gateway import render_budget, tenant_piece
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import BaseModel, ValidationError
 
@@ -26,15 +31,21 @@ PLURALS = ("modelroutes", "tenants", "budgets")
 # kopf index (handlers/index.py) of (namespace, name) of each LLMGateway that is not being deleted.
 GATEWAY_INDEX = "gateway_index"
 MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
+# What is kept of a parsed object: a ModelRoute itself (few, and read whole by the renderer), the others' pieces.
+PIECES: dict[str, Callable[[Any], Any]] = {
+    "modelroutes": lambda route: route,
+    "tenants": tenant_piece,
+    "budgets": render_budget,
+}
 
 
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One object as the operator uses it: ``raw`` (slimmed body: status reads and writes, owner references) and
-    its parsed ``model``, or the ``problem`` that kept it from parsing."""
+    its ``piece`` (``PIECES``), or the ``problem`` that kept it from parsing or rendering."""
 
     raw: dict[str, Any]
-    model: Any
+    piece: Any
     problem: Problem | None
 
     @property
@@ -94,12 +105,16 @@ def seen(plural: str, body: Mapping[str, Any], previous: Seen | None = None) -> 
     if previous is not None and meta.get("generation") is not None:
         known = previous.raw["metadata"]
         if (known.get("uid"), known.get("generation")) == (meta.get("uid"), meta["generation"]):
-            return Seen(raw, previous.model, previous.problem)
+            return Seen(raw, previous.piece, previous.problem)
     try:
-        # The status is read from ``raw`` only: not kept a second time inside the model.
-        return Seen(raw, model_cls.model_validate({**raw, "status": None}), None)
+        # The status is read from ``raw`` only: not parsed a second time.
+        model = model_cls.model_validate({**raw, "status": None})
     except ValidationError as exc:
         return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
+    try:
+        return Seen(raw, PIECES[plural](model), None)
+    except ValidationError as exc:
+        return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc, f"policy {raw['kind'].lower()}")))
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,12 +182,12 @@ def from_lists(lists: Mapping[str, Iterable[Mapping[str, Any]]]) -> Objects:
 
 
 def split(entries: Iterable[Seen]) -> tuple[list[Any], dict[str, Problem]]:
-    """(the parsed models, ``Kind/name`` -> problem of the others), as ``render.problems.parse_objects`` gives."""
+    """(the pieces, ``Kind/name`` -> problem of the others), as ``render.problems.parse_objects`` gives."""
     valid: list[Any] = []
     problems: dict[str, Problem] = {}
     for entry in entries:
-        if entry.model is not None:
-            valid.append(entry.model)
+        if entry.piece is not None:
+            valid.append(entry.piece)
         elif entry.problem is not None:
             problems[object_key(entry.raw["kind"], entry.name)] = entry.problem
     return valid, problems

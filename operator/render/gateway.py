@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.defaults import proxy_defaults
 from gateway_operator.render.prices import bundled_price
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from gateway_plugins.policy import schema as pol
+
+M = TypeVar("M", bound=BaseModel)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +94,16 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
 
 def _sorted(objs: Iterable[Any]) -> list[Any]:
     return sorted(objs, key=lambda o: o.metadata.name)
+
+
+# Small frozen models many objects have the same value of (a Tenant's rate limits, a Budget's thresholds): one
+# instance per value while any piece uses it, not one per object (about 0.4 KiB each at tens of thousands).
+_SHARED: weakref.WeakValueDictionary[tuple[Any, ...], Any] = weakref.WeakValueDictionary()
+
+
+def _shared(model: M) -> M:
+    key = (type(model), *model.__dict__.items())
+    return _SHARED.setdefault(key, model)
 
 
 def retry_policy(num_retries: int) -> dict[str, int]:
@@ -266,6 +279,71 @@ def render_cache(spec: crd.TenantCacheSpec | None, defaults: crd.GatewayCacheSpe
     )
 
 
+@dataclass(frozen=True, slots=True)
+class TenantPiece:
+    """One Tenant as its Gateway's policy needs it, rendered once per generation: the operator keeps this rather than
+    the parsed Tenant (tens of thousands of them). ``policy`` is the Tenant's policy entry without what depends on
+    other objects: its keys (from its key Secret), its PII and cache policies (they take the Gateway's defaults),
+    which ``finish_tenant`` adds from ``pii`` and ``cache``."""
+
+    gateway: str
+    policy: pol.Tenant
+    pii: crd.PiiSpec | None = None
+    cache: crd.TenantCacheSpec | None = None
+
+    @property
+    def name(self) -> str:
+        return self.policy.id
+
+
+def tenant_piece(tenant: crd.Tenant) -> TenantPiece:
+    spec = tenant.spec
+    entry = pol.Tenant(
+        id=tenant.metadata.name,
+        keys=[],
+        allowed_models=list(spec.allowed_models),
+        allowed_regions=list(spec.allowed_regions),
+        rate_limits=_shared(pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm)),
+        fail_open=spec.fail_open,
+    )
+    return TenantPiece(spec.gateway, entry, spec.pii, spec.cache)
+
+
+def render_pii(spec: crd.PiiSpec | None, pii_model: str | None) -> pol.PiiPolicy | None:
+    """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel."""
+    if spec is None:
+        return None
+    entities = dict(spec.entities) if spec.entities else dict(pol.DEFAULT_PII_ENTITIES)
+    return pol.PiiPolicy(
+        entities=entities,
+        score_threshold=spec.score_threshold,
+        language=spec.language,
+        allow_list=list(spec.allow_list),
+        restore=spec.restore,
+        fail_open=spec.fail_open,
+        allow_uninspectable_content=spec.allow_uninspectable_content,
+        max_text_chars=spec.max_text_chars,
+        timeout_ms=spec.timeout_ms,
+        nlp_model=spec.nlp_model or pii_model or crd.LLMGatewaySpec().pii_model,
+    )
+
+
+def finish_tenant(
+    piece: TenantPiece,
+    key_hashes: Sequence[str | pol.KeyRef],
+    pii_model: str | None = None,
+    cache_defaults: crd.GatewayCacheSpec | None = None,
+) -> pol.Tenant:
+    """The Tenant's policy entry: ``piece`` with its keys, PII and cache. Each part added is a validated model, and
+    ``pol.Tenant`` has no check across fields, so the copy is as valid as a Tenant built from scratch."""
+    update: dict[str, Any] = {"keys": _key_refs(key_hashes)}
+    if piece.pii is not None:
+        update["pii"] = render_pii(piece.pii, pii_model)
+    if piece.cache is not None:
+        update["cache"] = render_cache(piece.cache, cache_defaults or crd.GatewayCacheSpec())
+    return piece.policy.model_copy(update=update)
+
+
 def render_tenant(
     tenant: crd.Tenant,
     key_hashes: Sequence[str | pol.KeyRef],
@@ -274,32 +352,7 @@ def render_tenant(
 ) -> pol.Tenant:
     """``pii_model``: the Gateway's spec.piiModel, used when the Tenant names no pii.nlpModel; ``cache_defaults``:
     the Gateway's spec.cache, for what the Tenant's cache leaves unset."""
-    spec = tenant.spec
-    pii = None
-    if spec.pii is not None:
-        entities = dict(spec.pii.entities) if spec.pii.entities else dict(pol.DEFAULT_PII_ENTITIES)
-        pii = pol.PiiPolicy(
-            entities=entities,
-            score_threshold=spec.pii.score_threshold,
-            language=spec.pii.language,
-            allow_list=list(spec.pii.allow_list),
-            restore=spec.pii.restore,
-            fail_open=spec.pii.fail_open,
-            allow_uninspectable_content=spec.pii.allow_uninspectable_content,
-            max_text_chars=spec.pii.max_text_chars,
-            timeout_ms=spec.pii.timeout_ms,
-            nlp_model=spec.pii.nlp_model or pii_model or crd.LLMGatewaySpec().pii_model,
-        )
-    return pol.Tenant(
-        id=tenant.metadata.name,
-        keys=_key_refs(key_hashes),
-        allowed_models=list(spec.allowed_models),
-        allowed_regions=list(spec.allowed_regions),
-        rate_limits=pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm),
-        pii=pii,
-        fail_open=spec.fail_open,
-        cache=render_cache(spec.cache, cache_defaults or crd.GatewayCacheSpec()),
-    )
+    return finish_tenant(tenant_piece(tenant), key_hashes, pii_model, cache_defaults)
 
 
 def render_budget(budget: crd.Budget) -> pol.Budget:
@@ -310,7 +363,7 @@ def render_budget(budget: crd.Budget) -> pol.Budget:
         limit_usd=spec.limit_usd,
         period=spec.period,
         timezone=spec.timezone,
-        thresholds=[pol.BudgetThreshold(percent=t.percent, action=t.action) for t in spec.thresholds],
+        thresholds=[_shared(pol.BudgetThreshold(percent=t.percent, action=t.action)) for t in spec.thresholds],
         downgrade=dict(spec.downgrade),
         fail_open=spec.fail_open,
     )
@@ -325,17 +378,56 @@ def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.Secre
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
+def _pieces(
+    tenants: Iterable[crd.Tenant | TenantPiece], gateway: str, problems: dict[str, Problem]
+) -> list[TenantPiece]:
+    """The pieces of ``gateway``'s Tenants, by name; a Tenant the policy refuses is recorded in ``problems``."""
+    out: list[TenantPiece] = []
+    for tenant in tenants:
+        if isinstance(tenant, TenantPiece):
+            if tenant.gateway == gateway:
+                out.append(tenant)
+            continue
+        if tenant.spec.gateway != gateway:
+            continue
+        try:
+            out.append(tenant_piece(tenant))
+        except ValidationError as exc:
+            problems[object_key("Tenant", tenant.metadata.name)] = Problem(
+                INVALID_SPEC, field_errors(exc, "policy tenant")
+            )
+    return sorted(out, key=lambda p: p.name)
+
+
+def _budget_pieces(budgets: Iterable[crd.Budget | pol.Budget], problems: dict[str, Problem]) -> list[pol.Budget]:
+    out: list[pol.Budget] = []
+    for budget in budgets:
+        if isinstance(budget, pol.Budget):
+            out.append(budget)
+            continue
+        try:
+            out.append(render_budget(budget))
+        except ValidationError as exc:
+            problems[object_key("Budget", budget.metadata.name)] = Problem(
+                INVALID_SPEC, field_errors(exc, "policy budget")
+            )
+    return sorted(out, key=lambda b: b.name)
+
+
 def render_gateway(
     gateway: crd.LLMGateway,
     routes: Iterable[crd.ModelRoute],
-    tenants: Iterable[crd.Tenant],
-    budgets: Iterable[crd.Budget],
+    tenants: Iterable[crd.Tenant | TenantPiece],
+    budgets: Iterable[crd.Budget | pol.Budget],
     *,
     tenant_key_hashes: Mapping[str, Sequence[str | pol.KeyRef]],
     revision: int,
     unavailable_secrets: Collection[tuple[str, str]] = (),
 ) -> RenderedGateway:
     """Everything the data plane of ``gateway`` needs; objects of other gateways are ignored.
+
+    Tenants and Budgets are parsed objects, or their pieces as the operator keeps them (``TenantPiece``, and a
+    Budget's policy entry, which depends on nothing else).
 
     ``unavailable_secrets``: (Secret, key) pairs known to be missing; see ``render_models``.
     """
@@ -358,33 +450,30 @@ def render_gateway(
 
     policy_tenants: list[pol.Tenant] = []
     key_owner: dict[str, str] = {}
-    for tenant in _sorted(t for t in tenants if t.spec.gateway == gw):
-        key = object_key("Tenant", tenant.metadata.name)
+    for piece in _pieces(tenants, gw, problems):
+        key = object_key("Tenant", piece.name)
         hashes: list[str | pol.KeyRef] = []
-        for h in tenant_key_hashes.get(tenant.metadata.name, []):
+        for h in tenant_key_hashes.get(piece.name, []):
             digest = h.sha256 if isinstance(h, pol.KeyRef) else h
-            if key_owner.setdefault(digest, tenant.metadata.name) == tenant.metadata.name:
+            if key_owner.setdefault(digest, piece.name) == piece.name:
                 hashes.append(h)
             else:
                 problems[key] = Problem("KeyConflict", f"a key already belongs to Tenant {key_owner[digest]}")
         try:
-            policy_tenants.append(render_tenant(tenant, hashes, gateway.spec.pii_model, gateway.spec.cache))
+            policy_tenants.append(finish_tenant(piece, hashes, gateway.spec.pii_model, gateway.spec.cache))
         except ValidationError as exc:
             problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy tenant"))
     known = {t.id for t in policy_tenants}
 
     policy_budgets: list[pol.Budget] = []
-    for budget in _sorted(budgets):
-        key = object_key("Budget", budget.metadata.name)
-        if budget.spec.tenant not in known:
+    for budget in _budget_pieces(budgets, problems):
+        key = object_key("Budget", budget.name)
+        if budget.tenant not in known:
             problems[key] = Problem(
-                "TenantNotFound", f"spec.tenant: Tenant {budget.spec.tenant!r} not rendered on LLMGateway {gw!r}"
+                "TenantNotFound", f"spec.tenant: Tenant {budget.tenant!r} not rendered on LLMGateway {gw!r}"
             )
             continue
-        try:
-            policy_budgets.append(render_budget(budget))
-        except ValidationError as exc:
-            problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy budget"))
+        policy_budgets.append(budget)
 
     policy = pol.Policy(
         gateway=gw,

@@ -100,7 +100,7 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
         ]
         tenants = {e.name: e for e in watched.store.snapshot(namespace).tenants}
         assert sorted(tenants) == ["a", "c"]
-        assert tenants["a"].model.spec.allowed_models == ["gpt-4o"]
+        assert tenants["a"].piece.policy.allowed_models == ["gpt-4o"]
         # An object the API server accepts but the operator's model refuses is kept, with its problem, not dropped.
         create(
             {
@@ -117,7 +117,7 @@ def test_lists_follows_and_reports_deletions_missed_while_stopped(control_plane,
             interval=0.05,
         )
         entry = next(e for e in watched.store.snapshot(namespace).budgets if e.name == "mars")
-        assert entry.model is None and entry.problem is not None and "spec.timezone" in entry.problem.message
+        assert entry.piece is None and entry.problem is not None and "spec.timezone" in entry.problem.message
     finally:
         # Stopped mid-watch, each thread ends now (its open watch is shut down), not when the server ends the watch:
         # a thread still in a request when the operator exits can abort the process.

@@ -14,6 +14,7 @@ from typing import Any
 from gateway_operator.crd import generate
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
+from gateway_operator.reconcile import seen
 from gateway_operator.render.problems import object_key, parse_objects
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -127,3 +128,41 @@ def test_objects_the_schema_accepts_never_fail_the_whole_gateway(objects):
         assert raw["spec"]["modelName"] in models or key in problems
     for problem in problems.values():
         assert problem.reason and problem.message
+
+
+def _gateway_defaults() -> st.SearchStrategy:
+    """The Gateway fields a Tenant's policy entry takes defaults from."""
+    props = generate.spec_schema("LLMGateway")["properties"]
+    return st.fixed_dictionaries({}, optional={k: _strategy(props[k]) for k in ("piiModel", "cache")})
+
+
+def _render(gateway, routes, tenants, budgets, problems):
+    hashes = {name: [hashlib.sha256(name.encode()).hexdigest()] for name in TENANTS}
+    rendered = render_gateway(gateway, routes, tenants, budgets, tenant_key_hashes=hashes, revision=1)
+    problems = {**problems, **rendered.problems}
+    return rendered.policy.model_dump_json(), {k: (p.reason, p.message) for k, p in problems.items()}
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
+@given(_objects(), _gateway_defaults())
+def test_the_pieces_the_operator_keeps_render_what_the_parsed_objects_render(objects, defaults):
+    """The operator keeps each Tenant and Budget as its piece of the policy (``seen.PIECES``), not as its parsed
+    model; a Tenant's PII and cache take the Gateway's defaults only when rendered, so a Gateway change applies to
+    pieces made before it."""
+    routes_raw, tenants_raw, budgets_raw = objects
+    gateway = crd.LLMGateway.model_validate({"metadata": {"name": "main"}, "spec": defaults})
+    routes, problems = parse_objects(crd.ModelRoute, routes_raw)
+    tenants, more = parse_objects(crd.Tenant, tenants_raw)
+    problems.update(more)
+    budgets, more = parse_objects(crd.Budget, budgets_raw)
+    problems.update(more)
+    expected = _render(gateway, routes, tenants, budgets, problems)
+
+    kept = seen.from_lists({"modelroutes": routes_raw, "tenants": tenants_raw, "budgets": budgets_raw})
+    problems = {}
+    parts = []
+    for entries in (kept.routes, kept.tenants, kept.budgets):
+        valid, more = seen.split(entries)
+        parts.append(valid)
+        problems.update(more)
+    assert _render(gateway, *parts, problems) == expected

@@ -32,7 +32,8 @@ def _tenant(name: str, **spec) -> dict:
 def test_an_entry_keeps_what_the_operator_uses_and_drops_the_rest():
     entry = seen.seen("tenants", _tenant("a", allowedModels=["gpt-4o"]))
     assert entry.problem is None
-    assert entry.model.spec.allowed_models == ["gpt-4o"]
+    # Kept as the piece of the policy it renders to, not as the parsed Tenant.
+    assert entry.piece.gateway == "main" and entry.piece.policy.allowed_models == ["gpt-4o"]
     assert entry.raw["metadata"] == {
         "name": "a",
         "namespace": "ns",
@@ -46,11 +47,11 @@ def test_an_entry_keeps_what_the_operator_uses_and_drops_the_rest():
 
 def test_an_invalid_object_is_kept_with_its_problem_naming_the_field():
     entry = seen.seen("tenants", _tenant("b", allowedRegions=["eu west"]))
-    assert entry.model is None
+    assert entry.piece is None
     assert entry.problem.reason == "InvalidSpec"
     assert "spec.allowedRegions" in entry.problem.message
     valid, problems = seen.split([entry, seen.seen("tenants", _tenant("c"))])
-    assert [t.metadata.name for t in valid] == ["c"]
+    assert [t.name for t in valid] == ["c"]
     assert list(problems) == ["Tenant/b"]
 
 
@@ -74,15 +75,15 @@ def test_a_status_only_event_reuses_the_parse_and_a_new_generation_parses_again(
     first = seen.seen("tenants", _tenant("a", allowedModels=["gpt-4o"]))
     status_write = {**_tenant("a", allowedModels=["gpt-4o"]), "status": {"observedGeneration": 3}}
     again = seen.seen("tenants", status_write, first)
-    assert again.model is first.model and again.raw["status"] == {"observedGeneration": 3}
+    assert again.piece is first.piece and again.raw["status"] == {"observedGeneration": 3}
     changed = _tenant("a", allowedModels=["gpt-4o-mini"])
     changed["metadata"]["generation"] = 4
     fresh = seen.seen("tenants", changed, again)
-    assert fresh.model is not first.model and fresh.model.spec.allowed_models == ["gpt-4o-mini"]
+    assert fresh.piece is not first.piece and fresh.piece.policy.allowed_models == ["gpt-4o-mini"]
     # A new object under the same name (deleted and created again) is parsed afresh, never given the old parse.
     recreated = _tenant("a", allowedModels=["claude"])
     recreated["metadata"]["uid"] = "uid-a-2"
-    assert seen.seen("tenants", recreated, fresh).model.spec.allowed_models == ["claude"]
+    assert seen.seen("tenants", recreated, fresh).piece.policy.allowed_models == ["claude"]
 
 
 def test_entries_share_their_repeated_strings():
