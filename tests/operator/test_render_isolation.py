@@ -13,8 +13,8 @@ from typing import Any
 
 from gateway_operator.crd import generate
 from gateway_operator.crd import models as crd
-from gateway_operator.render import render_gateway
 from gateway_operator.reconcile import seen
+from gateway_operator.render import render_gateway
 from gateway_operator.render.problems import object_key, parse_objects
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
