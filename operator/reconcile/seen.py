@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from gateway_operator.crd import models as crd
-from gateway_operator.render.gateway import render_budget, tenant_piece
+from gateway_operator.render.gateway import piece_of
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import BaseModel, ValidationError
 
@@ -31,18 +31,12 @@ PLURALS = ("modelroutes", "tenants", "budgets")
 # kopf index (handlers/index.py) of (namespace, name) of each LLMGateway that is not being deleted.
 GATEWAY_INDEX = "gateway_index"
 MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
-# What is kept of a parsed object: a ModelRoute itself (few, and read whole by the renderer), the others' pieces.
-PIECES: dict[str, Callable[[Any], Any]] = {
-    "modelroutes": lambda route: route,
-    "tenants": tenant_piece,
-    "budgets": render_budget,
-}
 
 
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One object as the operator uses it: ``raw`` (slimmed body: status reads and writes, owner references) and
-    its ``piece`` (``PIECES``), or the ``problem`` that kept it from parsing or rendering."""
+    its ``piece`` (``render.gateway.piece_of``; a ModelRoute is kept whole), or the ``problem`` that kept it from parsing or rendering."""
 
     raw: dict[str, Any]
     piece: Any
@@ -111,8 +105,10 @@ def seen(plural: str, body: Mapping[str, Any], previous: Seen | None = None) -> 
         model = model_cls.model_validate({**raw, "status": None})
     except ValidationError as exc:
         return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
+    if plural == "modelroutes":
+        return Seen(raw, model, None)  # few, and read whole by the renderer
     try:
-        return Seen(raw, PIECES[plural](model), None)
+        return Seen(raw, piece_of(raw["kind"], model), None)
     except ValidationError as exc:
         return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc, f"policy {raw['kind'].lower()}")))
 

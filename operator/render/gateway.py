@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import weakref
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -369,6 +369,19 @@ def render_budget(budget: crd.Budget) -> pol.Budget:
     )
 
 
+# Kind -> (the type of its piece, how an object of it becomes one). ModelRoutes have none: few, and read whole.
+_PIECE_OF: dict[str, tuple[type, Callable[[Any], Any]]] = {
+    "Tenant": (TenantPiece, tenant_piece),
+    "Budget": (pol.Budget, render_budget),
+}
+
+
+def piece_of(kind: str, obj: Any) -> Any:
+    """The piece the operator keeps of a parsed ``kind`` object (``reconcile.seen``); ValidationError when the
+    policy refuses it."""
+    return _PIECE_OF[kind][1](obj)
+
+
 def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.SecretKeyRef]) -> str:
     blob = json.dumps(
         {"model_list": model_list, "env": {k: v.model_dump() for k, v in api_key_env.items()}},
@@ -378,40 +391,26 @@ def model_list_checksum(model_list: list[dict], api_key_env: dict[str, crd.Secre
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _pieces(
-    tenants: Iterable[crd.Tenant | TenantPiece], gateway: str, problems: dict[str, Problem]
-) -> list[TenantPiece]:
-    """The pieces of ``gateway``'s Tenants, by name; a Tenant the policy refuses is recorded in ``problems``."""
-    out: list[TenantPiece] = []
-    for tenant in tenants:
-        if isinstance(tenant, TenantPiece):
-            if tenant.gateway == gateway:
-                out.append(tenant)
-            continue
-        if tenant.spec.gateway != gateway:
-            continue
-        try:
-            out.append(tenant_piece(tenant))
-        except ValidationError as exc:
-            problems[object_key("Tenant", tenant.metadata.name)] = Problem(
-                INVALID_SPEC, field_errors(exc, "policy tenant")
-            )
-    return sorted(out, key=lambda p: p.name)
+def _pieces(objects: Iterable[Any], kind: str, problems: dict[str, Problem]) -> list[Any]:
+    """Each object's piece, by name (an object given as its piece is kept as is); one the policy refuses is left out
+    and recorded in ``problems``."""
+    piece_type, render = _PIECE_OF[kind]
+    out: list[Any] = []
+    for obj in objects:
+        if not isinstance(obj, piece_type):
+            try:
+                obj = render(obj)
+            except ValidationError as exc:
+                problems[object_key(kind, obj.metadata.name)] = Problem(
+                    INVALID_SPEC, field_errors(exc, f"policy {kind.lower()}")
+                )
+                continue
+        out.append(obj)
+    return sorted(out, key=lambda piece: piece.name)
 
 
-def _budget_pieces(budgets: Iterable[crd.Budget | pol.Budget], problems: dict[str, Problem]) -> list[pol.Budget]:
-    out: list[pol.Budget] = []
-    for budget in budgets:
-        if isinstance(budget, pol.Budget):
-            out.append(budget)
-            continue
-        try:
-            out.append(render_budget(budget))
-        except ValidationError as exc:
-            problems[object_key("Budget", budget.metadata.name)] = Problem(
-                INVALID_SPEC, field_errors(exc, "policy budget")
-            )
-    return sorted(out, key=lambda b: b.name)
+def _gateway_of(tenant: crd.Tenant | TenantPiece) -> str:
+    return tenant.gateway if isinstance(tenant, TenantPiece) else tenant.spec.gateway
 
 
 def render_gateway(
@@ -450,7 +449,7 @@ def render_gateway(
 
     policy_tenants: list[pol.Tenant] = []
     key_owner: dict[str, str] = {}
-    for piece in _pieces(tenants, gw, problems):
+    for piece in _pieces((t for t in tenants if _gateway_of(t) == gw), "Tenant", problems):
         key = object_key("Tenant", piece.name)
         hashes: list[str | pol.KeyRef] = []
         for h in tenant_key_hashes.get(piece.name, []):
@@ -466,7 +465,7 @@ def render_gateway(
     known = {t.id for t in policy_tenants}
 
     policy_budgets: list[pol.Budget] = []
-    for budget in _budget_pieces(budgets, problems):
+    for budget in _pieces(budgets, "Budget", problems):
         key = object_key("Budget", budget.name)
         if budget.tenant not in known:
             problems[key] = Problem(

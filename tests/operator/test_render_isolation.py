@@ -146,7 +146,7 @@ def _render(gateway, routes, tenants, budgets, problems):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 @given(_objects(), _gateway_defaults())
 def test_the_pieces_the_operator_keeps_render_what_the_parsed_objects_render(objects, defaults):
-    """The operator keeps each Tenant and Budget as its piece of the policy (``seen.PIECES``), not as its parsed
+    """The operator keeps each Tenant and Budget as its piece of the policy (``render.gateway.piece_of``), not as its parsed
     model; a Tenant's PII and cache take the Gateway's defaults only when rendered, so a Gateway change applies to
     pieces made before it."""
     routes_raw, tenants_raw, budgets_raw = objects
