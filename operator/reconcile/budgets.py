@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import logging
 import os
 from collections.abc import Iterator
@@ -75,11 +76,20 @@ async def _read_all(url: str, gateway: GatewayKeys, budgets: list[seen.Seen]) ->
         await conn.aclose()
 
 
-def post_event(obj: dict[str, Any], warning: bool, reason: str, message: str) -> None:
+def threshold_event_name(budget: dict[str, Any], period_start: str, threshold: dict[str, Any]) -> str:
+    """One Event name per Budget (by uid), period and threshold."""
+    meta = budget["metadata"]
+    key = f"{meta.get('uid')}\0{period_start}\0{float(threshold['percent'])}\0{threshold['action']}"
+    return f"{meta['name']}.{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+
+
+def post_event(obj: dict[str, Any], warning: bool, reason: str, message: str, name: str | None = None) -> bool:
+    """Post an Event about ``obj``; False when ``name`` is given and that Event already exists (posted before)."""
     now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
     meta = obj["metadata"]
+    naming = {"name": name} if name else {"generateName": f"{meta['name']}."}
     body = {
-        "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
+        "metadata": {**naming, "namespace": meta["namespace"]},
         "involvedObject": {
             "apiVersion": obj.get("apiVersion", crd.API_VERSION),
             "kind": obj.get("kind", "Budget"),
@@ -96,7 +106,13 @@ def post_event(obj: dict[str, Any], warning: bool, reason: str, message: str) ->
         "lastTimestamp": now,
         "count": 1,
     }
-    client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], body)
+    try:
+        client.CoreV1Api(api_client()).create_namespaced_event(meta["namespace"], body)
+    except client.ApiException as exc:
+        if exc.status == 409 and name:
+            return False
+        raise
+    return True
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +157,10 @@ def _notify(
 ) -> tuple[list[float], list[tuple[Webhook, bytes]]]:
     """An Event per threshold newly reached this period, lowest first; returns the reached list and webhooks to send.
 
-    Events go out before the status that records them is written: a crash in between repeats an Event, it never
-    loses one.
+    Events go out before the status that records them is written, so a crash in between never loses one; it does
+    not repeat one either: each Event's name is fixed by its Budget, period and threshold, and the operator that
+    runs next finds it there. The webhook is sent again in that case: receivers dedupe on its namespace, budget,
+    period_start and threshold_percent.
     """
     meta, spec = raw["metadata"], raw["spec"]
     fresh = notify.new_thresholds(spec.get("thresholds") or [], state.percent, previous)
@@ -165,7 +183,13 @@ def _notify(
             period_end=state.period_end.isoformat(),
         )
         reason = "BudgetBlocked" if action == "block" else f"Budget{action.capitalize()}"
-        post_event(raw, action != "notify", reason, notify.summary(event))
+        post_event(
+            raw,
+            action != "notify",
+            reason,
+            notify.summary(event),
+            threshold_event_name(raw, event.period_start, threshold),
+        )
         if hook is not None:
             out.append((hook, notify.build_payload(hook.fmt, event)))
     return sorted({*previous, *(float(t["percent"]) for t in fresh)}), out

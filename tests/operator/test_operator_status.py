@@ -16,6 +16,7 @@ import pytest
 import redis.asyncio as aioredis
 from gateway_operator.crd import models as crd
 from gateway_operator.kube import client as kube_client
+from gateway_operator.reconcile import budgets
 from gateway_operator.reconcile import gateway as gw_reconcile
 from gateway_operator.reconcile.checkpoints import checkpoint as checkpoint_round
 from gateway_operator.render.gateway import render_budget
@@ -26,7 +27,7 @@ from gateway_plugins.audit import AuditWriter
 from gateway_plugins.audit.writer import heads_key
 from gateway_plugins.policy import hash_key
 from gateway_plugins.policy.audit.chain import checkpoint_tag, decode_key, head_value
-from gateway_plugins.policy.budget_state import MICRO
+from gateway_plugins.policy.budget_state import MICRO, BudgetState
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
@@ -229,6 +230,39 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     blocked = _wait("budget blocked", status_state("blocked"))
     assert blocked["percent"] == 110
     _wait("BudgetBlocked event", lambda: "BudgetBlocked" in _events(core, namespace, "m"))
+
+
+def test_a_threshold_event_is_posted_once_when_its_status_was_never_written(
+    operator_kubeconfig,  # noqa: F811
+    admin_api,
+    namespace,
+    monkeypatch,
+):
+    """An operator that crashes after a threshold's Event and before the status recording it: the next one decides
+    the same threshold again, and the Event's fixed name (Budget, period, threshold) keeps it from being posted
+    twice. A new period is a new Event."""
+    custom, core = client.CustomObjectsApi(admin_api), client.CoreV1Api(admin_api)
+    spec = {"tenant": "t", "limitUSD": "10", "thresholds": [{"percent": 50, "action": "notify"}]}
+    raw = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", _obj("Budget", "b", spec))
+    monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)  # posted as the operator's ServiceAccount
+    kube_client.reset()
+    try:
+
+        def life(start: datetime, end: datetime) -> list[float]:
+            state = BudgetState(6.0, 0.0, 60.0, "notify", start, end)
+            reached, _ = budgets._notify(raw, None, state, previous=[])  # nothing recorded in the status
+            return reached
+
+        december = (datetime(2026, 12, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC))
+        assert life(*december) == [50.0]
+        assert life(*december) == [50.0]
+        events = [e for e in core.list_namespaced_event(namespace).items if e.reason == "BudgetNotify"]
+        assert len(events) == 1 and events[0].involved_object.uid == raw["metadata"]["uid"]
+        life(datetime(2027, 1, 1, tzinfo=UTC), datetime(2027, 2, 1, tzinfo=UTC))
+        assert sum(e.reason == "BudgetNotify" for e in core.list_namespaced_event(namespace).items) == 2
+    finally:
+        kube_client.reset()
+        os.environ.pop("KUBECONFIG", None)
 
 
 def test_key_rotation_once_per_nonce(operator, admin_api, namespace, redis_server):
