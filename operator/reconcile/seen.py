@@ -36,7 +36,8 @@ MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": 
 @dataclass(frozen=True, slots=True)
 class Seen:
     """One object as the operator uses it: ``raw`` (slimmed body: status reads and writes, owner references) and
-    its ``piece`` (``render.gateway.piece_of``; a ModelRoute is kept whole), or the ``problem`` that kept it from parsing or rendering."""
+    its ``piece`` (``render.gateway.piece_of``; a ModelRoute is kept whole), or the ``problem`` that kept it from
+    parsing or rendering."""
 
     raw: dict[str, Any]
     piece: Any
