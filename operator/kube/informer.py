@@ -70,8 +70,9 @@ class Informer:
 
     def join(self, timeout: float) -> None:
         """Wait for the thread to end: a daemon thread still inside a request or a log call when the interpreter
-        exits can abort the process (SIGABRT instead of exit 0 on SIGTERM)."""
-        if self._thread.is_alive():
+        exits can abort the process (SIGABRT instead of exit 0 on SIGTERM). From the informer's own thread (its
+        callback stops every informer once the operator's loop is closed) there is nothing to wait for."""
+        if self._thread.is_alive() and self._thread is not threading.current_thread():
             self._thread.join(timeout)
 
     def _list_call(self, api: client.CustomObjectsApi) -> Callable[..., Any]:

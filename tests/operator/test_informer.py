@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 from gateway_operator.crd.models import GROUP, VERSION
+from gateway_operator.kube.informer import Informer
 from gateway_operator.reconcile import seen
 from gateway_operator.reconcile.watched import Watched, named_namespaces
 from kubernetes import client
@@ -148,3 +149,20 @@ def test_named_namespaces_are_the_exact_names_of_the_command_line(monkeypatch):
     with ctx:
         assert named_namespaces() == {"team-a", "team-b"}
     assert named_namespaces() == set()  # no kopf command line (an embedded run): Gateways discover namespaces
+
+
+def test_an_informer_stopped_from_its_own_thread_does_not_join_itself():
+    # The path taken when an event arrives after the operator's loop closed: the callback stops every informer.
+    informer = Informer("kubegate.dev", "v1alpha1", "tenants", "ns", lambda *_: None, lambda _: None)
+    errors = []
+
+    def own_thread() -> None:
+        try:
+            informer.join(1.0)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    informer._thread = threading.Thread(target=own_thread)
+    informer._thread.start()
+    informer._thread.join(5)
+    assert errors == []
