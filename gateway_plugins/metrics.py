@@ -121,6 +121,7 @@ _REASONS = frozenset(
     {
         "invalid_api_key",
         "model_not_allowed",
+        "model_not_found",
         "rate_limit_exceeded",
         "budget_exceeded",
         "region_unavailable",

@@ -7,10 +7,10 @@ model (``fallbacks``, ``api_base``, ``api_key``, ``extra_headers``, ``extra_body
 ``mock_response``, ``caching``, ``num_retries``, ``litellm_*`` ...) are not in any model, so they are
 refused by construction, as is anything added to LiteLLM or the OpenAI API later.
 
-Deliberately absent OpenAI fields: ``store``/``metadata`` (stateful, and LiteLLM reads ``metadata`` as its
-own routing input), ``audio``/``modalities`` (audio output is not inspected), ``prediction``,
-``web_search_options``, ``service_tier``; token-array prompts and inputs (text that PII analysis cannot
-read). ``docs/contract.md`` lists what each endpoint accepts.
+What the official SDKs send that these models do not describe is classified in
+:mod:`gateway_plugins.contract.inventory`: normalized away before validation (response-only fields a client
+echoes back as history, values equal to the default), or refused with a reason and a fix. ``docs/contract.md``
+is generated from that inventory and these models.
 """
 
 from __future__ import annotations
@@ -105,9 +105,17 @@ class UserMessage(Strict):
     name: str | None = None
 
 
+class RefusalPart(Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+AssistantPart = Annotated[TextPart | RefusalPart, Field(discriminator="type")]
+
+
 class AssistantMessage(Strict):
     role: Literal["assistant"]
-    content: str | list[TextPart] | None = None
+    content: str | list[AssistantPart] | None = None
     name: str | None = None
     refusal: str | None = None
     tool_calls: list[ToolCall] | None = None
@@ -183,9 +191,20 @@ ResponseFormat = Annotated[TextFormat | JsonObjectFormat | JsonSchemaResponseFor
 
 class StreamOptions(Strict):
     include_usage: bool | None = None
+    include_obfuscation: bool | None = None
 
 
 Stop = str | Annotated[list[str], Field(max_length=4)]
+ReasoningEffort = Literal["none", "minimal", "low", "medium", "high", "xhigh", "max"]
+# ``auto``/``default`` are normalized away (they are the default); ``flex`` costs less than the route's prices.
+# ``priority``, ``scale`` and ``fast`` are billed above them, so a budget could not reserve enough: refused.
+ServiceTier = Literal["flex"]
+PromptCacheKey = Annotated[str, Field(max_length=1024)]
+
+
+class Prediction(Strict):
+    type: Literal["content"]
+    content: str | list[TextPart]
 
 
 # -- endpoints --------------------------------------------------------------------------------------
@@ -218,7 +237,13 @@ class ChatCompletionRequest(_Sampling):
     parallel_tool_calls: bool | None = None
     functions: list[FunctionDef] | None = None
     function_call: Literal["none", "auto"] | NamedFunction | None = None
-    reasoning_effort: Literal["minimal", "low", "medium", "high"] | None = None
+    reasoning_effort: ReasoningEffort | None = None
+    verbosity: Literal["low", "medium", "high"] | None = None
+    prediction: Prediction | None = None
+    prompt_cache_key: PromptCacheKey | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    service_tier: ServiceTier | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -252,13 +277,17 @@ class InputText(Strict):
 
 
 class OutputText(Strict):
+    # Replayed assistant output: its ``annotations`` and ``logprobs`` are answer-only and normalized away.
     type: Literal["output_text"]
     text: str
-    # Replayed assistant output carries an (empty) annotation list; citations are not accepted.
-    annotations: Annotated[list[Any], Field(max_length=0)] | None = None
 
 
-ResponseInputPart = Annotated[InputText | OutputText, Field(discriminator="type")]
+class OutputRefusal(Strict):
+    type: Literal["refusal"]
+    refusal: str
+
+
+ResponseInputPart = Annotated[InputText | OutputText | OutputRefusal, Field(discriminator="type")]
 ItemStatus = Literal["in_progress", "completed", "incomplete"]
 
 
@@ -268,6 +297,7 @@ class ResponseMessage(Strict):
     content: str | list[ResponseInputPart]
     id: str | None = Field(default=None, max_length=256)
     status: ItemStatus | None = None
+    phase: Literal["commentary", "final_answer"] | None = None
 
 
 class ResponseFunctionCall(Strict):
@@ -275,6 +305,7 @@ class ResponseFunctionCall(Strict):
     call_id: str = Field(min_length=1, max_length=256)
     name: FunctionName
     arguments: str
+    namespace: FunctionName | None = None
     id: str | None = Field(default=None, max_length=256)
     status: ItemStatus | None = None
 
@@ -282,8 +313,48 @@ class ResponseFunctionCall(Strict):
 class ResponseFunctionCallOutput(Strict):
     type: Literal["function_call_output"]
     call_id: str = Field(min_length=1, max_length=256)
-    output: str
+    output: str | list[InputText]
     id: str | None = Field(default=None, max_length=256)
+    status: ItemStatus | None = None
+
+
+class ResponseCustomToolCall(Strict):
+    type: Literal["custom_tool_call"]
+    call_id: str = Field(min_length=1, max_length=256)
+    name: FunctionName
+    input: str
+    namespace: FunctionName | None = None
+    id: str | None = Field(default=None, max_length=256)
+
+
+class ResponseCustomToolCallOutput(Strict):
+    type: Literal["custom_tool_call_output"]
+    call_id: str = Field(min_length=1, max_length=256)
+    output: str | list[InputText]
+    id: str | None = Field(default=None, max_length=256)
+
+
+class SummaryText(Strict):
+    type: Literal["summary_text"]
+    text: str
+
+
+class ReasoningText(Strict):
+    type: Literal["reasoning_text"]
+    text: str
+
+
+# The upstream's own encrypted reasoning, sent back so a stateless client keeps a reasoning model's chain of
+# thought (``include: ["reasoning.encrypted_content"]``). Opaque: only the upstream that made it can read it.
+EncryptedBlob = Annotated[str, Field(max_length=1_048_576, pattern=r"^[A-Za-z0-9+/=_\-]*$")]
+
+
+class ResponseReasoningItem(Strict):
+    type: Literal["reasoning"]
+    id: str | None = Field(default=None, max_length=256)
+    summary: list[SummaryText]
+    content: list[ReasoningText] | None = None
+    encrypted_content: EncryptedBlob | None = None
     status: ItemStatus | None = None
 
 
@@ -297,7 +368,10 @@ def _item_kind(value: Any) -> str | None:
 ResponseInputItem = Annotated[
     Annotated[ResponseMessage, Tag("message")]
     | Annotated[ResponseFunctionCall, Tag("function_call")]
-    | Annotated[ResponseFunctionCallOutput, Tag("function_call_output")],
+    | Annotated[ResponseFunctionCallOutput, Tag("function_call_output")]
+    | Annotated[ResponseCustomToolCall, Tag("custom_tool_call")]
+    | Annotated[ResponseCustomToolCallOutput, Tag("custom_tool_call_output")]
+    | Annotated[ResponseReasoningItem, Tag("reasoning")],
     Discriminator(_item_kind),
 ]
 
@@ -310,8 +384,28 @@ class ResponseFunctionTool(Strict):
     strict: bool | None = None
 
 
+class GrammarFormat(Strict):
+    type: Literal["grammar"]
+    syntax: Literal["lark", "regex"]
+    definition: str
+
+
+ResponseCustomToolFormat = Annotated[TextFormat | GrammarFormat, Field(discriminator="type")]
+
+
+class ResponseCustomTool(Strict):
+    # A free-form tool (Codex's ``apply_patch``): the model writes its input as text, optionally in a grammar.
+    type: Literal["custom"]
+    name: FunctionName
+    description: str | None = None
+    format: ResponseCustomToolFormat | None = None
+
+
+ResponseTool = Annotated[ResponseFunctionTool | ResponseCustomTool, Field(discriminator="type")]
+
+
 class ResponseNamedFunction(Strict):
-    type: Literal["function"]
+    type: Literal["function", "custom"]
     name: FunctionName
 
 
@@ -332,8 +426,16 @@ class ResponseTextConfig(Strict):
 
 
 class ReasoningConfig(Strict):
-    effort: Literal["minimal", "low", "medium", "high"] | None = None
+    effort: ReasoningEffort | None = None
     summary: Literal["auto", "concise", "detailed"] | None = None
+
+
+class ResponsesStreamOptions(Strict):
+    include_obfuscation: bool | None = None
+
+
+# What a stateless client needs back (its reasoning, and logprobs); the other values fetch hosted-tool output.
+ResponseInclude = Literal["reasoning.encrypted_content", "message.output_text.logprobs"]
 
 
 class ResponsesRequest(Strict):
@@ -343,26 +445,40 @@ class ResponsesRequest(Strict):
     max_output_tokens: int | None = Field(default=None, ge=1)
     temperature: Number | None = Field(default=None, ge=0, le=2)
     top_p: Number | None = Field(default=None, ge=0, le=1)
-    tools: list[ResponseFunctionTool] | None = None
+    tools: list[ResponseTool] | None = None
     tool_choice: Literal["none", "auto", "required"] | ResponseNamedFunction | None = None
     parallel_tool_calls: bool | None = None
+    max_tool_calls: int | None = Field(default=None, ge=1)
     text: ResponseTextConfig | None = None
     reasoning: ReasoningConfig | None = None
+    include: list[ResponseInclude] | None = None
     stream: bool | None = None
-    # Only ``false``: a stored response is tenant data kept upstream, outside every guarantee.
-    store: Literal[False] | None = None
+    stream_options: ResponsesStreamOptions | None = None
+    top_logprobs: int | None = Field(default=None, ge=0, le=20)
+    truncation: Literal["auto"] | None = None
+    prompt_cache_key: PromptCacheKey | None = None
+    prompt_cache_retention: Literal["in_memory", "24h"] | None = None
+    safety_identifier: str | None = Field(default=None, max_length=256)
+    service_tier: ServiceTier | None = None
     user: str | None = Field(default=None, max_length=256)
 
 
 # -- Anthropic Messages API (/v1/messages) ----------------------------------------------------------
 #
-# ``metadata`` is refused: LiteLLM reads it on this route too, and Anthropic's ``metadata.user_id`` alone
-# is not worth a field the proxy might interpret. No images, documents, thinking or server tools.
+# ``metadata`` (``user_id``) is normalized away: LiteLLM reads ``metadata`` on this route as its own input.
+# Server tools, images and documents are not accepted (see the inventory).
+
+
+class CacheControl(Strict):
+    # Prompt caching: a breakpoint, and how long the upstream keeps the prefix (Anthropic's own default 5m).
+    type: Literal["ephemeral"]
+    ttl: Literal["5m", "1h"] | None = None
 
 
 class AnthropicText(Strict):
     type: Literal["text"]
     text: str
+    cache_control: CacheControl | None = None
 
 
 class AnthropicToolUse(Strict):
@@ -371,6 +487,7 @@ class AnthropicToolUse(Strict):
     name: FunctionName
     # The model's arguments: free-form JSON whose every string (and key) is text.
     input: dict[str, Any]
+    cache_control: CacheControl | None = None
 
 
 class AnthropicToolResult(Strict):
@@ -378,9 +495,25 @@ class AnthropicToolResult(Strict):
     tool_use_id: str = Field(min_length=1, max_length=256)
     content: str | list[AnthropicText] | None = None
     is_error: bool | None = None
+    cache_control: CacheControl | None = None
 
 
-AnthropicBlock = Annotated[AnthropicText | AnthropicToolUse | AnthropicToolResult, Field(discriminator="type")]
+class AnthropicThinking(Strict):
+    # The model's own thinking, sent back byte-exact: the upstream checks ``signature`` against ``thinking``.
+    type: Literal["thinking"]
+    thinking: str
+    signature: EncryptedBlob
+
+
+class AnthropicRedactedThinking(Strict):
+    type: Literal["redacted_thinking"]
+    data: EncryptedBlob
+
+
+AnthropicBlock = Annotated[
+    AnthropicText | AnthropicToolUse | AnthropicToolResult | AnthropicThinking | AnthropicRedactedThinking,
+    Field(discriminator="type"),
+]
 
 
 class AnthropicMessage(Strict):
@@ -393,6 +526,8 @@ class AnthropicTool(Strict):
     name: FunctionName
     description: str | None = None
     input_schema: dict[str, Any]
+    cache_control: CacheControl | None = None
+    strict: bool | None = None
 
 
 class AnthropicToolChoiceAuto(Strict):
@@ -418,18 +553,48 @@ AnthropicToolChoice = Annotated[
 ]
 
 
-class MessagesRequest(Strict):
+class ThinkingEnabled(Strict):
+    type: Literal["enabled"]
+    budget_tokens: int = Field(ge=1)
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingAdaptive(Strict):
+    type: Literal["adaptive"]
+    display: Literal["summarized", "omitted"] | None = None
+
+
+class ThinkingDisabled(Strict):
+    type: Literal["disabled"]
+
+
+Thinking = Annotated[ThinkingEnabled | ThinkingAdaptive | ThinkingDisabled, Field(discriminator="type")]
+
+
+class _MessagesInput(Strict):
+    """What both ``/v1/messages`` and ``/v1/messages/count_tokens`` read."""
+
     model: str = Field(min_length=1, max_length=253)
-    max_tokens: int = Field(ge=1)
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     system: str | list[AnthropicText] | None = None
+    tools: list[AnthropicTool] | None = None
+    tool_choice: AnthropicToolChoice | None = None
+    thinking: Thinking | None = None
+    cache_control: CacheControl | None = None
+
+
+class MessagesRequest(_MessagesInput):
+    max_tokens: int = Field(ge=1)
     stop_sequences: Annotated[list[str], Field(max_length=8)] | None = None
     temperature: Number | None = Field(default=None, ge=0, le=1)
     top_p: Number | None = Field(default=None, ge=0, le=1)
     top_k: int | None = Field(default=None, ge=0)
-    tools: list[AnthropicTool] | None = None
-    tool_choice: AnthropicToolChoice | None = None
     stream: bool | None = None
+    service_tier: Literal["standard_only"] | None = None
+
+
+class CountTokensRequest(_MessagesInput):
+    pass
 
 
 # Fields refused with a reason of their own rather than "not accepted": the stateful and hosted features

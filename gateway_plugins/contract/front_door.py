@@ -33,8 +33,17 @@ from gateway_plugins import cache, metrics, tracing
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
 from gateway_plugins.contract.error_format import as_anthropic, error_body
-from gateway_plugins.contract.routes import MODELS, PROBE_ROUTES, Endpoint, is_tenant_path, tenant_endpoint
-from gateway_plugins.contract.validate import ContractError, check, check_for_tenant
+from gateway_plugins.contract.routes import (
+    COUNT_TOKENS,
+    MODEL,
+    MODELS,
+    PROBE_ROUTES,
+    Endpoint,
+    is_tenant_path,
+    model_id,
+    tenant_endpoint,
+)
+from gateway_plugins.contract.validate import ContractError, check, check_for_tenant, check_query
 from gateway_plugins.errors import KubegateError
 from gateway_plugins.outcome import finalize, refuse
 from gateway_plugins.policy.schema import Tenant, key_id_for
@@ -95,6 +104,9 @@ async def error_response(
     body = orjson.dumps(error_body(fmt, status, code, message, param))
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
     headers += [(k.encode(), v.encode()) for k, v in extra.items()]
+    request_id = extra.get("x-kubegate-request-id")
+    if request_id:
+        headers += hdr.request_id_headers(request_id.encode())
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
@@ -109,6 +121,7 @@ async def json_response(send: Any, payload: Any, request_id: str) -> None:
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
                 (b"x-kubegate-request-id", request_id.encode()),
+                *hdr.request_id_headers(request_id.encode()),
             ],
         }
     )
@@ -193,6 +206,9 @@ class FrontDoor:
             await json_response(send, self._models_payload(rt, tenant), ctx.request_id)
             finalize(rt, ctx)
             return
+        if endpoint is MODEL:
+            await self._model(rt, ctx, model_id(path) or "", send)
+            return
         await self._admit(rt, ctx, endpoint, scope, receive, send)
 
     def _tenant(self, rt: Any, token: str) -> tuple[Tenant | None, str]:
@@ -207,12 +223,25 @@ class FrontDoor:
         return tenant, digest
 
     def _models_payload(self, rt: Any, tenant: Tenant) -> dict:
-        return {
-            "object": "list",
-            "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": "kubegate"} for m in visible_models(rt, tenant)
-            ],
-        }
+        return {"object": "list", "data": [_model_object(m) for m in visible_models(rt, tenant)]}
+
+    async def _model(self, rt: Any, ctx: RequestContext, name: str, send: Any) -> None:
+        """``GET /v1/models/{model}``: the model if the tenant may call it, else 404 as OpenAI answers."""
+        if name in visible_models(rt, ctx.tenant):
+            ctx.requested_model = ctx.model = name
+            ctx.status, ctx.http_status = "success", 200
+            await json_response(send, _model_object(name), ctx.request_id)
+            finalize(rt, ctx)
+            return
+        refuse(rt, ctx, 404, "model_not_found")
+        await error_response(
+            send,
+            404,
+            "model_not_found",
+            "The model does not exist or this key cannot use it.",
+            "model",
+            **{"x-kubegate-request-id": ctx.request_id},
+        )
 
     async def _unauthenticated(
         self,
@@ -283,10 +312,9 @@ class FrontDoor:
         limits = rt.policy.policy.limits
         try:
             if scope.get("query_string"):
-                # LiteLLM reads some query parameters as request fields; the contract is the body alone.
-                raise ContractError(
-                    400, "unsupported_field", "query parameters are not accepted on this route", "query"
-                )
+                # LiteLLM reads some query parameters as request fields: known ones are dropped, others refused.
+                check_query(endpoint, scope["query_string"])
+                scope["query_string"] = b""
             raw = await self._read_body(scope, receive, limits.max_body_bytes)
             try:
                 body = orjson.loads(raw) if raw else None
@@ -298,8 +326,10 @@ class FrontDoor:
             if model in policy.models or model in policy.model_labels:
                 ctx.requested_model = ctx.model = model
             if not ctx.tenant.allows_model(model) or (policy.models and model not in policy.models):
-                metrics_reason = "model_not_allowed"
-                raise ContractError(403, metrics_reason, f"Model {model!r} is not allowed for this key.", "model")
+                # OpenAI's answer for a model the key cannot see; the name is the caller's own input.
+                raise ContractError(
+                    404, "model_not_found", f"The model {model!r} does not exist or this key cannot use it.", "model"
+                )
             check_for_tenant(body, ctx.tenant, policy.models)
         except ContractError as exc:
             refuse(rt, ctx, exc.status, exc.code)
@@ -318,6 +348,11 @@ class FrontDoor:
             refuse(rt, ctx, 499, "client_closed")
             return
         ctx.contract = contract
+        if contract.normalized:
+            raw = orjson.dumps(body)  # what LiteLLM may read is the normalized body, like its parsed form
+        if endpoint is COUNT_TOKENS:
+            await self._count_tokens(rt, ctx, body, send)
+            return
         if ctx.tenant.cache is not None:
             served = await self._from_cache(rt, ctx, endpoint, body, scope, send)
             if served:
@@ -330,6 +365,28 @@ class FrontDoor:
         scope["headers"] = hdr.request_headers(scope.get("headers") or [], ctx.request_id, ctx.key_id)
         scope[SCOPE_KEY] = ctx
         await self._forward(rt, ctx, scope, raw, receive, send)
+
+    async def _count_tokens(self, rt: Any, ctx: RequestContext, body: dict, send: Any) -> None:
+        """Counted here, with LiteLLM's local tokenizer: the text never leaves the gateway (so there is nothing to
+        mask) and nothing is billed; the request still gets its audit record."""
+        try:
+            tokens = await asyncio.to_thread(count_input_tokens, body)
+        except Exception as exc:  # a tokenizer failure must still end with an answer and an audit record
+            log.warning("count_tokens failed for request %s: %s", ctx.request_id, type(exc).__name__)
+            refuse(rt, ctx, 500, "internal_error")
+            await error_response(
+                send,
+                500,
+                "internal_error",
+                "The tokens could not be counted.",
+                fmt="anthropic",
+                **{"x-kubegate-request-id": ctx.request_id},
+            )
+            return
+        ctx.status, ctx.http_status = "success", 200
+        ctx.prompt_tokens = tokens
+        await json_response(send, {"input_tokens": tokens}, ctx.request_id)
+        finalize(rt, ctx)
 
     async def _from_cache(
         self, rt: Any, ctx: RequestContext, endpoint: Endpoint, body: dict, scope: dict, send: Any
@@ -410,6 +467,7 @@ class FrontDoor:
                 if not any(k.lower() == b"x-kubegate-request-id" for k, _ in headers):
                     # LiteLLM's own error answers (its /v1/messages error path above all) carry none.
                     headers.append((b"x-kubegate-request-id", ctx.request_id.encode()))
+                headers += hdr.request_id_headers(ctx.request_id.encode())
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
                 state["complete"] = True
@@ -437,6 +495,22 @@ class FrontDoor:
             return
         # A served answer: LiteLLM's success logging normally finalizes within milliseconds.
         asyncio.get_running_loop().call_later(REAP_AFTER_SECONDS, _reap, rt, ctx)
+
+
+def _model_object(name: str) -> dict:
+    return {"id": name, "object": "model", "created": 0, "owned_by": "kubegate"}
+
+
+def count_input_tokens(body: dict) -> int:
+    """Input tokens of a Messages request, by LiteLLM's bundled Anthropic tokenizer over every text value and
+    tool schema (an estimate, as Anthropic's own count is)."""
+    from litellm import token_counter
+
+    from gateway_plugins.contract.text import text_slots
+
+    slots = text_slots(body)
+    text = "\n".join(c[k] for c, k in slots.slots) + "\n".join(slots.keys)
+    return int(token_counter(model=str(body.get("model") or ""), text=text)) if text else 0
 
 
 def _anthropic_errors(ctx: RequestContext, send: Any) -> Any:

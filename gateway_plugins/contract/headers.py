@@ -45,6 +45,12 @@ RESPONSE_ALLOWED = frozenset(
 RESPONSE_ALLOWED_PREFIXES = (b"x-kubegate-", b"access-control-")
 
 
+def request_id_headers(request_id: bytes) -> list[tuple[bytes, bytes]]:
+    """The request id under the names the official SDKs read into ``response._request_id``: OpenAI's
+    ``x-request-id`` and Anthropic's ``request-id`` (kubegate's own id, never the upstream's)."""
+    return [(b"x-request-id", request_id), (b"request-id", request_id)]
+
+
 def request_headers(headers: list[tuple[bytes, bytes]], call_id: str, key_id: str) -> list[tuple[bytes, bytes]]:
     """The headers LiteLLM sees for a tenant request: the allowed ones, our call id and a non-secret
     stand-in for the key (LiteLLM's auth plumbing expects one; the tenant was authenticated already)."""

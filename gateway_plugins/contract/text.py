@@ -16,14 +16,21 @@ STRUCTURAL_KEYS = frozenset(
     {"role", "type", "detail", "format", "encoding_format", "reasoning_effort", "tool_choice", "function_call"}
     # Responses API: item status, text verbosity, reasoning effort and summary mode
     | {"status", "verbosity", "effort", "summary"}
+    # closed enumerations added with the official SDKs' everyday fields (docs/contract.md)
+    | {"ttl", "phase", "display", "syntax", "service_tier", "prompt_cache_retention", "truncation"}
+    # Opaque upstream blobs sent back as they came (thinking signatures, encrypted reasoning): the upstream
+    # checks them byte for byte, and they carry no readable text (the body model bounds them to base64).
+    | {"signature", "encrypted_content"}
 )
-TOP_LEVEL_STRUCTURAL = frozenset({"model"})
+TOP_LEVEL_STRUCTURAL = frozenset({"model", "include"})
 # Free-form JSON (tool parameters, response JSON schema, Anthropic tool input schemas): every string and
 # every key in them is text.
 FREE_FORM_KEYS = frozenset({"parameters", "schema", "input_schema"})
 # Free-form by the type of the object holding them: an Anthropic ``tool_use`` block's ``input`` (the
 # arguments of a call, as JSON) but not the Responses API's top-level ``input``.
 FREE_FORM_BY_TYPE = frozenset({("tool_use", "input")})
+# Opaque by the type of the object holding them: a ``redacted_thinking`` block's encrypted ``data``.
+OPAQUE_BY_TYPE = frozenset({("redacted_thinking", "data")})
 
 Slot = tuple[Any, Any]  # (dict or list, key or index) whose value is a str
 
@@ -59,6 +66,8 @@ def _walk(container: Any, key: Any, value: Any, free: bool, out: TextSlots) -> N
         for k, v in value.items():
             if free:
                 out.keys.append(k)
+            elif (kind, k) in OPAQUE_BY_TYPE:
+                continue
             _walk(value, k, v, free or k in FREE_FORM_KEYS or (kind, k) in FREE_FORM_BY_TYPE, out)
     elif isinstance(value, list):
         for i, item in enumerate(value):

@@ -12,16 +12,20 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gateway_plugins.contract.bodies import REFUSED_BECAUSE, UNINSPECTABLE_PARTS
+from gateway_plugins.contract import inventory
+from gateway_plugins.contract.bodies import UNINSPECTABLE_PARTS
+from gateway_plugins.contract.normalize import normalize
 from gateway_plugins.contract.routes import Endpoint
 from gateway_plugins.contract.text import SizeError, check_sizes
 
 _TAGS = frozenset(
     {"system", "developer", "user", "assistant", "tool", "function", "text", "image_url", "input_audio", "file"}
-    | {"json_object", "json_schema"}
-    # Responses input items and parts, Anthropic content blocks and tool choices
-    | {"message", "function_call", "function_call_output", "input_text", "output_text"}
-    | {"tool_use", "tool_result", "auto", "tool"}
+    | {"json_object", "json_schema", "refusal", "custom", "grammar"}
+    # Responses input items and parts, Anthropic content blocks, tool choices and thinking
+    | {"message", "function_call", "function_call_output", "input_text", "output_text", "reasoning"}
+    | {"custom_tool_call", "custom_tool_call_output", "summary_text", "reasoning_text"}
+    | {"tool_use", "tool_result", "auto", "tool", "thinking", "redacted_thinking", "enabled", "adaptive", "disabled"}
+    | {"ephemeral"}
 )
 # Output-token fields, per endpoint format: the largest the upstream may generate per choice.
 MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
@@ -41,6 +45,7 @@ class ContractRequest:
     body_bytes: int
     choices: int  # n x best_of: how many outputs the upstream may generate and bill
     max_tokens: int | None  # per choice, as asked (None: the model's maximum applies)
+    normalized: bool = False  # fields were dropped: the body to forward is the parsed one, re-serialized
 
 
 def _param(loc: tuple[Any, ...]) -> str:
@@ -50,21 +55,74 @@ def _param(loc: tuple[Any, ...]) -> str:
         if isinstance(item, int):
             out += f"[{item}]"
         elif isinstance(item, str):
-            skip = (isinstance(prev, int) or prev in ("response_format", "tool_choice", "format")) and item in _TAGS
+            holders = ("response_format", "tool_choice", "format", "thinking", "cache_control")
+            skip = (isinstance(prev, int) or prev in holders) and item in _TAGS
             if not skip and item.isidentifier():
                 out += f".{item}" if out else item
         prev = item
     return out or "body"
 
 
-def describe(exc: ValidationError) -> ContractError:
+API_NAMES = {
+    "chat_completions": "chat completions",
+    "completions": "completions",
+    "embeddings": "embeddings",
+    "responses": "Responses",
+    "anthropic_messages": "Messages",
+    "anthropic_count_tokens": "Messages count_tokens",
+}
+DOCS = "docs/contract.md"
+
+
+def inventory_path(body: Any, loc: tuple[Any, ...]) -> str:
+    """``loc`` in the inventory's notation: list items as ``[]``, each object's kind (``type``, else ``role``)
+    as ``{type=...}``, so a refusal finds the rule that explains it."""
+    out, value, tagged = "", body, False
+    for item in loc:
+        if isinstance(value, dict) and not tagged:
+            kind = value.get("type") if isinstance(value.get("type"), str) else None
+            key, tag = ("type", kind) if kind else ("role", value.get("role"))
+            if isinstance(tag, str) and out:
+                out += f".{{{key}={tag}}}"
+            tagged = True
+            if item in _TAGS and (item == tag or item not in value):
+                continue  # the union member's tag pydantic adds to the location
+        if isinstance(item, int):
+            out += "[]"
+            value = value[item] if isinstance(value, list) and item < len(value) else None
+        elif isinstance(item, str):
+            if not item.isidentifier():
+                continue  # a union member pydantic names in the location (``list[...]``, ``str``)
+            out += f".{item}" if out else item
+            value = value.get(item) if isinstance(value, dict) else None
+        tagged = False
+    if isinstance(value, dict) and out:
+        kind = value.get("type") if isinstance(value.get("type"), str) else None
+        key, tag = ("type", kind) if kind else ("role", value.get("role"))
+        if isinstance(tag, str):
+            out += f".{{{key}={tag}}}"
+    return out
+
+
+def describe(exc: ValidationError, endpoint: Endpoint | None = None, body: Any = None) -> ContractError:
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
     # Union members each report an error; the deepest location is the most specific one.
     err = max(errors, key=lambda e: len(e["loc"]))
     param = _param(err["loc"])
+    rule = None
+    if endpoint is not None and err["type"] != "missing":
+        # The inventory explains a refused field (or value) and says what to send instead.
+        rule = inventory.refusal(endpoint.name, inventory_path(body, err["loc"]))
+    if rule is not None:
+        fix = f"; {rule.fix}" if rule.fix else ""
+        return ContractError(400, "unsupported_field", f"{param}: {rule.why}{fix} ({DOCS})", param)
     if err["type"] == "extra_forbidden":
+        api = API_NAMES.get(endpoint.name, "") if endpoint is not None else ""
         return ContractError(
-            400, "unsupported_field", f"{param}: this field is not accepted by this gateway (see its docs)", param
+            400,
+            "unsupported_field",
+            f"{param}: not a field of the {api} API this gateway accepts; remove it ({DOCS} lists every field)",
+            param,
         )
     if err["type"] in ("missing",):
         return ContractError(400, "missing_field", f"{param}: required", param)
@@ -80,38 +138,33 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
     except SizeError as exc:
         raise ContractError(exc.status, exc.code, str(exc), exc.param) from None
     assert endpoint.body is not None
-    _refused_by_name(endpoint, body)
+    normalized = normalize(endpoint.name, body)
     try:
         endpoint.body.model_validate(body)
     except ValidationError as exc:
-        raise describe(exc) from None
+        raise describe(exc, endpoint, body) from None
     n = body.get("n") or 1
     best_of = body.get("best_of") or 1
     if max(n, best_of) > limits.max_n:
         param = "n" if n >= best_of else "best_of"
         raise ContractError(400, "invalid_field", f"{param}: at most {limits.max_n} on this gateway", param)
     max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if body.get(f)), None)
-    return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens)
+    return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens, normalized)
 
 
-def _refused_by_name(endpoint: Endpoint, body: dict) -> None:
-    """Stateful and hosted features get a refusal that says why, not just "not accepted"."""
-    for field, reason in REFUSED_BECAUSE.items():
-        if field not in body:
-            continue
-        # A field of this endpoint's contract (``store`` on /v1/responses) is refused only with a value
-        # the contract does not accept.
-        if field not in endpoint.fields or (field == "store" and body[field] is True):
-            raise ContractError(400, "unsupported_field", f"{field}: {reason}", field)
-    tools = body.get("tools")
-    if isinstance(tools, list):
-        for i, tool in enumerate(tools):
-            kind = tool.get("type") if isinstance(tool, dict) else None
-            if isinstance(kind, str) and kind not in ("function", "custom"):
-                param = f"tools[{i}].type"
-                raise ContractError(
-                    400, "unsupported_field", f"{param}: only function tools are accepted by this gateway", param
-                )
+def check_query(endpoint: Endpoint, query_string: bytes) -> None:
+    """Only the query parameters the official SDKs send to this route (never passed on to LiteLLM)."""
+    from urllib.parse import parse_qsl
+
+    for name, _ in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
+        if name not in endpoint.query:
+            accepted = f" (accepted here: {', '.join(sorted(endpoint.query))})" if endpoint.query else ""
+            raise ContractError(
+                400,
+                "unsupported_field",
+                f"query parameter {name!r} is not accepted on this route{accepted}; send request fields in the body",
+                f"query.{name}",
+            )
 
 
 def uninspectable_part(body: dict) -> str | None:

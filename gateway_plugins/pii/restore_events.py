@@ -20,6 +20,9 @@ from gateway_plugins.pii.restore import Restorer, _get, _set
 
 # Strings that hold JSON (tool-call arguments): originals go in JSON-escaped.
 _JSON_FIELDS = frozenset({"arguments", "partial_json"})
+# Blocks the upstream signed: a client sends them back byte-exact and the upstream checks the signature, so
+# they keep the placeholders the model saw (their deltas, ``thinking_delta``, pass untouched too).
+SIGNED_KINDS = frozenset({"thinking", "redacted_thinking"})
 
 
 def _kind(obj: Any) -> str:
@@ -33,6 +36,8 @@ def restore_deep(restorer: Restorer, obj: Any, as_json: Restorer | None = None, 
     as_json = as_json or restorer.json
     if isinstance(obj, str):
         return (as_json if _field in _JSON_FIELDS else restorer).replace(obj)
+    if _kind(obj) in SIGNED_KINDS:
+        return obj
     if isinstance(obj, dict):
         items = list(obj.items())
     elif isinstance(obj, list):

@@ -22,9 +22,9 @@ def test_refusal_bodies_carry_kubegate_codes(proxy, openai_client):
     assert exc.value.status_code == 401
     assert exc.value.body["code"] == "invalid_api_key"
 
-    with pytest.raises(openai.PermissionDeniedError) as exc:
+    with pytest.raises(openai.NotFoundError) as exc:
         openai_client(proxy, KEY_A).chat.completions.create(
             model="other-model", messages=[{"role": "user", "content": "x"}]
         )
-    assert exc.value.status_code == 403
-    assert exc.value.body["code"] == "model_not_allowed"
+    assert exc.value.status_code == 404
+    assert exc.value.body["code"] == "model_not_found"

@@ -65,12 +65,12 @@ def test_unknown_key_is_401_openai_body(proxy, openai_client):
     assert "sk-wrong" not in proxy.logs()
 
 
-def test_model_not_in_allow_list_is_403(proxy, openai_client):
-    with pytest.raises(openai.PermissionDeniedError) as exc:
+def test_model_not_in_allow_list_is_404_model_not_found(proxy, openai_client):
+    with pytest.raises(openai.NotFoundError) as exc:
         openai_client(proxy, KEY_A).chat.completions.create(
             model="other-model", messages=[{"role": "user", "content": "x"}]
         )
-    assert exc.value.status_code == 403
+    assert exc.value.status_code == 404
     assert "other-model" in str(exc.value)
 
 

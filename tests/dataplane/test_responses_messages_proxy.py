@@ -292,17 +292,17 @@ def test_messages_take_the_key_as_x_api_key_and_refuse_two_different_keys(proxy)
 # -- refusals in each API's own error shape --------------------------------------------------------------
 
 
-def test_a_model_outside_the_allow_list_is_each_sdks_permission_error(proxy, echo_upstream):
+def test_a_model_outside_the_allow_list_is_each_sdks_not_found_error(proxy, echo_upstream):
     echo_upstream.clear()
-    with pytest.raises(openai.PermissionDeniedError) as oe:
+    with pytest.raises(openai.NotFoundError) as oe:
         oai(proxy, "narrow").responses.create(model="other", input="hi")
-    assert oe.value.body["code"] == "model_not_allowed"
-    with pytest.raises(anthropic.PermissionDeniedError) as ae:
+    assert oe.value.body["code"] == "model_not_found"
+    with pytest.raises(anthropic.NotFoundError) as ae:
         claude(proxy, "narrow").messages.create(
             model="other", max_tokens=8, messages=[{"role": "user", "content": "x"}]
         )
-    assert ae.value.body["error"]["code"] == "model_not_allowed"
-    assert ae.value.body["type"] == "error" and ae.value.body["error"]["type"] == "permission_error"
+    assert ae.value.body["error"]["code"] == "model_not_found"
+    assert ae.value.body["type"] == "error" and ae.value.body["error"]["type"] == "not_found_error"
     SENT.extend(e.value.response.headers["x-kubegate-request-id"] for e in (oe, ae))
     assert echo_upstream.received() == []
 

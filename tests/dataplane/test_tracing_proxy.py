@@ -219,8 +219,8 @@ def test_served_refused_and_pii_requests_each_export_one_span_without_content(pr
     assert span.name == "chat other"
     assert attrs["kubegate.tenant"] == "narrow"
     assert attrs["kubegate.outcome"] == "refused"
-    assert attrs["kubegate.refusal.reason"] == attrs["error.type"] == "model_not_allowed"
-    assert attrs["http.response.status_code"] == 403
+    assert attrs["kubegate.refusal.reason"] == attrs["error.type"] == "model_not_found"
+    assert attrs["http.response.status_code"] == 404
     assert "gen_ai.usage.input_tokens" not in attrs
     assert receiver.children_of(span) == {}, "refused before any upstream call"
 
