@@ -195,7 +195,6 @@ REFUSED: dict[str, dict[str, Rule]] = {
         ),
         "input[].{type=message}.content[].{type=input_image}": Rule(_UNINSPECTABLE, "send text"),
         "input[].{type=message}.content[].{type=input_file}": Rule(_UNINSPECTABLE, "send text"),
-        "input[].{type=message}.content[].{type=input_audio}": Rule(_UNINSPECTABLE, "send text"),
         "input[].{type=function_call_output}.output[]": Rule(_UNINSPECTABLE, "send the output as text"),
         "input[].{type=custom_tool_call_output}.output[]": Rule(_UNINSPECTABLE, "send the output as text"),
         "input[].{type=function_call_output}.name": Rule("not a field this gateway passes on", "leave it unset"),
@@ -221,7 +220,6 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "tools[].{type=!custom}": Rule(_HOSTED, "use custom tools (name, description, input_schema) your client runs"),
         "tools[].input_examples": Rule("not passed on by this gateway", "put examples in the description"),
         "tools[].allowed_callers": Rule("programmatic tool calling is hosted", "leave it unset"),
-        "tool_choice.{type=none}.disable_parallel_tool_use": Rule("not part of `none`", "leave it unset"),
         "messages[].content[].{type=!text|tool_use|tool_result|thinking|redacted_thinking}": Rule(
             "hosted-tool results, images, documents and search results are not inspected for PII",
             "send text, `tool_use` and `tool_result` blocks",
