@@ -207,7 +207,6 @@ REFUSED: dict[str, dict[str, Rule]] = {
     "anthropic_messages": {
         "container": Rule("code-execution containers are hosted by the upstream", "leave it unset"),
         "mcp_servers": Rule(_HOSTED, "run MCP tools in your client"),
-        "context_management": Rule("not passed on", "leave it unset"),
         "diagnostics": Rule("not passed on by this gateway", "leave it unset"),
         "inference_geo": Rule(
             "the gateway chooses the region from the tenant's residency", "leave it unset; see the Tenant's regions"
@@ -230,7 +229,6 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "system[].{type=text}.citations": Rule("citations refer to documents", "send plain text"),
         "thinking.{type=between_tools}": Rule("not passed on by this gateway", "use `enabled` or `adaptive`"),
         "messages[].{role=system}": Rule("Anthropic has no system role in messages", "send it as `system`"),
-        "metadata": Rule(_TAG_ONLY, "leave it unset"),
         "mcp_servers[]": Rule(_HOSTED, "run MCP tools in your client"),
         "betas": Rule("beta features are chosen by the gateway", "leave it unset"),
         "billing_policy": Rule(_ACCOUNT, "leave it unset"),
