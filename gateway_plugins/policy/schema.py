@@ -276,7 +276,9 @@ class DeploymentMeta(_Model):
     output_cost_per_token: Decimal = Field(default=Decimal(0), ge=0)
 
 
+# A ModelRoute without spec.maxOutputTokens whose upstream models LiteLLM's model map does not know gets this.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
+MAX_OUTPUT_TOKENS_BOUND = 10_000_000
 
 
 class ModelMeta(_Model):
@@ -296,7 +298,7 @@ class ModelMeta(_Model):
     max_output_tokens: int = Field(
         default=DEFAULT_MAX_OUTPUT_TOKENS,
         ge=1,
-        le=10_000_000,
+        le=MAX_OUTPUT_TOKENS_BOUND,
         description="Largest max_tokens a request may ask for; also the output a budget reserves when a request "
         "sets no max_tokens.",
     )

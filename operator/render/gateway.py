@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.defaults import proxy_defaults
-from gateway_operator.render.prices import bundled_price
+from gateway_operator.render.prices import bundled_max_output_tokens, bundled_price
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import BaseModel, ValidationError
 
@@ -166,9 +166,28 @@ def _render_route(
         regional_groups={r: regional_group(name, r) for r in sorted(regions)},
         zero_price=zero,
         fallbacks=[f for f in route.spec.fallbacks if f != name],
-        **({"max_output_tokens": route.spec.max_output_tokens} if route.spec.max_output_tokens else {}),
+        max_output_tokens=route_max_output_tokens(route, deployments),
     )
     return entries, deps_meta, meta, api_key_env
+
+
+def route_max_output_tokens(route: crd.ModelRoute, deployments: Iterable[crd.ModelDeployment]) -> int:
+    """The largest ``max_tokens`` the route admits (and what a budget reserves when a request sets none):
+    ``spec.maxOutputTokens``, else the smallest output limit LiteLLM's bundled model map gives the upstream models
+    of ``deployments`` (any of them may answer), else ``pol.DEFAULT_MAX_OUTPUT_TOKENS`` when the map does not know
+    one of them."""
+    if route.spec.max_output_tokens:
+        return route.spec.max_output_tokens
+    limits: list[int] = []
+    for dep in deployments:
+        limit = bundled_max_output_tokens(dep.provider, dep.model)
+        if limit is None:
+            return pol.DEFAULT_MAX_OUTPUT_TOKENS
+        limits.append(limit)
+    if not limits:
+        return pol.DEFAULT_MAX_OUTPUT_TOKENS
+    # Within the policy's own bound (far above any model's): a map entry never makes the policy refuse itself.
+    return min(*limits, pol.MAX_OUTPUT_TOKENS_BOUND)
 
 
 def priced(route: crd.ModelRoute, dep: crd.ModelDeployment) -> crd.ModelDeployment | None:

@@ -1,7 +1,8 @@
 """LiteLLM's bundled price map, read offline and without importing LiteLLM (the operator never imports it).
 
 The JSON file ships inside the installed ``litellm`` package; ``importlib.util.find_spec`` locates the package
-directory without executing it. Only (input, output) USD per token per model is kept.
+directory without executing it (never the copy LiteLLM can fetch from the network). Only (input, output) USD per
+token and the output token limit per model are kept.
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ import json
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 PRICE_FILE = "model_prices_and_context_window_backup.json"
 Price = tuple[Decimal, Decimal]
@@ -24,14 +28,16 @@ def price_file() -> Path | None:
     return path if path.is_file() else None
 
 
+def _entries() -> dict[str, Any]:
+    path = price_file()
+    return json.loads(path.read_text()) if path is not None else {}
+
+
 @lru_cache(maxsize=1)
 def bundled_prices() -> dict[str, tuple[str | None, Price]]:
     """Model key -> (its litellm_provider, (input, output) USD per token); empty when LiteLLM is not installed."""
-    path = price_file()
-    if path is None:
-        return {}
     table: dict[str, tuple[str | None, Price]] = {}
-    for key, entry in json.loads(path.read_text()).items():
+    for key, entry in _entries().items():
         if not isinstance(entry, dict):
             continue
         inp, out = entry.get("input_cost_per_token"), entry.get("output_cost_per_token")
@@ -41,10 +47,24 @@ def bundled_prices() -> dict[str, tuple[str | None, Price]]:
     return table
 
 
-def bundled_price(provider: str, model: str) -> Price | None:
-    """The bundled price of ``provider/model`` (LiteLLM's key for most providers), else of ``model`` when the map
-    lists it for that provider; None when the map does not know it."""
-    table = bundled_prices()
+@lru_cache(maxsize=1)
+def bundled_output_limits() -> dict[str, tuple[str | None, int]]:
+    """Model key -> (its litellm_provider, most output tokens one answer may have): the map's ``max_output_tokens``,
+    else its ``max_tokens`` (LiteLLM's legacy field); empty when LiteLLM is not installed."""
+    table: dict[str, tuple[str | None, int]] = {}
+    for key, entry in _entries().items():
+        if not isinstance(entry, dict):
+            continue
+        limit = entry.get("max_output_tokens") or entry.get("max_tokens")
+        # The map's sample_spec holds descriptions here; only a positive whole number is a limit.
+        if isinstance(limit, int) and not isinstance(limit, bool) and limit >= 1:
+            table[key] = (entry.get("litellm_provider"), limit)
+    return table
+
+
+def _lookup(table: dict[str, tuple[str | None, T]], provider: str, model: str) -> T | None:
+    """``provider/model`` (LiteLLM's key for most providers), else ``model`` when the map lists it for that
+    provider; None when the map does not know it."""
     hit = table.get(f"{provider}/{model}")
     if hit is not None:
         return hit[1]
@@ -52,3 +72,14 @@ def bundled_price(provider: str, model: str) -> Price | None:
     if hit is not None and hit[0] in (provider, None):
         return hit[1]
     return None
+
+
+def bundled_price(provider: str, model: str) -> Price | None:
+    """The bundled price of upstream model ``model`` of ``provider``; None when the map does not know it."""
+    return _lookup(bundled_prices(), provider, model)
+
+
+def bundled_max_output_tokens(provider: str, model: str) -> int | None:
+    """The bundled output token limit of upstream model ``model`` of ``provider``; None when the map does not know
+    it."""
+    return _lookup(bundled_output_limits(), provider, model)

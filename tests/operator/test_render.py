@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 
+import pytest
 import yaml
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
@@ -237,3 +238,81 @@ def test_a_deployment_without_prices_uses_litellms_bundled_price_or_is_left_out(
     assert {m.name: m.zero_price for m in out.policy.models} == {"gpt": False, "own-free": True}
     assert out.problems["ModelRoute/unknown"].reason == "PriceUnknown"
     assert "ModelRoute/free" not in out.problems
+
+
+def test_max_output_tokens_default_to_the_smallest_limit_litellms_map_gives_the_upstream_models():
+    """Issue #20: Anthropic clients ask max_tokens 32000 or 64000; a route without spec.maxOutputTokens admits what
+    its upstream models can answer (LiteLLM's bundled map, read offline), not a blanket 4096."""
+
+    bedrock_claude = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+    def dep(name: str, model: str, provider: str = "openai", **extra) -> dict:
+        return {"name": name, "provider": provider, "model": model, "region": "eu-west-1", **extra}
+
+    azure = {
+        "apiBase": "https://example.openai.azure.com",
+        "azure": {"apiVersion": "2024-10-21"},
+        "inputCostPerToken": "0.000001",
+        "outputCostPerToken": "0.000001",
+    }
+    routes = [
+        _route("claude", "claude", [dep("a", "claude-sonnet-4-5", "anthropic")]),
+        _route("mini", "mini", [dep("a", "gpt-4o-mini")]),
+        # Any deployment may answer: the smallest limit of the route's upstream models.
+        _route("mixed", "mixed", [dep("a", "gpt-4.1"), dep("b", "gpt-4o")]),
+        _route("bedrock", "bedrock", [dep("a", bedrock_claude, "bedrock", bedrock={"region": "eu-central-1"})]),
+        # One upstream model the map does not know (an Azure deployment name): the default.
+        _route("partly-known", "partly-known", [dep("a", "gpt-4o"), dep("b", "my-gpt-4o", "azure", **azure)]),
+        _route("echo", "echo", [dep("a", "echo-echo")], free=True),
+        # spec.maxOutputTokens wins either way.
+        _route("lower", "lower", [dep("a", "claude-sonnet-4-5", "anthropic")], maxOutputTokens=1000),
+        _route("higher", "higher", [dep("a", "echo-echo")], maxOutputTokens=64000, free=True),
+    ]
+    out = _render(routes=routes)
+    assert not out.problems, out.skipped
+    limits = {m.name: m.max_output_tokens for m in out.policy.models}
+    assert limits == {
+        "claude": 64000,
+        "mini": 16384,
+        "mixed": 16384,
+        "bedrock": 4096,
+        "partly-known": 4096,
+        "echo": 4096,
+        "lower": 1000,
+        "higher": 64000,
+    }
+    # What the data plane enforces: 64000 is admitted on the Claude route, one more is not.
+    from gateway_plugins.contract.validate import ContractError, check_for_tenant
+    from gateway_plugins.policy.schema import Tenant
+
+    models = {m.name: m for m in out.policy.models}
+    body = {"model": "claude", "max_tokens": 64000, "messages": [{"role": "user", "content": "hi"}]}
+    check_for_tenant(body, Tenant(id="t"), models)
+    with pytest.raises(ContractError):
+        check_for_tenant({**body, "max_tokens": 64001}, Tenant(id="t"), models)
+
+
+def test_bundled_output_limit_is_max_output_tokens_else_max_tokens(monkeypatch):
+    from gateway_operator.render import prices
+
+    entries = {
+        "sample_spec": {"max_output_tokens": "a description", "max_tokens": "another"},
+        "out": {"litellm_provider": "openai", "max_output_tokens": 8000, "max_tokens": 8000},
+        "legacy": {"litellm_provider": "openai", "max_tokens": 2000},
+        "none": {"litellm_provider": "openai"},
+        "anthropic/claude-x": {"litellm_provider": "anthropic", "max_output_tokens": 64000},
+        "claude-y": {"litellm_provider": "anthropic", "max_output_tokens": 32000},
+    }
+    prices.bundled_output_limits.cache_clear()
+    monkeypatch.setattr(prices, "_entries", lambda: entries)
+    try:
+        assert prices.bundled_max_output_tokens("openai", "out") == 8000
+        assert prices.bundled_max_output_tokens("openai", "legacy") == 2000
+        assert prices.bundled_max_output_tokens("openai", "none") is None
+        assert prices.bundled_max_output_tokens("openai", "sample_spec") is None
+        assert prices.bundled_max_output_tokens("anthropic", "claude-x") == 64000
+        assert prices.bundled_max_output_tokens("anthropic", "claude-y") == 32000
+        # Listed for another provider: not this one's model.
+        assert prices.bundled_max_output_tokens("openai", "claude-y") is None
+    finally:
+        prices.bundled_output_limits.cache_clear()
