@@ -1,0 +1,3 @@
+from gateway_plugins.echo.app import main
+
+main()
