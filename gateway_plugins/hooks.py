@@ -22,7 +22,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 
-from gateway_plugins import limits, metrics, pii, residency, tracing
+from gateway_plugins import answers, limits, metrics, pii, residency, tracing
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
@@ -169,6 +169,7 @@ class KubegateHooks(CustomLogger):
         if ctx is not None:
             started = time.perf_counter()
             pii.restore_response(ctx, response)
+            answers.official(ctx.call_type, ctx.request_id, response)
             metrics.STAGE_LATENCY.labels("post_call").observe(time.perf_counter() - started)
         return response
 
@@ -181,7 +182,7 @@ class KubegateHooks(CustomLogger):
             async for chunk in response:
                 yield chunk
             return
-        async for chunk in pii.restore_stream(ctx, response):
+        async for chunk in answers.official_stream(ctx.call_type, ctx.request_id, pii.restore_stream(ctx, response)):
             yield chunk
 
     async def async_post_call_failure_hook(

@@ -34,6 +34,8 @@ def error_body(fmt: str, status: int, code: str | None, message: str, param: str
         error: dict[str, Any] = {"type": anthropic_type(status), "message": message}
         if code:
             error["code"] = code
+        if param:
+            error["param"] = param  # not in Anthropic's shape, kept by its SDK in ``body``: names the field
         return {"type": "error", "error": error}
     return {
         "error": {

@@ -11,6 +11,7 @@ from typing import Any
 from gateway_plugins.echo.chat import (
     chat_response,
     chat_stream_chunks,
+    completion_stream_chunks,
     completion_response,
     embeddings_response,
     models_response,
@@ -116,6 +117,8 @@ class EchoApp:
                 return await _sse(send, chat_stream_chunks(body), pace)
             return await _json(send, 200, chat_response(body))
         if route == "/completions" and method == "POST":
+            if body.get("stream"):
+                return await _sse(send, completion_stream_chunks(body), pace)
             return await _json(send, 200, completion_response(body))
         if route == "/responses" and method == "POST":
             if (error := responses_error(body)) is not None:

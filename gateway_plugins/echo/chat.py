@@ -103,6 +103,21 @@ def chat_stream_chunks(body: dict) -> list[bytes]:
     return out
 
 
+def completion_stream_chunks(body: dict) -> list[bytes]:
+    """Legacy completions streamed as OpenAI does: text pieces, a last chunk with ``finish_reason`` (and empty
+    text), usage when asked."""
+    whole = completion_response(body)
+    base = {k: whole[k] for k in ("id", "object", "created", "model")}
+    text = whole["choices"][0]["text"]
+    frames = [
+        {**base, "choices": [{"index": 0, "text": p, "finish_reason": None, "logprobs": None}]} for p in pieces(text)
+    ]
+    frames.append({**base, "choices": [{"index": 0, "text": "", "finish_reason": "stop", "logprobs": None}]})
+    if (body.get("stream_options") or {}).get("include_usage"):
+        frames.append({**base, "choices": [], "usage": whole["usage"]})
+    return [b"data: " + json.dumps(f).encode() + b"\n\n" for f in frames] + [b"data: [DONE]\n\n"]
+
+
 def completion_response(body: dict) -> dict:
     text = echo_text(body)
     prompt_tokens, completion_tokens = approx_tokens(text), approx_tokens(text)

@@ -50,11 +50,13 @@ def _last_user_text(body: dict) -> str | None:
 
 
 def _reasoning(body: dict) -> tuple[bool, bool]:
-    """(emit a reasoning item, with ``encrypted_content``)."""
+    """(emit a reasoning item, with ``encrypted_content``): only when an effort is asked for, as a reasoning model
+    answers; ``include`` alone (LiteLLM's Messages adapter always sends it) gets no reasoning item."""
     reasoning = body.get("reasoning")
     encrypted = "reasoning.encrypted_content" in (body.get("include") or ())
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else "none"
-    return encrypted or effort not in ("none", "minimal"), encrypted
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
+    reasons = effort not in (None, "none", "minimal")
+    return reasons, reasons and encrypted
 
 
 def responses_error(body: dict) -> dict | None:

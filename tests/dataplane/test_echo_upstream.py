@@ -185,7 +185,13 @@ def test_reasoning_only_when_asked_for(oai):
 
 
 def test_streamed_responses_with_reasoning_and_a_tool_call(oai):
-    ask = {"model": "echo", "tools": [RESP_TOOL], "tool_choice": "required", "include": ["reasoning.encrypted_content"]}
+    ask = {
+        "model": "echo",
+        "tools": [RESP_TOOL],
+        "tool_choice": "required",
+        "reasoning": {"effort": "low"},
+        "include": ["reasoning.encrypted_content"],
+    }
     with oai.responses.stream(input=TEXT, **ask) as stream:
         events = list(stream)
         final = stream.get_final_response()

@@ -314,12 +314,11 @@ def test_a_model_outside_the_allow_list_is_each_sdks_not_found_error(proxy, echo
         ({"previous_response_id": "resp_123"}, "previous_response_id"),
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
-        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0].type"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0].type"),
-        ({"metadata": {"a": "b"}}, "metadata"),
-        ({"include": ["file_search_call.results"]}, "include"),
+        ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0]"),
+        ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"include": ["file_search_call.results"]}, "include[0]"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
-        ({"service_tier": "flex"}, "service_tier"),
+        ({"service_tier": "priority"}, "service_tier"),
     ],
 )
 def test_stateful_and_hosted_responses_features_are_refused_by_name(proxy, echo_upstream, extra, param):
@@ -327,6 +326,8 @@ def test_stateful_and_hosted_responses_features_are_refused_by_name(proxy, echo_
     with pytest.raises(openai.BadRequestError) as info:
         oai(proxy, "narrow").responses.create(model="echo", input="hi", extra_body=extra)
     assert info.value.body["code"] == "unsupported_field" and info.value.body["param"] == param
+    # The inventory's reason and what to do instead, never just "not accepted".
+    assert "; " in info.value.body["message"] and "docs/contract.md" in info.value.body["message"]
     SENT.append(info.value.response.headers["x-kubegate-request-id"])
     assert echo_upstream.received() == []
 
@@ -346,7 +347,7 @@ def test_a_hook_refusal_on_messages_is_anthropics_error_with_our_code(proxy, ech
     SENT.append(info.value.response.headers["x-kubegate-request-id"])
     with pytest.raises(anthropic.BadRequestError) as unknown:
         claude(proxy).messages.create(
-            model="echo", max_tokens=8, messages=[{"role": "user", "content": "x"}], extra_body={"thinking": {}}
+            model="echo", max_tokens=8, messages=[{"role": "user", "content": "x"}], extra_body={"frobnicate": {}}
         )
     assert unknown.value.body["error"]["code"] == "unsupported_field"
     SENT.append(unknown.value.response.headers["x-kubegate-request-id"])
