@@ -51,7 +51,7 @@ _ANSWER_ONLY = "part of the answer, not of a request: dropped when a client send
 _TAG_ONLY = "a client-side tag the model never reads (LiteLLM would read `metadata` as its own routing input)"
 _STATEFUL_FIX = "send the whole conversation as `input` (stateless: `input += response.output`)"
 _HOSTED = "a hosted tool fetches or runs content outside every kubegate guarantee (PII, residency, audit)"
-_HOSTED_FIX = "use a function tool your client runs; for Codex set `web_search = \"disabled\"`"
+_HOSTED_FIX = 'use a function tool your client runs; for Codex set `web_search = "disabled"`'
 _TIER = "billed above the ModelRoute's prices, which the budget reserves"
 _UNINSPECTABLE = "PII analysis cannot read this content"
 _STORED = "kept by the upstream between requests, outside every kubegate guarantee"
@@ -144,7 +144,7 @@ REFUSED: dict[str, dict[str, Rule]] = {
     "chat_completions": {
         **_COMMON_OPENAI,
         "audio": Rule("audio output is not inspected for PII", "ask for text output"),
-        "modalities": Rule("audio output is not inspected for PII", "leave `modalities` unset or `[\"text\"]`"),
+        "modalities": Rule("audio output is not inspected for PII", 'leave `modalities` unset or `["text"]`'),
         "messages[].{role=assistant}.audio": Rule(
             "an audio reference points to audio kept by the upstream", "send the transcript as text content"
         ),

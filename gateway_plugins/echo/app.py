@@ -11,8 +11,8 @@ from typing import Any
 from gateway_plugins.echo.chat import (
     chat_response,
     chat_stream_chunks,
-    completion_stream_chunks,
     completion_response,
+    completion_stream_chunks,
     embeddings_response,
     models_response,
 )

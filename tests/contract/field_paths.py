@@ -137,7 +137,10 @@ def sdk_request_types() -> dict[str, Any]:
         "embeddings": (embedding_create_params.EmbeddingCreateParams,),
         "responses": (response_create_params.ResponseCreateParamsBase,),
         "anthropic_messages": (message_create_params.MessageCreateParamsBase, beta_create.MessageCreateParamsBase),
-        "anthropic_count_tokens": (message_count_tokens_params.MessageCountTokensParams, beta_count.MessageCountTokensParams),
+        "anthropic_count_tokens": (
+            message_count_tokens_params.MessageCountTokensParams,
+            beta_count.MessageCountTokensParams,
+        ),
     }
 
 

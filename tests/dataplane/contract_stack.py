@@ -26,6 +26,7 @@ KEYS = {
     "victim": "sk-contract-victim-0123456789",
 }
 MODELS = ("echo", "other")
+CLAUDE, CLAUDE_UPSTREAM = "claude", "claude-sonnet-4-5"
 REGION = "eu-west-1"
 PII_ENTITIES = {e: "mask" for e in ("EMAIL_ADDRESS", "CREDIT_CARD", "IBAN_CODE", "IP_ADDRESS")}
 
@@ -34,7 +35,7 @@ def key(tenant: str) -> str:
     return KEYS.get(tenant) or f"sk-contract-{tenant}-0123456789"
 
 
-def route(gateway: str, model: str, base: str) -> dict[str, Any]:
+def route(gateway: str, model: str, base: str, *, provider: str = "openai", upstream: str = "") -> dict[str, Any]:
     """``model`` served by one priced deployment in REGION (so also as the regional group ``model@REGION``)."""
     return cr(
         "ModelRoute",
@@ -47,7 +48,8 @@ def route(gateway: str, model: str, base: str) -> dict[str, Any]:
             "deployments": [
                 {
                     "name": "1",
-                    "model": f"{model}-echo",
+                    "provider": provider,
+                    "model": upstream or f"{model}-echo",
                     "apiBase": base,
                     "apiKeySecretRef": UPSTREAM_KEY,
                     "region": REGION,
@@ -70,6 +72,8 @@ def objects(
     """``budgets``: Budget name -> its spec; ``fail_auth_base``: an upstream refusing every key, served as the
     model ``badkey``."""
     routes = [route(GW, m, echo_base) for m in MODELS]
+    # An Anthropic-family upstream (LiteLLM speaks Messages to it natively): thinking, prompt caching.
+    routes.append(route(GW, CLAUDE, echo_base.removesuffix("/v1"), provider="anthropic", upstream=CLAUDE_UPSTREAM))
     if fail_auth_base:
         routes.append(route(GW, "badkey", fail_auth_base))
 

@@ -268,7 +268,7 @@ def test_responses_carry_no_upstream_details(stack):
 
 def test_models_lists_exactly_the_public_models_the_tenant_may_call(stack):
     assert [m.id for m in client(stack, "narrow").models.list()] == ["echo"]
-    assert sorted(m.id for m in client(stack, "plain").models.list()) == ["badkey", "echo", "other"]
+    assert sorted(m.id for m in client(stack, "plain").models.list()) == ["badkey", "claude", "echo", "other"]
     with pytest.raises(openai.NotFoundError) as info:
         client(stack, "narrow").chat.completions.create(model="other", messages=[{"role": "user", "content": "x"}])
     assert info.value.body["code"] == "model_not_found"

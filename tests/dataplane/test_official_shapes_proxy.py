@@ -1,0 +1,170 @@
+"""What the official SDKs do by default works through a real proxy, with every guarantee (issue #20).
+
+Multi-turn with the SDKs' own answer objects, ``?beta=true``, ``count_tokens``, ``GET /v1/models/{id}``, the
+request id every SDK reads, ``404 model_not_found``, answers with official fields only, legacy completion
+streams, prompt caching and thinking blocks sent back byte-exact, with PII masked upstream and one audit record
+per request.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import anthropic
+import httpx
+import openai
+import pytest
+
+from tests.dataplane.contract_stack import CLAUDE, KEYS, audit_records, render, wait_for_records
+from tests.harness.proxy import ProxyServer
+
+EMAIL = "alice.wonder@example.org"
+
+
+@pytest.fixture(scope="module")
+def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
+    s = render(echo_upstream.base_url)
+    server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh(redis_server, echo_upstream):
+    redis_server.client().flushall()
+    echo_upstream.clear()
+
+
+def oai(proxy: ProxyServer, tenant: str = "pii") -> openai.OpenAI:
+    return openai.OpenAI(base_url=proxy.base_url + "/v1", api_key=KEYS[tenant], max_retries=0, timeout=60)
+
+
+def claude(proxy: ProxyServer, tenant: str = "pii") -> anthropic.Anthropic:
+    return anthropic.Anthropic(base_url=proxy.base_url, api_key=KEYS[tenant], max_retries=0, timeout=60)
+
+
+def upstream_text(echo_upstream) -> str:
+    return json.dumps([r["body"] for r in echo_upstream.received()])
+
+
+def test_chat_multi_turn_and_tool_loop_with_the_sdks_own_message_objects(proxy, echo_upstream, fresh, redis_server):
+    c = oai(proxy)
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "lookup",
+            "parameters": {"type": "object", "properties": {"echo": {"type": "string"}}, "required": ["echo"]},
+        },
+    }
+    messages: list = [{"role": "user", "content": f"call a tool for {EMAIL}"}]
+    first = c.chat.completions.create(model="echo", messages=messages, tools=[tool])
+    call = first.choices[0].message.tool_calls[0]
+    assert json.loads(call.function.arguments)["echo"].startswith("call a tool for ")
+    messages.append(first.choices[0].message)  # the SDK's own object, every field it had
+    messages.append({"role": "tool", "tool_call_id": call.id, "content": "found"})
+    second = c.chat.completions.create(model="echo", messages=messages, tools=[tool])
+    messages.append(second.choices[0].message)
+    messages.append({"role": "user", "content": "thanks"})
+    third = c.chat.completions.create(model="echo", messages=messages)
+    assert third.choices[0].message.content == "thanks"
+    assert EMAIL not in upstream_text(echo_upstream)
+    # Answers hold official fields only: what comes back as history is what the API defines.
+    raw = httpx.post(
+        proxy.base_url + "/v1/chat/completions",
+        headers={"Authorization": f"Bearer {KEYS['plain']}"},
+        json={"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
+        timeout=60,
+    )
+    assert "provider_specific_fields" not in raw.text
+    assert raw.headers["x-request-id"] == raw.headers["x-kubegate-request-id"]
+    records = wait_for_records(redis_server.client(), 4)
+    assert [r["status"] for r in records] == ["success"] * 4
+
+
+def test_responses_stateless_history_and_ids_name_no_provider(proxy, echo_upstream, fresh):
+    c = oai(proxy)
+    first = c.responses.create(
+        model="echo", input=f"hello {EMAIL}", include=[], metadata=None, truncation="disabled", store=False
+    )
+    assert first.id == "resp_" + first._request_id
+    history = [{"role": "user", "content": f"hello {EMAIL}"}, *first.output, {"role": "user", "content": "more"}]
+    second = c.responses.create(model="echo", input=history, prompt_cache_key="tenant-cache")
+    assert second.output_text == "more"
+    assert EMAIL not in upstream_text(echo_upstream)
+    assert "litellm" not in second.id and "provider" not in second.id
+
+
+def test_legacy_completion_stream_chunks_all_carry_text(proxy, fresh):
+    chunks = list(oai(proxy, "plain").completions.create(model="echo", prompt="hello there world", stream=True))
+    assert all(isinstance(ch.choices[0].text, str) for ch in chunks if ch.choices)
+    assert "".join(ch.choices[0].text for ch in chunks if ch.choices) == "hello there world"
+
+
+def test_anthropic_beta_thinking_and_cache_control_round_trip(proxy, echo_upstream, fresh, redis_server):
+    """``client.beta.messages`` adds ``?beta=true``; thinking blocks go back byte-exact (the echo checks their
+    signature), ``cache_control`` reaches the upstream, ``metadata.user_id`` does not, PII stays masked."""
+    c = claude(proxy)
+    system = [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}]
+    ask = {"role": "user", "content": f"write to {EMAIL}"}
+    first = c.beta.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        system=system,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        metadata={"user_id": "user-123"},
+        messages=[ask],
+    )
+    assert first.id == "msg_" + first._request_id
+    kinds = [b.type for b in first.content]
+    assert kinds[0] == "thinking" and "text" in kinds
+    second = c.beta.messages.create(
+        model=CLAUDE,
+        max_tokens=2048,
+        system=system,
+        thinking={"type": "enabled", "budget_tokens": 1024},
+        messages=[ask, {"role": "assistant", "content": first.content}, {"role": "user", "content": "again"}],
+    )
+    assert second.content[-1].text == "again"
+    sent = echo_upstream.received()
+    assert all("beta" not in (r.get("query") or "") for r in sent)
+    text = upstream_text(echo_upstream)
+    assert EMAIL not in text and "user-123" not in text
+    assert [r["status"] for r in wait_for_records(redis_server.client(), 2)] == ["success", "success"]
+
+
+def test_count_tokens_is_answered_audited_and_never_sent_upstream(proxy, echo_upstream, fresh, redis_server):
+    counted = claude(proxy).messages.count_tokens(
+        model="echo", messages=[{"role": "user", "content": f"how many tokens in this, {EMAIL}?"}]
+    )
+    assert counted.input_tokens > 3
+    assert echo_upstream.received() == []
+    (record,) = wait_for_records(redis_server.client(), 1)
+    assert record["status"] == "success" and record["call_type"] == "anthropic_count_tokens"
+    assert EMAIL not in json.dumps(record)
+
+
+def test_model_lookup_and_unknown_models_answer_as_openai_does(proxy, fresh, redis_server):
+    c = oai(proxy, "narrow")
+    assert c.models.retrieve("echo").id == "echo"
+    with pytest.raises(openai.NotFoundError) as gone:
+        c.models.retrieve("other")
+    assert gone.value.body["code"] == "model_not_found"
+    with pytest.raises(openai.NotFoundError) as unknown:
+        c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
+    assert unknown.value.body["code"] == "model_not_found" and unknown.value.request_id
+    assert len(audit_records(redis_server.client())) <= 3
+
+
+def test_unknown_query_parameters_are_refused_naming_them(proxy, fresh):
+    r = httpx.post(
+        proxy.base_url + "/v1/messages?beta=true&fallbacks=x",
+        headers={"x-api-key": KEYS["plain"]},
+        json={"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]},
+        timeout=60,
+    )
+    assert r.status_code == 400
+    error = r.json()["error"]
+    assert error["code"] == "unsupported_field" and error["param"] == "query.fallbacks"
+    assert r.headers["request-id"] == r.headers["x-kubegate-request-id"]
