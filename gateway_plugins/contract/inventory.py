@@ -250,7 +250,7 @@ _TAG = r"(?:\.\{[^}]*\})?"
 def _regex(pattern: str) -> re.Pattern[str]:
     out = "^"
     for i, seg in enumerate(pattern.split(".")):
-        name, brackets = (seg.split("[", 1) + [""])[:2]
+        name, _, brackets = seg.partition("[")
         brackets = "[" + brackets if brackets else ""
         negated = re.fullmatch(r"\{(\w+)=!([\w|]+)\}", name)
         if negated:  # ``{type=!a|b}``: an object of any other type
