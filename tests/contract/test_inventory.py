@@ -166,3 +166,14 @@ def test_each_refused_top_level_field_is_refused_with_its_reason_and_fix(endpoin
     assert (err.status, err.code) == (400, "unsupported_field")
     assert err.param.startswith(pattern)
     assert rule.why in err.message and rule.fix in err.message
+
+
+def test_docs_contract_md_holds_the_generated_inventory():
+    from tests.contract import gen_contract_inventory as gen
+
+    doc = gen.DOC.read_text()
+    assert gen.render(doc) == doc, (
+        "docs/contract.md's field inventory is stale: run "
+        """PYTHONSAFEPATH=1 .venv/bin/python -c 'import runpy, sys; sys.path.append("."); """
+        """runpy.run_module("tests.contract.gen_contract_inventory", run_name="__main__")'"""
+    )
