@@ -8,7 +8,6 @@ JSON body, status) and OUT/SUMMARY.md (per client and endpoint, every field path
 from __future__ import annotations
 
 import json
-import re
 import sys
 from collections import defaultdict
 from pathlib import Path
@@ -50,13 +49,6 @@ def field_paths(value: Any, prefix: str = "") -> set[str]:
     return {prefix}
 
 
-def error_line(stderr: str) -> str:
-    """The exception line of a traceback (the last line naming an error), else the last line."""
-    lines = [line for line in stderr.strip().splitlines() if line.strip()] or ["(no output)"]
-    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Exit)\b", line)]
-    return (named or lines)[-1][:400]
-
-
 def client_of(script: str, flow: str) -> str:
     return flow if script == "cli" else script.removesuffix("_flow")
 
@@ -96,7 +88,7 @@ def summary(records: dict[str, list[dict]]) -> str:
 def main(argv: list[str]) -> None:
     # The repo goes after the stdlib on the path: its top-level operator/ must not shadow the stdlib's operator.
     sys.path.append(str(Path(__file__).resolve().parents[2]))
-    from tests.clients.catalog import RecorderServer, flows, run_flow
+    from tests.clients.catalog import RecorderServer, error_line, flows, run_flow
     from tests.harness.echo import EchoServer
 
     out = Path(argv[0] if argv else "/tmp/kg-capture")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -62,6 +63,13 @@ def run_flow(script: str, flow: str, base_url: str, key: str, timeout: float = 3
         timeout=timeout,
         check=False,
     )
+
+
+def error_line(stderr: str) -> str:
+    """The exception line of a traceback (the last line naming an error), else the last line."""
+    lines = [line for line in stderr.strip().splitlines() if line.strip()] or ["(no output)"]
+    named = [line for line in lines if re.match(r"^[\w.]*(Error|Exception|Exit)\b", line)]
+    return (named or lines)[-1][:400]
 
 
 class RecorderServer:

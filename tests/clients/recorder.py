@@ -1,7 +1,7 @@
 """A transparent recording forwarder between a real client and its server (the gateway, or the echo upstream for
 a capture): every request is passed on as it came (streamed answers streamed back) and appended to a JSON-lines
 file as ``{"method", "path" (with the query string), "headers" (names), "body" (JSON, or text), "status",
-"error" (the answer's body when status >= 400)}``, so a test knows exactly how many requests a client made and what
+"request_id" (the answer's ``x-kubegate-request-id``), "error" (the answer's body when status >= 400)}``, so a test knows exactly how many requests a client made and what
 it sent, whatever the client (SDK or CLI).
 
     python -m tests.clients.recorder --upstream http://127.0.0.1:4000 --port 5000 --out requests.jsonl
@@ -63,6 +63,7 @@ class Recorder:
             await send({"type": "http.response.body", "body": repr(e).encode()})
             return
         record["status"] = response.status_code
+        record["request_id"] = response.headers.get("x-kubegate-request-id")
         out_headers = [
             (k.encode("latin-1"), v.encode("latin-1"))
             for k, v in response.headers.multi_items()

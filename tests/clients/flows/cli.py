@@ -1,5 +1,5 @@
 """The CLIs' default flows, pinned in tests/clients/node: Claude Code in print mode and Codex ``exec`` with a
-custom model provider, each with a fresh home directory, telemetry and non-essential traffic off, and a timeout."""
+custom model provider, each with a fresh home directory, telemetry, non-essential traffic and retries off, and a timeout."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ def claude_code() -> None:
             DISABLE_TELEMETRY="1",
             DISABLE_AUTOUPDATER="1",
             DISABLE_ERROR_REPORTING="1",
+            CLAUDE_CODE_MAX_RETRIES="0",
         )
         out = _run([str(BIN / "claude"), "-p", "say hi", "--output-format", "json"], env, home)
         result = json.loads(out)
@@ -54,6 +55,8 @@ name = "kubegate"
 base_url = "{base_url}/v1"
 env_key = "KUBEGATE_KEY"
 wire_api = "responses"
+request_max_retries = 0
+stream_max_retries = 0
 
 [analytics]
 enabled = false
