@@ -11,6 +11,8 @@ if [ -x scripts/controlplane/build.sh ]; then bash scripts/controlplane/build.sh
 if [ -x scripts/ensure-tools.sh ]; then bash scripts/ensure-tools.sh >&2; fi
 # Headless Chromium for the HTML report test (tests/dataplane/test_report_e2e.py).
 bash scripts/ensure-chromium.sh >&2
+# The real clients (pinned, in their own venvs and node_modules) for tests/dataplane/test_real_clients.py.
+bash scripts/ensure-clients.sh
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }

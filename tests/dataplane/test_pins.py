@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import re
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 BAD_LITELLM = {"1.82.7", "1.82.8"}
@@ -32,9 +35,17 @@ def test_installed_litellm_is_not_a_malicious_release():
     assert importlib.metadata.version("litellm") not in BAD_LITELLM
 
 
-def test_every_lock_line_is_exact_and_hashed():
-    entries = lock_entries((ROOT / "requirements.lock").read_text())
-    assert len(entries) > 50
+LOCKS = [
+    "requirements.lock",
+    *(str(p.relative_to(ROOT)) for p in sorted(ROOT.glob("tests/clients/requirements*.lock"))),
+]
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_every_lock_line_is_exact_and_hashed(lock):
+    entries = lock_entries((ROOT / lock).read_text())
+    assert len(entries) > 20
+    assert "litellm" not in entries or entries["litellm"][0].split("==", 1)[1] not in BAD_LITELLM
     for name, (req, hashes) in entries.items():
         assert re.fullmatch(r"[A-Za-z0-9_.\-\[\],]+==[^=\s;]+(\s*;.*)?", req), f"{name}: not == pinned: {req}"
         assert hashes, f"{name}: no --hash"
@@ -47,6 +58,15 @@ def test_lock_pins_litellm_to_the_pyproject_pin():
     assert version not in BAD_LITELLM
     req, _ = lock_entries((ROOT / "requirements.lock").read_text())["litellm"]
     assert req.split("==", 1)[1].split(";")[0].strip() == version
+
+
+def test_client_clis_are_pinned_exactly():
+    package = json.loads((ROOT / "tests/clients/node/package.json").read_text())
+    lock = json.loads((ROOT / "tests/clients/node/package-lock.json").read_text())
+    for name, version in package["dependencies"].items():
+        assert re.fullmatch(r"\d+\.\d+\.\d+", version), f"{name}: not an exact version: {version}"
+        assert lock["packages"][f"node_modules/{name}"]["version"] == version
+        assert lock["packages"][f"node_modules/{name}"]["integrity"].startswith("sha512-")
 
 
 def test_lock_parser_catches_an_unpinned_line():
