@@ -401,7 +401,17 @@ class ResponseCustomTool(Strict):
     format: ResponseCustomToolFormat | None = None
 
 
-ResponseTool = Annotated[ResponseFunctionTool | ResponseCustomTool, Field(discriminator="type")]
+class ResponseNamespaceTool(Strict):
+    # A named group of function tools the client runs (Codex's sub-agent tools); calls name it in ``namespace``.
+    type: Literal["namespace"]
+    name: FunctionName
+    description: str | None = None
+    tools: list[ResponseFunctionTool]
+
+
+ResponseTool = Annotated[
+    ResponseFunctionTool | ResponseCustomTool | ResponseNamespaceTool, Field(discriminator="type")
+]
 
 
 class ResponseNamedFunction(Strict):

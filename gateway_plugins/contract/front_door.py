@@ -32,6 +32,7 @@ import orjson
 from gateway_plugins import cache, metrics, tracing
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
+from gateway_plugins.contract import token_ids
 from gateway_plugins.contract.error_format import as_anthropic, error_body
 from gateway_plugins.contract.routes import (
     COUNT_TOKENS,
@@ -320,6 +321,9 @@ class FrontDoor:
                 body = orjson.loads(raw) if raw else None
             except orjson.JSONDecodeError:
                 raise ContractError(400, "invalid_json", "the request body is not valid JSON", "body") from None
+            if isinstance(body, dict) and token_ids.has_token_ids(endpoint.name, body):
+                await asyncio.to_thread(token_ids.decode_token_ids, endpoint.name, body)
+                raw = orjson.dumps(body)
             contract = check(endpoint, body, len(raw), limits)
             model = body["model"]
             policy = rt.policy

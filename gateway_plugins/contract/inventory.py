@@ -56,7 +56,9 @@ _TIER = "billed above the ModelRoute's prices, which the budget reserves"
 _UNINSPECTABLE = "PII analysis cannot read this content"
 _STORED = "kept by the upstream between requests, outside every kubegate guarantee"
 _CACHE_HINT = "an explicit cache breakpoint; the upstream caches request prefixes by itself (`prompt_cache_key`)"
-_TOKENS = "token ids are text PII analysis cannot read"
+_TOKENS = "these token ids are outside the tokenizer's vocabulary, so they cannot be read as text"
+# Not dropped: rewritten by ``gateway_plugins.contract.token_ids`` before the rules run.
+_DECODED = "token ids are decoded to text (OpenAI's tokenizer, bundled with LiteLLM) so PII analysis reads them"
 _ACCOUNT = "upstream account and billing fields are the platform's, not a tenant's"
 
 # -- normalized: dropped before validation ------------------------------------------------------------------
@@ -85,8 +87,9 @@ NORMALIZED: dict[str, dict[str, Rule]] = {
     },
     "completions": {
         "stream_options": _default("no stream options", {}),
+        "prompt[][]": Rule(_DECODED),
     },
-    "embeddings": {},
+    "embeddings": {"input[][]": Rule(_DECODED)},
     "responses": {
         "input[].{type=message}.content[].{type=output_text}.annotations": _always(_ANSWER_ONLY),
         "input[].{type=message}.content[].{type=output_text}.logprobs": _always(_ANSWER_ONLY),
@@ -159,8 +162,8 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "messages[].{role=user}.content[].{type=image_url}": Rule(_UNINSPECTABLE, "enable `allowUninspectable`"),
         "web_search_options": Rule(_HOSTED, _HOSTED_FIX),
     },
-    "completions": {"prompt[][]": Rule(_TOKENS, "send the prompt as text")},
-    "embeddings": {"input[][]": Rule(_TOKENS, "send the input as text")},
+    "completions": {"prompt[][]": Rule(_TOKENS, "send ids the model's tokenizer knows, or text")},
+    "embeddings": {"input[][]": Rule(_TOKENS, "send ids the model's tokenizer knows, or text")},
     "responses": {
         **_COMMON_OPENAI,
         "previous_response_id": Rule("responses are not kept by this gateway", _STATEFUL_FIX),
@@ -177,7 +180,7 @@ REFUSED: dict[str, dict[str, Rule]] = {
         ),
         "reasoning.context": Rule("not passed on by this gateway", "leave it unset"),
         "reasoning.mode": Rule("not passed on by this gateway", "leave it unset"),
-        "tools[].{type=!function|custom}": Rule(_HOSTED, _HOSTED_FIX),
+        "tools[].{type=!function|custom|namespace}": Rule(_HOSTED, _HOSTED_FIX),
         "tools[].filters": Rule(_HOSTED, _HOSTED_FIX),
         "tools[].search_content_types": Rule(_HOSTED, _HOSTED_FIX),
         "tools[].search_context_size": Rule(_HOSTED, _HOSTED_FIX),
