@@ -33,9 +33,10 @@ Tool calls, on all three APIs (rule in ``common.pick_tool``):
 
 Reasoning:
 
-* Responses: with ``reasoning`` whose effort is not ``none``/``minimal``, or ``include`` containing
-  ``reasoning.encrypted_content``, the output starts with ``{"type": "reasoning", "id": "rs_<hex>", "summary": []}``,
-  plus ``encrypted_content`` (base64 of a JSON payload and its HMAC-SHA256) when include asks for it. A reasoning
+* Responses: with a ``reasoning`` object whose effort is not ``none``/``minimal`` (absent counts as asked), the
+  output starts with ``{"type": "reasoning", "id": "rs_<hex>", "summary": []}``, plus ``encrypted_content`` (base64
+  of a JSON payload and its HMAC-SHA256) when ``include`` has ``reasoning.encrypted_content``. ``include`` alone
+  adds no item (LiteLLM's Messages-to-Responses adapter sends it on every request). A reasoning
   input item whose ``encrypted_content`` does not verify is answered 400 ``invalid_encrypted_content``
   (OpenAI-style). ``output_tokens_details.reasoning_tokens`` counts the hidden thought.
 * Messages: with ``thinking`` ``{"type": "enabled", "budget_tokens": N}`` or ``{"type": "adaptive"}`` the content

@@ -50,11 +50,11 @@ def _last_user_text(body: dict) -> str | None:
 
 
 def _reasoning(body: dict) -> tuple[bool, bool]:
-    """(emit a reasoning item, with ``encrypted_content``)."""
+    """(emit a reasoning item, with ``encrypted_content``). ``include`` alone asks for nothing: LiteLLM's
+    Messages-to-Responses adapter sends it on every request, with or without ``thinking``."""
     reasoning = body.get("reasoning")
-    encrypted = "reasoning.encrypted_content" in (body.get("include") or ())
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else "none"
-    return encrypted or effort not in ("none", "minimal"), encrypted
+    on = isinstance(reasoning, dict) and reasoning.get("effort") not in ("none", "minimal")
+    return on, on and "reasoning.encrypted_content" in (body.get("include") or ())
 
 
 def responses_error(body: dict) -> dict | None:

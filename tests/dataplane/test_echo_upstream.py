@@ -178,6 +178,9 @@ def test_encrypted_reasoning_round_trips_and_a_tampered_one_is_refused(oai):
 
 def test_reasoning_only_when_asked_for(oai):
     assert [i.type for i in oai.responses.create(model="echo", input=TEXT).output] == ["message"]
+    # include alone asks for nothing: LiteLLM's Messages-to-Responses adapter sends it on every request.
+    included = oai.responses.create(model="echo", input=TEXT, include=["reasoning.encrypted_content"])
+    assert [i.type for i in included.output] == ["message"]
     low = oai.responses.create(model="echo", input=TEXT, reasoning={"effort": "minimal"})
     assert [i.type for i in low.output] == ["message"] and low.usage.output_tokens_details.reasoning_tokens == 0
     high = oai.responses.create(model="echo", input=TEXT, reasoning={"effort": "high"})
@@ -185,7 +188,8 @@ def test_reasoning_only_when_asked_for(oai):
 
 
 def test_streamed_responses_with_reasoning_and_a_tool_call(oai):
-    ask = {"model": "echo", "tools": [RESP_TOOL], "tool_choice": "required", "include": ["reasoning.encrypted_content"]}
+    ask = {"model": "echo", "tools": [RESP_TOOL], "tool_choice": "required", "reasoning": {"effort": "low"}}
+    ask["include"] = ["reasoning.encrypted_content"]
     with oai.responses.stream(input=TEXT, **ask) as stream:
         events = list(stream)
         final = stream.get_final_response()
@@ -197,6 +201,9 @@ def test_streamed_responses_with_reasoning_and_a_tool_call(oai):
     output = {"type": "function_call_output", "call_id": call.call_id, "output": "done"}
     back = [user(TEXT), reasoning.model_dump(exclude_none=True), call.model_dump(exclude_none=True), output]
     assert oai.responses.create(model="echo", input=back, include=ask["include"]).output_text == "done"
+    tampered = [*back[:1], {**back[1], "encrypted_content": reasoning.encrypted_content[8:]}, *back[2:]]
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model="echo", input=tampered)
 
 
 # -- Anthropic Messages ----------------------------------------------------------------------------------
