@@ -18,8 +18,9 @@ placeholder such as ``<EMAIL_ADDRESS_1>`` is always split across events.
 Tool calls, on all three APIs (rule in ``common.pick_tool``):
 
 * the request has callable tools (OpenAI ``type: function``, Anthropic tools with an ``input_schema``) and
-  ``tool_choice`` is ``required``/``any`` (the first one) or names one (that one); or ``tool_choice`` is
-  ``auto``/absent and the last message is the user's own (not a tool result) with ``call a tool`` or
+  ``tool_choice`` names one (that one), or is ``required``/``any`` (the first one the conversation has not called
+  yet, else the last one: a forced loop such as pydantic-ai's function tools then its ``final_result`` ends), or
+  is ``auto``/absent and the last message is the user's own (not a tool result) with ``call a tool`` or
   ``use the tool`` in its text (any case): the first one. ``none`` never calls.
 * Arguments: ``{"echo": <text>}``; when the tool's JSON schema lists ``required`` properties, exactly those:
   strings the text (cut to ``maxLength``; ``date-time``/``date``/``time``/``uuid`` formats a valid constant),
@@ -30,6 +31,10 @@ Tool calls, on all three APIs (rule in ``common.pick_tool``):
   (``fc_<hex>``, ``call_id`` ``call_<hex>``). Messages: a ``tool_use`` block, stop_reason ``tool_use``.
 * After a tool result (chat ``role: tool``, a ``function_call_output``, a ``tool_result`` block) the answer is
   text echoing the tool output, unless ``tool_choice`` still forces a call.
+
+Structured output (no tool call): chat ``response_format``, Responses ``text.format``, Anthropic ``output_format`` /
+``output_config.format`` of type ``json_schema`` answer the schema filled as tool arguments are (a non-object
+schema: its value); ``json_object`` answers ``{"echo": <text>}``.
 
 Reasoning:
 
