@@ -18,8 +18,9 @@ placeholder such as ``<EMAIL_ADDRESS_1>`` is always split across events.
 Tool calls, on all three APIs (rule in ``common.pick_tool``):
 
 * the request has callable tools (OpenAI ``type: function``, Anthropic tools with an ``input_schema``) and
-  ``tool_choice`` is ``required``/``any`` (the first one) or names one (that one); or ``tool_choice`` is
-  ``auto``/absent and the last message is the user's own (not a tool result) with ``call a tool`` or
+  ``tool_choice`` names one (that one), or is ``required``/``any`` (the first one the conversation has not called
+  yet, else the last one: a forced loop such as pydantic-ai's function tools then its ``final_result`` ends), or
+  is ``auto``/absent and the last message is the user's own (not a tool result) with ``call a tool`` or
   ``use the tool`` in its text (any case): the first one. ``none`` never calls.
 * Arguments: ``{"echo": <text>}``; when the tool's JSON schema lists ``required`` properties, exactly those:
   strings the text (cut to ``maxLength``; ``date-time``/``date``/``time``/``uuid`` formats a valid constant),
@@ -31,11 +32,16 @@ Tool calls, on all three APIs (rule in ``common.pick_tool``):
 * After a tool result (chat ``role: tool``, a ``function_call_output``, a ``tool_result`` block) the answer is
   text echoing the tool output, unless ``tool_choice`` still forces a call.
 
+Structured output (no tool call): chat ``response_format``, Responses ``text.format``, Anthropic ``output_format`` /
+``output_config.format`` of type ``json_schema`` answer the schema filled as tool arguments are (a non-object
+schema: its value); ``json_object`` answers ``{"echo": <text>}``.
+
 Reasoning:
 
-* Responses: with ``reasoning`` whose effort is not ``none``/``minimal``, or ``include`` containing
-  ``reasoning.encrypted_content``, the output starts with ``{"type": "reasoning", "id": "rs_<hex>", "summary": []}``,
-  plus ``encrypted_content`` (base64 of a JSON payload and its HMAC-SHA256) when include asks for it. A reasoning
+* Responses: with a ``reasoning`` object whose effort is not ``none``/``minimal`` (absent counts as asked), the
+  output starts with ``{"type": "reasoning", "id": "rs_<hex>", "summary": []}``, plus ``encrypted_content`` (base64
+  of a JSON payload and its HMAC-SHA256) when ``include`` has ``reasoning.encrypted_content``. ``include`` alone
+  adds no item (LiteLLM's Messages-to-Responses adapter sends it on every request). A reasoning
   input item whose ``encrypted_content`` does not verify is answered 400 ``invalid_encrypted_content``
   (OpenAI-style). ``output_tokens_details.reasoning_tokens`` counts the hidden thought.
 * Messages: with ``thinking`` ``{"type": "enabled", "budget_tokens": N}`` or ``{"type": "adaptive"}`` the content

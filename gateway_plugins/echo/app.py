@@ -165,7 +165,10 @@ async def _sse(send: Any, frames: list[bytes], pace_ms: int = 0) -> None:
 def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
-    parser = argparse.ArgumentParser(description="OpenAI-compatible echo upstream for tests, bench and kubegate dev.")
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway_plugins.echo_upstream",
+        description="OpenAI-compatible echo upstream for tests, bench and kubegate dev.",
+    )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8099)
     parser.add_argument("--keep", type=int, default=1000, help="Received requests kept for GET /_received.")

@@ -7,7 +7,16 @@ import json
 import time
 from typing import Any
 
-from gateway_plugins.echo.common import approx_tokens, hex_id, pick_tool, pieces, text_of, tool_args, tool_name
+from gateway_plugins.echo.common import (
+    approx_tokens,
+    hex_id,
+    pick_tool,
+    pieces,
+    structured,
+    text_of,
+    tool_args,
+    tool_name,
+)
 
 
 def echo_text(body: dict) -> str:
@@ -38,9 +47,21 @@ def _last_user_text(body: dict) -> str | None:
     return text_of(last.get("content")) if isinstance(last, dict) and last.get("role") == "user" else None
 
 
+def _called(body: dict) -> set[str]:
+    calls = [c for m in body.get("messages") or () if isinstance(m, dict) for c in m.get("tool_calls") or ()]
+    return {(c.get("function") or {}).get("name") for c in calls if isinstance(c, dict)}
+
+
+def _answer_text(body: dict) -> str:
+    """The echoed text, as JSON when ``response_format`` asks for structured output."""
+    text = echo_text(body)
+    answer = structured(body.get("response_format"), text)
+    return text if answer is None else answer
+
+
 def chat_tool_call(body: dict) -> dict | None:
     """The assistant's tool call (see :func:`~gateway_plugins.echo.common.pick_tool`), or None for text."""
-    tool = pick_tool(body, _last_user_text(body))
+    tool = pick_tool(body, _last_user_text(body), _called(body))
     if tool is None:
         return None
     arguments = json.dumps(tool_args(tool, echo_text(body)))
@@ -60,7 +81,7 @@ def _usage(body: dict, answer: str) -> dict:
 
 
 def chat_response(body: dict) -> dict:
-    call, text = chat_tool_call(body), echo_text(body)
+    call, text = chat_tool_call(body), _answer_text(body)
     if call is not None:
         message: dict = {"role": "assistant", "content": None, "tool_calls": [call]}
         answer, finish = call["function"]["arguments"], "tool_calls"
@@ -79,7 +100,7 @@ def chat_response(body: dict) -> dict:
 def chat_stream_chunks(body: dict) -> list[bytes]:
     """SSE frames: the text (or a tool call's arguments) in small pieces, so split placeholders occur; then
     usage if asked."""
-    call, text = chat_tool_call(body), echo_text(body)
+    call, text = chat_tool_call(body), _answer_text(body)
     cid, created, model = f"chatcmpl-{hex_id()}", int(time.time()), body.get("model", "echo")
     base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model}
 

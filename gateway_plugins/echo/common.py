@@ -10,6 +10,7 @@ import json
 import os
 import re
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 # Signs Anthropic thinking blocks and seals Responses reasoning items. Per process unless KUBEGATE_ECHO_SECRET
@@ -123,12 +124,14 @@ def _callable(tool: Any) -> bool:
     return tool.get("type") == "function" or "input_schema" in tool
 
 
-def pick_tool(body: dict, last_user_text: str | None) -> dict | None:
-    """The tool the echo calls, or None for a text answer.
+def pick_tool(body: dict, last_user_text: str | None, called: Collection[str] = ()) -> dict | None:
+    """The tool the echo calls, or None for a text answer. ``called``: names of the tools the conversation
+    already called.
 
     * ``tool_choice`` names a function (OpenAI ``{"type": "function", "name"}`` or chat's
       ``{"function": {"name"}}``, Anthropic ``{"type": "tool", "name"}``): that one;
-    * ``required`` / ``any`` (string or ``{"type": ...}``): the first callable tool;
+    * ``required`` / ``any`` (string or ``{"type": ...}``): the first callable tool not called yet, else the last
+      one (so a forced loop, e.g. pydantic-ai's function tools then its ``final_result`` tool, ends);
     * ``auto`` or absent: the first callable tool only when the last message is the user's (not a tool result)
       and its text contains ``call a tool`` or ``use the tool`` (any case); otherwise text;
     * ``none``: text.
@@ -143,7 +146,7 @@ def pick_tool(body: dict, last_user_text: str | None) -> dict | None:
             return next((t for t in tools if tool_name(t) == name), {"name": name})
         choice = choice.get("type")
     if choice in ("required", "any"):
-        return tools[0]
+        return next((t for t in tools if tool_name(t) not in called), tools[-1])
     if choice in (None, "auto") and last_user_text and TOOL_MARKER.search(last_user_text):
         return tools[0]
     return None
@@ -158,6 +161,22 @@ def tool_args(tool: dict, text: str) -> dict:
         return {"echo": text}
     defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
     return _fill(schema, text, defs, 0)
+
+
+def structured(fmt: Any, text: str) -> str | None:
+    """The JSON answer a structured-output request asks for, or None: ``json_schema`` (chat's
+    ``{"json_schema": {"schema"}}``, Responses' and Anthropic's ``{"schema"}``) is filled as tool arguments are,
+    ``json_object`` is ``{"echo": text}``."""
+    kind = fmt.get("type") if isinstance(fmt, dict) else None
+    if kind == "json_object":
+        return json.dumps({"echo": text})
+    if kind != "json_schema":
+        return None
+    schema = fmt.get("schema") or (fmt.get("json_schema") or {}).get("schema") or {}
+    if schema.get("type", "object") == "object":
+        return json.dumps(tool_args({"parameters": schema}, text))
+    defs = {**schema.get("definitions", {}), **schema.get("$defs", {})}
+    return json.dumps(_fill(schema, text, defs, 0))
 
 
 def _fill(schema: Any, text: str, defs: dict, depth: int) -> Any:

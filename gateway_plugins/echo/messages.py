@@ -16,6 +16,7 @@ from gateway_plugins.echo.common import (
     sign,
     signature_ok,
     sse_event,
+    structured,
     text_of,
     thought_for,
     tool_args,
@@ -120,6 +121,11 @@ def messages_error(body: dict) -> dict | None:
     return None
 
 
+def _blocks(message: dict) -> list[dict]:
+    content = message.get("content")
+    return [b for b in content if isinstance(b, dict)] if isinstance(content, list) else []
+
+
 def _last_user_text(body: dict) -> str | None:
     messages = body.get("messages")
     last = messages[-1] if isinstance(messages, list) and messages else None
@@ -138,14 +144,17 @@ def messages_response(body: dict) -> dict:
     thinking, budget = _thinking(body)
     thought, text = cap_with_thought(thought_for(last) if thinking else "", last, body.get("max_tokens"), budget)
     content: list[dict] = [{"type": "thinking", "thinking": thought, "signature": sign(thought)}] if thinking else []
-    tool = pick_tool(body, _last_user_text(body))
+    blocks = [b for m in body.get("messages") or () if isinstance(m, dict) for b in _blocks(m)]
+    called = {b.get("name") for b in blocks if b.get("type") == "tool_use"}
+    tool = pick_tool(body, _last_user_text(body), called)
     if tool is not None:
         args = tool_args(tool, text)
         content.append({"type": "tool_use", "id": f"toolu_{hex_id()}", "name": tool_name(tool), "input": args})
         answer = json.dumps(args)
     else:
-        content.append({"type": "text", "text": text})
-        answer = text
+        fmt = body.get("output_format") or (body.get("output_config") or {}).get("format")
+        answer = structured(fmt, text) or text
+        content.append({"type": "text", "text": answer})
     return {
         "id": f"msg_{hex_id()}",
         "type": "message",

@@ -13,6 +13,7 @@ from gateway_plugins.echo.common import (
     pieces,
     seal,
     sse_event,
+    structured,
     text_of,
     thought_for,
     tool_args,
@@ -49,14 +50,18 @@ def _last_user_text(body: dict) -> str | None:
     return None
 
 
+def _called(body: dict) -> set[str]:
+    inp = body.get("input")
+    items = inp if isinstance(inp, list) else ()
+    return {i.get("name") for i in items if isinstance(i, dict) and i.get("type") == "function_call"}
+
+
 def _reasoning(body: dict) -> tuple[bool, bool]:
-    """(emit a reasoning item, with ``encrypted_content``): only when an effort is asked for, as a reasoning model
-    answers; ``include`` alone (LiteLLM's Messages adapter always sends it) gets no reasoning item."""
+    """(emit a reasoning item, with ``encrypted_content``). ``include`` alone asks for nothing: LiteLLM's
+    Messages-to-Responses adapter sends it on every request, with or without ``thinking``."""
     reasoning = body.get("reasoning")
-    encrypted = "reasoning.encrypted_content" in (body.get("include") or ())
-    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
-    reasons = effort not in (None, "none", "minimal")
-    return reasons, reasons and encrypted
+    on = isinstance(reasoning, dict) and reasoning.get("effort") not in ("none", "minimal")
+    return on, on and "reasoning.encrypted_content" in (body.get("include") or ())
 
 
 def responses_error(body: dict) -> dict | None:
@@ -83,24 +88,24 @@ def responses_output(body: dict) -> tuple[list[dict], dict]:
     if reasoning:
         item = {"type": "reasoning", "id": f"rs_{hex_id()}", "summary": []}
         items.append({**item, "encrypted_content": seal({"id": item["id"], "thought": thought})} if encrypted else item)
-    tool, key = pick_tool(body, _last_user_text(body)), hex_id()
+    tool, key = pick_tool(body, _last_user_text(body), _called(body)), hex_id()
     if tool is not None:
         answer = json.dumps(tool_args(tool, text))
         items.append({"type": "function_call", "id": f"fc_{key}", "call_id": f"call_{key}", "name": tool_name(tool),
                       "arguments": answer, "status": "completed"})  # fmt: skip
     else:
-        answer = text
-        content = [{"type": "output_text", "text": text, "annotations": []}]
+        answer = structured((body.get("text") or {}).get("format"), text) or text
+        content = [{"type": "output_text", "text": answer, "annotations": []}]
         items.append({"type": "message", "id": f"msg_{key}", "status": "completed", "role": "assistant",
                       "content": content})  # fmt: skip
-    inp, reasoning_tokens = approx_tokens(" ".join(texts)), approx_tokens(thought)
+    inp_tokens, reasoning_tokens = approx_tokens(" ".join(texts)), approx_tokens(thought)
     out = approx_tokens(answer) + reasoning_tokens
     usage = {
-        "input_tokens": inp,
-        "input_tokens_details": {"cached_tokens": inp // 2 if body.get("prompt_cache_key") else 0},
+        "input_tokens": inp_tokens,
+        "input_tokens_details": {"cached_tokens": inp_tokens // 2 if body.get("prompt_cache_key") else 0},
         "output_tokens": out,
         "output_tokens_details": {"reasoning_tokens": reasoning_tokens},
-        "total_tokens": inp + out,
+        "total_tokens": inp_tokens + out,
     }
     return items, usage
 

@@ -132,6 +132,40 @@ def test_required_properties_are_filled_so_a_pydantic_model_validates(oai):
     assert tool_args({"parameters": schema}, TEXT) == {"when": "1970-01-01T00:00:00Z"}
 
 
+def test_a_forced_tool_choice_moves_on_to_tools_not_called_yet(oai):
+    """pydantic-ai forces a call (function tools first, its output tool last): the loop must reach the last."""
+    tools = [CHAT_TOOL, {"type": "function", "function": {**CHAT_TOOL["function"], "name": "final_result"}}]
+
+    def called(*names: str) -> str:
+        history = [user(TEXT)]
+        for i, name in enumerate(names):
+            call = {"id": f"call_{i}", "type": "function", "function": {"name": name, "arguments": "{}"}}
+            history += [
+                {"role": "assistant", "tool_calls": [call]},
+                {"role": "tool", "tool_call_id": f"call_{i}", "content": "r"},
+            ]
+        answer = oai.chat.completions.create(model="echo", messages=history, tools=tools, tool_choice="required")
+        return answer.choices[0].message.tool_calls[0].function.name
+
+    assert (called(), called("lookup"), called("lookup", "final_result")) == ("lookup", "final_result", "final_result")
+
+
+def test_structured_output_is_json_of_the_schema(oai, claude):
+    parsed = oai.chat.completions.parse(model="echo", messages=[user(TEXT)], response_format=Person)
+    assert parsed.choices[0].message.parsed.name == TEXT
+    answer = oai.responses.parse(model="echo", input=TEXT, text_format=Person)
+    assert answer.output_parsed.address.city == TEXT
+    json_object = oai.chat.completions.create(
+        model="echo", messages=[user(TEXT)], response_format={"type": "json_object"}
+    )
+    assert json.loads(json_object.choices[0].message.content) == {"echo": TEXT}
+    fmt = {"type": "json_schema", "schema": Person.model_json_schema()}
+    reply = claude.messages.create(
+        model="echo", max_tokens=512, messages=[user(TEXT)], extra_body={"output_format": fmt}
+    )
+    assert Person.model_validate_json(reply.content[0].text).name == TEXT
+
+
 def test_chat_reports_cached_tokens_with_a_prompt_cache_key(oai):
     ask = {"model": "echo", "messages": [user(TEXT * 4)]}
     cached = oai.chat.completions.create(**ask, prompt_cache_key="k1").usage
@@ -178,6 +212,9 @@ def test_encrypted_reasoning_round_trips_and_a_tampered_one_is_refused(oai):
 
 def test_reasoning_only_when_asked_for(oai):
     assert [i.type for i in oai.responses.create(model="echo", input=TEXT).output] == ["message"]
+    # include alone asks for nothing: LiteLLM's Messages-to-Responses adapter sends it on every request.
+    included = oai.responses.create(model="echo", input=TEXT, include=["reasoning.encrypted_content"])
+    assert [i.type for i in included.output] == ["message"]
     low = oai.responses.create(model="echo", input=TEXT, reasoning={"effort": "minimal"})
     assert [i.type for i in low.output] == ["message"] and low.usage.output_tokens_details.reasoning_tokens == 0
     high = oai.responses.create(model="echo", input=TEXT, reasoning={"effort": "high"})
@@ -185,13 +222,8 @@ def test_reasoning_only_when_asked_for(oai):
 
 
 def test_streamed_responses_with_reasoning_and_a_tool_call(oai):
-    ask = {
-        "model": "echo",
-        "tools": [RESP_TOOL],
-        "tool_choice": "required",
-        "reasoning": {"effort": "low"},
-        "include": ["reasoning.encrypted_content"],
-    }
+    ask = {"model": "echo", "tools": [RESP_TOOL], "tool_choice": "required", "reasoning": {"effort": "low"}}
+    ask["include"] = ["reasoning.encrypted_content"]
     with oai.responses.stream(input=TEXT, **ask) as stream:
         events = list(stream)
         final = stream.get_final_response()
@@ -203,6 +235,9 @@ def test_streamed_responses_with_reasoning_and_a_tool_call(oai):
     output = {"type": "function_call_output", "call_id": call.call_id, "output": "done"}
     back = [user(TEXT), reasoning.model_dump(exclude_none=True), call.model_dump(exclude_none=True), output]
     assert oai.responses.create(model="echo", input=back, include=ask["include"]).output_text == "done"
+    tampered = [*back[:1], {**back[1], "encrypted_content": reasoning.encrypted_content[8:]}, *back[2:]]
+    with pytest.raises(openai.BadRequestError):
+        oai.responses.create(model="echo", input=tampered)
 
 
 # -- Anthropic Messages ----------------------------------------------------------------------------------
