@@ -191,6 +191,11 @@ class CachePolicy(_Model):
     )
 
 
+# Upstream-hosted tools, by what they do, whatever each API calls them (Responses ``web_search``, Anthropic
+# ``web_search_20250305``, chat ``web_search_options``; ``code_interpreter`` / ``code_execution_*``).
+HostedTool = Literal["web_search", "web_fetch", "code_execution"]
+
+
 class Tenant(_Model):
     id: str = Field(pattern=DNS_LABEL, description="Tenant id (the Tenant object's name).")
     keys: list[KeyRef] = Field(default_factory=list, description="Hashes of the tenant's API keys.")
@@ -207,6 +212,11 @@ class Tenant(_Model):
         description="When Redis is unreachable, serve anyway (default: refuse tenants with hard limits).",
     )
     cache: CachePolicy | None = Field(default=None, description="Response cache; none means never cached.")
+    hosted_tools: list[HostedTool] = Field(
+        default_factory=list,
+        description="Upstream-hosted tools the tenant's requests may use (they fetch or run content outside "
+        "kubegate's PII, residency and audit guarantees); others a client offers are dropped from the request.",
+    )
 
     def allows_model(self, model: str) -> bool:
         return "*" in self.allowed_models or model in self.allowed_models
