@@ -202,6 +202,11 @@ ServiceTier = Literal["flex"]
 PromptCacheKey = Annotated[str, Field(max_length=1024)]
 
 
+class WebSearchOptions(BaseModel):
+    # The chat API's hosted web search (``Tenant.hostedTools``: web_search); its settings pass as sent.
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
 class Prediction(Strict):
     type: Literal["content"]
     content: str | list[TextPart]
@@ -244,6 +249,7 @@ class ChatCompletionRequest(_Sampling):
     prompt_cache_retention: Literal["in_memory", "24h"] | None = None
     safety_identifier: str | None = Field(default=None, max_length=256)
     service_tier: ServiceTier | None = None
+    web_search_options: WebSearchOptions | None = None
 
 
 class CompletionRequest(_Sampling):
@@ -406,17 +412,50 @@ class ResponseNamespaceTool(Strict):
     type: Literal["namespace"]
     name: FunctionName
     description: str | None = None
-    tools: list[ResponseFunctionTool]
+    tools: list[Annotated[ResponseFunctionTool | ResponseCustomTool, Field(discriminator="type")]]
+
+
+class _Hosted(BaseModel):
+    # An upstream-hosted tool's settings pass as sent (every string in them is still PII-analysed); whether the
+    # tenant may use it at all is the Tenant's ``hostedTools`` (``validate.apply_hosted_tools``).
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
+# Hosted tool types by what they do (the policy's ``HostedTool``), per API.
+RESPONSES_HOSTED = {
+    "web_search": "web_search",
+    "web_search_preview": "web_search",
+    "web_search_2025_08_26": "web_search",
+    "web_search_preview_2025_03_11": "web_search",
+    "code_interpreter": "code_execution",
+}
+ANTHROPIC_HOSTED_PREFIXES = {
+    "web_search_": "web_search",
+    "web_fetch_": "web_fetch",
+    "code_execution_": "code_execution",
+}
+
+
+class ResponseHostedTool(_Hosted):
+    type: Literal[
+        "web_search", "web_search_preview", "web_search_2025_08_26", "web_search_preview_2025_03_11", "code_interpreter"
+    ]
 
 
 ResponseTool = Annotated[
-    ResponseFunctionTool | ResponseCustomTool | ResponseNamespaceTool, Field(discriminator="type")
+    ResponseFunctionTool | ResponseCustomTool | ResponseNamespaceTool | ResponseHostedTool,
+    Field(discriminator="type"),
 ]
 
 
 class ResponseNamedFunction(Strict):
     type: Literal["function", "custom"]
     name: FunctionName
+
+
+class ResponseHostedToolChoice(Strict):
+    # Forces a hosted tool: served only for a Tenant that enables it (``validate.apply_hosted_tools``).
+    type: Literal["web_search", "web_search_preview", "web_search_2025_08_26", "code_interpreter"]
 
 
 class ResponseJsonSchemaFormat(Strict):
@@ -456,7 +495,7 @@ class ResponsesRequest(Strict):
     temperature: Number | None = Field(default=None, ge=0, le=2)
     top_p: Number | None = Field(default=None, ge=0, le=1)
     tools: list[ResponseTool] | None = None
-    tool_choice: Literal["none", "auto", "required"] | ResponseNamedFunction | None = None
+    tool_choice: Literal["none", "auto", "required"] | ResponseNamedFunction | ResponseHostedToolChoice | None = None
     parallel_tool_calls: bool | None = None
     max_tool_calls: int | None = Field(default=None, ge=1)
     text: ResponseTextConfig | None = None
@@ -540,6 +579,23 @@ class AnthropicTool(Strict):
     strict: bool | None = None
 
 
+class AnthropicServerTool(_Hosted):
+    type: str = Field(pattern=r"^(web_search|web_fetch|code_execution)_[0-9]{8}$")
+    name: FunctionName
+
+
+def _tool_kind(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "custom" if value.get("type") in (None, "custom") else "server"
+    return None
+
+
+AnthropicAnyTool = Annotated[
+    Annotated[AnthropicTool, Tag("custom")] | Annotated[AnthropicServerTool, Tag("server")],
+    Discriminator(_tool_kind),
+]
+
+
 class AnthropicToolChoiceAuto(Strict):
     type: Literal["auto", "any", "none"]
     disable_parallel_tool_use: bool | None = None
@@ -587,7 +643,7 @@ class _MessagesInput(Strict):
     model: str = Field(min_length=1, max_length=253)
     messages: Annotated[list[AnthropicMessage], Field(min_length=1)]
     system: str | list[AnthropicText] | None = None
-    tools: list[AnthropicTool] | None = None
+    tools: list[AnthropicAnyTool] | None = None
     tool_choice: AnthropicToolChoice | None = None
     thinking: Thinking | None = None
     cache_control: CacheControl | None = None

@@ -44,7 +44,13 @@ from gateway_plugins.contract.routes import (
     model_id,
     tenant_endpoint,
 )
-from gateway_plugins.contract.validate import ContractError, check, check_for_tenant, check_query
+from gateway_plugins.contract.validate import (
+    ContractError,
+    apply_hosted_tools,
+    check,
+    check_for_tenant,
+    check_query,
+)
 from gateway_plugins.errors import KubegateError
 from gateway_plugins.outcome import finalize, refuse
 from gateway_plugins.policy.schema import Tenant, key_id_for
@@ -335,6 +341,7 @@ class FrontDoor:
                     404, "model_not_found", f"The model {model!r} does not exist or this key cannot use it.", "model"
                 )
             check_for_tenant(body, ctx.tenant, policy.models)
+            dropped = apply_hosted_tools(endpoint.name, body, ctx.tenant.hosted_tools)
         except ContractError as exc:
             refuse(rt, ctx, exc.status, exc.code)
             await error_response(
@@ -352,7 +359,9 @@ class FrontDoor:
             refuse(rt, ctx, 499, "client_closed")
             return
         ctx.contract = contract
-        if contract.normalized:
+        if dropped:
+            ctx.decisions["hosted_tools"] = "dropped"
+        if contract.normalized or dropped:
             raw = orjson.dumps(body)  # what LiteLLM may read is the normalized body, like its parsed form
         if endpoint is COUNT_TOKENS:
             await self._count_tokens(rt, ctx, body, send)

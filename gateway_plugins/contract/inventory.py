@@ -8,10 +8,12 @@ A field is
 * **normalized** (:data:`NORMALIZED`): dropped before validation, always (answer-only fields a client echoes
   back as history, client-side tags) or when its value is the API's default (``include: []``, ``store:
   false``, ``truncation: "disabled"``). Any top-level ``null`` is the default too.
+* **policy-controlled** (:data:`POLICY`): upstream-hosted tools, forwarded for the Tenants that list them in
+  ``spec.hostedTools`` and dropped from other tenants' requests (clients offer them by default).
 * **refused** (:data:`REFUSED`): answered ``400 unsupported_field`` with why and what to do instead.
 
 ``tests/contract/test_inventory.py`` walks the pinned ``openai`` and ``anthropic`` SDKs' request types and fails
-on any field path none of the three classifies, so an SDK upgrade surfaces every new field; ``docs/contract.md``
+on any field path none of these classifies, so an SDK upgrade surfaces every new field; ``docs/contract.md``
 is generated from this table and the models.
 
 Paths use the SDK walk's notation (``tests/contract/field_paths.py``): ``messages[].{role=assistant}.audio``.
@@ -50,8 +52,11 @@ def _default(why: str, *values: Any) -> Rule:
 _ANSWER_ONLY = "part of the answer, not of a request: dropped when a client sends an answer back as history"
 _TAG_ONLY = "a client-side tag the model never reads (LiteLLM would read `metadata` as its own routing input)"
 _STATEFUL_FIX = "send the whole conversation as `input` (stateless: `input += response.output`)"
-_HOSTED = "a hosted tool fetches or runs content outside every kubegate guarantee (PII, residency, audit)"
-_HOSTED_FIX = 'use a function tool your client runs; for Codex set `web_search = "disabled"`'
+_HOSTED = (
+    "this hosted tool keeps data upstream or runs content outside every kubegate guarantee (PII, residency, "
+    "audit); only web search, web fetch and code execution can be enabled (Tenant `spec.hostedTools`)"
+)
+_HOSTED_FIX = "use a function tool your client runs"
 _TIER = "billed above the ModelRoute's prices, which the budget reserves"
 _UNINSPECTABLE = "PII analysis cannot read this content"
 _STORED = "kept by the upstream between requests, outside every kubegate guarantee"
@@ -111,6 +116,7 @@ NORMALIZED: dict[str, dict[str, Rule]] = {
         "service_tier": _default("the default tier", "auto", "default"),
         "tools[].{type=function}.defer_loading": _default("loading every tool is the default", False),
         "tools[].{type=custom}.defer_loading": _default("loading every tool is the default", False),
+        "tools[].{type=namespace}.tools[].defer_loading": _default("loading every tool is the default", False),
         "reasoning.generate_summary": _default("no summary is the default", None),
         "input[].{type=message}.content[].prompt_cache_breakpoint": _always(_CACHE_HINT),
     },
@@ -131,6 +137,32 @@ NORMALIZED: dict[str, dict[str, Rule]] = {
 NORMALIZED["anthropic_count_tokens"] = {
     k: v for k, v in NORMALIZED["anthropic_messages"].items() if k.split(".")[0] not in ("metadata", "service_tier")
 }
+
+# -- policy-controlled: forwarded for the Tenants that enable them, dropped from the others' requests -----------
+
+_POLICY = Rule(
+    "an upstream-hosted tool: it fetches or runs content outside kubegate's PII, residency and audit guarantees, "
+    "so it is forwarded only for Tenants that list it in `spec.hostedTools` and dropped from other requests",
+    "list it in the Tenant's `spec.hostedTools` (web_search, web_fetch, code_execution)",
+)
+POLICY: dict[str, dict[str, Rule]] = {
+    "chat_completions": {"web_search_options": _POLICY},
+    "responses": {
+        "tools[].{type=web_search*}": _POLICY,
+        "tools[].{type=code_interpreter}": _POLICY,
+        # the SDK's untyped web search variant
+        "tools[].filters": _POLICY,
+        "tools[].search_content_types": _POLICY,
+        "tools[].search_context_size": _POLICY,
+        "tools[].user_location": _POLICY,
+    },
+    "anthropic_messages": {
+        "tools[].{type=web_search_*}": _POLICY,
+        "tools[].{type=web_fetch_*}": _POLICY,
+        "tools[].{type=code_execution_*}": _POLICY,
+    },
+}
+POLICY["anthropic_count_tokens"] = POLICY["anthropic_messages"]
 
 # -- refused, with a reason and a fix ------------------------------------------------------------------------
 
@@ -160,7 +192,6 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "tool_choice.{type=custom}": Rule("custom tools are not accepted on chat completions", "use `function`"),
         "tool_choice.{type=allowed_tools}": Rule("`allowed_tools` is not passed on", "send only the tools allowed"),
         "messages[].{role=user}.content[].{type=image_url}": Rule(_UNINSPECTABLE, "enable `allowUninspectable`"),
-        "web_search_options": Rule(_HOSTED, _HOSTED_FIX),
     },
     "completions": {"prompt[][]": Rule(_TOKENS, "send ids the model's tokenizer knows, or text")},
     "embeddings": {"input[][]": Rule(_TOKENS, "send ids the model's tokenizer knows, or text")},
@@ -181,10 +212,11 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "reasoning.context": Rule("not passed on by this gateway", "leave it unset"),
         "reasoning.mode": Rule("not passed on by this gateway", "leave it unset"),
         "tools[].{type=!function|custom|namespace}": Rule(_HOSTED, _HOSTED_FIX),
-        "tools[].filters": Rule(_HOSTED, _HOSTED_FIX),
-        "tools[].search_content_types": Rule(_HOSTED, _HOSTED_FIX),
-        "tools[].search_context_size": Rule(_HOSTED, _HOSTED_FIX),
-        "tools[].user_location": Rule(_HOSTED, _HOSTED_FIX),
+        "tools[].{type=namespace}.tools[].allowed_callers": Rule(
+            "programmatic tool calling is hosted", "leave it unset"
+        ),
+        "tools[].{type=namespace}.tools[].defer_loading": Rule("tool search is hosted", "leave it unset"),
+        "tools[].{type=namespace}.tools[].output_schema": Rule("not passed on by this gateway", "leave it unset"),
         "tools[].{type=function}.allowed_callers": Rule("programmatic tool calling is hosted", "leave it unset"),
         "tools[].{type=function}.output_schema": Rule("not passed on by this gateway", "leave it unset"),
         "tools[].{type=function}.defer_loading": Rule("tool search is hosted", "leave it unset"),

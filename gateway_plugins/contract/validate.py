@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from gateway_plugins.contract import inventory
-from gateway_plugins.contract.bodies import UNINSPECTABLE_PARTS
+from gateway_plugins.contract.bodies import ANTHROPIC_HOSTED_PREFIXES, RESPONSES_HOSTED, UNINSPECTABLE_PARTS
 from gateway_plugins.contract.normalize import normalize
 from gateway_plugins.contract.routes import Endpoint
 from gateway_plugins.contract.text import SizeError, check_sizes
@@ -201,3 +201,52 @@ def check_for_tenant(body: dict, tenant: Any, models: Any) -> None:
                     f"{field}: at most {meta.max_output_tokens} for model {body.get('model')}",
                     field,
                 )
+
+
+def hosted_kind(endpoint: str, tool: Any) -> str | None:
+    """What a tool entry is if the upstream hosts it (``web_search``, ``web_fetch``, ``code_execution``)."""
+    kind = tool.get("type") if isinstance(tool, dict) else None
+    if not isinstance(kind, str):
+        return None
+    if endpoint == "responses":
+        return RESPONSES_HOSTED.get(kind)
+    if endpoint in ("anthropic_messages", "anthropic_count_tokens"):
+        return next((what for prefix, what in ANTHROPIC_HOSTED_PREFIXES.items() if kind.startswith(prefix)), None)
+    return None
+
+
+def apply_hosted_tools(endpoint: str, body: dict, allowed: Any) -> list[str]:
+    """Drop the hosted tools the tenant may not use (``Tenant.hostedTools``) from ``body``, in place; returns
+    what was dropped. Dropped, not refused: clients offer them by default (Codex's web search), and the model
+    answers without them. A request that forces one (``tool_choice``) is refused, since it cannot be served."""
+    dropped: list[str] = []
+    if endpoint == "chat_completions" and "web_search_options" in body and "web_search" not in allowed:
+        del body["web_search_options"]
+        dropped.append("web_search")
+    tools = body.get("tools")
+    if not isinstance(tools, list):
+        return dropped
+    kept = []
+    for tool in tools:
+        kind = hosted_kind(endpoint, tool)
+        if kind is not None and kind not in allowed:
+            dropped.append(kind)
+        else:
+            kept.append(tool)
+    if len(kept) == len(tools):
+        return dropped
+    choice = body.get("tool_choice")
+    forced = choice.get("type") if isinstance(choice, dict) else None
+    if isinstance(forced, str) and hosted_kind(endpoint, choice) is not None:
+        raise ContractError(
+            400,
+            "unsupported_field",
+            f"tool_choice: the hosted tool {forced!r} is not enabled for this key (Tenant spec.hostedTools)",
+            "tool_choice",
+        )
+    if kept:
+        body["tools"] = kept
+    else:
+        for field in ("tools", "tool_choice", "parallel_tool_calls"):
+            body.pop(field, None)
+    return dropped

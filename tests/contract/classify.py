@@ -34,6 +34,8 @@ def fate(endpoint: str, path: str) -> str | None:
         return "forwarded"
     if inv.match(inv.NORMALIZED, endpoint, path):
         return "normalized"
+    if inv.match(inv.POLICY, endpoint, path):
+        return "policy"
     if inv.match(inv.REFUSED, endpoint, path):
         return "refused"
     return None

@@ -65,6 +65,12 @@ def render_section() -> str:
             out += ["| field | dropped | why |", "| --- | --- | --- |"]
             out += [f"| `{_cell(p)}` | {_when(r)} | {_cell(r.why)} |" for p, r in sorted(normalized.items())]
             out.append("")
+        policy = inventory.POLICY.get(endpoint, {})
+        if policy:
+            out += ["**Policy-controlled** (forwarded for Tenants that enable them, else dropped):", ""]
+            out += ["| field | why | to enable |", "| --- | --- | --- |"]
+            out += [f"| `{_cell(p)}` | {_cell(r.why)} | {_cell(r.fix)} |" for p, r in sorted(policy.items())]
+            out.append("")
         refused = inventory.REFUSED.get(endpoint, {})
         if refused:
             out += ["**Refused** (`400 unsupported_field`, the message says why and what to do):", ""]
