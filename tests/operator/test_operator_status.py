@@ -113,6 +113,7 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
         for r in ("gpt", "lost")
     }
     assert status["gpt"]["maxOutputTokens"] == 16384 and "maxOutputTokens" not in status["lost"]
+    assert _table_row(admin_api, namespace, "modelroutes", "gpt")["MaxTokens"] == 16384
     # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
     published = _reason(custom, namespace, "llmgateways", "main", "PolicyPublished", "RedisUnreachable")
     assert published["status"] == "False"
