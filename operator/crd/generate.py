@@ -39,7 +39,13 @@ KIND_INFO: dict[str, dict[str, Any]] = {
         "plural": "modelroutes",
         "short": ["kmr"],
         "spec": m.ModelRouteSpec,
-        "columns": [READY_COLUMN, ("Model", "string", ".spec.modelName"), ("Gateway", "string", ".spec.gateway")],
+        "columns": [
+            READY_COLUMN,
+            ("Model", "string", ".spec.modelName"),
+            ("Gateway", "string", ".spec.gateway"),
+            # Written by the operator: spec.maxOutputTokens, else what LiteLLM's model map gives the upstream models.
+            ("MaxTokens", "integer", ".status.maxOutputTokens"),
+        ],
     },
     "Tenant": {
         "plural": "tenants",

@@ -508,7 +508,8 @@ class ModelRouteSpec(_Spec):
         le=10_000_000,
         alias="maxOutputTokens",
         description="Largest max_tokens a request may ask for; also what a budget reserves when a request sets "
-        "none. Default 4096.",
+        "none. Default: the smallest output limit LiteLLM's model map gives the route's upstream models, else 4096 "
+        "(status.maxOutputTokens shows the value in force).",
     )
 
     @field_validator("deployments")

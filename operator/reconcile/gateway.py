@@ -249,6 +249,8 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
             link.close()
     # The policy and children (tens of MiB at 10,000 Tenants) are not needed for the statuses: freed before those.
     checksum = rendered.model_list_checksum
+    # Each served model's max_tokens cap, for its ModelRoute's status (one entry per route, not per Tenant).
+    max_output_tokens = {m.name: m.max_output_tokens for m in rendered.policy.models}
     del rendered, built
     left_out = "; ".join(f"{k}: {p.reason}: {p.message}" for k, p in sorted(problems.items()))
     if not policy_cm_ok:
@@ -286,6 +288,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         policy_cm_ok,
         tenant_keys,
         defer,
+        max_output_tokens,
     )
     return {
         "skipped": {k: p.message for k, p in problems.items()},
@@ -324,8 +327,10 @@ def _object_statuses(
     policy_cm_ok: bool,
     tenant_keys: dict[str, keys.TenantKeys],
     defer: bool,
+    max_output_tokens: dict[str, int],
 ) -> None:
-    """Ready of every object of the Gateway: False with its own reason when it was left out.
+    """Ready of every object of the Gateway: False with its own reason when it was left out; a served ModelRoute's
+    ``maxOutputTokens`` in force (its spec's, else what LiteLLM's model map gives), removed when it is not served.
 
     Each object's desired status is decided and dropped in turn: only the writes needed are kept (at 10,000 Tenants
     and Budgets, a list of every desired status was tens of MiB at the operator's peak).
@@ -339,6 +344,9 @@ def _object_statuses(
                 desired = st.ready_status(gen, False, problem.reason, problem.message)
             else:
                 desired = route_status(route, gateway, route_problems.get(route["metadata"]["name"], []))
+            # None (not served: left out, or its model is another route's) removes it (a merge patch).
+            served = problem is None and route["spec"].get("modelName") in max_output_tokens
+            desired["maxOutputTokens"] = max_output_tokens[route["spec"]["modelName"]] if served else None
             yield "modelroutes", route, desired
         for tenant in tenants_raw:
             gen = tenant["metadata"].get("generation")
@@ -384,6 +392,8 @@ def mark_gateway_missing(ns: str, plural: str, body: dict[str, Any], gateway: st
     desired = st.ready_status(
         body["metadata"].get("generation"), False, "GatewayNotFound", f"LLMGateway {gateway!r} not found in {ns}"
     )
+    if plural == "modelroutes":
+        desired["maxOutputTokens"] = None  # served by no Gateway: no cap in force
     patch_status(ns, plural, body, desired)
 
 

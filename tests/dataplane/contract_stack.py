@@ -68,10 +68,11 @@ def objects(
     budgets: Mapping[str, Mapping[str, Any]] | None = None,
     extra_tenants: tuple[str, ...] = (),
     gateway_spec: Mapping[str, Any] | None = None,
+    extra_routes: tuple[dict[str, Any], ...] = (),
 ) -> list[dict[str, Any]]:
     """``budgets``: Budget name -> its spec; ``fail_auth_base``: an upstream refusing every key, served as the
-    model ``badkey``."""
-    routes = [route(GW, m, echo_base) for m in MODELS]
+    model ``badkey``; ``extra_routes``: further ModelRoutes (CR dicts)."""
+    routes = [route(GW, m, echo_base) for m in MODELS] + list(extra_routes)
     # An Anthropic-family upstream (LiteLLM speaks Messages to it natively): thinking, prompt caching.
     routes.append(route(GW, CLAUDE, echo_base.removesuffix("/v1"), provider="anthropic", upstream=CLAUDE_UPSTREAM))
     if fail_auth_base:
@@ -106,6 +107,7 @@ def render(
     budgets: Mapping[str, Mapping[str, Any]] | None = None,
     extra_tenants: tuple[str, ...] = (),
     gateway_spec: Mapping[str, Any] | None = None,
+    extra_routes: tuple[dict[str, Any], ...] = (),
 ) -> ProxyInputs:
     """The proxy's config, policy and env for ``objects(...)``: give them to ``ProxyServer``."""
     objs = objects(
@@ -114,6 +116,7 @@ def render(
         budgets=budgets,
         extra_tenants=extra_tenants,
         gateway_spec=gateway_spec,
+        extra_routes=extra_routes,
     )
     tenants = [o["metadata"]["name"] for o in objs if o["kind"] == "Tenant"]
     return render_proxy(objs, keys={t: key(t) for t in tenants})

@@ -1,5 +1,6 @@
 """Budgets through the real proxy with the official openai SDK: block with headers, downgrade chain,
-zero-price models, and 64 concurrent clients against TWO proxies sharing one Redis.
+zero-price models, and 64 concurrent clients against TWO proxies sharing one Redis; a Claude route's real
+output limit (LiteLLM's model map) reserved in full, with the anthropic SDK.
 
 Prices: input 0, output 0.001 USD/token; the echo upstream answers "abcdefgh" with 2 completion tokens
 and requests ask ``max_tokens=2``, so the reservation equals the real cost (0.002 USD) and totals are exact.
@@ -8,11 +9,14 @@ and requests ask ``max_tokens=2``, so the reservation equals the real cost (0.00
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from decimal import Decimal
 
+import anthropic
 import openai
 import pytest
 import redis.asyncio as aioredis
@@ -29,8 +33,13 @@ GW = "main"
 OUT_PRICE = Decimal("0.001")
 COST = 0.002  # 2 completion tokens x OUT_PRICE
 TEXT = "abcdefgh"
-TENANTS = ("hard", "down", "free", "race", "rel")
+TENANTS = ("hard", "down", "free", "race", "rel", "maxed")
 MODELS = ("big", "mid", "small", "free")
+# Served by an anthropic/ deployment whose model LiteLLM's map gives 64000 output tokens (the route sets no
+# maxOutputTokens); the echo answers it after a delay, long enough to see the reservation while it is in flight.
+CLAUDE = "claude"
+CLAUDE_MAX = 64000
+CLAUDE_DELAY_MS = 3000
 
 
 def key(tenant: str) -> str:
@@ -50,6 +59,8 @@ def budgets() -> dict[str, dict]:
         "free-b": {"tenant": "free", "limitUSD": "0.001"},
         "race-b": {"tenant": "race", "limitUSD": "0.021", "period": "weekly"},
         "rel-b": {"tenant": "rel", "limitUSD": "1"},
+        # Exactly one answer of the real maximum (64000 x 0.001 USD).
+        "maxed-b": {"tenant": "maxed", "limitUSD": "64"},
     }
 
 
@@ -64,7 +75,16 @@ def setup(echo_base: str) -> ProxyInputs:
             )
             for m in MODELS
         ),
-        *(cr("Tenant", t, {"gateway": GW, "allowedModels": list(MODELS)}) for t in TENANTS),
+        echo_route(
+            GW,
+            CLAUDE,
+            # LiteLLM's anthropic/ calls append /v1/messages to the base.
+            f"{echo_base.removesuffix('/v1')}/delay/{CLAUDE_DELAY_MS}",
+            provider="anthropic",
+            upstream_model="claude-sonnet-4-5",
+            output_price=str(OUT_PRICE),
+        ),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": [*MODELS, CLAUDE]}) for t in TENANTS),
         *(cr("Budget", name, spec) for name, spec in budgets().items()),
     ]
     return render_proxy(objects, keys={t: key(t) for t in TENANTS})
@@ -97,6 +117,14 @@ def ask(c: openai.OpenAI, model: str = "big"):
 
 def budget(policy: Policy, name: str) -> Budget:
     return next(b for b in policy.budgets if b.name == name)
+
+
+async def _budget_state(url: str, b: Budget):
+    r = aioredis.from_url(url)
+    try:
+        return await read_budget_state(r, GatewayKeys("default", GW), b)
+    finally:
+        await r.aclose()
 
 
 def state(url: str, b: Budget):
@@ -227,3 +255,45 @@ def test_failed_call_releases_its_reservation(proxies, redis_server, echo_upstre
     st = state(redis_server.url, budget(policy, "rel-b"))
     assert st.reserved_usd == 0
     assert st.spent_usd == pytest.approx(2 * COST)  # the failed call costs nothing
+
+
+def test_a_claude_route_admits_its_real_output_limit_and_reserves_all_of_it(proxies, redis_server, echo_upstream):
+    """Issue #20: Anthropic clients ask max_tokens 64000 (frameworks) or 32000 (Claude Code). The route sets no
+    maxOutputTokens: the cap is claude-sonnet-4-5's output limit in LiteLLM's map, and a request at that limit
+    reserves it all (64000 x 0.001 USD), so a second request is refused while the first is in flight."""
+    proxy, _, policy = proxies
+    assert {m.name: m.max_output_tokens for m in policy.models}[CLAUDE] == CLAUDE_MAX
+    c = anthropic.Anthropic(base_url=proxy.base_url, api_key=key("maxed"), max_retries=0, timeout=60)
+    b = budget(policy, "maxed-b")
+
+    def ask_claude(max_tokens: int):
+        return c.messages.create(model=CLAUDE, max_tokens=max_tokens, messages=[{"role": "user", "content": TEXT}])
+
+    with pytest.raises(anthropic.BadRequestError) as exc:
+        ask_claude(CLAUDE_MAX + 1)
+    assert f"at most {CLAUDE_MAX}" in str(exc.value.body)
+
+    answers: list = []
+    first = threading.Thread(target=lambda: answers.append(ask_claude(CLAUDE_MAX)))
+    first.start()
+    try:
+        deadline = time.monotonic() + CLAUDE_DELAY_MS / 1000
+        reserved = 0.0
+        while time.monotonic() < deadline and not reserved:
+            reserved = asyncio.run(_budget_state(redis_server.url, b)).reserved_usd
+            time.sleep(0.05)
+        # The body's bytes at input price 0 plus every output token the model may give.
+        assert reserved == pytest.approx(CLAUDE_MAX * float(OUT_PRICE))
+        # All 64 USD are held (a request is admitted while spent + reserved is below the limit): the next request,
+        # of any size, is refused until the first settles.
+        with pytest.raises(anthropic.RateLimitError) as refused:
+            ask_claude(2)
+        assert refused.value.status_code == 429 and refused.value.body["error"]["code"] == "budget_exceeded"
+    finally:
+        first.join()
+    assert answers and answers[0].content[0].text == TEXT
+    assert echo_upstream.received()[-1]["body"]["max_tokens"] == CLAUDE_MAX
+    settled = state(redis_server.url, b)
+    assert settled.reserved_usd == 0 and 0 < settled.spent_usd < 1  # billed what the echo answered
+    # Settled: the budget covers the real maximum again.
+    assert ask_claude(CLAUDE_MAX).content[0].text == TEXT

@@ -2,7 +2,8 @@
 by more than one request's cost, for chat, list-prompt completions, embeddings, Responses and Anthropic Messages alike.
 
 Input is priced, so the prompt side matters (list prompts and embedding inputs were once not counted at
-all); the reservation is the body's byte size (a bound on tokens) plus ``max_tokens`` per choice.
+all); the reservation is the body's byte size (a bound on tokens) plus ``max_tokens`` per choice. Anthropic
+Messages ask the most their route admits: 64000 tokens, claude-sonnet-4-5's output limit in LiteLLM's model map.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import redis.asyncio as aioredis
 
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
-from tests.dataplane.contract_stack import GW, audit_records, budget, key, render
+from tests.dataplane.contract_stack import GW, IN_PRICE, audit_records, budget, key, render
 from tests.harness.proxy import ProxyServer
+from tests.harness.rendered import echo_route
 
 LIMIT = 0.004
 CLIENTS = 64
@@ -34,6 +36,9 @@ TENANTS = {
     "anthropic_messages": "race-msg",
 }
 WORDS = "the quick brown fox jumps over the lazy dog " * 3
+# Anthropic Messages go to an anthropic/ deployment without maxOutputTokens: its cap is the model's real output limit.
+# Output is priced so that 64000 tokens reserve about what the other shapes reserve, and the race runs as long.
+CLAUDE, CLAUDE_MODEL, CLAUDE_MAX, CLAUDE_OUT_PRICE = "claude-race", "claude-sonnet-4-5", 64000, "0.000000001"
 
 
 BUDGETS = {f"{tenant}-b": {"tenant": tenant, "limitUSD": str(LIMIT), "period": "daily"} for tenant in TENANTS.values()}
@@ -41,7 +46,17 @@ BUDGETS = {f"{tenant}-b": {"tenant": tenant, "limitUSD": str(LIMIT), "period": "
 
 @pytest.fixture(scope="module")
 def replicas(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxyServer]]:
-    s = render(echo_upstream.base_url, budgets=BUDGETS, extra_tenants=tuple(TENANTS.values()))
+    claude = echo_route(
+        GW,
+        CLAUDE,
+        echo_upstream.base_url.removesuffix("/v1"),  # LiteLLM's anthropic/ calls append /v1/messages
+        provider="anthropic",
+        upstream_model=CLAUDE_MODEL,
+        input_price=str(IN_PRICE),
+        output_price=CLAUDE_OUT_PRICE,
+    )
+    s = render(echo_upstream.base_url, budgets=BUDGETS, extra_tenants=tuple(TENANTS.values()), extra_routes=(claude,))
+    assert {m.name: m.max_output_tokens for m in s.policy.models}[CLAUDE] == CLAUDE_MAX
     started: list[ProxyServer] = []
     try:
         for _ in range(2):
@@ -54,7 +69,7 @@ def replicas(redis_server, echo_upstream) -> Iterator[tuple[ProxyServer, ProxySe
 
 def call(c: openai.OpenAI | anthropic.Anthropic, endpoint: str):
     if endpoint == "anthropic_messages":
-        return c.messages.create(model="echo", messages=[{"role": "user", "content": WORDS}], max_tokens=16)
+        return c.messages.create(model=CLAUDE, messages=[{"role": "user", "content": WORDS}], max_tokens=CLAUDE_MAX)
     if endpoint == "responses":
         return c.responses.create(model="echo", input=WORDS, max_output_tokens=16)
     if endpoint == "chat_completions":

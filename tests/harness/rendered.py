@@ -116,6 +116,7 @@ def echo_route(
     base: str,
     *,
     upstream_model: str = "echo",
+    provider: str = "openai",
     region: str = "eu-west-1",
     name: str = "1",
     input_price: str | None = None,
@@ -124,12 +125,15 @@ def echo_route(
     namespace: str = "default",
     **spec: Any,
 ) -> dict[str, Any]:
-    """A ModelRoute serving ``model`` from one deployment at ``base`` (an echo upstream) in ``region``.
+    """A ModelRoute serving ``model`` from one deployment at ``base`` (an echo upstream) in ``region``; ``provider``
+    picks the API LiteLLM speaks to it (the echo answers OpenAI's and Anthropic's) and, with ``upstream_model``, the
+    model's limits in LiteLLM's model map (``echo`` is in none).
 
     No price given: a free route (the echo model is in no price map). ``num_retries`` defaults to 0 so a test's
     upstream failure is seen once; ``spec``: further ModelRoute spec fields (camelCase)."""
     deployment: dict[str, Any] = {
         "name": name,
+        "provider": provider,
         "model": upstream_model,
         "apiBase": base,
         "apiKeySecretRef": UPSTREAM_KEY,

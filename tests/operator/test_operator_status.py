@@ -107,6 +107,13 @@ def test_missing_gateway_and_secret_give_false_ready_conditions(operator, admin_
     _secret(core, namespace, "openai", {"k": "sk-test"})
     gw_reconcile.reconcile(namespace, "main")
     assert _condition(custom, namespace, "modelroutes", "gpt", "Ready")["status"] == "True"
+    # The max_tokens cap in force (the MaxTokens column): gpt-4o's output limit in LiteLLM's bundled model map.
+    status = {
+        r: custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "modelroutes", r)["status"]
+        for r in ("gpt", "lost")
+    }
+    assert status["gpt"]["maxOutputTokens"] == 16384 and "maxOutputTokens" not in status["lost"]
+    assert _table_row(admin_api, namespace, "modelroutes", "gpt")["MaxTokens"] == 16384
     # Managed Redis has no kubelet here: unreachable, reported, and reconciliation still succeeded.
     published = _reason(custom, namespace, "llmgateways", "main", "PolicyPublished", "RedisUnreachable")
     assert published["status"] == "False"

@@ -69,3 +69,32 @@ def test_last_transition_time_moves_only_when_the_status_does():
         current, {"conditions": [st.condition("Ready", False, "InvalidSpec", "m")]}, "2026-01-03T00:00:00Z"
     )
     assert flipped["conditions"][0]["lastTransitionTime"] == "2026-01-03T00:00:00Z"
+
+
+def test_a_served_model_routes_status_shows_its_max_output_tokens_in_force(monkeypatch):
+    """status.maxOutputTokens (the MaxTokens column): the cap the policy holds for the route's model; removed (null
+    in the merge patch) when the route is not served, and no write when nothing changed."""
+    from gateway_operator.reconcile import gateway as gw_reconcile
+    from gateway_operator.render.problems import Problem
+
+    sent: list = []
+    monkeypatch.setattr(gw_reconcile, "send_statuses", sent.extend)
+
+    def route(name: str, model: str, status: dict | None = None) -> dict:
+        spec = {"gateway": "main", "modelName": model, "deployments": [{"name": "a"}]}
+        return {"metadata": {"name": name, "generation": 1}, "spec": spec, **({"status": status} if status else {})}
+
+    routes = [route("claude", "claude"), route("dup", "claude"), route("gone", "gone", {"maxOutputTokens": 16384})]
+    problems = {"ModelRoute/dup": Problem("DuplicateModel", "served by claude")}
+    limits = {"claude": 64000}
+    args = ("ns", "main", routes, [], [], problems, {}, (True, "Published", ""), True, {}, False, limits)
+    gw_reconcile._object_statuses(*args)
+    written = {w.obj["metadata"]["name"]: w.status for w in sent}
+    assert written["claude"]["maxOutputTokens"] == 64000
+    assert written["dup"]["maxOutputTokens"] is None and written["gone"]["maxOutputTokens"] is None
+
+    sent.clear()
+    routes = [{**r, "status": written[r["metadata"]["name"]]} for r in routes]
+    routes[2]["status"].pop("maxOutputTokens")  # the merge patch removed it
+    gw_reconcile._object_statuses("ns", "main", routes, *args[3:])
+    assert sent == []
