@@ -143,6 +143,7 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("ModelRoute", "fallbacks"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "allowedModels"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "allowedRegions"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "hostedTools"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},

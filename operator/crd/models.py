@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from gateway_plugins.policy.schema import (
     BudgetAction,
     BudgetPeriod,
+    HostedTool,
     PiiAction,
     check_ascending,
     check_no_downgrade_cycle,
@@ -605,6 +606,21 @@ class TenantSpec(_Spec):
     cache: TenantCacheSpec | None = Field(
         default=None, description="Response cache; omit for none (every request goes upstream)."
     )
+    hosted_tools: list[HostedTool] = Field(
+        default_factory=list,
+        max_length=3,
+        alias="hostedTools",
+        description="Upstream-hosted tools (web_search, web_fetch, code_execution) this tenant's requests may use. "
+        "They fetch or run content at the upstream, outside kubegate's PII, residency and audit guarantees; a hosted "
+        "tool a client offers that is not listed here is dropped from its request. Default: none.",
+    )
+
+    @field_validator("hosted_tools")
+    @classmethod
+    def _unique_hosted_tools(cls, value: list[str]) -> list[str]:
+        if len(set(value)) != len(value):
+            raise ValueError("hostedTools must not repeat a tool")
+        return value
 
 
 class BudgetThresholdSpec(_Spec):

@@ -324,6 +324,7 @@ def tenant_piece(tenant: crd.Tenant) -> TenantPiece:
         allowed_regions=list(spec.allowed_regions),
         rate_limits=_shared(pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm)),
         fail_open=spec.fail_open,
+        hosted_tools=list(spec.hosted_tools),
     )
     return TenantPiece(spec.gateway, entry, spec.pii, spec.cache)
 

@@ -154,6 +154,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "cache.allowNonZeroTemperature": True,
         "cache.allowTools": True,
         "cache.skipUserScoped": True,
+        "hostedTools": ["web_search", "code_execution"],
     },
     "Budget": {
         "tenant": "nobody",

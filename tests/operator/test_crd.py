@@ -88,6 +88,8 @@ INVALID = [
         "weight",
     ),
     ("tenants", {"gateway": "NOT_A_NAME"}, "gateway"),
+    ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
+    ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
 ]
 
 

@@ -227,6 +227,19 @@ def test_request_contract_fields_reach_the_policy():
     assert set(crd.RequestLimitsSpec.model_fields) == set(type(limits).model_fields)
 
 
+def test_hosted_tools_reach_the_policy_default_none_and_are_a_closed_unique_set():
+    def tenant(name: str, **spec) -> crd.Tenant:
+        return crd.Tenant.model_validate({"metadata": {"name": name}, "spec": {"gateway": "main", **spec}})
+
+    out = _render([], [tenant("a", hostedTools=["web_search", "code_execution"]), tenant("b")])
+    hosted = {t.id: t.hosted_tools for t in out.policy.tenants}
+    assert hosted == {"a": ["web_search", "code_execution"], "b": []}
+    assert parse_policy(out.policy.model_dump_json()).tenants[0].hosted_tools == ["web_search", "code_execution"]
+    for bad in (["web_search", "web_search"], ["file_search"]):
+        with pytest.raises(ValueError, match="hostedTools"):
+            tenant("c", hostedTools=bad)
+
+
 def test_a_deployment_without_prices_uses_litellms_bundled_price_or_is_left_out():
     known = _route("known", "gpt", [{"name": "a", "model": "gpt-4o", "region": "eu"}])
     unknown = _route("unknown", "own", [{"name": "a", "model": "in-house-llm", "region": "eu"}])
