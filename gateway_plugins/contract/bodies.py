@@ -29,6 +29,12 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+class _Hosted(BaseModel):
+    # An upstream-hosted tool's settings pass as sent (every string in them is still PII-analysed); whether the
+    # tenant may use it at all is the Tenant's ``hostedTools`` (``validate.apply_hosted_tools``).
+    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
+
+
 # -- content parts ----------------------------------------------------------------------------------
 
 
@@ -340,6 +346,11 @@ class ResponseCustomToolCallOutput(Strict):
     id: str | None = Field(default=None, max_length=256)
 
 
+class ResponseWebSearchCall(_Hosted):
+    # History of an enabled hosted web search (``input += response.output``); dropped with the tool otherwise.
+    type: Literal["web_search_call"]
+
+
 class SummaryText(Strict):
     type: Literal["summary_text"]
     text: str
@@ -377,7 +388,8 @@ ResponseInputItem = Annotated[
     | Annotated[ResponseFunctionCallOutput, Tag("function_call_output")]
     | Annotated[ResponseCustomToolCall, Tag("custom_tool_call")]
     | Annotated[ResponseCustomToolCallOutput, Tag("custom_tool_call_output")]
-    | Annotated[ResponseReasoningItem, Tag("reasoning")],
+    | Annotated[ResponseReasoningItem, Tag("reasoning")]
+    | Annotated[ResponseWebSearchCall, Tag("web_search_call")],
     Discriminator(_item_kind),
 ]
 
@@ -413,12 +425,6 @@ class ResponseNamespaceTool(Strict):
     name: FunctionName
     description: str | None = None
     tools: list[Annotated[ResponseFunctionTool | ResponseCustomTool, Field(discriminator="type")]]
-
-
-class _Hosted(BaseModel):
-    # An upstream-hosted tool's settings pass as sent (every string in them is still PII-analysed); whether the
-    # tenant may use it at all is the Tenant's ``hostedTools`` (``validate.apply_hosted_tools``).
-    model_config = ConfigDict(extra="allow", strict=True, frozen=True)
 
 
 # Hosted tool types by what they do (the policy's ``HostedTool``), per API.

@@ -150,6 +150,7 @@ POLICY: dict[str, dict[str, Rule]] = {
     "responses": {
         "tools[].{type=web_search*}": _POLICY,
         "tools[].{type=code_interpreter}": _POLICY,
+        "input[].{type=web_search_call}": _POLICY,
         # the SDK's untyped web search variant
         "tools[].filters": _POLICY,
         "tools[].search_content_types": _POLICY,
@@ -225,7 +226,7 @@ REFUSED: dict[str, dict[str, Rule]] = {
         "tool_choice.{type=!function|custom}": Rule(
             _HOSTED, "choose `auto`, `none`, `required` or a function or custom tool"
         ),
-        "input[].{type=!message|function_call|function_call_output|custom_tool_call|custom_tool_call_output|reasoning}": Rule(
+        "input[].{type=!message|function_call|function_call_output|custom_tool_call|custom_tool_call_output|reasoning|web_search_call}": Rule(
             "this input item belongs to a hosted tool, or references an item stored upstream", _STATEFUL_FIX
         ),
         "input[].{type=message}.content[].{type=input_image}": Rule(_UNINSPECTABLE, "send text"),

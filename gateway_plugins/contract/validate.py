@@ -223,6 +223,12 @@ def apply_hosted_tools(endpoint: str, body: dict, allowed: Any) -> list[str]:
     if endpoint == "chat_completions" and "web_search_options" in body and "web_search" not in allowed:
         del body["web_search_options"]
         dropped.append("web_search")
+    items = body.get("input")
+    if endpoint == "responses" and isinstance(items, list) and "web_search" not in allowed:
+        kept_items = [i for i in items if not (isinstance(i, dict) and i.get("type") == "web_search_call")]
+        if len(kept_items) < len(items):
+            body["input"] = kept_items
+            dropped.append("web_search")
     tools = body.get("tools")
     if not isinstance(tools, list):
         return dropped
