@@ -37,6 +37,8 @@ def test_the_inventory_has_no_rule_for_a_field_the_sdks_do_not_have():
     """A stale rule (a field renamed upstream) would otherwise document and refuse nothing."""
     tolerated = {"client_metadata", "provider_specific_fields", "parsed", "reasoning_content", "thinking_blocks"}
     tolerated |= {"index", "name", "annotations", "logprobs", "eager_input_streaming", "betas", "mcp_servers"}
+    # Fields of the newer SDKs pinned in .venv-clients (openai 3.x), checked by the test below.
+    tolerated |= {"async", "access_programs", "image", "external_web_access"}
     for table in (inventory.NORMALIZED, inventory.POLICY, inventory.REFUSED):
         for endpoint, rules in table.items():
             if endpoint == "anthropic_count_tokens":
@@ -233,3 +235,28 @@ def test_a_request_forcing_a_hosted_tool_the_tenant_has_not_enabled_is_refused()
     with pytest.raises(ContractError) as info:
         apply_hosted_tools("responses", body, [])
     assert info.value.param == "tool_choice" and "hostedTools" in info.value.message
+
+
+def test_the_newest_pinned_sdks_request_fields_have_a_fate_too():
+    """The real-clients environment pins newer SDKs (openai 3.x) than the proxy's lock: their fields count too."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    python = root / ".venv-clients" / "bin" / "python"
+    assert python.exists(), "scripts/ensure-clients.sh builds .venv-clients (scripts/test.sh runs it)"
+    code = "import json, sys; sys.path.append(sys.argv[1]); from tests.contract.field_paths import sdk_paths; "
+    code += "print(json.dumps(sdk_paths()))"
+    out = subprocess.run(
+        [str(python), "-c", code, str(root)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+        env={"PYTHONSAFEPATH": "1", "PATH": "/usr/bin:/bin"},
+    ).stdout
+    newest = json.loads(out)
+    missing = {e: [p for p in paths if fate(e, p) is None] for e, paths in newest.items()}
+    missing = {e: p[:10] for e, p in missing.items() if p}
+    assert not missing, f"fields of the newest pinned SDKs with no fate in the inventory: {missing}"
