@@ -107,6 +107,21 @@ def chat_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
         }
     if draw(st.booleans()):
         body["temperature"] = draw(st.floats(0, 2))
+    if draw(st.booleans()):
+        body["prompt_cache_key"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["safety_identifier"] = draw(text_value(planted))
+    if draw(st.booleans()):
+        body["prediction"] = {"type": "content", "content": draw(text_value(planted))}
+    if draw(st.booleans()):
+        # What openai-python sends back when the previous answer object is appended: answer-only fields the
+        # contract normalizes away (no PII planted in them: they never reach the upstream).
+        answer = {"role": "assistant", "content": draw(text_value(planted)) or "ok", "refusal": None}
+        answer |= {"annotations": [], "audio": None, "function_call": None, "tool_calls": None}
+        answer |= {"provider_specific_fields": {"refusal": None}}
+        body["messages"][-1:-1] = [answer]
+    if draw(st.booleans()):
+        body |= {"metadata": {"tag": "x"}, "store": False, "service_tier": "auto", "include": None}
     return body, planted
 
 
@@ -140,7 +155,13 @@ def embedding_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
 
 @st.composite
 def responses_item(draw, planted: list[str]) -> dict:
-    kind = draw(st.sampled_from(["message", "parts", "function_call", "function_call_output"]))
+    kind = draw(
+        st.sampled_from(["message", "parts", "function_call", "function_call_output", "reasoning", "custom_call"])
+    )
+    if kind == "reasoning":
+        return {"type": "reasoning", "id": "rs_1", "summary": [{"type": "summary_text", "text": draw(text_value(planted))}]}  # fmt: skip
+    if kind == "custom_call":
+        return {"type": "custom_tool_call", "call_id": "call_2", "name": draw(name_value(planted)), "input": draw(text_value(planted))}  # fmt: skip
     if kind == "message":
         role = draw(st.sampled_from(["user", "assistant", "system", "developer"]))
         return {"role": role, "content": draw(text_value(planted)) or "hi"}
@@ -148,7 +169,10 @@ def responses_item(draw, planted: list[str]) -> dict:
         role = draw(st.sampled_from(["user", "assistant"]))
         part = "input_text" if role == "user" else "output_text"
         n = draw(st.integers(1, 3))
-        return {"type": "message", "role": role, "content": [{"type": part, "text": draw(text_value(planted))} for _ in range(n)]}  # fmt: skip
+        parts = [{"type": part, "text": draw(text_value(planted))} for _ in range(n)]
+        if role == "assistant":  # as ``response.output`` holds them: answer-only fields normalized away
+            parts = [p | {"annotations": [], "logprobs": []} for p in parts]
+        return {"type": "message", "role": role, "content": parts}
     if kind == "function_call":
         return {
             "type": "function_call",
@@ -179,6 +203,17 @@ def responses_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
                 "parameters": draw(json_schema(planted)),
             }
         ]
+    if draw(st.booleans()):
+        body.setdefault("tools", []).append(
+            {"type": "custom", "name": draw(name_value(planted)), "description": draw(text_value(planted))}
+        )
+    if draw(st.booleans()):
+        function = {"type": "function", "name": "sub", "description": draw(text_value(planted))}
+        body.setdefault("tools", []).append(
+            {"type": "namespace", "name": "agents", "description": draw(text_value(planted)), "tools": [function]}
+        )
+    if draw(st.booleans()):
+        body |= {"prompt_cache_key": draw(text_value(planted)), "include": [], "truncation": "disabled"}
     if draw(st.booleans()):
         body["user"] = draw(text_value(planted))
     if draw(st.booleans()):
@@ -237,6 +272,11 @@ def messages_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
                 "input_schema": draw(json_schema(planted)),
             }
         ]
+    if "system" not in body and draw(st.booleans()):
+        # Prompt caching as Claude Code sends it; ``metadata.user_id`` is normalized away (nothing planted there).
+        cache = {"type": "ephemeral"}
+        body["system"] = [{"type": "text", "text": draw(text_value(planted)) or "be brief", "cache_control": cache}]
+        body["metadata"] = {"user_id": "user_1"}
     if draw(st.booleans()):
         body["stop_sequences"] = [draw(text_value(planted)) or "STOP"]
     if draw(st.booleans()):
