@@ -260,3 +260,37 @@ def test_the_newest_pinned_sdks_request_fields_have_a_fate_too():
     missing = {e: [p for p in paths if fate(e, p) is None] for e, paths in newest.items()}
     missing = {e: p[:10] for e, p in missing.items() if p}
     assert not missing, f"fields of the newest pinned SDKs with no fate in the inventory: {missing}"
+
+
+def test_thinking_text_is_analysed_and_opaque_blobs_are_not():
+    """Thinking sent back is text like any other (masked if it holds PII); the signature, encrypted reasoning and
+    redacted thinking are the upstream's opaque blobs: never rewritten, or the upstream's check fails."""
+    from gateway_plugins.contract.text import text_slots
+
+    body = accept(
+        "anthropic_messages",
+        {
+            "model": "m",
+            "max_tokens": 5,
+            "messages": [
+                {"role": "user", "content": "q"},
+                {
+                    "role": "assistant",
+                    "content": [
+                        {"type": "thinking", "thinking": "mail bob@example.org", "signature": "QUJDRA=="},
+                        {"type": "redacted_thinking", "data": "RUZHSA=="},
+                    ],
+                },
+                {"role": "user", "content": "again"},
+            ],
+        },
+    )
+    found = text_slots(body)
+    texts = [c[k] for c, k in found.slots]
+    assert "mail bob@example.org" in texts
+    assert "QUJDRA==" not in texts and "RUZHSA==" not in texts
+    reasoning = accept(
+        "responses",
+        {"model": "m", "input": [{"type": "reasoning", "id": "rs", "summary": [], "encrypted_content": "RU5D"}]},
+    )
+    assert "RU5D" not in [c[k] for c, k in text_slots(reasoning).slots]
