@@ -20,6 +20,7 @@ IN_PRICE = Decimal("0.000001")
 OUT_PRICE = Decimal("0.000002")
 KEYS = {
     "pii": "sk-contract-pii-0123456789",
+    "restore": "sk-contract-restore-0123456789",
     "plain": "sk-contract-plain-0123456789",
     "narrow": "sk-contract-narrow-0123456789",
     "flood": "sk-contract-flood-0123456789",
@@ -85,6 +86,8 @@ def objects(
         # A generous analysis time limit: these tests are about what is masked, not about a loaded machine's speed.
         tenant("pii", ["*"], {"entities": PII_ENTITIES, "timeoutMs": 10000}),
         tenant("plain", ["*"]),
+        # Restores originals in answers: what must never happen inside signed thinking blocks.
+        tenant("restore", ["*"], {"entities": PII_ENTITIES, "restore": True, "timeoutMs": 10000}),
         tenant("narrow", ["echo"]),
         # spaCy NER: the expensive analysis a flood of large prompts makes slow.
         tenant("flood", ["*"], {"entities": {"PERSON": "mask", "EMAIL_ADDRESS": "mask"}}),

@@ -134,6 +134,25 @@ def test_anthropic_beta_thinking_and_cache_control_round_trip(proxy, echo_upstre
     assert [r["status"] for r in wait_for_records(redis_server.client(), 2)] == ["success", "success"]
 
 
+def test_thinking_blocks_keep_their_placeholders_so_their_signature_verifies(proxy, echo_upstream, fresh):
+    """With restore on, the answer's text gets the original back, but a thinking block is signed by the upstream
+    over the masked text it produced: restoring it would break the signature on the next turn (the echo checks)."""
+    c = claude(proxy, "restore")
+    ask = {"role": "user", "content": f"mail {EMAIL}"}
+    thinking = {"type": "enabled", "budget_tokens": 1024}
+    first = c.messages.create(model=CLAUDE, max_tokens=2048, thinking=thinking, messages=[ask])
+    block, *rest = first.content
+    assert block.type == "thinking" and EMAIL not in block.thinking and "<EMAIL_ADDRESS_1>" in block.thinking
+    assert any(b.type == "text" and EMAIL in b.text for b in rest)
+    history = [ask, {"role": "assistant", "content": first.content}, {"role": "user", "content": "ok"}]
+    second = c.messages.create(model=CLAUDE, max_tokens=2048, thinking=thinking, messages=history)
+    assert second.content[-1].text == "ok"
+    with c.messages.stream(model=CLAUDE, max_tokens=2048, thinking=thinking, messages=[ask]) as stream:
+        streamed = stream.get_final_message()
+    assert "<EMAIL_ADDRESS_1>" in streamed.content[0].thinking and EMAIL not in streamed.content[0].thinking
+    assert EMAIL not in upstream_text(echo_upstream)
+
+
 def test_count_tokens_is_answered_audited_and_never_sent_upstream(proxy, echo_upstream, fresh, redis_server):
     counted = claude(proxy).messages.count_tokens(
         model="echo", messages=[{"role": "user", "content": f"how many tokens in this, {EMAIL}?"}]
