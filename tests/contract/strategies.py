@@ -121,7 +121,7 @@ def chat_body(draw, model: str = "echo") -> tuple[dict, list[str]]:
         answer |= {"provider_specific_fields": {"refusal": None}}
         body["messages"][-1:-1] = [answer]
     if draw(st.booleans()):
-        body |= {"metadata": {"tag": "x"}, "store": False, "service_tier": "auto", "include": None}
+        body |= {"metadata": {"tag": "x"}, "store": False, "service_tier": "auto"}
     return body, planted
 
 

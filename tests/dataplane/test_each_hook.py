@@ -125,11 +125,12 @@ def _records(redis_server, request_id: str, timeout: float = 15.0) -> list[dict]
 
 
 def test_pre_call_refuses_disallowed_model(proxy, openai_client):
-    with pytest.raises(openai.PermissionDeniedError) as exc:
+    # The front door answers first, as OpenAI does for a model the key cannot see; the hook is the second line.
+    with pytest.raises(openai.NotFoundError) as exc:
         openai_client(proxy, KEY).chat.completions.create(
             model="other-model", messages=[{"role": "user", "content": "x"}]
         )
-    assert exc.value.status_code == 403
+    assert exc.value.status_code == 404 and exc.value.body["code"] == "model_not_found"
 
 
 def test_filter_deployments_keeps_every_call_in_region(mixed_proxy, openai_client):
