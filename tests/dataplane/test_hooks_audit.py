@@ -32,7 +32,7 @@ def test_one_audit_record_per_request(make_proxy, echo_upstream, redis_server, o
     api.chat.completions.create(model="echo-model", messages=[{"role": "user", "content": "one"}])
     assert _wait_len(client, stream, 1) == 1
 
-    with pytest.raises(openai.PermissionDeniedError):
+    with pytest.raises(openai.NotFoundError):
         api.chat.completions.create(model="other-model", messages=[{"role": "user", "content": "two"}])
     assert _wait_len(client, stream, 2) == 2
 
