@@ -19,7 +19,7 @@ def _accepted(api, model: str = "echo-model") -> bool:
     try:
         api.chat.completions.create(model=model, messages=[{"role": "user", "content": "hi"}])
         return True
-    except (openai.AuthenticationError, openai.PermissionDeniedError):
+    except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError):
         return False
 
 

@@ -173,7 +173,7 @@ def test_served_refused_and_pii_requests_each_export_one_span_without_content(pr
 
     # 2. Refused at the front door (a model this tenant may not use), under another trace.
     refused_parent, refused_trace, refused_span = _traceparent()
-    with pytest.raises(openai.PermissionDeniedError) as refused:
+    with pytest.raises(openai.NotFoundError) as refused:
         _client(proxy, "narrow").chat.completions.create(
             model="other",
             messages=[{"role": "user", "content": f"{marker} refused"}],
@@ -281,7 +281,7 @@ def test_a_collector_that_hangs_costs_requests_nothing(redis_server, echo):
         for _ in range(5):
             reply = client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
             assert reply.choices[0].message.content
-        with pytest.raises(openai.PermissionDeniedError):
+        with pytest.raises(openai.NotFoundError):
             _client(server, "narrow").chat.completions.create(
                 model="other", messages=[{"role": "user", "content": "hi"}]
             )
