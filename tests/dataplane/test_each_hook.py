@@ -2,7 +2,7 @@
 
 One proxy for the module, rendered from CR objects (start-up dominates runtime), and one with a hand-made config for
 the filter hook alone. Effects checked:
-* ``async_pre_call_hook``: disallowed model -> 403; PII masked before the upstream sees it.
+* ``async_pre_call_hook``: disallowed model refused (the front door answers 404 first); PII masked before the upstream sees it.
 * ``async_filter_deployments``: a group whose out-of-region deployment carries 100x the weight still
   serves every call in-region (routing alone cannot do that: the group holds both).
 * ``async_post_call_success_hook`` / ``async_post_call_streaming_iterator_hook``: a restore tenant gets
