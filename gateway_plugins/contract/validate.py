@@ -46,6 +46,9 @@ class ContractRequest:
     choices: int  # n x best_of: how many outputs the upstream may generate and bill
     max_tokens: int | None  # per choice, as asked (None: the model's maximum applies)
     normalized: bool = False  # fields were dropped: the body to forward is the parsed one, re-serialized
+    # Anthropic prompt caching: input written to the cache is billed above the input price (1.25x for 5 minutes,
+    # 2x for an hour), so the reservation covers it at that rate.
+    caches_prompt: bool = False
 
 
 def _param(loc: tuple[Any, ...]) -> str:
@@ -149,7 +152,21 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
         param = "n" if n >= best_of else "best_of"
         raise ContractError(400, "invalid_field", f"{param}: at most {limits.max_n} on this gateway", param)
     max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if body.get(f)), None)
-    return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens, normalized)
+    return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens, normalized, _caches_prompt(body))
+
+
+def _caches_prompt(body: dict) -> bool:
+    """Whether a Messages request sets a cache breakpoint (on the request, a tool, a system or content block)."""
+    if "cache_control" in body:
+        return True
+    blocks: list[Any] = [*(body.get("tools") or ())]
+    if isinstance(body.get("system"), list):
+        blocks += body["system"]
+    for message in body.get("messages") or ():
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, list):
+            blocks += content
+    return any(isinstance(b, dict) and "cache_control" in b for b in blocks)
 
 
 def check_query(endpoint: Endpoint, query_string: bytes) -> None:

@@ -71,6 +71,7 @@ def estimate_tokens(ctx: RequestContext, policy: Any) -> tuple[int, int]:
 
 
 CHARS_PER_TOKEN = 4
+CACHE_WRITE_FACTOR = 2
 DEFAULT_TPM_OUTPUT_TOKENS = 1024
 
 
@@ -181,7 +182,9 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     rpm_key = gw.rate(tenant.id, "rpm", minute)
     tpm_key = gw.rate(tenant.id, "tpm", minute)
     p_tok, c_tok = estimate_tokens(ctx, policy)
-    est_usd = _estimate_usd(policy, ctx.requested_model, p_tok, c_tok)
+    # A cache write is billed at up to twice the input price (Anthropic, one-hour breakpoints).
+    cache_factor = CACHE_WRITE_FACTOR if ctx.contract is not None and ctx.contract.caches_prompt else 1
+    est_usd = _estimate_usd(policy, ctx.requested_model, p_tok * cache_factor, c_tok)
     model_meta = policy.models.get(ctx.requested_model)
     free = 1 if model_meta is not None and model_meta.zero_price else 0
     now_dt = datetime.fromtimestamp(now, UTC)

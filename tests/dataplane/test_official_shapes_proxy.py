@@ -129,6 +129,7 @@ def test_anthropic_beta_thinking_and_cache_control_round_trip(proxy, echo_upstre
     assert second.content[-1].text == "again"
     sent = echo_upstream.received()
     assert all("beta" not in (r.get("query") or "") for r in sent)
+    assert all(r["body"]["system"][0]["cache_control"] == {"type": "ephemeral"} for r in sent)
     text = upstream_text(echo_upstream)
     assert EMAIL not in text and "user-123" not in text
     assert [r["status"] for r in wait_for_records(redis_server.client(), 2)] == ["success", "success"]

@@ -239,3 +239,25 @@ def test_residency_route_and_second_line():
     with pytest.raises(ProxyException) as exc:
         residency.route(ctx, {"model": "mid"}, policy)
     assert "no deployment of mid in allowed regions [us, eu]" in exc.value.message
+
+
+async def test_a_prompt_cache_write_is_reserved_at_twice_the_input_price(redis):
+    """Anthropic bills cache writes at 1.25x (5 minutes) or 2x (one hour) the input price: the worst case is 2x."""
+    from dataclasses import replace
+
+    from gateway_plugins.contract.routes import MESSAGES
+
+    doc = make_policy().policy.model_dump(mode="json", by_alias=True)
+    doc["deployments"].append(
+        {"id": "d-mid", "model": "mid", "region": "eu", "input_cost_per_token": "0.00001", "output_cost_per_token": "0"}
+    )
+    policy = CompiledPolicy.compile(Policy.model_validate(doc))
+    rt = make_rt(redis, policy)
+    body = {"model": "mid", "max_tokens": 1, "messages": [{"role": "user", "content": "x" * 400}]}
+    plain, cached = make_ctx(policy, "mid"), make_ctx(policy, "mid")
+    plain.contract = replace(contract_for(body), endpoint=MESSAGES)
+    cached.contract = replace(plain.contract, caches_prompt=True)
+    await limits.admit(plain, body, rt)
+    await limits.admit(cached, body, rt)
+    assert limits.reserved_usd(plain) > 0
+    assert limits.reserved_usd(cached) == pytest.approx(2 * limits.reserved_usd(plain), rel=0.01)
