@@ -22,7 +22,7 @@ from gateway_plugins.cache import entry as entries
 from gateway_plugins.cache.rules import BYPASS, entry_key, shape_digest, skip_reason
 from gateway_plugins.cache.store import STORE_SCRIPT, StoreResult
 from gateway_plugins.context import RequestContext
-from gateway_plugins.contract.headers import CACHE_CONTROL_HEADER
+from gateway_plugins.contract.headers import CACHE_CONTROL_HEADER, request_id_headers
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import CachePolicy, Tenant
 
@@ -76,7 +76,8 @@ async def lookup(rt: Any, ctx: RequestContext, body: dict, headers: list[tuple[b
         _count(rt, ctx, "bypass")
         return None
     endpoint = ctx.contract.endpoint.name
-    reason = skip_reason(cache, endpoint, body)
+    end_user = ctx.contract.end_user
+    reason = skip_reason(cache, endpoint, body, end_user)
     if reason is not None or rt.redis is None:
         _count(rt, ctx, "skip", reason=reason or "no_redis")
         return None
@@ -87,7 +88,8 @@ async def lookup(rt: Any, ctx: RequestContext, body: dict, headers: list[tuple[b
         # Analysis failed and the tenant forwards unmasked: the answer may carry raw values, so it is not kept.
         _count(rt, ctx, "skip", reason="pii_unmasked")
         return None
-    key = entry_key(rt.policy.keys, ctx.tenant.id, _shape(rt, ctx.tenant, str(body.get("model"))), endpoint, body)
+    shape = _shape(rt, ctx.tenant, str(body.get("model")))
+    key = entry_key(rt.policy.keys, ctx.tenant.id, shape, endpoint, body, end_user)
     try:
         raw = await rt.redis.get(key)
     except Exception as exc:
@@ -110,6 +112,7 @@ async def serve_hit(send: Any, ctx: RequestContext, found: entries.Entry) -> Non
     headers = [
         (b"content-type", found.content_type.encode()),
         (b"x-kubegate-request-id", ctx.request_id.encode()),
+        *request_id_headers(ctx.request_id.encode()),
         (HEADER, b"hit"),
     ]
     if not found.streamed:

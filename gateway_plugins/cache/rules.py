@@ -1,7 +1,9 @@
 """What may be cached, and the key an entry is found by: pure functions of the policy and the masked request.
 
-The key hashes (tenant, the policy parts that shape the tenant's answers, endpoint, masked body), so an entry is
-only ever found by the tenant that made it, through the same routing and PII policy, and holds no raw text.
+The key hashes (tenant, the policy parts that shape the tenant's answers, endpoint, masked body, end user), so an
+entry is only ever found by the tenant that made it, through the same routing and PII policy, for the same end user
+(as the client named it, before masking: two e-mail addresses both masked to ``<EMAIL_ADDRESS_1>`` stay apart),
+and holds no raw text (the end user is only hashed into the key).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ UNSAMPLED = frozenset({"embeddings"})
 BYPASS = "bypass"
 
 
-def skip_reason(cache: CachePolicy, endpoint: str, body: dict[str, Any]) -> str | None:
+def skip_reason(cache: CachePolicy, endpoint: str, body: dict[str, Any], end_user: str | None = None) -> str | None:
     """Why this request must not be cached (a bounded reason for audit and metrics), or None if it may be."""
     if endpoint not in CACHEABLE_ENDPOINTS:
         return "endpoint"
@@ -35,10 +37,8 @@ def skip_reason(cache: CachePolicy, endpoint: str, body: dict[str, Any]) -> str 
     if body.get("previous_response_id") or body.get("conversation"):
         # The answer depends on conversation state held by the upstream, not on this body alone.
         return "stateful"
-    if cache.skip_user_scoped:
-        metadata = body.get("metadata")
-        if body.get("user") or (isinstance(metadata, dict) and metadata.get("user_id")):
-            return "user"
+    if cache.skip_user_scoped and end_user:
+        return "user"
     return None
 
 
@@ -52,7 +52,10 @@ def shape_digest(policy: Policy, tenant: Tenant, model: str) -> str:
     return hashlib.sha256(blob).hexdigest()
 
 
-def entry_key(keys: GatewayKeys, tenant: str, shape: str, endpoint: str, masked_body: dict[str, Any]) -> str:
-    """The Redis key of the entry for this (masked) request. Keys are sorted, so field order does not matter."""
-    blob = orjson.dumps([shape, endpoint, masked_body], option=orjson.OPT_SORT_KEYS)
+def entry_key(
+    keys: GatewayKeys, tenant: str, shape: str, endpoint: str, masked_body: dict[str, Any], end_user: str | None = None
+) -> str:
+    """The Redis key of the entry for this (masked) request and end user. Keys are sorted, so field order does not
+    matter."""
+    blob = orjson.dumps([shape, endpoint, masked_body, end_user], option=orjson.OPT_SORT_KEYS)
     return keys.cache_entry(tenant, hashlib.sha256(blob).hexdigest())

@@ -49,6 +49,9 @@ class ContractRequest:
     # Anthropic prompt caching: input written to the cache is billed above the input price (1.25x for 5 minutes,
     # 2x for an hour), so the reservation covers it at that rate.
     caches_prompt: bool = False
+    # The end user the client named (``user``, Anthropic ``metadata.user_id``), as sent: read before masking and
+    # normalization (which drop or rewrite it) for what must separate end users (the response cache's key).
+    end_user: str | None = None
 
 
 def _param(loc: tuple[Any, ...]) -> str:
@@ -141,6 +144,7 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
     except SizeError as exc:
         raise ContractError(exc.status, exc.code, str(exc), exc.param) from None
     assert endpoint.body is not None
+    end_user = _end_user(body)
     normalized = normalize(endpoint.name, body)
     try:
         endpoint.body.model_validate(body)
@@ -152,7 +156,17 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
         param = "n" if n >= best_of else "best_of"
         raise ContractError(400, "invalid_field", f"{param}: at most {limits.max_n} on this gateway", param)
     max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if body.get(f)), None)
-    return ContractRequest(endpoint, body_bytes, max(n, best_of), max_tokens, normalized, _caches_prompt(body))
+    return ContractRequest(
+        endpoint, body_bytes, max(n, best_of), max_tokens, normalized, _caches_prompt(body), end_user
+    )
+
+
+def _end_user(body: dict) -> str | None:
+    user = body.get("user")
+    metadata = body.get("metadata")
+    if not isinstance(user, str) and isinstance(metadata, dict):
+        user = metadata.get("user_id")
+    return user if isinstance(user, str) and user else None
 
 
 def _caches_prompt(body: dict) -> bool:

@@ -347,3 +347,24 @@ def test_pii_refusal_of_a_cacheable_request_is_answered_and_audited(proxy, echo_
             model="echo", max_tokens=16, messages=[{"role": "user", "content": text}], extra_body={"temperature": 0}
         )
     assert aerr.value.body["error"]["type"] == "invalid_request_error"
+
+
+def test_end_users_masked_alike_never_share_an_entry(proxy, echo_upstream, rds):
+    """``user`` is masked before the key is built: two e-mail addresses both become ``<EMAIL_ADDRESS_1>``. The key
+    still separates them (docs/cache.md), as it does Anthropic's ``metadata.user_id``, which is normalized away."""
+    text = "cache per end user: the capital of Spain"
+    alice = chat(proxy, "pii", text, user="alice.a@example.org")
+    bob = chat(proxy, "pii", text, user="bob.b@example.org")
+    assert [r.headers["x-kubegate-cache"] for r in (alice, bob)] == ["miss", "miss"]
+    wait_stored(rds, "pii", 2)
+    again = chat(proxy, "pii", text, user="alice.a@example.org")
+    assert again.headers["x-kubegate-cache"] == "hit"
+    assert again.headers["x-request-id"] == again.headers["x-kubegate-request-id"]
+    messages = [{"role": "user", "content": text}]
+    first = claude(proxy, "beta").messages.with_raw_response.create(
+        model="echo", max_tokens=16, messages=messages, metadata={"user_id": "u-1"}, extra_body={"temperature": 0}
+    )
+    other = claude(proxy, "beta").messages.with_raw_response.create(
+        model="echo", max_tokens=16, messages=messages, metadata={"user_id": "u-2"}, extra_body={"temperature": 0}
+    )
+    assert [r.headers["x-kubegate-cache"] for r in (first, other)] == ["miss", "miss"]

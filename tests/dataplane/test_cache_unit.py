@@ -52,7 +52,9 @@ def _policy(**tenant) -> Policy:
     ],
 )
 def test_skip_reason(endpoint, body, policy, reason):
-    assert skip_reason(policy, endpoint, body) == reason
+    from gateway_plugins.contract.validate import _end_user
+
+    assert skip_reason(policy, endpoint, body, _end_user(body)) == reason
 
 
 def test_key_separates_tenants_gateways_endpoints_and_bodies():
@@ -66,8 +68,11 @@ def test_key_separates_tenants_gateways_endpoints_and_bodies():
         entry_key(KEYS, "t", shape, "completions", BODY),
         entry_key(KEYS, "t", shape, "chat_completions", {**BODY, "stream": True}),
         entry_key(KEYS, "t", "0" * 64, "chat_completions", BODY),
+        # The end user as the client named it: two addresses masked to the same placeholder stay apart.
+        entry_key(KEYS, "t", shape, "chat_completions", BODY, "alice.a@example.org"),
+        entry_key(KEYS, "t", shape, "chat_completions", BODY, "bob.b@example.org"),
     }
-    assert base not in others and len(others) == 6
+    assert base not in others and len(others) == 8
     # Field order is not part of the request's meaning.
     assert entry_key(KEYS, "t", shape, "chat_completions", dict(reversed(list(BODY.items())))) == base
 
