@@ -29,6 +29,8 @@ _TAGS = frozenset(
 )
 # Output-token fields, per endpoint format: the largest the upstream may generate per choice.
 MAX_TOKEN_FIELDS = ("max_completion_tokens", "max_tokens", "max_output_tokens")
+RESPONSES_BOUND = frozenset({"responses", "anthropic_messages"})
+RESPONSES_MIN_OUTPUT_TOKENS = 16
 
 
 class ContractError(Exception):
@@ -155,7 +157,14 @@ def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> Contra
     if max(n, best_of) > limits.max_n:
         param = "n" if n >= best_of else "best_of"
         raise ContractError(400, "invalid_field", f"{param}: at most {limits.max_n} on this gateway", param)
-    max_tokens = next((body[f] for f in MAX_TOKEN_FIELDS if body.get(f)), None)
+    asked = [body[f] for f in MAX_TOKEN_FIELDS if isinstance(body.get(f), int)]
+    # Every output limit the body sets may reach the upstream (chat forwards both max_tokens and
+    # max_completion_tokens): the reservation covers the largest.
+    max_tokens = max(asked) if asked else None
+    if max_tokens is not None and endpoint.name in RESPONSES_BOUND:
+        # LiteLLM sends Messages to openai/ deployments as Responses requests, whose max_output_tokens it raises to
+        # the Responses API's minimum: the upstream may generate that many whatever the client asked.
+        max_tokens = max(max_tokens, RESPONSES_MIN_OUTPUT_TOKENS)
     return ContractRequest(
         endpoint, body_bytes, max(n, best_of), max_tokens, normalized, _caches_prompt(body), end_user
     )

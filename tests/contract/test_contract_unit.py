@@ -224,3 +224,13 @@ def test_the_strictest_action_of_overlapping_types_applies():
     assert count_detections([(span,)], actions) == {"CREDIT_CARD": 1, "PHONE_NUMBER": 1}
     redacted = Span(0, 4, "CREDIT_CARD", 0.9, ("US_SSN",))
     assert rewrite("1234 rest", (redacted,), actions, PiiState(tenant_id="t")) == " rest"
+
+
+def test_the_reservation_covers_every_output_limit_that_may_leave():
+    """#24: chat forwards both max_tokens and max_completion_tokens, and LiteLLM raises a Messages request's
+    max_tokens to the Responses API's minimum (16) on its way to an openai/ deployment."""
+    both = {"model": "echo", "messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 1}
+    assert accept(CHAT, {**both, "max_tokens": 4096}).max_tokens == 4096
+    small = {"model": "echo", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}
+    assert accept(BY_NAME["anthropic_messages"], small).max_tokens == 16
+    assert accept(BY_NAME["responses"], {"model": "echo", "input": "x", "max_output_tokens": 20}).max_tokens == 20
