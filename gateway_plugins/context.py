@@ -51,6 +51,9 @@ class RequestContext:
     http_status: int | None = None
     # The kubegate error code the client was answered with, if any (for error shapes built after the hook).
     error_code: str | None = None
+    # The message of the error kubegate put in place of the upstream's (its code is ``error_code``): what a client
+    # is told on every API, whatever shape LiteLLM wrote the error in first.
+    error_message: str | None = None
     finished: bool = False
     # Set by the front door: the accepted request's contract facts, and whether its response has ended.
     contract: Any = None

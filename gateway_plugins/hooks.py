@@ -22,7 +22,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 
-from gateway_plugins import answers, limits, metrics, pii, residency, tracing
+from gateway_plugins import answers, limits, metrics, pii, residency, tracing, upstream_errors
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
@@ -221,8 +221,13 @@ class KubegateHooks(CustomLogger):
             # Every in-region deployment failed (retries and in-region fallbacks included): say so, and that
             # the request was kept in region, instead of passing on the last upstream's message.
             replacement = residency.unavailable_after_failures(ctx, ctx.http_status or 503, original_exception)
+        else:
+            # kubegate's code and the provider's words, never LiteLLM's text naming groups and deployments.
+            replacement = upstream_errors.for_tenant(ctx.http_status or 500, original_exception)
         if replacement is not None:
-            ctx.error_code = (getattr(replacement, "detail", None) or {}).get(DETAIL_CODE)
+            detail = getattr(replacement, "detail", None) or {}
+            ctx.error_code = detail.get(DETAIL_CODE)
+            ctx.error_message = detail.get("error") if isinstance(detail.get("error"), str) else None
         self._done(rt, ctx)
         return replacement
 

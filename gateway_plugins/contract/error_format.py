@@ -52,8 +52,11 @@ def _code(value: Any) -> str | None:
     return value if isinstance(value, str) and value and not value.isdigit() else None
 
 
-def as_anthropic(status: int, raw: bytes, fallback_code: str | None) -> bytes:
-    """Rewrite an error body LiteLLM produced (OpenAI- or Anthropic-shaped) into Anthropic's shape."""
+def as_anthropic(status: int, raw: bytes, fallback_code: str | None, replaced_message: str | None = None) -> bytes:
+    """Rewrite an error body LiteLLM produced (OpenAI- or Anthropic-shaped) into Anthropic's shape; an error kubegate
+    replaced (``replaced_message``, with its code) is told as kubegate says it, never in LiteLLM's words."""
+    if replaced_message is not None:
+        return orjson.dumps(error_body("anthropic", status, fallback_code, replaced_message))
     message, code = "the request failed", None
     try:
         parsed = orjson.loads(raw) if raw else None

@@ -542,7 +542,7 @@ def _anthropic_errors(ctx: RequestContext, send: Any) -> Any:
         if message.get("more_body", False):
             return
         start = held.pop("start")
-        body = as_anthropic(start["status"], held.pop("body"), ctx.error_code)
+        body = as_anthropic(start["status"], held.pop("body"), ctx.error_code, ctx.error_message)
         headers = [(k, v) for k, v in start["headers"] if k.lower() not in (b"content-length", b"content-type")]
         headers += [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({**start, "headers": headers})

@@ -96,6 +96,20 @@ def test_responses_stateless_history_and_ids_name_no_provider(proxy, echo_upstre
     assert "litellm" not in second.id and "provider" not in second.id
 
 
+def test_a_hosted_tool_the_tenant_has_not_enabled_is_dropped_and_audited(proxy, echo_upstream, fresh, redis_server):
+    """Codex offers ``web_search`` by default: the request is served without it, and the audit record says so."""
+    function = {"type": "function", "name": "shell", "parameters": {"type": "object", "properties": {}}}
+    raw = oai(proxy, "plain").responses.with_raw_response.create(
+        model="echo", input="hi", tools=[function, {"type": "web_search", "external_web_access": False}]
+    )
+    assert raw.parse().output_text == "hi"
+    (sent,) = echo_upstream.received()
+    assert [t["type"] for t in sent["body"]["tools"]] == ["function"]
+    (record,) = wait_for_records(redis_server.client(), 1)
+    assert record["request_id"] == raw.headers["x-kubegate-request-id"]
+    assert record["decisions"]["hosted_tools"] == "dropped"
+
+
 def test_legacy_completion_stream_chunks_all_carry_text(proxy, fresh):
     chunks = list(oai(proxy, "plain").completions.create(model="echo", prompt="hello there world", stream=True))
     assert all(isinstance(ch.choices[0].text, str) for ch in chunks if ch.choices)
@@ -126,8 +140,11 @@ def test_anthropic_beta_thinking_and_cache_control_round_trip(proxy, echo_upstre
         thinking={"type": "enabled", "budget_tokens": 1024},
         messages=[ask, {"role": "assistant", "content": first.content}, {"role": "user", "content": "again"}],
     )
-    assert second.content[-1].text == "again"
+    # The thinking block came back byte-exact: the echo verified its signature on the first attempt (LiteLLM would
+    # otherwise retry once without thinking, and the answer would have no thinking block).
+    assert second.content[0].type == "thinking" and second.content[-1].text == "again"
     sent = echo_upstream.received()
+    assert len(sent) == 2 and sent[1]["body"]["messages"][1]["content"][0]["type"] == "thinking"
     assert all("beta" not in (r.get("query") or "") for r in sent)
     assert all(r["body"]["system"][0]["cache_control"] == {"type": "ephemeral"} for r in sent)
     text = upstream_text(echo_upstream)
@@ -146,8 +163,11 @@ def test_thinking_blocks_keep_their_placeholders_so_their_signature_verifies(pro
     assert block.type == "thinking" and EMAIL not in block.thinking and "<EMAIL_ADDRESS_1>" in block.thinking
     assert any(b.type == "text" and EMAIL in b.text for b in rest)
     history = [ask, {"role": "assistant", "content": first.content}, {"role": "user", "content": "ok"}]
+    echo_upstream.clear()
     second = c.messages.create(model=CLAUDE, max_tokens=2048, thinking=thinking, messages=history)
-    assert second.content[-1].text == "ok"
+    assert second.content[0].type == "thinking" and second.content[-1].text == "ok"
+    (sent,) = echo_upstream.received()  # one attempt: the signature verified
+    assert sent["body"]["messages"][1]["content"][0]["signature"] == block.signature
     with c.messages.stream(model=CLAUDE, max_tokens=2048, thinking=thinking, messages=[ask]) as stream:
         streamed = stream.get_final_message()
     assert "<EMAIL_ADDRESS_1>" in streamed.content[0].thinking and EMAIL not in streamed.content[0].thinking
@@ -188,3 +208,25 @@ def test_unknown_query_parameters_are_refused_naming_them(proxy, fresh):
     error = r.json()["error"]
     assert error["code"] == "unsupported_field" and error["param"] == "query.fallbacks"
     assert r.headers["request-id"] == r.headers["x-kubegate-request-id"]
+
+
+def test_upstream_failures_carry_kubegate_codes_and_no_internals(proxy, echo_upstream, fresh):
+    """#24: LiteLLM's exception text (``litellm.InternalServerError``, ``Received Model Group``, cooldown lists,
+    deployment ids) never reaches a tenant; a provider's refusal of the request keeps the provider's own words."""
+    c = oai(proxy, "plain")
+    echo_upstream.fail_next(500, count=1)
+    with pytest.raises(openai.InternalServerError) as failed:
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    assert failed.value.body["code"] == "upstream_error"
+    echo_upstream.fail_next(429, count=1)
+    with pytest.raises(openai.RateLimitError) as limited:
+        c.chat.completions.create(model="echo", messages=[{"role": "user", "content": "x"}])
+    assert limited.value.body["code"] == "upstream_rate_limited"
+    echo_upstream.fail_next(400, count=1)
+    with pytest.raises(anthropic.BadRequestError) as rejected:
+        claude(proxy, "plain").messages.create(model=CLAUDE, max_tokens=64, messages=[{"role": "user", "content": "x"}])
+    error = rejected.value.body["error"]
+    assert error["code"] == "upstream_rejected" and "echo upstream injected status 400" in error["message"]
+    for exc in (failed, limited, rejected):
+        text = exc.value.response.text
+        assert not any(leak in text for leak in ("litellm", "Model Group", "cooldown", "echo-echo", "127.0.0.1")), text

@@ -315,7 +315,7 @@ def test_a_model_outside_the_allow_list_is_each_sdks_not_found_error(proxy, echo
         ({"background": True}, "background"),
         ({"conversation": "conv_1"}, "conversation"),
         ({"tools": [{"type": "file_search", "vector_store_ids": ["vs_1"]}]}, "tools[0]"),
-        ({"tools": [{"type": "web_search"}]}, "tools[0]"),
+        ({"tools": [{"type": "mcp", "server_label": "x", "server_url": "https://mcp.example"}]}, "tools[0]"),
         ({"include": ["file_search_call.results"]}, "include[0]"),
         ({"prompt": {"id": "pmpt_1"}}, "prompt"),
         ({"service_tier": "priority"}, "service_tier"),
