@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.defaults import proxy_defaults
-from gateway_operator.render.prices import bundled_max_output_tokens, bundled_price
+from gateway_operator.render.prices import bundled_cache_prices_known, bundled_max_output_tokens, bundled_price
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import BaseModel, ValidationError
 
@@ -85,11 +85,15 @@ def _deployment_entry(route: crd.ModelRoute, dep: crd.ModelDeployment, group: st
         params["rpm"] = dep.rpm
     if dep.tpm is not None:
         params["tpm"] = dep.tpm
-    return {
-        "model_name": group,
-        "litellm_params": params,
-        "model_info": {"id": deployment_id(route.metadata.name, dep.name), "region": dep.region},
-    }
+    info: dict[str, Any] = {"id": deployment_id(route.metadata.name, dep.name), "region": dep.region}
+    if not bundled_cache_prices_known(dep.provider, dep.model):
+        # LiteLLM bills cached input of a model its map does not price at 0. Cache reads cost at most the input
+        # price and writes at most twice it (Anthropic's one-hour breakpoints) with every provider: charged so,
+        # a budget is never under-charged.
+        inp = dep.input_cost_per_token or Decimal(0)
+        info["cache_read_input_token_cost"] = _number(inp)
+        info["cache_creation_input_token_cost"] = _number(inp * 2)
+    return {"model_name": group, "litellm_params": params, "model_info": info}
 
 
 def _sorted(objs: Iterable[Any]) -> list[Any]:

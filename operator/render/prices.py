@@ -83,3 +83,19 @@ def bundled_max_output_tokens(provider: str, model: str) -> int | None:
     """The bundled output token limit of upstream model ``model`` of ``provider``; None when the map does not know
     it."""
     return _lookup(bundled_output_limits(), provider, model)
+
+
+@lru_cache(maxsize=1)
+def bundled_cache_priced() -> dict[str, tuple[str | None, bool]]:
+    """Model key -> (its litellm_provider, True) for models whose cache reads are priced in the map."""
+    return {
+        key: (entry.get("litellm_provider"), True)
+        for key, entry in _entries().items()
+        if isinstance(entry, dict) and entry.get("cache_read_input_token_cost") is not None
+    }
+
+
+def bundled_cache_prices_known(provider: str, model: str) -> bool:
+    """Whether LiteLLM's map prices cache reads of upstream model ``model`` of ``provider`` (it then prices cache
+    writes too, or bills them at the input price)."""
+    return bool(_lookup(bundled_cache_priced(), provider, model))

@@ -16,15 +16,27 @@ import httpx
 import openai
 import pytest
 
-from tests.dataplane.contract_stack import CLAUDE, KEYS, audit_records, render, wait_for_records
+from tests.dataplane.contract_stack import (
+    CLAUDE,
+    GW,
+    IN_PRICE,
+    KEYS,
+    audit_records,
+    render,
+    route,
+    wait_for_records,
+)
 from tests.harness.proxy import ProxyServer
 
 EMAIL = "alice.wonder@example.org"
+HOUSE = "house"
 
 
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
-    s = render(echo_upstream.base_url)
+    # An Anthropic-family upstream model LiteLLM's map does not know (an in-house or new model).
+    house = route(GW, HOUSE, echo_upstream.base_url.removesuffix("/v1"), provider="anthropic", upstream="house-model")
+    s = render(echo_upstream.base_url, extra_routes=(house,))
     server = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env)
     server.start()
     yield server
@@ -230,3 +242,21 @@ def test_upstream_failures_carry_kubegate_codes_and_no_internals(proxy, echo_ups
     for exc in (failed, limited, rejected):
         text = exc.value.response.text
         assert not any(leak in text for leak in ("litellm", "Model Group", "cooldown", "echo-echo", "127.0.0.1")), text
+
+
+def test_cached_input_of_a_model_litellm_does_not_price_is_never_free(proxy, echo_upstream, fresh, redis_server):
+    """LiteLLM bills cache reads and writes of a model its map does not know at 0: the rendered config prices them
+    at the route's input price and twice it (the most any provider charges), so a prompt cache never lets a tenant
+    spend for free."""
+    system = [{"type": "text", "text": "x " * 400, "cache_control": {"type": "ephemeral"}}]
+    for _ in range(2):
+        claude(proxy, "plain").messages.create(
+            model=HOUSE, max_tokens=16, system=system, messages=[{"role": "user", "content": "hi"}]
+        )
+    usages = [r["body"] for r in echo_upstream.received()]
+    assert len(usages) == 2
+    records = wait_for_records(redis_server.client(), 2)
+    write, read = (r["cost_usd"] for r in records)
+    # The echo reported 200 cached tokens, written by the first call and read by the second.
+    assert write >= 200 * 2 * float(IN_PRICE) and read >= 200 * float(IN_PRICE)
+    assert write == pytest.approx(read + 200 * float(IN_PRICE), rel=1e-3)
