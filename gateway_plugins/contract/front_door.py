@@ -187,7 +187,8 @@ class FrontDoor:
                 scope[SCOPE_KEY] = ADMIN
                 await self.app(scope, receive, send)
                 return
-            await self._closed_route(rt, send, path, token, tracing.begin(headers))
+            key = client_key(headers)  # as on the contract routes: Bearer or Anthropic's x-api-key
+            await self._closed_route(rt, send, path, "" if key is CONFLICTING else str(key), tracing.begin(headers))
             return
         # Read before the header allow-list drops it: LiteLLM never sees the caller's trace context.
         trace = tracing.begin(headers)
@@ -281,7 +282,7 @@ class FrontDoor:
         await error_response(
             send,
             401,
-            "invalid_api_key",
+            "missing_api_key" if reason == "missing_api_key" else "invalid_api_key",
             message,
             None,
             fmt=endpoint.error_format,
@@ -299,19 +300,27 @@ class FrontDoor:
             call_type="other_route",
             trace=trace,
         )
+        ids = {"x-kubegate-request-id": ctx.request_id}
+        # An Anthropic client calling a Messages path with the wrong method gets Anthropic's error shape.
+        fmt = "anthropic" if path.startswith("/v1/messages") else "openai"
         if tenant is None:
             metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()
-            refuse(rt, ctx, 401, "missing_api_key" if not token else "invalid_api_key")
-            await error_response(send, 401, "invalid_api_key", "Invalid or missing API key.")
+            reason = "missing_api_key" if not token else "invalid_api_key"
+            refuse(rt, ctx, 401, reason)
+            await error_response(send, 401, reason, "Invalid or missing API key.", fmt=fmt, **ids)
             return
         metrics.AUTH_FAILURES.labels("admin_route").inc()
         if is_tenant_path(path):
             refuse(rt, ctx, 405, "method_not_allowed")
-            await error_response(send, 405, "method_not_allowed", "This method is not allowed on this route.")
+            await error_response(
+                send, 405, "method_not_allowed", "This method is not allowed on this route.", fmt=fmt, **ids
+            )
             return
         refuse(rt, ctx, 403, "route_not_allowed")
         # The path is the caller's own input and names no secret; it is not put in the audit record.
-        await error_response(send, 403, "route_not_allowed", f"Route {path} is not available to tenant keys.")
+        await error_response(
+            send, 403, "route_not_allowed", f"Route {path} is not available to tenant keys.", fmt=fmt, **ids
+        )
 
     # -- tenant requests -------------------------------------------------------------------------
 
@@ -325,7 +334,11 @@ class FrontDoor:
             raw = await self._read_body(scope, receive, limits.max_body_bytes)
             try:
                 body = orjson.loads(raw) if raw else None
-            except orjson.JSONDecodeError:
+            except orjson.JSONDecodeError as exc:
+                if "depth limit" in str(exc):  # orjson stops at 1024 levels, before the Gateway's own bound
+                    raise ContractError(
+                        400, "request_too_deep", f"body: nested deeper than {limits.max_json_depth} levels", "body"
+                    ) from None
                 raise ContractError(400, "invalid_json", "the request body is not valid JSON", "body") from None
             if isinstance(body, dict) and token_ids.has_token_ids(endpoint.name, body):
                 await asyncio.to_thread(token_ids.decode_token_ids, endpoint.name, body)

@@ -7,6 +7,7 @@ message that never quotes the request (it could hold the very PII being guarded)
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -134,7 +135,9 @@ def describe(exc: ValidationError, endpoint: Endpoint | None = None, body: Any =
         )
     if err["type"] in ("missing",):
         return ContractError(400, "missing_field", f"{param}: required", param)
-    return ContractError(400, "invalid_field", f"{param}: {err['msg']}", param)
+    # pydantic names the model class it expected ("... or instance of StreamOptions"): not the API's words.
+    message = re.sub(r" or instance of \w+", "", err["msg"])
+    return ContractError(400, "invalid_field", f"{param}: {message}", param)
 
 
 def check(endpoint: Endpoint, body: Any, body_bytes: int, limits: Any) -> ContractRequest:

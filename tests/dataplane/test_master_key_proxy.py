@@ -71,7 +71,7 @@ def test_master_key_opens_an_admin_route(proxy):
 @pytest.mark.parametrize(
     ("headers", "status", "code"),
     [
-        ({}, 401, "invalid_api_key"),
+        ({}, 401, "missing_api_key"),
         (_bearer(MASTER + "x"), 401, "invalid_api_key"),
         (_bearer(TENANT_KEY), 403, "route_not_allowed"),
     ],

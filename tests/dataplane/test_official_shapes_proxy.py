@@ -260,3 +260,31 @@ def test_cached_input_of_a_model_litellm_does_not_price_is_never_free(proxy, ech
     # The echo reported 200 cached tokens, written by the first call and read by the second.
     assert write >= 200 * 2 * float(IN_PRICE) and read >= 200 * float(IN_PRICE)
     assert write == pytest.approx(read + 200 * float(IN_PRICE), rel=1e-3)
+
+
+def test_answers_agree_with_the_reference(proxy, fresh):
+    """#24 item 6, in part: docs/reference.md's codes and the request id on every refusal, in each API's shape."""
+    base = proxy.base_url
+    headers = {"x-api-key": KEYS["plain"]}
+    wrong_method = httpx.get(base + "/v1/messages", headers=headers, timeout=30)
+    assert wrong_method.status_code == 405 and wrong_method.json()["type"] == "error"
+    assert wrong_method.json()["error"]["code"] == "method_not_allowed"
+    closed = httpx.get(base + "/key/list", headers=headers, timeout=30)
+    assert closed.status_code == 403 and closed.headers["x-kubegate-request-id"] == closed.headers["x-request-id"]
+    missing = httpx.post(base + "/v1/chat/completions", json={"model": "echo", "messages": []}, timeout=30)
+    assert missing.status_code == 401 and missing.json()["error"]["code"] == "missing_api_key"
+    deep = b'{"model": "echo", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}"
+    too_deep = httpx.post(
+        base + "/v1/chat/completions",
+        content=deep,
+        headers={"authorization": f"Bearer {KEYS['plain']}", "content-type": "application/json"},
+        timeout=30,
+    )
+    assert too_deep.status_code == 400 and too_deep.json()["error"]["code"] == "request_too_deep"
+    typed = httpx.post(
+        base + "/v1/chat/completions",
+        json={"model": "echo", "messages": [{"role": "user", "content": "x"}], "stream_options": "yes"},
+        headers={"authorization": f"Bearer {KEYS['plain']}"},
+        timeout=30,
+    )
+    assert typed.status_code == 400 and "StreamOptions" not in typed.text
