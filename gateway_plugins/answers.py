@@ -13,6 +13,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
+from gateway_plugins.pii.restore import _get, _set
+
 _LITELLM_ONLY = ("provider_specific_fields",)
 _ID_PREFIX = {"responses": "resp_", "anthropic_messages": "msg_"}
 _MESSAGE_START_ID = re.compile(rb'("type":\s*"message_start".*?"id":\s*")[^"]*(")', re.DOTALL)
@@ -27,10 +29,6 @@ def _drop(obj: Any, name: str) -> None:
             delattr(obj, name)
         except AttributeError:  # a pydantic field that cannot be deleted: at least say nothing
             setattr(obj, name, None)
-
-
-def _get(obj: Any, name: str) -> Any:
-    return obj.get(name) if isinstance(obj, dict) else getattr(obj, name, None)
 
 
 def _clean_choices(answer: Any) -> None:
@@ -48,10 +46,8 @@ def _clean_choices(answer: Any) -> None:
 
 
 def _set_id(obj: Any, value: str) -> None:
-    if isinstance(obj, dict):
-        obj["id"] = value
-    elif obj is not None and getattr(obj, "id", None) is not None:
-        obj.id = value
+    if isinstance(obj, dict) or _get(obj, "id") is not None:
+        _set(obj, "id", value)
 
 
 def official(endpoint: str, request_id: str, answer: Any) -> Any:
@@ -88,10 +84,7 @@ def _complete_text_chunk(chunk: Any) -> None:
     one carries a zero ``usage`` (OpenAI sends usage once, at the end, when asked)."""
     for choice in _get(chunk, "choices") or ():
         if _get(choice, "text") is None:
-            if isinstance(choice, dict):
-                choice["text"] = ""
-            else:
-                choice.text = ""
+            _set(choice, "text", "")
     usage = _get(chunk, "usage")
     if usage is not None and not any(_get(usage, k) for k in ("prompt_tokens", "completion_tokens", "total_tokens")):
         _drop(chunk, "usage")

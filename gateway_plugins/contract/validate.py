@@ -83,14 +83,19 @@ API_NAMES = {
 DOCS = "docs/contract.md"
 
 
+def _kind_tag(value: dict) -> tuple[str, Any]:
+    """An object's kind as the inventory's tag segment: its ``type`` if a string, else its ``role``."""
+    kind = value.get("type")
+    return ("type", kind) if isinstance(kind, str) and kind else ("role", value.get("role"))
+
+
 def inventory_path(body: Any, loc: tuple[Any, ...]) -> str:
     """``loc`` in the inventory's notation: list items as ``[]``, each object's kind (``type``, else ``role``)
     as ``{type=...}``, so a refusal finds the rule that explains it."""
     out, value, tagged = "", body, False
     for item in loc:
         if isinstance(value, dict) and not tagged:
-            kind = value.get("type") if isinstance(value.get("type"), str) else None
-            key, tag = ("type", kind) if kind else ("role", value.get("role"))
+            key, tag = _kind_tag(value)
             if isinstance(tag, str) and out:
                 out += f".{{{key}={tag}}}"
             tagged = True
@@ -106,8 +111,7 @@ def inventory_path(body: Any, loc: tuple[Any, ...]) -> str:
             value = value.get(item) if isinstance(value, dict) else None
         tagged = False
     if isinstance(value, dict) and out:
-        kind = value.get("type") if isinstance(value.get("type"), str) else None
-        key, tag = ("type", kind) if kind else ("role", value.get("role"))
+        key, tag = _kind_tag(value)
         if isinstance(tag, str):
             out += f".{{{key}={tag}}}"
     return out
