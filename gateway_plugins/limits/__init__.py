@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,7 @@ from gateway_plugins import metrics
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, state_for
 from gateway_plugins.policy.periods import period_bounds, period_key
-from gateway_plugins.policy.schema import DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
+from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
     from gateway_plugins.context import RequestContext
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
 __all__ = ["admit", "estimate_tokens", "reserved_usd", "settle"]
 
 log = logging.getLogger("kubegate.limits")
+
+# Settling follows the call's end by one round trip; this covers that and a slow event loop.
+LEASE_GRACE_SECONDS = 60
 
 
 def openai_error(*args: Any, **kwargs: Any) -> Exception:
@@ -47,6 +51,8 @@ class Reservation:
     est_tokens: int
     budget_keys: list[str]
     est_micro: list[int]
+    lease_keys: list[str]
+    lease_member: str
     settled: bool = False
 
 
@@ -119,6 +125,21 @@ def _estimate_usd(policy: Any, model: str, prompt_tokens: int, completion_tokens
     return prompt_tokens * inp + completion_tokens * out
 
 
+def lease_seconds(policy: Any, model: str) -> int:
+    """How long a reservation holds before the next admit may release it: the longest the call can take,
+    the model's own attempts and then each fallback's, so a slow call that still settles keeps its lease."""
+    total, seen, todo = 0, set(), [model]
+    while todo:
+        name = todo.pop(0)
+        meta = policy.models.get(name)
+        if name in seen or meta is None:
+            continue
+        seen.add(name)
+        total += meta.max_call_seconds
+        todo.extend(meta.fallbacks)
+    return (total or DEFAULT_MAX_CALL_SECONDS) + LEASE_GRACE_SECONDS
+
+
 def _block_fraction(budget: Budget) -> float:
     for t in budget.thresholds:
         if t.action is BudgetAction.BLOCK:
@@ -188,17 +209,22 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     model_meta = policy.models.get(ctx.requested_model)
     free = 1 if model_meta is not None and model_meta.zero_price else 0
     now_dt = datetime.fromtimestamp(now, UTC)
-    keys = [rpm_key, tpm_key]
     tpm_tok = typical_tokens(data, c_tok, ctx) if rl.tpm else 0
     args: list[Any] = [rl.rpm or 0, rl.tpm or 0, tpm_tok, 120, len(budgets)]
+    # Not the request id: a client may choose that, and two leases under one name would release once.
+    lease_member = secrets.token_hex(8)
+    args += [lease_member, lease_seconds(policy, ctx.requested_model)]
     est_micro = 0 if free else math.ceil(est_usd * MICRO)
     bounds = []
+    budget_keys, lease_keys = [], []
     for b in budgets:
         start, end = period_bounds(b, now_dt)
         bounds.append((start, end))
-        keys.append(period_key(gw, b, start))
+        budget_keys.append(period_key(gw, b, start))
+        lease_keys.append(gw.budget_leases(b.name, start))
         ttl = int((end - start).total_seconds()) + 7 * 86400
         args += [int(b.limit_usd * MICRO), _block_fraction(b), est_micro, ttl, free]
+    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:
@@ -242,8 +268,10 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     ctx.reservation = Reservation(
         tpm_key=tpm_key if rl.tpm else "",
         est_tokens=tpm_tok,
-        budget_keys=keys[2:],
+        budget_keys=budget_keys,
         est_micro=[est_micro] * len(budgets),
+        lease_keys=lease_keys,
+        lease_member=lease_member,
     )
     model = ctx.requested_model
     states = {}
@@ -273,12 +301,12 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     ok = ctx.status not in ("error", "failed", "refused")
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
-    keys = [res.tpm_key, *res.budget_keys]
-    args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys)]
+    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
+    args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys), res.lease_member]
     for est in res.est_micro:
         args += [est, actual]
     try:
         await SETTLE_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:
-        # The reservation expires with its period key; losing one settle is bounded by one request.
+        # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
         log.warning("budget settle failed: %s", type(exc).__name__)

@@ -44,6 +44,10 @@ class GatewayKeys:
         """Spend hash of one budget period, named by the period's start in UTC."""
         return f"{self.prefix}:budget:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
+    def budget_leases(self, budget: str, period_start: datetime) -> str:
+        """Sorted set of that period's open reservations (``{request id}:{micro-USD}`` scored by when they lapse)."""
+        return f"{self.prefix}:lease:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+
     def budget_pattern(self, budget: str) -> str:
         return f"{self.prefix}:budget:{budget}:*"
 

@@ -289,6 +289,8 @@ class DeploymentMeta(_Model):
 # A ModelRoute without spec.maxOutputTokens whose upstream models LiteLLM's model map does not know gets this.
 DEFAULT_MAX_OUTPUT_TOKENS = 4096
 MAX_OUTPUT_TOKENS_BOUND = 10_000_000
+# Policies rendered before ModelMeta.max_call_seconds existed: LiteLLM's default timeout, 3 attempts.
+DEFAULT_MAX_CALL_SECONDS = 1800
 
 
 class ModelMeta(_Model):
@@ -311,6 +313,13 @@ class ModelMeta(_Model):
         le=MAX_OUTPUT_TOKENS_BOUND,
         description="Largest max_tokens a request may ask for; also the output a budget reserves when a request "
         "sets no max_tokens.",
+    )
+    max_call_seconds: int = Field(
+        default=DEFAULT_MAX_CALL_SECONDS,
+        ge=1,
+        le=7 * 86400,
+        description="Longest a call to this model can take (upstream timeout times attempts); a budget reservation "
+        "whose settle never arrives is released after this, plus its fallbacks' times.",
     )
 
 

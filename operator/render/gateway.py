@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import weakref
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,6 +172,8 @@ def _render_route(
         zero_price=zero,
         fallbacks=[f for f in route.spec.fallbacks if f != name],
         max_output_tokens=route_max_output_tokens(route, deployments),
+        # Capped at the policy's bound: a reservation outliving a week-long call is released early, nothing worse.
+        max_call_seconds=min(math.ceil(route.spec.timeout_seconds * (route.spec.num_retries + 1)), 7 * 86400),
     )
     return entries, deps_meta, meta, api_key_env
 

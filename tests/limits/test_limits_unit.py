@@ -261,3 +261,64 @@ async def test_a_prompt_cache_write_is_reserved_at_twice_the_input_price(redis):
     await limits.admit(cached, body, rt)
     assert limits.reserved_usd(plain) > 0
     assert limits.reserved_usd(cached) == pytest.approx(2 * limits.reserved_usd(plain), rel=0.01)
+
+
+async def _lapse_leases(redis, policy) -> None:
+    """Move every open lease of b1 into the past, as if its lease time had gone by without a settle."""
+    budget = policy.policy.budgets[0]
+    leases = GatewayKeys("default", GW).budget_leases(budget.name, period_bounds(budget)[0])
+    for member in await redis.zrange(leases, 0, -1):
+        await redis.zadd(leases, {member: 1}, xx=True)
+
+
+async def test_a_lost_settle_is_released_when_its_lease_lapses(redis):
+    policy = make_policy()
+    budget = policy.policy.budgets[0]
+    rt = make_rt(redis, policy)
+    lost = make_ctx(policy)
+    await admit(lost, req(100), rt)  # reserves 0.1 USD; its settle never arrives (Redis was unreachable)
+    await admit(make_ctx(policy), req(200), rt)  # still held: 0.3 USD reserved
+    assert (await read_budget_state(redis, GatewayKeys("default", GW), budget)).reserved_usd == pytest.approx(0.3)
+    await _lapse_leases(redis, policy)
+    held = make_ctx(policy)
+    await admit(held, req(300), rt)  # this admit releases both lapsed leases, then reserves its own 0.3 USD
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == pytest.approx(0.3)
+    # The lost settle arriving late counts its spend but never releases a second time.
+    lost.status, lost.cost_usd = "success", 0.05
+    await limits.settle(lost, rt)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == pytest.approx(0.3) and state.spent_usd == pytest.approx(0.05)
+    held.status, held.cost_usd = "success", 0.01
+    await limits.settle(held, rt)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == 0 and state.spent_usd == pytest.approx(0.06)
+
+
+async def test_the_lease_covers_the_model_and_its_fallbacks(redis):
+    doc = make_policy().policy.model_dump(mode="json", by_alias=True)
+    for model in doc["models"]:
+        model["max_call_seconds"] = {"big": 600, "mid": 30, "small": 5}.get(model["name"], 1)
+        model["fallbacks"] = {"big": ["mid"], "mid": ["small", "big"]}.get(model["name"], [])
+    policy = CompiledPolicy.compile(Policy.model_validate(doc))
+    assert limits.lease_seconds(policy, "big") == 600 + 30 + 5 + limits.LEASE_GRACE_SECONDS
+    rt = make_rt(redis, policy)
+    before = (await redis.time())[0]
+    await admit(make_ctx(policy), req(100), rt)
+    budget = policy.policy.budgets[0]
+    leases = GatewayKeys("default", GW).budget_leases(budget.name, period_bounds(budget)[0])
+    [(_, lapses)] = await redis.zrange(leases, 0, -1, withscores=True)
+    assert before + 635 + limits.LEASE_GRACE_SECONDS <= lapses <= before + 636 + limits.LEASE_GRACE_SECONDS
+
+
+async def test_clients_reusing_a_request_id_cannot_pin_a_reservation(redis):
+    policy = make_policy()
+    rt = make_rt(redis, policy)
+    first, second = make_ctx(policy), make_ctx(policy)  # same request id, same estimate
+    await admit(first, req(100), rt)
+    await admit(second, req(100), rt)
+    for ctx in (first, second):
+        ctx.status, ctx.cost_usd = "success", 0.0
+        await limits.settle(ctx, rt)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
+    assert state.reserved_usd == 0

@@ -204,7 +204,7 @@ def test_request_contract_fields_reach_the_policy():
     )
     routes = [
         _route("big", "big", [_dep("d1", "eu-west-1")], maxOutputTokens=512, fallbacks=["small"]),
-        _route("small", "small", [_dep("d2", "eu-west-1")]),
+        _route("small", "small", [_dep("d2", "eu-west-1")], timeoutSeconds=2.5, numRetries=3),
     ]
     tenant = crd.Tenant.model_validate(
         {
@@ -222,6 +222,8 @@ def test_request_contract_fields_reach_the_policy():
     models = {m.name: m for m in out.policy.models}
     assert models["big"].max_output_tokens == 512 and models["big"].fallbacks == ["small"]
     assert models["small"].max_output_tokens == 4096 and models["small"].fallbacks == []
+    # A reservation's lease: the upstream timeout times every attempt (600 s x 3 by default).
+    assert (models["big"].max_call_seconds, models["small"].max_call_seconds) == (1800, 10)
     pii = out.policy.tenants[0].pii
     assert pii.allow_uninspectable_content is True and pii.max_text_chars == 1000
     assert set(crd.RequestLimitsSpec.model_fields) == set(type(limits).model_fields)
