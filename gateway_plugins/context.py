@@ -58,6 +58,9 @@ class RequestContext:
     # Set by the front door: the accepted request's contract facts, and whether its response has ended.
     contract: Any = None
     response_done: bool = False
+    # LiteLLM reported the answer (tokens, cost, settled) before the front door saw it reach the client: the
+    # front door writes the audit record once it knows whether the client got all of it.
+    reported: bool = False
 
 
 class ContextRegistry:

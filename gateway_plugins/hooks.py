@@ -224,7 +224,11 @@ class KubegateHooks(CustomLogger):
         else:
             # kubegate's code and the provider's words, never LiteLLM's text naming groups and deployments.
             replacement = upstream_errors.for_tenant(ctx.http_status or 500, original_exception)
+        # The audit record and metrics name no served model for an answer no upstream gave.
+        ctx.served_model = None
         if replacement is not None:
+            # LiteLLM's /v1/messages error path drops an error's headers: the front door adds them back.
+            ctx.response_headers.update(getattr(replacement, "headers", None) or {})
             detail = getattr(replacement, "detail", None) or {}
             ctx.error_code = detail.get(DETAIL_CODE)
             ctx.error_message = detail.get("error") if isinstance(detail.get("error"), str) else None
@@ -238,13 +242,19 @@ class KubegateHooks(CustomLogger):
             return
         started = time.perf_counter()
         self._fill_from_log(rt, ctx, kwargs, response_obj)
-        ctx.status = "success"
+        # A client that left mid-stream got part of the answer, whatever LiteLLM reports.
+        ctx.status = "incomplete" if ctx.decisions.get("client") == "disconnected" else "success"
         ctx.http_status = ctx.http_status or 200
         try:
             await limits.settle(ctx, rt)
         except Exception:
             log.exception("settling the budget failed for request %s", ctx.request_id)
-        self._done(rt, ctx)
+        if ctx.contract is not None and not ctx.response_done:
+            # LiteLLM reports a stream as soon as it stops reading it, a client leaving included: the front
+            # door finalizes once the answer has ended, with whether the client received all of it.
+            ctx.reported = True
+        else:
+            self._done(rt, ctx)
         metrics.STAGE_LATENCY.labels("log").observe(time.perf_counter() - started)
 
     async def async_pre_call_deployment_hook(self, kwargs: dict, call_type: Any) -> dict | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from gateway_plugins import upstream_errors
 from gateway_plugins.errors import openai_error, replacement_error
 
 if TYPE_CHECKING:
@@ -33,13 +34,12 @@ def _unavailable(model: str, regions: tuple[str, ...]) -> Exception:
 def unavailable_after_failures(ctx: RequestContext, status: int, upstream_error: BaseException) -> Exception:
     """The client's error when every deployment in the tenant's regions failed: same status, residency named."""
     regions = ", ".join(ctx.allowed_regions)
-    retry_after = (getattr(upstream_error, "headers", None) or {}).get("retry-after")
     return replacement_error(
         status,
         f"no deployment of {ctx.model} in allowed regions [{regions}] could serve the request "
         f"(last upstream status {status}); it was not sent to any other region",
         code="residency_unavailable",
-        headers={"retry-after": str(retry_after)} if retry_after else None,
+        headers=upstream_errors.retry_after(upstream_error),
     )
 
 

@@ -26,6 +26,8 @@ _LITELLM_TAIL = re.compile(
 )
 _URL = re.compile(r"https?://\S+")
 MAX_MESSAGE = 400
+# LiteLLM's DEFAULT_COOLDOWN_TIME_SECONDS (the rendered config sets no other).
+DEFAULT_RETRY_AFTER_SECONDS = 5
 
 
 def provider_message(exc: BaseException) -> str:
@@ -52,11 +54,22 @@ def provider_message(exc: BaseException) -> str:
     return text[:MAX_MESSAGE].strip()
 
 
+def retry_after(exc: BaseException) -> dict[str, str]:
+    """The Retry-After of an answer saying "retry later": the provider's, else LiteLLM's default cooldown (a
+    deployment that just failed is skipped that long, so an earlier retry would meet the same failure)."""
+    headers = getattr(exc, "headers", None) or getattr(getattr(exc, "response", None), "headers", None) or {}
+    said = next((str(v) for k, v in dict(headers).items() if str(k).lower() == "retry-after"), "")
+    return {"Retry-After": said if said.isdigit() else str(DEFAULT_RETRY_AFTER_SECONDS)}
+
+
 def for_tenant(status: int, exc: BaseException) -> Any:
     """The error a tenant gets for an upstream failure with HTTP ``status``."""
     if status in CODES:
         return replacement_error(
-            status, "the model's upstream is rate limited or cooling down; retry later", code=CODES[status]
+            status,
+            "the model's upstream is rate limited or cooling down; retry later",
+            code=CODES[status],
+            headers=retry_after(exc),
         )
     if 400 <= status < 500:
         said = provider_message(exc)
@@ -64,4 +77,6 @@ def for_tenant(status: int, exc: BaseException) -> Any:
             f"the model's upstream refused the request: {said}" if said else "the model's upstream refused the request"
         )
         return replacement_error(status, message, code=REJECTED)
-    return replacement_error(status, "the model's upstream failed to answer; retry later", code=FAILED)
+    return replacement_error(
+        status, "the model's upstream failed to answer; retry later", code=FAILED, headers=retry_after(exc)
+    )

@@ -490,9 +490,17 @@ class FrontDoor:
             if message["type"] == "http.response.start":
                 state["status"] = message["status"]
                 headers = hdr.response_headers(message.get("headers") or [])
-                if not any(k.lower() == b"x-kubegate-request-id" for k, _ in headers):
-                    # LiteLLM's own error answers (its /v1/messages error path above all) carry none.
+                if message["status"] >= 400:
+                    # Nothing was served: a failed attempt's region is not where an answer came from.
+                    headers = [(k, v) for k, v in headers if k.lower() != b"x-kubegate-region"]
+                present = {k.lower() for k, _ in headers}
+                # LiteLLM's error answers (its /v1/messages error path above all) skip its headers hook: the
+                # request id and the budget and cache headers of the request come from its context instead.
+                if b"x-kubegate-request-id" not in present:
                     headers.append((b"x-kubegate-request-id", ctx.request_id.encode()))
+                for name, value in ctx.response_headers.items():
+                    if name.lower().encode() not in present:
+                        headers.append((name.encode(), value.encode()))
                 headers += hdr.request_id_headers(ctx.request_id.encode())
                 message = {**message, "headers": headers}
             elif message["type"] == "http.response.body" and not message.get("more_body", False):
@@ -515,6 +523,12 @@ class FrontDoor:
             return
         if not complete:
             ctx.decisions.setdefault("client", "disconnected")
+        if ctx.reported:
+            if not complete:
+                ctx.status = "incomplete"
+            finalize(rt, ctx)
+            rt.contexts.pop(ctx.request_id)
+            return
         if status is None or status >= 400:
             # LiteLLM answered an error without reaching our failure hook (or crashed): end it now.
             _background(_end_unreported(rt, ctx, status or 500))

@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from gateway_plugins import metrics
 from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
-from gateway_plugins.policy.budget_state import MICRO, state_for
+from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for
 from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
@@ -138,6 +138,24 @@ def lease_seconds(policy: Any, model: str) -> int:
         total += meta.max_call_seconds
         todo.extend(meta.fallbacks)
     return (total or DEFAULT_MAX_CALL_SECONDS) + LEASE_GRACE_SECONDS
+
+
+def _utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def budget_headers(
+    budgets: list[Budget], bounds: list[tuple[datetime, datetime]], used_micro: list[int], states: list[str]
+) -> dict[str, str]:
+    """The budget headers of an admitted request: the worst state of the tenant's budgets, and what is left of
+    (and when resets) the one nearest its limit, before this request's reservation."""
+    near = max(range(len(budgets)), key=lambda i: used_micro[i] / (float(budgets[i].limit_usd) * MICRO))
+    remaining = max(0.0, float(budgets[near].limit_usd) - used_micro[near] / MICRO)
+    return {
+        "x-kubegate-budget-state": max(states, key=STATE_RANK.__getitem__),
+        "x-kubegate-budget-remaining-usd": f"{remaining:.6f}",
+        "x-kubegate-budget-reset": _utc(bounds[near][1]),
+    }
 
 
 def _block_fraction(budget: Budget) -> float:
@@ -260,8 +278,9 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
             code="budget_exceeded",
             type_="rate_limit_error",
             headers={
+                "x-kubegate-budget-state": "blocked",
                 "x-kubegate-budget-remaining-usd": f"{remaining:.6f}",
-                "x-kubegate-budget-reset": end.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+                "x-kubegate-budget-reset": _utc(end),
                 "Retry-After": str(max(1, int((end - now_dt).total_seconds()))),
             },
         )
@@ -283,8 +302,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         states[b.name] = state
         if state == "downgrade":
             model = downgrade_chain(b, model)
-        if state != "ok":
-            ctx.response_headers.setdefault("x-kubegate-budget-state", state)
+    if budgets:
+        ctx.response_headers.update(budget_headers(budgets, bounds, used, list(states.values())))
     if states:
         ctx.decisions["budget"] = states
     if model != ctx.requested_model:

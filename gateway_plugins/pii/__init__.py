@@ -58,6 +58,7 @@ def _refuse_unavailable(ctx: RequestContext, reason: str) -> Exception:
         "PII analysis is unavailable; the request was not forwarded.",
         code="pii_unavailable",
         type_="service_unavailable",
+        headers={"Retry-After": "1"},
     )
 
 

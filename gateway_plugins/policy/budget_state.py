@@ -11,7 +11,7 @@ from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import Budget, BudgetAction
 
 MICRO = 1_000_000
-_RANK = {"ok": 0, "notify": 1, "downgrade": 2, "blocked": 3}
+STATE_RANK = {"ok": 0, "notify": 1, "downgrade": 2, "blocked": 3}
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ def state_for(budget: Budget, used_usd: float) -> tuple[str, float]:
     for t in budget.thresholds:
         if percent >= t.percent:
             name = "blocked" if t.action is BudgetAction.BLOCK else t.action.value
-            if _RANK[name] > _RANK[state]:
+            if STATE_RANK[name] > STATE_RANK[state]:
                 state = name
     return state, percent
 

@@ -71,7 +71,8 @@ def test_leaving_mid_stream_still_settles_and_audits_once(proxy, redis_server):
         time.sleep(0.3)
     assert len(mine) == 1, mine
     assert state.reserved_usd == 0
-    assert mine[0]["status"] in ("incomplete", "success")
+    print(mine[0])
+    assert mine[0]["status"] == "incomplete" and mine[0]["decisions"]["client"] == "disconnected", mine[0]
     assert state.spent_usd > 0 and abs(state.spent_usd - mine[0]["cost_usd"]) <= 1e-6
     time.sleep(1)
     assert len([r for r in audit_records(rds) if r["request_id"] == request_id]) == 1
