@@ -2,6 +2,7 @@
 
 Not a test: prints throughput and p50/p99 of each variant and the ratios against vanilla.
 Variants:
+  router         the floor: LiteLLM's Router called from a minimal ASGI app (``bench/lib/router_floor.py``)
   vanilla        LiteLLM with its defaults, no auth, no callbacks
   vanilla-fixed  vanilla plus only ``gateway_plugins.litellm_fixes`` (LiteLLM defects that cost every request)
   plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
@@ -37,6 +38,7 @@ sys.path.insert(0, str(REPO))
 from bench.lib import rounds  # noqa: E402
 from bench.lib import wrk as wrklib  # noqa: E402
 from bench.lib.otlp_sink import OtlpSink  # noqa: E402
+from bench.lib.router_floor import RouterFloor  # noqa: E402
 from gateway_plugins.policy import proxy_defaults  # noqa: E402
 from gateway_plugins.policy.schema import (  # noqa: E402
     Budget,
@@ -120,6 +122,7 @@ def main() -> int:
         "OTEL_TRACES_SAMPLER_ARG": "1.0",
     }
     proxies = {
+        "router": RouterFloor(config(echo)),
         "vanilla": ProxyServer(config(echo), None, plugins=False),
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
         "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
@@ -134,7 +137,10 @@ def main() -> int:
         proxies = {name: p for name, p in proxies.items() if name in wanted}
     anonymous = wrklib.post_script(body, {})
     tenant = wrklib.post_script(body, {"Authorization": f"Bearer {KEY}"})
-    variants = {name: (proxy, anonymous if name.startswith("vanilla") else tenant) for name, proxy in proxies.items()}
+    variants = {
+        name: (proxy, anonymous if name.startswith(("vanilla", "router")) else tenant)
+        for name, proxy in proxies.items()
+    }
     shape = {"rounds": args.rounds, "seconds": args.seconds, "connections": args.connections}
     try:
         if "traced" in proxies:
@@ -157,6 +163,9 @@ def main() -> int:
     if {"traced", "shipped"} <= med.keys():
         print("cost of tracing every request (OTLP/HTTP, sample ratio 1):")
         rounds.compare(med, "traced", "shipped")
+    if {"router", "vanilla"} <= med.keys():
+        print("vanilla LiteLLM against the bare Router call (what LiteLLM's proxy layers cost):")
+        rounds.compare(med, "vanilla", "router")
     if "vanilla" in med:
         print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
         for name in med:
