@@ -71,7 +71,8 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             ("Percent", "number", ".status.percent"),
             ("State", "string", ".status.state"),
             ("Remaining", "string", ".status.remainingUSD"),
-            ("Resets", "date", ".status.periodEnd"),
+            # A string, not a date: kubectl prints a date column as an age, and a future time as `<invalid>`.
+            ("Resets", "string", ".status.periodEnd"),
         ],
     },
 }
@@ -172,7 +173,9 @@ def _resolve(schema: dict, defs: dict[str, Any]) -> dict:
     return schema
 
 
-def _structural(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, ...]) -> dict:
+def _structural(schema: dict, defs: dict[str, Any], path: tuple[str, ...], fallback: str | None = None) -> dict:
+    """``fallback``: the description of a list item or map value that has none of its own (its field explains it);
+    a property without a description is an error, so `kubectl explain` never shows a bare type name."""
     schema = _resolve(schema, defs)
     out: dict[str, Any] = {}
     options = schema.get("anyOf")
@@ -188,18 +191,18 @@ def _structural(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, 
             if rules:
                 inner["x-kubernetes-validations"] = rules
         else:
-            inner = _structural(non_null[0], defs, name, path)
+            inner = _structural(non_null[0], defs, path, schema.get("description") or fallback)
         outer = {k: v for k, v in schema.items() if k != "anyOf"}
         merged = {**outer, **inner}
         if outer.get("description"):
             # The field's own text, not its type's (an optional PiiSpec would otherwise explain as "PiiSpec.").
             merged["description"] = outer["description"]
         merged.pop("anyOf", None)
-        result = {**_structural_plain(merged, defs, name, path), **out}
+        result = {**_structural_plain(merged, defs, path, fallback), **out}
         if "x-kubernetes-validations" in inner and path not in VALIDATIONS:
             result["x-kubernetes-validations"] = inner["x-kubernetes-validations"]
         return result
-    return _structural_plain(schema, defs, name, path)
+    return _structural_plain(schema, defs, path, fallback)
 
 
 def _decimal_rules(number: dict[str, Any]) -> list[dict[str, str]]:
@@ -213,7 +216,7 @@ def _decimal_rules(number: dict[str, Any]) -> list[dict[str, str]]:
     return rules
 
 
-def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple[str, ...]) -> dict:
+def _structural_plain(schema: dict, defs: dict[str, Any], path: tuple[str, ...], fallback: str | None) -> dict:
     out: dict[str, Any] = {}
     if "const" in schema:
         out.update(type="string", enum=[schema["const"]])
@@ -234,7 +237,10 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
                 out[key] = True
             else:
                 out[key] = value
-    description = schema.get("description") or (schema.get("title") or name).rstrip(".") + "."
+    # Never pydantic's title: it is the class name ("TenantSpec") or the field name title-cased ("Rpm").
+    description = schema.get("description") or fallback
+    if not description:
+        raise ValueError(f"{'.'.join(path)}: no description (a pydantic Field description or a model docstring)")
     out["description"] = description
     # No `default: null`: an absent optional field stays absent, so CEL `has()` means "set".
     if "default" in schema and schema["default"] is not None and not isinstance(schema["default"], dict | list):
@@ -244,9 +250,7 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
         out["type"] = "object"
         props = schema.get("properties", {})
         if props:
-            out["properties"] = {
-                key: _structural(value, defs, key, (*path, key)) for key, value in sorted(props.items())
-            }
+            out["properties"] = {key: _structural(value, defs, (*path, key)) for key, value in sorted(props.items())}
             if schema.get("required"):
                 out["required"] = sorted(schema["required"])
         extra = schema.get("additionalProperties")
@@ -254,9 +258,9 @@ def _structural_plain(schema: dict, defs: dict[str, Any], name: str, path: tuple
             # A free-form Kubernetes structure (affinity, tolerations): kept as given, checked on the child.
             out["x-kubernetes-preserve-unknown-fields"] = True
         elif isinstance(extra, dict):
-            out["additionalProperties"] = _structural(extra, defs, f"{name} value", (*path, "*"))
+            out["additionalProperties"] = _structural(extra, defs, (*path, "*"), f"A value of {path[-1]}.")
     if out.get("type") == "array" and "items" in schema:
-        out["items"] = _structural(schema["items"], defs, f"{name} item", (*path, "*"))
+        out["items"] = _structural(schema["items"], defs, (*path, "*"), f"An entry of {path[-1]}.")
     out.update(BOUNDS.get(path, {}))
     out.update(LIST_TYPES.get(path, {}))
     if path in VALIDATIONS:
@@ -268,7 +272,7 @@ def spec_schema(kind: str) -> dict:
     model = KIND_INFO[kind]["spec"]
     raw = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return _structural(raw, defs, f"Desired state of the {kind}", (kind,))
+    return _structural(raw, defs, (kind,))
 
 
 def _status_schema(kind: str) -> dict:
@@ -285,10 +289,11 @@ def build_crd(kind: str) -> dict:
     plural = info["plural"]
     schema = {
         "type": "object",
-        "description": f"kubegate {kind}.",
+        "description": m.KINDS[kind].__doc__,
         "properties": {
             "apiVersion": {"type": "string", "description": "API version of this object."},
             "kind": {"type": "string", "description": "Kind of this object."},
+            # The API server refuses anything but a type here (metadata's schema is its own).
             "metadata": {"type": "object"},
             "spec": spec_schema(kind),
             "status": _status_schema(kind),

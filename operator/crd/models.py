@@ -46,9 +46,9 @@ PII_ENTITY = r"^[A-Z][A-Z0-9_]{1,63}$"
 NLP_MODEL = r"^[A-Za-z0-9_.-]{1,100}$"
 TIMEZONE = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 
-RegionName = Annotated[str, Field(pattern=REGION, max_length=63)]
-PublicModel = Annotated[str, Field(min_length=1, max_length=253)]
-Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64)]
+RegionName = Annotated[str, Field(pattern=REGION, max_length=63, description="A region, e.g. eu-west-1.")]
+PublicModel = Annotated[str, Field(min_length=1, max_length=253, description="A public model name.")]
+Quantity = Annotated[str, Field(pattern=QUANTITY, max_length=64, description="A quantity, e.g. 500m or 1Gi.")]
 
 
 class _Spec(BaseModel):
@@ -56,16 +56,22 @@ class _Spec(BaseModel):
 
 
 class SecretKeyRef(_Spec):
+    """A key of a Secret in the object's own namespace."""
+
     name: str = Field(pattern=DNS_LABEL, description="Name of a Secret in the object's namespace.")
     key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
 
 
 class ResourceRequirements(_Spec):
+    """CPU and memory requests and limits of each proxy container (core/v1 ResourceRequirements)."""
+
     requests: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {cpu: 500m, memory: 1Gi}.")
     limits: dict[str, Quantity] = Field(default_factory=dict, description="e.g. {memory: 2Gi}.")
 
 
 class AutoscalingSpec(_Spec):
+    """HorizontalPodAutoscaler of the proxy Deployment (CPU-based); disabled: spec.replicas."""
+
     enabled: bool = Field(default=True, description="Create an autoscaling/v2 HorizontalPodAutoscaler.")
     min_replicas: int = Field(default=2, ge=1, alias="minReplicas", description="HPA lower bound.")
     max_replicas: int = Field(default=10, ge=1, alias="maxReplicas", description="HPA upper bound.")
@@ -79,6 +85,8 @@ class AutoscalingSpec(_Spec):
 
 
 class RedisPersistenceSpec(_Spec):
+    """Storage of the managed Redis (audit records and budget spend live there)."""
+
     enabled: bool = Field(
         default=True,
         description="Keep audit records and budget spend across restarts (append-only file on a "
@@ -98,6 +106,8 @@ class RedisPersistenceSpec(_Spec):
 
 
 class RedisSpec(_Spec):
+    """The Redis of rate-limit counters, budget spend, the audit stream and the cache: managed or external."""
+
     mode: Literal["managed", "external"] = Field(
         default="managed",
         description="managed: the operator runs Redis with a generated password; external: use urlSecretRef.",
@@ -119,6 +129,8 @@ class RedisSpec(_Spec):
 
 
 class NetworkPolicySpec(_Spec):
+    """NetworkPolicies around the proxies and the managed Redis."""
+
     enabled: bool = Field(
         default=True,
         description="Render NetworkPolicies: only this Gateway's proxies and the operator reach its managed Redis; "
@@ -133,11 +145,14 @@ class NetworkPolicySpec(_Spec):
 
 
 class WebhookSpec(_Spec):
+    """Where and how budget threshold notifications are sent (exactly one of url and urlSecretRef)."""
+
     url: str | None = Field(
         default=None,
         pattern=r"^https?://\S+$",
         max_length=2048,
-        description="Where budget threshold notifications are POSTed (or urlSecretRef when the URL is itself a secret, as Slack's are).",
+        description="Where budget threshold notifications are POSTed (or urlSecretRef when the URL is itself a "
+        "secret, as Slack's are).",
     )
     url_secret_ref: SecretKeyRef | None = Field(
         default=None, alias="urlSecretRef", description="Secret key holding the webhook URL."
@@ -185,6 +200,8 @@ class TracingSpec(_Spec):
 
 
 class AuditSpec(_Spec):
+    """Size bounds of the tamper-evident audit trail every proxy writes."""
+
     stream_max_len: int = Field(
         default=1_000_000, ge=1000, alias="streamMaxLen", description="Approximate cap of the audit stream."
     )
@@ -226,6 +243,8 @@ K8sObject = dict[str, Any]
 
 
 class EnvVar(_Spec):
+    """An extra environment variable of the proxy container (core/v1 EnvVar; not a name kubegate sets)."""
+
     name: str = Field(pattern=ENV_NAME, max_length=256, description="Variable name (not KUBEGATE_*, KG_KEY_*).")
     value: str | None = Field(default=None, description="Plain value; put credentials in valueFrom.secretKeyRef.")
     value_from: K8sObject | None = Field(
@@ -339,16 +358,25 @@ class TenantCacheSpec(_Spec):
 
 
 class LLMGatewaySpec(_Spec):
+    """Desired state of an LLMGateway: its proxy pods, their Redis, and defaults for its routes and tenants."""
+
     image: str = Field(default="ghcr.io/kubegate/proxy:0.1.0", description="LiteLLM proxy image with kubegate plugins.")
     replicas: int = Field(default=2, ge=0, description="Replicas when autoscaling is disabled.")
-    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec)
+    autoscaling: AutoscalingSpec = Field(
+        default_factory=AutoscalingSpec,
+        description="HorizontalPodAutoscaler of the proxy pods; disabled: a fixed spec.replicas.",
+    )
     resources: ResourceRequirements = Field(
         default_factory=lambda: ResourceRequirements(
             requests={"cpu": "500m", "memory": "1Gi"}, limits={"memory": "2Gi"}
-        )
+        ),
+        description="CPU and memory requests and limits of each proxy container.",
     )
     workers: int = Field(default=1, ge=1, le=64, description="Proxy worker processes per pod.")
-    redis: RedisSpec = Field(default_factory=RedisSpec)
+    redis: RedisSpec = Field(
+        default_factory=RedisSpec,
+        description="Redis of rate limits, budget spend, audit and cache: managed by the operator or external.",
+    )
     master_key_secret_ref: SecretKeyRef | None = Field(
         default=None,
         alias="masterKeySecretRef",
@@ -365,9 +393,15 @@ class LLMGatewaySpec(_Spec):
         description="Installed spaCy model package used for NER-based PII entities (PERSON, LOCATION, ...) of every "
         "Tenant that sets no pii.nlpModel; never downloaded at run time.",
     )
-    audit: AuditSpec = Field(default_factory=AuditSpec)
+    audit: AuditSpec = Field(
+        default_factory=AuditSpec, description="Size bounds of the audit stream and the proxies' local spool."
+    )
     pod: PodSpec = Field(default_factory=PodSpec, description="Pod-template settings of the proxy pods.")
-    network_policy: NetworkPolicySpec = Field(default_factory=NetworkPolicySpec, alias="networkPolicy")
+    network_policy: NetworkPolicySpec = Field(
+        default_factory=NetworkPolicySpec,
+        alias="networkPolicy",
+        description="NetworkPolicies limiting who reaches the proxies and the managed Redis.",
+    )
     budget_webhook: WebhookSpec | None = Field(
         default=None,
         alias="budgetWebhook",
@@ -387,6 +421,8 @@ class LLMGatewaySpec(_Spec):
 
 
 class AzureParams(_Spec):
+    """Azure OpenAI settings of a deployment."""
+
     api_version: str = Field(
         pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}(-preview)?$",
         alias="apiVersion",
@@ -395,6 +431,8 @@ class AzureParams(_Spec):
 
 
 class BedrockParams(_Spec):
+    """AWS Bedrock settings of a deployment."""
+
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-[0-9]$", description="AWS region of the Bedrock endpoint.")
     access_key_id_secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -407,6 +445,8 @@ class BedrockParams(_Spec):
 
 
 class VertexParams(_Spec):
+    """Google Vertex AI settings of a deployment."""
+
     project: str = Field(pattern=r"^[a-z][-a-z0-9]{4,28}[a-z0-9]$", description="Google Cloud project id.")
     location: str = Field(
         pattern=r"^[a-z]+-[a-z]+[0-9]$|^global$", description="Vertex AI location, e.g. europe-west4."
@@ -425,6 +465,8 @@ PROVIDER_PARAMS = {"azure": "azure", "bedrock": "bedrock", "vertex_ai": "vertex"
 
 
 class ModelDeployment(_Spec):
+    """One upstream serving the route's public model: provider, model, region, credentials, price."""
+
     name: str = Field(pattern=DNS_LABEL, description="Deployment name, unique within the route.")
     provider: str = Field(default="openai", pattern=r"^[a-z0-9_-]+$", description="LiteLLM provider, e.g. openai.")
     model: str = Field(min_length=1, description="Upstream model id, e.g. gpt-4o-2024-08-06.")
@@ -487,6 +529,8 @@ class ModelDeployment(_Spec):
 
 
 class ModelRouteSpec(_Spec):
+    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it."""
+
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
     deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
@@ -524,12 +568,16 @@ class ModelRouteSpec(_Spec):
 
 
 class TenantRateLimits(_Spec):
+    """Request and token rates this tenant may use, enforced across all proxy replicas."""
+
     rpm: int | None = Field(default=None, ge=1, description="Requests per minute across all replicas.")
     tpm: int | None = Field(default=None, ge=1, description="Tokens per minute across all replicas.")
 
 
 class PiiSpec(_Spec):
-    entities: dict[str, PiiAction] = Field(
+    """How personal data in this tenant's requests is found and treated before it leaves the cluster."""
+
+    entities: dict[str, Annotated[PiiAction, Field(description="What to do with this entity type.")]] = Field(
         default_factory=dict,
         max_length=64,
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
@@ -583,6 +631,8 @@ def parse_duration(text: str) -> int:
 
 
 class TenantSpec(_Spec):
+    """Desired state of a Tenant: a team's API key, the models and regions it may use, its limits and PII policy."""
+
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
     key_rotation_grace_period: str = Field(
         default="10m",
@@ -598,7 +648,11 @@ class TenantSpec(_Spec):
     allowed_regions: list[RegionName] = Field(
         default_factory=list, alias="allowedRegions", description="Regions traffic may go to; empty: any."
     )
-    rate_limits: TenantRateLimits = Field(default_factory=TenantRateLimits, alias="rateLimits")
+    rate_limits: TenantRateLimits = Field(
+        default_factory=TenantRateLimits,
+        alias="rateLimits",
+        description="Requests and tokens per minute across all proxy replicas; unset: unlimited.",
+    )
     pii: PiiSpec | None = Field(default=None, description="PII policy; omit for none.")
     fail_open: bool = Field(
         default=False, alias="failOpen", description="Serve when Redis is unreachable (default: refuse)."
@@ -624,11 +678,15 @@ class TenantSpec(_Spec):
 
 
 class BudgetThresholdSpec(_Spec):
+    """What happens when the period's spend reaches a share of the limit."""
+
     percent: float = Field(gt=0, le=1000, description="Percent of the limit.")
     action: BudgetAction = Field(description="notify, downgrade or block.")
 
 
 class BudgetSpec(_Spec):
+    """Desired state of a Budget: a Tenant's spending limit per period and what happens as spend approaches it."""
+
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant (same namespace) this budget applies to.")
     limit_usd: Decimal = Field(
         gt=0,
@@ -687,21 +745,29 @@ class _Resource(BaseModel):
 
 
 class LLMGateway(_Resource):
+    """An OpenAI-compatible LLM gateway: LiteLLM proxies with kubegate's policy, and their Redis."""
+
     kind: Literal["LLMGateway"] = "LLMGateway"
     spec: LLMGatewaySpec = Field(default_factory=LLMGatewaySpec)
 
 
 class ModelRoute(_Resource):
+    """A public model name of an LLMGateway and the upstream deployments serving it."""
+
     kind: Literal["ModelRoute"] = "ModelRoute"
     spec: ModelRouteSpec
 
 
 class Tenant(_Resource):
+    """A team using an LLMGateway: its API key (in a Secret), allowed models and regions, limits and PII policy."""
+
     kind: Literal["Tenant"] = "Tenant"
     spec: TenantSpec
 
 
 class Budget(_Resource):
+    """A Tenant's spending limit per period, with notify, downgrade and block thresholds."""
+
     kind: Literal["Budget"] = "Budget"
     spec: BudgetSpec
 

@@ -303,3 +303,42 @@ def test_prometheus_rule_passes_server_side_dry_run(prometheus_rule_crd, namespa
     broken = {**rule[0], "spec": {"groups": [{"name": "g", "rules": [{"alert": "A", "exprr": "up"}]}]}}
     res = _server_dry_run(prometheus_rule_crd, yaml.safe_dump(broken), namespace)
     assert res.returncode != 0 and "expr" in res.stderr, res.stdout + res.stderr
+
+
+def test_budget_resets_column_prints_a_future_reset(crds, namespace):
+    """kubectl's table (server-side columns, client-side printing) shows when a Budget resets, which is always in
+    the future: a `date` column printed it as `<invalid>`."""
+    budget = {
+        "apiVersion": "kubegate.dev/v1alpha1",
+        "kind": "Budget",
+        "metadata": {"name": "monthly", "namespace": namespace},
+        "spec": {"tenant": "team", "limitUSD": "10"},
+    }
+    _kubectl(crds, "apply", "-f", "-", stdin=yaml.safe_dump(budget))
+    reset = "2099-01-01T00:00:00+01:00"  # as the budget refresh writes it: isoformat in the Budget's time zone
+    status = {
+        "status": {
+            "conditions": [{"type": "Ready", "status": "True"}],
+            "spentUSD": "1.0000",
+            "remainingUSD": "9.0000",
+            "percent": 10.0,
+            "state": "ok",
+            "periodEnd": reset,
+        }
+    }
+    _kubectl(
+        crds,
+        "patch",
+        "budgets.kubegate.dev",
+        "monthly",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        yaml.safe_dump(status),
+    )
+    table = _kubectl(crds, "get", "budgets.kubegate.dev", "-n", namespace).stdout
+    header, row = table.splitlines()[:2]
+    assert "<invalid>" not in table, table
+    assert dict(zip(header.split(), row.split(), strict=True))["RESETS"] == reset, table
