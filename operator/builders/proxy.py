@@ -20,6 +20,8 @@ from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
+from gateway_operator.crd.core import OPERATOR_MOUNTS
+from pydantic import BaseModel
 
 from gateway_plugins.policy import proxy_defaults
 
@@ -27,7 +29,7 @@ from gateway_plugins.policy import proxy_defaults
 HASH_KEY_ENV = "KUBEGATE_PII_HASH_KEY"
 CHECKSUM_ANNOTATION = "kubegate.dev/checksum-models"
 # Prometheus multiprocess mode: every worker writes its series here and /metrics adds them up.
-MULTIPROC_DIR = "/var/run/kubegate/prometheus"
+MULTIPROC_DIR = OPERATOR_MOUNTS["prometheus"]
 # A few small mmap'ed files per worker process; memory-backed, so it counts against the pod's memory.
 MULTIPROC_SIZE_LIMIT = "64Mi"
 # /metrics on its own port: the Service tenants reach never exposes it (gateway_plugins.metrics_server).
@@ -44,6 +46,20 @@ def proxy_security_context() -> dict[str, Any]:
     LITELLM_NON_ROOT, server_root_path "/"). tests/operator/test_proxy_read_only_root.py runs a real proxy with
     only this Deployment's emptyDirs writable."""
     return restricted_security_context(PROXY_UID, PROXY_GID)
+
+
+def container_security_context(pod: crd.PodSpec) -> dict[str, Any]:
+    """The restricted default, each field spec.pod.containerSecurityContext sets replacing the default's (a platform
+    may need its own runAsUser range or SELinux type; whoever may set spec.image may run anything anyway)."""
+    ours = proxy_security_context()
+    if pod.container_security_context is None:
+        return ours
+    return {**ours, **_dump(pod.container_security_context)}
+
+
+def _dump(model: BaseModel) -> dict[str, Any]:
+    """A typed core/v1 piece as the API takes it: its own names, unset fields absent (not null)."""
+    return model.model_dump(by_alias=True, exclude_none=True)
 
 
 def tracing_env(tracing: crd.TracingSpec, gateway: str, namespace: str) -> dict[str, str]:
@@ -74,7 +90,7 @@ def _env(
         **proxy_defaults.ENV,
         "KUBEGATE_GATEWAY": gateway,
         "KUBEGATE_NAMESPACE": namespace,
-        "KUBEGATE_POLICY_FILE": f"/etc/kubegate/policy/{POLICY_KEY}",
+        "KUBEGATE_POLICY_FILE": f"{OPERATOR_MOUNTS['policy']}/{POLICY_KEY}",
         # Public: in the pod spec, which only those who may change the Deployment can alter (not Redis writers,
         # not ConfigMap writers), so it anchors what the proxy trusts.
         "KUBEGATE_POLICY_PUBLIC_KEY": policy_public_key,
@@ -180,7 +196,7 @@ def build_proxy_deployment(
         "image": spec.image,
         "args": [
             "--config",
-            f"/etc/kubegate/config/{CONFIG_KEY}",
+            f"{OPERATOR_MOUNTS['config']}/{CONFIG_KEY}",
             "--port",
             str(port),
             "--num_workers",
@@ -196,11 +212,11 @@ def build_proxy_deployment(
         "livenessProbe": {**probe, "failureThreshold": 6},
         "startupProbe": {**probe, "failureThreshold": 30, "periodSeconds": 5},
         "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/kubegate/config", "readOnly": True},
-            {"name": "policy", "mountPath": "/etc/kubegate/policy", "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "config", "mountPath": OPERATOR_MOUNTS["config"], "readOnly": True},
+            {"name": "policy", "mountPath": OPERATOR_MOUNTS["policy"], "readOnly": True},
+            {"name": "tmp", "mountPath": OPERATOR_MOUNTS["tmp"]},
         ],
-        "securityContext": proxy_security_context(),
+        "securityContext": container_security_context(spec.pod),
     }
     volumes: list[dict[str, Any]] = [
         {"name": "config", "configMap": {"name": config_name(name)}},
@@ -215,6 +231,10 @@ def build_proxy_deployment(
         # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.
         container["volumeMounts"].append({"name": "prometheus", "mountPath": MULTIPROC_DIR})
         volumes.append({"name": "prometheus", "emptyDir": {"medium": "Memory", "sizeLimit": MULTIPROC_SIZE_LIMIT}})
+    # The user's after ours: spec.pod refuses their names and paths (crd.PodSpec and the CRD's rules), so these
+    # only add, never replace.
+    volumes.extend(_dump(v) for v in spec.pod.volumes)
+    container["volumeMounts"].extend(_dump(m) for m in spec.pod.volume_mounts)
     deployment_spec: dict[str, Any] = {
         "selector": {"matchLabels": selector(name, "proxy")},
         "template": {
@@ -227,6 +247,7 @@ def build_proxy_deployment(
                 "containers": [container],
                 "volumes": volumes,
                 **pod_placement(spec.pod, selector(name, "proxy")),
+                **({"securityContext": _dump(spec.pod.security_context)} if spec.pod.security_context else {}),
             },
         },
     }

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from gateway_operator.crd import core
 from gateway_operator.crd import models as m
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +139,50 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
     ],
 }
 
+
+def _exactly_one(fields: list[str]) -> str:
+    return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
+
+
+# The proxy pod's own volumes and mounts (gateway_operator.crd.core.OPERATOR_MOUNTS) cannot be replaced from spec.pod.
+_OURS = ", ".join(f"'{p}'" for p in core.OPERATOR_MOUNTS.values())
+VALIDATIONS[("LLMGateway", "pod")] = [
+    {
+        "rule": "!has(self.volumeMounts) || self.volumeMounts.all(m, has(self.volumes) && "
+        "self.volumes.exists(v, v.name == m.name))",
+        "message": "every volumeMounts name must be a volume in spec.pod.volumes",
+        "fieldPath": ".volumeMounts",
+    }
+]
+VALIDATIONS[("LLMGateway", "pod", "volumes")] = [
+    {
+        "rule": "self.all(v, !(v.name in [" + ", ".join(f"'{n}'" for n in core.OPERATOR_MOUNTS) + "]))",
+        "message": f"{', '.join(core.OPERATOR_MOUNTS)} are the operator's own volume names",
+    }
+]
+VALIDATIONS[("LLMGateway", "pod", "volumes", "*")] = [
+    {
+        "rule": _exactly_one([m.Volume.model_fields[f].alias for f in m.Volume.model_fields if f != "name"]),
+        "message": f"set exactly one of {', '.join(core.VOLUME_SOURCES)}",
+    }
+]
+VALIDATIONS[("LLMGateway", "pod", "volumes", "*", "projected", "sources", "*")] = [
+    {
+        "rule": _exactly_one([core.VolumeProjection.model_fields[f].alias for f in core.VolumeProjection.model_fields]),
+        "message": "set exactly one of configMap, secret, downwardAPI, serviceAccountToken",
+    }
+]
+VALIDATIONS[("LLMGateway", "pod", "volumeMounts")] = [
+    {
+        "rule": f"self.all(m, [{_OURS}].all(p, m.mountPath != p && !m.mountPath.startsWith(p + '/') && "
+        "!p.startsWith(m.mountPath + '/')))",
+        "message": f"a mountPath must not be at, under or above the operator's mounts ({_OURS.replace(chr(39), '')})",
+    }
+]
+VALIDATIONS[("LLMGateway", "pod", "volumeMounts", "*", "mountPath")] = [
+    {"rule": f"!self.matches('{core.DOT_SEGMENT}')", "message": "must not contain . or .. segments"}
+]
+
 # List semantics the API server enforces: duplicates are refused at apply, with the field named.
 LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("ModelRoute", "deployments"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
@@ -148,6 +193,11 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
+    ("LLMGateway", "pod", "volumes"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    ("LLMGateway", "pod", "volumeMounts"): {
+        "x-kubernetes-list-type": "map",
+        "x-kubernetes-list-map-keys": ["mountPath"],
+    },
 }
 
 WEBHOOK_RULE = {

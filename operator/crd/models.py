@@ -11,6 +11,14 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from gateway_operator.crd.core import (
+    OPERATOR_MOUNTS,
+    ContainerSecurityContext,
+    PodSecurityContext,
+    Volume,
+    VolumeMount,
+    overlaps,
+)
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
@@ -240,6 +248,8 @@ RESERVED_ENV = ("LITELLM_MASTER_KEY", "LITELLM_LOCAL_MODEL_COST_MAP", "PROMETHEU
 K8S_NAME = r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$"
 # Free-form Kubernetes structures (the API server validates them when the operator applies the Deployment).
 K8sObject = dict[str, Any]
+# Bounds the CEL rules' cost (each mount is checked against the volumes).
+MAX_VOLUMES = 64
 
 
 class EnvVar(_Spec):
@@ -292,6 +302,29 @@ class PodSpec(_Spec):
     annotations: dict[str, str] = Field(
         default_factory=dict, description="Extra pod annotations (kubegate's checksum annotation always wins)."
     )
+    security_context: PodSecurityContext | None = Field(
+        default=None,
+        alias="securityContext",
+        description="Pod-level security context, e.g. fsGroup so the proxy user can read mounted volumes.",
+    )
+    container_security_context: ContainerSecurityContext | None = Field(
+        default=None,
+        alias="containerSecurityContext",
+        description="Security context of the proxy container: each field set replaces the operator's restricted "
+        "default of that name; the others keep it.",
+    )
+    volumes: list[Volume] = Field(
+        default_factory=list,
+        max_length=MAX_VOLUMES,
+        description="Extra volumes of the proxy pods (CA bundles, extra Secrets); not named like the operator's own "
+        f"({', '.join(OPERATOR_MOUNTS)}).",
+    )
+    volume_mounts: list[VolumeMount] = Field(
+        default_factory=list,
+        max_length=MAX_VOLUMES,
+        alias="volumeMounts",
+        description="Mounts of spec.pod.volumes in the proxy container; not at, under or above the operator's own.",
+    )
 
     @field_validator("env")
     @classmethod
@@ -300,6 +333,37 @@ class PodSpec(_Spec):
         if len(set(names)) != len(names):
             raise ValueError("env names must be unique")
         return value
+
+    @field_validator("volumes")
+    @classmethod
+    def _own_volume_names(cls, value: list[Volume]) -> list[Volume]:
+        names = [v.name for v in value]
+        if len(set(names)) != len(names):
+            raise ValueError("volume names must be unique")
+        taken = sorted(n for n in names if n in OPERATOR_MOUNTS)
+        if taken:
+            raise ValueError(f"{', '.join(taken)}: the operator's own volume names ({', '.join(OPERATOR_MOUNTS)})")
+        return value
+
+    @field_validator("volume_mounts")
+    @classmethod
+    def _clear_of_operator_mounts(cls, value: list[VolumeMount]) -> list[VolumeMount]:
+        paths = [m.mount_path for m in value]
+        if len(set(paths)) != len(paths):
+            raise ValueError("mountPaths must be unique")
+        for mount in value:
+            for ours in OPERATOR_MOUNTS.values():
+                if overlaps(mount.mount_path, ours):
+                    raise ValueError(f"mountPath {mount.mount_path} overlaps the operator's mount {ours}")
+        return value
+
+    @model_validator(mode="after")
+    def _mounts_name_volumes(self) -> PodSpec:
+        names = {v.name for v in self.volumes}
+        unknown = sorted({m.name for m in self.volume_mounts} - names)
+        if unknown:
+            raise ValueError(f"volumeMounts: {', '.join(unknown)} not in spec.pod.volumes")
+        return self
 
 
 class GatewayCacheSpec(_Spec):

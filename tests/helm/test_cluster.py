@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+import time
 import uuid
 from pathlib import Path
 
@@ -123,20 +124,36 @@ FOREIGN_CRDS = [
         "spec": {
             "group": group,
             "scope": scope,
-            "names": {"kind": kind, "listKind": f"{kind}List", "plural": plural, "singular": kind.lower()},
+            "names": {
+                "kind": kind,
+                "listKind": f"{kind}List",
+                "plural": plural,
+                "singular": kind.lower(),
+                **({"shortNames": short} if short else {}),
+                "categories": categories,
+            },
             "versions": [
                 {
                     "name": "v1",
                     "served": True,
                     "storage": True,
-                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                    # Structural, unlike a root that preserves unknown fields: published, so `kubectl explain` works.
+                    "schema": {
+                        "openAPIV3Schema": {
+                            "type": "object",
+                            "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}},
+                        }
+                    },
                 }
             ],
         },
     }
-    for group, kind, plural, scope in (
-        ("gateway.networking.k8s.io", "Gateway", "gateways", "Namespaced"),
-        ("capsule.clastix.io", "Tenant", "tenants", "Cluster"),
+    # Names, short names and categories as the projects' own CRDs declare them.
+    for group, kind, plural, scope, short, categories in (
+        ("gateway.networking.k8s.io", "Gateway", "gateways", "Namespaced", ["gtw"], ["gateway-api"]),
+        ("gateway.networking.k8s.io", "GatewayClass", "gatewayclasses", "Cluster", ["gc"], ["gateway-api"]),
+        ("gateway.networking.k8s.io", "HTTPRoute", "httproutes", "Namespaced", [], ["gateway-api"]),
+        ("capsule.clastix.io", "Tenant", "tenants", "Cluster", ["tnt"], []),
     )
 ]
 
@@ -342,3 +359,81 @@ def test_budget_resets_column_prints_a_future_reset(crds, namespace):
     header, row = table.splitlines()[:2]
     assert "<invalid>" not in table, table
     assert dict(zip(header.split(), row.split(), strict=True))["RESETS"] == reset, table
+
+
+# Every place we tell users to type a kubectl command.
+DOC_FILES = sorted(
+    [
+        *(ROOT / "docs").glob("*.md"),
+        ROOT / "README.md",
+        CHART / "templates" / "NOTES.txt",
+        *(p for p in (ROOT / "examples").rglob("*") if p.is_file()),
+    ]
+)
+# A kubectl get/describe/wait, in a code block or an inline code span, up to where the shell or the span ends.
+DOC_COMMAND = re.compile(r"kubectl\s+((?:-n\s+\S+\s+)?(?:get|describe|wait)\b[^`\n|>&;)]*)")
+FLAGS_WITH_VALUE = {"-n", "--namespace", "-o", "--output", "-l", "--selector", "--field-selector", "--for", "--timeout"}
+# Groups of the resources the docs name besides ours (secrets, deployments, events, CRDs).
+BUILT_IN_GROUPS = {"", "apps", "apiextensions.k8s.io", "events.k8s.io", "rbac.authorization.k8s.io"}
+
+
+def doc_resources() -> dict[str, set[str]]:
+    """Resource name as typed (``tenants.kubegate.dev``, ``budget``, ``kgw``) -> where the docs use it."""
+    found: dict[str, set[str]] = {}
+    for path in DOC_FILES:
+        for match in DOC_COMMAND.finditer(path.read_text(errors="replace")):
+            args = match.group(1).split()
+            positional, skip = [], False
+            for arg in args:
+                if skip:
+                    skip = False
+                elif arg.startswith("-"):
+                    skip = arg in FLAGS_WITH_VALUE
+                else:
+                    positional.append(arg)
+            # positional[0] is the verb; then TYPE[,TYPE...][/NAME] or TYPE NAME.
+            if len(positional) < 2 or positional[1].startswith(("<", "$")):
+                continue
+            for resource in positional[1].split("/", 1)[0].split(","):
+                found.setdefault(resource, set()).add(str(path.relative_to(ROOT)))
+    return found
+
+
+def _explain(cp, resource: str) -> tuple[str, str]:
+    """(kind, group) ``resource`` resolves to, as kubectl get would resolve it. A CRD's schema reaches the API
+    server's OpenAPI a moment after it is Established: retried until then."""
+    for _ in range(50):
+        res = _kubectl(cp, "explain", resource, check=False)
+        if res.returncode == 0:
+            group = re.search(r"^GROUP:\s+(\S+)$", res.stdout, re.M)
+            kind = re.search(r"^KIND:\s+(\S+)$", res.stdout, re.M)
+            return kind.group(1), group.group(1) if group else ""
+        assert "couldn't find resource" in res.stderr, res.stderr
+        time.sleep(0.2)
+    raise AssertionError(f"kubectl explain {resource}: {res.stderr}")
+
+
+def test_doc_commands_are_collected():
+    found = doc_resources()
+    assert {"tenants.kubegate.dev", "budgets.kubegate.dev", "llmgateways.kubegate.dev", "kubegate"} <= set(found)
+    assert "docs/operations.md" in found["budgets.kubegate.dev"] and "README.md" in found["tenants.kubegate.dev"]
+    assert "charts/kubegate/templates/NOTES.txt" in found["modelroutes.kubegate.dev"]
+
+
+def test_doc_commands_reach_kubegate_beside_capsule_and_gateway_api(foreign_crds):
+    """Where Capsule and the Gateway API are installed, every resource a kubectl get/describe/wait in the docs, the
+    README, the examples and the chart's NOTES names resolves to a kubegate.dev kind (or a built-in one, such as a
+    Secret), never to theirs: plain `tenants` resolved to Capsule's Tenant."""
+    ours = set(KIND_INFO)
+    wrong = []
+    for resource, where in sorted(doc_resources().items()):
+        if resource == "kubegate":
+            continue  # the category: test_kinds_resolve_to_kubegate_beside_gateway_api_and_capsule lists it
+        kind, group = _explain(foreign_crds, resource)
+        if group != "kubegate.dev" and (kind in ours or group not in BUILT_IN_GROUPS):
+            wrong.append(f"{resource} -> {kind}.{group} ({', '.join(sorted(where))})")
+    assert wrong == []
+    # Every kind's short names are its own there too.
+    for kind, info in KIND_INFO.items():
+        for short in info["short"]:
+            assert _explain(foreign_crds, short) == (kind, "kubegate.dev"), short

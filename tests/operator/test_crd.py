@@ -127,6 +127,39 @@ INVALID = [
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},
         "weight",
     ),
+    ("llmgateways", {"pod": {"volumes": [{"name": "tmp", "emptyDir": {}}]}}, "operator's own volume names"),
+    (
+        "llmgateways",
+        {"pod": {"volumes": [{"name": "a", "emptyDir": {}, "secret": {"secretName": "s"}}]}},
+        "set exactly one of configMap",
+    ),
+    (
+        "llmgateways",
+        {"pod": {"volumes": [{"name": "a", "emptyDir": {}}], "volumeMounts": [{"name": "a", "mountPath": "/tmp/x"}]}},
+        "spec.pod.volumeMounts: Invalid value",
+    ),
+    (
+        "llmgateways",
+        {
+            "pod": {
+                "volumes": [{"name": "a", "emptyDir": {}}],
+                "volumeMounts": [{"name": "a", "mountPath": "/etc/kubegate"}],
+            }
+        },
+        "operator's mounts",
+    ),
+    (
+        "llmgateways",
+        {
+            "pod": {
+                "volumes": [{"name": "a", "emptyDir": {}}],
+                "volumeMounts": [{"name": "a", "mountPath": "/x/../tmp"}],
+            }
+        },
+        "mountPath",
+    ),
+    ("llmgateways", {"pod": {"volumeMounts": [{"name": "config", "mountPath": "/x"}]}}, "spec.pod.volumeMounts"),
+    ("llmgateways", {"pod": {"volumes": [{"name": "a", "hostPath": {"path": "/"}}]}}, "set exactly one of"),
     ("tenants", {"gateway": "NOT_A_NAME"}, "gateway"),
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),

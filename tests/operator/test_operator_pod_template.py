@@ -7,10 +7,12 @@ import base64
 import hashlib
 
 import pytest
+from gateway_operator.crd.core import OPERATOR_MOUNTS
 from kubernetes import client
 
 from tests.operator.test_operator_e2e import GROUP, VERSION, _wait, operator_kubeconfig  # noqa: F401
 from tests.operator.test_operator_status import _obj, _secret, operator  # noqa: F401
+from tests.operator.test_pod_volumes import POD as TYPED
 
 POD = {
     "env": [
@@ -33,6 +35,45 @@ POD = {
     "labels": {"team": "ml", "kubegate.dev/component": "mine"},
     "annotations": {"example.com/owner": "ml"},
 }
+
+
+def _contains(stored, sent, where: str = "") -> None:
+    """Everything sent is stored (the API server only adds its defaults): nothing dropped as unknown or gated."""
+    if isinstance(sent, dict):
+        assert isinstance(stored, dict), where
+        for key, value in sent.items():
+            assert key in stored, f"{where}.{key} dropped"
+            _contains(stored[key], value, f"{where}.{key}")
+    elif isinstance(sent, list):
+        assert isinstance(stored, list) and len(stored) == len(sent), where
+        for i, (a, b) in enumerate(zip(stored, sent, strict=True)):
+            _contains(a, b, f"{where}[{i}]")
+    else:
+        assert stored == sent, f"{where}: {stored!r} != {sent!r}"
+
+
+def test_typed_pod_fields_are_valid_core_v1_and_stored_whole(operator, admin_api, namespace):  # noqa: F811
+    """spec.pod.securityContext, containerSecurityContext, volumes and volumeMounts with every typed field set: the
+    API server accepts the Deployment the operator renders from them and keeps every field."""
+    custom, apps = client.CustomObjectsApi(admin_api), client.AppsV1Api(admin_api)
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", "main", {"pod": TYPED})
+    )
+    dep = _wait("proxy Deployment", lambda: _deployment(apps, namespace))
+    stored = admin_api.sanitize_for_serialization(dep)["spec"]["template"]["spec"]
+    (container,) = stored["containers"]
+    _contains(stored["securityContext"], TYPED["securityContext"], "securityContext")
+    _contains(container["securityContext"], TYPED["containerSecurityContext"], "containerSecurityContext")
+    _contains(
+        [v for v in stored["volumes"] if v["name"] in {v["name"] for v in TYPED["volumes"]}],
+        TYPED["volumes"],
+        "volumes",
+    )
+    _contains(container["volumeMounts"][-len(TYPED["volumeMounts"]) :], TYPED["volumeMounts"], "volumeMounts")
+    # The operator's own mounts are still there, where the proxy reads them.
+    assert {m["name"]: m["mountPath"] for m in container["volumeMounts"][:3]} == {
+        k: v for k, v in OPERATOR_MOUNTS.items() if k != "prometheus"
+    }
 
 
 def _deployment(apps, ns):
