@@ -31,9 +31,11 @@ class NoPolicy(RuntimeError):
     pass
 
 
-def _verifier() -> PolicyVerifier:
-    """The Gateway's policy public key (``status.policyPublicKey``): a document in Redis is only read once verified."""
-    public = os.environ.get("KUBEGATE_POLICY_PUBLIC_KEY")
+def _verifier(public: str | None = None) -> PolicyVerifier:
+    """The Gateway's policy public key (``status.policyPublicKey``): a document in Redis is only read once verified.
+
+    ``public``: given (``kubegate dev``'s, from its state file), else ``$KUBEGATE_POLICY_PUBLIC_KEY``."""
+    public = public or os.environ.get("KUBEGATE_POLICY_PUBLIC_KEY")
     if not public:
         raise NoPolicy(
             "set KUBEGATE_POLICY_PUBLIC_KEY to the gateway's policy public key "
@@ -42,7 +44,7 @@ def _verifier() -> PolicyVerifier:
     return PolicyVerifier.from_public_b64(public)
 
 
-async def _read(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
+async def _read(url: str, gateway: str, namespace: str = "default", public_key: str | None = None) -> list[UsageLine]:
     import redis.asyncio as aioredis
 
     keys = GatewayKeys(namespace, gateway)
@@ -54,7 +56,7 @@ async def _read(url: str, gateway: str, namespace: str = "default") -> list[Usag
                 f"no policy for gateway {namespace}/{gateway} in this Redis (are the gateway name and namespace right?)"
             )
         try:
-            policy = load_document(raw, _verifier())
+            policy = load_document(raw, _verifier(public_key))
         except PolicyError as exc:
             raise NoPolicy(str(exc)) from None
         lines = []
@@ -84,8 +86,8 @@ async def _read(url: str, gateway: str, namespace: str = "default") -> list[Usag
         await conn.aclose()
 
 
-def read_usage(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
-    return asyncio.run(_read(url, gateway, namespace))
+def read_usage(url: str, gateway: str, namespace: str = "default", *, public_key: str | None = None) -> list[UsageLine]:
+    return asyncio.run(_read(url, gateway, namespace, public_key))
 
 
 def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
