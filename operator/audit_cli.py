@@ -200,8 +200,9 @@ def _export(client, stream: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url") -> int:
-    """``redis_source`` names where the URL came from in messages (the URL itself may hold a password)."""
+def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", prefix: str = "") -> int:
+    """``redis_source`` names where the URL came from in messages (the URL itself may hold a password); ``prefix``
+    starts the error line (``kubegate: `` from the kubegate CLI)."""
     args = _parser().parse_args(argv)
     import redis
 
@@ -212,7 +213,7 @@ def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url") ->
             return _verify(client, stream, args)
         return _export(client, stream, args)
     except redis.RedisError as exc:
-        print(f"error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"{prefix}error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
         client.close()

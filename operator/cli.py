@@ -166,7 +166,7 @@ def _run_audit(argv: list[str], target: Target) -> int:
     from gateway_operator.audit_cli import main as audit_main
 
     try:
-        return int(audit_main(argv, redis_source=target.source) or 0)
+        return int(audit_main(argv, redis_source=target.source, prefix="kubegate: ") or 0)
     except SystemExit as exc:  # the audit module's errors (a message) and argparse's (already printed)
         if isinstance(exc.code, str):
             typer.echo(f"kubegate: {exc.code}", err=True)

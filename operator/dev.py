@@ -116,13 +116,15 @@ def load_or_create_keys(path: Path, tenants: list[str]) -> dict[str, str]:
     return keys
 
 
-def load_or_create_secret(path: Path) -> str:
-    """32 random bytes as base64, generated once and kept in ``path`` (created 0600, never readable by others)."""
+def load_or_create_secret(path: Path, *, url_safe: bool = False) -> str:
+    """32 random bytes as base64 (``url_safe``: the URL-safe alphabet, for a password in a ``redis://`` URL),
+    generated once and kept in ``path`` (created 0600, never readable by others)."""
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32) if url_safe else base64.b64encode(secrets.token_bytes(32)).decode()
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(base64.b64encode(secrets.token_bytes(32)).decode())
+            out.write(secret)
     return path.read_text().strip()
 
 
@@ -347,7 +349,7 @@ def run(args: DevOptions) -> int:
         if not redis_url:
             # Password-protected like the managed Redis in a cluster: generated once per state directory (so a Redis
             # left running by an earlier run is reused), kept 0600, given to the proxy apart from the URL.
-            redis_password = load_or_create_secret(state / "redis-password")
+            redis_password = load_or_create_secret(state / "redis-password", url_safe=True)
             if not _port_open(args.redis_port):
                 server = shutil.which("redis-server")
                 if not server:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from gateway_plugins.policy.budget_state import read_budget_state
@@ -90,23 +91,29 @@ def read_usage(url: str, gateway: str, namespace: str = "default", *, public_key
     return asyncio.run(_read(url, gateway, namespace, public_key))
 
 
-def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
-    from rich.table import Table
+def time_left(until_iso: str, now: datetime | None = None) -> str:
+    """``26d 4h``, ``5h 12m``, ``12m``: short, and the same whatever the Budget's timezone."""
+    seconds = max(0, int((datetime.fromisoformat(until_iso) - (now or datetime.now(UTC))).total_seconds()))
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
 
-    table = Table(title=f"kubegate usage: gateway {gateway}, this period")
-    for name in ("tenant", "budget", "spent USD", "reserved USD", "limit USD", "remaining USD", "%", "state", "resets"):
-        table.add_column(name, justify="right" if "USD" in name or name == "%" else "left")
-    money = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+
+def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
+    """One row per tenant and budget, in USD; fits an 80-column terminal (``reserved`` only while some is)."""
+    from gateway_operator.report.render import terminal_table
+
+    reserving = any(u.reserved_usd for u in lines)
+    columns = [("tenant", "name"), ("budget", "name"), ("spent", "number")]
+    columns += [("reserved", "number")] if reserving else []
+    columns += [("limit", "number"), ("left", "number"), ("%", "number"), ("state", "text"), ("resets in", "time")]
+    table = terminal_table(f"kubegate usage: {gateway}, this period (USD)", columns)
+    money = lambda v: "-" if v is None else "<0.0001" if 0 < v < 0.00005 else f"{v:.4f}"  # noqa: E731
     for u in lines:
-        table.add_row(
-            u.tenant,
-            u.budget or "-",
-            money(u.spent_usd),
-            money(u.reserved_usd),
-            "-" if u.limit_usd is None else f"{u.limit_usd:g}",
-            money(u.remaining_usd),
-            "-" if u.percent is None else f"{u.percent:.1f}",
-            u.state,
-            u.resets or "-",
-        )
+        row = [u.tenant, u.budget or "-", money(u.spent_usd)]
+        row += [money(u.reserved_usd)] if reserving else []
+        row += ["-" if u.limit_usd is None else f"{u.limit_usd:g}", money(u.remaining_usd)]
+        row += ["-" if u.percent is None else f"{u.percent:.1f}", u.state, time_left(u.resets) if u.resets else "-"]
+        table.add_row(*row)
     console.print(table)
