@@ -79,7 +79,7 @@ def to_terminal(report: Report, console) -> None:
             [
                 ("budget", "name"),
                 ("tenant", "name"),
-                ("period", "text"),
+                ("period", "time"),
                 ("spent", "number"),
                 ("limit", "number"),
                 ("%", "number"),
