@@ -95,7 +95,7 @@ def _key(args: argparse.Namespace) -> bytes:
         text = os.environ.get("KUBEGATE_AUDIT_KEY", "")
         if not text:
             raise SystemExit(
-                "error: verify needs the Gateway's audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY "
+                "error: verify needs the audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY "
                 f"(FILE from: {_secret_hint(args, 'FILE')})"
             )
     try:

@@ -227,7 +227,7 @@ def _error_line(res: subprocess.CompletedProcess) -> str:
 def test_audit_verify_without_a_key_says_which_key_and_how(redis_server):
     env = {"KUBEGATE_AUDIT_KEY": ""}
     line = _error_line(run("audit", "verify", "--redis-url", redis_server.url, "--gateway", "gw", env=env))
-    assert "needs the Gateway's audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY" in line
+    assert "verify needs the audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY" in line
     assert "get secret gw-kubegate-audit-key" in line
     assert redis_server.password not in line
 
