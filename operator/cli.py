@@ -319,17 +319,26 @@ def report(
                 records, integrity = source.from_redis(target.redis_url, stream, start, end, key=key)
             except Exception as exc:
                 _redis_failure(exc, target)
-    except (OSError, ValueError) as exc:
+    except OSError as exc:  # only --input is a file read here
+        raise UserError(f"--input {exc.filename or input}: {exc.strerror}") from None
+    except ValueError as exc:
         raise UserError(str(exc)) from None
     result = build.build_report(records, start, end, integrity, budget_list)
     console = Console(stderr=quiet)
     if not quiet:
         render.to_terminal(result, console)
     if csv is not None:
-        for path in render.to_csv(result, csv):
+        try:
+            written = render.to_csv(result, csv)
+        except OSError as exc:
+            raise UserError(f"--csv {exc.filename or csv}: {exc.strerror}") from None
+        for path in written:
             typer.echo(f"wrote {path}", err=True)
     if html is not None:
-        html.write_text(render.to_html(result), encoding="utf-8")
+        try:
+            html.write_text(render.to_html(result), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--html {html}: {exc.strerror}") from None
         typer.echo(f"wrote {html}", err=True)
     return 0 if integrity.startswith("OK") else 1
 

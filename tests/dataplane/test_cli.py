@@ -286,3 +286,17 @@ def test_redis_that_is_down_is_one_line_without_the_password(tmp_path):
         assert "s3cret-pw" not in res.stderr + res.stdout, args
         line = _error_line(res)
         assert "Redis at --redis-url: ConnectionError" in line, (args, line)
+
+
+def test_report_outputs_and_inputs_that_cannot_be_used_are_one_line(audit_stream, tmp_path):
+    url, stream = audit_stream
+    base = ("report", "--redis-url", url, "--stream", stream, "-q")
+    missing = tmp_path / "no-such-dir"
+    line = _error_line(run(*base, "--csv", str(missing / "r.csv")))
+    assert f"--csv {missing / 'r.csv'}: No such file or directory" in line
+    line = _error_line(run(*base, "--html", str(tmp_path)))
+    assert f"--html {tmp_path}: Is a directory" in line
+    line = _error_line(run("report", "--input", str(missing / "audit.jsonl")))
+    assert f"--input {missing / 'audit.jsonl'}: No such file or directory" in line
+    line = _error_line(run(*base, "--input", str(missing)))
+    assert "not both" in line
