@@ -72,35 +72,60 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _secret_hint(args: argparse.Namespace, path: str) -> str:
+    secret = f"{args.gateway}-kubegate-audit-key"
+    return f"kubectl -n {args.namespace} get secret {secret} -o jsonpath='{{.data.audit-key}}' | base64 -d > {path}"
+
+
 def _key(args: argparse.Namespace) -> bytes:
     if args.key_file:
+        source = f"--key-file {args.key_file}"
         try:
-            text = open(args.key_file, encoding="ascii").read()  # noqa: SIM115 (one read)
-        except OSError as exc:
-            raise SystemExit(f"error: --key-file: {exc.strerror}") from None
+            with open(args.key_file, encoding="ascii") as f:
+                text = f.read()
+        except FileNotFoundError:
+            raise SystemExit(
+                f"error: {source}: no such file; write the Gateway's audit key there: {_secret_hint(args, args.key_file)}"
+            ) from None
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a base64 text file"
+            raise SystemExit(f"error: {source}: {reason}") from None
     else:
+        source = "$KUBEGATE_AUDIT_KEY"
         text = os.environ.get("KUBEGATE_AUDIT_KEY", "")
         if not text:
-            raise SystemExit("error: verify needs the audit key: --key-file or $KUBEGATE_AUDIT_KEY")
+            raise SystemExit(
+                "error: verify needs the audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY "
+                f"(FILE from: {_secret_hint(args, 'FILE')})"
+            )
     try:
         return decode_key(text)
     except ValueError as exc:
-        raise SystemExit(f"error: {exc}") from None
+        raise SystemExit(f"error: {source}: {exc}") from None
 
 
-def _checkpoints(path: str | None) -> dict:
+def _checkpoints(args: argparse.Namespace) -> dict:
+    path = args.checkpoints
     if not path:
         return {}
     try:
         with open(path, encoding="utf-8") as f:
             return parse_checkpoints(f.read())
-    except (OSError, ValueError) as exc:
-        raise SystemExit(f"error: --checkpoints: {exc}") from None
+    except FileNotFoundError:
+        configmap = f"{args.gateway}-audit-checkpoints"
+        raise SystemExit(
+            f"error: --checkpoints {path}: no such file; write the Gateway's checkpoints there: kubectl -n "
+            f"{args.namespace} get configmap {configmap} -o jsonpath='{{.data.checkpoints\\.json}}' > {path}"
+        ) from None
+    except OSError as exc:
+        raise SystemExit(f"error: --checkpoints {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SystemExit(f"error: --checkpoints {path}: not a checkpoints.json: {exc}") from None
 
 
 def _verify(client, stream: str, args: argparse.Namespace) -> int:
     key = _key(args)
-    checkpoints = _checkpoints(args.checkpoints)
+    checkpoints = _checkpoints(args)
     if not client.exists(stream) and not args.allow_empty:
         print(f"TAMPERED: stream {stream} does not exist (deleted, or no such gateway)", file=sys.stderr)
         return 1
@@ -129,7 +154,15 @@ def _last_exported_id(path: str) -> str | None:
             lines = [line for line in f.read().splitlines() if line.strip()]
     except FileNotFoundError:
         return None
-    return json.loads(lines[-1])["stream_id"] if lines else None
+    except OSError as exc:
+        raise SystemExit(f"error: --out {path}: {exc.strerror}") from None
+    try:
+        return str(json.loads(lines[-1])["stream_id"]) if lines else None
+    except (ValueError, KeyError, TypeError):
+        raise SystemExit(
+            f"error: --out {path}: its last line is not an exported record, so --follow cannot resume after it; "
+            "give another --out file"
+        ) from None
 
 
 def _export(client, stream: str, args: argparse.Namespace) -> int:
@@ -139,7 +172,10 @@ def _export(client, stream: str, args: argparse.Namespace) -> int:
     if resume:
         start = f"({resume}"
     mode = "a" if resume else "w"
-    out = sys.stdout if args.out == "-" else open(args.out, mode, encoding="utf-8")  # noqa: SIM115 (stdout or file)
+    try:
+        out = sys.stdout if args.out == "-" else open(args.out, mode, encoding="utf-8")  # noqa: SIM115 (stdout or file)
+    except OSError as exc:
+        raise SystemExit(f"error: --out {args.out}: {exc.strerror}") from None
     n = 0
     try:
         while True:
@@ -164,7 +200,9 @@ def _export(client, stream: str, args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", prefix: str = "") -> int:
+    """``redis_source`` names where the URL came from in messages (the URL itself may hold a password); ``prefix``
+    starts the error line (``kubegate: `` from the kubegate CLI)."""
     args = _parser().parse_args(argv)
     import redis
 
@@ -175,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             return _verify(client, stream, args)
         return _export(client, stream, args)
     except redis.RedisError as exc:
-        print(f"error: Redis at --redis-url: {type(exc).__name__}", file=sys.stderr)
+        print(f"{prefix}error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 2
     finally:
         client.close()

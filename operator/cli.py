@@ -9,12 +9,15 @@ from __future__ import annotations
 import os
 import re
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 from typing import Annotated, NoReturn
 
 import typer
+from gateway_operator.devstate import DevState, DevStateError, state_path
+from gateway_operator.devstate import read as read_dev_state
 
 from gateway_plugins.policy.keys import GatewayKeys
 
@@ -96,11 +99,51 @@ def render(
     return 0
 
 
-RedisUrl = Annotated[str, typer.Option(help="redis:// URL of the gateway's Redis.")]
-GatewayName = Annotated[str, typer.Option(help="Gateway name (stream kubegate:{namespace}:{gateway}:audit).")]
-Namespace = Annotated[str, typer.Option(help="Gateway namespace (part of every Redis key).")]
+RedisUrl = Annotated[
+    str | None,
+    typer.Option(help="redis:// URL of the gateway's Redis; default: the running `kubegate dev`'s (its state file)."),
+]
+GatewayName = Annotated[
+    str | None,
+    typer.Option(help="Gateway name (stream kubegate:{namespace}:{gateway}:audit); default: kubegate dev's, or main."),
+]
+Namespace = Annotated[
+    str | None, typer.Option(help="Gateway namespace (part of every Redis key); default: kubegate dev's, or default.")
+]
 Stream = Annotated[str | None, typer.Option(help="Stream key; overrides --gateway.")]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The gateway a command reads: from the flags, else from the running `kubegate dev` (flags still win)."""
+
+    redis_url: str
+    gateway: str
+    namespace: str
+    dev: DevState | None = None
+
+    @property
+    def source(self) -> str:
+        """Where the Redis URL came from, for messages: never the URL itself, which may hold a password."""
+        return "--redis-url" if self.dev is None else f"the `kubegate dev` Redis ({state_path()})"
+
+
+def resolve_target(redis_url: str | None, gateway: str | None, namespace: str | None) -> Target:
+    if redis_url:
+        return Target(redis_url, gateway or "main", namespace or "default")
+    try:
+        state = read_dev_state()
+    except DevStateError as exc:
+        raise UserError(str(exc)) from None
+    return Target(state.redis_url, gateway or state.gateway, namespace or state.namespace, state)
+
+
+def _redis_failure(exc: Exception, target: Target) -> NoReturn:
+    """Redis errors as one line (host and port, never the password); anything else is a bug: re-raised."""
+    if type(exc).__module__.startswith("redis"):
+        raise UserError(f"Redis at {target.source}: {type(exc).__name__}: {exc}") from None
+    raise exc
 
 
 def to_stream_id(value: str | None, option: str) -> str | None:
@@ -119,47 +162,81 @@ def to_stream_id(value: str | None, option: str) -> str | None:
     return str(int(when.timestamp() * 1000))
 
 
-def _run_audit(argv: list[str]) -> int:
+def _run_audit(argv: list[str], target: Target) -> int:
     from gateway_operator.audit_cli import main as audit_main
 
     try:
-        return int(audit_main(argv) or 0)
-    except SystemExit as exc:  # argparse inside the audit module
+        return int(audit_main(argv, redis_source=target.source, prefix="kubegate: ") or 0)
+    except SystemExit as exc:  # the audit module's errors (a message) and argparse's (already printed)
+        if isinstance(exc.code, str):
+            typer.echo(f"kubegate: {exc.code}", err=True)
+            return 1
         return exc.code if isinstance(exc.code, int) else 1
 
 
-@audit_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def _audit_argv(command: str, target: Target, stream: str | None) -> list[str]:
+    argv = [command, "--redis-url", target.redis_url, "--gateway", target.gateway, "--namespace", target.namespace]
+    return argv + (["--stream", stream] if stream else [])
+
+
+@audit_app.command()
 def verify(
-    ctx: typer.Context,
-    redis_url: RedisUrl,
-    gateway: GatewayName = "main",
-    namespace: Namespace = "default",
+    redis_url: RedisUrl = None,
+    gateway: GatewayName = None,
+    namespace: Namespace = None,
     stream: Stream = None,
-    allow_trimmed: Annotated[bool, typer.Option(help="Accept chains whose start was trimmed by MAXLEN.")] = False,
+    key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="File with the Gateway's audit key (base64; Secret {gateway}-kubegate-audit-key, key audit-key). "
+            "Default: kubegate dev's key without --redis-url, else $KUBEGATE_AUDIT_KEY."
+        ),
+    ] = None,
+    checkpoints: Annotated[
+        Path | None,
+        typer.Option(help="checkpoints.json of ConfigMap {gateway}-audit-checkpoints: heads kept outside Redis."),
+    ] = None,
+    allow_trimmed: Annotated[
+        bool, typer.Option(help="Accept a chain starting after seq 1 with no trim mark (streams from before them).")
+    ] = False,
+    allow_empty: Annotated[bool, typer.Option(help="Accept a missing or empty stream.")] = False,
 ) -> int:
     """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record."""
-    argv = ["verify", "--redis-url", redis_url, "--gateway", gateway, "--namespace", namespace]
-    argv += ["--stream", stream] if stream else []
-    return _run_audit(argv + (["--allow-trimmed"] if allow_trimmed else []) + list(ctx.args))
+    target = resolve_target(redis_url, gateway, namespace)
+    argv = _audit_argv("verify", target, stream)
+    if key_file is None and target.dev is not None:
+        key_file = Path(target.dev.audit_key_file)
+    argv += ["--key-file", str(key_file)] if key_file is not None else []
+    argv += ["--checkpoints", str(checkpoints)] if checkpoints is not None else []
+    argv += ["--allow-trimmed"] if allow_trimmed else []
+    return _run_audit(argv + (["--allow-empty"] if allow_empty else []), target)
 
 
-@audit_app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@audit_app.command()
 def export(
-    ctx: typer.Context,
-    redis_url: RedisUrl,
-    gateway: GatewayName = "main",
-    namespace: Namespace = "default",
+    redis_url: RedisUrl = None,
+    gateway: GatewayName = None,
+    namespace: Namespace = None,
     stream: Stream = None,
     out: Annotated[str, typer.Option(help="JSON Lines file ('-': stdout).")] = "-",
     since: Annotated[str | None, typer.Option(help="ISO time (UTC if no zone), epoch ms or stream id.")] = None,
     until: Annotated[str | None, typer.Option(help="ISO time (UTC if no zone), epoch ms or stream id.")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option(
+            help="Keep appending records as they arrive (beside the proxies, so records reach the file before the "
+            "stream cap trims them); with --out, resumes after the last stream id in the file."
+        ),
+    ] = False,
+    poll_seconds: Annotated[float, typer.Option(help="With --follow: seconds between reads of the stream.")] = 1.0,
 ) -> int:
     """Export audit records as JSON Lines, optionally for a time range (both ends inclusive)."""
-    argv = ["export", "--redis-url", redis_url, "--gateway", gateway, "--namespace", namespace, "--out", out]
-    argv += ["--stream", stream] if stream else []
+    target = resolve_target(redis_url, gateway, namespace)
+    argv = [*_audit_argv("export", target, stream), "--out", out]
     for flag, value in (("--since", to_stream_id(since, "--since")), ("--until", to_stream_id(until, "--until"))):
         argv += [flag, value] if value else []
-    return _run_audit(argv + list(ctx.args))
+    argv += ["--follow", "--poll-seconds", str(poll_seconds)] if follow else []
+    return _run_audit(argv, target)
 
 
 def _when(value: str | None, option: str, default: datetime) -> datetime:
@@ -196,9 +273,12 @@ def _load_budgets(path: Path) -> list:
 
 @app.command()
 def report(
-    redis_url: Annotated[str | None, typer.Option(help="Read the audit stream from this Redis.")] = None,
-    gateway: GatewayName = "main",
-    namespace: Namespace = "default",
+    redis_url: Annotated[
+        str | None,
+        typer.Option(help="Read the audit stream from this Redis; default: the running `kubegate dev`'s."),
+    ] = None,
+    gateway: GatewayName = None,
+    namespace: Namespace = None,
     stream: Stream = None,
     input: Annotated[
         Path | None, typer.Option("--input", "-i", help="Read a `kubegate audit export` file instead of Redis.")
@@ -220,8 +300,8 @@ def report(
     from gateway_operator.report import build, render, source
     from rich.console import Console
 
-    if (redis_url is None) == (input is None):
-        raise UserError("give exactly one of --redis-url (the audit stream) and --input (an export file)")
+    if redis_url is not None and input is not None:
+        raise UserError("give one of --redis-url (the audit stream) and --input (an export file), not both")
     now = datetime.now(UTC)
     start = _when(since, "--since", now - timedelta(days=30))
     end = _when(until, "--until", now)
@@ -232,43 +312,67 @@ def report(
         if input is not None:
             records, integrity = source.from_file(input, start, end)
         else:
-            stream = stream or GatewayKeys(namespace, gateway).audit_stream
-            records, integrity = source.from_redis(redis_url, stream, start, end)
-    except (OSError, ValueError) as exc:
+            target = resolve_target(redis_url, gateway, namespace)
+            key = _dev_audit_key(target)
+            stream = stream or GatewayKeys(target.namespace, target.gateway).audit_stream
+            try:
+                records, integrity = source.from_redis(target.redis_url, stream, start, end, key=key)
+            except Exception as exc:
+                _redis_failure(exc, target)
+    except OSError as exc:  # only --input is a file read here
+        raise UserError(f"--input {exc.filename or input}: {exc.strerror}") from None
+    except ValueError as exc:
         raise UserError(str(exc)) from None
-    except Exception as exc:  # redis errors: one line, the URL is not repeated (it may hold a password)
-        if type(exc).__module__.startswith("redis"):
-            raise UserError(f"Redis at --redis-url: {type(exc).__name__}: {exc}") from None
-        raise
     result = build.build_report(records, start, end, integrity, budget_list)
     console = Console(stderr=quiet)
     if not quiet:
         render.to_terminal(result, console)
     if csv is not None:
-        for path in render.to_csv(result, csv):
+        try:
+            written = render.to_csv(result, csv)
+        except OSError as exc:
+            raise UserError(f"--csv {exc.filename or csv}: {exc.strerror}") from None
+        for path in written:
             typer.echo(f"wrote {path}", err=True)
     if html is not None:
-        html.write_text(render.to_html(result), encoding="utf-8")
+        try:
+            html.write_text(render.to_html(result), encoding="utf-8")
+        except OSError as exc:
+            raise UserError(f"--html {html}: {exc.strerror}") from None
         typer.echo(f"wrote {html}", err=True)
     return 0 if integrity.startswith("OK") else 1
 
 
 @app.command()
-def usage(redis_url: RedisUrl, gateway: GatewayName = "main", namespace: Namespace = "default") -> int:
+def usage(redis_url: RedisUrl = None, gateway: GatewayName = None, namespace: Namespace = None) -> int:
     """Each tenant's spend this period, budget state and remaining amount, read from the gateway's Redis."""
     from gateway_operator.report import usage as usage_mod
     from rich.console import Console
 
+    target = resolve_target(redis_url, gateway, namespace)
+    public_key = target.dev.policy_public_key if target.dev is not None else None
     try:
-        lines = usage_mod.read_usage(redis_url, gateway, namespace)
+        lines = usage_mod.read_usage(target.redis_url, target.gateway, target.namespace, public_key=public_key)
     except usage_mod.NoPolicy as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:
-        if type(exc).__module__.startswith("redis"):
-            raise UserError(f"Redis at --redis-url: {type(exc).__name__}: {exc}") from None
-        raise
-    usage_mod.to_terminal(lines, gateway, Console(width=160))
+        _redis_failure(exc, target)
+    usage_mod.to_terminal(lines, f"{target.namespace}/{target.gateway}", Console())
     return 0
+
+
+def _dev_audit_key(target: Target) -> bytes | None:
+    """kubegate dev's audit key when its Redis is the one read (None: $KUBEGATE_AUDIT_KEY, as for any Redis)."""
+    if target.dev is None:
+        return None
+    from gateway_plugins.policy.audit.chain import decode_key
+
+    path = Path(target.dev.audit_key_file)
+    try:
+        return decode_key(path.read_text(encoding="ascii"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise UserError(f"kubegate dev's audit key {path}: {reason}; restart `kubegate dev`") from None
 
 
 @app.command(context_settings=PASS_THROUGH, add_help_option=False)

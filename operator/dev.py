@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from gateway_operator import devstate
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
 from pydantic import ValidationError
@@ -29,7 +30,7 @@ from pydantic import ValidationError
 from gateway_plugins.policy import proxy_defaults
 from gateway_plugins.policy.schema import hash_key
 from gateway_plugins.policy.signing import PolicySigner
-from gateway_plugins.policy.store import sign_document
+from gateway_plugins.policy.store import publish_policy_sync, sign_document
 
 DEFAULT_DIR = Path("examples/quickstart")
 STATE_DIR = Path(".kubegate")
@@ -113,6 +114,18 @@ def load_or_create_keys(path: Path, tenants: list[str]) -> dict[str, str]:
         with os.fdopen(fd, "w") as out:
             json.dump(keys, out, indent=2)
     return keys
+
+
+def load_or_create_secret(path: Path, *, url_safe: bool = False) -> str:
+    """32 random bytes as base64 (``url_safe``: the URL-safe alphabet, for a password in a ``redis://`` URL),
+    generated once and kept in ``path`` (created 0600, never readable by others)."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        secret = secrets.token_urlsafe(32) if url_safe else base64.b64encode(secrets.token_bytes(32)).decode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(secret)
+    return path.read_text().strip()
 
 
 def point_at_echo(config: dict, echo_base: str) -> dict:
@@ -210,6 +223,48 @@ def _is_redis(port: int) -> bool:
     return answer.startswith((b"+PONG", b"-NOAUTH"))
 
 
+def _with_password(url: str, password: str | None) -> str:
+    return url.replace("redis://", f"redis://:{password}@", 1) if password else url
+
+
+def _reusable_password(port: int, password: str) -> str | None:
+    """The password that opens the Redis already on ``port``: none, or this state directory's."""
+    import redis
+
+    for candidate in (None, password):
+        client = redis.Redis(host="127.0.0.1", port=port, password=candidate, socket_timeout=5)
+        try:
+            client.ping()
+            return candidate
+        except redis.AuthenticationError:
+            continue
+        except redis.RedisError as exc:
+            raise DevError(f"the Redis on 127.0.0.1:{port} (--redis-port) does not answer: {exc}") from None
+        finally:
+            client.close()
+    raise DevError(
+        f"the Redis on 127.0.0.1:{port} (--redis-port) needs a password this state directory does not hold: "
+        "stop it, pass another --redis-port, or --redis-url redis://:PASSWORD@127.0.0.1:PORT/0"
+    )
+
+
+def _publish(url: str, password: str | None, policy, signer: PolicySigner) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url, password=password, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        published = publish_policy_sync(client, policy, signer)
+    except redis.RedisError as exc:  # the URL is not repeated: it may hold a password
+        raise DevError(f"cannot publish the policy to Redis: {type(exc).__name__}: {exc}") from None
+    finally:
+        client.close()
+    if not published:
+        raise DevError(
+            f"Redis already holds a newer policy for gateway {policy.namespace}/{policy.gateway} "
+            "(another `kubegate dev` on this Redis?): stop it, or pass another --redis-port"
+        )
+
+
 @dataclass
 class DevOptions:
     dir: Path = DEFAULT_DIR
@@ -264,7 +319,7 @@ def run(args: DevOptions) -> int:
         tenants,
         objects["Budget"],
         tenant_key_hashes={t: [hash_key(k)] for t, k in keys.items()},
-        revision=int(time.time()),
+        revision=time.time_ns() // 1_000_000,  # ms: a restart within the second still publishes a newer one
     )
     for name, reason in rendered.skipped.items():
         print(f"warning: {name} skipped: {reason}", file=sys.stderr)
@@ -290,9 +345,11 @@ def run(args: DevOptions) -> int:
             config = point_at_echo(config, f"http://127.0.0.1:{echo_port}/v1")
             upstream = f"the built-in echo upstream on 127.0.0.1:{echo_port} (no OPENAI_API_KEY set)"
 
-        redis_url = args.redis_url
+        redis_url, redis_password = args.redis_url, None
         if not redis_url:
-            redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
+            # Password-protected like the managed Redis in a cluster: generated once per state directory (so a Redis
+            # left running by an earlier run is reused), kept 0600, given to the proxy apart from the URL.
+            redis_password = load_or_create_secret(state / "redis-password", url_safe=True)
             if not _port_open(args.redis_port):
                 server = shutil.which("redis-server")
                 if not server:
@@ -300,12 +357,21 @@ def run(args: DevOptions) -> int:
                 data = state / "redis"
                 data.mkdir(exist_ok=True)
                 log = state / "redis.log"
-                cmd = [server, "--port", str(args.redis_port), "--bind", "127.0.0.1", "--dir", str(data.resolve())]
-                cmd += ["--appendonly", "yes", "--save", ""]
+                # The password in a 0600 config file, not on the command line where `ps` shows it to every user.
+                conf = state / "redis.conf"
+                fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+                with os.fdopen(fd, "w") as out:
+                    out.write(f"requirepass {redis_password}\n")
+                cmd = [server, str(conf), "--port", str(args.redis_port), "--bind", "127.0.0.1"]
+                cmd += ["--dir", str(data.resolve()), "--appendonly", "yes", "--save", ""]
                 proc = procs.start("redis", cmd, log)
                 _wait("redis-server", lambda: _port_open(args.redis_port), proc, log)
             else:
+                redis_password = _reusable_password(args.redis_port, redis_password)
                 print(f"reusing the Redis already listening on 127.0.0.1:{args.redis_port}")
+                if redis_password is None:
+                    print(f"warning: the Redis on 127.0.0.1:{args.redis_port} has no password", file=sys.stderr)
+            redis_url = f"redis://127.0.0.1:{args.redis_port}/0"
 
         config_path = state / "litellm-config.yaml"
         config_path.write_text(yaml.safe_dump(config, sort_keys=False))
@@ -313,21 +379,23 @@ def run(args: DevOptions) -> int:
         # A fresh signing key per run, as the operator keeps one per Gateway: the proxy verifies what it loads.
         signer = PolicySigner.generate()
         policy_path.write_bytes(sign_document(rendered.policy, signer))
-        # The audit key outlives a run, like the local Redis's data: `kubegate audit verify --key-file` it.
+        # The same signed document in Redis, as the operator publishes it: what `kubegate usage` reads there.
+        _publish(redis_url, redis_password, rendered.policy, signer)
+        # The audit key outlives a run, like the local Redis's data: `kubegate audit verify` finds it.
         audit_key = state / "audit.key"
-        if not audit_key.exists():
-            audit_key.write_text(base64.b64encode(secrets.token_bytes(32)).decode())
-            audit_key.chmod(0o600)
         env.update(
             KUBEGATE_GATEWAY=gateway.metadata.name,
             KUBEGATE_NAMESPACE=rendered.policy.namespace,
-            KUBEGATE_AUDIT_KEY=audit_key.read_text().strip(),
+            KUBEGATE_AUDIT_KEY=load_or_create_secret(audit_key),
             KUBEGATE_POLICY_PUBLIC_KEY=signer.public_key_b64,
             KUBEGATE_POLICY_FILE=str(policy_path.resolve()),
             KUBEGATE_REDIS_URL=redis_url,
             # Metrics on their own port, as in a cluster; loopback only, like the API.
             KUBEGATE_METRICS_ADDR="127.0.0.1",
         )
+        env.pop("KUBEGATE_REDIS_PASSWORD", None)
+        if redis_password:
+            env["KUBEGATE_REDIS_PASSWORD"] = redis_password
         proxy_log = state / "proxy.log"
         cmd = [sys.executable, "-m", "litellm.proxy.proxy_cli", "--config", str(config_path.resolve())]
         cmd += ["--host", "127.0.0.1", "--port", str(args.port)]
@@ -339,6 +407,24 @@ def run(args: DevOptions) -> int:
         print(f"\nkubegate dev: gateway {gateway.metadata.name!r} on http://127.0.0.1:{args.port}/v1")
         print(f"models: {', '.join(models)}; upstream: {upstream}\n")
         print(f"state directory (keys, logs, Redis data): {state}")
+        # What `kubegate usage`, `report` and `audit verify` read when no --redis-url is given.
+        state_file = devstate.write(
+            devstate.DevState(
+                pid=os.getpid(),
+                gateway=gateway.metadata.name,
+                namespace=rendered.policy.namespace,
+                redis_url=_with_password(redis_url, redis_password),
+                proxy_url=f"http://127.0.0.1:{args.port}/v1",
+                audit_key_file=str(audit_key.resolve()),
+                policy_file=str(policy_path.resolve()),
+                policy_public_key=signer.public_key_b64,
+                state_dir=str(state),
+            )
+        )
+        print(
+            f"`kubegate usage`, `kubegate report` and `kubegate audit verify` find this gateway with no flags "
+            f"(Redis URL, password and audit key in {state_file})"
+        )
         print(f"tenant keys (kept in {state / 'dev-keys.json'}):")
         for tenant in tenants:
             print(f"  {tenant.metadata.name}: {keys[tenant.metadata.name]}")
@@ -367,6 +453,7 @@ def run(args: DevOptions) -> int:
         print("stopping ...")
         return 0
     finally:
+        devstate.remove(os.getpid())
         procs.stop()
 
 

@@ -16,14 +16,49 @@ def _range(report: Report) -> str:
     return f"{report.since.isoformat(timespec='seconds')} .. {report.until.isoformat(timespec='seconds')}"
 
 
-def to_terminal(report: Report, console) -> None:
+def short_time(value: datetime | str) -> str:
+    """Compact for an 80-column terminal, on the wall clock of the value's own zone (a Budget's period starts and
+    ends at midnight in the Budget's timezone): ``2026-12-01`` at midnight, else ``2026-12-01 10:30``."""
+    when = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return when.strftime("%Y-%m-%d") if (when.hour, when.minute, when.second) == (0, 0, 0) else f"{when:%Y-%m-%d %H:%M}"
+
+
+def terminal_table(title: str, columns: list[tuple[str, str]]):
+    """A rich table that fits an 80-column terminal: no vertical rules, and nothing cut with an ellipsis.
+
+    ``columns``: (header, kind): ``name`` folds onto more lines when it must (never cut), ``time`` and ``number``
+    never wrap (a day is not readable cut or folded), ``text`` wraps at spaces."""
+    from rich import box
     from rich.table import Table
 
-    console.print(f"[bold]kubegate report[/bold] {_range(report)}: {report.records} audit records")
+    table = Table(title=title, box=box.SIMPLE_HEAD, show_edge=False, collapse_padding=True, min_width=len(title))
+    for header, kind in columns:
+        if kind == "number":
+            table.add_column(header, justify="right", no_wrap=True, overflow="fold")
+        elif kind == "time":
+            table.add_column(header, no_wrap=True, overflow="fold")
+        else:
+            table.add_column(header, overflow="fold")
+    return table
+
+
+def to_terminal(report: Report, console) -> None:
+    since, until = report.since.astimezone(UTC), report.until.astimezone(UTC)
+    span = f"{since:%Y-%m-%d %H:%M} .. {until:%Y-%m-%d %H:%M} UTC"
+    console.print(f"[bold]kubegate report[/bold] {span}: {report.records} audit records")
     console.print(f"integrity: {report.integrity}")
-    usage = Table(title="Cost, tokens and requests per tenant x model x day")
-    for name in ("day", "tenant", "model", "requests", "prompt tokens", "completion tokens", "cost USD"):
-        usage.add_column(name, justify="right" if name not in ("day", "tenant", "model") else "left")
+    usage = terminal_table(
+        "Cost (USD), tokens and requests per tenant x model x day",
+        [
+            ("day", "time"),
+            ("tenant", "name"),
+            ("model", "name"),
+            ("req", "number"),
+            ("tokens in", "number"),
+            ("tokens out", "number"),
+            ("USD", "number"),
+        ],
+    )
     for r in report.usage:
         usage.add_row(
             r.day,
@@ -37,40 +72,56 @@ def to_terminal(report: Report, console) -> None:
     usage.add_row("total", "", "", str(report.total_requests), "", "", f"{report.total_cost:.6f}", style="bold")
     console.print(usage)
     if report.budgets:
-        budgets = Table(title="Budget use against limits (current period)")
-        for name in ("budget", "tenant", "period", "spent USD", "limit USD", "%"):
-            budgets.add_column(name)
+        # The namespace only when the budgets span several: `ai-gateway/team-eu-monthly` alone fills a third of 80.
+        several = len({b.namespace for b in report.budgets}) > 1
+        budgets = terminal_table(
+            "Budget use against limits (USD, current period)",
+            [
+                ("budget", "name"),
+                ("tenant", "name"),
+                ("period", "time"),
+                ("spent", "number"),
+                ("limit", "number"),
+                ("%", "number"),
+            ],
+        )
         for b in report.budgets:
-            note = " (range starts after the period)" if b.partial else ""
             budgets.add_row(
-                f"{b.namespace}/{b.budget}",
+                f"{b.namespace}/{b.budget}" if several else b.budget,
                 b.tenant,
-                f"{b.period_start} .. {b.period_end}{note}",
+                f"{short_time(b.period_start)} .. {short_time(b.period_end)}" + (" *" if b.partial else ""),
                 f"{b.spent_usd:.6f}",
                 f"{b.limit_usd:g}",
                 f"{b.percent:.1f}",
             )
         console.print(budgets)
+        if any(b.partial for b in report.budgets):
+            console.print("* the report range starts after the period: spend before it is not counted")
     for title, data in (("Refusals by reason", report.refusals), ("PII detections by entity type", report.pii)):
-        table = Table(title=title)
-        table.add_column("what")
-        table.add_column("count", justify="right")
+        table = terminal_table(title, [("what", "name"), ("count", "number")])
         for key, count in data.items():
             table.add_row(key, str(count))
         if not data:
             table.add_row("none", "0")
         console.print(table)
-    regions = Table(title="Where requests were served")
-    for name in ("tenant", "region", "requests", "residency-restricted", "kept in region"):
-        regions.add_column(name)
+    regions = terminal_table(
+        "Where requests were served",
+        [
+            ("tenant", "name"),
+            ("region", "name"),
+            ("requests", "number"),
+            ("residency-restricted", "number"),
+            ("kept in region", "number"),
+        ],
+    )
     for g in report.regions:
         regions.add_row(g.tenant, g.region, str(g.requests), str(g.restricted), str(g.in_region))
     console.print(regions)
     console.print(f"restricted requests served outside their allowed regions: {report.outside_region}")
     if report.cache:
-        cache = Table(title="Response cache")
-        for name in ("tenant", "hits", "misses", "saved USD"):
-            cache.add_column(name, justify="left" if name == "tenant" else "right")
+        cache = terminal_table(
+            "Response cache", [("tenant", "name"), ("hits", "number"), ("misses", "number"), ("saved USD", "number")]
+        )
         for c in report.cache:
             cache.add_row(c.tenant, str(c.hits), str(c.misses), f"{c.saved_usd:.6f}")
         cache.add_row("total", "", "", f"{report.total_saved:.6f}", style="bold")

@@ -23,8 +23,12 @@ def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
 
-def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple[list[dict], str]:
-    """Records whose stream time is in [since, until], and ``audit verify``'s verdict on the whole stream."""
+def from_redis(
+    url: str, stream: str, since: datetime, until: datetime, *, key: bytes | None = None
+) -> tuple[list[dict], str]:
+    """Records whose stream time is in [since, until], and ``audit verify``'s verdict on the whole stream.
+
+    ``key``: the audit key (default: ``$KUBEGATE_AUDIT_KEY``; ``kubegate dev``'s own for its Redis)."""
     import redis
 
     client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
@@ -33,7 +37,7 @@ def from_redis(url: str, stream: str, since: datetime, until: datetime) -> tuple
         # `kubegate audit verify` does, so a concurrent writer can only make the stream longer than its heads.
         heads = client.hgetall(audit_heads(stream))
         trims = client.hgetall(audit_trims(stream))
-        key = _audit_key()
+        key = key if key is not None else _audit_key()
         if key is None:
             integrity = NO_KEY
         else:

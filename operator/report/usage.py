@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from decimal import Decimal
 
 from gateway_plugins.policy.budget_state import read_budget_state
@@ -31,9 +32,11 @@ class NoPolicy(RuntimeError):
     pass
 
 
-def _verifier() -> PolicyVerifier:
-    """The Gateway's policy public key (``status.policyPublicKey``): a document in Redis is only read once verified."""
-    public = os.environ.get("KUBEGATE_POLICY_PUBLIC_KEY")
+def _verifier(public: str | None = None) -> PolicyVerifier:
+    """The Gateway's policy public key (``status.policyPublicKey``): a document in Redis is only read once verified.
+
+    ``public``: given (``kubegate dev``'s, from its state file), else ``$KUBEGATE_POLICY_PUBLIC_KEY``."""
+    public = public or os.environ.get("KUBEGATE_POLICY_PUBLIC_KEY")
     if not public:
         raise NoPolicy(
             "set KUBEGATE_POLICY_PUBLIC_KEY to the gateway's policy public key "
@@ -42,7 +45,7 @@ def _verifier() -> PolicyVerifier:
     return PolicyVerifier.from_public_b64(public)
 
 
-async def _read(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
+async def _read(url: str, gateway: str, namespace: str = "default", public_key: str | None = None) -> list[UsageLine]:
     import redis.asyncio as aioredis
 
     keys = GatewayKeys(namespace, gateway)
@@ -54,7 +57,7 @@ async def _read(url: str, gateway: str, namespace: str = "default") -> list[Usag
                 f"no policy for gateway {namespace}/{gateway} in this Redis (are the gateway name and namespace right?)"
             )
         try:
-            policy = load_document(raw, _verifier())
+            policy = load_document(raw, _verifier(public_key))
         except PolicyError as exc:
             raise NoPolicy(str(exc)) from None
         lines = []
@@ -84,27 +87,33 @@ async def _read(url: str, gateway: str, namespace: str = "default") -> list[Usag
         await conn.aclose()
 
 
-def read_usage(url: str, gateway: str, namespace: str = "default") -> list[UsageLine]:
-    return asyncio.run(_read(url, gateway, namespace))
+def read_usage(url: str, gateway: str, namespace: str = "default", *, public_key: str | None = None) -> list[UsageLine]:
+    return asyncio.run(_read(url, gateway, namespace, public_key))
+
+
+def time_left(until_iso: str, now: datetime | None = None) -> str:
+    """``26d 4h``, ``5h 12m``, ``12m``: short, and the same whatever the Budget's timezone."""
+    seconds = max(0, int((datetime.fromisoformat(until_iso) - (now or datetime.now(UTC))).total_seconds()))
+    days, hours, minutes = seconds // 86400, seconds % 86400 // 3600, seconds % 3600 // 60
+    if days:
+        return f"{days}d {hours}h"
+    return f"{hours}h {minutes}m" if hours else f"{minutes}m"
 
 
 def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
-    from rich.table import Table
+    """One row per tenant and budget, in USD; fits an 80-column terminal (``reserved`` only while some is)."""
+    from gateway_operator.report.render import terminal_table
 
-    table = Table(title=f"kubegate usage: gateway {gateway}, this period")
-    for name in ("tenant", "budget", "spent USD", "reserved USD", "limit USD", "remaining USD", "%", "state", "resets"):
-        table.add_column(name, justify="right" if "USD" in name or name == "%" else "left")
-    money = lambda v: "-" if v is None else f"{v:.4f}"  # noqa: E731
+    reserving = any(u.reserved_usd for u in lines)
+    columns = [("tenant", "name"), ("budget", "name"), ("spent", "number")]
+    columns += [("reserved", "number")] if reserving else []
+    columns += [("limit", "number"), ("left", "number"), ("%", "number"), ("state", "text"), ("resets in", "time")]
+    table = terminal_table(f"kubegate usage: {gateway}, this period (USD)", columns)
+    money = lambda v: "-" if v is None else "<0.0001" if 0 < v < 0.00005 else f"{v:.4f}"  # noqa: E731
     for u in lines:
-        table.add_row(
-            u.tenant,
-            u.budget or "-",
-            money(u.spent_usd),
-            money(u.reserved_usd),
-            "-" if u.limit_usd is None else f"{u.limit_usd:g}",
-            money(u.remaining_usd),
-            "-" if u.percent is None else f"{u.percent:.1f}",
-            u.state,
-            u.resets or "-",
-        )
+        row = [u.tenant, u.budget or "-", money(u.spent_usd)]
+        row += [money(u.reserved_usd)] if reserving else []
+        row += ["-" if u.limit_usd is None else f"{u.limit_usd:g}", money(u.remaining_usd)]
+        row += ["-" if u.percent is None else f"{u.percent:.1f}", u.state, time_left(u.resets) if u.resets else "-"]
+        table.add_row(*row)
     console.print(table)

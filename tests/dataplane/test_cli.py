@@ -178,3 +178,125 @@ def test_audit_export_rejects_a_time_it_cannot_read(audit_stream):
     assert res.returncode == 2
     assert "--since" in res.stderr and "'yesterday' is not an ISO time" in res.stderr
     assert "Traceback" not in res.stderr
+
+
+def _commands(command, path: tuple[str, ...] = ()):
+    """Every command of the CLI's click tree, groups included, as (path, click command)."""
+    yield path, command
+    for name, sub in sorted(getattr(command, "commands", {}).items()):
+        yield from _commands(sub, (*path, name))
+
+
+def test_every_option_of_every_command_has_help_and_shows_in_help_output():
+    import typer
+    from gateway_operator.cli import app
+
+    checked = 0
+    for path, command in _commands(typer.main.get_command(app)):
+        params = [p for p in command.params if p.name != "help"]
+        if path == ("operator",):
+            assert not params  # everything goes to `kopf run`, whose --help is kopf's
+            continue
+        # Options passed through unparsed are options --help cannot list (audit verify's --key-file was one);
+        # a group's extra arguments are its subcommand's.
+        if not hasattr(command, "commands"):
+            settings = command.context_settings
+            assert not settings.get("ignore_unknown_options") and not settings.get("allow_extra_args"), path
+        res = run(*path, "--help", env={"COLUMNS": "250"})
+        assert res.returncode == 0, (path, res.stderr)
+        for param in params:
+            where = f"kubegate {' '.join(path)} {param.name}"
+            assert param.param_type_name == "option", f"{where}: an argument, not an option with help"
+            assert (param.help or "").strip(), f"{where}: no help text"
+            assert not param.hidden, f"{where}: hidden from --help"
+            for opt in (*param.opts, *param.secondary_opts):
+                assert opt in res.stdout, f"{where}: {opt} not in `--help`:\n{res.stdout}"
+            checked += 1
+    assert checked > 30  # the tree was walked: dev, render, report, usage, audit verify/export, the root's
+
+
+def test_audit_verify_lists_its_options():
+    out = run("audit", "verify", "--help", env={"COLUMNS": "250"}).stdout
+    for opt in ("--key-file", "--checkpoints", "--allow-empty", "--allow-trimmed", "--redis-url"):
+        assert opt in out, opt
+
+
+def _error_line(res: subprocess.CompletedProcess) -> str:
+    assert res.returncode != 0
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("kubegate: error: "), lines[0]
+    return lines[0]
+
+
+def test_audit_verify_without_a_key_says_which_key_and_how(redis_server):
+    env = {"KUBEGATE_AUDIT_KEY": ""}
+    line = _error_line(run("audit", "verify", "--redis-url", redis_server.url, "--gateway", "gw", env=env))
+    assert "verify needs the audit key: pass --key-file FILE or set KUBEGATE_AUDIT_KEY" in line
+    assert "get secret gw-kubegate-audit-key" in line
+    assert redis_server.password not in line
+
+
+def test_audit_verify_with_a_missing_key_file_names_it(redis_server, tmp_path):
+    missing = tmp_path / "audit.key"
+    line = _error_line(run("audit", "verify", "--redis-url", redis_server.url, "--key-file", str(missing)))
+    assert f"--key-file {missing}: no such file" in line and "base64 -d >" in line
+    missing.write_text("not base64 !!")
+    line = _error_line(run("audit", "verify", "--redis-url", redis_server.url, "--key-file", str(missing)))
+    assert f"--key-file {missing}: " in line
+
+
+def test_audit_verify_with_unreadable_checkpoints_names_them(redis_server, tmp_path):
+    import base64
+
+    key = tmp_path / "audit.key"
+    key.write_text(base64.b64encode(b"k" * 32).decode())
+    base = ("audit", "verify", "--redis-url", redis_server.url, "--key-file", str(key), "--checkpoints")
+    line = _error_line(run(*base, str(tmp_path / "nope.json")))
+    assert f"--checkpoints {tmp_path / 'nope.json'}: no such file" in line and "audit-checkpoints" in line
+    line = _error_line(run(*base, str(tmp_path)))  # a folder: cannot be read as a file
+    assert f"--checkpoints {tmp_path}: Is a directory" in line
+    (tmp_path / "bad.json").write_text("{not json")
+    line = _error_line(run(*base, str(tmp_path / "bad.json")))
+    assert f"--checkpoints {tmp_path / 'bad.json'}: not a checkpoints.json" in line
+
+
+def test_commands_without_redis_url_and_no_dev_say_what_to_do(tmp_path):
+    env = {"XDG_STATE_HOME": str(tmp_path), "HOME": str(tmp_path)}
+    for args in (("usage",), ("report",), ("audit", "verify"), ("audit", "export")):
+        line = _error_line(run(*args, env=env))
+        assert "no running `kubegate dev`" in line and "pass --redis-url" in line, (args, line)
+
+
+def test_audit_export_to_an_unwritable_file_is_one_line(audit_stream, tmp_path):
+    url, stream = audit_stream
+    line = _error_line(run("audit", "export", "--redis-url", url, "--stream", stream, "--out", str(tmp_path)))
+    assert f"--out {tmp_path}: Is a directory" in line
+
+
+def test_redis_that_is_down_is_one_line_without_the_password(tmp_path):
+    import base64
+
+    key = tmp_path / "audit.key"
+    key.write_text(base64.b64encode(b"k" * 32).decode())
+    url = f"redis://:s3cret-pw@127.0.0.1:{free_port()}/0"
+    for args in (("usage",), ("report",), ("audit", "verify", "--key-file", str(key)), ("audit", "export")):
+        res = run(*args, "--redis-url", url)
+        assert "s3cret-pw" not in res.stderr + res.stdout, args
+        line = _error_line(res)
+        assert "Redis at --redis-url: ConnectionError" in line, (args, line)
+
+
+def test_report_outputs_and_inputs_that_cannot_be_used_are_one_line(audit_stream, tmp_path):
+    url, stream = audit_stream
+    base = ("report", "--redis-url", url, "--stream", stream, "-q")
+    missing = tmp_path / "no-such-dir"
+    line = _error_line(run(*base, "--csv", str(missing / "r.csv")))
+    assert f"--csv {missing / 'r.csv'}: No such file or directory" in line
+    line = _error_line(run(*base, "--html", str(tmp_path)))
+    assert f"--html {tmp_path}: Is a directory" in line
+    line = _error_line(run("report", "--input", str(missing / "audit.jsonl")))
+    assert f"--input {missing / 'audit.jsonl'}: No such file or directory" in line
+    line = _error_line(run(*base, "--input", str(missing)))
+    assert "not both" in line

@@ -217,16 +217,30 @@ def test_report_from_an_export_file_matches_and_names_bad_lines(quickstart_run, 
     )
 
 
+def usage_rows(stdout: str) -> dict[str, dict[str, str]]:
+    """`kubegate usage`'s table by tenant and column header (cells are separated by two spaces or more)."""
+    lines = [line.strip() for line in stdout.splitlines()]
+    header = next(i for i, line in enumerate(lines) if line.startswith("tenant "))
+    names = re.split(r"\s{2,}", lines[header])
+    rows = {}
+    for line in lines[header + 2 :]:
+        if line:
+            cells = re.split(r"\s{2,}", line)
+            assert len(cells) == len(names), (names, line)
+            rows[cells[0]] = dict(zip(names, cells, strict=True))
+    return rows
+
+
 def test_usage_shows_spend_state_and_remaining_per_tenant(quickstart_run, redis_server):
     gateway, _ = quickstart_run
     res = kubegate("usage", "--redis-url", redis_server.url, "--gateway", gateway)
     assert res.returncode == 0, res.stderr
-    lines = {line.split("│")[1].strip(): line for line in res.stdout.splitlines() if line.count("│") > 5}
-    eu = [c.strip() for c in lines["team-eu"].split("│")[1:-1]]
-    assert eu[1] == "team-eu-monthly" and eu[4] == "100" and eu[7] == "ok"
-    spent, remaining = float(eu[2]), float(eu[5])
+    rows = usage_rows(res.stdout)
+    eu = rows["team-eu"]
+    assert eu["budget"] == "team-eu-monthly" and eu["limit"] == "100" and eu["state"] == "ok"
+    spent, remaining = float(eu["spent"]), float(eu["left"])
     assert spent > 0 and remaining == pytest.approx(100 - spent, abs=1e-4)
-    us = [c.strip() for c in lines["team-us"].split("│")[1:-1]]
-    assert us[1] == "-" and us[7] == "no budget"
+    us = rows["team-us"]
+    assert us["budget"] == "-" and us["state"] == "no budget"
     res = kubegate("usage", "--redis-url", redis_server.url, "--gateway", "no-such-gateway")
     assert res.returncode == 1 and "no policy for gateway default/no-such-gateway" in res.stderr
