@@ -8,7 +8,8 @@ Variants:
   plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
                  budget; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
   shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.policy.proxy_defaults``)
-  shipped-Nw     shipped with N uvicorn workers (default: one per core)
+  shipped-Nw     shipped with N uvicorn workers (``--workers``, default 2 and one per core): requests per proxy
+                 CPU-second at 1 (``shipped``), 2 and N workers
   traced         shipped plus OpenTelemetry tracing of every request (``gateway_plugins.tracing``, sample ratio 1)
                  to an OTLP/HTTP sink in another process: its ratio to shipped is the cost of tracing
 
@@ -18,8 +19,8 @@ Besides wrk's throughput and latency it reads the CPU seconds of the proxy's pro
 Routes (``--route``): ``chat`` (``/v1/chat/completions``), ``responses`` (``/v1/responses``) and ``messages``
 (Anthropic's ``/v1/messages``), the same short prompt on each; ``--variants`` runs a subset.
 
-Usage: .venv/bin/python bench/bench_proxy.py [--seconds 10] [--connections 8] [--rounds 3] [--workers N]
-       [--route chat|responses|messages] [--variants vanilla-fixed,plugins]
+Usage: .venv/bin/python bench/bench_proxy.py [--seconds 10] [--connections 8] [--rounds 3]
+       [--route chat|responses|messages] [--variants vanilla-fixed,plugins] [--workers 2,4]
 All proxies stay up; the variants run in interleaved rounds and each figure is the median over the rounds.
 Needs ``wrk`` (installed from Debian's packages when missing).
 """
@@ -104,7 +105,11 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="workers of the shipped-Nw variant")
+    parser.add_argument(
+        "--workers",
+        default=f"2,{os.cpu_count() or 1}",
+        help="comma-separated worker counts of the shipped-Nw variants (shipped itself runs one)",
+    )
     parser.add_argument("--route", choices=sorted(ROUTES), default="chat")
     parser.add_argument("--variants", default="", help="comma-separated subset of the variants (default: all)")
     args = parser.parse_args()
@@ -127,9 +132,10 @@ def main() -> int:
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
         "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
         "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
-        f"shipped-{args.workers}w": ProxyServer(
-            shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=args.workers
-        ),
+        **{
+            f"shipped-{n}w": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=n)
+            for n in sorted({int(w) for w in args.workers.split(",")} - {1})
+        },
         "traced": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=traced_env),
     }
     if args.variants:

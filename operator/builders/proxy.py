@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from gateway_operator.builders.common import (
@@ -21,6 +22,7 @@ from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 from gateway_operator.crd.core import OPERATOR_MOUNTS
+from kubernetes.utils.quantity import parse_quantity
 from pydantic import BaseModel
 
 from gateway_plugins.policy import proxy_defaults
@@ -34,6 +36,7 @@ MULTIPROC_DIR = OPERATOR_MOUNTS["prometheus"]
 MULTIPROC_SIZE_LIMIT = "64Mi"
 # /metrics on its own port: the Service tenants reach never exposes it (gateway_plugins.metrics_server).
 METRICS_PORT = 9464
+MAX_WORKERS = 64  # spec.workers' bound
 # images/proxy.Dockerfile: `USER 65532:65532` (tests/helm/test_static.py keeps the two equal).
 PROXY_UID = PROXY_GID = 65532
 
@@ -98,7 +101,7 @@ def _env(
         "KUBEGATE_AUDIT_STREAM_MAXLEN": str(spec.audit.stream_max_len),
         "KUBEGATE_AUDIT_SPOOL_MAX": str(spec.audit.spool_max_records),
     }
-    if spec.workers > 1:
+    if proxy_workers(spec) > 1:
         plain["PROMETHEUS_MULTIPROC_DIR"] = MULTIPROC_DIR
     refs = dict(api_key_env)
     if spec.tracing is not None:
@@ -171,6 +174,17 @@ def pod_placement(pod: crd.PodSpec, match_labels: dict[str, str]) -> dict[str, A
     return out
 
 
+def proxy_workers(spec: crd.LLMGatewaySpec) -> int:
+    """``spec.workers``, else one worker per whole CPU the proxy container requests (at least one): each worker is
+    one single-threaded process, so fewer leave requested CPU idle and more only contend for it."""
+    if spec.workers is not None:
+        return spec.workers
+    cpu = (spec.resources.requests or {}).get("cpu")
+    if cpu is None:
+        return 1
+    return max(1, min(MAX_WORKERS, math.floor(parse_quantity(str(cpu)))))
+
+
 def scale_summary(spec: crd.LLMGatewaySpec) -> str:
     """The proxy replica count the operator asks for, as the Gateway's Replicas column shows it: ``2``, or the
     HPA's bounds ``2-10 (HPA)``. Desired, not running: the operator does not watch Deployments."""
@@ -200,7 +214,7 @@ def build_proxy_deployment(
             "--port",
             str(port),
             "--num_workers",
-            str(spec.workers),
+            str(proxy_workers(spec)),
         ],
         "ports": [{"name": "http", "containerPort": port}, {"name": "metrics", "containerPort": METRICS_PORT}],
         "env": _with_user_env(
@@ -225,7 +239,7 @@ def build_proxy_deployment(
         # exceeding a sizeLimit would get the pod evicted.
         {"name": "tmp", "emptyDir": {}},
     ]
-    if spec.workers > 1:
+    if proxy_workers(spec) > 1:
         # Without it each scrape would see only the worker that happened to answer. The emptyDir lives as long
         # as the pod, so a respawned worker or restarted container finds its predecessors' files: counters and
         # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.

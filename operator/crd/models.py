@@ -436,7 +436,14 @@ class LLMGatewaySpec(_Spec):
         ),
         description="CPU and memory requests and limits of each proxy container.",
     )
-    workers: int = Field(default=1, ge=1, le=64, description="Proxy worker processes per pod.")
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=64,
+        description="Proxy worker processes per pod. Default: one per whole CPU of resources.requests.cpu (at least "
+        "one, at most 64): a worker is one single-threaded Python process, so a pod requesting 2 CPUs serves with "
+        "2. Give each worker about 512Mi of memory.",
+    )
     redis: RedisSpec = Field(
         default_factory=RedisSpec,
         description="Redis of rate limits, budget spend, audit and cache: managed by the operator or external.",

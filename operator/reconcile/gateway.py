@@ -20,7 +20,7 @@ from gateway_operator import status as st
 from gateway_operator.builders.common import policy_name
 from gateway_operator.builders.configmaps import PolicyTooLarge, check_policy_size
 from gateway_operator.builders.gateway import build_children
-from gateway_operator.builders.proxy import scale_summary
+from gateway_operator.builders.proxy import proxy_workers, scale_summary
 from gateway_operator.crd import models as crd
 from gateway_operator.kube import children, prune, status_sender
 from gateway_operator.kube.client import (
@@ -265,7 +265,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         "policyPublicKey": material.signer.public_key_b64,
         # The Replicas and Workers printer columns.
         "scale": scale_summary(spec),
-        "workers": spec.workers,
+        "workers": proxy_workers(spec),
         "conditions": [
             st.condition("Ready", *ready),
             st.condition("Reconciled", True, "Applied", left_out or "every object rendered"),

@@ -191,6 +191,22 @@ def test_multi_worker_proxy_gets_a_prometheus_multiprocess_dir():
     assert multi["args"][multi["args"].index("--num_workers") + 1] == "4"
 
 
+def test_workers_default_to_one_per_requested_cpu():
+    def workers(spec: dict) -> str:
+        container, _ = _proxy_container(spec)
+        return container["args"][container["args"].index("--num_workers") + 1]
+
+    assert workers({}) == "1"  # the default request, 500m
+    assert workers({"resources": {"requests": {"cpu": "2"}}}) == "2"
+    assert workers({"resources": {"requests": {"cpu": "3500m"}}}) == "3"
+    assert workers({"resources": {"requests": {"cpu": "250m"}}}) == "1"
+    assert workers({"resources": {"requests": {"memory": "1Gi"}}}) == "1"  # no CPU request: one
+    assert workers({"resources": {"requests": {"cpu": "200"}}}) == "64"
+    assert workers({"workers": 3, "resources": {"requests": {"cpu": "1"}}}) == "3"  # an explicit count wins
+    multi, _ = _proxy_container({"resources": {"requests": {"cpu": "2"}}})
+    assert "PROMETHEUS_MULTIPROC_DIR" in {e["name"] for e in multi["env"]}
+
+
 def test_tracing_renders_the_standard_otel_variables_and_keeps_the_headers_in_their_secret():
     off, _ = _proxy_container()
     assert not [e["name"] for e in off["env"] if e["name"].startswith("OTEL_")], "no tracing unless asked for"
