@@ -149,6 +149,7 @@ _REASONS = frozenset(
         "content_not_inspectable",
         "pii_text_too_large",
         "pii_busy",
+        "tenant_suspended",
     }
 )
 REFUSAL_REASONS = _REASONS

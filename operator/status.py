@@ -58,3 +58,20 @@ def already_observed(event_type: str | None, body: dict[str, Any]) -> bool:
         return False
     generation = (body.get("metadata") or {}).get("generation")
     return generation is not None and (body.get("status") or {}).get("observedGeneration") == generation
+
+
+def tenant_state(spec: dict[str, Any], at: datetime | None = None) -> str:
+    """A Tenant's lifecycle as its status shows it: ``Suspended``, ``Expired`` (its trial's ``expiresAt`` passed),
+    ``Trial`` (one is set, still ahead) or ``Active``."""
+    if spec.get("suspended"):
+        return "Suspended"
+    expires = spec.get("expiresAt")
+    if not expires:
+        return "Active"
+    try:
+        end = datetime.fromisoformat(str(expires).replace("Z", "+00:00"))
+    except ValueError:
+        return "Active"  # an invalid value is refused by the API server and by the renderer, which say so
+    if end.tzinfo is None:
+        return "Active"
+    return "Expired" if (at or datetime.now(UTC)) >= end else "Trial"

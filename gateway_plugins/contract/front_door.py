@@ -25,6 +25,7 @@ import logging
 import os
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -209,6 +210,10 @@ class FrontDoor:
             call_type=endpoint.name,
             trace=trace,
         )
+        lifecycle = tenant.lifecycle(time.time())
+        if lifecycle != "active":
+            await self._inactive(rt, ctx, endpoint, lifecycle, send)
+            return
         if endpoint is MODELS:
             ctx.status, ctx.http_status = "success", 200
             await json_response(send, self._models_payload(rt, tenant), ctx.request_id)
@@ -218,6 +223,26 @@ class FrontDoor:
             await self._model(rt, ctx, model_id(path) or "", send)
             return
         await self._admit(rt, ctx, endpoint, scope, receive, send)
+
+    async def _inactive(self, rt: Any, ctx: RequestContext, endpoint: Endpoint, lifecycle: str, send: Any) -> None:
+        """A suspended Tenant, or one whose trial ended: every request refused, audited, nothing else done."""
+        tenant = ctx.tenant
+        if lifecycle == "suspended":
+            message = f"Tenant {tenant.id} is suspended; ask the platform team to resume it."
+        else:
+            ended = datetime.fromtimestamp(tenant.not_after or 0, UTC).isoformat().replace("+00:00", "Z")
+            message = f"The trial of tenant {tenant.id} ended at {ended}; ask the platform team to extend it."
+        ctx.decisions["tenant"] = lifecycle
+        refuse(rt, ctx, 403, "tenant_suspended")
+        await error_response(
+            send,
+            403,
+            "tenant_suspended",
+            message,
+            None,
+            fmt=endpoint.error_format,
+            **{"x-kubegate-request-id": ctx.request_id},
+        )
 
     def _tenant(self, rt: Any, token: str) -> tuple[Tenant | None, str]:
         if not token:

@@ -217,9 +217,23 @@ class Tenant(_Model):
         description="Upstream-hosted tools the tenant's requests may use (they fetch or run content outside "
         "kubegate's PII, residency and audit guarantees); others a client offers are dropped from the request.",
     )
+    suspended: bool = Field(default=False, description="Every request is refused (403 tenant_suspended).")
+    not_after: int | None = Field(
+        default=None,
+        ge=0,
+        description="Unix time a trial ends: from then on every request is refused as when suspended.",
+    )
 
     def allows_model(self, model: str) -> bool:
         return "*" in self.allowed_models or model in self.allowed_models
+
+    def lifecycle(self, now: float) -> str:
+        """``active``, ``suspended`` or ``expired`` at unix time ``now``."""
+        if self.suspended:
+            return "suspended"
+        if self.not_after is not None and now >= self.not_after:
+            return "expired"
+        return "active"
 
 
 class BudgetPeriod(StrEnum):

@@ -56,6 +56,9 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             READY_COLUMN,
             ("Gateway", "string", ".spec.gateway"),
             ("Regions", "string", ".spec.allowedRegions"),
+            # Active, Trial, Suspended or Expired (operator.status.tenant_state).
+            ("State", "string", ".status.state"),
+            ("Expires", "string", ".spec.expiresAt"),
             # Written by the budget refresh: this period's spend over all the Tenant's Budgets and the worst state.
             ("Spent", "string", ".status.spentUSD"),
             ("Budget", "string", ".status.budgetState"),
@@ -274,6 +277,9 @@ def _structural_plain(schema: dict, defs: dict[str, Any], path: tuple[str, ...],
         out.update(type=schema.get("type", "string"), enum=list(schema["enum"]))
     elif schema.get("type") == "string" and schema.get("format") == "decimal":
         out.update(type="string", pattern=PATTERNS.get(path, DECIMAL_PATTERN))
+    elif schema.get("type") == "string" and schema.get("format") == "date-time":
+        # The API server then refuses what is not RFC 3339, naming the field.
+        out.update(type="string", format="date-time")
     elif "type" in schema:
         out["type"] = schema["type"]
     if out.get("type") == "string" and "pattern" in schema and "pattern" not in out:

@@ -19,7 +19,7 @@ from gateway_operator.crd.core import (
     VolumeMount,
     overlaps,
 )
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
     BudgetAction,
@@ -738,6 +738,18 @@ class TenantSpec(_Spec):
         description="Upstream-hosted tools (web_search, web_fetch, code_execution) this tenant's requests may use. "
         "They fetch or run content at the upstream, outside kubegate's PII, residency and audit guarantees; a hosted "
         "tool a client offers that is not listed here is dropped from its request. Default: none.",
+    )
+
+    suspended: bool = Field(
+        default=False,
+        description="Refuse every request of the tenant with 403 tenant_suspended (all replicas, within the policy's "
+        "propagation time), audited; its keys, Budgets and records are kept. Set back to false to resume.",
+    )
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        alias="expiresAt",
+        description="End of a trial (RFC 3339, e.g. 2027-01-31T00:00:00Z): from then on every request is refused as "
+        "when suspended. Omit for none.",
     )
 
     @field_validator("hosted_tools")

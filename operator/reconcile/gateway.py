@@ -357,6 +357,8 @@ def _object_statuses(
                 desired = st.ready_status(gen, False, published[1], f"policy of LLMGateway {gateway} not published")
             else:
                 desired = st.ready_status(gen, True, "Rendered", f"in the policy of LLMGateway {gateway}")
+            # Ahead of the data plane by nothing: proxies refuse from expiresAt on; this shows it by the next render.
+            desired["state"] = st.tenant_state(tenant.get("spec") or {})
             found = tenant_keys.get(tenant["metadata"]["name"])
             if found is not None:
                 # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.

@@ -332,6 +332,8 @@ def tenant_piece(tenant: crd.Tenant) -> TenantPiece:
         rate_limits=_shared(pol.RateLimits(rpm=spec.rate_limits.rpm, tpm=spec.rate_limits.tpm)),
         fail_open=spec.fail_open,
         hosted_tools=list(spec.hosted_tools),
+        suspended=spec.suspended,
+        not_after=math.ceil(spec.expires_at.timestamp()) if spec.expires_at is not None else None,
     )
     return TenantPiece(spec.gateway, entry, spec.pii, spec.cache)
 

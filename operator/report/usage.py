@@ -62,6 +62,9 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
             raise NoPolicy(str(exc)) from None
         lines = []
         budgeted = set()
+        # A suspended tenant, or one whose trial ended, is refused whatever its budget says: that is its state.
+        now = datetime.now(UTC).timestamp()
+        lifecycle = {t.id: t.lifecycle(now) for t in policy.tenants}
         for budget in policy.budgets:
             state = await read_budget_state(conn, keys, budget)
             limit = float(Decimal(budget.limit_usd))
@@ -75,13 +78,16 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
                     limit_usd=limit,
                     remaining_usd=max(0.0, limit - state.spent_usd),
                     percent=state.percent,
-                    state=state.state,
+                    state=state.state
+                    if lifecycle.get(budget.tenant, "active") == "active"
+                    else lifecycle[budget.tenant],
                     resets=state.period_end.isoformat(),
                 )
             )
         for tenant in policy.tenants:
             if tenant.id not in budgeted:
-                lines.append(UsageLine(tenant.id, None, None, None, None, None, None, "no budget", None))
+                state = "no budget" if lifecycle[tenant.id] == "active" else lifecycle[tenant.id]
+                lines.append(UsageLine(tenant.id, None, None, None, None, None, None, state, None))
         return sorted(lines, key=lambda u: (u.tenant, u.budget or ""))
     finally:
         await conn.aclose()

@@ -160,6 +160,8 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "cache.allowTools": True,
         "cache.skipUserScoped": True,
         "hostedTools": ["web_search", "code_execution"],
+        "suspended": True,
+        "expiresAt": "2030-01-31T00:00:00Z",
     },
     "Budget": {
         "tenant": "nobody",

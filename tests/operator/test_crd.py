@@ -163,6 +163,7 @@ INVALID = [
     ("tenants", {"gateway": "NOT_A_NAME"}, "gateway"),
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
+    ("tenants", {"gateway": "g", "expiresAt": "next tuesday"}, "expiresAt"),
 ]
 
 

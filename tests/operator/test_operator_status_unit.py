@@ -98,3 +98,33 @@ def test_a_served_model_routes_status_shows_its_max_output_tokens_in_force(monke
     routes[2]["status"].pop("maxOutputTokens")  # the merge patch removed it
     gw_reconcile._object_statuses("ns", "main", routes, *args[3:])
     assert sent == []
+
+
+def test_tenant_state_follows_suspension_and_the_trial_end():
+    from datetime import UTC, datetime
+
+    from gateway_operator.status import tenant_state
+
+    at = datetime(2027, 1, 31, tzinfo=UTC)
+    assert tenant_state({}, at) == "Active"
+    assert tenant_state({"expiresAt": "2027-02-01T00:00:00Z"}, at) == "Trial"
+    assert tenant_state({"expiresAt": "2027-01-31T00:00:00+00:00"}, at) == "Expired"
+    assert tenant_state({"expiresAt": "2027-02-01T00:00:00Z", "suspended": True}, at) == "Suspended"
+    assert tenant_state({"suspended": False}, at) == "Active"
+
+
+def test_the_policy_ends_a_trial_at_the_first_second_not_before_expires_at():
+    from gateway_operator.crd import models as crd
+    from gateway_operator.render.gateway import render_gateway
+
+    gw = crd.LLMGateway.model_validate({"metadata": {"name": "main"}, "spec": {}})
+    tenant = crd.Tenant.model_validate(
+        {
+            "metadata": {"name": "t"},
+            "spec": {"gateway": "main", "allowedModels": ["*"], "expiresAt": "2027-01-31T00:00:00.250+01:00"},
+        }
+    )
+    (rendered,) = render_gateway(gw, [], [tenant], [], tenant_key_hashes={}, revision=1).policy.tenants
+    assert rendered.not_after == 1_801_350_001  # 2027-01-30T23:00:00.25Z, rounded up
+    assert rendered.lifecycle(1_801_350_000.5) == "active" and rendered.lifecycle(1_801_350_001) == "expired"
+    assert not rendered.suspended
