@@ -203,6 +203,10 @@ def _export(client, stream: str, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", prefix: str = "") -> int:
     """``redis_source`` names where the URL came from in messages (the URL itself may hold a password); ``prefix``
     starts the error line (``kubegate: `` from the kubegate CLI)."""
+    from gateway_operator import audit_tlog_cli
+
+    if argv is not None and audit_tlog_cli.handles(argv):  # prove, verify --public-key: the transparency log
+        return audit_tlog_cli.main(argv)
     args = _parser().parse_args(argv)
     import redis
 

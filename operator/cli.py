@@ -111,6 +111,21 @@ Namespace = Annotated[
     str | None, typer.Option(help="Gateway namespace (part of every Redis key); default: kubegate dev's, or default.")
 ]
 Stream = Annotated[str | None, typer.Option(help="Stream key; overrides --gateway.")]
+PublicKey = Annotated[
+    str | None,
+    typer.Option(help="The audit log's public key (vkey, status.auditLogPublicKey) or a file with it."),
+]
+LogCheckpoint = Annotated[
+    Path | None,
+    typer.Option(help="Signed log checkpoint file (ConfigMap {gateway}-audit-checkpoints, tlog-checkpoint)."),
+]
+OldCheckpoint = Annotated[
+    Path | None, typer.Option(help="An earlier signed checkpoint kept aside: consistency from it is checked.")
+]
+TlogState = Annotated[
+    Path | None,
+    typer.Option(help="ConfigMap key tlog-state: where proofs start once the stream's cap trimmed the oldest records."),
+]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -200,8 +215,22 @@ def verify(
         bool, typer.Option(help="Accept a chain starting after seq 1 with no trim mark (streams from before them).")
     ] = False,
     allow_empty: Annotated[bool, typer.Option(help="Accept a missing or empty stream.")] = False,
+    public_key: PublicKey = None,
+    checkpoint: LogCheckpoint = None,
+    old_checkpoint: OldCheckpoint = None,
+    tlog_state: TlogState = None,
+    proof: Annotated[
+        Path | None, typer.Option(help="With --public-key: a `kubegate audit prove` output to check (no Redis).")
+    ] = None,
 ) -> int:
-    """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record."""
+    """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record.
+
+    With --public-key (the log's vkey, no audit key): the signed transparency log instead: the records against
+    --checkpoint (and --old-checkpoint), or a --proof from `kubegate audit prove` (no Redis)."""
+    if public_key is not None:
+        return _verify_log(
+            public_key, proof, checkpoint, old_checkpoint, tlog_state, (redis_url, gateway, namespace), stream
+        )
     target = resolve_target(redis_url, gateway, namespace)
     argv = _audit_argv("verify", target, stream)
     if key_file is None and target.dev is not None:
@@ -210,6 +239,21 @@ def verify(
     argv += ["--checkpoints", str(checkpoints)] if checkpoints is not None else []
     argv += ["--allow-trimmed"] if allow_trimmed else []
     return _run_audit(argv + (["--allow-empty"] if allow_empty else []), target)
+
+
+def _verify_log(public_key, proof, checkpoint, old_checkpoint, tlog_state, where, stream) -> int:
+    argv = ["verify", "--public-key", public_key]
+    if proof is not None:  # offline: the proof carries its checkpoint; no Redis
+        argv += ["--proof", str(proof)] + (["--old-checkpoint", str(old_checkpoint)] if old_checkpoint else [])
+        return _run_audit(argv, Target("", "", ""))
+    target = resolve_target(*where)
+    argv = [*_audit_argv("verify", target, stream), *argv[1:], *_log_files(checkpoint, old_checkpoint, tlog_state)]
+    return _run_audit(argv, target)
+
+
+def _log_files(checkpoint: Path | None, old_checkpoint: Path | None, tlog_state: Path | None) -> list[str]:
+    pairs = (("--checkpoint", checkpoint), ("--old-checkpoint", old_checkpoint), ("--tlog-state", tlog_state))
+    return [part for flag, value in pairs if value is not None for part in (flag, str(value))]
 
 
 @audit_app.command()
@@ -237,6 +281,27 @@ def export(
         argv += [flag, value] if value else []
     argv += ["--follow", "--poll-seconds", str(poll_seconds)] if follow else []
     return _run_audit(argv, target)
+
+
+@audit_app.command()
+def prove(
+    request_id: Annotated[str, typer.Argument(help="The request id (response header x-kubegate-request-id).")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="Signed log checkpoint file (ConfigMap {gateway}-audit-checkpoints, tlog-checkpoint).")
+    ],
+    redis_url: RedisUrl = None,
+    gateway: GatewayName = None,
+    namespace: Namespace = None,
+    stream: Stream = None,
+    public_key: PublicKey = None,
+    old_checkpoint: OldCheckpoint = None,
+    tlog_state: TlogState = None,
+) -> int:
+    """Inclusion proof (JSON) of one request's audit record against the log's signed checkpoint; with
+    --old-checkpoint also the consistency proof from it. Check it with `kubegate audit verify --public-key --proof`."""
+    target = resolve_target(redis_url, gateway, namespace)
+    argv = [*_audit_argv("prove", target, stream), request_id, *_log_files(checkpoint, old_checkpoint, tlog_state)]
+    return _run_audit(argv + (["--public-key", public_key] if public_key else []), target)
 
 
 def _when(value: str | None, option: str, default: datetime) -> datetime:

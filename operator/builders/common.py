@@ -64,6 +64,11 @@ def signing_secret_name(gateway: str) -> str:
     return f"{gateway}-kubegate-policy-signing"
 
 
+def log_signing_secret_name(gateway: str) -> str:
+    """The Gateway's Ed25519 audit log (checkpoint) signing key: read by the operator only, never mounted anywhere."""
+    return f"{gateway}-kubegate-audit-log-signing"
+
+
 def audit_key_secret_name(gateway: str) -> str:
     """The Gateway's audit HMAC key: mounted in its proxies only (and read by `kubegate audit verify`)."""
     return f"{gateway}-kubegate-audit-key"

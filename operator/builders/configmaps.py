@@ -10,7 +10,6 @@ import yaml
 from gateway_operator.builders.common import config_name, labels, metadata, policy_name
 
 from gateway_plugins.policy import Policy
-from gateway_plugins.policy.audit.checkpoint import CHECKPOINTS_KEY
 from gateway_plugins.policy.signing import PolicySigner
 
 CONFIG_KEY = "config.yaml"
@@ -71,10 +70,11 @@ def checkpoints_name(gateway: str) -> str:
     return f"{gateway}-audit-checkpoints"
 
 
-def build_checkpoint_configmap(gateway: dict[str, Any], checkpoints_json: str) -> dict[str, Any]:
-    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.policy.audit.checkpoint``)."""
+def build_checkpoint_configmap(gateway: dict[str, Any], data: dict[str, str]) -> dict[str, Any]:
+    """Audit chain heads the operator verified, outside Redis (``gateway_plugins.policy.audit.checkpoint``), and the
+    audit log's state, signed checkpoint and public key (``gateway_plugins.policy.audit.transparency``)."""
     name = gateway["metadata"]["name"]
     meta = metadata(
         checkpoints_name(name), gateway["metadata"]["namespace"], gateway, labels(name, "audit-checkpoints")
     )
-    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {CHECKPOINTS_KEY: checkpoints_json}}
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": dict(data)}

@@ -3,6 +3,9 @@
 A Redis writer can delete the tail of a chain and move its head back consistently; it cannot move this
 ConfigMap, and cannot forge a head the operator would copy (heads are tagged with the Gateway's audit key,
 which the operator generated and Redis never sees). ``kubegate audit verify --checkpoints`` compares against it.
+
+The same round extends the Gateway's audit transparency log and signs its checkpoint (``reconcile.auditlog``),
+written to the same ConfigMap: ``kubegate audit prove`` / ``verify --public-key`` need only the public key.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from gateway_operator.builders.trust import AUDIT_KEY_FIELD
 from gateway_operator.crd import models as crd
 from gateway_operator.kube.apply import apply
 from gateway_operator.kube.client import api_client
-from gateway_operator.reconcile import redislink
+from gateway_operator.reconcile import auditlog, redislink
 from kubernetes import client
 
 from gateway_plugins.policy.audit.chain import decode_key
@@ -37,18 +40,22 @@ def interval() -> float:
     return float(os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL)
 
 
-def _read_current(core: client.CoreV1Api, ns: str, name: str) -> dict[str, str]:
+def _read_data(core: client.CoreV1Api, ns: str, name: str) -> dict[str, str]:
     try:
         cm = core.read_namespaced_config_map(checkpoints_name(name), ns)
     except client.ApiException as exc:
         if exc.status == 404:
             return {}
         raise
+    return dict(cm.data or {})
+
+
+def _heads(data: dict[str, str]) -> dict[str, str]:
     try:
-        data = json.loads((cm.data or {}).get(CHECKPOINTS_KEY) or "{}")
+        heads = json.loads(data.get(CHECKPOINTS_KEY) or "{}")
     except ValueError:
-        data = {}
-    return data if isinstance(data, dict) else {}
+        heads = {}
+    return heads if isinstance(heads, dict) else {}
 
 
 def checkpoint(ns: str, name: str) -> list[str]:
@@ -64,20 +71,31 @@ def checkpoint(ns: str, name: str) -> list[str]:
     except (client.ApiException, KeyError, redislink.RedisUnavailable) as exc:
         log.info("audit checkpoint of %s/%s skipped: %s", ns, name, type(exc).__name__)
         return []
+    data = _read_data(core, ns, name)
+    note_signer = auditlog.signer(core, gw)
+    stream = GatewayKeys(ns, name).audit_stream
     conn = redislink.connect(url)
+    log_data: dict[str, str] = {}
+    stopped = None
     try:
-        heads = conn.hgetall(audit_heads(GatewayKeys(ns, name).audit_stream))
+        heads = conn.hgetall(audit_heads(stream))
+        if note_signer is not None:
+            log_data, stopped = auditlog.log_round(conn, stream, key, note_signer, data)
     except (redis.RedisError, OSError) as exc:
         log.info("audit checkpoint of %s/%s: Redis unreachable (%s)", ns, name, type(exc).__name__)
         return []
     finally:
         conn.close()
-    current = _read_current(core, ns, name)
+    current = _heads(data)
     updated, refused = advance(current, heads, key)
-    if updated != current:
-        apply(api_client(), build_checkpoint_configmap(gw, dumps(updated)))
+    desired = {**data, **log_data, CHECKPOINTS_KEY: dumps(updated)}
+    if desired != data and (updated or log_data):
+        apply(api_client(), build_checkpoint_configmap(gw, desired))
     for problem in refused:
         log.warning("audit checkpoint of %s/%s refused a head: %s", ns, name, problem)
+    if stopped:
+        log.warning("audit log of %s/%s: %s", ns, name, stopped)
+        refused = [*refused, f"log: {stopped}"]
     return refused
 
 

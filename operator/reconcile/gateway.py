@@ -263,6 +263,8 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         "observedGeneration": generation,
         # Public: lets `kubegate` and auditors check a policy document (ConfigMap, Redis) offline.
         "policyPublicKey": material.signer.public_key_b64,
+        # Public: checks the audit log's signed checkpoints (`kubegate audit verify --public-key`).
+        "auditLogPublicKey": material.log_vkey,
         # The Replicas and Workers printer columns.
         "scale": scale_summary(spec),
         "workers": proxy_workers(spec),

@@ -1,4 +1,4 @@
-"""Create-once trust Secrets of a Gateway (signing key, audit key, Redis password) and reading them back."""
+"""Create-once trust Secrets of a Gateway (signing keys, audit key, Redis password) and reading them back."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from gateway_operator.builders import trust as b
 from kubernetes import client
 
+from gateway_plugins.policy.audit.note import NoteSigner
 from gateway_plugins.policy.signing import PolicySigner
 
 log = logging.getLogger("kubegate.operator")
@@ -19,6 +20,7 @@ log = logging.getLogger("kubegate.operator")
 class GatewayTrust:
     signer: PolicySigner
     redis_password: str | None  # managed mode only
+    log_vkey: str  # the audit log's checkpoint verifier key (C2SP vkey); the private half stays in its Secret
 
 
 def _ensure(core: client.CoreV1Api, body: dict[str, Any], field: str) -> str:
@@ -51,7 +53,15 @@ def ensure_gateway_trust(core: client.CoreV1Api, gw: dict[str, Any]) -> GatewayT
     signing = _ensure(core, b.build_signing_secret(gw, fresh), b.SIGNING_FIELD)
     signer = fresh if signing == fresh.private_key_b64 else PolicySigner.from_private_b64(signing)
     _ensure(core, b.build_audit_key_secret(gw, b.new_audit_key()), b.AUDIT_KEY_FIELD)
+    log_signer = log_signer_from(
+        _ensure(core, b.build_log_signing_secret(gw, NoteSigner.generate(b.log_origin(gw))), b.LOG_SIGNING_FIELD), gw
+    )
     password = None
     if ((gw.get("spec") or {}).get("redis") or {}).get("mode", "managed") == "managed":
         password = _ensure(core, b.build_redis_secret(gw, b.new_redis_password()), b.REDIS_PASSWORD_FIELD)
-    return GatewayTrust(signer=signer, redis_password=password)
+    return GatewayTrust(signer=signer, redis_password=password, log_vkey=log_signer.vkey())
+
+
+def log_signer_from(private_b64: str, gw: dict[str, Any]) -> NoteSigner:
+    """The checkpoint signer of this Gateway's audit log: its key, named after the log's origin."""
+    return NoteSigner.from_private_b64(b.log_origin(gw), private_b64)

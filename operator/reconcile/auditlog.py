@@ -1,0 +1,74 @@
+"""The audit transparency log's round for one Gateway: log the records written since the last round, sign a
+checkpoint (``gateway_plugins.policy.audit.transparency``); runs inside the audit checkpoint round.
+
+The state, the signed checkpoint and the verifier key are keys of the checkpoint ConfigMap
+``{gateway}-audit-checkpoints`` (``tlog-state``, ``tlog-checkpoint``, ``tlog-public-key``); the signing key is the
+Secret ``{gateway}-kubegate-audit-log-signing`` that no proxy mounts.
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import logging
+from typing import Any
+
+from gateway_operator.builders.common import log_signing_secret_name
+from gateway_operator.builders.trust import LOG_SIGNING_FIELD
+from gateway_operator.reconcile.trust import log_signer_from
+from kubernetes import client
+
+from gateway_plugins.policy.audit.note import NoteSigner
+from gateway_plugins.policy.audit.transparency import (
+    CHECKPOINT_KEY,
+    PUBLIC_KEY_KEY,
+    STATE_KEY,
+    LogState,
+    advance,
+    sign,
+)
+from gateway_plugins.policy.audit.verify import stream_entries
+
+log = logging.getLogger("kubegate.operator")
+# Records logged per round at most: a round stays short; the rest follows in the next rounds.
+MAX_PER_ROUND = 200_000
+
+
+def signer(core: client.CoreV1Api, gw: dict[str, Any]) -> NoteSigner | None:
+    """The log's signer; None until the Gateway's reconcile created its Secret."""
+    meta = gw["metadata"]
+    try:
+        secret = core.read_namespaced_secret(log_signing_secret_name(meta["name"]), meta["namespace"])
+        return log_signer_from(base64.b64decode((secret.data or {})[LOG_SIGNING_FIELD]).decode(), gw)
+    except (client.ApiException, KeyError, ValueError) as exc:
+        log.info("audit log of %s/%s: no signing key yet (%s)", meta["namespace"], meta["name"], type(exc).__name__)
+        return None
+
+
+def _state(data: dict[str, str], origin: str) -> LogState:
+    raw = data.get(STATE_KEY)
+    if raw:
+        try:
+            state = LogState.loads(raw)
+            if state.origin == origin:
+                return state
+            log.warning("audit log: state of origin %s replaced by a new log %s", state.origin, origin)
+        except (ValueError, KeyError, TypeError):
+            log.warning("audit log: unreadable %s in the checkpoint ConfigMap; the log starts again", STATE_KEY)
+    return LogState(origin)
+
+
+def log_round(
+    conn: Any, stream: str, key: bytes, note_signer: NoteSigner, data: dict[str, str]
+) -> tuple[dict, str | None]:
+    """(the ConfigMap keys of the log after this round, why the log stopped at a record or None)."""
+    state = _state(data, note_signer.name)
+    first = conn.xrange(stream, count=1)
+    first_id = first[0][0].decode() if first else None
+    start = f"({state.last_id}" if state.last_id else "-"
+    entries = itertools.islice(stream_entries(conn, stream, start), MAX_PER_ROUND)
+    state, refused = advance(state, entries, key, first_id)
+    if state.size == 0 and STATE_KEY not in data:
+        return {}, refused  # nothing logged yet: no ConfigMap for a Gateway without records
+    note = sign(state, note_signer)
+    return {STATE_KEY: state.dumps(), CHECKPOINT_KEY: note, PUBLIC_KEY_KEY: note_signer.vkey()}, refused
