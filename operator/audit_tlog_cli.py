@@ -28,6 +28,7 @@ from gateway_plugins.policy.audit.transparency import (
     open_verified,
     prove,
     read_log,
+    uncovered_ids,
     verify_proof,
 )
 from gateway_plugins.policy.audit.verify import stream_entries
@@ -112,14 +113,19 @@ def _prove(args: argparse.Namespace) -> int:
     else:
         cp = parse_checkpoint(note.partition("\n\n")[0] + "\n")
         old = parse_checkpoint(old_note.partition("\n\n")[0] + "\n") if old_note else None
-    log = read_log(_entries(args), cp.size, _state(args))
+    entries = _entries(args)
+    log = read_log(entries, cp.size, _state(args))
     check_stream(log, cp)
     docs = prove(log, args.request_id, note, cp, old_note)
     if not docs:
-        print(
-            f"error: no record with request id {args.request_id!r} in the first {cp.size} logged records",
-            file=sys.stderr,
+        early = uncovered_ids(entries, log, args.request_id)
+        where = (
+            f"its record (stream id {', '.join(early)}) precedes the oldest anchor the stream still holds: "
+            "prove it from an export"
+            if early
+            else f"not among the {cp.size} records of the checkpoint (not logged yet, or trimmed)"
         )
+        print(f"error: request id {args.request_id!r}: {where}", file=sys.stderr)
         return 1
     if old is not None:
         add_consistency(docs, log, old, cp)
@@ -154,7 +160,8 @@ def _verify_stream(args: argparse.Namespace, verifier: Verifier) -> int:
     if old is not None:
         consistency(log, old, cp)
     checked = cp.size - log.tree.start
-    before = f" ({log.tree.start} older records trimmed, covered by the anchor)" if log.tree.start else ""
+    before = f" (the {log.tree.start} before them are summed up by an anchor)" if log.tree.start else ""
+    before += f"; {log.uncovered} older records in the stream not covered" if log.uncovered else ""
     cons = f"; consistent with the checkpoint of {old.size} records" if old is not None else ""
     print(f"OK: {checked} records hash to the signed root of the {cp.size}-record log {cp.origin}{before}{cons}")
     return 0

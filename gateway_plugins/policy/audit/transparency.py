@@ -220,9 +220,10 @@ def read_log(entries: Iterable[tuple[str | bytes, dict]], size: int, state: LogS
     needed = size - start
     tail = listed[at : at + needed]
     if len(tail) < needed:
+        hint = "" if state is not None else " (or the cap trimmed the oldest: give the log's state, --tlog-state)"
         raise LogError(
             f"the stream holds {start + len(tail)} records of the log but the checkpoint says {size}: "
-            "records deleted from the stream"
+            f"records deleted from the stream{hint}"
         )
     raws = [_raw(fields) for _, fields in tail]
     tree = tlog.Tree([tlog.leaf_hash(r) for r in raws], start=start, frontier=frontier)
@@ -242,6 +243,20 @@ def check_stream(log: StreamLog, checkpoint: Checkpoint) -> None:
             f"the stream's records do not hash to the signed root of the {checkpoint.size}-record log: a record "
             "was altered, inserted, deleted or reordered after it was logged"
         )
+
+
+def uncovered_ids(entries: Iterable[tuple[str | bytes, dict]], log: StreamLog, request_id: str) -> list[str]:
+    """Stream ids of records with this request id that precede the log's first usable leaf (no proof from Redis)."""
+    out = []
+    for i, (raw_id, fields) in enumerate(entries):
+        if i >= log.uncovered:
+            break
+        try:
+            if json.loads(_raw(fields)).get("request_id") == request_id:
+                out.append(raw_id.decode() if isinstance(raw_id, bytes) else raw_id)
+        except ValueError:
+            continue
+    return out
 
 
 def prove(log: StreamLog, request_id: str, note: str, checkpoint: Checkpoint, old_note: str | None = None) -> list:
