@@ -278,7 +278,7 @@ def test_scale_summary_is_what_the_operator_asks_for():
 
 
 def test_proxy_gets_public_key_namespace_and_secrets_only_by_reference():
-    container, _ = _proxy_container()
+    container, pod = _proxy_container()
     env = {e["name"]: e for e in container["env"]}
     assert env["KUBEGATE_POLICY_PUBLIC_KEY"]["value"] == SIGNER.public_key_b64
     assert env["KUBEGATE_NAMESPACE"]["value"] == "ns"
@@ -292,8 +292,8 @@ def test_proxy_gets_public_key_namespace_and_secrets_only_by_reference():
         "name": "main-kubegate-audit-key",
         "key": "audit-key",
     }
-    # The signing key itself never reaches the proxies.
-    assert "policy-signing" not in json.dumps(container)
+    # The signing keys themselves never reach the proxies (policies; the audit log's checkpoints).
+    assert "policy-signing" not in json.dumps(pod) and "audit-log-signing" not in json.dumps(pod)
 
 
 def test_external_redis_takes_url_and_password_from_the_users_secrets():

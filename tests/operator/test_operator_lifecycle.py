@@ -124,6 +124,7 @@ EXPECTED_CHILDREN = {
     "networkpolicies": ["main-proxy", "main-redis"],
     "secrets": [
         "main-kubegate-audit-key",
+        "main-kubegate-audit-log-signing",
         "main-kubegate-pii",
         "main-kubegate-policy-signing",
         "main-kubegate-redis",
@@ -321,7 +322,12 @@ def test_restart_mid_reconcile_converges_without_duplicates(
         "deployments": [f"{gw}-proxy"],
         "statefulsets": [],  # external Redis: no managed one, and no policy fencing it
         "networkpolicies": [f"{gw}-proxy"],
-        "secrets": [f"{gw}-kubegate-audit-key", f"{gw}-kubegate-pii", f"{gw}-kubegate-policy-signing"],
+        "secrets": [
+            f"{gw}-kubegate-audit-key",
+            f"{gw}-kubegate-audit-log-signing",
+            f"{gw}-kubegate-pii",
+            f"{gw}-kubegate-policy-signing",
+        ],
         "services": [gw, f"{gw}-metrics"],
         "configmaps": [f"{gw}-litellm-config", f"{gw}-policy"],
         "horizontalpodautoscalers": [f"{gw}-proxy"],

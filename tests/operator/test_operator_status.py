@@ -432,6 +432,33 @@ def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_
         return json.loads(cm.data["checkpoints.json"])
 
     _wait("checkpoint at seq 10", lambda: checkpoints().get(chain, "").startswith("10:"))
+    # The transparency log (#23): the same round signs a checkpoint of the 10 records with the Gateway's log key,
+    # whose vkey is in the status and the ConfigMap; a proof and its check need no audit key.
+    cm = _wait("signed log checkpoint", lambda: _log_checkpoint(core, namespace, gw_name, 10))
+    gw_obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)
+    vkey = gw_obj["status"]["auditLogPublicKey"]
+    assert vkey == cm.data["tlog-public-key"]
+    assert vkey.startswith(f"kubegate.dev/{namespace}/{gw_name}/{gw_obj['metadata']['uid'].replace('-', '')[:8]}+")
+    assert core.read_namespaced_secret(f"{gw_name}-kubegate-audit-log-signing", namespace).data["vkey"]
+    cp_note = tmp_path / "checkpoint"
+    cp_note.write_text(cm.data["tlog-checkpoint"])
+    audit = [sys.executable, "-m", "gateway_operator.audit_cli"]
+    where = ["--redis-url", redis_server.url, "--namespace", namespace, "--gateway", gw_name]
+    no_key = {k: v for k, v in os.environ.items() if k != "KUBEGATE_AUDIT_KEY"}
+    done = subprocess.run(
+        [*audit, "prove", "r3", *where, "--checkpoint", str(cp_note)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=no_key,
+    )
+    assert done.returncode == 0 and json.loads(done.stdout)["leaf_index"] == 3, done.stderr
+    (tmp_path / "proof.json").write_text(done.stdout)
+    done = subprocess.run(
+        [*audit, "verify", "--public-key", vkey, "--proof", str(tmp_path / "proof.json")],
+        capture_output=True, text=True, timeout=60, env=no_key,
+    )  # fmt: skip
+    assert done.returncode == 0 and "record 3 of the 10-record log" in done.stdout, done.stdout + done.stderr
     r = redis_server.client()
     entries = r.xrange(stream)
     r.delete(stream)
@@ -450,6 +477,21 @@ def test_audit_checkpoints_outside_redis_catch_a_truncated_tail(operator, admin_
     env = {**os.environ, "KUBEGATE_AUDIT_KEY": key_b64}
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=60, env=env)
     assert done.returncode == 1 and "tail truncated" in done.stderr, done.stdout + done.stderr
+    # The signed log says so too, with the public key only.
+    done = subprocess.run(
+        [*audit, "verify", "--public-key", vkey, *where, "--checkpoint", str(cp_note)],
+        capture_output=True, text=True, timeout=60, env=no_key,
+    )  # fmt: skip
+    assert done.returncode == 1 and "holds 5 records of the log but the checkpoint says 10" in done.stderr, done.stderr
+
+
+def _log_checkpoint(core, ns: str, gw: str, size: int):
+    try:
+        cm = core.read_namespaced_config_map(f"{gw}-audit-checkpoints", ns)
+    except client.ApiException:
+        return None
+    note = (cm.data or {}).get("tlog-checkpoint") or ""
+    return cm if note.split("\n")[1:2] == [str(size)] else None
 
 
 def _read_secret(core, ns: str, name: str):
