@@ -35,6 +35,10 @@ from gateway_plugins.policy.audit.verify import stream_entries
 from gateway_plugins.policy.keys import GatewayKeys
 
 
+class UsageError(Exception):
+    """A missing or unreadable input: reported as ``error: ...``, exit status 2."""
+
+
 def handles(argv: list[str]) -> bool:
     return bool(argv) and (argv[0] == "prove" or (argv[0] == "verify" and "--public-key" in argv))
 
@@ -70,7 +74,7 @@ def _read(path: str, option: str) -> str:
         with open(path, encoding="utf-8") as f:
             return f.read()
     except OSError as exc:
-        raise SystemExit(f"error: {option}: {exc.strerror}: {path}") from None
+        raise UsageError(f"{option}: {exc.strerror}: {path}") from None
 
 
 def _verifier(value: str) -> Verifier:
@@ -78,7 +82,7 @@ def _verifier(value: str) -> Verifier:
     try:
         return Verifier.parse(text)
     except NoteError as exc:
-        raise SystemExit(f"error: --public-key: {exc}") from None
+        raise UsageError(f"--public-key: {exc}") from None
 
 
 def _state(args: argparse.Namespace) -> LogState | None:
@@ -87,7 +91,7 @@ def _state(args: argparse.Namespace) -> LogState | None:
     try:
         return LogState.loads(_read(args.tlog_state, "--tlog-state"))
     except (ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"error: --tlog-state: not a tlog-state document ({exc})") from None
+        raise UsageError(f"--tlog-state: not a tlog-state document ({exc})") from None
 
 
 def _entries(args: argparse.Namespace) -> list:
@@ -103,7 +107,7 @@ def _entries(args: argparse.Namespace) -> list:
 
 def _prove(args: argparse.Namespace) -> int:
     if not args.checkpoint:
-        raise SystemExit("error: prove needs --checkpoint (ConfigMap {gateway}-audit-checkpoints, key tlog-checkpoint)")
+        raise UsageError("prove needs --checkpoint (ConfigMap {gateway}-audit-checkpoints, key tlog-checkpoint)")
     note = _read(args.checkpoint, "--checkpoint")
     old_note = _read(args.old_checkpoint, "--old-checkpoint") if args.old_checkpoint else None
     if args.public_key:
@@ -137,7 +141,7 @@ def _verify_proofs(args: argparse.Namespace, verifier: Verifier) -> int:
     try:
         loaded: Any = json.loads(_read(args.proof, "--proof"))
     except ValueError:
-        raise SystemExit("error: --proof: not JSON (the output of `kubegate audit prove`)") from None
+        raise UsageError("--proof: not JSON (the output of `kubegate audit prove`)") from None
     docs = loaded if isinstance(loaded, list) else [loaded]
     old_note = _read(args.old_checkpoint, "--old-checkpoint") if args.old_checkpoint else None
     for doc in docs:
@@ -152,7 +156,7 @@ def _verify_proofs(args: argparse.Namespace, verifier: Verifier) -> int:
 
 def _verify_stream(args: argparse.Namespace, verifier: Verifier) -> int:
     if not args.checkpoint or not args.redis_url:
-        raise SystemExit("error: verify --public-key needs --proof, or --redis-url and --checkpoint")
+        raise UsageError("verify --public-key needs --proof, or --redis-url and --checkpoint")
     cp = open_verified(_read(args.checkpoint, "--checkpoint"), verifier)
     old = open_verified(_read(args.old_checkpoint, "--old-checkpoint"), verifier) if args.old_checkpoint else None
     log = read_log(_entries(args), cp.size, _state(args))
@@ -174,6 +178,9 @@ def main(argv: list[str]) -> int:
             return _prove(args)
         verifier = _verifier(args.public_key)
         return _verify_proofs(args, verifier) if args.proof else _verify_stream(args, verifier)
+    except UsageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (LogError, NoteError) as exc:
         print(f"TAMPERED: {exc}", file=sys.stderr)
         return 1

@@ -262,3 +262,19 @@ async def test_an_empty_or_tiny_log_round_trips(rds, capsys, n):
     args = ["--redis-url", rds.url, "--stream", STREAM, "--checkpoint", files(rds, cp=cp)["cp"]]
     code, out, err = run(capsys, "verify", "--public-key", op.signer.vkey(), *args)
     assert code == 0 and f"{n} records hash to the signed root of the {n}-record log" in out, out + err
+
+
+async def test_the_kubegate_entry_point_proves_and_verifies(rds):
+    """Through `kubegate audit` (typer): prove, then verify with --public-key only (no --redis-url, no key)."""
+    from tests.dataplane.test_cli import run as kubegate
+
+    await write_n(rds, 5)
+    op = Operator(rds)
+    f = files(rds, cp=op.round())
+    proved = kubegate("audit", "prove", "r2", "--redis-url", rds.url, "--stream", STREAM, "--checkpoint", f["cp"])
+    assert proved.returncode == 0, proved.stderr
+    proof = files(rds, proof=proved.stdout)["proof"]
+    checked = kubegate("audit", "verify", "--public-key", op.signer.vkey(), "--proof", proof)
+    assert checked.returncode == 0 and "request r2 is record 2 of the 5-record log" in checked.stdout, checked.stderr
+    bad = kubegate("audit", "verify", "--public-key", "nonsense", "--proof", proof)
+    assert bad.returncode == 2 and "error: --public-key: public key: expected a vkey" in bad.stderr, bad.stderr
