@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", pr
     from gateway_operator import audit_tlog_cli
 
     if argv is not None and audit_tlog_cli.handles(argv):  # prove, verify --public-key: the transparency log
-        return audit_tlog_cli.main(argv)
+        return audit_tlog_cli.main(argv, redis_source=redis_source, prefix=prefix)
     args = _parser().parse_args(argv)
     import redis
 

@@ -38,6 +38,14 @@ from gateway_plugins.policy.keys import GatewayKeys
 class UsageError(Exception):
     """A missing or unreadable input: reported as ``error: ...``, exit status 2."""
 
+    code = 2
+
+
+class NotFound(UsageError):
+    """No provable record with that request id: exit status 1."""
+
+    code = 1
+
 
 def handles(argv: list[str]) -> bool:
     return bool(argv) and (argv[0] == "prove" or (argv[0] == "verify" and "--public-key" in argv))
@@ -129,8 +137,7 @@ def _prove(args: argparse.Namespace) -> int:
             if early
             else f"not among the {cp.size} records of the checkpoint (not logged yet, or trimmed)"
         )
-        print(f"error: request id {args.request_id!r}: {where}", file=sys.stderr)
-        return 1
+        raise NotFound(f"request id {args.request_id!r}: {where}")
     if old is not None:
         add_consistency(docs, log, old, cp)
     print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
@@ -171,7 +178,8 @@ def _verify_stream(args: argparse.Namespace, verifier: Verifier) -> int:
     return 0
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], *, redis_source: str = "--redis-url", prefix: str = "") -> int:
+    """As ``audit_cli.main``: ``redis_source`` names the Redis in messages, ``prefix`` starts error lines."""
     args = _parser().parse_args(argv)
     try:
         if args.cmd == "prove":
@@ -179,13 +187,13 @@ def main(argv: list[str]) -> int:
         verifier = _verifier(args.public_key)
         return _verify_proofs(args, verifier) if args.proof else _verify_stream(args, verifier)
     except UsageError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{prefix}error: {exc}", file=sys.stderr)
+        return exc.code
     except (LogError, NoteError) as exc:
         print(f"TAMPERED: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
         if type(exc).__module__.startswith("redis"):
-            print(f"error: Redis at --redis-url: {type(exc).__name__}", file=sys.stderr)
+            print(f"{prefix}error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         raise

@@ -278,3 +278,11 @@ async def test_the_kubegate_entry_point_proves_and_verifies(rds):
     assert checked.returncode == 0 and "request r2 is record 2 of the 5-record log" in checked.stdout, checked.stderr
     bad = kubegate("audit", "verify", "--public-key", "nonsense", "--proof", proof)
     assert bad.returncode == 2 and "error: --public-key: public key: expected a vkey" in bad.stderr, bad.stderr
+    missing = rds.dir / "no-checkpoint"
+    res = kubegate("audit", "prove", "r2", "--redis-url", rds.url, "--stream", STREAM, "--checkpoint", str(missing))
+    assert (
+        res.returncode == 2
+        and res.stderr.strip() == f"kubegate: error: --checkpoint: No such file or directory: {missing}"
+    )
+    res = kubegate("audit", "prove", "zz", "--redis-url", rds.url, "--stream", STREAM, "--checkpoint", f["cp"])
+    assert res.returncode == 1 and res.stderr.startswith("kubegate: error: request id 'zz': not among the 5 records")
