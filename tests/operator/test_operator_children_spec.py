@@ -103,13 +103,22 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
         public = _status(custom, namespace)["policyPublicKey"]
         secrets = {
             name: core.read_namespaced_secret(name, namespace)
-            for name in ("main-kubegate-policy-signing", "main-kubegate-audit-key", "main-kubegate-redis")
+            for name in (
+                "main-kubegate-policy-signing",
+                "main-kubegate-audit-key",
+                "main-kubegate-redis",
+                "main-kubegate-audit-log-signing",
+            )
         }
         for secret in secrets.values():
             assert secret.metadata.owner_references[0].kind == "LLMGateway"
         signing = secrets["main-kubegate-policy-signing"].data
         signer = PolicySigner.from_private_b64(base64.b64decode(signing["ed25519-private-key"]).decode())
         assert signer.public_key_b64 == public
+        # The audit log's checkpoint key: its vkey (named after the log's origin) is public, in the status.
+        log_vkey = _status(custom, namespace)["auditLogPublicKey"]
+        assert base64.b64decode(secrets["main-kubegate-audit-log-signing"].data["vkey"]).decode() == log_vkey
+        assert log_vkey.startswith(f"kubegate.dev/{namespace}/main/")
         blob = base64.b64decode(core.read_namespaced_config_map("main-policy", namespace).binary_data["policy.json.gz"])
         policy = parse_policy(gzip.decompress(PolicyVerifier.from_public_b64(public).open(blob)))
         assert (policy.gateway, policy.namespace) == ("main", namespace)
@@ -125,4 +134,5 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
         custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
         _wait("reconciled again", lambda: _status(custom, namespace).get("scale") == "3")
         assert _status(custom, namespace)["policyPublicKey"] == public
+        assert _status(custom, namespace)["auditLogPublicKey"] == log_vkey
         assert {n: core.read_namespaced_secret(n, namespace).metadata.resource_version for n in versions} == versions
