@@ -128,6 +128,8 @@ def _prove(args: argparse.Namespace) -> int:
     entries = _entries(args)
     log = read_log(entries, cp.size, _state(args))
     check_stream(log, cp)
+    # Before the search: a log inconsistent with the older checkpoint is reported whatever the request id.
+    cons = consistency(log, old, cp) if old is not None else None
     docs = prove(log, args.request_id, note, cp, old_note)
     if not docs:
         early = uncovered_ids(entries, log, args.request_id)
@@ -138,8 +140,8 @@ def _prove(args: argparse.Namespace) -> int:
             else f"not among the {cp.size} records of the checkpoint (not logged yet, or trimmed)"
         )
         raise NotFound(f"request id {args.request_id!r}: {where}")
-    if old is not None:
-        add_consistency(docs, log, old, cp)
+    if cons is not None:
+        add_consistency(docs, cons)
     print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=2, ensure_ascii=False))
     return 0
 

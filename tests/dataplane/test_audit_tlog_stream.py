@@ -286,3 +286,31 @@ async def test_the_kubegate_entry_point_proves_and_verifies(rds):
     )
     res = kubegate("audit", "prove", "zz", "--redis-url", rds.url, "--stream", STREAM, "--checkpoint", f["cp"])
     assert res.returncode == 1 and res.stderr.startswith("kubegate: error: request id 'zz': not among the 5 records")
+
+
+async def test_a_history_re_signed_with_the_genuine_key_is_inconsistent_with_an_older_checkpoint(rds, capsys):
+    """Someone with the audit key AND the signing key (a cluster admin) rewrites a record and re-signs from scratch:
+    every new checkpoint verifies on its own, but not against a checkpoint a tenant or auditor kept from before."""
+    await write_n(rds, 10)
+    op = Operator(rds)
+    kept = op.round()  # an auditor keeps this one
+    forged, last = rechain(ids(rds), {"r3": {"prompt_tokens": 0}})
+    rewrite(rds, forged)
+    tag = checkpoint_tag(KEY, last["chain"], last["seq"], last["hash"])
+    sync(rds).hset(heads_key(STREAM), last["chain"], head_value(last["seq"], last["hash"], tag))
+    await write_n(rds, 5)
+    op.state = LogState(ORIGIN)  # the log state thrown away and rebuilt over the rewritten stream
+    resigned = op.round()
+    f = files(rds, kept=kept, resigned=resigned)
+    stream_args = ["--redis-url", rds.url, "--stream", STREAM]
+    code, _, err = run(capsys, "verify", "--public-key", op.signer.vkey(), *stream_args, "--checkpoint", f["resigned"])
+    assert code == 0, err  # alone, the re-signed log is self-consistent
+    code, _, err = run(
+        capsys, "verify", "--public-key", op.signer.vkey(), *stream_args,
+        "--checkpoint", f["resigned"], "--old-checkpoint", f["kept"],
+    )  # fmt: skip
+    assert code == 1 and "consistency from 10 to 15 records" in err and "history rewritten" in err, err
+    code, _, err = run(
+        capsys, "prove", "r2", *stream_args, "--checkpoint", f["resigned"], "--old-checkpoint", f["kept"]
+    )
+    assert code == 1 and "history rewritten" in err, err

@@ -286,10 +286,9 @@ def prove(log: StreamLog, request_id: str, note: str, checkpoint: Checkpoint, ol
     return out
 
 
-def add_consistency(docs: list, log: StreamLog, old: Checkpoint, new: Checkpoint) -> None:
-    proof = [_b64(h) for h in consistency(log, old, new)]
+def add_consistency(docs: list, proof: list[bytes]) -> None:
     for doc in docs:
-        doc["consistency"]["proof"] = proof
+        doc["consistency"]["proof"] = [_b64(h) for h in proof]
 
 
 def consistency(log: StreamLog, old: Checkpoint, new: Checkpoint) -> list[bytes]:
