@@ -48,7 +48,8 @@ class NotFound(UsageError):
 
 
 def handles(argv: list[str]) -> bool:
-    return bool(argv) and (argv[0] == "prove" or (argv[0] == "verify" and "--public-key" in argv))
+    public = any(a == "--public-key" or a.startswith("--public-key=") for a in argv)
+    return bool(argv) and (argv[0] == "prove" or (argv[0] == "verify" and public))
 
 
 def _common(s: argparse.ArgumentParser, redis_required: bool) -> None:
