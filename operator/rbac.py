@@ -19,6 +19,8 @@ RULES: list[dict[str, list[str]]] = [
         "verbs": ["get", "list", "watch", "create", "patch", "update", "delete"],
     },
     {"apiGroups": [""], "resources": ["events"], "verbs": ["create", "patch"]},
+    # The managed Redis's volume grows with its Gateway's caps (claim templates of a StatefulSet cannot change).
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["get", "patch"]},
     {"apiGroups": ["events.k8s.io"], "resources": ["events"], "verbs": ["create", "patch"]},
     {
         "apiGroups": ["apps"],

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from gateway_operator.builders import redis_sizing as sizing
 from gateway_operator.builders.common import (
     labels,
     metadata,
@@ -30,16 +31,32 @@ def is_official_redis_image(image: str) -> bool:
     return _OFFICIAL.match(image) is not None
 
 
-def redis_server_args(persistent: bool) -> list[str]:
+def redis_server_args(persistent: bool, maxmemory: int) -> list[str]:
     """redis-server's arguments (after the image's working directory /data). ``$(REDIS_PASSWORD)`` is expanded by
     the kubelet from the container's env (the Gateway's Secret), so the password is in no object's spec.
+
+    ``maxmemory`` (bytes, gateway_operator.builders.redis_sizing) with ``noeviction``: past it Redis refuses writes
+    rather than evicting budget spend or audit records; the sizing keeps a full stream and a full cache under it.
+    The AOF rewrite thresholds are Redis's defaults, spelt out because the volume's size assumes them.
 
     Persistent: the append-only file, fsync'd every second. A graceful restart (SIGTERM: rollouts, node drains,
     evictions) writes everything; only a kernel or node crash can lose up to the last second. ``always`` would
     fsync on every budget admit/settle, i.e. on the request path. RDB snapshots stay off: the AOF alone is the
     durable copy, rewritten by Redis in the background as it grows."""
-    persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if persistent else ["--appendonly", "no"]
-    return ["--save", "", *persistence, "--requirepass", "$(REDIS_PASSWORD)"]
+    persistence = ["--appendonly", "no"]
+    if persistent:
+        persistence = [
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--auto-aof-rewrite-percentage",
+            str(sizing.AOF_REWRITE_PERCENTAGE),
+            "--auto-aof-rewrite-min-size",
+            str(sizing.AOF_REWRITE_MIN_BYTES),
+        ]
+    memory = ["--maxmemory", str(maxmemory), "--maxmemory-policy", "noeviction"]
+    return ["--save", "", *persistence, *memory, "--requirepass", "$(REDIS_PASSWORD)"]
 
 
 def redis_security_context(image: str) -> dict[str, Any]:
@@ -58,12 +75,16 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
     name = gateway["metadata"]["name"]
     ns = gateway["metadata"]["namespace"]
     persistence = spec.redis.persistence
+    size = crd.redis_size(spec)
+    # Request = limit for memory and CPU: Guaranteed QoS (the last pod evicted under node pressure). Any container
+    # added here needs the same.
+    resources = {"memory": size.memory, "cpu": size.cpu}
     pod_spec: dict[str, Any] = {
         "containers": [
             {
                 "name": "redis",
                 "image": spec.redis.image,
-                "args": redis_server_args(persistence.enabled),
+                "args": redis_server_args(persistence.enabled, size.maxmemory),
                 "env": [
                     {
                         "name": "REDIS_PASSWORD",
@@ -72,6 +93,7 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
                 ],
                 "ports": [{"name": "redis", "containerPort": 6379}],
                 "readinessProbe": {"tcpSocket": {"port": "redis"}, "periodSeconds": 5},
+                "resources": {"requests": dict(resources), "limits": dict(resources)},
                 "securityContext": redis_security_context(spec.redis.image),
                 "volumeMounts": [{"name": "data", "mountPath": "/data"}],
             }
@@ -91,7 +113,7 @@ def build_redis(gateway: dict[str, Any]) -> list[dict[str, Any]]:
     if persistence.enabled:
         claim_spec: dict[str, Any] = {
             "accessModes": ["ReadWriteOnce"],
-            "resources": {"requests": {"storage": persistence.size}},
+            "resources": {"requests": {"storage": size.storage}},
         }
         if persistence.storage_class_name:
             claim_spec["storageClassName"] = persistence.storage_class_name

@@ -11,6 +11,7 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
+from gateway_operator.builders import redis_sizing as sizing
 from gateway_operator.crd.core import (
     OPERATOR_MOUNTS,
     ContainerSecurityContext,
@@ -100,10 +101,12 @@ class RedisPersistenceSpec(_Spec):
         description="Keep audit records and budget spend across restarts (append-only file on a "
         "PersistentVolumeClaim); false runs Redis on an emptyDir (dev only: a restart loses everything).",
     )
-    size: str = Field(
-        default="1Gi",
+    size: str | None = Field(
+        default=None,
         pattern=r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$",
-        description="Requested size of the managed Redis volume.",
+        description="Requested size of the managed Redis volume; unset: derived from spec.audit.streamMaxLen and "
+        "spec.cache.maxTotalBytes with room for an append-only-file rewrite (docs/operations.md). A size too small "
+        "for them is refused (Ready=False InvalidSpec).",
     )
     storage_class_name: str | None = Field(
         default=None,
@@ -111,6 +114,18 @@ class RedisPersistenceSpec(_Spec):
         pattern=r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$",
         description="StorageClass of the managed Redis volume; omit for the cluster default.",
     )
+
+
+class RedisResourcesSpec(_Spec):
+    """Memory and CPU of the managed Redis container, each its request and its limit (Guaranteed QoS)."""
+
+    memory: Quantity | None = Field(
+        default=None,
+        description="Memory request and limit; maxmemory is derived from it. Unset: derived from "
+        "spec.audit.streamMaxLen and spec.cache.maxTotalBytes (docs/operations.md). Too small for them: refused "
+        "(Ready=False InvalidSpec).",
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request and limit; unset: 1.")
 
 
 class RedisSpec(_Spec):
@@ -133,6 +148,10 @@ class RedisSpec(_Spec):
     image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
     persistence: RedisPersistenceSpec = Field(
         default_factory=RedisPersistenceSpec, description="Durability of the managed Redis."
+    )
+    resources: RedisResourcesSpec = Field(
+        default_factory=RedisResourcesSpec,
+        description="Memory and CPU of the managed Redis; unset: sized from what it holds (docs/operations.md).",
     )
 
 
@@ -488,6 +507,24 @@ class LLMGatewaySpec(_Spec):
     )
     tracing: TracingSpec | None = Field(
         default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
+    )
+
+    @model_validator(mode="after")
+    def _managed_redis_holds_the_caps(self) -> LLMGatewaySpec:
+        if self.redis.mode == "managed":
+            redis_size(self)  # raises RedisTooSmall (a ValueError) naming the fields
+        return self
+
+
+def redis_size(spec: LLMGatewaySpec) -> sizing.RedisSize:
+    """The managed Redis's size for this spec (gateway_operator.builders.redis_sizing)."""
+    persistence = spec.redis.persistence
+    return sizing.size(
+        spec.audit.stream_max_len,
+        spec.cache.max_total_bytes,
+        memory=spec.redis.resources.memory,
+        cpu=spec.redis.resources.cpu,
+        storage=persistence.size if persistence.enabled else None,
     )
 
 

@@ -95,8 +95,64 @@ def _sync_one(api: client.ApiClient, obj: dict[str, Any], verify: bool, written:
         live = _read(api, obj)
         if live is not None and marker(live) == known[1]:
             return
-    live = apply(api, obj)
+    try:
+        live = apply(api, obj)
+    except client.ApiException as exc:
+        if obj["kind"] != "StatefulSet" or exc.status != 422:
+            raise
+        live = _apply_keeping_claims(api, obj, exc)
     live.setdefault("kind", obj["kind"])
     with _lock:
         _applied[key] = (want, marker(live))
     written.append(f"{obj['kind']}/{obj['metadata']['name']}")
+
+
+def _storage(template: dict[str, Any]) -> str | None:
+    return ((template.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
+
+
+def _apply_keeping_claims(api: client.ApiClient, obj: dict[str, Any], refused: client.ApiException) -> dict[str, Any]:
+    """A StatefulSet whose volumeClaimTemplates changed (the managed Redis's volume, sized from the Gateway's caps):
+    the API server refuses any change to them. Applied with the live templates instead, then each existing claim
+    asking for less than the new template is expanded in place (PVCs grow, never shrink; the StorageClass must
+    allow expansion). A claim that cannot grow is refused naming it: the rest of the StatefulSet is applied."""
+    live = _read(api, obj)
+    templates = (live or {}).get("spec", {}).get("volumeClaimTemplates")
+    wanted = obj["spec"].get("volumeClaimTemplates")
+    if not templates or not wanted:
+        raise refused
+    keep = [{k: v for k, v in t.items() if k != "status"} for t in templates]
+    if [t["metadata"]["name"] for t in keep] != [t["metadata"]["name"] for t in wanted]:
+        raise refused
+    applied = apply(api, {**obj, "spec": {**obj["spec"], "volumeClaimTemplates": keep}})
+    name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+    replicas = max(int(obj["spec"].get("replicas", 1)), int(live["spec"].get("replicas") or 0))
+    for template in wanted:
+        size = _storage(template)
+        if size is None:
+            continue
+        for ordinal in range(replicas):
+            claim = f"{template['metadata']['name']}-{name}-{ordinal}"
+            _expand_claim(api, ns, claim, size)
+    return applied
+
+
+def _expand_claim(api: client.ApiClient, ns: str, claim: str, size: str) -> None:
+    from kubernetes.utils import parse_quantity
+
+    path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}"
+    pvc = request(api, "GET", path, missing_ok=True)
+    if pvc is None:
+        return  # created from the (kept) template when its pod first starts
+    current = _storage(pvc)
+    if current is not None and parse_quantity(current) >= parse_quantity(size):
+        return
+    body = json.dumps({"spec": {"resources": {"requests": {"storage": size}}}})
+    try:
+        request(api, "PATCH", path, body=body, content_type="application/merge-patch+json")
+    except client.ApiException as exc:
+        message = (
+            f"PersistentVolumeClaim {claim} ({current}) cannot grow to {size} ({api_message(exc)}): expand it by "
+            "hand or use a StorageClass with allowVolumeExpansion"
+        )
+        raise client.ApiException(status=exc.status, reason=message) from exc

@@ -100,7 +100,7 @@ def test_managed_redis_requires_its_password_on_a_read_only_root(tmp_path, data_
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert [m["mountPath"] for m in container["volumeMounts"]] == ["/data"]  # the image's WORKDIR, on the claim
     (claim,) = statefulset["spec"]["volumeClaimTemplates"]
-    assert claim["metadata"]["name"] == "data" and claim["spec"]["resources"]["requests"]["storage"] == "1Gi"
+    assert claim["metadata"]["name"] == "data" and claim["spec"]["resources"]["requests"]["storage"] == "5Gi"
     (env,) = container["env"]
     assert env["valueFrom"]["secretKeyRef"] == {"name": "main-kubegate-redis", "key": "password"}
     password = secrets.token_urlsafe(24)
