@@ -71,6 +71,17 @@ STAGE_LATENCY = Histogram(
     ["stage"],
     buckets=(0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
 )
+# The same Redis for every worker and pod: the largest report is the current one.
+REDIS_USED_MEMORY = Gauge(
+    "kubegate_redis_used_memory_bytes",
+    "Memory the Gateway's Redis uses (INFO memory used_memory), as last read by this proxy.",
+    multiprocess_mode="livemax",
+)
+REDIS_MAXMEMORY = Gauge(
+    "kubegate_redis_maxmemory_bytes",
+    "The Gateway's Redis maxmemory (writes are refused past it with noeviction); 0: no limit.",
+    multiprocess_mode="livemax",
+)
 POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="livemax")
 BUDGET_USED = Gauge(
     "kubegate_budget_used_ratio",

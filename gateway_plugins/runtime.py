@@ -114,6 +114,7 @@ class Runtime:
         self.contexts = ContextRegistry()
         self.audit: Any = _make_audit(settings, self.redis)
         self.metrics = metrics
+        self._memory_poll: asyncio.Task | None = None
 
     @property
     def policy(self) -> CompiledPolicy:
@@ -128,6 +129,11 @@ class Runtime:
         tracing.configure(self.settings.gateway, self.settings.namespace)
         await self.store.start()
         await self.audit.start()
+        if self.redis is not None:
+            from gateway_plugins import redis_memory
+
+            poll = redis_memory.poll(self.redis, self.settings.redis_memory_poll_seconds)
+            self._memory_poll = asyncio.ensure_future(poll)
         # By the first request LiteLLM's heap holds ~660k objects. With a callback registered, LiteLLM's
         # post-response logging objects outlive the young collections, so under load a full collection
         # ran every ~10 s and blocked the loop for 300-400 ms (bench_limits: p99 ~350 ms against ~50 ms
@@ -144,6 +150,9 @@ class Runtime:
                 pii.warm_up(model).add_done_callback(lambda _: gc.freeze())
 
     async def close(self) -> None:
+        if self._memory_poll is not None:
+            self._memory_poll.cancel()
+            await asyncio.gather(self._memory_poll, return_exceptions=True)
         await self.store.close()
         await self.audit.close()
         await asyncio.to_thread(tracing.shutdown)

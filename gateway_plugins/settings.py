@@ -16,6 +16,8 @@ KUBEGATE_AUDIT_STREAM          Redis stream of audit records                    
 KUBEGATE_AUDIT_SPOOL_DIR       Local spool used while Redis is down                        ``/tmp/kubegate-spool``
 KUBEGATE_AUDIT_STREAM_MAXLEN   Approximate cap of the audit stream (XADD MAXLEN ~)         ``1000000``
 KUBEGATE_AUDIT_SPOOL_MAX       Records kept locally while Redis is down                    ``100000``
+KUBEGATE_REDIS_MEMORY_POLL_SECONDS  Interval of the ``INFO memory`` read behind the Redis     ``30``
+                               memory metrics (gateway_plugins.redis_memory)
 KUBEGATE_MASTER_KEY_SHA256     SHA-256 of the admin key; unset means admin routes refused  unset
 KUBEGATE_METRICS               ``0`` disables the metrics port                              ``1``
 KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)                ``9464``
@@ -56,6 +58,7 @@ class Settings:
     audit_spool_dir: str = "/tmp/kubegate-spool"
     audit_stream_maxlen: int = 1_000_000
     audit_spool_max: int = 100_000
+    redis_memory_poll_seconds: float = 30.0
     master_key_sha256: str | None = None
     metrics_enabled: bool = True
     multiproc_dir: str | None = field(default=None)
@@ -99,6 +102,13 @@ def load_settings() -> Settings:
         raise ValueError(f"KUBEGATE_POLICY_POLL_SECONDS: not a number: {poll!r}") from None
     if poll_seconds <= 0:
         raise ValueError("KUBEGATE_POLICY_POLL_SECONDS: must be > 0")
+    memory_poll = _env("KUBEGATE_REDIS_MEMORY_POLL_SECONDS", "30") or "30"
+    try:
+        memory_poll_seconds = float(memory_poll)
+    except ValueError:
+        raise ValueError(f"KUBEGATE_REDIS_MEMORY_POLL_SECONDS: not a number: {memory_poll!r}") from None
+    if memory_poll_seconds <= 0:
+        raise ValueError("KUBEGATE_REDIS_MEMORY_POLL_SECONDS: must be > 0")
     maxlen = _positive_int("KUBEGATE_AUDIT_STREAM_MAXLEN", 1_000_000)
     spool_max = _positive_int("KUBEGATE_AUDIT_SPOOL_MAX", 100_000)
     master = _env("KUBEGATE_MASTER_KEY_SHA256")
@@ -117,6 +127,7 @@ def load_settings() -> Settings:
         audit_spool_dir=_env("KUBEGATE_AUDIT_SPOOL_DIR", "/tmp/kubegate-spool") or "/tmp/kubegate-spool",
         audit_stream_maxlen=maxlen,
         audit_spool_max=spool_max,
+        redis_memory_poll_seconds=memory_poll_seconds,
         master_key_sha256=master,
         metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",
         multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),

@@ -377,6 +377,8 @@ def test_alert_rules_use_only_metrics_and_labels_the_data_plane_exports():
         "KubegateAuditSpoolGrowing",
         "KubegatePolicyRefused",
         "KubegateRedisUnavailable",
+        "KubegateRedisMemoryHigh",
+        "KubegateRedisMemoryFull",
     }
     for rule in rules:
         expr = rule["expr"]
