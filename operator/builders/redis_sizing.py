@@ -39,16 +39,17 @@ GI = 1024 * MI
 MEASURED_RECORD_MEMORY_BYTES = 1_045
 # Records vary with tenant, model and deployment names, decisions (downgrades, fallbacks, cache results) and PII
 # entity types: sized 25 % above the measurement. tests/dataplane/test_redis_sizing.py fills a Redis sized this way
-# and checks the measured cost stays under it.
+# and checks the measured cost stays under it (810 bytes there: short names, no PII).
 RECORD_MEMORY_BYTES = 1_300
 # Append-only file per request (audit record, budget admit/settle and limit counters), issue #26 as above:
-# ~2.1 KB served, ~900 B refused. It sets how often the AOF is rewritten (docs/operations.md), not its peak size,
+# ~2.1 KB served, ~900 B refused (1,763 B in tests/dataplane/test_redis_sizing.py: no PII, cache on). It sets how often the AOF is rewritten (docs/operations.md), not its peak size,
 # which the data held bounds.
 MEASURED_AOF_BYTES_PER_REQUEST = 2_100
-# A cache entry costs its value (which `maxTotalBytes` counts) plus its key, its index entry and its expiry:
-# ~300 bytes more per entry, measured on 1 KiB answers in tests/dataplane/test_redis_sizing.py. Counted as half the
-# value again, which covers entries down to ~600 bytes; smaller answers are rarely worth caching.
-CACHE_OVERHEAD_FACTOR = Decimal("1.5")
+# A cache entry costs its value (which `maxTotalBytes` counts) plus its key, its index entry (the key again) and its
+# expiry: 376 bytes more per entry on 514-byte echo answers (1.73x), measured by tests/dataplane/test_redis_sizing.py.
+# Counted as twice the values, which holds for answers of ~400 bytes and more at that key length; a chat
+# completion's JSON envelope alone is about that.
+CACHE_OVERHEAD_FACTOR = Decimal("2")
 # An empty redis-server uses ~1 MB; per Tenant its limit counters, budget and reservation keys are a few hundred
 # bytes (10,000 Tenants: a few MB); Lua scripts, policy documents (up to a few MiB each) and the buffers of every
 # proxy connection make the rest.

@@ -25,7 +25,7 @@ from tests.harness.proxy import SIGNER
 # Variables of the proxy container a test's proxy takes from the built Deployment (besides the rendered upstream
 # credentials): they follow from the Gateway's spec; the rest of the pod's env is provided by the harness.
 SPEC_ENV_PREFIXES = ("OTEL_",)
-SPEC_ENV_NAMES = frozenset({"LITELLM_MASTER_KEY", "KUBEGATE_MASTER_KEY_SHA256"})
+SPEC_ENV_NAMES = frozenset({"LITELLM_MASTER_KEY", "KUBEGATE_MASTER_KEY_SHA256", "KUBEGATE_AUDIT_STREAM_MAXLEN"})
 # An upstream key for ModelRoute deployments (``apiKeySecretRef``), in a Secret every rendered proxy can read;
 # the echo upstream takes any key.
 UPSTREAM_KEY = {"name": "upstream", "key": "api-key"}
