@@ -68,7 +68,7 @@ def test_hardened_children_stored_as_built_and_gateway_columns(operator_kubeconf
         (claim,) = redis_set.volume_claim_templates
         # Sized from the default caps (gateway_operator.builders.redis_sizing); Guaranteed QoS.
         assert claim.spec.resources.requests == {"storage": "5Gi"}
-        assert container.resources.requests == container.resources.limits == {"cpu": "1", "memory": "1750Mi"}
+        assert container.resources.requests == container.resources.limits == {"cpu": "1", "memory": "1790Mi"}
         assert "--maxmemory-policy" in container.args
         password_ref = next(e for e in container.env if e.name == "REDIS_PASSWORD").value_from.secret_key_ref
         assert (password_ref.name, password_ref.key) == ("main-kubegate-redis", "password")
