@@ -15,6 +15,7 @@ from typing import Any
 
 from gateway_operator.kube.apply import apply, object_path, request
 from kubernetes import client
+from kubernetes.utils import parse_quantity
 
 # Kinds whose generation moves only with the spec: status churn (rollouts, PDB counts) is not drift.
 _GENERATION_KINDS = {"Deployment", "StatefulSet", "PodDisruptionBudget", "NetworkPolicy"}
@@ -138,8 +139,6 @@ def _apply_keeping_claims(api: client.ApiClient, obj: dict[str, Any], refused: c
 
 
 def _expand_claim(api: client.ApiClient, ns: str, claim: str, size: str) -> None:
-    from kubernetes.utils import parse_quantity
-
     path = f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}"
     pvc = request(api, "GET", path, missing_ok=True)
     if pvc is None:
@@ -147,7 +146,7 @@ def _expand_claim(api: client.ApiClient, ns: str, claim: str, size: str) -> None
     current = _storage(pvc)
     if current is not None and parse_quantity(current) >= parse_quantity(size):
         return
-    body = json.dumps({"spec": {"resources": {"requests": {"storage": size}}}})
+    body = {"spec": {"resources": {"requests": {"storage": size}}}}  # a dict: the client encodes merge patches
     try:
         request(api, "PATCH", path, body=body, content_type="application/merge-patch+json")
     except client.ApiException as exc:
@@ -155,4 +154,5 @@ def _expand_claim(api: client.ApiClient, ns: str, claim: str, size: str) -> None
             f"PersistentVolumeClaim {claim} ({current}) cannot grow to {size} ({api_message(exc)}): expand it by "
             "hand or use a StorageClass with allowVolumeExpansion"
         )
-        raise client.ApiException(status=exc.status, reason=message) from exc
+        # 422 whatever the cause (403 from the resize admission): a refused child, not the operator's own RBAC.
+        raise client.ApiException(status=422, reason=message) from exc
