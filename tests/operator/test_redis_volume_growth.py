@@ -12,7 +12,11 @@ import uuid
 import pytest
 from gateway_operator.builders.redis import build_redis
 from gateway_operator.kube import children
+from gateway_operator.kube import client as kube_client
+from gateway_operator.reconcile import gateway as gw_reconcile
 from kubernetes import client
+
+from tests.operator.test_operator_e2e import GROUP, VERSION, operator_kubeconfig  # noqa: F401
 
 CLAIM = "data-main-redis-0"
 
@@ -146,3 +150,47 @@ def test_a_claim_that_cannot_grow_is_named_and_the_rest_is_applied(admin_api, na
     live = apps.read_namespaced_stateful_set("main-redis", namespace)
     assert live.spec.template.spec.containers[0].resources.limits["memory"] == "1790Mi"
     assert core.read_namespaced_persistent_volume_claim(CLAIM, namespace).spec.resources.requests == {"storage": "1Gi"}
+
+
+def test_an_override_too_small_for_the_caps_is_ready_false_and_leaves_the_redis_as_applied(
+    operator_kubeconfig,  # noqa: F811
+    admin_api,
+    namespace,
+    monkeypatch,
+):
+    """The operator's own reconcile, as its ServiceAccount: InvalidSpec naming the fields, nothing re-applied."""
+    monkeypatch.setenv("KUBECONFIG", operator_kubeconfig)
+    kube_client.reset()
+    custom, apps = client.CustomObjectsApi(admin_api), client.AppsV1Api(admin_api)
+
+    def ready() -> dict:
+        gw = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main")
+        return next(c for c in gw["status"]["conditions"] if c["type"] == "Ready")
+
+    def redis_memory() -> str:
+        live = apps.read_namespaced_stateful_set("main-redis", namespace)
+        return live.spec.template.spec.containers[0].resources.limits["memory"]
+
+    gateway = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": "main"}, "spec": {}}
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gateway)
+    try:
+        gw_reconcile.reconcile(namespace, "main")
+        assert ready()["status"] == "True" and redis_memory() == "1790Mi"
+
+        patch = {"spec": {"redis": {"resources": {"memory": "512Mi"}}}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
+        gw_reconcile.reconcile(namespace, "main")
+        cond = ready()
+        assert (cond["status"], cond["reason"]) == ("False", "InvalidSpec")
+        for field in ("spec.redis.resources.memory", "spec.audit.streamMaxLen", "spec.cache.maxTotalBytes"):
+            assert field in cond["message"], cond["message"]
+        assert "set at least 1790Mi" in cond["message"]
+        assert redis_memory() == "1790Mi"  # left as last applied
+
+        # Lowering the cap makes the same memory enough.
+        patch = {"spec": {"audit": {"streamMaxLen": 100_000}}}
+        custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", "main", patch)
+        gw_reconcile.reconcile(namespace, "main")
+        assert ready()["status"] == "True" and redis_memory() == "512Mi"
+    finally:
+        kube_client.reset()
