@@ -112,6 +112,13 @@ def _storage(template: dict[str, Any]) -> str | None:
     return ((template.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
 
 
+def _shape(template: dict[str, Any], wanted: dict[str, Any]) -> tuple:
+    """What a claim template is besides its size: name, and the spec fields ``wanted`` sets."""
+    spec = template.get("spec") or {}
+    fields = sorted(k for k in (wanted.get("spec") or {}) if k != "resources")
+    return template["metadata"]["name"], tuple((k, repr(spec.get(k))) for k in fields)
+
+
 def _apply_keeping_claims(api: client.ApiClient, obj: dict[str, Any], refused: client.ApiException) -> dict[str, Any]:
     """A StatefulSet whose volumeClaimTemplates changed (the managed Redis's volume, sized from the Gateway's caps):
     the API server refuses any change to them. Applied with the live templates instead, then each existing claim
@@ -123,8 +130,8 @@ def _apply_keeping_claims(api: client.ApiClient, obj: dict[str, Any], refused: c
     if not templates or not wanted:
         raise refused
     keep = [{k: v for k, v in t.items() if k != "status"} for t in templates]
-    if [t["metadata"]["name"] for t in keep] != [t["metadata"]["name"] for t in wanted]:
-        raise refused
+    if [_shape(t, w) for t, w in zip(keep, wanted, strict=False)] != [_shape(w, w) for w in wanted]:
+        raise refused  # more than a size changed (a StorageClass, access modes): the API server's message stands
     applied = apply(api, {**obj, "spec": {**obj["spec"], "volumeClaimTemplates": keep}})
     name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
     replicas = max(int(obj["spec"].get("replicas", 1)), int(live["spec"].get("replicas") or 0))

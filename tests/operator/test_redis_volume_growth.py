@@ -131,6 +131,10 @@ def test_raising_the_stream_cap_rolls_out_maxmemory_and_grows_the_claim(admin_ap
     assert claim.spec.resources.requests == {"storage": "5Gi"}
     # Applied once: the same objects again write nothing.
     assert children.sync(admin_api, large, verify=False) == []
+    # Another StorageClass is not a size: refused with the API server's own message, as before.
+    with pytest.raises(children.ChildRejected) as err:
+        children.sync(admin_api, _redis_objects(namespace, 1_000_000, "other-class"), verify=False)
+    assert "Forbidden" in err.value.failed["StatefulSet/main-redis"]
 
 
 def test_a_claim_that_cannot_grow_is_named_and_the_rest_is_applied(admin_api, namespace, storage):
