@@ -230,7 +230,11 @@ class AuditSpec(_Spec):
     """Size bounds of the tamper-evident audit trail every proxy writes."""
 
     stream_max_len: int = Field(
-        default=1_000_000, ge=1000, alias="streamMaxLen", description="Approximate cap of the audit stream."
+        default=1_000_000,
+        ge=1000,
+        alias="streamMaxLen",
+        description="Cap of the audit stream (records); the managed Redis's memory and volume are sized from it "
+        "(docs/operations.md).",
     )
     spool_max_records: int = Field(
         default=100_000,
@@ -404,7 +408,7 @@ class GatewayCacheSpec(_Spec):
         le=68_719_476_736,
         alias="maxTotalBytes",
         description="Bytes all cache entries of this Gateway may hold in its Redis; a full cache stores nothing new "
-        "until entries expire. 0 stores none.",
+        "until entries expire. 0 stores none. Part of the managed Redis's maxmemory (docs/operations.md).",
     )
 
 
