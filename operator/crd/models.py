@@ -528,8 +528,13 @@ def redis_size(spec: LLMGatewaySpec) -> sizing.RedisSize:
         spec.cache.max_total_bytes,
         memory=spec.redis.resources.memory,
         cpu=spec.redis.resources.cpu,
-        storage=persistence.size if persistence.enabled else None,
+        storage=persistence.size if persistence.enabled and persistence.size != LEGACY_REDIS_SIZE else None,
     )
+
+
+# The volume size every managed Redis got before it was derived from the caps, stored in each LLMGateway created
+# then as if it were the user's choice: read as unset, so an upgrade grows those volumes instead of refusing them.
+LEGACY_REDIS_SIZE = "1Gi"
 
 
 class AzureParams(_Spec):

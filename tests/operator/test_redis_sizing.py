@@ -124,9 +124,15 @@ def test_a_memory_override_too_small_for_the_caps_is_refused_naming_the_fields_a
     )
 
 
+def test_the_old_default_volume_size_is_read_as_unset_so_upgrades_grow_it():
+    # Every LLMGateway stored under the previous CRD carries its default, 1Gi: it gets the derived size.
+    claim = _statefulset({"redis": {"persistence": {"size": "1Gi"}}})["spec"]["volumeClaimTemplates"][0]
+    assert claim["spec"]["resources"]["requests"] == {"storage": "5Gi"}
+
+
 def test_a_volume_too_small_for_the_caps_is_refused_naming_the_fields_and_the_minimum():
-    message = _invalid({"redis": {"persistence": {"size": "1Gi"}}})
-    assert "spec.redis.persistence.size: 1Gi" in message and "spec.audit.streamMaxLen" in message
+    message = _invalid({"redis": {"persistence": {"size": "2Gi"}}})
+    assert "spec.redis.persistence.size: 2Gi" in message and "spec.audit.streamMaxLen" in message
     minimum = re.search(r"set at least (\w+)", message).group(1)
     assert minimum == "5Gi"
     crd.LLMGateway.model_validate(_gateway({"redis": {"persistence": {"size": minimum}}}))
