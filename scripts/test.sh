@@ -13,6 +13,8 @@ if [ -x scripts/ensure-tools.sh ]; then bash scripts/ensure-tools.sh >&2; fi
 bash scripts/ensure-chromium.sh >&2
 # The real clients (pinned, in their own venvs and node_modules) for tests/dataplane/test_real_clients.py.
 bash scripts/ensure-clients.sh
+# The independent PII corpus generator for tests/pii/test_recall.py.
+bash scripts/ensure-pii-eval.sh
 echo "==> ruff" >&2
 .venv/bin/ruff check .
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }

@@ -1,0 +1,284 @@
+"""Finders for the numeric structured types: payment cards, US SSNs, phone numbers.
+
+Pure functions over a (normalized) text returning ``(start, end, score)``. They replace Presidio's own card,
+SSN and phone recognizers, which miss what people actually send (Maestro 12-digit, Visa 19-digit and
+Mastercard 2-series cards, cards with dots, 9-digit SSNs, national phone formats, extensions) and whose phone
+recognizer runs python-phonenumbers' matcher over the whole text once per region (most of the analysis time on
+digit-dense text). Here a cheap regex finds candidate digit runs first, and phonenumbers only looks at those.
+
+Scores: >= :data:`SURE` when the value is valid (Luhn and a card brand's prefix and length; an SSN's issued
+ranges; a phone number valid in a numbering plan or named by a context word); :data:`NEAR_MISS` when it only
+looks like one (a card-shaped run with a failing Luhn sum next to the word "card"; an SSN-shaped run outside
+the issued ranges next to "SSN"). Near misses are below every masking threshold: they only refuse requests
+whose policy blocks the type (see ``engine.BLOCK_FLOOR``).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import phonenumbers
+
+SURE = 0.9
+LIKELY = 0.6
+NEAR_MISS = 0.3
+
+# Context words, looked for in a few dozen characters before (and for phones after) a candidate.
+_CARD_CONTEXT = re.compile(
+    r"\b(?:card|cards|cc|credit|debit|visa|master ?card|amex|american express|maestro|discover|diners|jcb|"
+    r"unionpay|payment|pan)\b",
+    re.I,
+)
+_SSN_CONTEXT = re.compile(r"\b(?:ssn|ssns|social security|social sec|ss ?#|ss no|ss number|tin|itin|tax ?id)\b", re.I)
+_PHONE_CONTEXT = re.compile(
+    r"\b(?:phone|phones|telephone|tel|cell|cellphone|mobile|mob|call|called|calling|ring|dial|fax|office|desk|"
+    r"direct|landline|whatsapp|sms|text me|number|reach|contact|hotline|extension|ext|handy|telefon|tél|"
+    r"téléphone|portable|móvil|teléfono|cellulare|telefono|mobiel|telefoon)\b",
+    re.I,
+)
+
+
+def _context(pattern: re.Pattern[str], text: str, start: int, end: int, before: int = 48, after: int = 0) -> bool:
+    return bool(pattern.search(text, max(0, start - before), start)) or (
+        after > 0 and bool(pattern.search(text, end, min(len(text), end + after)))
+    )
+
+
+# ---------------------------------------------------------------------------------------------- cards
+
+# A digit run, optionally grouped by one kind of separator (space, dash or dot) throughout: 4-4-4-4, 4-6-5 for
+# Amex, 4-4-4-4-3 for Visa 19. Unambiguous (each \\d+ ends at a non-digit), so it cannot backtrack badly.
+_CARD_RUN = re.compile(r"(?<![\d.,-])\d+(?:([ .-])\d+(?:\1\d+)*)?")
+
+
+def luhn(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def card_brand(digits: str) -> bool:
+    """Whether ``digits`` has the prefix and length of an issued card brand (IIN ranges, 12-19 digits)."""
+    n = len(digits)
+    if not 12 <= n <= 19:
+        return False
+    p2, p4, p6 = int(digits[:2]), int(digits[:4]), int(digits[:6])
+    if digits[0] == "4":  # Visa (13, 16, 19; Visa Electron 16)
+        return n in (13, 16, 19)
+    if 51 <= p2 <= 55 or 2221 <= p4 <= 2720:  # Mastercard, 2-series included
+        return n == 16
+    if p2 in (34, 37):  # Amex
+        return n == 15
+    if 2200 <= p4 <= 2204:  # Mir
+        return 16 <= n <= 19
+    if p4 in (1800, 2131):  # JCB 15
+        return n == 15
+    if 3528 <= p4 <= 3589:  # JCB
+        return 16 <= n <= 19
+    if 300 <= p6 // 1000 <= 305 or p4 == 3095 or p2 in (36, 38, 39):  # Diners Club
+        return 14 <= n <= 19
+    if digits[0] in "56":  # Maestro (50, 56-69), Discover (6011, 644-649, 65), UnionPay (62), RuPay (60, 65)
+        return n >= 12
+    if p2 in (81, 82) or digits[:3] == "508":  # RuPay
+        return n == 16
+    return False
+
+
+def find_cards(text: str) -> list[tuple[int, int, float]]:
+    out = []
+    for m in _CARD_RUN.finditer(text):
+        raw = m.group(0)
+        digits = raw.replace(m.group(1), "") if m.group(1) else raw
+        if len(digits) < 12:
+            continue
+        start, end = m.start(), m.end()
+        if len(digits) > 19:
+            out += _cards_in_long_run(text, m, raw)
+            continue
+        valid = luhn(digits)
+        context = _context(_CARD_CONTEXT, text, start, end)
+        if valid and card_brand(digits):
+            # A bare 12-13 digit number is more often something else; it still masks (above 0.5).
+            score = SURE if (context or len(digits) >= 14 or m.group(1)) else LIKELY
+            out.append((start, end, score))
+        elif valid and context:
+            out.append((start, end, SURE))
+        elif context and len(digits) >= 13:
+            # A mistyped or made-up number next to "card": not masked, but a block policy refuses it.
+            out.append((start, end, NEAR_MISS))
+    return out
+
+
+def _cards_in_long_run(text: str, m: re.Match[str], raw: str) -> list[tuple[int, int, float]]:
+    """Grouped runs longer than a card (a card followed by a CVV or a date): cards made of whole groups."""
+    sep = m.group(1)
+    if not sep:
+        return []
+    groups, pos = [], m.start()
+    for g in raw.split(sep):
+        groups.append((pos, pos + len(g), g))
+        pos += len(g) + 1
+    out = []
+    i = 0
+    while i < len(groups):
+        found = False
+        for j in range(len(groups), i, -1):
+            digits = "".join(g[2] for g in groups[i:j])
+            if 12 <= len(digits) <= 19 and luhn(digits) and card_brand(digits):
+                out.append((groups[i][0], groups[j - 1][1], SURE))
+                i, found = j, True
+                break
+        if not found:
+            i += 1
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- SSNs
+
+_SSN_FORMATTED = re.compile(r"(?<![\d-])(\d{3})([- .])(\d{2})\2(\d{4})(?![\d-])")
+_SSN_BARE = re.compile(r"(?<![\d-])(\d{3})(\d{2})(\d{4})(?![\d-])")
+
+
+def ssn_issued(area: str, group: str, serial: str) -> bool:
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def find_ssns(text: str) -> list[tuple[int, int, float]]:
+    out = []
+    for pattern, formatted in ((_SSN_FORMATTED, True), (_SSN_BARE, False)):
+        for m in pattern.finditer(text):
+            area, group, serial = m.group(1), m.group(3 if formatted else 2), m.group(4 if formatted else 3)
+            context = _context(_SSN_CONTEXT, text, m.start(), m.end(), before=64)
+            if ssn_issued(area, group, serial):
+                if (formatted and (context or m.group(2) == "-")) or context:
+                    out.append((m.start(), m.end(), SURE))
+                # A bare 9-digit number without the word SSN is an order number far more often: not flagged.
+            elif context:
+                out.append((m.start(), m.end(), NEAR_MISS))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- phones
+
+# Regions whose national formats (no country code) are recognised without a context word; numbers with a
+# country code (+CC or 00CC) are recognised for every region.
+NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "CA", "AU", "BE", "CH", "AT")
+
+# A phone-shaped run: an optional +CC / 00, digit groups (an area code in parentheses, a "(0)") separated by
+# at most one of space . - /, then an optional extension.
+_PHONE_RUN = re.compile(
+    r"(?<![\w+])(?:\+ ?)?(?:\(\s?\d{1,5}\s?\)[ .\-]?)?\d{1,6}(?:[ .\-/]?(?:\(\d{1,5}\)|\d{1,8})){0,7}"
+    r"(?i:\s*(?:x|ext\.?|extn\.?|extension|#)\s?\d{1,6}\b)?"
+)
+_EXTENSION = re.compile(r"\s*(?:x|ext\.?|extn\.?|extension|#)\s?\d{1,6}$", re.I)
+_DATE_PREFIX = re.compile(r"^(?:\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{2,4})(?!\d)")
+_GROUP_SPLIT = re.compile(r"[ .\-/]")
+
+
+def _national_shape(digits: str, region: str) -> bool:
+    """A cheap superset of the region's national numbering plan (length and leading digits)."""
+    n, first = len(digits), digits[0]
+    if region in ("US", "CA"):
+        return (n == 10 and first in "23456789") or (n == 11 and first == "1")
+    if region == "ES":
+        return n == 9 and first in "6789"
+    if region == "IT":
+        return (first == "0" and 6 <= n <= 11) or (first == "3" and 9 <= n <= 10)
+    if region in ("FR", "NL", "BE", "CH"):
+        return first == "0" and 9 <= n <= 10
+    if region == "AU":
+        return first == "0" and n == 10
+    return first == "0" and 6 <= n <= 14  # GB, DE, AT
+
+
+@lru_cache(maxsize=16384)
+def _valid_phone(candidate: str) -> bool:
+    """Valid in some numbering plan: with a country code, any; without one, one of NATIONAL_REGIONS."""
+    try:
+        if candidate.startswith(("+", "00")):
+            # With a country code, a possible length is enough: the + says phone number (fictional ranges
+            # such as the UK's 0115 496 0xxx drama numbers included).
+            number = phonenumbers.parse(candidate, "US" if candidate[0] == "0" else None)
+            return phonenumbers.is_possible_number(number)
+        digits = re.sub(r"\D", "", candidate)
+        for region in NATIONAL_REGIONS:
+            if _national_shape(digits, region) and phonenumbers.is_valid_number(phonenumbers.parse(candidate, region)):
+                return True
+    except phonenumbers.NumberParseException:
+        return False
+    return False
+
+
+def _shape(candidate: str) -> int:
+    """The candidate's digit count if it could be a phone number at all, else 0."""
+    digits = sum(c.isdigit() for c in candidate)
+    return digits if 6 <= digits <= 15 else 0
+
+
+def _valid_ok(candidate: str) -> bool:
+    digits = _shape(candidate)
+    if digits < 7:
+        return False
+    # A bare digit run without a trunk 0 or a + is more often an id or an amount: only 10+ digits count.
+    if candidate.isdigit() and digits < 10 and candidate[0] != "0":
+        return False
+    return _valid_phone(candidate)
+
+
+def _context_ok(text: str, candidate: str, start: int, end: int) -> bool:
+    # A context word makes any grouped 6-15 digit run a phone (local numbers without area code, formats of
+    # countries outside NATIONAL_REGIONS); a bare digit run needs 7 digits.
+    digits = _shape(candidate)
+    return (
+        bool(digits)
+        and (digits >= 7 or not candidate.isdigit())
+        and _context(_PHONE_CONTEXT, text, start, end, before=40, after=12)
+    )
+
+
+def find_phones(text: str) -> list[tuple[int, int, float]]:
+    out = []
+    for m in _PHONE_RUN.finditer(text):
+        raw = m.group(0).rstrip(" .-/")
+        start = m.start()
+        date = _DATE_PREFIX.match(raw)
+        if date:
+            # "2024-05-17 12" is a date and an hour: what follows a date is analysed on its own.
+            rest = raw[date.end() :]
+            start += date.end() + (len(rest) - len(rest.lstrip(" .-/")))
+            raw = rest.lstrip(" .-/")
+        if sum(c.isdigit() for c in raw) < 6:
+            continue
+        ext = _EXTENSION.search(raw)
+        number = raw[: ext.start()] if ext else raw
+        found = _longest_phone(text, number, start)
+        if found is not None:
+            s, e, score = found
+            # An extension belongs to the number it follows: masked with it.
+            if ext and e == start + len(number):
+                e = start + len(raw)
+            out.append((s, e, score))
+    return out
+
+
+def _longest_phone(text: str, number: str, start: int) -> tuple[int, int, float] | None:
+    """The whole run if it is a valid phone, else its longest valid prefix of whole groups ("(212) 555-0199
+    24/7"), else the whole run if a context word names it a phone."""
+    if _valid_ok(number):
+        return start, start + len(number), LIKELY
+    cuts = [m.start() for m in _GROUP_SPLIT.finditer(number)]
+    for cut in reversed(cuts[-6:]):
+        prefix = number[:cut].rstrip(" .-/")
+        if _valid_ok(prefix):
+            score = SURE if _context_ok(text, prefix, start, start + len(prefix)) else LIKELY
+            return start, start + len(prefix), score
+    if _context_ok(text, number, start, start + len(number)):
+        return start, start + len(number), SURE
+    return None
