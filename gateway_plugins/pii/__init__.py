@@ -171,6 +171,27 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
             code="pii_blocked",
         )
 
+    # PII inside base64 cannot be masked in place. Like image or file parts, content the gateway cannot rewrite
+    # is refused unless the tenant accepts uninspectable content; then the whole encoded run is replaced.
+    encoded = sorted({s.entity for per_text in spans for s in per_text if s.encoded and s.entity in policy.entities})
+    if encoded and not policy.allow_uninspectable_content:
+        ctx.pii_counts.update(detected)
+        ctx.decisions["pii"] = {
+            "counts": detected,
+            "actions": {e: "block" for e in encoded},
+            "failed_open": False,
+            "blocked": encoded,
+            "encoded": True,
+        }
+        metrics.record_pii(rt.policy if rt else None, ctx.tenant.id, detected, ctx.decisions["pii"]["actions"])
+        raise openai_error(
+            400,
+            f"The request contains base64-encoded text with PII ({', '.join(encoded)}) that cannot be masked "
+            "inside the encoding; this key's PII policy does not accept uninspectable content, so it was not "
+            "forwarded.",
+            code="content_not_inspectable",
+        )
+
     state = PiiState(tenant_id=ctx.tenant.id)
     for (container, key), text, per_text in zip(slots, texts, spans, strict=True):
         if per_text:

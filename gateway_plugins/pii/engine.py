@@ -17,7 +17,9 @@ from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from gateway_plugins.policy.schema import PiiPolicy
+from gateway_plugins.pii import structured
+from gateway_plugins.pii.normalize import normalize
+from gateway_plugins.policy.schema import PiiAction, PiiPolicy
 
 log = logging.getLogger("kubegate.pii")
 
@@ -36,8 +38,8 @@ FAULT_ENV = "KUBEGATE_PII_FAULT"
 # Each is a superset of what the recognizer matches, so skipping never loses recall.
 _PRECONDITIONS: dict[str, re.Pattern[str]] = {
     "EMAIL_ADDRESS": re.compile(r"@"),
-    "PHONE_NUMBER": re.compile(r"\d(?:\D{0,4}\d){6}"),
-    "CREDIT_CARD": re.compile(r"\d(?:[ -]?\d){11}"),
+    "PHONE_NUMBER": re.compile(r"\d(?:\D{0,4}\d){5}"),
+    "CREDIT_CARD": re.compile(r"\d(?:[ .-]?\d){11}"),
     "US_SSN": re.compile(r"\d(?:[- .]?\d){8}"),
     "IBAN_CODE": re.compile(r"[A-Za-z]{2}\d{2}"),
     "IP_ADDRESS": re.compile(r"\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}|[0-9A-Fa-f]{0,4}::?[0-9A-Fa-f]{0,4}:"),
@@ -58,6 +60,8 @@ class Span:
     score: float
     # Other entity types recognised on overlapping characters: the strictest action of all of them applies.
     also: tuple[str, ...] = ()
+    # Found inside base64 (``start``/``end`` cover the whole encoded run): it cannot be masked in place.
+    encoded: bool = False
 
     @property
     def entities(self) -> tuple[str, ...]:
@@ -88,16 +92,18 @@ def _offline_email_recognizer():
     return OfflineEmailRecognizer()
 
 
-def _validated_phone_recognizer():
-    from presidio_analyzer.predefined_recognizers import PhoneRecognizer
+def _finder_recognizer(entity: str, finder):
+    """A Presidio recognizer around one of ``structured``'s finders."""
+    from presidio_analyzer import LocalRecognizer, RecognizerResult
 
-    class ValidatedPhoneRecognizer(PhoneRecognizer):
-        # python-phonenumbers already validates numbering plans (leniency VALID); Presidio's 0.4
-        # assumes a context-word boost our lemma-free fast path never gives, so the default 0.5
-        # threshold would drop every phone number.
-        SCORE = 0.6
+    class FinderRecognizer(LocalRecognizer):
+        def load(self) -> None:
+            pass
 
-    return ValidatedPhoneRecognizer()
+        def analyze(self, text, entities, nlp_artifacts=None):
+            return [RecognizerResult(entity, s, e, score) for s, e, score in finder(text)]
+
+    return FinderRecognizer(supported_entities=[entity], name=f"Kubegate{entity.title().replace('_', '')}Recognizer")
 
 
 def _offline_spacy_engine(model_name: str):
@@ -142,10 +148,21 @@ class Engines:
                 noop.load()
                 registry = RecognizerRegistry(supported_languages=["en"])
                 registry.load_predefined_recognizers(languages=["en"], nlp_engine=noop)
-                registry.remove_recognizer("EmailRecognizer")
-                registry.remove_recognizer("PhoneRecognizer")
+                for name in (
+                    "EmailRecognizer",
+                    "PhoneRecognizer",
+                    "CreditCardRecognizer",
+                    "UsSsnRecognizer",
+                    "IbanRecognizer",
+                ):
+                    registry.remove_recognizer(name)
                 registry.add_recognizer(_offline_email_recognizer())
-                registry.add_recognizer(_validated_phone_recognizer())
+                # Cards, SSNs, phones and IBANs: kubegate's finders (structured.py), for what Presidio's own
+                # miss or spend most of the analysis time on.
+                registry.add_recognizer(_finder_recognizer("CREDIT_CARD", structured.find_cards))
+                registry.add_recognizer(_finder_recognizer("US_SSN", structured.find_ssns))
+                registry.add_recognizer(_finder_recognizer("PHONE_NUMBER", structured.find_phones))
+                registry.add_recognizer(_finder_recognizer("IBAN_CODE", structured.find_ibans))
                 self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=noop, supported_languages=["en"])
                 # Registered by hand: with a no-op engine Presidio refuses NER at construction, but the spaCy
                 # artifacts we pass for NER policies need a recognizer to read their entities.
@@ -242,33 +259,73 @@ def _check_fault(policy: PiiPolicy) -> None:
         time.sleep(policy.timeout_ms / 1000 * 2 + 0.2)
 
 
-# On overlap the more specific recognizer wins before score is looked at: phonenumbers accepts
-# many SSN-, card- and IBAN-shaped digit runs as some region's number, at a higher score.
-_SPECIFICITY = {"CREDIT_CARD": 3, "IBAN_CODE": 3, "EMAIL_ADDRESS": 3, "US_SSN": 2, "IP_ADDRESS": 2, "PHONE_NUMBER": 0}
+# Lowest score a recognizer's result is kept at: analysis runs down to here, so a near miss of a type the policy
+# blocks refuses the request (a card with a typo next to "card" is still a card someone meant to send). Types the
+# policy masks keep the policy's own threshold.
+BLOCK_FLOOR = structured.NEAR_MISS
+
+# On overlap the more specific recognizer wins before score is looked at: phonenumbers accepts many SSN-, card-
+# and IBAN-shaped digit runs as some region's number, at a higher score; and every structured recognizer wins
+# over NER (spaCy tags parts of phone numbers as DATE_TIME and of addresses as PERSON).
+_SPECIFICITY = {
+    "CREDIT_CARD": 4,
+    "IBAN_CODE": 4,
+    "EMAIL_ADDRESS": 4,
+    "US_SSN": 3,
+    "IP_ADDRESS": 3,
+    "PHONE_NUMBER": 2,
+    **dict.fromkeys(NER_ENTITIES | {"DATE_TIME"}, 0),
+}
 
 
 def _resolve_overlaps(spans: list[Span]) -> tuple[Span, ...]:
-    # Then highest score, then longest; two placeholders may never share characters. The losers' entity
-    # types stay on the winner (``also``), so their actions are still weighed.
-    chosen: list[Span] = []
-    also: dict[int, set[str]] = {}
-    for span in sorted(spans, key=lambda s: (-_SPECIFICITY.get(s.entity, 1), -s.score, s.start - s.end)):
-        overlapping = [i for i, c in enumerate(chosen) if not (span.end <= c.start or span.start >= c.end)]
-        if not overlapping:
-            chosen.append(span)
-            continue
-        for i in overlapping:
-            if span.entity != chosen[i].entity:
-                also.setdefault(i, set()).add(span.entity)
-    out = [
-        Span(c.start, c.end, c.entity, c.score, tuple(sorted(also[i] | set(c.also)))) if i in also else c
-        for i, c in enumerate(chosen)
-    ]
-    return tuple(sorted(out, key=lambda s: s.start))
+    """Disjoint spans: overlapping detections become one span over their union (never a partial value left in
+    clear), named after the most specific, then highest-scoring, then longest; the others' types stay on it
+    (``also``) so their actions are still weighed."""
+    out: list[Span] = []
+    group: list[Span] = []
+    end = -1
+    for span in sorted(spans, key=lambda s: (s.start, -s.end)):
+        if group and span.start >= end:
+            out.append(_merge(group))
+            group = []
+        group.append(span)
+        end = max(end, span.end) if len(group) > 1 else span.end
+    if group:
+        out.append(_merge(group))
+    return tuple(out)
+
+
+def _merge(group: list[Span]) -> Span:
+    if len(group) == 1:
+        return group[0]
+    win = max(group, key=lambda s: (_SPECIFICITY.get(s.entity, 1), s.score, s.end - s.start))
+    also = {e for s in group for e in s.entities} - {win.entity}
+    return Span(
+        min(s.start for s in group),
+        max(s.end for s in group),
+        win.entity,
+        win.score,
+        tuple(sorted(also)),
+        any(s.encoded for s in group),
+    )
+
+
+def select(spans: tuple[Span, ...], policy: PiiPolicy) -> tuple[Span, ...]:
+    """The spans ``policy`` acts on: at or above its threshold, or near misses of a type it blocks."""
+    kept = [s for s in spans if s.score >= policy.score_threshold or policy.entities.get(s.entity) is PiiAction.BLOCK]
+    return _resolve_overlaps(kept)
+
+
+def _floor(policy: PiiPolicy) -> float:
+    return min(policy.score_threshold, BLOCK_FLOOR)
 
 
 def analyze_text(text: str, policy: PiiPolicy, fp: str, cancel: threading.Event | None = None) -> tuple[Span, ...]:
-    """Entity spans in ``text`` per ``policy``; cached by content hash."""
+    """Every detection in ``text`` down to the block floor, in original coordinates; cached by content hash.
+
+    Unresolved: :func:`select` applies the policy's threshold and resolves overlaps (cheap, after the cache).
+    """
     key = SpanCache.key(fp, text)
     cached = CACHE.get(key)
     if cached is not None:
@@ -276,31 +333,45 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str, cancel: threading.Event 
     _check_fault(policy)
     if policy.language != "en":
         raise PiiAnalysisError(f"pii.language {policy.language!r} is not supported (only 'en')")
+    view = normalize(text)
+    spans = [
+        Span(*view.span(s.start, s.end), s.entity, s.score, s.also, s.encoded)
+        for s in _analyze_view(view.text, policy, list(policy.entities), cancel)
+    ]
+    result = tuple(spans)
+    CACHE.put(key, result)
+    return result
+
+
+def _analyze_view(
+    text: str, policy: PiiPolicy, entities: list[str], cancel: threading.Event | None, depth: int = 0
+) -> list[Span]:
+    found: list[Span] = []
     if len(text) <= WINDOW_CHARS:
-        spans = _analyze_window(text, policy)
+        found = _analyze_window(text, policy, entities)
     else:
-        found: list[Span] = []
         step = WINDOW_CHARS - WINDOW_OVERLAP
         for offset in range(0, len(text), step):
             if cancel is not None and cancel.is_set():
                 raise AnalysisCancelled
             window = text[offset : offset + WINDOW_CHARS]
             found += [
-                Span(s.start + offset, s.end + offset, s.entity, s.score, s.also)
-                for s in _analyze_window(window, policy)
+                Span(s.start + offset, s.end + offset, s.entity, s.score)
+                for s in _analyze_window(window, policy, entities)
             ]
             if offset + WINDOW_CHARS >= len(text):
                 break
-        # The same entity seen in two overlapping windows is one span; different ones are weighed as above.
-        spans = _resolve_overlaps(list({(s.start, s.end, s.entity): s for s in found}.values()))
-    CACHE.put(key, spans)
-    return spans
+        # The same entity seen in two overlapping windows is one span.
+        found = list({(s.start, s.end, s.entity): s for s in found}.values())
+    if depth == 0:
+        found += _encoded_spans(text, policy, entities, cancel)
+    return found
 
 
-def _analyze_window(text: str, policy: PiiPolicy) -> tuple[Span, ...]:
+def _analyze_window(text: str, policy: PiiPolicy, entities: list[str]) -> list[Span]:
     wanted = []
     ner = False
-    for entity in policy.entities:
+    for entity in entities:
         pre = _PRECONDITIONS.get(entity)
         if pre is not None:
             if pre.search(text):
@@ -309,26 +380,107 @@ def _analyze_window(text: str, policy: PiiPolicy) -> tuple[Span, ...]:
             wanted.append(entity)
             ner = ner or entity in NER_ENTITIES or entity == "DATE_TIME"
     if not wanted:
-        return ()
+        return []
     analyzer = ENGINES.analyzer()
     artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en") if ner else ENGINES.noop_artifacts(text)
     results = analyzer.analyze(
         text,
         language="en",
         entities=wanted,
-        score_threshold=policy.score_threshold,
+        score_threshold=_floor(policy),
         allow_list=policy.allow_list or None,
         nlp_artifacts=artifacts,
     )
-    return _resolve_overlaps([Span(r.start, r.end, r.entity_type, r.score) for r in results])
+    return [Span(r.start, r.end, r.entity_type, r.score) for r in results]
+
+
+# Base64 runs long enough to hide a value (24 characters = 18 bytes); shorter ones are ids and hashes.
+_BASE64_RUN = re.compile(r"(?<![A-Za-z0-9+/_=-])(?:[A-Za-z0-9+/]{24,}|[A-Za-z0-9_-]{24,})={0,2}(?![A-Za-z0-9+/_=-])")
+
+
+def _decoded_text(run: str) -> str | None:
+    """``run`` decoded if it is base64 of UTF-8 text (printable), else None."""
+    import base64
+    import binascii
+
+    body = run.rstrip("=")
+    if not any(c.isdigit() or c in "+/_-" for c in body) and (body.isupper() or body.islower()):
+        return None  # a plain word or identifier, not an encoding
+    padded = body + "=" * (-len(body) % 4)
+    try:
+        raw = base64.b64decode(padded, altchars=b"-_" if ("-" in body or "_" in body) else None, validate=True)
+        decoded = raw.decode("utf-8")
+    except (binascii.Error, ValueError):
+        return None
+    printable = sum(c.isprintable() or c in "\n\r\t" for c in decoded)
+    return decoded if decoded and printable >= 0.95 * len(decoded) else None
+
+
+def _encoded_spans(text: str, policy: PiiPolicy, entities: list[str], cancel: threading.Event | None) -> list[Span]:
+    """PII inside base64 runs that decode to text: one span over the whole run, marked ``encoded``."""
+    out = []
+    structured_only = [e for e in entities if e not in NER_ENTITIES and e != "DATE_TIME"]
+    for m in _BASE64_RUN.finditer(text):
+        decoded = _decoded_text(m.group(0))
+        if decoded is None:
+            continue
+        inner = normalize(decoded).text
+        spans = [s for s in _analyze_view(inner, policy, structured_only, cancel, depth=1)]
+        if spans:
+            best = max(spans, key=lambda s: s.score)
+            also = tuple(sorted({s.entity for s in spans} - {best.entity}))
+            out.append(Span(m.start(), m.end(), best.entity, best.score, also, encoded=True))
+    return out
+
+
+# Adjacent texts of one request are also analysed joined (the end of one and the start of the next), so a value
+# split across two content parts or messages is found; a value is never longer than this.
+JOIN_CHARS = 256
+
+
+def _join_spans(texts: list[str], alone: list[list[Span]], policy: PiiPolicy) -> list[list[Span]]:
+    """Spans of values split across adjacent texts, as per-text pieces (each masked on its own)."""
+    pieces: list[list[Span]] = [[] for _ in texts]
+    structured_only = [e for e in policy.entities if e not in NER_ENTITIES and e != "DATE_TIME"]
+    if not structured_only:
+        return pieces
+    joined_policy = policy.model_copy(update={"entities": dict.fromkeys(structured_only, PiiAction.MASK)})
+    joined_fp = fingerprint(joined_policy)
+    for i in range(len(texts) - 1):
+        a, b = texts[i][-JOIN_CHARS:], texts[i + 1][:JOIN_CHARS]
+        if not a or not b:
+            continue
+        # Without a separator ("jane.roe@" + "example.org") and with a space ("4111 1111" + "1111 1111").
+        for sep in ("", " "):
+            joined = a + sep + b
+            cut = len(a)
+            for s in analyze_text(joined, joined_policy, joined_fp):
+                if s.start < cut and s.end > cut + len(sep):
+                    offset = len(texts[i]) - len(a)
+                    left = Span(offset + s.start, len(texts[i]), s.entity, s.score, s.also)
+                    right = Span(0, s.end - cut - len(sep), s.entity, s.score, s.also)
+                    # A value found whole in one text ("me@example.org." + "Call ...") is not a split one.
+                    if _covered(left, alone[i]) or _covered(right, alone[i + 1]):
+                        continue
+                    pieces[i].append(left)
+                    pieces[i + 1].append(right)
+    return pieces
+
+
+def _covered(piece: Span, spans: list[Span]) -> bool:
+    return any(s.entity == piece.entity and s.start < piece.end and piece.start < s.end for s in spans)
 
 
 def analyze_texts(texts: list[str], policy: PiiPolicy, cancel: threading.Event | None = None) -> list[tuple[Span, ...]]:
-    """Spans per text; stops early (``AnalysisCancelled``) once ``cancel`` is set."""
+    """Spans per text, selected per ``policy`` and disjoint; stops early (``AnalysisCancelled``) once ``cancel``
+    is set."""
     fp = fingerprint(policy)
-    out = []
+    raw = []
     for t in texts:
         if cancel is not None and cancel.is_set():
             raise AnalysisCancelled
-        out.append(analyze_text(t, policy, fp, cancel))
-    return out
+        raw.append(list(analyze_text(t, policy, fp, cancel)))
+    if len(texts) > 1:
+        for i, extra in enumerate(_join_spans(texts, raw, policy)):
+            raw[i] += extra
+    return [select(tuple(spans), policy) for spans in raw]

@@ -5,7 +5,7 @@ Recognizers run on a normalized copy of each text, and what they find is masked 
 * is NFKC-normalized character by character (fullwidth at-signs and digits (U+FF20, U+FF10-FF19), ligatures, superscripts become ASCII);
 * drops invisible characters (zero-width space/joiners, word joiner, BOM, soft hyphen, bidi controls), which
   split a value for a regex but not for a reader;
-* decodes JSON string escapes (``\\u0040``, ``\\/``): string-encoded JSON such as tool-call ``arguments`` keeps
+* decodes JSON string escapes (``\\u0040``, ``\\n``, ``\\/``): string-encoded JSON such as tool-call ``arguments`` keeps
   them as six literal characters, which the upstream model reads as ``@``.
 
 ``starts[i]`` and ``ends[i]`` are where the original characters that produced view character ``i`` begin and
@@ -25,9 +25,10 @@ INVISIBLE = frozenset(
     "\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff\u00ad\u180e"
     "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
-_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([dD][c-fC-F][0-9a-fA-F]{2}))?|\\/")
+_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})(?:\\u([dD][c-fC-F][0-9a-fA-F]{2}))?|\\[/nrt\"\\\\]")
+_SIMPLE = {"/": "/", "n": "\n", "r": "\r", "t": "\t", '"': '"', "\\": "\\"}
 # Only texts with one of these need the slow path; the rest (nearly all prompts) are their own view.
-_NEEDS = re.compile(r"[^\x00-\x7f]|\\u[0-9a-fA-F]{4}|\\/")
+_NEEDS = re.compile(r"[^\x00-\x7f]|\\")
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +77,8 @@ def normalize(text: str) -> View:
 
 
 def _decode_escape(m: re.Match[str]) -> str | None:
-    if m.group(0) == "\\/":
-        return "/"
+    if m.group(1) is None:
+        return _SIMPLE[m.group(0)[1]]
     code = int(m.group(1), 16)
     if m.group(2) is not None and 0xD800 <= code <= 0xDBFF:
         low = int(m.group(2), 16)
