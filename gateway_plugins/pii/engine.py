@@ -460,15 +460,19 @@ def _join_spans(texts: list[str], alone: list[list[Span]], policy: PiiPolicy) ->
                     left = Span(offset + s.start, len(texts[i]), s.entity, s.score, s.also)
                     right = Span(0, s.end - cut - len(sep), s.entity, s.score, s.also)
                     # A value found whole in one text ("me@example.org." + "Call ...") is not a split one.
-                    if _covered(left, alone[i]) or _covered(right, alone[i + 1]):
+                    if _covered(left, alone[i], policy) or _covered(right, alone[i + 1], policy):
                         continue
                     pieces[i].append(left)
                     pieces[i + 1].append(right)
     return pieces
 
 
-def _covered(piece: Span, spans: list[Span]) -> bool:
-    return any(s.entity == piece.entity and s.start < piece.end and piece.start < s.end for s in spans)
+def _covered(piece: Span, spans: list[Span], policy: PiiPolicy) -> bool:
+    # Near misses do not count: half a value is often one (an IBAN cut short fails its check next to "IBAN").
+    return any(
+        s.entity == piece.entity and s.score >= policy.score_threshold and s.start < piece.end and piece.start < s.end
+        for s in spans
+    )
 
 
 def analyze_texts(texts: list[str], policy: PiiPolicy, cancel: threading.Event | None = None) -> list[tuple[Span, ...]]:
