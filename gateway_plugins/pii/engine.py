@@ -157,12 +157,13 @@ class Engines:
                 ):
                     registry.remove_recognizer(name)
                 registry.add_recognizer(_offline_email_recognizer())
-                # Cards, SSNs, phones and IBANs: kubegate's finders (structured.py), for what Presidio's own
-                # miss or spend most of the analysis time on.
+                # Cards, SSNs, phones, IBANs and IPs: kubegate's finders (structured.py), for what Presidio's
+                # own miss or spend most of the analysis time on.
                 registry.add_recognizer(_finder_recognizer("CREDIT_CARD", structured.find_cards))
                 registry.add_recognizer(_finder_recognizer("US_SSN", structured.find_ssns))
                 registry.add_recognizer(_finder_recognizer("PHONE_NUMBER", structured.find_phones))
                 registry.add_recognizer(_finder_recognizer("IBAN_CODE", structured.find_ibans))
+                registry.add_recognizer(_finder_recognizer("IP_ADDRESS", structured.find_ips))
                 self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=noop, supported_languages=["en"])
                 # Registered by hand: with a no-op engine Presidio refuses NER at construction, but the spaCy
                 # artifacts we pass for NER policies need a recognizer to read their entities.
