@@ -328,8 +328,10 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str, cancel: threading.Event 
     if cached is not None:
         return cached
     _check_fault(policy)
-    if policy.language != "en":
-        raise PiiAnalysisError(f"pii.language {policy.language!r} is not supported (only 'en')")
+    if policy.language != "en" and any(e in NER_ENTITIES or e == "DATE_TIME" for e in policy.entities):
+        # The structured finders read any language; NER needs a model trained on the text's language, and
+        # only the English one is installed (docs/pii.md, "Languages").
+        raise PiiAnalysisError(f"pii.language {policy.language!r} has no NER model installed (only 'en')")
     view = normalize(text)
     spans = [
         Span(*view.span(s.start, s.end), s.entity, s.score, s.also, s.encoded)

@@ -199,3 +199,19 @@ async def test_restore_stream_tool_arguments_and_unterminated_end():
     )
     assert json.loads(got) == {"to": EMAIL}
     assert "".join(c.choices[0].delta.content or "" for c in out) == "bye <EMAIL_ADD"
+
+
+async def test_structured_only_policy_works_in_any_language():
+    ctx = ctx_for(language="de")
+    data = chat("Bitte rufen Sie mich unter 030 12345678 an oder schreiben Sie an jane.roe@example.org.")
+    await pii.mask_request(ctx, data, "acompletion", None)
+    assert data["messages"][0]["content"] == (
+        "Bitte rufen Sie mich unter <PHONE_NUMBER_1> an oder schreiben Sie an <EMAIL_ADDRESS_1>."
+    )
+
+
+async def test_ner_in_a_language_without_a_model_is_refused():
+    ctx = ctx_for(language="de", entities={"PERSON": "mask"})
+    with pytest.raises(ProxyException) as info:
+        await pii.mask_request(ctx, chat("Hallo Frau Schneider"), "acompletion", None)
+    assert str(info.value.code) == "503" and info.value.openai_code == "pii_unavailable"
