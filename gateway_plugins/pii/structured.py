@@ -34,7 +34,7 @@ _CARD_CONTEXT = re.compile(
 _SSN_CONTEXT = re.compile(r"\b(?:ssn|ssns|social security|social sec|ss ?#|ss no|ss number|tin|itin|tax ?id)\b")
 _PHONE_CONTEXT = re.compile(
     r"\b(?:phone|phones|telephone|tel|cell|cellphone|mobile|mob|call|called|calling|ring|dial|fax|office|desk|"
-    r"direct|landline|whatsapp|sms|text me|texts|message|messages|voicemail|answering|registered|number|reach|contact|contacts|hotline|extension|ext|handy|telefon|tél|"
+    r"direct|landline|whatsapp|sms|text me|texts|message|messages|voicemail|answering|registered|reach|contact|contacts|hotline|extension|ext|handy|telefon|tél|"
     r"téléphone|portable|móvil|teléfono|cellulare|telefono|mobiel|telefoon)\b"
 )
 
@@ -265,6 +265,11 @@ def _valid_ok(candidate: str) -> bool:
         # without a trunk 0, only US/CA (10-11 digits), ES and IT mobiles (9-10) have national numbers.
         lead = next(c for c in candidate if c.isdigit())
         if lead != "0" and (digits not in (9, 10, 11) or (candidate.isdigit() and digits < 10)):
+            return False
+        # Nor a first group of 5+ digits without a trunk 0 (an area code is shorter): "85836 4429" is a
+        # building number and a street number, a ZIP+4, an id.
+        first = _GROUP_SPLIT.split(candidate.lstrip("("), maxsplit=1)[0].rstrip(")")
+        if lead != "0" and len(first) >= 5 and first != candidate:
             return False
     return _valid_phone(candidate)
 

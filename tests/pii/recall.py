@@ -131,14 +131,26 @@ def evaluate(records: list[dict], entities: dict[str, str], scored: tuple[str, .
 
 
 def misses(records: list[dict], entities: dict[str, str], entity: str, limit: int = 20) -> list[str]:
-    """Values of ``entity`` not caught (for the bench's diagnostics)."""
-    as_is = asyncio.run(_run(records, entities))
+    """Values of ``entity`` not caught, counted as :func:`evaluate` does (for the bench's diagnostics)."""
+    blocked = entities.get(entity) == "block"
+    runs = asyncio.run(_run(records, entities if blocked else dict.fromkeys(entities, "mask")))
     out = []
-    for record, (refused, spans, _) in zip(records, as_is, strict=True):
+    for record, (refused, spans, _) in zip(records, runs, strict=True):
         for s, e, t in record["gold"]:
-            caught = (refused and entities.get(t) == "block") or _covered(s, e, record["text"], spans)
+            caught = (refused and blocked) or _covered(s, e, record["text"], spans)
             if t == entity and not caught:
                 out.append(record["text"][max(0, s - 20) : e + 10])
+    return out[:limit]
+
+
+def false_positives(records: list[dict], entities: dict[str, str], limit: int = 20) -> list[str]:
+    """Masked spans that overlap no value of their type, and PII-free records that changed (diagnostics)."""
+    runs = asyncio.run(_run(records, dict.fromkeys(entities, "mask")))
+    out = []
+    for record, (_, spans, _) in zip(records, runs, strict=True):
+        for s, e, t in spans:
+            if not any(gt == t and gs < e and s < ge for gs, ge, gt in record["gold"]):
+                out.append(f"{t}: {record['text'][s:e]!r} in {record['text'][max(0, s - 30) : e + 10]!r}")
     return out[:limit]
 
 
