@@ -437,14 +437,32 @@ def _encoded_spans(text: str, policy: PiiPolicy, entities: list[str], cancel: th
 JOIN_CHARS = 256
 
 
+_joined: dict[str, tuple[PiiPolicy, str] | None] = {}
+
+
+def _joined_policy(policy: PiiPolicy) -> tuple[PiiPolicy, str] | None:
+    """The policy's structured types only (NER is not run on boundary windows), and its fingerprint; built once
+    per policy fingerprint, not per request."""
+    fp = fingerprint(policy)
+    if fp not in _joined:
+        structured_only = [e for e in policy.entities if e not in NER_ENTITIES and e != "DATE_TIME"]
+        if len(_joined) > 1024:
+            _joined.clear()
+        if structured_only:
+            joined = policy.model_copy(update={"entities": dict.fromkeys(structured_only, PiiAction.MASK)})
+            _joined[fp] = (joined, fingerprint(joined))
+        else:
+            _joined[fp] = None
+    return _joined[fp]
+
+
 def _join_spans(texts: list[str], alone: list[list[Span]], policy: PiiPolicy) -> list[list[Span]]:
     """Spans of values split across adjacent texts, as per-text pieces (each masked on its own)."""
     pieces: list[list[Span]] = [[] for _ in texts]
-    structured_only = [e for e in policy.entities if e not in NER_ENTITIES and e != "DATE_TIME"]
-    if not structured_only:
+    joined = _joined_policy(policy)
+    if joined is None:
         return pieces
-    joined_policy = policy.model_copy(update={"entities": dict.fromkeys(structured_only, PiiAction.MASK)})
-    joined_fp = fingerprint(joined_policy)
+    joined_policy, joined_fp = joined
     for i in range(len(texts) - 1):
         a, b = texts[i][-JOIN_CHARS:], texts[i + 1][:JOIN_CHARS]
         if not a or not b:

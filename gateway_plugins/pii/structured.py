@@ -220,7 +220,7 @@ def _national_shape(digits: str, region: str) -> bool:
     if region == "ES":
         return n == 9 and first in "6789"
     if region == "IT":
-        return (first == "0" and 6 <= n <= 11) or (first == "3" and 9 <= n <= 10)
+        return (first == "0" and 6 <= n <= 11) or (first == "3" and 9 <= n <= 11)
     if region in ("FR", "NL", "BE", "CH"):
         return first == "0" and 9 <= n <= 10
     if region == "AU":
@@ -262,7 +262,7 @@ def _valid_ok(candidate: str) -> bool:
         return False
     if candidate[0] != "+" and not candidate.startswith("00"):
         # A bare digit run without a trunk 0 is more often an id or an amount: only 10+ digits count. And
-        # without a trunk 0, only US/CA (10-11 digits), ES and IT mobiles (9-10) have national numbers.
+        # without a trunk 0, only US/CA (10-11 digits), ES and IT mobiles (9-11) have national numbers.
         lead = next(c for c in candidate if c.isdigit())
         if lead != "0" and (digits not in (9, 10, 11) or (candidate.isdigit() and digits < 10)):
             return False
