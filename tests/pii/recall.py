@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 from gateway_plugins.pii.transform import PiiState
@@ -152,7 +151,3 @@ def false_positives(records: list[dict], entities: dict[str, str], limit: int = 
             if not any(gt == t and gs < e and s < ge for gs, ge, gt in record["gold"]):
                 out.append(f"{t}: {record['text'][s:e]!r} in {record['text'][max(0, s - 30) : e + 10]!r}")
     return out[:limit]
-
-
-if __name__ == "__main__":
-    sys.exit("use bench/bench_pii_recall.py")
