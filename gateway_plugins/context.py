@@ -61,6 +61,9 @@ class RequestContext:
     # LiteLLM reported the answer (tokens, cost, settled) before the front door saw it reach the client: the
     # front door writes the audit record once it knows whether the client got all of it.
     reported: bool = False
+    # Refused without a valid key: the peer's source class (gateway_plugins.audit.unauthenticated); the record is
+    # then a sample or only a count in the window's summary, so a flood cannot evict tenants' records.
+    unauthenticated_source: str | None = None
 
 
 class ContextRegistry:

@@ -46,7 +46,10 @@ def finalize(rt: Any, ctx: RequestContext) -> None:
         metrics.COST.labels(tenant, served).inc(ctx.cost_usd)
     try:
         record = rt.build_audit_record(ctx)
-        if record:
+        summary = getattr(rt.audit, "unauthenticated", None)
+        if record and ctx.unauthenticated_source is not None and summary is not None:
+            summary.offer(record, str(ctx.decisions.get("refusal")), ctx.unauthenticated_source)
+        elif record:
             rt.audit.submit(record)
     except Exception:  # an audit bug must not turn a served answer into an error
         log.exception("building the audit record failed for request %s", ctx.request_id)

@@ -27,6 +27,9 @@ KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer befo
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
 
+``KUBEGATE_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS`` (default ``60``, at most 3600): refusals without a valid key
+write one sample record per reason and source class and one summary record per window of this length.
+
 Without a policy public key no policy document is ever taken (every request is refused as unauthenticated).
 """
 
@@ -59,6 +62,7 @@ class Settings:
     audit_stream_maxlen: int = 1_000_000
     audit_spool_max: int = 100_000
     redis_memory_poll_seconds: float = 30.0
+    audit_unauthenticated_window: float = 60.0
     master_key_sha256: str | None = None
     metrics_enabled: bool = True
     multiproc_dir: str | None = field(default=None)
@@ -110,6 +114,13 @@ def load_settings() -> Settings:
     if memory_poll_seconds <= 0:
         raise ValueError("KUBEGATE_REDIS_MEMORY_POLL_SECONDS: must be > 0")
     maxlen = _positive_int("KUBEGATE_AUDIT_STREAM_MAXLEN", 1_000_000)
+    window = _env("KUBEGATE_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS", "60") or "60"
+    try:
+        unauthenticated_window = float(window)
+    except ValueError:
+        raise ValueError(f"KUBEGATE_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS: not a number: {window!r}") from None
+    if not 0 < unauthenticated_window <= 3600:
+        raise ValueError("KUBEGATE_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS: must be > 0 and <= 3600")
     spool_max = _positive_int("KUBEGATE_AUDIT_SPOOL_MAX", 100_000)
     master = _env("KUBEGATE_MASTER_KEY_SHA256")
     if master is not None and (len(master) != 64 or any(c not in "0123456789abcdef" for c in master)):
@@ -128,6 +139,7 @@ def load_settings() -> Settings:
         audit_stream_maxlen=maxlen,
         audit_spool_max=spool_max,
         redis_memory_poll_seconds=memory_poll_seconds,
+        audit_unauthenticated_window=unauthenticated_window,
         master_key_sha256=master,
         metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",
         multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),

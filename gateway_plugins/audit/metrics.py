@@ -7,7 +7,8 @@ from prometheus_client import Counter, Gauge, Histogram
 RECORDS = Counter(
     "kubegate_audit_records_total",
     "Audit records by outcome: written to Redis, spooled while Redis was unreachable, dropped (spool full), "
-    "recovered (replayed from a dead writer's spool file)",
+    "recovered (replayed from a dead writer's spool file), summarised (a refusal without a valid key counted in "
+    "the window's summary record instead of a record of its own)",
     ["outcome"],
 )
 # Live workers only: a respawned worker's predecessor must not leave a stale depth behind.

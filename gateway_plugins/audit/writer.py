@@ -20,6 +20,8 @@
   (``gateway_plugins.audit.spool``), so a crash during an outage loses none: the next writer to start
   with that directory replays a dead writer's file into the stream, skipping what its chain head in
   Redis shows was already written (``kubegate_audit_records_total{outcome="recovered"}``).
+* Refusals without a valid key go through ``unauthenticated`` (``gateway_plugins.audit.unauthenticated``):
+  a sample and a count per reason and source class per window, so a flood cannot evict tenants' records.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any
 
 from gateway_plugins.audit import metrics
 from gateway_plugins.audit.spool import DiskSpool, OrphanSpool, SpooledRecord, find_orphans, safe_name
+from gateway_plugins.audit.unauthenticated import RefusalSummary
 from gateway_plugins.policy.audit.chain import (
     GENESIS,
     KEY_BYTES,
@@ -124,6 +127,7 @@ class AuditWriter:
         chain_id: str | None = None,
         max_backoff: float = 5.0,
         key: bytes | None = None,
+        unauthenticated_window: float = 60.0,
     ) -> None:
         if not stream:
             raise ValueError("stream: must be a non-empty Redis key")
@@ -158,6 +162,8 @@ class AuditWriter:
         self.spool_dir = str(Path(spool_dir) / safe_name(stream)) if spool_dir else None
         self._disk = DiskSpool(self.spool_dir, self.chain) if self.spool_dir else None
         self._orphans_pending = spool_dir is not None
+        # Refusals without a valid key: one sample per reason and source class, and a count, per window.
+        self.unauthenticated = RefusalSummary(self.submit, unauthenticated_window)
 
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
@@ -175,11 +181,13 @@ class AuditWriter:
             key=key,
             maxlen=getattr(settings, "audit_stream_maxlen", 1_000_000),
             max_spool=getattr(settings, "audit_spool_max", 100_000),
+            unauthenticated_window=getattr(settings, "audit_unauthenticated_window", 60.0),
         )
 
     async def start(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="kubegate-audit-writer")
+        self.unauthenticated.start()
 
     def submit(self, record: dict) -> None:
         try:
@@ -324,6 +332,7 @@ class AuditWriter:
         return not self.pending()
 
     async def close(self, timeout: float = 5.0) -> None:
+        await self.unauthenticated.close()  # the open window's summary goes out with the rest
         if self._task is None:
             return
         await self.flush(timeout)

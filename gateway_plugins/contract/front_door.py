@@ -13,7 +13,9 @@ It runs before LiteLLM parses, routes or authenticates anything, and for every r
 * ends every request it admitted: if LiteLLM never reports back (a client gone mid-stream), the
   reaper finalizes it, charging the reservation, so no path skips the audit record or the budget.
 
-Refusals are OpenAI-style JSON errors naming the field, with one audit record each.
+Refusals are OpenAI-style JSON errors naming the field, with one audit record each when a valid key was sent;
+refusals without one are summarised (``gateway_plugins.audit.unauthenticated``: a sample and a count per reason and
+source class per window), so a flood from anyone who can reach the port cannot evict tenants' records.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from typing import Any
 import orjson
 
 from gateway_plugins import cache, metrics, tracing
+from gateway_plugins.audit.unauthenticated import source_class
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
 from gateway_plugins.contract import token_ids
@@ -189,18 +192,21 @@ class FrontDoor:
                 await self.app(scope, receive, send)
                 return
             key = client_key(headers)  # as on the contract routes: Bearer or Anthropic's x-api-key
-            await self._closed_route(rt, send, path, "" if key is CONFLICTING else str(key), tracing.begin(headers))
+            token = "" if key is CONFLICTING else str(key)
+            await self._closed_route(rt, send, path, token, tracing.begin(headers), source=scope.get("client"))
             return
         # Read before the header allow-list drops it: LiteLLM never sees the caller's trace context.
         trace = tracing.begin(headers)
         key = client_key(headers)
         if key is CONFLICTING:
-            await self._unauthenticated(rt, send, endpoint, "", "", conflicting=True, trace=trace)
+            await self._unauthenticated(
+                rt, send, endpoint, "", "", conflicting=True, trace=trace, source=scope.get("client")
+            )
             return
         token = str(key)
         tenant, digest = self._tenant(rt, token)
         if tenant is None:
-            await self._unauthenticated(rt, send, endpoint, token, digest, trace=trace)
+            await self._unauthenticated(rt, send, endpoint, token, digest, trace=trace, source=scope.get("client"))
             return
         ctx = RequestContext(
             request_id=uuid.uuid4().hex,
@@ -286,6 +292,7 @@ class FrontDoor:
         *,
         conflicting: bool = False,
         trace: Any = None,
+        source: Any = None,
     ) -> None:
         reason = "conflicting_api_keys" if conflicting else "missing_api_key" if not token else "invalid_api_key"
         metrics.AUTH_FAILURES.labels("invalid" if token or conflicting else "missing").inc()
@@ -296,6 +303,7 @@ class FrontDoor:
             requested_model="",
             call_type=endpoint.name,
             trace=trace,
+            unauthenticated_source=source_class(source),
         )
         refuse(rt, ctx, 401, reason)
         if conflicting:
@@ -314,7 +322,9 @@ class FrontDoor:
             **{"x-kubegate-request-id": ctx.request_id},
         )
 
-    async def _closed_route(self, rt: Any, send: Any, path: str, token: str, trace: Any = None) -> None:
+    async def _closed_route(
+        self, rt: Any, send: Any, path: str, token: str, trace: Any = None, source: Any = None
+    ) -> None:
         """Any route outside the contract: 401 without a valid key, 403 (405 for a wrong method) with one."""
         tenant, digest = self._tenant(rt, token)
         ctx = RequestContext(
@@ -331,6 +341,7 @@ class FrontDoor:
         if tenant is None:
             metrics.AUTH_FAILURES.labels("missing" if not token else "invalid").inc()
             reason = "missing_api_key" if not token else "invalid_api_key"
+            ctx.unauthenticated_source = source_class(source)
             refuse(rt, ctx, 401, reason)
             await error_response(send, 401, reason, "Invalid or missing API key.", fmt=fmt, **ids)
             return
