@@ -151,6 +151,18 @@ def build_report(
     for rec in records:
         tenant = rec.get("tenant") or "unknown"
         status = rec.get("status") or "unknown"
+        summary = (rec.get("decisions") or {}).get("summary") if status == "summary" else None
+        if isinstance(summary, dict):
+            # Refusals without a valid key, counted per window; each (reason, source) count includes its sample,
+            # which is a record of its own (counted below as any refusal), so the summary adds the rest.
+            samples = summary.get("samples") or {}
+            for reason, by_source in (summary.get("counts") or {}).items():
+                for source, n in by_source.items():
+                    rest = int(n) - (1 if source in (samples.get(reason) or {}) else 0)
+                    statuses["refused"] += rest
+                    refusals[reason] += rest
+                    refusals_by_tenant[(tenant, reason)] += rest
+            continue
         statuses[status] += 1
         cached = (rec.get("decisions") or {}).get("cache")
         if isinstance(cached, dict) and cached.get("result") in ("hit", "miss"):

@@ -198,3 +198,34 @@ async def test_a_100k_anonymous_flood_evicts_no_tenant_record(redis_server, tmp_
     key_file.write_text(base64.b64encode(AUDIT_KEY).decode())
     args = ["verify", "--redis-url", redis_server.url, "--stream", stream, "--key-file", str(key_file)]
     assert cli_main(args) == 0
+
+
+def test_report_counts_summarised_refusals_once():
+    from datetime import UTC, datetime
+
+    from gateway_operator.report.build import build_report
+
+    out: list[dict] = []
+    summary = RefusalSummary(out.append, window=60, clock=lambda: 1_700_000_000.0)
+    base = {"v": 1, "time": 1_700_000_000.0, "tenant": "unauthenticated", "status": "refused", "region": None}
+    for i in range(10):
+        summary.offer(
+            {**base, "request_id": f"m{i}", "decisions": {"refusal": "missing_api_key"}}, "missing_api_key", "public"
+        )
+    for i in range(3):
+        summary.offer(
+            {**base, "request_id": f"i{i}", "decisions": {"refusal": "invalid_api_key"}}, "invalid_api_key", "private"
+        )
+    summary.flush()
+    assert len(out) == 3  # two samples and the summary
+    tenant = {
+        **base,
+        "tenant": "acme",
+        "request_id": "t",
+        "status": "refused",
+        "decisions": {"refusal": "budget_exceeded"},
+    }
+    report = build_report([*out, tenant], datetime(2023, 1, 1, tzinfo=UTC), datetime(2024, 1, 1, tzinfo=UTC), "OK")
+    assert report.refusals == {"missing_api_key": 10, "invalid_api_key": 3, "budget_exceeded": 1}
+    assert report.statuses == {"refused": 14}
+    assert report.refusals_by_tenant[("unauthenticated", "missing_api_key")] == 10

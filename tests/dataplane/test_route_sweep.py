@@ -3,11 +3,13 @@
 Only the contract's routes answer a tenant key; probes answer anyone; everything else (admin API,
 provider-native and pass-through routes such as Gemini's ``:generateContent``, files, batches, UI,
 ``/metrics``) refuses: 401 without a valid key, 403 (405 for a wrong method on a contract path) with a
-tenant key. Each refused or served request leaves exactly one audit record.
+tenant key. Each refused or served request with a tenant key leaves exactly one audit record; those without a
+valid key are counted, exactly, in the summary records (#23: a flood must not evict tenants' records).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -24,6 +26,7 @@ from tests.harness.proxy import ProxyServer
 # This process imports LiteLLM's proxy app to read its route table: never let it fetch a price map.
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
 STREAM = GatewayKeys("default", GW).audit_stream
+WINDOW = 2.0  # the proxy's summary window for refusals without a valid key
 BODIES = {
     "/v1/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
     "/chat/completions": {"model": "echo", "messages": [{"role": "user", "content": "hi"}]},
@@ -68,23 +71,10 @@ def concrete(path: str) -> str:
 @pytest.fixture(scope="module")
 def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
     s = render(echo_upstream.base_url)
-    p = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=s.env).start()
+    env = {**s.env, "KUBEGATE_AUDIT_UNAUTHENTICATED_WINDOW_SECONDS": str(WINDOW)}
+    p = ProxyServer(s.config, s.policy, redis_url=redis_server.url, env=env).start()
     yield p
     p.stop()
-
-
-def xlen(redis_server) -> int:
-    return redis_server.client().xlen(STREAM)
-
-
-def wait_xlen(redis_server, want: int, timeout: float = 60) -> int:
-    deadline = time.monotonic() + timeout
-    got = xlen(redis_server)
-    while got < want and time.monotonic() < deadline:
-        time.sleep(0.2)
-        got = xlen(redis_server)
-    time.sleep(1.0)  # and nothing more arrives: exactly one record each
-    return xlen(redis_server)
 
 
 def test_every_registered_route_refuses_all_but_the_contract(proxy, redis_server):
@@ -93,8 +83,11 @@ def test_every_registered_route_refuses_all_but_the_contract(proxy, redis_server
     assert ("POST", "/models/{model_name:path}:generateContent") in pairs
     targets = [(m, concrete(p)) for m, p in pairs] + [("GET", m.rstrip("/") + "/x") for m in mounts]
     targets += [("GET", "/metrics"), ("POST", "/v1/responses"), ("POST", "/v1/messages")]
-    before = xlen(redis_server)
-    audited = 0
+    time.sleep(WINDOW + 1)  # the summary of anonymous requests made before this test is written first
+    rds = redis_server.client()
+    last = rds.xrevrange(STREAM, count=1)
+    after_id = b"(" + last[0][0] if last else b"-"
+    audited = anonymous = 0
     wrong = []
     with httpx.Client(base_url=proxy.base_url, timeout=30) as http:
         for method, path in targets:
@@ -104,7 +97,10 @@ def test_every_registered_route_refuses_all_but_the_contract(proxy, redis_server
                 resp = http.request(method, path, headers=headers, json=body)
                 if path in PROBE_ROUTES:
                     continue
-                audited += 1
+                if who == "tenant":
+                    audited += 1
+                else:
+                    anonymous += 1
                 endpoint = tenant_endpoint(method, path)
                 if endpoint is MODEL and who == "tenant":
                     # ``GET /v1/models/{model}`` of a model that is not the tenant's: OpenAI's 404
@@ -122,7 +118,24 @@ def test_every_registered_route_refuses_all_but_the_contract(proxy, redis_server
                 if not ok:
                     wrong.append((who, method, path, resp.status_code))
     assert not wrong, wrong[:20]
-    assert wait_xlen(redis_server, before + audited) == before + audited
+
+    def records() -> list[dict]:
+        return [json.loads(f[b"r"]) for _, f in rds.xrange(STREAM, min=after_id)]
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        got = records()
+        summarised = sum(r["decisions"]["summary"]["total"] for r in got if r["status"] == "summary")
+        if summarised >= anonymous and sum(r["tenant"] != "unauthenticated" for r in got) >= audited:
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)  # and nothing more arrives
+    got = records()
+    assert sum(r["tenant"] != "unauthenticated" for r in got) == audited  # exactly one record each
+    summaries = [r["decisions"]["summary"] for r in got if r["status"] == "summary"]
+    assert sum(s["total"] for s in summaries) == anonymous  # every anonymous refusal counted exactly once
+    samples = [r for r in got if r["tenant"] == "unauthenticated" and r["status"] != "summary"]
+    assert 0 < len(samples) <= 2 * len(summaries)  # missing and invalid key, from loopback: <= 2 per window
 
 
 def test_websocket_routes_refuse_tenant_keys(proxy):
