@@ -8,17 +8,24 @@ Where the inputs come from (the ConfigMap ``{gateway}-audit-checkpoints``, writt
   the string itself or a file holding it; an auditor should take it from a copy kept outside the cluster;
 - ``--tlog-state``: key ``tlog-state``; needed only once the stream's cap has trimmed the first logged records;
 - ``--old-checkpoint``: a checkpoint kept from earlier (e.g. the one a proof was first given with).
+
+Witnesses (C2SP tlog-cosignature, ``gateway_plugins.policy.audit.witness``): ``consistency`` prints the proof from
+the size a witness last cosigned to a checkpoint; ``witness`` checks it against the witness's state and only then
+cosigns (the checkpoint is printed with the cosignature appended, so witnesses can be chained); ``verify
+--public-key --witness <vkey> ... --quorum N`` requires N valid cosignatures by those keys.
 """
 
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import os
 import sys
 from typing import Any
 
 from gateway_plugins.policy.audit.note import NoteError, Verifier, parse_checkpoint
+from gateway_plugins.policy.audit.tlog import ProofError
 from gateway_plugins.policy.audit.transparency import (
     LogError,
     LogState,
@@ -32,6 +39,15 @@ from gateway_plugins.policy.audit.transparency import (
     verify_proof,
 )
 from gateway_plugins.policy.audit.verify import stream_entries
+from gateway_plugins.policy.audit.witness import (
+    Cosigner,
+    CosignerKey,
+    Witness,
+    WitnessRefused,
+    add_cosignatures,
+    require_quorum,
+    split_note,
+)
 from gateway_plugins.policy.keys import GatewayKeys
 
 
@@ -49,7 +65,10 @@ class NotFound(UsageError):
 
 def handles(argv: list[str]) -> bool:
     public = any(a == "--public-key" or a.startswith("--public-key=") for a in argv)
-    return bool(argv) and (argv[0] == "prove" or (argv[0] == "verify" and public))
+    return bool(argv) and (argv[0] in TLOG_COMMANDS or (argv[0] == "verify" and public))
+
+
+TLOG_COMMANDS = ("prove", "consistency", "witness", "witness-keygen")
 
 
 def _common(s: argparse.ArgumentParser, redis_required: bool) -> None:
@@ -73,8 +92,23 @@ def _parser() -> argparse.ArgumentParser:
     _common(v, False)
     v.add_argument("--public-key", required=True, help="the log's vkey (status.auditLogPublicKey) or a file with it")
     v.add_argument("--proof", default=None, help="file from `kubegate audit prove` (no Redis needed)")
+    v.add_argument("--witness", action="append", default=[], help="a witness's vkey (or a file): repeat per witness")
+    v.add_argument("--quorum", type=int, default=None, help="valid cosignatures required (default: one per --witness)")
     v.add_argument("--allow-trimmed", action="store_true", help=argparse.SUPPRESS)
     v.add_argument("--allow-empty", action="store_true", help=argparse.SUPPRESS)
+    c = sub.add_parser("consistency", help="consistency proof (JSON) from an older tree size to a checkpoint")
+    _common(c, True)
+    c.add_argument("--old-size", type=int, required=True, help="the tree size the witness last cosigned")
+    w = sub.add_parser("witness", help="cosign a checkpoint once it is consistent with the last one cosigned")
+    w.add_argument("note", help="file: the signed checkpoint (cosignatures already on it are kept)")
+    w.add_argument("--proof", default=None, help="file: output of `consistency` from the size the witness last saw")
+    w.add_argument("--log-key", required=True, help="the log's vkey (or a file): only its checkpoints are cosigned")
+    w.add_argument("--name", required=True, help="the witness's key name (e.g. witness.example.com/w1)")
+    w.add_argument("--key-file", required=True, help="file: the witness's Ed25519 private key (base64)")
+    w.add_argument("--state-file", required=True, help="file: the witness's state (size and root per log)")
+    k = sub.add_parser("witness-keygen", help="a new witness key: private key to --key-file, vkey to stdout")
+    k.add_argument("--name", required=True, help="the witness's key name")
+    k.add_argument("--key-file", required=True, help="file to create (mode 0600)")
     return p
 
 
@@ -157,6 +191,7 @@ def _verify_proofs(args: argparse.Namespace, verifier: Verifier) -> int:
     for doc in docs:
         cp = verify_proof(doc, verifier, old_note)
         cons = " and consistent with the older checkpoint" if doc.get("consistency") else ""
+        cons += _quorum(doc["checkpoint"], args)
         print(
             f"OK: request {doc['request_id']} is record {doc['leaf_index']} of the {cp.size}-record log {cp.origin}, "
             f"whose checkpoint is signed by the log's key{cons}"
@@ -167,7 +202,9 @@ def _verify_proofs(args: argparse.Namespace, verifier: Verifier) -> int:
 def _verify_stream(args: argparse.Namespace, verifier: Verifier) -> int:
     if not args.checkpoint or not args.redis_url:
         raise UsageError("verify --public-key needs --proof, or --redis-url and --checkpoint")
-    cp = open_verified(_read(args.checkpoint, "--checkpoint"), verifier)
+    note = _read(args.checkpoint, "--checkpoint")
+    cp = open_verified(note, verifier)
+    witnessed = _quorum(note, args)
     old = open_verified(_read(args.old_checkpoint, "--old-checkpoint"), verifier) if args.old_checkpoint else None
     log = read_log(_entries(args), cp.size, _state(args))
     check_stream(log, cp)
@@ -177,7 +214,89 @@ def _verify_stream(args: argparse.Namespace, verifier: Verifier) -> int:
     before = f" (the {log.tree.start} before them are summed up by an anchor)" if log.tree.start else ""
     before += f"; {log.uncovered} older records in the stream not covered" if log.uncovered else ""
     cons = f"; consistent with the checkpoint of {old.size} records" if old is not None else ""
-    print(f"OK: {checked} records hash to the signed root of the {cp.size}-record log {cp.origin}{before}{cons}")
+    print(
+        f"OK: {checked} records hash to the signed root of the {cp.size}-record log {cp.origin}{before}{cons}"
+        f"{witnessed}"
+    )
+    return 0
+
+
+def _witnesses(args: argparse.Namespace) -> list[str]:
+    """Names of the witnesses whose valid cosignatures on ``args.checkpoint``'s note meet the quorum (if asked)."""
+    if not args.witness:
+        if args.quorum:
+            raise UsageError("--quorum needs the witnesses' keys (--witness)")
+        return []
+    keys = []
+    for value in args.witness:
+        text = _read(value, "--witness") if os.path.isfile(value) else value
+        try:
+            keys.append(CosignerKey.parse(text))
+        except NoteError as exc:
+            raise UsageError(f"--witness: {exc}") from None
+    quorum = len(keys) if args.quorum is None else args.quorum
+    if not 1 <= quorum <= len(keys):
+        raise UsageError(f"--quorum: must be between 1 and the {len(keys)} --witness keys given")
+    args.witness_keys, args.quorum = keys, quorum
+    return [k.name for k in keys]
+
+
+def _quorum(note: str, args: argparse.Namespace) -> str:
+    if not args.witness:
+        return ""
+    names = require_quorum(note, args.witness_keys, args.quorum)
+    return f"; cosigned by {len(names)} of the {len(args.witness_keys)} witnesses ({', '.join(names)})"
+
+
+def _consistency(args: argparse.Namespace) -> int:
+    if not args.checkpoint:
+        raise UsageError("consistency needs --checkpoint (ConfigMap {gateway}-audit-checkpoints, key tlog-checkpoint)")
+    note = _read(args.checkpoint, "--checkpoint")
+    cp = parse_checkpoint(split_note(note)[0])
+    if not 0 <= args.old_size <= cp.size:
+        raise UsageError(f"--old-size: must be between 0 and the checkpoint's {cp.size} records")
+    log = read_log(_entries(args), cp.size, _state(args))
+    check_stream(log, cp)
+    try:
+        proof = log.tree.consistency_proof(args.old_size, cp.size)
+    except ProofError as exc:
+        raise LogError(f"consistency from {args.old_size} records: {exc}") from None
+    doc = {"old_size": args.old_size, "size": cp.size, "proof": [base64.b64encode(h).decode() for h in proof]}
+    print(json.dumps(doc, indent=2))
+    return 0
+
+
+def _witness(args: argparse.Namespace) -> int:
+    note = _read(args.note, "note")
+    log_key = _verifier(args.log_key)
+    try:
+        cosigner = Cosigner.from_private_b64(args.name, _read(args.key_file, "--key-file"))
+    except NoteError as exc:
+        raise UsageError(f"--key-file: {exc}") from None
+    proof: list[bytes] = []
+    if args.proof:
+        try:
+            doc = json.loads(_read(args.proof, "--proof"))
+            proof = [base64.b64decode(h, validate=True) for h in doc["proof"]]
+            size = int(doc["size"])
+        except (ValueError, KeyError, TypeError):
+            raise UsageError("--proof: not the output of `kubegate audit consistency`") from None
+        if size != parse_checkpoint(split_note(note)[0]).size:
+            raise UsageError(f"--proof: is for a tree of {size} records, not this checkpoint's")
+    line = Witness(cosigner, args.state_file).cosign(note, log_key, proof)
+    sys.stdout.write(add_cosignatures(note, [line]))
+    return 0
+
+
+def _witness_keygen(args: argparse.Namespace) -> int:
+    cosigner = Cosigner.generate(args.name)
+    try:
+        fd = os.open(args.key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        raise UsageError(f"--key-file: {exc.strerror}: {args.key_file}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(cosigner.private_key_b64 + "\n")
+    print(cosigner.key.vkey())
     return 0
 
 
@@ -187,11 +306,21 @@ def main(argv: list[str], *, redis_source: str = "--redis-url", prefix: str = ""
     try:
         if args.cmd == "prove":
             return _prove(args)
+        if args.cmd == "consistency":
+            return _consistency(args)
+        if args.cmd == "witness":
+            return _witness(args)
+        if args.cmd == "witness-keygen":
+            return _witness_keygen(args)
+        _witnesses(args)
         verifier = _verifier(args.public_key)
         return _verify_proofs(args, verifier) if args.proof else _verify_stream(args, verifier)
     except UsageError as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr)
         return exc.code
+    except WitnessRefused as exc:
+        print(f"REFUSED: {exc}", file=sys.stderr)
+        return 1
     except (LogError, NoteError) as exc:
         print(f"TAMPERED: {exc}", file=sys.stderr)
         return 1
