@@ -126,6 +126,13 @@ TlogState = Annotated[
     Path | None,
     typer.Option(help="ConfigMap key tlog-state: where proofs start once the stream's cap trimmed the oldest records."),
 ]
+Witnesses = Annotated[
+    list[str] | None,
+    typer.Option("--witness", help="With --public-key: a witness's vkey (or a file with it); repeat per witness."),
+]
+Quorum = Annotated[
+    int | None, typer.Option(help="With --witness: valid witness cosignatures required (default: all given).")
+]
 _STREAM_ID = re.compile(r"^\d+(-\d+)?$")
 
 
@@ -222,14 +229,26 @@ def verify(
     proof: Annotated[
         Path | None, typer.Option(help="With --public-key: a `kubegate audit prove` output to check (no Redis).")
     ] = None,
+    witness: Witnesses = None,
+    quorum: Quorum = None,
 ) -> int:
     """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record.
 
     With --public-key (the log's vkey, no audit key): the signed transparency log instead: the records against
-    --checkpoint (and --old-checkpoint), or a --proof from `kubegate audit prove` (no Redis)."""
+    --checkpoint (and --old-checkpoint), or a --proof from `kubegate audit prove` (no Redis); with --witness
+    (repeated) and --quorum, that many valid witness cosignatures on the checkpoint are required too."""
     if public_key is not None:
+        witnesses = [part for w in witness or [] for part in ("--witness", w)]
+        witnesses += ["--quorum", str(quorum)] if quorum is not None else []
         return _verify_log(
-            public_key, proof, checkpoint, old_checkpoint, tlog_state, (redis_url, gateway, namespace), stream
+            public_key,
+            proof,
+            checkpoint,
+            old_checkpoint,
+            tlog_state,
+            (redis_url, gateway, namespace),
+            stream,
+            witnesses,
         )
     target = resolve_target(redis_url, gateway, namespace)
     argv = _audit_argv("verify", target, stream)
@@ -241,8 +260,8 @@ def verify(
     return _run_audit(argv + (["--allow-empty"] if allow_empty else []), target)
 
 
-def _verify_log(public_key, proof, checkpoint, old_checkpoint, tlog_state, where, stream) -> int:
-    argv = ["verify", "--public-key", public_key]
+def _verify_log(public_key, proof, checkpoint, old_checkpoint, tlog_state, where, stream, witnesses) -> int:
+    argv = ["verify", "--public-key", public_key, *witnesses]
     if proof is not None:  # offline: the proof carries its checkpoint; no Redis
         argv += ["--proof", str(proof)] + (["--old-checkpoint", str(old_checkpoint)] if old_checkpoint else [])
         return _run_audit(argv, Target("", "", ""))
@@ -302,6 +321,51 @@ def prove(
     target = resolve_target(redis_url, gateway, namespace)
     argv = [*_audit_argv("prove", target, stream), request_id, *_log_files(checkpoint, old_checkpoint, tlog_state)]
     return _run_audit(argv + (["--public-key", public_key] if public_key else []), target)
+
+
+@audit_app.command()
+def consistency(
+    checkpoint: LogCheckpoint,
+    old_size: Annotated[int, typer.Option(help="The tree size the witness last cosigned.")],
+    redis_url: RedisUrl = None,
+    gateway: GatewayName = None,
+    namespace: Namespace = None,
+    stream: Stream = None,
+    tlog_state: TlogState = None,
+) -> int:
+    """Consistency proof (JSON) from an older tree size to --checkpoint: what `kubegate audit witness` checks."""
+    if checkpoint is None:
+        raise UserError("consistency needs --checkpoint")
+    target = resolve_target(redis_url, gateway, namespace)
+    argv = [*_audit_argv("consistency", target, stream), "--old-size", str(old_size)]
+    return _run_audit(argv + _log_files(checkpoint, None, tlog_state), target)
+
+
+@audit_app.command("witness")
+def witness_cmd(
+    note: Annotated[Path, typer.Argument(help="The signed checkpoint (cosignatures already on it are kept).")],
+    log_key: Annotated[str, typer.Option(help="The log's vkey (or a file): only its checkpoints are cosigned.")],
+    name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example.com/w1.")],
+    key_file: Annotated[Path, typer.Option(help="The witness's Ed25519 private key (base64), from witness-keygen.")],
+    state_file: Annotated[Path, typer.Option(help="The witness's state: the last size and root cosigned per log.")],
+    proof: Annotated[
+        Path | None, typer.Option(help="`kubegate audit consistency` output from the size this witness last saw.")
+    ] = None,
+) -> int:
+    """Cosign a checkpoint (C2SP tlog-cosignature) once it is consistent with the last one this witness cosigned;
+    prints the checkpoint with the cosignature appended. The first checkpoint of a log is taken on first use."""
+    argv = ["witness", str(note), "--log-key", log_key, "--name", name, "--key-file", str(key_file)]
+    argv += ["--state-file", str(state_file)] + (["--proof", str(proof)] if proof else [])
+    return _run_audit(argv, Target("", "", ""))
+
+
+@audit_app.command("witness-keygen")
+def witness_keygen(
+    name: Annotated[str, typer.Option(help="The witness's key name, e.g. witness.example.com/w1.")],
+    key_file: Annotated[Path, typer.Option(help="File to create (mode 0600) with the private key.")],
+) -> int:
+    """A new witness key: the private key to --key-file, the vkey (give it to verifiers) on stdout."""
+    return _run_audit(["witness-keygen", "--name", name, "--key-file", str(key_file)], Target("", "", ""))
 
 
 def _when(value: str | None, option: str, default: datetime) -> datetime:

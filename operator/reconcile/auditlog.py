@@ -4,6 +4,11 @@ checkpoint (``gateway_plugins.policy.audit.transparency``); runs inside the audi
 The state, the signed checkpoint and the verifier key are keys of the checkpoint ConfigMap
 ``{gateway}-audit-checkpoints`` (``tlog-state``, ``tlog-checkpoint``, ``tlog-public-key``); the signing key is the
 Secret ``{gateway}-kubegate-audit-log-signing`` that no proxy mounts.
+
+Witnesses: whoever runs them puts their output (the checkpoint with cosignatures, ``kubegate audit witness``) in key
+``tlog-cosignatures``. While the tree has not grown, the round's checkpoint is that same text (Ed25519 signatures
+are deterministic), and the operator writes it with those cosignatures; the latest checkpoint that carried any
+stays in ``tlog-witnessed-checkpoint`` after the tree grows, for verifiers that require a quorum.
 """
 
 from __future__ import annotations
@@ -28,6 +33,10 @@ from gateway_plugins.policy.audit.transparency import (
     sign,
 )
 from gateway_plugins.policy.audit.verify import stream_entries
+from gateway_plugins.policy.audit.witness import merge_cosignatures
+
+COSIGNATURES_KEY = "tlog-cosignatures"
+WITNESSED_KEY = "tlog-witnessed-checkpoint"
 
 log = logging.getLogger("kubegate.operator")
 # Records logged per round at most: a round stays short; the rest follows in the next rounds.
@@ -71,4 +80,8 @@ def log_round(
     if state.size == 0 and STATE_KEY not in data:
         return {}, refused  # nothing logged yet: no ConfigMap for a Gateway without records
     note = sign(state, note_signer)
-    return {STATE_KEY: state.dumps(), CHECKPOINT_KEY: note, PUBLIC_KEY_KEY: note_signer.vkey()}, refused
+    out = {STATE_KEY: state.dumps(), CHECKPOINT_KEY: note, PUBLIC_KEY_KEY: note_signer.vkey()}
+    cosigned = merge_cosignatures(note, data.get(COSIGNATURES_KEY))
+    if cosigned is not None and cosigned != note:
+        out[CHECKPOINT_KEY] = out[WITNESSED_KEY] = cosigned
+    return out, refused

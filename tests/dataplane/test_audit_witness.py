@@ -189,3 +189,61 @@ async def test_witnesses_and_quorum_through_the_cli_against_a_real_stream(rds, c
     assert code == 1 and "0 valid witness cosignatures" in err, err
     state = json.loads((rds.dir / "w1.state").read_text())
     assert state[ORIGIN]["size"] == 15  # the refusal left the witness where it was
+
+
+async def test_the_kubegate_entry_point_witnesses_and_verifies_a_quorum(rds):
+    """Through `kubegate audit` (typer): witness-keygen, consistency, witness, verify --witness --quorum."""
+    from tests.dataplane.test_cli import run as kubegate
+
+    await write_n(rds, 6)
+    op = Operator(rds)
+    f = files(rds, cp1=op.round())
+    keygen = kubegate("audit", "witness-keygen", "--name", "w.example/w", "--key-file", str(rds.dir / "wk"))
+    assert keygen.returncode == 0, keygen.stderr
+    wvkey = keygen.stdout.strip()
+    common = ["--log-key", op.signer.vkey(), "--name", "w.example/w", "--key-file", str(rds.dir / "wk")]
+    common += ["--state-file", str(rds.dir / "ws")]
+    first = kubegate("audit", "witness", f["cp1"], *common)
+    assert first.returncode == 0, first.stderr
+    await write_n(rds, 3)
+    f = files(rds, cp2=op.round())
+    stream_args = ["--redis-url", rds.url, "--stream", STREAM]
+    proof = kubegate("audit", "consistency", *stream_args, "--checkpoint", f["cp2"], "--old-size", "6")
+    assert proof.returncode == 0, proof.stderr
+    f.update(files(rds, proof=proof.stdout))
+    cosigned = kubegate("audit", "witness", f["cp2"], *common, "--proof", f["proof"])
+    assert cosigned.returncode == 0, cosigned.stderr
+    f.update(files(rds, cosigned=cosigned.stdout))
+    vkey = op.signer.vkey()
+    ok = kubegate(
+        "audit", "verify", "--public-key", vkey, *stream_args, "--checkpoint", f["cosigned"], "--witness", wvkey,
+        "--quorum", "1",
+    )  # fmt: skip
+    assert ok.returncode == 0 and "cosigned by 1 of the 1 witnesses" in ok.stdout, ok.stderr
+    bare = kubegate("audit", "verify", "--public-key", vkey, *stream_args, "--checkpoint", f["cp2"], "--witness", wvkey)
+    assert bare.returncode == 1 and "0 valid witness cosignatures" in bare.stderr, bare.stderr
+
+
+async def test_the_operator_round_carries_the_cosignatures_it_is_given(rds, tmp_path):
+    """`tlog-cosignatures` (a witness's output) is merged into the round's checkpoint while the tree has not grown;
+    the latest cosigned checkpoint stays in `tlog-witnessed-checkpoint` after it grows."""
+    from gateway_operator.reconcile.auditlog import COSIGNATURES_KEY, WITNESSED_KEY, log_round
+
+    from gateway_plugins.policy.audit.transparency import CHECKPOINT_KEY
+
+    await write_n(rds, 4)
+    log_signer = NoteSigner.generate(ORIGIN)
+    conn = sync(rds)
+    data, _ = log_round(conn, STREAM, KEY, log_signer, {})
+    assert WITNESSED_KEY not in data
+    w = Witness(Cosigner.generate("w.example/w"), tmp_path / "w.json")
+    line = w.cosign(data[CHECKPOINT_KEY], log_signer.verifier(), [])
+    data = {**data, COSIGNATURES_KEY: add_cosignatures(data[CHECKPOINT_KEY], [line])}
+    again, _ = log_round(conn, STREAM, KEY, log_signer, data)
+    assert cosigned_by(again[CHECKPOINT_KEY], [w.cosigner.key]) == ["w.example/w"]
+    assert again[WITNESSED_KEY] == again[CHECKPOINT_KEY]
+    data = {**data, **again}
+    await write_n(rds, 2)
+    grown, _ = log_round(conn, STREAM, KEY, log_signer, data)
+    assert cosigned_by(grown[CHECKPOINT_KEY], [w.cosigner.key]) == []  # a new tree head: not cosigned yet
+    assert WITNESSED_KEY not in grown and {**data, **grown}[WITNESSED_KEY] == again[WITNESSED_KEY]

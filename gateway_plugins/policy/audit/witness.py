@@ -149,6 +149,21 @@ def add_cosignatures(note: str, lines: list[str]) -> str:
     return text + "\n" + "".join(sigs)
 
 
+def merge_cosignatures(note: str, submitted: str | None) -> str | None:
+    """``note`` with the signature lines of ``submitted`` (a cosigned copy of the same checkpoint) added; None when
+    ``submitted`` is missing, malformed or about another checkpoint. Lines are copied unchecked: verifiers count
+    only valid cosignatures by the witness keys they trust."""
+    if not submitted:
+        return None
+    try:
+        text, sigs = split_note(submitted)
+        if text != split_note(note)[0]:
+            return None
+        return add_cosignatures(note, sigs)
+    except NoteError:
+        return None
+
+
 def cosigned_by(note: str, witnesses: list[CosignerKey], now: float | None = None) -> list[str]:
     """Names of the witnesses (among ``witnesses``) with a valid cosignature on ``note``; unknown keys ignored.
 
