@@ -25,6 +25,7 @@ import sys
 from typing import Any
 
 from gateway_plugins.policy.audit.note import NoteError, Verifier, parse_checkpoint
+from gateway_plugins.policy.audit.segments import SegmentError, read_segment, segments, verify_segments
 from gateway_plugins.policy.audit.tlog import ProofError
 from gateway_plugins.policy.audit.transparency import (
     LogError,
@@ -92,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     _common(v, False)
     v.add_argument("--public-key", required=True, help="the log's vkey (status.auditLogPublicKey) or a file with it")
     v.add_argument("--proof", default=None, help="file from `kubegate audit prove` (no Redis needed)")
+    v.add_argument("--segments", default=None, help="directory of exported segments (spec.audit.export; no Redis)")
     v.add_argument("--witness", action="append", default=[], help="a witness's vkey (or a file): repeat per witness")
     v.add_argument("--quorum", type=int, default=None, help="valid cosignatures required (default: one per --witness)")
     v.add_argument("--allow-trimmed", action="store_true", help=argparse.SUPPRESS)
@@ -196,6 +198,24 @@ def _verify_proofs(args: argparse.Namespace, verifier: Verifier) -> int:
             f"OK: request {doc['request_id']} is record {doc['leaf_index']} of the {cp.size}-record log {cp.origin}, "
             f"whose checkpoint is signed by the log's key{cons}"
         )
+    return 0
+
+
+def _verify_segments(args: argparse.Namespace, verifier: Verifier) -> int:
+    paths = segments(args.segments)
+    if not paths:
+        raise UsageError(f"--segments: no segment (seg-*.jsonl) in {args.segments}")
+    try:
+        count, records, first = verify_segments(paths, verifier)
+    except SegmentError as exc:
+        raise LogError(str(exc)) from None
+    witnessed = _quorum(read_segment(paths[-1])[2], args)
+    how = (
+        "hash to their signed roots"
+        if first == 0
+        else f"are signed and contiguous from leaf {first} (roots not recomputed: the export starts after leaf 0)"
+    )
+    print(f"OK: {records} records in {count} exported segments {how}{witnessed}")
     return 0
 
 
@@ -314,6 +334,8 @@ def main(argv: list[str], *, redis_source: str = "--redis-url", prefix: str = ""
             return _witness_keygen(args)
         _witnesses(args)
         verifier = _verifier(args.public_key)
+        if args.segments:
+            return _verify_segments(args, verifier)
         return _verify_proofs(args, verifier) if args.proof else _verify_stream(args, verifier)
     except UsageError as exc:
         print(f"{prefix}error: {exc}", file=sys.stderr)

@@ -8,7 +8,9 @@
   copies heads into a checkpoint ConfigMap that Redis writers cannot roll back.
 * The stream cap (``maxlen``) is applied by a script in the same transaction that, before deleting the
   oldest entries, records per chain the last (seq, MAC) it trimmed (hash ``<stream>:trimmed``), so
-  ``verify`` tells trimming from deletion. ``kubegate audit export --follow`` keeps a copy before that.
+  ``verify`` tells trimming from deletion. ``kubegate audit export --follow`` keeps a copy before that. With
+  ``<stream>:exported`` set (the operator exports sealed segments, ``spec.audit.export``), nothing after that
+  stream id is trimmed, whatever the cap: records leave Redis only once exported and checkpointed.
 * Redis down: sealed records stay in the in-memory spool (bounded by ``max_spool``) and are written
   in order once Redis answers again (exponential backoff up to 5 s). Hashes were fixed at sealing
   time, so the chain stays valid across the outage. A batch is appended only past its chain's head, so
@@ -48,19 +50,22 @@ from gateway_plugins.policy.audit.chain import (
     parse_head,
     seal,
 )
-from gateway_plugins.policy.keys import audit_heads, audit_trims
+from gateway_plugins.policy.keys import audit_exported, audit_heads, audit_trims
 
 log = logging.getLogger(__name__)
 # Entries trimmed per transaction at most: keeps one script run short; batches are smaller than this.
 TRIM_CHUNK = 1000
 
-# KEYS: stream, trim marks; ARGV: maxlen, chunk. Deletes the oldest entries above maxlen, first raising each
-# trimmed chain's mark to the last (seq, mac) removed. Records are canonical JSON in field "r".
+# KEYS: stream, trim marks, exported id; ARGV: maxlen, chunk. Deletes the oldest entries above maxlen, first raising
+# each trimmed chain's mark to the last (seq, mac) removed. Records are canonical JSON in field "r". When the exported
+# id exists (the Gateway exports its records), nothing after it is trimmed: retention by export, not by cap.
 TRIM_LUA = """
 local n = redis.call('XLEN', KEYS[1]) - tonumber(ARGV[1])
 if n <= 0 then return 0 end
 if n > tonumber(ARGV[2]) then n = tonumber(ARGV[2]) end
-local entries = redis.call('XRANGE', KEYS[1], '-', '+', 'COUNT', n)
+local upto = redis.call('GET', KEYS[3]) or '+'
+local entries = redis.call('XRANGE', KEYS[1], '-', upto, 'COUNT', n)
+if #entries == 0 then return 0 end
 local last = {}
 for _, e in ipairs(entries) do
   local f = e[2]
@@ -137,6 +142,7 @@ class AuditWriter:
         self.stream = stream
         self.heads = heads_key(stream)
         self.trims = audit_trims(stream)
+        self.exported = audit_exported(stream)
         if key is None:
             # Records stay chained but nobody else can verify them: a configuration error, said loudly.
             log.error("audit: no audit key (KUBEGATE_AUDIT_KEY); records are keyed with a throw-away key")
@@ -230,7 +236,7 @@ class AuditWriter:
         head = head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_))
         pairs = [part for record in records for part in (record[0], record[2])]
         pipe.eval(APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs)
-        pipe.eval(TRIM_LUA, 2, self.stream, self.trims, self.maxlen, TRIM_CHUNK)
+        pipe.eval(TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK)
         started = time.perf_counter()
         await pipe.execute()
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)

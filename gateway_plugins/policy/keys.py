@@ -77,6 +77,12 @@ def audit_heads(stream: str) -> str:
     return f"{stream}:heads"
 
 
+def audit_exported(stream: str) -> str:
+    """Stream id of the last audit record exported in a sealed segment (set by the operator's export, when the
+    Gateway has ``spec.audit.export``): the cap never trims past it."""
+    return f"{stream}:exported"
+
+
 def audit_trims(stream: str) -> str:
     """Hash of what the stream cap trimmed, per chain (``{chain: "{seq}:{mac}"}`` of the last record trimmed)."""
     return f"{stream}:trimmed"
