@@ -15,6 +15,12 @@ RECORDS = Counter(
 SPOOL_DEPTH = Gauge(
     "kubegate_audit_spool_depth", "Sealed audit records waiting to be written to Redis", multiprocess_mode="livesum"
 )
+# Same value in every process (one stream per Gateway): max, not a sum.
+EXPORT_LAG = Gauge(
+    "kubegate_audit_export_lag_seconds",
+    "Age of the oldest audit record not yet exported in a sealed segment (spec.audit.export); 0 when all are",
+    multiprocess_mode="max",
+)
 WRITE_SECONDS = Histogram(
     "kubegate_audit_write_seconds",
     "Latency of one batched audit write (one pipeline round trip)",

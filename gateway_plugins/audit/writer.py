@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import os
 import secrets
@@ -55,6 +56,8 @@ from gateway_plugins.policy.keys import audit_exported, audit_heads, audit_trims
 log = logging.getLogger(__name__)
 # Entries trimmed per transaction at most: keeps one script run short; batches are smaller than this.
 TRIM_CHUNK = 1000
+# How often each process reads the export lag (two cheap Redis reads).
+EXPORT_LAG_SECONDS = 15.0
 
 # KEYS: stream, trim marks, exported id; ARGV: maxlen, chunk. Deletes the oldest entries above maxlen, first raising
 # each trimmed chain's mark to the last (seq, mac) removed. Records are canonical JSON in field "r". When the exported
@@ -170,6 +173,7 @@ class AuditWriter:
         self._orphans_pending = spool_dir is not None
         # Refusals without a valid key: one sample per reason and source class, and a count, per window.
         self.unauthenticated = RefusalSummary(self.submit, unauthenticated_window)
+        self._lag_task: asyncio.Task | None = None
 
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
@@ -194,6 +198,8 @@ class AuditWriter:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._run(), name="kubegate-audit-writer")
         self.unauthenticated.start()
+        if self._lag_task is None and self.redis is not None:
+            self._lag_task = asyncio.get_running_loop().create_task(self._watch_export(), name="kubegate-audit-lag")
 
     def submit(self, record: dict) -> None:
         try:
@@ -329,6 +335,29 @@ class AuditWriter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.max_backoff)
 
+    async def export_lag(self, now: float | None = None) -> float | None:
+        """Seconds since the oldest record past the exported mark was written; None when export is off."""
+        mark = await self.redis.get(self.exported)
+        if mark is None:
+            return None
+        mark = mark.decode() if isinstance(mark, bytes) else str(mark)
+        first = await self.redis.xrange(self.stream, min=f"({mark}" if mark != "0-0" else "-", count=1)
+        if not first:
+            return 0.0
+        sid = first[0][0].decode() if isinstance(first[0][0], bytes) else str(first[0][0])
+        return max(0.0, (time.time() if now is None else now) - int(sid.split("-", 1)[0]) / 1000.0)
+
+    async def _watch_export(self, every: float = EXPORT_LAG_SECONDS) -> None:
+        while True:
+            try:
+                lag = await self.export_lag()
+                metrics.EXPORT_LAG.set(lag or 0.0)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # Redis down: the spool metrics say so; keep the last value
+                pass
+            await asyncio.sleep(every)
+
     async def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything submitted so far is written; False on timeout (Redis down)."""
         deadline = time.monotonic() + timeout
@@ -339,6 +368,11 @@ class AuditWriter:
 
     async def close(self, timeout: float = 5.0) -> None:
         await self.unauthenticated.close()  # the open window's summary goes out with the rest
+        if self._lag_task is not None:
+            self._lag_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lag_task
+            self._lag_task = None
         if self._task is None:
             return
         await self.flush(timeout)

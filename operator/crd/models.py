@@ -226,6 +226,20 @@ class TracingSpec(_Spec):
     )
 
 
+class AuditExportSpec(_Spec):
+    """Retention by export: sealed segments of the audit log on the operator's export volume."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "Export the audit records in sealed segments (records plus the signed checkpoint covering them) to the "
+            "operator's export directory (chart value operator.auditExport.claimName) after every checkpoint round; "
+            "the stream's cap then trims only exported records, so an export outage grows the stream instead of "
+            "losing records. Needs the export directory; without it the operator logs a warning and nothing is trimmed."
+        ),
+    )
+
+
 class AuditSpec(_Spec):
     """Size bounds of the tamper-evident audit trail every proxy writes."""
 
@@ -241,6 +255,9 @@ class AuditSpec(_Spec):
         ge=100,
         alias="spoolMaxRecords",
         description="Records kept locally while Redis is down.",
+    )
+    export: AuditExportSpec = Field(
+        default_factory=AuditExportSpec, description="Retention by export instead of by the stream's cap."
     )
 
 

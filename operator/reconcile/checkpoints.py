@@ -24,12 +24,12 @@ from gateway_operator.builders.trust import AUDIT_KEY_FIELD
 from gateway_operator.crd import models as crd
 from gateway_operator.kube.apply import apply
 from gateway_operator.kube.client import api_client
-from gateway_operator.reconcile import auditlog, redislink
+from gateway_operator.reconcile import auditexport, auditlog, redislink
 from kubernetes import client
 
 from gateway_plugins.policy.audit.chain import decode_key
 from gateway_plugins.policy.audit.checkpoint import CHECKPOINTS_KEY, advance, dumps
-from gateway_plugins.policy.keys import GatewayKeys, audit_heads
+from gateway_plugins.policy.keys import GatewayKeys, audit_exported, audit_heads
 
 log = logging.getLogger("kubegate.operator")
 INTERVAL_ENV = "KUBEGATE_AUDIT_CHECKPOINT_SECONDS"
@@ -91,12 +91,34 @@ def checkpoint(ns: str, name: str) -> list[str]:
     desired = {**data, **log_data, CHECKPOINTS_KEY: dumps(updated)}
     if desired != data and (updated or log_data):
         apply(api_client(), build_checkpoint_configmap(gw, desired))
+    # After the ConfigMap is stored: a segment only ever carries a checkpoint that is kept.
+    _export(gw, url, stream, desired)
     for problem in refused:
         log.warning("audit checkpoint of %s/%s refused a head: %s", ns, name, problem)
     if stopped:
         log.warning("audit log of %s/%s: %s", ns, name, stopped)
         refused = [*refused, f"log: {stopped}"]
     return refused
+
+
+def _export(gw: dict[str, Any], url: str, stream: str, data: dict[str, str]) -> None:
+    ns, name = gw["metadata"]["namespace"], gw["metadata"]["name"]
+    enabled = bool((((gw.get("spec") or {}).get("audit") or {}).get("export") or {}).get("enabled"))
+    directory = auditexport.export_dir()
+    conn = redislink.connect(url)
+    try:
+        if not enabled:
+            auditexport.disable(conn, stream)
+        elif directory is None:
+            # The mark holds the cap back until an export directory is configured: records are kept, not lost.
+            conn.set(audit_exported(stream), auditexport.NOTHING, nx=True)
+            log.warning("audit export of %s/%s: no %s on the operator", ns, name, auditexport.EXPORT_DIR_ENV)
+        else:
+            auditexport.export_round(conn, stream, data, os.path.join(directory, ns, name))
+    except (redis.RedisError, OSError, ValueError) as exc:
+        log.warning("audit export of %s/%s failed (%s: %s); retried next round", ns, name, type(exc).__name__, exc)
+    finally:
+        conn.close()
 
 
 async def checkpoint_gateway(ns: str, name: str) -> Any:

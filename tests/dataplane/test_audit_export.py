@@ -76,11 +76,15 @@ async def test_the_cap_trims_only_what_is_exported_and_checkpointed(rds, tmp_pat
         export_round(conn, STREAM, data, blocked)
     await write(rds, 70, 30, maxlen=10)
     assert request_ids(rds) == [f"r{i}" for i in range(50, 100)]
+    watcher = AuditWriter(aclient(rds), STREAM, key=KEY)  # what each proxy reports as export lag
+    oldest = int(sync(rds).xrange(STREAM, count=1)[0][0].split(b"-")[0]) / 1000
+    assert await watcher.export_lag(now=oldest + 42) == pytest.approx(42, abs=0.01)
     round_()  # back: the export catches up, the next write trims
     await write(rds, 100, 1, maxlen=10)
     assert exported_ids(out) == [f"r{i}" for i in range(100)]
     assert len(request_ids(rds)) == 10
     round_()  # r100 into a segment of its own
+    assert await watcher.export_lag() == 0.0
 
     # The segments check with the public key only, offline.
     assert verify_segments(segments(out), signer.verifier()) == (3, 101, 0)
@@ -99,5 +103,26 @@ async def test_the_cap_trims_only_what_is_exported_and_checkpointed(rds, tmp_pat
     assert verify_segments(segments(out), signer.verifier()) == (1, 1, 100)
 
     disable(conn, STREAM)  # export switched off: the cap applies again
+    assert await watcher.export_lag() is None
     await write(rds, 101, 30, maxlen=10)
     assert len(request_ids(rds)) == 10
+
+
+async def test_the_checkpoint_round_exports_per_gateway_spec(rds, tmp_path, monkeypatch, caplog):
+    """``reconcile.checkpoints._export``: off removes the mark; on without a directory keeps every record (mark at
+    0-0, a warning); on with one writes ``<dir>/<namespace>/<gateway>/`` segments."""
+    from gateway_operator.reconcile import checkpoints
+
+    conn = sync(rds)
+    signer = NoteSigner.generate(ORIGIN)
+    await write(rds, 0, 5, maxlen=1_000_000)
+    data, _ = log_round(conn, STREAM, KEY, signer, {})
+    gw = {"metadata": {"namespace": "t", "name": "main"}, "spec": {"audit": {"export": {"enabled": True}}}}
+    monkeypatch.delenv("KUBEGATE_AUDIT_EXPORT_DIR", raising=False)
+    checkpoints._export(gw, rds.url, STREAM, data)
+    assert conn.get(audit_exported(STREAM)) == b"0-0" and "no KUBEGATE_AUDIT_EXPORT_DIR" in caplog.text
+    monkeypatch.setenv("KUBEGATE_AUDIT_EXPORT_DIR", str(tmp_path / "pv"))
+    checkpoints._export(gw, rds.url, STREAM, data)
+    assert exported_ids(tmp_path / "pv" / "t" / "main") == [f"r{i}" for i in range(5)]
+    checkpoints._export({**gw, "spec": {}}, rds.url, STREAM, data)
+    assert conn.get(audit_exported(STREAM)) is None
