@@ -499,3 +499,71 @@ def _read_secret(core, ns: str, name: str):
         return core.read_namespaced_secret(name, ns)
     except client.ApiException:
         return None
+
+
+def test_the_operator_exports_segments_and_carries_witness_cosignatures(
+    operator, admin_api, namespace, redis_server, tmp_path, monkeypatch
+):
+    """#23 items 3 and 4 with the operator running: spec.audit.export writes sealed segments to the export
+    directory (checked with the public key only) and moves the stream's exported mark; a witness's cosigned
+    checkpoint handed in through ConfigMap key tlog-cosignatures is carried into tlog-witnessed-checkpoint."""
+    from gateway_plugins.policy.audit.note import Verifier
+    from gateway_plugins.policy.audit.segments import segments, verify_segments
+    from gateway_plugins.policy.audit.witness import Cosigner, Witness, add_cosignatures, cosigned_by
+    from gateway_plugins.policy.keys import audit_exported
+
+    monkeypatch.setenv("KUBEGATE_AUDIT_EXPORT_DIR", str(tmp_path / "pv"))
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {
+        "redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}},
+        "audit": {"export": {"enabled": True}},
+    }
+    gw_name = f"ex-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
+    secret = _wait("audit key Secret", lambda: _read_secret(core, namespace, f"{gw_name}-kubegate-audit-key"))
+    key = decode_key(base64.b64decode(secret.data["audit-key"]).decode())
+    stream = GatewayKeys(namespace, gw_name).audit_stream
+
+    async def write() -> None:
+        conn = aioredis.from_url(redis_server.url)
+        writer = AuditWriter(conn, stream, key=key, batch=5)
+        await writer.start()
+        for i in range(12):
+            writer.submit({"v": 1, "request_id": f"r{i}"})
+        await writer.close()
+        await conn.aclose()
+
+    asyncio.run(write())
+    out = tmp_path / "pv" / namespace / gw_name
+    gw_obj = _wait(
+        "log public key",
+        lambda: (
+            custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name).get("status") or {}
+        ).get("auditLogPublicKey"),
+    )
+    verifier = Verifier.parse(gw_obj)
+    # Segments are checked with the public key only: signed, contiguous from leaf 0, hashing to their roots.
+    _wait(
+        "exported segments of 12 records", lambda: segments(out) and verify_segments(segments(out), verifier)[1] == 12
+    )
+    import redis as sync_redis
+
+    mark = sync_redis.Redis.from_url(redis_server.url).get(audit_exported(stream))
+    assert mark and mark != b"0-0"
+
+    cm = _wait("signed log checkpoint", lambda: _log_checkpoint(core, namespace, gw_name, 12))
+    note = cm.data["tlog-checkpoint"]
+    w = Witness(Cosigner.generate("w.example/w"), tmp_path / "w.json")
+    cosigned = add_cosignatures(note, [w.cosign(note, verifier, [])])
+    core.patch_namespaced_config_map(
+        f"{gw_name}-audit-checkpoints", namespace, {"data": {"tlog-cosignatures": cosigned}}
+    )
+
+    def witnessed():
+        data = core.read_namespaced_config_map(f"{gw_name}-audit-checkpoints", namespace).data or {}
+        return data if "tlog-witnessed-checkpoint" in data else None
+
+    data = _wait("witnessed checkpoint", witnessed)
+    assert cosigned_by(data["tlog-witnessed-checkpoint"], [w.cosigner.key]) == ["w.example/w"]
