@@ -231,6 +231,10 @@ def verify(
     ] = None,
     witness: Witnesses = None,
     quorum: Quorum = None,
+    segments: Annotated[
+        Path | None,
+        typer.Option(help="With --public-key: a directory of exported segments (spec.audit.export) to check."),
+    ] = None,
 ) -> int:
     """Verify the hash chain of the audit stream; names the first altered, deleted or reordered record.
 
@@ -240,6 +244,10 @@ def verify(
     if public_key is not None:
         witnesses = [part for w in witness or [] for part in ("--witness", w)]
         witnesses += ["--quorum", str(quorum)] if quorum is not None else []
+        if segments is not None:  # offline: segments carry their checkpoints; no Redis
+            return _run_audit(
+                ["verify", "--public-key", public_key, *witnesses, "--segments", str(segments)], Target("", "", "")
+            )
         return _verify_log(
             public_key,
             proof,

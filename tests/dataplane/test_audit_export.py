@@ -126,3 +126,15 @@ async def test_the_checkpoint_round_exports_per_gateway_spec(rds, tmp_path, monk
     assert exported_ids(tmp_path / "pv" / "t" / "main") == [f"r{i}" for i in range(5)]
     checkpoints._export({**gw, "spec": {}}, rds.url, STREAM, data)
     assert conn.get(audit_exported(STREAM)) is None
+
+
+async def test_kubegate_audit_verify_segments_entry_point(rds, tmp_path):
+    from tests.dataplane.test_cli import run as kubegate
+
+    conn = sync(rds)
+    signer = NoteSigner.generate(ORIGIN)
+    await write(rds, 0, 3, maxlen=1_000_000)
+    data, _ = log_round(conn, STREAM, KEY, signer, {})
+    export_round(conn, STREAM, data, tmp_path / "seg")
+    ok = kubegate("audit", "verify", "--public-key", signer.vkey(), "--segments", str(tmp_path / "seg"))
+    assert ok.returncode == 0 and "OK: 3 records in 1 exported segments" in ok.stdout, ok.stderr
