@@ -36,9 +36,11 @@ class ThresholdEvent:
     action: str
     percent: float
     spent_usd: str
-    limit_usd: str
+    limit_usd: str | None  # None: the Budget limits tokens only
     period_start: str
     period_end: str
+    spent_tokens: int = 0
+    limit_tokens: int | None = None  # None: the Budget limits USD only
 
 
 def new_thresholds(
@@ -67,10 +69,13 @@ def _fmt_percent(value: float) -> str:
 
 
 def summary(event: ThresholdEvent) -> str:
+    spent = [f"{event.spent_usd} of {event.limit_usd} USD"] if event.limit_usd is not None else []
+    if event.limit_tokens is not None:
+        spent.append(f"{event.spent_tokens} of {event.limit_tokens} tokens")
     return (
         f"Budget {event.namespace}/{event.budget} (tenant {event.tenant}) reached its "
-        f"{_fmt_percent(event.threshold_percent)}% threshold ({event.action}): spent {event.spent_usd} of "
-        f"{event.limit_usd} USD ({event.percent:.1f}%) this period (resets {event.period_end})."
+        f"{_fmt_percent(event.threshold_percent)}% threshold ({event.action}): spent {' and '.join(spent)} "
+        f"({event.percent:.1f}%) this period (resets {event.period_end})."
     )
 
 

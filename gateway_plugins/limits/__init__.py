@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from gateway_plugins import metrics
-from gateway_plugins.limits.scripts import ADMIT_SCRIPT, SETTLE_SCRIPT
-from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for
+from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
+from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
 from gateway_plugins.policy.periods import period_bounds, period_key
 from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
@@ -53,6 +53,8 @@ class Reservation:
     est_micro: list[int]
     lease_keys: list[str]
     lease_member: str
+    # Worst-case input + output tokens reserved on every budget (estimate_tokens).
+    budget_tokens: int = 0
     settled: bool = False
 
 
@@ -144,18 +146,41 @@ def _utc(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
+def _ratio(budget: Budget, used_micro: int, used_tokens: int) -> float:
+    return used_ratio(budget, used_micro / MICRO, used_tokens)
+
+
 def budget_headers(
-    budgets: list[Budget], bounds: list[tuple[datetime, datetime]], used_micro: list[int], states: list[str]
+    budgets: list[Budget],
+    bounds: list[tuple[datetime, datetime]],
+    used_micro: list[int],
+    states: list[str],
+    used_tokens: list[int] | None = None,
 ) -> dict[str, str]:
-    """The budget headers of an admitted request: the worst state of the tenant's budgets, and what is left of
-    (and when resets) the one nearest its limit, before this request's reservation."""
-    near = max(range(len(budgets)), key=lambda i: used_micro[i] / (float(budgets[i].limit_usd) * MICRO))
-    remaining = max(0.0, float(budgets[near].limit_usd) - used_micro[near] / MICRO)
-    return {
-        "x-kubegate-budget-state": max(states, key=STATE_RANK.__getitem__),
-        "x-kubegate-budget-remaining-usd": f"{remaining:.6f}",
-        "x-kubegate-budget-reset": _utc(bounds[near][1]),
-    }
+    """The budget headers of a request that reached the budget check: the worst state of the tenant's budgets,
+    when the one nearest its limit resets, and what is left, before this request's reservation: in USD of the
+    nearest budget with a USD limit, in tokens of the nearest with a token limit."""
+    tokens = used_tokens if used_tokens is not None else [0] * len(budgets)
+    ratios = [_ratio(b, used_micro[i], tokens[i]) for i, b in enumerate(budgets)]
+    near = max(range(len(budgets)), key=ratios.__getitem__)
+    out = {"x-kubegate-budget-state": max(states, key=STATE_RANK.__getitem__)}
+    usd = [i for i, b in enumerate(budgets) if b.limit_usd is not None]
+    if usd:
+        i = max(usd, key=lambda j: used_micro[j] / float(budgets[j].limit_usd))
+        out["x-kubegate-budget-remaining-usd"] = f"{max(0.0, float(budgets[i].limit_usd) - used_micro[i] / MICRO):.6f}"
+    tok = [i for i, b in enumerate(budgets) if b.limit_tokens is not None]
+    if tok:
+        i = max(tok, key=lambda j: tokens[j] / budgets[j].limit_tokens)
+        out["x-kubegate-budget-remaining-tokens"] = str(max(0, budgets[i].limit_tokens - tokens[i]))
+    out["x-kubegate-budget-reset"] = _utc(bounds[near][1])
+    return out
+
+
+def describe_limits(budget: Budget) -> str:
+    """``100 USD``, ``5000000 tokens`` or ``100 USD and 5000000 tokens``."""
+    parts = [f"{budget.limit_usd} USD"] if budget.limit_usd is not None else []
+    parts += [f"{budget.limit_tokens} tokens"] if budget.limit_tokens is not None else []
+    return " and ".join(parts)
 
 
 def _block_fraction(budget: Budget) -> float:
@@ -175,13 +200,15 @@ def downgrade_chain(budget: Budget, model: str) -> str:
     return model
 
 
-def _observe_use(policy: Any, tenant_id: str, used_micro: list[int], budgets: list[Budget]) -> None:
+def _observe_use(
+    policy: Any, tenant_id: str, used_micro: list[int], budgets: list[Budget], used_tokens: list[int]
+) -> None:
     """Set the tenant's budget-use gauge from numbers the admit script already returned (no extra
     round trip). One label per tenant: with several budgets the highest ratio is the one nearest a block."""
-    ratio = max(used / (float(b.limit_usd) * MICRO) for used, b in zip(used_micro, budgets, strict=True))
-    metrics.BUDGET_USED.labels(metrics.bounded_tenant(policy, tenant_id)).set(ratio)
-    for used, b in zip(used_micro, budgets, strict=True):
-        metrics.record_budget_thresholds(policy, tenant_id, b, used / (float(b.limit_usd) * MICRO))
+    ratios = [_ratio(b, used_micro[i], used_tokens[i]) for i, b in enumerate(budgets)]
+    metrics.BUDGET_USED.labels(metrics.bounded_tenant(policy, tenant_id)).set(max(ratios))
+    for ratio, b in zip(ratios, budgets, strict=True):
+        metrics.record_budget_thresholds(policy, tenant_id, b, ratio)
 
 
 def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
@@ -241,7 +268,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         budget_keys.append(period_key(gw, b, start))
         lease_keys.append(gw.budget_leases(b.name, start))
         ttl = int((end - start).total_seconds()) + 7 * 86400
-        args += [int(b.limit_usd * MICRO), _block_fraction(b), est_micro, ttl, free]
+        limit_micro = int(b.limit_usd * MICRO) if b.limit_usd is not None else 0
+        args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
     keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
@@ -266,23 +294,18 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         b = budgets[idx]
         start, end = bounds[idx]
         # The script stops at the blocking budget: only its numbers came back.
-        _observe_use(policy, tenant.id, [int(res[2]) + int(res[3])], [b])
-        spent = (int(res[2]) + int(res[3])) / MICRO
-        remaining = max(0.0, float(b.limit_usd) - spent)
+        used_micro, used_tok = int(res[2]) + int(res[3]), int(res[4]) + int(res[5])
+        _observe_use(policy, tenant.id, [used_micro], [b], [used_tok])
         ctx.decisions["refusal"] = "budget_exceeded"
         ctx.decisions["budget"] = {"name": b.name, "state": "blocked"}
+        headers = budget_headers([b], [(start, end)], [used_micro], ["blocked"], [used_tok])
         raise openai_error(
             429,
             f"budget {b.name} of tenant {tenant.id} is exhausted for the current {b.period.value} period "
-            f"(limit {b.limit_usd} USD); it resets at {end.isoformat()}",
+            f"(limit {describe_limits(b)}); it resets at {end.isoformat()}",
             code="budget_exceeded",
             type_="rate_limit_error",
-            headers={
-                "x-kubegate-budget-state": "blocked",
-                "x-kubegate-budget-remaining-usd": f"{remaining:.6f}",
-                "x-kubegate-budget-reset": _utc(end),
-                "Retry-After": str(max(1, int((end - now_dt).total_seconds()))),
-            },
+            headers={**headers, "Retry-After": str(max(1, int((end - now_dt).total_seconds())))},
         )
     ctx.reservation = Reservation(
         tpm_key=tpm_key if rl.tpm else "",
@@ -291,19 +314,22 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         est_micro=[est_micro] * len(budgets),
         lease_keys=lease_keys,
         lease_member=lease_member,
+        budget_tokens=p_tok + c_tok,
     )
     model = ctx.requested_model
     states = {}
-    used = [int(res[2 + 2 * i]) + int(res[3 + 2 * i]) for i in range(len(budgets))]
+    step = ADMIT_REPLY_PER_BUDGET
+    used = [int(res[2 + step * i]) + int(res[3 + step * i]) for i in range(len(budgets))]
+    used_tok = [int(res[4 + step * i]) + int(res[5 + step * i]) for i in range(len(budgets))]
     if budgets:
-        _observe_use(policy, tenant.id, used, budgets)
+        _observe_use(policy, tenant.id, used, budgets, used_tok)
     for i, b in enumerate(budgets):
-        state, _ = state_for(b, used[i] / MICRO)
+        state, _ = state_for(b, used[i] / MICRO, used_tok[i])
         states[b.name] = state
         if state == "downgrade":
             model = downgrade_chain(b, model)
     if budgets:
-        ctx.response_headers.update(budget_headers(budgets, bounds, used, list(states.values())))
+        ctx.response_headers.update(budget_headers(budgets, bounds, used, list(states.values()), used_tok))
     if states:
         ctx.decisions["budget"] = states
     if model != ctx.requested_model:
@@ -323,7 +349,7 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
     args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys), res.lease_member]
     for est in res.est_micro:
-        args += [est, actual]
+        args += [est, actual, res.budget_tokens, real_tokens]
     try:
         await SETTLE_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:

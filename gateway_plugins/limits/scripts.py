@@ -1,11 +1,15 @@
 """Lua scripts: rate-limit check + budget reservation in one round trip, settle in one round trip.
 
-Every reservation is also a lease: a member ``<request id>:<micro-USD>`` of a sorted set beside its budget
-key, scored by the Redis time after which it is void. ``settle`` removes the member and releases the amount
-only if it is still there; ``admit`` first releases every lapsed lease of the budgets it checks. A settle
-that never arrives (Redis unreachable at the end of the call, a crashed replica) thus frees its reservation
-once the lease lapses instead of blocking the tenant until the period ends, and a settle after the lapse
-never releases twice. Redis's own clock decides, so replicas' clocks do not matter.
+A budget key is a hash {spent, reserved, spent_tokens, reserved_tokens}: micro-USD and tokens (integers, no
+float drift), both checked and reserved in the same script so a budget limiting either or both stays race-free.
+
+Every reservation is also a lease: a member ``<request id>:<micro-USD>:<tokens>`` of a sorted set beside its
+budget key, scored by the Redis time after which it is void (members written before token quotas,
+``<request id>:<micro-USD>``, are still read). ``settle`` removes the member and releases the amounts only if it
+is still there; ``admit`` first releases every lapsed lease of the budgets it checks. A settle that never arrives
+(Redis unreachable at the end of the call, a crashed replica) thus frees its reservation once the lease lapses
+instead of blocking the tenant until the period ends, and a settle after the lapse never releases twice. Redis's
+own clock decides, so replicas' clocks do not matter.
 """
 
 from __future__ import annotations
@@ -14,11 +18,16 @@ from typing import Any
 
 from redis.exceptions import NoScriptError
 
+# Values per budget in ADMIT's ARGV and in its reply.
+ADMIT_ARGS_PER_BUDGET = 7
+ADMIT_REPLY_PER_BUDGET = 4
+
 # KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n]
 # ARGV: [rpm_limit|0, tpm_limit|0, est_tokens, window_ttl, n_budgets, lease_member, lease_seconds,
-#        then per budget: limit_usd, block_fraction|-1, est_usd, ttl, zero_price(0/1)]
-# A budget key is a hash {spent, reserved}; amounts are micro-dollars (integers) to avoid float drift.
-# Returns {status, detail, spent_1, reserved_1, ...}; status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget (detail = index).
+#        then per budget: limit_micro|0, limit_tokens|0, block_fraction|-1, est_micro, est_tokens, ttl, zero_price(0/1)]
+# A limit of 0 is no limit of that kind. A zero-price model reserves and checks no USD, but its tokens count.
+# Returns {status, detail, then per budget: spent, reserved, spent_tokens, reserved_tokens};
+# status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget (detail = index, followed by that budget's four numbers only).
 ADMIT = """
 local rpm, tpm, est_tok, wttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local member, lease = ARGV[6], tonumber(ARGV[7])
@@ -28,10 +37,16 @@ for i = 1, n do
   -- Bounded per call so one admit never stalls Redis; the next admits reap the rest.
   local lapsed = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'LIMIT', 0, 256)
   if #lapsed > 0 then
-    local amount = 0
-    for _, m in ipairs(lapsed) do amount = amount + (tonumber(string.match(m, ':(%d+)$')) or 0) end
+    local amount, tokens = 0, 0
+    for _, m in ipairs(lapsed) do
+      local a, t = string.match(m, ':(%d+):(%d+)$')
+      if a == nil then a = string.match(m, ':(%d+)$') end
+      amount = amount + (tonumber(a) or 0)
+      tokens = tokens + (tonumber(t) or 0)
+    end
     redis.call('ZREM', lk, unpack(lapsed))
     if amount > 0 then redis.call('HINCRBY', k, 'reserved', 0 - amount) end
+    if tokens > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - tokens) end
   end
 end
 if rpm > 0 then
@@ -44,27 +59,33 @@ if tpm > 0 then
 end
 local out = {0, 0}
 for i = 1, n do
-  local base = 7 + (i - 1) * 5
-  local limit, frac, est, ttl, free = tonumber(ARGV[base+1]), tonumber(ARGV[base+2]), tonumber(ARGV[base+3]), tonumber(ARGV[base+4]), tonumber(ARGV[base+5])
+  local base = 7 + (i - 1) * 7
+  local limit, tlimit, frac = tonumber(ARGV[base+1]), tonumber(ARGV[base+2]), tonumber(ARGV[base+3])
+  local free = tonumber(ARGV[base+7])
   local k = KEYS[2 + i]
-  local v = redis.call('HMGET', k, 'spent', 'reserved')
+  local v = redis.call('HMGET', k, 'spent', 'reserved', 'spent_tokens', 'reserved_tokens')
   local spent, reserved = tonumber(v[1] or '0'), tonumber(v[2] or '0')
-  if frac >= 0 and free == 0 and spent + reserved >= limit * frac then
-    return {3, i, spent, reserved}
+  local spent_t, reserved_t = tonumber(v[3] or '0'), tonumber(v[4] or '0')
+  if frac >= 0 and ((limit > 0 and free == 0 and spent + reserved >= limit * frac)
+      or (tlimit > 0 and spent_t + reserved_t >= tlimit * frac)) then
+    return {3, i, spent, reserved, spent_t, reserved_t}
   end
   out[#out+1] = spent
   out[#out+1] = reserved
+  out[#out+1] = spent_t
+  out[#out+1] = reserved_t
 end
 if rpm > 0 then redis.call('INCR', KEYS[1]); redis.call('EXPIRE', KEYS[1], wttl) end
 if tpm > 0 then redis.call('INCRBY', KEYS[2], est_tok); redis.call('EXPIRE', KEYS[2], wttl) end
 for i = 1, n do
-  local base = 7 + (i - 1) * 5
+  local base = 7 + (i - 1) * 7
   local k, lk = KEYS[2 + i], KEYS[2 + n + i]
-  local est, ttl = tonumber(ARGV[base+3]), tonumber(ARGV[base+4])
+  local est, est_t, ttl = tonumber(ARGV[base+4]), tonumber(ARGV[base+5]), tonumber(ARGV[base+6])
   redis.call('HINCRBY', k, 'reserved', est)
+  if est_t > 0 then redis.call('HINCRBY', k, 'reserved_tokens', est_t) end
   redis.call('EXPIRE', k, ttl)
-  if est > 0 then
-    redis.call('ZADD', lk, now + lease, member .. ':' .. est)
+  if est > 0 or est_t > 0 then
+    redis.call('ZADD', lk, now + lease, member .. ':' .. est .. ':' .. est_t)
     redis.call('EXPIRE', lk, ttl)
   end
 end
@@ -72,18 +93,22 @@ return out
 """
 
 # KEYS: [tpm_key|'', budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n]
-# ARGV: [token_delta, n, lease_member, then per budget: reserved_micro, actual_micro]
+# ARGV: [token_delta, n, lease_member, then per budget: reserved_micro, actual_micro, reserved_tokens, actual_tokens]
 SETTLE = """
 local delta, n, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
   local k, lk = KEYS[1 + i], KEYS[1 + n + i]
-  local est, actual = tonumber(ARGV[3 + (i - 1) * 2 + 1]), tonumber(ARGV[3 + (i - 1) * 2 + 2])
+  local base = 3 + (i - 1) * 4
+  local est, actual = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
+  local est_t, actual_t = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   -- Release only a lease still held: a lapsed one was already released by an admit.
-  if est > 0 and redis.call('ZREM', lk, member .. ':' .. est) == 1 then
-    redis.call('HINCRBY', k, 'reserved', 0 - est)
+  if (est > 0 or est_t > 0) and redis.call('ZREM', lk, member .. ':' .. est .. ':' .. est_t) == 1 then
+    if est > 0 then redis.call('HINCRBY', k, 'reserved', 0 - est) end
+    if est_t > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - est_t) end
   end
   redis.call('HINCRBY', k, 'spent', actual)
+  if actual_t > 0 then redis.call('HINCRBY', k, 'spent_tokens', actual_t) end
 end
 return 1
 """

@@ -1,4 +1,8 @@
-"""Budget state for the operator (status, Kubernetes Events) and for admission decisions."""
+"""Budget state for the operator (status, Kubernetes Events) and for admission decisions.
+
+A Budget limits USD, tokens or both; its use is the larger of the two ratios, so thresholds (notify, downgrade,
+block) act on whichever limit is nearer.
+"""
 
 from __future__ import annotations
 
@@ -22,11 +26,24 @@ class BudgetState:
     state: str  # ok | notify | downgrade | blocked
     period_start: datetime
     period_end: datetime
+    spent_tokens: int = 0
+    reserved_tokens: int = 0
 
 
-def state_for(budget: Budget, used_usd: float) -> tuple[str, float]:
-    """Highest threshold reached by ``used_usd`` (spent + reserved) and the percent of the limit."""
-    percent = used_usd / float(budget.limit_usd) * 100.0
+def used_ratio(budget: Budget, used_usd: float, used_tokens: int = 0) -> float:
+    """Share of the limit used: the larger of the USD and token ratios (of the limits the budget has)."""
+    ratio = 0.0
+    if budget.limit_usd is not None:
+        ratio = used_usd / float(budget.limit_usd)
+    if budget.limit_tokens is not None:
+        ratio = max(ratio, used_tokens / budget.limit_tokens)
+    return ratio
+
+
+def state_for(budget: Budget, used_usd: float, used_tokens: int = 0) -> tuple[str, float]:
+    """Highest threshold reached by ``used_usd`` / ``used_tokens`` (spent + reserved) and the percent of the limit
+    (of the nearer one when the budget has both)."""
+    percent = used_ratio(budget, used_usd, used_tokens) * 100.0
     state = "ok"
     for t in budget.thresholds:
         if percent >= t.percent:
@@ -41,8 +58,11 @@ async def read_budget_state(
 ) -> BudgetState:
     """ASYNC (redis.asyncio client). One HMGET on the current period key."""
     start, end = period_bounds(budget, now)
-    spent, reserved = await redis.hmget(period_key(gateway, budget, start), "spent", "reserved")
+    spent, reserved, spent_tok, reserved_tok = await redis.hmget(
+        period_key(gateway, budget, start), "spent", "reserved", "spent_tokens", "reserved_tokens"
+    )
     spent_usd = int(spent or 0) / MICRO
     reserved_usd = int(reserved or 0) / MICRO
-    state, percent = state_for(budget, spent_usd)
-    return BudgetState(spent_usd, reserved_usd, percent, state, start, end)
+    spent_tokens = int(spent_tok or 0)
+    state, percent = state_for(budget, spent_usd, spent_tokens)
+    return BudgetState(spent_usd, reserved_usd, percent, state, start, end, spent_tokens, int(reserved_tok or 0))

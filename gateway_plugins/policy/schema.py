@@ -236,6 +236,10 @@ class Tenant(_Model):
         return "active"
 
 
+# A token limit per period: far above any real quota, and within Lua's exact integer range (2^53).
+MAX_LIMIT_TOKENS = 10**15
+
+
 class BudgetPeriod(StrEnum):
     DAILY = "daily"
     WEEKLY = "weekly"
@@ -256,7 +260,16 @@ class BudgetThreshold(_Model):
 class Budget(_Model):
     name: str = Field(pattern=DNS_LABEL, description="Budget id (the Budget object's name).")
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant this budget belongs to.")
-    limit_usd: Decimal = Field(gt=0, max_digits=18, decimal_places=6, description="Limit per period in USD.")
+    limit_usd: Decimal | None = Field(
+        default=None, gt=0, max_digits=18, decimal_places=6, description="Limit per period in USD (None: no USD limit)."
+    )
+    limit_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_LIMIT_TOKENS,
+        description="Limit per period in tokens, input plus output as the audit record counts them "
+        "(prompt_tokens + completion_tokens); None: no token limit.",
+    )
     period: BudgetPeriod = BudgetPeriod.MONTHLY
     timezone: str = Field(default="UTC", description="IANA time zone the period is aligned to.")
     thresholds: list[BudgetThreshold] = Field(
@@ -284,6 +297,21 @@ class Budget(_Model):
     def _no_cycles(cls, value: dict[str, str]) -> dict[str, str]:
         check_no_downgrade_cycle(value)
         return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> Budget:
+        if self.limit_usd is None and self.limit_tokens is None:
+            raise ValueError("set limit_usd or limit_tokens (or both)")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_limits(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A USD-only budget serialises as before: documents of existing budgets keep their bytes.
+        data = handler(self)
+        for name in ("limit_usd", "limit_tokens"):
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @property
     def hard_limit(self) -> bool:

@@ -72,6 +72,9 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             READY_COLUMN,
             ("Limit", "string", ".spec.limitUSD"),
             ("Spent", "string", ".status.spentUSD"),
+            ("Tokens", "integer", ".spec.limitTokens"),
+            ("SpentTokens", "integer", ".status.spentTokens"),
+            # Of the nearer limit when the Budget has both.
             ("Percent", "number", ".status.percent"),
             ("State", "string", ".status.state"),
             ("Remaining", "string", ".status.remainingUSD"),
@@ -98,6 +101,10 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
         }
     ],
     ("Budget",): [
+        {
+            "rule": "has(self.limitUSD) || has(self.limitTokens)",
+            "message": "set limitUSD or limitTokens (or both)",
+        },
         {
             "rule": "!has(self.thresholds) || self.thresholds.map(t, t.percent).isSorted()",
             "message": "thresholds must be ascending by percent",

@@ -23,6 +23,7 @@ from gateway_operator.crd.core import (
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
+    MAX_LIMIT_TOKENS,
     BudgetAction,
     BudgetPeriod,
     HostedTool,
@@ -831,15 +832,26 @@ class BudgetThresholdSpec(_Spec):
 
 
 class BudgetSpec(_Spec):
-    """Desired state of a Budget: a Tenant's spending limit per period and what happens as spend approaches it."""
+    """Desired state of a Budget: a Tenant's spending limit per period (USD, tokens or both) and what follows."""
 
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant (same namespace) this budget applies to.")
-    limit_usd: Decimal = Field(
+    limit_usd: Decimal | None = Field(
+        default=None,
         gt=0,
         max_digits=18,
         decimal_places=6,
         alias="limitUSD",
-        description="Limit per period in USD: a decimal string above 0 with at most 6 decimal places.",
+        description="Limit per period in USD: a decimal string above 0 with at most 6 decimal places. Set limitUSD, "
+        "limitTokens or both; with both, the thresholds act on whichever is nearer.",
+    )
+    limit_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_LIMIT_TOKENS,
+        alias="limitTokens",
+        description="Limit per period in tokens: input plus output, as the audit record counts them (prompt_tokens + "
+        "completion_tokens). Each request reserves its worst case (body bytes plus max_tokens) until it ends. Set "
+        "limitUSD, limitTokens or both.",
     )
     period: BudgetPeriod = Field(default=BudgetPeriod.MONTHLY, description="daily, weekly or monthly.")
     timezone: str = Field(
@@ -871,6 +883,12 @@ class BudgetSpec(_Spec):
     def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
         check_no_downgrade_cycle(value)
         return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> BudgetSpec:
+        if self.limit_usd is None and self.limit_tokens is None:
+            raise ValueError("set limitUSD or limitTokens (or both)")
+        return self
 
 
 class ObjectMeta(BaseModel):
@@ -912,7 +930,7 @@ class Tenant(_Resource):
 
 
 class Budget(_Resource):
-    """A Tenant's spending limit per period, with notify, downgrade and block thresholds."""
+    """A Tenant's spending limit per period (USD, tokens or both), with notify, downgrade and block thresholds."""
 
     kind: Literal["Budget"] = "Budget"
     spec: BudgetSpec

@@ -178,9 +178,11 @@ def _notify(
             action=action,
             percent=round(state.percent, 2),
             spent_usd=f"{state.spent_usd:.4f}",
-            limit_usd=str(spec["limitUSD"]),
+            limit_usd=str(spec["limitUSD"]) if spec.get("limitUSD") is not None else None,
             period_start=state.period_start.isoformat(),
             period_end=state.period_end.isoformat(),
+            spent_tokens=state.spent_tokens,
+            limit_tokens=spec.get("limitTokens"),
         )
         reason = "BudgetBlocked" if action == "block" else f"Budget{action.capitalize()}"
         post_event(
@@ -222,15 +224,12 @@ def _write(
             previous = notify.reached_this_period(raw.get("status"), period_start)
             reached, hooks = _notify(raw, gw, state, previous)
             outbox.extend(hooks)
-            limit = Decimal(str(raw["spec"]["limitUSD"]))
-            spent = Decimal(f"{state.spent_usd:.4f}")
             yield (
                 "budgets",
                 raw,
                 {
                     "observedGeneration": generation,
-                    "spentUSD": f"{state.spent_usd:.4f}",
-                    "remainingUSD": f"{max(Decimal(0), limit - spent):.4f}",
+                    **_spend_status(raw["spec"], state),
                     "percent": round(state.percent, 2),
                     "state": state.state,
                     "periodStart": period_start,
@@ -246,6 +245,19 @@ def _write(
     # Thousands of Budgets get their first status in one round: several requests at once.
     writes = [w for plural, obj, desired in pending() if (w := status_write(ns, plural, obj, desired)) is not None]
     return send_statuses(writes), outbox
+
+
+def _spend_status(spec: dict[str, Any], state: Any) -> dict[str, Any]:
+    """spentUSD always (a token-only Budget's spend is still priced); remainingUSD with limitUSD; spentTokens always
+    and remainingTokens with limitTokens. An absent limit clears its remaining field (a merge patch with None)."""
+    spent = Decimal(f"{state.spent_usd:.4f}")
+    limit_usd, limit_tokens = spec.get("limitUSD"), spec.get("limitTokens")
+    return {
+        "spentUSD": f"{state.spent_usd:.4f}",
+        "remainingUSD": None if limit_usd is None else f"{max(Decimal(0), Decimal(str(limit_usd)) - spent):.4f}",
+        "spentTokens": state.spent_tokens,
+        "remainingTokens": None if limit_tokens is None else max(0, int(limit_tokens) - state.spent_tokens),
+    }
 
 
 def _tenant_writes(

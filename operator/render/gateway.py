@@ -390,6 +390,7 @@ def render_budget(budget: crd.Budget) -> pol.Budget:
         name=budget.metadata.name,
         tenant=spec.tenant,
         limit_usd=spec.limit_usd,
+        limit_tokens=spec.limit_tokens,
         period=spec.period,
         timezone=spec.timezone,
         thresholds=[_shared(pol.BudgetThreshold(percent=t.percent, action=t.action)) for t in spec.thresholds],

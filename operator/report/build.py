@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
+from gateway_plugins.policy.budget_state import used_ratio
 from gateway_plugins.policy.periods import period_bounds
 from gateway_plugins.policy.schema import Budget
 
@@ -30,10 +31,12 @@ class BudgetRow:
     tenant: str
     period_start: str
     period_end: str
-    limit_usd: float
+    limit_usd: float | None  # None: the Budget limits tokens only
     spent_usd: float
-    percent: float
+    percent: float  # of the nearer limit when the Budget has both
     partial: bool  # the report range does not cover the whole period so far
+    limit_tokens: int | None = None  # None: the Budget limits USD only
+    spent_tokens: int = 0  # prompt_tokens + completion_tokens of the period's records
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,12 +113,14 @@ def budget_rows(
     rows = []
     for namespace, budget in budgets:
         start, end = period_bounds(budget, until)
-        spent = sum(
-            float(r.get("cost_usd") or 0)
+        period = [
+            r
             for r in records
             if r.get("tenant") == budget.tenant and start.timestamp() <= float(r["time"]) < end.timestamp()
-        )
-        limit = float(Decimal(budget.limit_usd))
+        ]
+        spent = sum(float(r.get("cost_usd") or 0) for r in period)
+        tokens = sum(int(r.get("prompt_tokens") or 0) + int(r.get("completion_tokens") or 0) for r in period)
+        limit = float(Decimal(budget.limit_usd)) if budget.limit_usd is not None else None
         rows.append(
             BudgetRow(
                 namespace=namespace,
@@ -125,8 +130,10 @@ def budget_rows(
                 period_end=end.isoformat(),
                 limit_usd=limit,
                 spent_usd=round(spent, 6),
-                percent=round(spent / limit * 100.0, 2),
+                percent=round(used_ratio(budget, spent, tokens) * 100.0, 2),
                 partial=since > start,
+                limit_tokens=budget.limit_tokens,
+                spent_tokens=tokens,
             )
         )
     return rows

@@ -74,26 +74,21 @@ def to_terminal(report: Report, console) -> None:
     if report.budgets:
         # The namespace only when the budgets span several: `ai-gateway/team-eu-monthly` alone fills a third of 80.
         several = len({b.namespace for b in report.budgets}) > 1
-        budgets = terminal_table(
-            "Budget use against limits (USD, current period)",
-            [
-                ("budget", "name"),
-                ("tenant", "name"),
-                ("period", "time"),
-                ("spent", "number"),
-                ("limit", "number"),
-                ("%", "number"),
-            ],
-        )
+        # Token columns only when some Budget limits tokens; % is of the nearer limit.
+        tokens = any(b.limit_tokens is not None for b in report.budgets)
+        columns = [("budget", "name"), ("tenant", "name"), ("period", "time"), ("spent", "number"), ("limit", "number")]
+        columns += [("tokens", "number"), ("tok limit", "number")] if tokens else []
+        budgets = terminal_table("Budget use against limits (USD, current period)", [*columns, ("%", "number")])
         for b in report.budgets:
-            budgets.add_row(
+            row = [
                 f"{b.namespace}/{b.budget}" if several else b.budget,
                 b.tenant,
                 f"{short_time(b.period_start)} .. {short_time(b.period_end)}" + (" *" if b.partial else ""),
                 f"{b.spent_usd:.6f}",
-                f"{b.limit_usd:g}",
-                f"{b.percent:.1f}",
-            )
+                "-" if b.limit_usd is None else f"{b.limit_usd:g}",
+            ]
+            row += [str(b.spent_tokens), "-" if b.limit_tokens is None else str(b.limit_tokens)] if tokens else []
+            budgets.add_row(*row, f"{b.percent:.1f}")
         console.print(budgets)
         if any(b.partial for b in report.budgets):
             console.print("* the report range starts after the period: spend before it is not counted")
@@ -268,14 +263,16 @@ def to_html(report: Report, title: str = "kubegate report") -> str:
         3,
     )
     budgets = _table(
-        ["budget", "tenant", "period", "spent USD", "limit USD", "% of limit"],
+        ["budget", "tenant", "period", "spent USD", "limit USD", "tokens", "limit tokens", "% of limit"],
         [
             [
                 f"{b.namespace}/{b.budget}",
                 b.tenant,
                 f"{b.period_start} .. {b.period_end}" + (" (range starts after the period)" if b.partial else ""),
                 f"{b.spent_usd:.6f}",
-                f"{b.limit_usd:g}",
+                "-" if b.limit_usd is None else f"{b.limit_usd:g}",
+                b.spent_tokens,
+                "-" if b.limit_tokens is None else b.limit_tokens,
                 f"{b.percent:.1f}",
             ]
             for b in report.budgets

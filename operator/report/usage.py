@@ -23,9 +23,12 @@ class UsageLine:
     reserved_usd: float | None
     limit_usd: float | None
     remaining_usd: float | None
-    percent: float | None
+    percent: float | None  # of the nearer limit when the Budget has both
     state: str
     resets: str | None
+    spent_tokens: int | None = None
+    limit_tokens: int | None = None  # None: no token limit
+    remaining_tokens: int | None = None
 
 
 class NoPolicy(RuntimeError):
@@ -67,7 +70,8 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
         lifecycle = {t.id: t.lifecycle(now) for t in policy.tenants}
         for budget in policy.budgets:
             state = await read_budget_state(conn, keys, budget)
-            limit = float(Decimal(budget.limit_usd))
+            limit = float(Decimal(budget.limit_usd)) if budget.limit_usd is not None else None
+            tokens = budget.limit_tokens
             budgeted.add(budget.tenant)
             lines.append(
                 UsageLine(
@@ -76,12 +80,15 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
                     spent_usd=state.spent_usd,
                     reserved_usd=state.reserved_usd,
                     limit_usd=limit,
-                    remaining_usd=max(0.0, limit - state.spent_usd),
+                    remaining_usd=None if limit is None else max(0.0, limit - state.spent_usd),
                     percent=state.percent,
                     state=state.state
                     if lifecycle.get(budget.tenant, "active") == "active"
                     else lifecycle[budget.tenant],
                     resets=state.period_end.isoformat(),
+                    spent_tokens=state.spent_tokens,
+                    limit_tokens=tokens,
+                    remaining_tokens=None if tokens is None else max(0, tokens - state.spent_tokens),
                 )
             )
         for tenant in policy.tenants:
@@ -123,3 +130,15 @@ def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
         row += ["-" if u.percent is None else f"{u.percent:.1f}", u.state, time_left(u.resets) if u.resets else "-"]
         table.add_row(*row)
     console.print(table)
+    limited = [u for u in lines if u.limit_tokens is not None]
+    if limited:
+        # A second table, not more columns: the first one already fills 80 columns.
+        tokens = terminal_table(
+            f"kubegate usage: {gateway}, this period (tokens)",
+            [("tenant", "name"), ("budget", "name"), ("spent", "number"), ("limit", "number"), ("left", "number")],
+        )
+        for u in limited:
+            tokens.add_row(
+                u.tenant, u.budget or "-", str(u.spent_tokens or 0), str(u.limit_tokens), str(u.remaining_tokens)
+            )
+        console.print(tokens)
