@@ -33,7 +33,8 @@ GW = "main"
 OUT_PRICE = Decimal("0.001")
 COST = 0.002  # 2 completion tokens x OUT_PRICE
 TEXT = "abcdefgh"
-TENANTS = ("hard", "down", "free", "race", "rel", "maxed")
+TENANTS = ("hard", "down", "free", "race", "rel", "maxed", "tok", "tokrace")
+TOKEN_LIMIT = 100_000
 MODELS = ("big", "mid", "small", "free")
 # Served by an anthropic/ deployment whose model LiteLLM's map gives 64000 output tokens (the route sets no
 # maxOutputTokens); the echo answers it after a delay, long enough to see the reservation while it is in flight.
@@ -61,6 +62,9 @@ def budgets() -> dict[str, dict]:
         "rel-b": {"tenant": "rel", "limitUSD": "1"},
         # Exactly one answer of the real maximum (64000 x 0.001 USD).
         "maxed-b": {"tenant": "maxed", "limitUSD": "64"},
+        # Token quotas: one alone, one beside a USD limit far away (the nearer limit decides).
+        "tok-b": {"tenant": "tok", "limitTokens": TOKEN_LIMIT, "period": "daily"},
+        "tokrace-b": {"tenant": "tokrace", "limitTokens": TOKEN_LIMIT, "limitUSD": "1000", "period": "weekly"},
     }
 
 
@@ -159,6 +163,104 @@ def budget_gauge(proxy: ProxyServer, tenant: str) -> float | None:
 def preset_spent(redis_server, b: Budget, usd: float) -> None:
     start, _ = period_bounds(b, datetime.now(UTC))
     redis_server.client().hset(period_key(GatewayKeys("default", GW), b, start), "spent", int(usd * 1_000_000))
+
+
+def preset_tokens(redis_server, b: Budget, tokens: int) -> None:
+    start, _ = period_bounds(b, datetime.now(UTC))
+    redis_server.client().hset(period_key(GatewayKeys("default", GW), b, start), "spent_tokens", tokens)
+
+
+def settled_tokens(url: str, b: Budget):
+    """Budget state once no tokens are reserved any more (settles follow the response)."""
+
+    async def read():
+        r = aioredis.from_url(url)
+        try:
+            for _ in range(100):
+                st = await read_budget_state(r, GatewayKeys("default", GW), b)
+                if st.reserved_tokens == 0:
+                    break
+                await asyncio.sleep(0.1)
+            return st
+        finally:
+            await r.aclose()
+
+    return asyncio.run(read())
+
+
+def test_a_token_quota_blocks_at_its_limit_with_headers(proxies, redis_server):
+    proxy, _, policy = proxies
+    b = budget(policy, "tok-b")
+    preset_tokens(redis_server, b, TOKEN_LIMIT - 5)
+    c = client(proxy, "tok")
+    first = ask(c)
+    assert first.headers["x-kubegate-budget-remaining-tokens"] == "5"
+    assert "x-kubegate-budget-remaining-usd" not in first.headers  # the budget has no USD limit
+    used = first.parse().usage.total_tokens
+    assert settled_tokens(redis_server.url, b).spent_tokens == TOKEN_LIMIT - 5 + used  # as the answer counts them
+    served = 1
+    while True:
+        try:
+            ask(c)
+        except openai.RateLimitError as exc:
+            err = exc
+            break
+        served += 1
+        assert served < 10, "the token quota never blocked"
+    assert err.status_code == 429 and err.body["code"] == "budget_exceeded"
+    assert f"{TOKEN_LIMIT} tokens" in err.body["message"]
+    headers = err.response.headers
+    assert headers["x-kubegate-budget-state"] == "blocked"
+    assert headers["x-kubegate-budget-remaining-tokens"] == "0"
+    assert "x-kubegate-budget-remaining-usd" not in headers and int(headers["Retry-After"]) >= 1
+    st = settled_tokens(redis_server.url, b)
+    # Admitted while spent + reserved is below the limit: the last one served crossed it by less than itself.
+    assert TOKEN_LIMIT <= st.spent_tokens < TOKEN_LIMIT + used
+    assert st.spent_tokens == TOKEN_LIMIT - 5 + served * used
+    assert st.state == "blocked" and st.reserved_tokens == 0
+
+
+def test_64_clients_two_proxies_hold_a_token_quota_to_one_request(proxies, redis_server):
+    """Every client asks again after a refusal until the settled spend reaches the quota (a refusal may come from
+    the other clients' reservations, each the request's worst case, far above what it really uses)."""
+    a, b_proxy, policy = proxies
+    b = budget(policy, "tokrace-b")
+    probe = client(a, "tokrace")
+    used = ask(probe).parse().usage.total_tokens
+    before = settled_tokens(redis_server.url, b).spent_tokens
+    assert before == used
+    preset_tokens(redis_server, b, TOKEN_LIMIT - 40 * used - 1)
+    clients = [client(a if i % 2 else b_proxy, "tokrace") for i in range(64)]
+    served, refused = [0], [0]
+    lock = threading.Lock()
+
+    def spent() -> int:
+        return int(
+            redis_server.client().hget(period_key(GatewayKeys("default", GW), b, period_bounds(b)[0]), "spent_tokens")
+        )
+
+    def one(c: openai.OpenAI) -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            try:
+                ask(c)
+                with lock:
+                    served[0] += 1
+            except openai.RateLimitError as exc:
+                assert exc.body["code"] == "budget_exceeded"
+                with lock:
+                    refused[0] += 1
+                if spent() >= TOKEN_LIMIT:
+                    return
+                time.sleep(0.05)
+
+    with ThreadPoolExecutor(64) as pool:
+        list(pool.map(one, clients))
+    st = settled_tokens(redis_server.url, b)
+    assert st.reserved_tokens == 0 and refused[0] >= 64
+    assert st.spent_tokens == TOKEN_LIMIT - 40 * used - 1 + served[0] * used
+    assert TOKEN_LIMIT <= st.spent_tokens < TOKEN_LIMIT + used  # over by less than one request
+    assert served[0] == 41
 
 
 def test_hard_limit_blocks_with_headers(proxies, redis_server):
