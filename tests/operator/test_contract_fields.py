@@ -168,6 +168,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
     "Budget": {
         "tenant": "nobody",
         "limitUSD": "6.5",
+        "limitTokens": 1_000_000,
         "period": "daily",
         "timezone": "Europe/Berlin",
         "thresholds.0.percent": 90,

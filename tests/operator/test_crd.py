@@ -120,6 +120,8 @@ INVALID = [
     ("budgets", {"tenant": "t", "limitUSD": "5", "downgrade": {"a": "a"}}, "downgrade"),
     ("budgets", {"tenant": "t", "limitUSD": "5", "downgrade": {"a": "b", "b": "a"}}, "downgrade"),
     ("budgets", {"tenant": "t", "limitUSD": "five"}, "limitUSD"),
+    ("budgets", {"tenant": "t"}, "set limitUSD or limitTokens"),
+    ("budgets", {"tenant": "t", "limitTokens": 0}, "limitTokens"),
     ("llmgateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
     ("llmgateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
     (

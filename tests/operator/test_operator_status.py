@@ -239,6 +239,50 @@ def test_budget_status_refreshed_from_redis_with_threshold_events(operator, admi
     _wait("BudgetBlocked event", lambda: "BudgetBlocked" in _events(core, namespace, "m"))
 
 
+def test_a_token_budget_status_shows_tokens_and_the_nearer_limit(operator, admin_api, namespace, redis_server):
+    custom = client.CustomObjectsApi(admin_api)
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-url", {"url": redis_server.url})
+    spec = {"redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}}}
+    gw_name = f"tok-{namespace}"
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec))
+    custom.create_namespaced_custom_object(
+        GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
+    )
+    thresholds = [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}]
+    both = {"tenant": "t", "limitUSD": "10", "limitTokens": 1000, "thresholds": thresholds}
+    only = {"tenant": "t", "limitTokens": 2000, "period": "daily"}
+    keys = {}
+    for name, budget_spec in (("both", both), ("only", only)):
+        obj = custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "budgets", _obj("Budget", name, budget_spec)
+        )
+        budget = render_budget(crd.Budget.model_validate(obj))
+        keys[name] = period_key(GatewayKeys(namespace, gw_name), budget, period_bounds(budget)[0])
+    r = redis_server.client()
+
+    def status(name, check):
+        def read():
+            s = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", name).get("status") or {}
+            return s if check(s) else None
+
+        return read
+
+    r.hset(keys["both"], mapping={"spent": 1 * MICRO, "spent_tokens": 600})  # 10 % of the USD, 60 % of the tokens
+    both_status = _wait("token notify", status("both", lambda s: s.get("state") == "notify"))
+    assert both_status["percent"] == 60 and both_status["spentTokens"] == 600
+    assert (both_status["remainingTokens"], both_status["remainingUSD"]) == (400, "9.0000")
+    _wait("BudgetNotify event", lambda: "BudgetNotify" in _events(core, namespace, "both"))
+    row = _table_row(admin_api, namespace, "budgets", "both")
+    assert (row["Tokens"], row["SpentTokens"], row["Percent"], row["State"]) == (1000, 600, 60, "notify")
+
+    r.hset(keys["only"], "spent_tokens", 2500)
+    only_status = _wait("token blocked", status("only", lambda s: s.get("state") == "blocked"))
+    assert only_status["percent"] == 125 and only_status["remainingTokens"] == 0
+    assert "remainingUSD" not in only_status and only_status["spentUSD"] == "0.0000"
+    _wait("BudgetBlocked event", lambda: "BudgetBlocked" in _events(core, namespace, "only"))
+
+
 def test_a_threshold_event_is_posted_once_when_its_status_was_never_written(
     operator_kubeconfig,  # noqa: F811
     admin_api,
