@@ -251,7 +251,7 @@ def test_a_token_budget_status_shows_tokens_and_the_nearer_limit(operator, admin
     )
     thresholds = [{"percent": 50, "action": "notify"}, {"percent": 100, "action": "block"}]
     both = {"tenant": "t", "limitUSD": "10", "limitTokens": 1000, "thresholds": thresholds}
-    only = {"tenant": "t", "limitTokens": 2000, "period": "daily"}
+    only = {"tenant": "t", "limitTokens": 2000, "period": "daily", "thresholds": [{"percent": 100, "action": "block"}]}
     keys = {}
     for name, budget_spec in (("both", both), ("only", only)):
         obj = custom.create_namespaced_custom_object(
