@@ -26,6 +26,8 @@ CONDITIONS = {
     "every answer": "any",
     "an upstream served the answer": "served",
     "the tenant has a Budget and the request reached the budget check": "budget",
+    "the tenant has a Budget with limitUSD and the request reached the budget check": "budget_usd",
+    "the tenant has a Budget with limitTokens and the request reached the budget check": "budget_tokens",
     "the tenant has a response cache and the request passed the contract": "cache",
     "the answer says to retry later": "retry",
 }
@@ -75,11 +77,12 @@ def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
     failing = echo_upstream.base_url.replace("/v1", "/status/500/v1")
     objs = objects(
         echo_upstream.base_url,
-        extra_tenants=("budgeted", "broke"),
+        extra_tenants=("budgeted", "broke", "tokened"),
         extra_routes=(route(GW, BROKEN, failing),),
         budgets={
             "budgeted-b": {"tenant": "budgeted", "limitUSD": "100", "period": "daily"},
             "broke-b": {"tenant": "broke", "limitUSD": "1", "period": "daily"},
+            "tokened-b": {"tenant": "tokened", "limitTokens": 1_000_000, "period": "daily"},
         },
     )
     for obj in objs:
@@ -103,17 +106,18 @@ def chat(model: str = "echo", **extra) -> dict:
 SITUATIONS = [
     ("no key", None, chat(), set(), "missing_api_key"),
     ("refused by the contract", "budgeted", chat(bogus_field=1), set(), "unsupported_field"),
-    ("served", "budgeted", chat(), {"served", "budget", "cache"}, None),
+    ("served", "budgeted", chat(), {"served", "budget", "budget_usd", "cache"}, None),
+    ("served, token budget", "tokened", chat(), {"served", "budget", "budget_tokens"}, None),
     ("served, no budget or cache", "plain", chat(), {"served"}, None),
     (
         "upstream failed, kept in region",
         "budgeted",
         chat(BROKEN),
-        {"budget", "cache", "retry"},
+        {"budget", "budget_usd", "cache", "retry"},
         "residency_unavailable",
     ),
     ("upstream failed", "plain", chat(BROKEN), {"retry"}, "upstream_error"),
-    ("refused by the budget", "broke", chat(), {"budget", "retry"}, "budget_exceeded"),
+    ("refused by the budget", "broke", chat(), {"budget", "budget_usd", "retry"}, "budget_exceeded"),
 ]
 
 
@@ -146,8 +150,11 @@ def test_answers_carry_what_the_reference_says(proxy, redis_server, path, name, 
             assert resp.status_code == int(documented), f"{code}: {resp.status_code}, the reference says {documented}"
     if "budget" in holds:
         assert resp.headers["x-kubegate-budget-state"] in ("ok", "notify", "downgrade", "blocked")
-        float(resp.headers["x-kubegate-budget-remaining-usd"])
         assert resp.headers["x-kubegate-budget-reset"].endswith("Z")
+    if "budget_usd" in holds:
+        float(resp.headers["x-kubegate-budget-remaining-usd"])
+    if "budget_tokens" in holds:
+        assert 0 < int(resp.headers["x-kubegate-budget-remaining-tokens"]) <= 1_000_000
     if "retry" in holds:
         assert int(resp.headers["retry-after"]) >= 1
     if tenant is not None and "served" not in holds and code not in ("unsupported_field", "budget_exceeded"):
