@@ -119,7 +119,7 @@ def test_new_period_starts_at_zero_and_old_spend_stays_put(proxy, redis_server):
     r.hset(previous_key, mapping={"spent": 10_000, "reserved": 0})  # 200 % of the limit, last period
     raw = ask(proxy, "roll")  # would be a 429 budget_exceeded if the old spend counted
     assert raw.parse().choices[0].message.content == TEXT
-    assert "x-kubegate-budget-state" not in raw.headers
+    assert raw.headers["x-kubegate-budget-state"] == "ok"  # budget headers on every answer past the check (#24)
     # Exactly one key besides the old one: this period's, holding only this request's cost. Found by
     # scanning, not by recomputing "now", so a midnight between request and check cannot confuse it.
     keys = {k.decode() for k in r.keys(KEYS.budget_pattern("roll-b"))} - {previous_key}
@@ -132,7 +132,7 @@ def test_notify_threshold_shows_in_header_audit_and_gauge(proxy, redis_server):
     b = budget(proxy, "note-b")
     r = redis_server.client()
     raw = ask(proxy, "note")  # 0 % used: plain ok
-    assert "x-kubegate-budget-state" not in raw.headers
+    assert raw.headers["x-kubegate-budget-state"] == "ok"
     record = audit_record(r, raw.headers["x-kubegate-request-id"])
     assert record["decisions"]["budget"] == {"note-b": "ok"}
     # Spend 60 % of the limit (notify at 50 %, block at 100 %).
