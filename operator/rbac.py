@@ -13,6 +13,8 @@ RULES: list[dict[str, list[str]]] = [
         "resources": ["llmgateways/status", "modelroutes/status", "tenants/status", "budgets/status"],
         "verbs": ["get", "patch", "update"],
     },
+    # TenantPlans are only read: a Tenant's status shows its plan.
+    {"apiGroups": ["kubegate.dev"], "resources": ["tenantplans"], "verbs": ["get", "list", "watch"]},
     {
         "apiGroups": [""],
         "resources": ["configmaps", "services", "secrets"],

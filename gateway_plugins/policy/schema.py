@@ -33,6 +33,8 @@ POLICY_SCHEMA = "kubegate.dev/policy/v1"
 # Tenant ids become Prometheus label values and Redis key parts: keep them to a DNS label.
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 SHA256_HEX = r"^[0-9a-f]{64}$"
+# A Budget object's name, or ``plan.<tenant>``: a TenantPlan's budget of one tenant (a dot no Budget object has here).
+BUDGET_NAME = r"^(plan\.)?[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
 KEY_ID_LEN = 12
 
 Region = Annotated[str, Field(pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region label, e.g. eu-west-1.")]
@@ -258,7 +260,10 @@ class BudgetThreshold(_Model):
 
 
 class Budget(_Model):
-    name: str = Field(pattern=DNS_LABEL, description="Budget id (the Budget object's name).")
+    name: str = Field(
+        pattern=BUDGET_NAME,
+        description="Budget id: the Budget object's name, or plan.<tenant> for the budget a TenantPlan gives a tenant.",
+    )
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant this budget belongs to.")
     limit_usd: Decimal | None = Field(
         default=None, gt=0, max_digits=18, decimal_places=6, description="Limit per period in USD (None: no USD limit)."

@@ -18,7 +18,10 @@ ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_DIRS = (ROOT / "crds", ROOT / "charts" / "kubegate" / "crds")
 DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 # Decimals whose runtime model also bounds digits (max_digits=18, decimal_places=6): the same bound at apply.
-PATTERNS: dict[tuple[str, ...], str] = {("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$"}
+PATTERNS: dict[tuple[str, ...], str] = {
+    ("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    ("TenantPlan", "budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+}
 
 # Every kind shows its Ready condition in `kubectl get`.
 READY_COLUMN = ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status')
@@ -57,6 +60,7 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             ("Gateway", "string", ".spec.gateway"),
             ("Regions", "string", ".spec.allowedRegions"),
             # Active, Trial, Suspended or Expired (operator.status.tenant_state).
+            ("Plan", "string", ".spec.plan"),
             ("State", "string", ".status.state"),
             ("Expires", "string", ".spec.expiresAt"),
             # Written by the budget refresh: this period's spend over all the Tenant's Budgets and the worst state.
@@ -80,6 +84,20 @@ KIND_INFO: dict[str, dict[str, Any]] = {
             ("Remaining", "string", ".status.remainingUSD"),
             # A string, not a date: kubectl prints a date column as an age, and a future time as `<invalid>`.
             ("Resets", "string", ".status.periodEnd"),
+        ],
+    },
+    # Not "Plan": a generic name other operators' kinds may take (the plans.* of other API groups in `kubectl get`).
+    "TenantPlan": {
+        "plural": "tenantplans",
+        "short": ["ktp"],
+        "spec": m.TenantPlanSpec,
+        "columns": [
+            ("Models", "string", ".spec.allowedModels"),
+            ("Regions", "string", ".spec.allowedRegions"),
+            ("RPM", "integer", ".spec.rateLimits.rpm"),
+            ("LimitUSD", "string", ".spec.budget.limitUSD"),
+            ("LimitTokens", "integer", ".spec.budget.limitTokens"),
+            ("Period", "string", ".spec.budget.period"),
         ],
     },
 }
@@ -199,6 +217,8 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("ModelRoute", "fallbacks"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "allowedModels"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "allowedRegions"): {"x-kubernetes-list-type": "set"},
+    ("TenantPlan", "allowedModels"): {"x-kubernetes-list-type": "set"},
+    ("TenantPlan", "allowedRegions"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "hostedTools"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
@@ -215,12 +235,18 @@ WEBHOOK_RULE = {
     "message": "set exactly one of url and urlSecretRef",
 }
 VALIDATIONS[("Budget", "webhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("TenantPlan", "budget")] = [
+    {"rule": "has(self.limitUSD) || has(self.limitTokens)", "message": "set limitUSD or limitTokens (or both)"},
+    *VALIDATIONS[("Budget",)][1:],
+]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {
     ("Budget", "thresholds"): {"maxItems": 16},
     ("Budget", "downgrade"): {"maxProperties": 64},
+    ("TenantPlan", "budget", "thresholds"): {"maxItems": 16},
+    ("TenantPlan", "budget", "downgrade"): {"maxProperties": 64},
     ("ModelRoute", "deployments"): {"maxItems": 64},
 }
 
@@ -295,7 +321,9 @@ def _structural_plain(schema: dict, defs: dict[str, Any], path: tuple[str, ...],
     for key in (*keys, "maxItems", "maxProperties"):
         if key in schema:
             value = schema[key]
-            if key.startswith("exclusive"):
+            if key.startswith("exclusive") and isinstance(value, bool):
+                out[key] = value  # already structural (an optional object's properties are converted twice)
+            elif key.startswith("exclusive"):
                 out[key.replace("exclusive", "").lower()] = value
                 out[key] = True
             else:

@@ -769,6 +769,13 @@ class TenantSpec(_Spec):
     """Desired state of a Tenant: a team's API key, the models and regions it may use, its limits and PII policy."""
 
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this tenant belongs to.")
+    plan: str | None = Field(
+        default=None,
+        pattern=DNS_LABEL,
+        description="TenantPlan (same namespace) this tenant takes allowedModels, allowedRegions, rateLimits, pii, "
+        "cache and a budget from. A field set here overrides the plan's (rateLimits key by key); editing the plan "
+        "changes every tenant on it. A missing plan leaves the tenant out of the policy (Ready=False PlanNotFound).",
+    )
     key_rotation_grace_period: str = Field(
         default="10m",
         pattern=DURATION,
@@ -891,6 +898,87 @@ class BudgetSpec(_Spec):
         return self
 
 
+class PlanBudgetSpec(_Spec):
+    """The budget every tenant on the plan gets, each its own (rendered as budget plan.<tenant>)."""
+
+    limit_usd: Decimal | None = Field(
+        default=None,
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="limitUSD",
+        description="Limit per period in USD (a decimal string above 0, at most 6 decimal places). Set limitUSD, "
+        "limitTokens or both.",
+    )
+    limit_tokens: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_LIMIT_TOKENS,
+        alias="limitTokens",
+        description="Limit per period in tokens (prompt_tokens + completion_tokens). Set limitUSD, limitTokens or both.",
+    )
+    period: BudgetPeriod = Field(default=BudgetPeriod.MONTHLY, description="daily, weekly or monthly.")
+    timezone: str = Field(
+        default="UTC", pattern=TIMEZONE, max_length=64, description="IANA time zone the period is aligned to."
+    )
+    thresholds: list[BudgetThresholdSpec] = Field(
+        default_factory=lambda: [BudgetThresholdSpec(percent=100, action=BudgetAction.BLOCK)],
+        description="Ascending by percent.",
+    )
+    downgrade: dict[str, PublicModel] = Field(default_factory=dict, description="Model -> cheaper model.")
+    fail_open: bool = Field(default=False, alias="failOpen", description="Serve when Redis is unreachable.")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_time_zone(value)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
+        check_ascending([t.percent for t in value])
+        return value
+
+    @field_validator("downgrade")
+    @classmethod
+    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
+        check_no_downgrade_cycle(value)
+        return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> PlanBudgetSpec:
+        if self.limit_usd is None and self.limit_tokens is None:
+            raise ValueError("set limitUSD or limitTokens (or both)")
+        return self
+
+
+# The Tenant fields a TenantPlan provides (aliases); a Tenant that sets one overrides the plan's.
+PLAN_TENANT_FIELDS = ("allowedModels", "allowedRegions", "rateLimits", "pii", "cache")
+
+
+class TenantPlanSpec(_Spec):
+    """Desired state of a TenantPlan: what every Tenant naming it (spec.plan) gets unless it sets the field itself."""
+
+    allowed_models: list[PublicModel] | None = Field(
+        default=None, alias="allowedModels", description="Public model names allowed; '*' for all."
+    )
+    allowed_regions: list[RegionName] | None = Field(
+        default=None, alias="allowedRegions", description="Regions traffic may go to; empty: any."
+    )
+    rate_limits: TenantRateLimits | None = Field(
+        default=None,
+        alias="rateLimits",
+        description="Requests and tokens per minute of each tenant, across all proxy replicas; unset: unlimited.",
+    )
+    pii: PiiSpec | None = Field(default=None, description="PII policy; omit for none.")
+    cache: TenantCacheSpec | None = Field(default=None, description="Response cache; omit for none.")
+    budget: PlanBudgetSpec | None = Field(
+        default=None,
+        description="A budget each tenant on the plan gets, its own spend (policy budget plan.<tenant>), beside any "
+        "Budget objects of the tenant; omit for none.",
+    )
+
+
 class ObjectMeta(BaseModel):
     # Only what the renderer reads: the operator keeps one parsed model per object (tens of thousands), and labels,
     # annotations and extras it never reads cost three dicts each. The operator reads annotations from the body.
@@ -929,6 +1017,13 @@ class Tenant(_Resource):
     spec: TenantSpec
 
 
+class TenantPlan(_Resource):
+    """A named template of a Tenant's models, regions, rate limits, budget, PII and cache policy."""
+
+    kind: Literal["TenantPlan"] = "TenantPlan"
+    spec: TenantPlanSpec = Field(default_factory=TenantPlanSpec)
+
+
 class Budget(_Resource):
     """A Tenant's spending limit per period (USD, tokens or both), with notify, downgrade and block thresholds."""
 
@@ -941,4 +1036,5 @@ KINDS: dict[str, type[_Resource]] = {
     "ModelRoute": ModelRoute,
     "Tenant": Tenant,
     "Budget": Budget,
+    "TenantPlan": TenantPlan,
 }

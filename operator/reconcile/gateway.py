@@ -35,6 +35,7 @@ from gateway_operator.kube.parallel import parallel
 from gateway_operator.reconcile import keys, redislink, seen, trust
 from gateway_operator.reconcile.coalesce import Coalescer
 from gateway_operator.render import render_gateway
+from gateway_operator.render.plans import PLAN_BUDGET_PREFIX
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from kubernetes import client
 from pydantic import ValidationError
@@ -151,6 +152,8 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         return {"problems": {f"LLMGateway/{name}": message}, "written": [], "revision": None}
     spec = gateway_model.spec
     route_entries, tenant_entries, budget_entries, existing = members(objects, name)
+    # Tenants on a TenantPlan: the plan's fields they do not set, and the plan's budget of each.
+    tenant_entries, plan_budgets, plan_statuses = seen.with_plans(tenant_entries, objects.plans)
     routes_raw = [r.raw for r in route_entries]
     tenants_raw = [t.raw for t in tenant_entries]
     budgets_raw = [b.raw for b in budget_entries]
@@ -158,6 +161,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
     routes, problems = seen.split(route_entries)
     tenants, tenant_problems = seen.split(tenant_entries)
     budgets, budget_problems = seen.split(budget_entries)
+    budgets += plan_budgets
     problems.update(tenant_problems)
     problems.update(budget_problems)
     valid_tenants = {t.name for t in tenants}
@@ -202,6 +206,8 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
             continue  # per deployment, from secret_availability
         problems.setdefault(key, problem)
     for budget in budgets:
+        if budget.name.startswith(PLAN_BUDGET_PREFIX):
+            continue  # a plan's budget: no object of its own, its Tenant's status says it all
         key = object_key("Budget", budget.name)
         tenant = budget.tenant
         if tenant not in existing:
@@ -291,6 +297,7 @@ def _reconcile(ns: str, name: str, verify: bool, objects: seen.Objects, defer: b
         tenant_keys,
         defer,
         max_output_tokens,
+        plan_statuses,
     )
     return {
         "skipped": {k: p.message for k, p in problems.items()},
@@ -330,6 +337,7 @@ def _object_statuses(
     tenant_keys: dict[str, keys.TenantKeys],
     defer: bool,
     max_output_tokens: dict[str, int],
+    plan_statuses: dict[str, dict[str, Any]] | None = None,
 ) -> None:
     """Ready of every object of the Gateway: False with its own reason when it was left out; a served ModelRoute's
     ``maxOutputTokens`` in force (its spec's, else what LiteLLM's model map gives), removed when it is not served.
@@ -361,6 +369,10 @@ def _object_statuses(
                 desired = st.ready_status(gen, True, "Rendered", f"in the policy of LLMGateway {gateway}")
             # Ahead of the data plane by nothing: proxies refuse from expiresAt on; this shows it by the next render.
             desired["state"] = st.tenant_state(tenant.get("spec") or {})
+            # Its TenantPlan and the values in force; None removes them (a merge patch) when it names none.
+            on_plan = (plan_statuses or {}).get(tenant["metadata"]["name"]) or {}
+            desired["plan"] = (tenant.get("spec") or {}).get("plan")
+            desired["effective"] = on_plan.get("effective")
             found = tenant_keys.get(tenant["metadata"]["name"])
             if found is not None:
                 # Key ids (hash prefixes, not secrets): the current one, and the rotated-out one with its expiry.
@@ -476,6 +488,18 @@ async def related_changed(
     if not gateway or (st.already_observed(type, raw) and not pending_rotation):
         return
     await request_rerender(memo, namespace, gateway, plural, raw, type)
+
+
+async def plan_changed(namespace: str, name: str, type: str | None, memo: Any) -> None:
+    """A TenantPlan changed: re-render every Gateway with a Tenant on it (each once)."""
+    objects = snapshot(memo, namespace)
+    if objects is None:
+        objects = await asyncio.to_thread(list_namespace, namespace)
+    gateways = sorted({g for t in seen.tenants_on_plan(objects, name) if (g := t.spec.get("gateway"))})
+    for gateway in gateways:
+        if seen.gateway_live(memo.indexes, namespace, gateway):
+            coalescer: Coalescer = memo.rerenders
+            coalescer.request((namespace, gateway), lambda g=gateway: _rerender_run(memo, namespace, g, False))
 
 
 async def request_rerender(

@@ -16,21 +16,27 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gateway_operator.crd import models as crd
 from gateway_operator.render.gateway import piece_of
+from gateway_operator.render.plans import PLAN_BUDGET_PREFIX, resolve
 from gateway_operator.render.problems import INVALID_SPEC, Problem, field_errors, object_key
 from pydantic import BaseModel, ValidationError
 
 ANNOTATION_PREFIX = "kubegate.dev/"
 META_FIELDS = ("name", "namespace", "uid", "generation", "deletionTimestamp")
 # The kinds a Gateway renders, in the order of ``Objects``.
-PLURALS = ("modelroutes", "tenants", "budgets")
+PLURALS = ("modelroutes", "tenants", "budgets", "tenantplans")
 # kopf index (handlers/index.py) of (namespace, name) of each LLMGateway that is not being deleted.
 GATEWAY_INDEX = "gateway_index"
-MODELS: dict[str, type[BaseModel]] = {"modelroutes": crd.ModelRoute, "tenants": crd.Tenant, "budgets": crd.Budget}
+MODELS: dict[str, type[BaseModel]] = {
+    "modelroutes": crd.ModelRoute,
+    "tenants": crd.Tenant,
+    "budgets": crd.Budget,
+    "tenantplans": crd.TenantPlan,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +112,11 @@ def seen(plural: str, body: Mapping[str, Any], previous: Seen | None = None) -> 
         model = model_cls.model_validate({**raw, "status": None})
     except ValidationError as exc:
         return Seen(raw, None, Problem(INVALID_SPEC, field_errors(exc)))
-    if plural == "modelroutes":
+    if plural in ("modelroutes", "tenantplans"):
         return Seen(raw, model, None)  # few, and read whole by the renderer
+    if plural == "budgets" and meta["name"].startswith(PLAN_BUDGET_PREFIX):
+        message = f"metadata.name: {PLAN_BUDGET_PREFIX}* names the budgets of TenantPlans; rename this Budget"
+        return Seen(raw, None, Problem(INVALID_SPEC, message))
     try:
         return Seen(raw, piece_of(raw["kind"], model), None)
     except ValidationError as exc:
@@ -116,11 +125,12 @@ def seen(plural: str, body: Mapping[str, Any], previous: Seen | None = None) -> 
 
 @dataclass(frozen=True, slots=True)
 class Objects:
-    """The ModelRoutes, Tenants and Budgets of one namespace at one moment."""
+    """The ModelRoutes, Tenants, Budgets and TenantPlans of one namespace at one moment."""
 
     routes: list[Seen]
     tenants: list[Seen]
     budgets: list[Seen]
+    plans: list[Seen] = field(default_factory=list)
 
 
 class Store:
@@ -188,3 +198,57 @@ def split(entries: Iterable[Seen]) -> tuple[list[Any], dict[str, Problem]]:
         elif entry.problem is not None:
             problems[object_key(entry.raw["kind"], entry.name)] = entry.problem
     return valid, problems
+
+
+def tenants_on_plan(objects: Objects, plan: str) -> list[Seen]:
+    return [t for t in objects.tenants if t.spec.get("plan") == plan]
+
+
+# (tenant uid, generation, plan uid, plan generation) -> the resolved entry: a plan edit re-resolves its tenants once.
+_resolved: dict[tuple[Any, ...], tuple[Seen, Any, dict[str, Any]]] = {}
+RESOLVED_MAX = 100_000
+
+
+def with_plans(tenants: list[Seen], plans: list[Seen]) -> tuple[list[Seen], list[Any], dict[str, dict[str, Any]]]:
+    """``tenants`` with their plans applied: (entries, the plans' budgets, tenant -> status.plan/effective).
+
+    A Tenant naming a plan that is missing or invalid is left out with the reason (PlanNotFound, PlanInvalid)."""
+    by_name = {p.name: p for p in plans}
+    out: list[Seen] = []
+    budgets: list[Any] = []
+    statuses: dict[str, dict[str, Any]] = {}
+    for entry in tenants:
+        plan_name = entry.spec.get("plan")
+        if not plan_name:
+            out.append(entry)
+            continue
+        plan = by_name.get(plan_name)
+        if plan is None or plan.piece is None:
+            reason = "PlanNotFound" if plan is None else "PlanInvalid"
+            detail = "not found in this namespace" if plan is None else "is invalid (see its status)"
+            out.append(Seen(entry.raw, None, Problem(reason, f"spec.plan: TenantPlan {plan_name!r} {detail}")))
+            continue
+        meta, plan_meta = entry.raw["metadata"], plan.raw["metadata"]
+        key = (meta.get("uid"), meta.get("generation"), plan_meta.get("uid"), plan_meta.get("generation"))
+        cached = _resolved.get(key) if None not in key else None
+        if cached is None:
+            try:
+                resolved = resolve(entry.name, entry.spec, plan.piece)
+            except ValidationError as exc:
+                problem = Problem("PlanInvalid", field_errors(exc, f"TenantPlan {plan_name}"))
+                cached = (Seen(entry.raw, None, problem), None, {})
+            else:
+                merged = seen("tenants", {**entry.raw, "spec": resolved.spec})
+                cached = (merged, resolved.budget, {"plan": plan_name, "effective": resolved.effective})
+            if None not in key:
+                if len(_resolved) >= RESOLVED_MAX:
+                    _resolved.clear()
+                _resolved[key] = cached
+        merged, budget, status = cached
+        # The entry as stored now (its status moves on), with the resolved piece.
+        out.append(Seen(entry.raw, merged.piece, merged.problem))
+        if budget is not None and merged.piece is not None:
+            budgets.append(budget)
+        if status:
+            statuses[entry.name] = status
+    return out, budgets, statuses

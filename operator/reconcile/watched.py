@@ -20,7 +20,7 @@ from gateway_operator.crd.models import GROUP, VERSION
 from gateway_operator.kube.client import api_client
 from gateway_operator.kube.informer import Informer
 from gateway_operator.reconcile import budgets, seen
-from gateway_operator.reconcile.gateway import related_changed
+from gateway_operator.reconcile.gateway import plan_changed, related_changed
 from kubernetes import client
 
 log = logging.getLogger("kubegate.operator")
@@ -114,6 +114,8 @@ class Watched:
         ns, spec = raw["metadata"].get("namespace") or "", raw.get("spec") or {}
         if plural == "budgets":
             work = budgets.budget_changed(ns, spec, kind, raw, self._memo)
+        elif plural == "tenantplans":
+            work = plan_changed(ns, raw["metadata"]["name"], kind, self._memo)
         else:
             work = related_changed(plural, ns, spec, kind, raw, self._memo)
         task = asyncio.ensure_future(work)
