@@ -25,6 +25,7 @@ import yaml
 from gateway_operator import devstate
 from gateway_operator.crd import models as crd
 from gateway_operator.render import render_gateway
+from gateway_operator.render.plans import apply_plans
 from pydantic import ValidationError
 
 from gateway_plugins.policy import proxy_defaults
@@ -312,12 +313,15 @@ def run(args: DevOptions) -> int:
     state = Path(args.state_dir).expanduser().resolve()
     state.mkdir(parents=True, exist_ok=True)
     tenants = [t for t in objects["Tenant"] if t.spec.gateway == gateway.metadata.name]
+    tenants, plan_budgets, plan_problems = apply_plans(tenants, objects["TenantPlan"])
+    for name, problem in plan_problems.items():
+        print(f"warning: {name} skipped: {problem.message}", file=sys.stderr)
     keys = load_or_create_keys(state / "dev-keys.json", [t.metadata.name for t in tenants])
     rendered = render_gateway(
         gateway,
         objects["ModelRoute"],
         tenants,
-        objects["Budget"],
+        [*objects["Budget"], *plan_budgets],
         tenant_key_hashes={t: [hash_key(k)] for t, k in keys.items()},
         revision=time.time_ns() // 1_000_000,  # ms: a restart within the second still publishes a newer one
     )
@@ -465,11 +469,12 @@ def render(directory: Path, gateway: str | None = None) -> str:
         raise DevError(f"no LLMGateway {gateway or ''} in {directory}".replace("  ", " "))
     # Placeholder hashes: rendering never needs, and must never print, a real key.
     hashes = {t.metadata.name: [hash_key(f"placeholder-{t.metadata.name}")] for t in objects["Tenant"]}
+    tenants, plan_budgets, _ = apply_plans(objects["Tenant"], objects["TenantPlan"])
     rendered = render_gateway(
         gateways[0],
         objects["ModelRoute"],
-        objects["Tenant"],
-        objects["Budget"],
+        tenants,
+        [*objects["Budget"], *plan_budgets],
         tenant_key_hashes=hashes,
         revision=0,
     )

@@ -9,10 +9,13 @@ have, so it never shares a Budget object's spend.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from gateway_operator.crd import models as crd
+from gateway_operator.render.problems import Problem, field_errors, object_key
+from pydantic import ValidationError
 
 from gateway_plugins.policy import schema as pol
 
@@ -89,3 +92,35 @@ def resolve(tenant_name: str, tenant_spec: dict[str, Any], plan: crd.TenantPlan)
             if v is not None
         }
     return Resolved(spec, budget, effective)
+
+
+def apply_plans(
+    tenants: Iterable[crd.Tenant], plans: Iterable[crd.TenantPlan]
+) -> tuple[list[crd.Tenant], list[pol.Budget], dict[str, Problem]]:
+    """Parsed Tenants with their plans applied (``kubegate dev``, tests; the operator resolves its kept entries in
+    ``reconcile.seen.with_plans``): (the Tenants, the plans' budgets, ``Tenant/name`` -> problem of those left out)."""
+    by_name = {p.metadata.name: p for p in plans}
+    out: list[crd.Tenant] = []
+    budgets: list[pol.Budget] = []
+    problems: dict[str, Problem] = {}
+    for tenant in tenants:
+        name, plan_name = tenant.metadata.name, tenant.spec.plan
+        if plan_name is None:
+            out.append(tenant)
+            continue
+        plan = by_name.get(plan_name)
+        if plan is None:
+            problems[object_key("Tenant", name)] = Problem(
+                "PlanNotFound", f"spec.plan: TenantPlan {plan_name!r} not found in this namespace"
+            )
+            continue
+        own = tenant.spec.model_dump(mode="json", by_alias=True, exclude_unset=True)
+        try:
+            resolved = resolve(name, own, plan)
+            out.append(tenant.model_copy(update={"spec": crd.TenantSpec.model_validate(resolved.spec)}))
+        except ValidationError as exc:
+            problems[object_key("Tenant", name)] = Problem("PlanInvalid", field_errors(exc, f"TenantPlan {plan_name}"))
+            continue
+        if resolved.budget is not None:
+            budgets.append(resolved.budget)
+    return out, budgets, problems

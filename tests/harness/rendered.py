@@ -18,6 +18,7 @@ from gateway_operator.builders.configmaps import CONFIG_KEY
 from gateway_operator.builders.gateway import build_children
 from gateway_operator.crd import models as crd
 from gateway_operator.render import RenderedGateway, render_gateway
+from gateway_operator.render.plans import apply_plans
 
 from gateway_plugins.policy.schema import KeyRef, Policy, hash_key
 from tests.harness.proxy import SIGNER
@@ -83,11 +84,13 @@ def render_proxy(
         if obj["kind"] == "LLMGateway":
             raw_gateways.append(obj)
     (gateway,) = by_kind["LLMGateway"]
+    tenants, plan_budgets, plan_problems = apply_plans(by_kind["Tenant"], by_kind["TenantPlan"])
+    assert not plan_problems, plan_problems
     rendered = render_gateway(
         gateway,
         by_kind["ModelRoute"],
-        by_kind["Tenant"],
-        by_kind["Budget"],
+        tenants,
+        [*by_kind["Budget"], *plan_budgets],
         tenant_key_hashes={t: [hash_key(k)] if isinstance(k, str) else list(k) for t, k in keys.items()},
         revision=revision,
     )

@@ -17,6 +17,7 @@ from gateway_operator.builders.gateway import build_children
 from gateway_operator.crd import models as crd
 from gateway_operator.crd.core import CoreV1
 from gateway_operator.render import render_gateway
+from gateway_operator.render.plans import apply_plans
 from pydantic import BaseModel
 
 from gateway_plugins.policy.signing import PolicySigner
@@ -39,6 +40,13 @@ def _base() -> dict[str, dict[str, Any]]:
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}, "cache": {}},
         "Budget": {"tenant": "team", "limitUSD": "5", "thresholds": [{"percent": 100, "action": "block"}]},
+        # Tenant "planned" (gateway and plan only) takes all of it; Tenant "team" none (it names no plan).
+        "TenantPlan": {
+            "allowedModels": ["gpt"],
+            "pii": {},
+            "cache": {},
+            "budget": {"limitUSD": "5", "thresholds": [{"percent": 100, "action": "block"}]},
+        },
     }
 
 
@@ -164,6 +172,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "hostedTools": ["web_search", "code_execution"],
         "suspended": True,
         "expiresAt": "2030-01-31T00:00:00Z",
+        "plan": "basic",
     },
     "Budget": {
         "tenant": "nobody",
@@ -176,7 +185,24 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "downgrade": {"gpt": "gpt-mini"},
         "failOpen": True,
     },
+    "TenantPlan": {
+        "allowedModels": ["*"],
+        "allowedRegions": ["eu-west-1"],
+        "rateLimits.rpm": 60,
+        "rateLimits.tpm": 6000,
+        "budget.limitUSD": "6.5",
+        "budget.limitTokens": 1_000_000,
+        "budget.period": "daily",
+        "budget.timezone": "Europe/Berlin",
+        "budget.thresholds.0.percent": 90,
+        "budget.thresholds.0.action": "notify",
+        "budget.downgrade": {"gpt": "gpt-mini"},
+        "budget.failOpen": True,
+    },
 }
+
+# A plan's PII and cache blocks are the Tenant's own types: the same mutations.
+MUTATIONS["TenantPlan"].update({k: v for k, v in MUTATIONS["Tenant"].items() if k.startswith(("pii.", "cache."))})
 
 # A provider block's fields are compared against the same provider with other values.
 PROVIDER_BASES = [
@@ -215,6 +241,7 @@ SPECS: dict[str, type[BaseModel]] = {
     "ModelRoute": crd.ModelRouteSpec,
     "Tenant": crd.TenantSpec,
     "Budget": crd.BudgetSpec,
+    "TenantPlan": crd.TenantPlanSpec,
 }
 
 
@@ -274,9 +301,12 @@ def _render(specs: dict[str, dict]) -> str:
         crd.ModelRoute.model_validate(obj("ModelRoute", "route")),
         crd.ModelRoute.model_validate({**obj("ModelRoute", "z-other"), "spec": other}),
     ]
-    tenants = [crd.Tenant.model_validate(obj("Tenant", "team"))]
-    budgets = [crd.Budget.model_validate(obj("Budget", "budget"))]
-    rendered = render_gateway(gateway, routes, tenants, budgets, tenant_key_hashes={"team": ["a" * 64]}, revision=1)
+    planned = {**obj("Tenant", "planned"), "spec": {"gateway": "main", "plan": "basic"}}
+    tenants = [crd.Tenant.model_validate(obj("Tenant", "team")), crd.Tenant.model_validate(planned)]
+    tenants, plan_budgets, _ = apply_plans(tenants, [crd.TenantPlan.model_validate(obj("TenantPlan", "basic"))])
+    budgets = [crd.Budget.model_validate(obj("Budget", "budget")), *plan_budgets]
+    hashes = {"team": ["a" * 64], "planned": ["b" * 64]}
+    rendered = render_gateway(gateway, routes, tenants, budgets, tenant_key_hashes=hashes, revision=1)
     children = build_children(gw, rendered, SIGNER, master_key_sha256="c" * 64)
     return json.dumps(
         {"policy": rendered.policy.model_dump(mode="json"), "config": rendered.litellm_config, "children": children},
