@@ -122,6 +122,9 @@ INVALID = [
     ("budgets", {"tenant": "t", "limitUSD": "five"}, "limitUSD"),
     ("budgets", {"tenant": "t"}, "set limitUSD or limitTokens"),
     ("budgets", {"tenant": "t", "limitTokens": 0}, "limitTokens"),
+    ("tenantplans", {"budget": {"period": "daily"}}, "set limitUSD or limitTokens"),
+    ("tenantplans", {"allowedModels": ["a", "a"]}, "allowedModels"),
+    ("tenants", {"gateway": "g", "plan": "Not_A_Name"}, "plan"),
     ("llmgateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
     ("llmgateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
     (
@@ -192,3 +195,19 @@ def test_api_server_accepts_the_examples(admin_api, namespace):
             api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, doc)
     got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", "team-eu-monthly")
     assert got["spec"]["period"] == "monthly"
+
+
+def test_api_server_accepts_the_plan_examples(admin_api, namespace):
+    _install_crds(admin_api)
+    api = client.CustomObjectsApi(admin_api)
+    paths = ["examples/gitops/argocd/platform/plans.yaml", "examples/gitops/argocd/teams/team-analytics/tenant.yaml"]
+    for path in paths:
+        for doc in yaml.safe_load_all(Path(path).read_text()):
+            doc["metadata"]["namespace"] = namespace
+            plural = generate.KIND_INFO[doc["kind"]]["plural"]
+            api.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, doc)
+    names = {
+        p["metadata"]["name"]
+        for p in api.list_namespaced_custom_object(GROUP, VERSION, namespace, "tenantplans")["items"]
+    }
+    assert names == {"basic", "professional", "enterprise"}
