@@ -96,6 +96,12 @@ class Informer:
                     return  # nothing to report: the request was cut by stop()
                 if isinstance(exc, client.ApiException) and exc.status == 410:
                     continue  # the resourceVersion expired: list again
+                if isinstance(exc, client.ApiException) and exc.status == 404 and not self.listed.is_set():
+                    # The kind's CRD is not installed (an upgrade whose CRDs were not applied): nothing of it exists.
+                    # Reported as an empty list so reconciles of the other kinds go on; listed again after a pause.
+                    log.warning("%s: no such resource (apply the CRDs of this version); retrying", self.plural)
+                    self._on_listed(set())
+                    self.listed.set()
                 failures += 1
                 why = f"HTTP {exc.status}" if isinstance(exc, client.ApiException) else type(exc).__name__
                 log.warning("watching %s failed: %s", self.plural, why)

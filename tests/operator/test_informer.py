@@ -166,3 +166,16 @@ def test_an_informer_stopped_from_its_own_thread_does_not_join_itself():
     informer._thread.start()
     informer._thread.join(5)
     assert errors == []
+
+
+def test_a_kind_whose_crd_is_missing_counts_as_listed_and_empty(admin_api):
+    """An upgrade that did not apply a new kind's CRD must not stall every reconcile waiting for its first list."""
+    listed: list[set] = []
+    informer = Informer(GROUP, VERSION, "nosuchkinds", "default", lambda *_: None, listed.append, lambda: admin_api)
+    informer.start()
+    try:
+        assert informer.listed.wait(10)
+        assert listed == [set()]
+    finally:
+        informer.stop()
+        informer.join(5)
