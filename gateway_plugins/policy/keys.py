@@ -45,7 +45,7 @@ class GatewayKeys:
         return f"{self.prefix}:budget:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
     def budget_leases(self, budget: str, period_start: datetime) -> str:
-        """Sorted set of that period's open reservations (``{request id}:{micro-USD}`` scored by when they lapse)."""
+        """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
         return f"{self.prefix}:lease:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
     def budget_pattern(self, budget: str) -> str:

@@ -33,7 +33,7 @@ GW = "main"
 OUT_PRICE = Decimal("0.001")
 COST = 0.002  # 2 completion tokens x OUT_PRICE
 TEXT = "abcdefgh"
-TENANTS = ("hard", "down", "free", "race", "rel", "maxed", "tok", "tokrace")
+TENANTS = ("hard", "down", "free", "race", "rel", "maxed", "tok", "tokrace", "planned")
 TOKEN_LIMIT = 100_000
 MODELS = ("big", "mid", "small", "free")
 # Served by an anthropic/ deployment whose model LiteLLM's map gives 64000 output tokens (the route sets no
@@ -88,7 +88,10 @@ def setup(echo_base: str) -> ProxyInputs:
             upstream_model="claude-sonnet-4-5",
             output_price=str(OUT_PRICE),
         ),
-        *(cr("Tenant", t, {"gateway": GW, "allowedModels": [*MODELS, CLAUDE]}) for t in TENANTS),
+        *(cr("Tenant", t, {"gateway": GW, "allowedModels": [*MODELS, CLAUDE]}) for t in TENANTS if t != "planned"),
+        # On a plan: its models and its token budget (policy budget plan.planned) come from the TenantPlan.
+        cr("TenantPlan", "starter", {"allowedModels": ["big"], "budget": {"limitTokens": TOKEN_LIMIT}}),
+        cr("Tenant", "planned", {"gateway": GW, "plan": "starter"}),
         *(cr("Budget", name, spec) for name, spec in budgets().items()),
     ]
     return render_proxy(objects, keys={t: key(t) for t in TENANTS})
@@ -261,6 +264,21 @@ def test_64_clients_two_proxies_hold_a_token_quota_to_one_request(proxies, redis
     assert st.spent_tokens == TOKEN_LIMIT - 40 * used - 1 + served[0] * used
     assert TOKEN_LIMIT <= st.spent_tokens < TOKEN_LIMIT + used  # over by less than one request
     assert served[0] == 41
+
+
+def test_a_tenant_on_a_plan_gets_its_models_and_its_own_plan_budget(proxies, redis_server):
+    proxy, _, policy = proxies
+    b = budget(policy, "plan.planned")
+    assert (b.tenant, b.limit_tokens, b.limit_usd) == ("planned", TOKEN_LIMIT, None)
+    c = client(proxy, "planned")
+    assert ask(c).headers["x-kubegate-budget-remaining-tokens"] == str(TOKEN_LIMIT)
+    with pytest.raises(openai.NotFoundError) as refused:
+        ask(c, "mid")  # not in the plan's allowedModels
+    assert refused.value.body["code"] == "model_not_found"
+    preset_tokens(redis_server, b, TOKEN_LIMIT)
+    with pytest.raises(openai.RateLimitError) as exc:
+        ask(c)
+    assert exc.value.body["code"] == "budget_exceeded" and "plan.planned" in exc.value.body["message"]
 
 
 def test_hard_limit_blocks_with_headers(proxies, redis_server):
