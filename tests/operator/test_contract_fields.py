@@ -226,8 +226,12 @@ PROVIDER_BASES = [
 # Fields the operator itself acts on rather than rendering for the proxies: each names the test that proves it works.
 OPERATOR_SIDE: dict[str, dict[str, str]] = {
     "LLMGateway": {
-        f"budgetWebhook.{f}": "tests/operator/test_notify_webhook.py"
-        for f in ("url", "urlSecretRef.name", "urlSecretRef.key", "format", "secretRef.name", "secretRef.key")
+        **{
+            f"budgetWebhook.{f}": "tests/operator/test_notify_webhook.py"
+            for f in ("url", "urlSecretRef.name", "urlSecretRef.key", "format", "secretRef.name", "secretRef.key")
+        },
+        # The operator exports the segments and moves the mark the proxies' trim respects.
+        "audit.export.enabled": "tests/operator/test_operator_status.py (exports_segments)",
     },
     "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {
