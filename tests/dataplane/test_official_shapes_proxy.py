@@ -9,6 +9,7 @@ per request.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import anthropic
@@ -16,6 +17,7 @@ import httpx
 import openai
 import pytest
 
+from gateway_plugins.policy.keys import GatewayKeys
 from tests.dataplane.contract_stack import (
     CLAUDE,
     GW,
@@ -45,7 +47,15 @@ def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
 
 @pytest.fixture
 def fresh(redis_server, echo_upstream):
-    redis_server.client().flushall()
+    # The previous test's last audit record is written after its answer ended: let the stream settle first, or
+    # it would land in this test's flushed stream.
+    client = redis_server.client()
+    stream = GatewayKeys("default", GW).audit_stream
+    last, deadline = -1, time.monotonic() + 10
+    while (now := client.xlen(stream)) != last and time.monotonic() < deadline:
+        last = now
+        time.sleep(0.5)
+    client.flushall()
     echo_upstream.clear()
 
 
@@ -161,7 +171,13 @@ def test_anthropic_beta_thinking_and_cache_control_round_trip(proxy, echo_upstre
     assert all(r["body"]["system"][0]["cache_control"] == {"type": "ephemeral"} for r in sent)
     text = upstream_text(echo_upstream)
     assert EMAIL not in text and "user-123" not in text
-    assert [r["status"] for r in wait_for_records(redis_server.client(), 2)] == ["success", "success"]
+    # By request id: the previous test's last record may still be on its way to the stream this test flushed.
+    ids = {first._request_id, second._request_id}
+    deadline = time.monotonic() + 30
+    while len(mine := [r for r in audit_records(redis_server.client()) if r["request_id"] in ids]) < 2:
+        assert time.monotonic() < deadline, mine
+        time.sleep(0.1)
+    assert [r["status"] for r in mine] == ["success", "success"]
 
 
 def test_thinking_blocks_keep_their_placeholders_so_their_signature_verifies(proxy, echo_upstream, fresh):
