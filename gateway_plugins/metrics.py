@@ -82,6 +82,11 @@ REDIS_MAXMEMORY = Gauge(
     "The Gateway's Redis maxmemory (writes are refused past it with noeviction); 0: no limit.",
     multiprocess_mode="livemax",
 )
+FAST_PATH_REQUESTS = Counter(
+    "kubegate_fast_path_requests_total",
+    "Requests the front door served on its fast path (LiteLLM's route handlers skipped), by endpoint.",
+    ["endpoint"],
+)
 POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="livemax")
 BUDGET_USED = Gauge(
     "kubegate_budget_used_ratio",

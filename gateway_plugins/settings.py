@@ -24,6 +24,9 @@ KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)     
 KUBEGATE_METRICS_ADDR          Address the metrics port binds                              ``0.0.0.0``
 KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer before the     ``30``
                                front door ends the request itself (client gone)
+KUBEGATE_FAST_PATH             ``1``: the front door serves chat completions itself        ``0``
+                               (``gateway_plugins.fast_path``: kubegate's hooks and the
+                               proxy's Router called directly), not LiteLLM's handlers
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
 
@@ -66,6 +69,7 @@ class Settings:
     master_key_sha256: str | None = None
     metrics_enabled: bool = True
     multiproc_dir: str | None = field(default=None)
+    fast_path: bool = False
 
     @property
     def keys(self) -> GatewayKeys:
@@ -143,4 +147,5 @@ def load_settings() -> Settings:
         master_key_sha256=master,
         metrics_enabled=_env("KUBEGATE_METRICS", "1") != "0",
         multiproc_dir=_env("PROMETHEUS_MULTIPROC_DIR"),
+        fast_path=_env("KUBEGATE_FAST_PATH", "0") == "1",
     )

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway_plugins import cache, metrics, tracing
+from gateway_plugins import cache, fast_path, metrics, tracing
 from gateway_plugins.audit.unauthenticated import source_class
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
@@ -543,8 +543,11 @@ class FrontDoor:
                 state["complete"] = True
             await downstream(message)
 
+        app = self.app
+        if rt.settings.fast_path and fast_path.handles(ctx):
+            app = fast_path.app  # kubegate's hooks and the proxy's Router called directly (docs/architecture.md)
         try:
-            await self.app(scope, replay, filtered_send)
+            await app(scope, replay, filtered_send)
         finally:
             self._after_response(rt, ctx, state["status"], state["complete"])
 
