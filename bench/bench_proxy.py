@@ -8,6 +8,9 @@ Variants:
   plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
                  budget; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
   shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.policy.proxy_defaults``)
+  fast           shipped with the front door's fast path on (``KUBEGATE_FAST_PATH=1``, ``gateway_plugins.fast_path``:
+                 kubegate's hooks and the proxy's Router called directly, LiteLLM's route handlers skipped)
+  handlers       shipped with the fast path off (``KUBEGATE_FAST_PATH=0``): every request through LiteLLM's handlers
   shipped-Nw     shipped with N uvicorn workers (``--workers``, default 2 and one per core): requests per proxy
                  CPU-second at 1 (``shipped``), 2 and N workers
   traced         shipped plus OpenTelemetry tracing of every request (``gateway_plugins.tracing``, sample ratio 1)
@@ -132,6 +135,12 @@ def main() -> int:
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
         "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
         "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
+        "fast": ProxyServer(
+            shipped_config, policy(), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "1"}
+        ),
+        "handlers": ProxyServer(
+            shipped_config, policy(), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "0"}
+        ),
         **{
             f"shipped-{n}w": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env, workers=n)
             for n in sorted({int(w) for w in args.workers.split(",")} - {1})
@@ -169,13 +178,19 @@ def main() -> int:
     if {"traced", "shipped"} <= med.keys():
         print("cost of tracing every request (OTLP/HTTP, sample ratio 1):")
         rounds.compare(med, "traced", "shipped")
+    if {"fast", "router"} <= med.keys():
+        print("the fast path against the bare Router call (what kubegate's pipeline costs on it):")
+        rounds.compare(med, "fast", "router")
+    if {"fast", "handlers"} <= med.keys():
+        print("the fast path against the same gateway through LiteLLM's handlers:")
+        rounds.compare(med, "fast", "handlers")
     if {"router", "vanilla"} <= med.keys():
         print("vanilla LiteLLM against the bare Router call (what LiteLLM's proxy layers cost):")
         rounds.compare(med, "vanilla", "router")
     if "vanilla" in med:
         print("what a kubegate gateway serves per core against vanilla LiteLLM with its defaults:")
         for name in med:
-            if name.startswith("shipped"):
+            if name.startswith(("shipped", "fast", "handlers")):
                 rounds.compare(med, name, "vanilla")
     return 0
 

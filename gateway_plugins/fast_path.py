@@ -4,7 +4,8 @@ directly, instead of LiteLLM's route handlers and proxy layers.
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
 contract and registered the request's context; its header filtering, request-id headers, Anthropic error
-wrapper, cache capture and end-of-request bookkeeping work unchanged. Switched on by ``KUBEGATE_FAST_PATH=1``.
+wrapper, cache capture and end-of-request bookkeeping work unchanged. On by default; ``KUBEGATE_FAST_PATH=0``
+switches it off.
 
 What LiteLLM's handler does for a chat request, and what is kept:
 
