@@ -44,7 +44,9 @@ from gateway_plugins.context import RequestContext
 log = logging.getLogger("kubegate.fast_path")
 
 # Endpoint name -> LiteLLM's route type, for the endpoints the fast path serves.
-ROUTE_TYPES = {"chat_completions": "acompletion"}
+ROUTE_TYPES = {"chat_completions": "acompletion", "responses": "aresponses"}
+# Served on the fast path as JSON only (their streams go through LiteLLM's handler).
+JSON_ONLY = frozenset({"responses"})
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -53,8 +55,10 @@ _SSE_HEADERS = [
 ]
 
 
-def handles(ctx: RequestContext) -> bool:
-    return ctx.call_type in ROUTE_TYPES
+def handles(ctx: RequestContext, body: dict) -> bool:
+    if ctx.call_type not in ROUTE_TYPES:
+        return False
+    return ctx.call_type not in JSON_ONLY or body.get("stream") is not True
 
 
 def _hooks() -> Any:
@@ -76,7 +80,14 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     keys, body = scope["parsed_body"]
     data: dict = {k: body[k] for k in keys}
     client_model = data.get("model")
-    data["metadata"] = {"user_api_key_user_id": user.user_id, "user_api_key_team_id": user.team_id}
+    if route_type == "acompletion":
+        # As LiteLLM's chat handler does (a client's metadata dict is kept; copied, the parsed body stays as sent).
+        meta = data.get("metadata")
+        data["metadata"] = {
+            **(meta if isinstance(meta, dict) else {}),
+            "user_api_key_user_id": user.user_id,
+            "user_api_key_team_id": user.team_id,
+        }
     data["litellm_call_id"] = ctx.request_id
     stream = data.get("stream") is True
     if stream:
@@ -98,10 +109,15 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
         return
     _restamp_model(response, client_model, data, ctx)
     headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
-    if isinstance(response, BaseModel):
+    if isinstance(response, BaseModel) and route_type == "acompletion":
         from litellm.proxy.utils import model_dump_with_preserved_fields
 
         payload = model_dump_with_preserved_fields(response, exclude_unset=True)
+    elif isinstance(response, BaseModel):
+        # Other handlers return the object and FastAPI encodes it.
+        from fastapi.encoders import jsonable_encoder
+
+        payload = jsonable_encoder(response)
     else:
         payload = response
         if isinstance(payload, dict):
@@ -213,7 +229,14 @@ async def _stream(
     response: Any,
     client_model: Any,
 ) -> None:
-    from litellm.proxy.common_request_processing import _extract_error_from_sse_chunk, _parse_event_data_for_error
+    from litellm.proxy.common_request_processing import (
+        LITELLM_HTTP_STATUS_CLIENT_DISCONNECTED,
+        _buffer_first_chunk_honoring_disconnect,
+        _ClientDisconnectedBeforeFirstChunk,
+        _extract_error_from_sse_chunk,
+        _parse_event_data_for_error,
+    )
+    from starlette.requests import Request
     from starlette.responses import StreamingResponse
 
     hooks = _hooks()
@@ -226,9 +249,13 @@ async def _stream(
     headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
     frames = _frames(data, user, response)
     try:
-        first = await frames.__anext__()
+        # LiteLLM's own wait for the first frame: a client leaving before it cancels the upstream call.
+        first = await _buffer_first_chunk_honoring_disconnect(frames, Request(scope, receive))
     except StopAsyncIteration:
         first = None
+    except _ClientDisconnectedBeforeFirstChunk:
+        await _json(send, LITELLM_HTTP_STATUS_CLIENT_DISCONNECTED, _client_gone_body(), headers)
+        return
     if first is not None:
         code = await _parse_event_data_for_error(first)
         if code is not None:
@@ -248,6 +275,16 @@ async def _stream(
         await StreamingResponse(body(), media_type="text/event-stream", headers=out)(scope, receive, send)
     finally:
         await frames.aclose()
+
+
+def _client_gone_body() -> dict:
+    from litellm.proxy.common_request_processing import (
+        _CLIENT_DISCONNECT_DETAIL,
+        LITELLM_HTTP_STATUS_CLIENT_DISCONNECTED,
+    )
+
+    code = str(LITELLM_HTTP_STATUS_CLIENT_DISCONNECTED)
+    return {"error": {"message": _CLIENT_DISCONNECT_DETAIL, "type": "client_disconnect", "param": None, "code": code}}
 
 
 async def _frames(data: dict, user: Any, response: Any):

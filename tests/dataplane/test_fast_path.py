@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from tests.harness.redis import RedisServer
 from tests.harness.rendered import render_proxy
 
 BROKEN = "broken"
+SLOW = "slow"  # answers after 3 s: a client can leave before the first token
 BUDGETS = {
     "budgeted-b": {"tenant": "budgeted", "limitUSD": "100", "period": "daily"},
     "broke-b": {"tenant": "broke", "limitUSD": "1", "period": "daily"},
@@ -36,7 +38,7 @@ def _objects(echo_base: str) -> list[dict]:
     objs = objects(
         echo_base,
         extra_tenants=("budgeted", "broke", "limited", "eu", "us"),
-        extra_routes=(route(GW, BROKEN, failing),),
+        extra_routes=(route(GW, BROKEN, failing), route(GW, SLOW, echo_base.replace("/v1", "/delay/3000/v1"))),
         budgets=BUDGETS,
     )
     specs = {
@@ -79,7 +81,11 @@ def chat(model: str = "echo", text: str = "hello there", **extra: Any) -> dict:
     return {"model": model, "messages": [{"role": "user", "content": text}], "max_tokens": 16, **extra}
 
 
-VOLATILE = {"id", "created", "system_fingerprint"}
+def responses(model: str = "echo", text: str = "hello there", **extra: Any) -> dict:
+    return {"model": model, "input": text, "max_output_tokens": 16, "store": False, **extra}
+
+
+VOLATILE = {"id", "item_id", "created", "created_at", "completed_at", "system_fingerprint"}
 
 
 def _normal(value: Any) -> Any:
@@ -117,8 +123,9 @@ def _same_headers(fast: dict[str, str], slow: dict[str, str]) -> bool:
 
 
 def _send(proxy: ProxyServer, tenant: str, body: dict) -> httpx.Response:
+    path = "/v1/responses" if "input" in body else "/v1/chat/completions"
     return httpx.post(
-        proxy.base_url + "/v1/chat/completions",
+        proxy.base_url + path,
         json=body,
         headers={"authorization": f"Bearer {key(tenant)}"},
         timeout=60,
@@ -143,8 +150,6 @@ RECORD_FIELDS = (
 
 
 def _record(rds: RedisServer, request_id: str) -> dict:
-    import time
-
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         mine = [r for r in audit_records(rds.client()) if r["request_id"] == request_id]
@@ -184,6 +189,15 @@ CASES = [
     ("residency in region", "eu", chat()),
     ("residency unavailable", "us", chat()),
     ("model not allowed", "narrow", chat("other")),
+    ("responses json", "budgeted", responses()),
+    ("responses, plain tenant", "plain", responses("other")),
+    ("responses pii restored", "restore", responses(text=f"write to {EMAIL} please")),
+    ("responses pii masked", "pii", responses(text=f"write to {EMAIL} please")),
+    ("responses budget exhausted", "broke", responses()),
+    ("responses upstream failure", "budgeted", responses(BROKEN)),
+    ("responses upstream failure, no residency", "plain", responses(BROKEN)),
+    ("responses residency unavailable", "us", responses()),
+    ("responses stream (LiteLLM's handler)", "budgeted", responses(stream=True)),
 ]
 
 
@@ -215,7 +229,31 @@ def test_rate_limit_refusal_is_the_same(pair):
             _record(rds, second.headers["x-kubegate-request-id"]),
         )
     assert answers["fast"][0] == 429
-    assert answers["fast"] == answers["slow"]
+    assert _same_headers(answers["fast"][1], answers["slow"][1]), answers
+    assert (answers["fast"][0], *answers["fast"][2:]) == (answers["slow"][0], *answers["slow"][2:])
+
+
+def test_leaving_before_the_first_token_is_the_same(pair):
+    records = {}
+    for label in ("fast", "slow"):
+        proxy, rds = pair[label]
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(
+                proxy.base_url + "/v1/chat/completions",
+                json=chat(SLOW, stream=True),
+                headers={"authorization": f"Bearer {key('budgeted')}"},
+                timeout=httpx.Timeout(60, read=0.5),
+            )
+        deadline = time.monotonic() + 30
+        mine: list[dict] = []
+        while not mine and time.monotonic() < deadline:
+            time.sleep(0.2)
+            mine = [r for r in audit_records(rds.client()) if r.get("model") == SLOW]
+        time.sleep(1)
+        mine = [r for r in audit_records(rds.client()) if r.get("model") == SLOW]
+        assert len(mine) == 1, mine
+        records[label] = {k: v for k, v in mine[0].items() if k in RECORD_FIELDS}
+    assert records["fast"] == records["slow"]
 
 
 def test_same_budget_charge(pair):
@@ -231,5 +269,5 @@ def test_the_fast_path_served_only_where_switched_on(pair):
         lines = [ln for ln in proxy.metrics().splitlines() if ln.startswith("kubegate_fast_path_requests_total{")]
         return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
 
-    assert served(pair["fast"][0]) >= len(CASES)
+    assert served(pair["fast"][0]) >= len(CASES) - 2  # two cases never reach it (refused before; a stream)
     assert served(pair["slow"][0]) == 0
