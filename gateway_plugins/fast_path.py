@@ -1,5 +1,6 @@
 """The fast path (issue #22): contract requests served by kubegate's hooks and the proxy's own Router, called
-directly, instead of LiteLLM's route handlers and proxy layers.
+directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions`` (JSON and SSE) and
+``/v1/responses`` (JSON; its streams go through LiteLLM's handler, whose Responses stream errors differ).
 
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
@@ -7,7 +8,7 @@ contract and registered the request's context; its header filtering, request-id 
 wrapper, cache capture and end-of-request bookkeeping work unchanged. On by default; ``KUBEGATE_FAST_PATH=0``
 switches it off.
 
-What LiteLLM's handler does for a chat request, and what is kept:
+What LiteLLM's handler does for a request, and what is kept:
 
 * the identity: the ``UserAPIKeyAuth`` kubegate's custom auth builds (``gateway_plugins.auth.identity``);
 * the request data: the parsed body, the ``user_api_key_*`` metadata LiteLLM's chat handler adds, the call id
@@ -17,8 +18,9 @@ What LiteLLM's handler does for a chat request, and what is kept:
   to the proxy's ``llm_router`` (retries, fallbacks, cooldowns, cost map; the Router runs kubegate's deployment
   filter, deployment hook and success/failure logging callbacks as ever), then the success hook (PII restore,
   official shapes) or the streaming-iterator hook, and the response-headers hook;
-* the answer, written with orjson: LiteLLM's own serialisation of the response (``model_dump_with_preserved_fields``,
-  ``exclude_unset``; chunks by its ``_serialize_streaming_chunk``), the model restamped to the client's name as
+* the answer, written with orjson: LiteLLM's own serialisation of the response (chat:
+  ``model_dump_with_preserved_fields``, ``exclude_unset``; chunks by its ``_serialize_streaming_chunk``; Responses:
+  FastAPI's ``jsonable_encoder``, as its handler returns the object), the model restamped to the client's name as
   LiteLLM does, ``data: [DONE]`` at the end of a stream, a stream whose first frame is an error answered as JSON;
 * errors: LiteLLM's own error path (``_handle_llm_api_exception``, which calls kubegate's failure hook and the
   response-headers hook) renders them exactly as its exception handler does.
