@@ -355,7 +355,10 @@ class AuditWriter:
             except asyncio.CancelledError:
                 raise
             except Exception:  # Redis down: the spool metrics say so; keep the last value
-                pass
+                # redis-py may turn a cancellation inside a command into a connection error: still stop.
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise asyncio.CancelledError from None
             await asyncio.sleep(every)
 
     async def flush(self, timeout: float = 10.0) -> bool:
@@ -370,8 +373,9 @@ class AuditWriter:
         await self.unauthenticated.close()  # the open window's summary goes out with the rest
         if self._lag_task is not None:
             self._lag_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lag_task
+            # Bounded: a metric must never hold up the records' final flush.
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(asyncio.shield(self._lag_task), timeout=2)
             self._lag_task = None
         if self._task is None:
             return
