@@ -36,7 +36,7 @@ from tests.harness.controlplane import ControlPlane, ensure_binaries, free_port
 from tests.helm.operator_process import OperatorProcess, container_env, local_argv
 from tests.helm.tools import CHART, helm, kubectl
 
-KINDS = ("budgets", "llmgateways", "modelroutes", "tenants")
+KINDS = ("budgets", "llmgateways", "modelroutes", "tenantplans", "tenants")
 CRD_NAMES = [f"{k}.kubegate.dev" for k in KINDS]
 
 
