@@ -838,7 +838,34 @@ class BudgetThresholdSpec(_Spec):
     action: BudgetAction = Field(description="notify, downgrade or block.")
 
 
-class BudgetSpec(_Spec):
+class _BudgetRules(_Spec):
+    """The checks a Budget and a plan's budget share (their fields differ only in wording and in what surrounds them)."""
+
+    @field_validator("timezone", check_fields=False)
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        return check_time_zone(value)
+
+    @field_validator("thresholds", check_fields=False)
+    @classmethod
+    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
+        check_ascending([t.percent for t in value])
+        return value
+
+    @field_validator("downgrade", check_fields=False)
+    @classmethod
+    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
+        check_no_downgrade_cycle(value)
+        return value
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> _BudgetRules:
+        if getattr(self, "limit_usd", None) is None and getattr(self, "limit_tokens", None) is None:
+            raise ValueError("set limitUSD or limitTokens (or both)")
+        return self
+
+
+class BudgetSpec(_BudgetRules):
     """Desired state of a Budget: a Tenant's spending limit per period (USD, tokens or both) and what follows."""
 
     tenant: str = Field(pattern=DNS_LABEL, description="Tenant (same namespace) this budget applies to.")
@@ -874,31 +901,8 @@ class BudgetSpec(_Spec):
         default=None, description="Webhook notified once per threshold and period (else the Gateway's budgetWebhook)."
     )
 
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return check_time_zone(value)
 
-    @field_validator("thresholds")
-    @classmethod
-    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
-        check_ascending([t.percent for t in value])
-        return value
-
-    @field_validator("downgrade")
-    @classmethod
-    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
-        check_no_downgrade_cycle(value)
-        return value
-
-    @model_validator(mode="after")
-    def _some_limit(self) -> BudgetSpec:
-        if self.limit_usd is None and self.limit_tokens is None:
-            raise ValueError("set limitUSD or limitTokens (or both)")
-        return self
-
-
-class PlanBudgetSpec(_Spec):
+class PlanBudgetSpec(_BudgetRules):
     """The budget every tenant on the plan gets, each its own (rendered as budget plan.<tenant>)."""
 
     limit_usd: Decimal | None = Field(
@@ -927,29 +931,6 @@ class PlanBudgetSpec(_Spec):
     )
     downgrade: dict[str, PublicModel] = Field(default_factory=dict, description="Model -> cheaper model.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Serve when Redis is unreachable.")
-
-    @field_validator("timezone")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        return check_time_zone(value)
-
-    @field_validator("thresholds")
-    @classmethod
-    def _ascending(cls, value: list[BudgetThresholdSpec]) -> list[BudgetThresholdSpec]:
-        check_ascending([t.percent for t in value])
-        return value
-
-    @field_validator("downgrade")
-    @classmethod
-    def _no_cycle(cls, value: dict[str, str]) -> dict[str, str]:
-        check_no_downgrade_cycle(value)
-        return value
-
-    @model_validator(mode="after")
-    def _some_limit(self) -> PlanBudgetSpec:
-        if self.limit_usd is None and self.limit_tokens is None:
-            raise ValueError("set limitUSD or limitTokens (or both)")
-        return self
 
 
 # The Tenant fields a TenantPlan provides (aliases); a Tenant that sets one overrides the plan's.
