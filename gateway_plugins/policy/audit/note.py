@@ -54,8 +54,29 @@ def _check_name(name: str) -> None:
         raise NoteError(f"key name {name!r}: must be non-empty, without spaces or '+'")
 
 
+def typed_key_id(name: str, key_type: int, public_key: bytes) -> bytes:
+    """signed-note's key id: the first 4 bytes of SHA-256(name || 0x0A || type || key)."""
+    return hashlib.sha256(name.encode() + b"\n" + bytes([key_type]) + public_key).digest()[:4]
+
+
 def key_id(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([ED25519]) + public_key).digest()[:4]
+    return typed_key_id(name, ED25519, public_key)
+
+
+def parse_vkey(text: str, key_type: int, what: str, kind: str) -> tuple[str, bytes, bytes]:
+    """(name, key id, 32-byte Ed25519 key) of a C2SP vkey ``name+hexid+base64(type||key)`` of ``key_type``; the id
+    must match the name and key. ``what`` and ``kind`` word the errors ("public key", "Ed25519 vkey (type 0x01")."""
+    name, sep, rest = text.strip().partition("+")
+    hex_id, sep2, material = rest.partition("+")
+    if not sep or not sep2 or not re.fullmatch(r"[0-9a-f]{8}", hex_id):
+        raise NoteError(f"{what}: expected a vkey '<name>+<8 hex digits>+<base64>'")
+    _check_name(name)
+    raw = _unb64(material, what)
+    if len(raw) != 33 or raw[0] != key_type:
+        raise NoteError(f"{what}: not an {kind}, 32 bytes)")
+    if typed_key_id(name, key_type, raw[1:]) != bytes.fromhex(hex_id):
+        raise NoteError(f"{what}: key id does not match its name and key")
+    return name, bytes.fromhex(hex_id), raw[1:]
 
 
 def vkey(name: str, public_key: bytes) -> str:
@@ -72,17 +93,7 @@ class Verifier:
     @classmethod
     def parse(cls, text: str) -> Verifier:
         """A C2SP vkey ``name+hexid+base64(0x01||key)``; the id must match the name and key."""
-        name, sep, rest = text.strip().partition("+")
-        hex_id, sep2, material = rest.partition("+")
-        if not sep or not sep2 or not re.fullmatch(r"[0-9a-f]{8}", hex_id):
-            raise NoteError("public key: expected a vkey '<name>+<8 hex digits>+<base64>'")
-        _check_name(name)
-        raw = _unb64(material, "public key")
-        if len(raw) != 33 or raw[0] != ED25519:
-            raise NoteError("public key: not an Ed25519 vkey (type 0x01, 32 bytes)")
-        if key_id(name, raw[1:]) != bytes.fromhex(hex_id):
-            raise NoteError("public key: key id does not match its name and key")
-        return cls(name, bytes.fromhex(hex_id), raw[1:])
+        return cls(*parse_vkey(text, ED25519, "public key", "Ed25519 vkey (type 0x01"))
 
     def vkey(self) -> str:
         return vkey(self.name, self.public_key)

@@ -17,10 +17,8 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import hashlib
 import json
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,6 +38,8 @@ from gateway_plugins.policy.audit.note import (
     _check_name,
     _unb64,
     open_checkpoint,
+    parse_vkey,
+    typed_key_id,
 )
 
 COSIGNATURE = 0x04
@@ -52,7 +52,7 @@ class WitnessRefused(NoteError):
 
 
 def cosigner_key_id(name: str, public_key: bytes) -> bytes:
-    return hashlib.sha256(name.encode() + b"\n" + bytes([COSIGNATURE]) + public_key).digest()[:4]
+    return typed_key_id(name, COSIGNATURE, public_key)
 
 
 def message(text: str, timestamp: int) -> bytes:
@@ -69,17 +69,7 @@ class CosignerKey:
 
     @classmethod
     def parse(cls, text: str) -> CosignerKey:
-        name, sep, rest = text.strip().partition("+")
-        hex_id, sep2, material = rest.partition("+")
-        if not sep or not sep2 or not re.fullmatch(r"[0-9a-f]{8}", hex_id):
-            raise NoteError("witness key: expected a vkey '<name>+<8 hex digits>+<base64>'")
-        _check_name(name)
-        raw = _unb64(material, "witness key")
-        if len(raw) != 33 or raw[0] != COSIGNATURE:
-            raise NoteError("witness key: not an Ed25519 cosignature vkey (type 0x04, 32 bytes)")
-        if cosigner_key_id(name, raw[1:]) != bytes.fromhex(hex_id):
-            raise NoteError("witness key: key id does not match its name and key")
-        return cls(name, bytes.fromhex(hex_id), raw[1:])
+        return cls(*parse_vkey(text, COSIGNATURE, "witness key", "Ed25519 cosignature vkey (type 0x04"))
 
     def vkey(self) -> str:
         material = base64.b64encode(bytes([COSIGNATURE]) + self.public_key).decode()
