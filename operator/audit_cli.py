@@ -210,8 +210,10 @@ def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", pr
     args = _parser().parse_args(argv)
     import redis
 
+    from gateway_plugins.redis_client import connect_sync
+
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         if args.cmd == "verify":
             return _verify(client, stream, args)

@@ -140,10 +140,10 @@ def _state(args: argparse.Namespace) -> LogState | None:
 
 
 def _entries(args: argparse.Namespace) -> list:
-    import redis
+    from gateway_plugins.redis_client import connect_sync
 
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         return list(stream_entries(client, stream))
     finally:

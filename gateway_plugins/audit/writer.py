@@ -178,9 +178,15 @@ class AuditWriter:
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
         if redis is None and getattr(settings, "redis_url", None):
-            import redis.asyncio as aioredis
+            from gateway_plugins.redis_client import connect_async
 
-            redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            redis = connect_async(
+                settings.redis_url,
+                username=getattr(settings, "redis_username", None),
+                password=getattr(settings, "redis_password", None),
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
         from gateway_plugins.policy.audit.chain import decode_key
 
         key = decode_key(settings.audit_key) if getattr(settings, "audit_key", None) else None

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from gateway_plugins import metrics
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
-from gateway_plugins.policy.periods import period_bounds, period_key
+from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
 from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
@@ -266,7 +266,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         start, end = period_bounds(b, now_dt)
         bounds.append((start, end))
         budget_keys.append(period_key(gw, b, start))
-        lease_keys.append(gw.budget_leases(b.name, start))
+        lease_keys.append(lease_key(gw, b, start))
         ttl = int((end - start).total_seconds()) + 7 * 86400
         limit_micro = int(b.limit_usd * MICRO) if b.limit_usd is not None else 0
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
