@@ -47,6 +47,8 @@ def openai_error(*args: Any, **kwargs: Any) -> Exception:
 
 @dataclass(slots=True)
 class Reservation:
+    # Always the tenant's tpm key: it names the tenant's hash slot, so SETTLE's keys share one slot in a Cluster
+    # (an empty key would hash elsewhere); ``counts_tokens`` says whether its count is corrected.
     tpm_key: str
     est_tokens: int
     budget_keys: list[str]
@@ -55,6 +57,7 @@ class Reservation:
     lease_member: str
     # Worst-case input + output tokens reserved on every budget (estimate_tokens).
     budget_tokens: int = 0
+    counts_tokens: bool = False
     settled: bool = False
 
 
@@ -308,7 +311,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
             headers={**headers, "Retry-After": str(max(1, int((end - now_dt).total_seconds())))},
         )
     ctx.reservation = Reservation(
-        tpm_key=tpm_key if rl.tpm else "",
+        tpm_key=tpm_key,
+        counts_tokens=bool(rl.tpm),
         est_tokens=tpm_tok,
         budget_keys=budget_keys,
         est_micro=[est_micro] * len(budgets),
@@ -347,7 +351,8 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
     keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
-    args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys), res.lease_member]
+    delta = real_tokens - res.est_tokens if res.counts_tokens else 0
+    args: list[Any] = [delta, len(res.budget_keys), res.lease_member]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
     try:

@@ -92,7 +92,8 @@ end
 return out
 """
 
-# KEYS: [tpm_key|'', budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n]
+# KEYS: [tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n] (token_delta 0: tpm_key untouched; it
+# is passed anyway, all keys of one tenant in one Cluster hash slot)
 # ARGV: [token_delta, n, lease_member, then per budget: reserved_micro, actual_micro, reserved_tokens, actual_tokens]
 SETTLE = """
 local delta, n, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
