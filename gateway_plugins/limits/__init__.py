@@ -9,6 +9,7 @@ Redis down: tenants with a rate limit or a hard (block) budget are refused with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from gateway_plugins import metrics
+from gateway_plugins import metrics, replicated
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
 from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
@@ -58,6 +59,7 @@ class Reservation:
     # Worst-case input + output tokens reserved on every budget (estimate_tokens).
     budget_tokens: int = 0
     counts_tokens: bool = False
+    settled_key: str = ""
     settled: bool = False
 
 
@@ -318,6 +320,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         est_micro=[est_micro] * len(budgets),
         lease_keys=lease_keys,
         lease_member=lease_member,
+        settled_key=gw.settled(tenant.id, lease_member),
         budget_tokens=p_tok + c_tok,
     )
     model = ctx.requested_model
@@ -350,13 +353,42 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     ok = ctx.status not in ("error", "failed", "refused")
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
-    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
+    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys, res.settled_key]
     delta = real_tokens - res.est_tokens if res.counts_tokens else 0
     args: list[Any] = [delta, len(res.budget_keys), res.lease_member]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
+    acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
     try:
-        await SETTLE_SCRIPT(rt.redis, keys, args)
+        await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks)
     except (RedisError, OSError) as exc:
-        # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
-        log.warning("budget settle failed: %s", type(exc).__name__)
+        # Idempotent (the settled mark): sent again until it lands, e.g. on the replica Sentinel promoted.
+        log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, SETTLE_RETRY_SECONDS)
+        _background(_retry_settle(rt.redis, keys, args, acks))
+
+
+# Longer than a Sentinel failover (docs/redis.md), shorter than the settled mark lives (limits.scripts).
+SETTLE_RETRY_SECONDS = 60
+_retries: set[asyncio.Task] = set()
+
+
+def _background(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _retries.add(task)
+    task.add_done_callback(_retries.discard)
+
+
+async def _retry_settle(redis: Any, keys: list[str], args: list[Any], acks: int) -> None:
+    deadline = time.monotonic() + SETTLE_RETRY_SECONDS
+    pause = 0.2
+    while True:
+        await asyncio.sleep(pause)
+        try:
+            await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks)
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
+                log.warning("budget settle given up after %d s: %s", SETTLE_RETRY_SECONDS, type(exc).__name__)
+                return
+            pause = min(2.0, pause * 2)

@@ -92,10 +92,13 @@ end
 return out
 """
 
-# KEYS: [tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n] (token_delta 0: tpm_key untouched; it
-# is passed anyway, all keys of one tenant in one Cluster hash slot)
+# KEYS: [tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, settled_mark] (token_delta 0: tpm_key
+# untouched; it is passed anyway, all keys of one tenant in one Cluster hash slot)
 # ARGV: [token_delta, n, lease_member, then per budget: reserved_micro, actual_micro, reserved_tokens, actual_tokens]
+# The mark makes a settle idempotent, so one whose reply was lost (a timeout, a failover) can be sent again: the
+# second run finds the mark and changes nothing (returns 0). It outlives the settle's retries (SETTLE_MARK_SECONDS).
 SETTLE = """
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 300) then return 0 end
 local delta, n, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
@@ -132,5 +135,6 @@ class Script:
         return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
+SETTLE_MARK_SECONDS = 300
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)

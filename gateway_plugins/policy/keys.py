@@ -65,6 +65,10 @@ class GatewayKeys:
         """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
         return f"{self.tenant_prefix(tenant)}:lease:{budget}:{_stamp(period_start)}"
 
+    def settled(self, tenant: str, member: str) -> str:
+        """Mark of a settled reservation (a few minutes): a settle sent twice counts once."""
+        return f"{self.tenant_prefix(tenant)}:settled:{member}"
+
     # -- response cache -------------------------------------------------------------------------
     def cache_shard_prefix(self, shard: int) -> str:
         return f"{ROOT}:{{{self.namespace}:{self.gateway}:cache:{shard}}}"

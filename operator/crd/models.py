@@ -161,6 +161,15 @@ class RedisSentinelSpec(_Spec):
         description="The sentinels require the same username and password as the data nodes (sentinel "
         "requirepass / ACL); false: the sentinels are asked without credentials.",
     )
+    replica_acks: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        alias="replicaAcks",
+        description="Replicas that must confirm each audit append and budget settle (Redis WAIT) before the proxy "
+        "counts it written; one that is not confirmed is written again. 1 keeps them through a failover to a "
+        "confirmed replica (docs/redis.md); 0: Redis's asynchronous replication alone.",
+    )
 
 
 class RedisClusterSpec(_Spec):

@@ -99,6 +99,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "redis.sentinel.addresses": ["s1.example:26379", "s2.example:26379"],
         "redis.sentinel.masterName": "other",
         "redis.sentinel.authenticateSentinels": True,
+        "redis.sentinel.replicaAcks": 1,
         "redis.cluster.nodes": ["c1.example:6379", "c2.example:6379"],
         "redis.tls": True,
         "redis.persistence.enabled": False,
