@@ -84,9 +84,10 @@ def main() -> int:
     ap.add_argument("--after", type=float, default=20)
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--replica-acks", type=int, default=0)
+    ap.add_argument("--replicas", type=int, default=1)
     args = ap.parse_args()
 
-    echo, group = EchoServer().start(), SentinelGroup().start()
+    echo, group = EchoServer().start(), SentinelGroup(replicas=args.replicas).start()
     proxies: list[ProxyServer] = []
     try:
         inputs = render(group, echo.base_url, args.replica_acks)
@@ -148,6 +149,7 @@ def main() -> int:
         echo.stop()
     result = {
         "replica_acks": args.replica_acks,
+        "replicas": args.replicas,
         "clients": args.clients,
         "requests": len(log),
         "statuses": statuses,

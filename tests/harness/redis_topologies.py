@@ -114,12 +114,12 @@ class RedisClusterGroup:
 
 
 class SentinelGroup:
-    """A primary, one replica, three sentinels; the data nodes require ``password`` (default user)."""
+    """A primary, ``replicas`` replicas, three sentinels; the data nodes require ``password`` (default user)."""
 
-    def __init__(self, sentinels: int = 3) -> None:
+    def __init__(self, sentinels: int = 3, replicas: int = 1) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="kg-rsentinel-"))
         self.password = secrets.token_urlsafe(16)
-        self.data_ports = [free_port(), free_port()]
+        self.data_ports = [free_port() for _ in range(1 + replicas)]
         self.sentinel_ports = [free_port() for _ in range(sentinels)]
         self.data: dict[int, subprocess.Popen] = {}
         self.sentinels: list[subprocess.Popen] = []
@@ -141,19 +141,22 @@ class SentinelGroup:
         ]  # fmt: skip
 
     def start(self, data_args: list[str] | None = None) -> SentinelGroup:
-        primary, replica = self.data_ports
+        primary, replicas = self.data_ports[0], self.data_ports[1:]
         for port in self.data_ports:
             workdir = self.dir / str(port)
             workdir.mkdir()
-            extra = ["--replicaof", "127.0.0.1", str(primary)] if port == replica else []
+            extra = ["--replicaof", "127.0.0.1", str(primary)] if port in replicas else []
             self.data[port] = _start([*self._data_args(port), *extra, *(data_args or [])], workdir)
         for port, proc in self.data.items():
             node = redis.Redis(port=port, password=self.password, socket_timeout=5)
             wait_until(node.ping, timeout=10, what="sentinel group redis-server", proc=proc)
-        replica_node = redis.Redis(port=replica, password=self.password, socket_timeout=5)
-        wait_until(
-            lambda: replica_node.info("replication")["master_link_status"] == "up", timeout=30, what="replication"
-        )
+        for replica in replicas:
+            replica_node = redis.Redis(port=replica, password=self.password, socket_timeout=5)
+            wait_until(
+                lambda n=replica_node: n.info("replication")["master_link_status"] == "up",
+                timeout=30,
+                what="replication",
+            )
         for port in self.sentinel_ports:
             workdir = self.dir / f"s{port}"
             workdir.mkdir()
@@ -178,7 +181,7 @@ class SentinelGroup:
             # Each sentinel has found the replica and the other sentinels (through the primary's hello channel).
             wait_until(
                 lambda s=s: (
-                    s.sentinel_master(MASTER)["num-slaves"] == 1
+                    s.sentinel_master(MASTER)["num-slaves"] == len(replicas)
                     and s.sentinel_master(MASTER)["num-other-sentinels"] == len(self.sentinel_ports) - 1
                 ),
                 timeout=30,
