@@ -67,7 +67,7 @@ def make_redis(url: str, password: str | None = None, username: str | None = Non
     leak its reservation until the period ends. Connection errors on a stale pooled socket happen
     before the command reaches the new server, so replaying them is safe.
 
-    ``url`` may name a single server, a Sentinel group or a Cluster (``gateway_plugins.redis_client``).
+    ``url`` may name a single server, a Sentinel group or a Cluster (``gateway_plugins.policy.redis_client``).
     """
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
@@ -75,7 +75,7 @@ def make_redis(url: str, password: str | None = None, username: str | None = Non
 
     # supported_errors replaces redis-py's default (ConnectionError, TimeoutError) rather than adding to it.
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES, supported_errors=(RedisConnectionError,))
-    from gateway_plugins.redis_client import connect_async
+    from gateway_plugins.policy.redis_client import connect_async
 
     return connect_async(
         url,

@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", pr
     args = _parser().parse_args(argv)
     import redis
 
-    from gateway_plugins.redis_client import connect_sync
+    from gateway_plugins.policy.redis_client import connect_sync
 
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
     client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)

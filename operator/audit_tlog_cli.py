@@ -140,7 +140,7 @@ def _state(args: argparse.Namespace) -> LogState | None:
 
 
 def _entries(args: argparse.Namespace) -> list:
-    from gateway_plugins.redis_client import connect_sync
+    from gateway_plugins.policy.redis_client import connect_sync
 
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
     client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)

@@ -181,7 +181,7 @@ class AuditWriter:
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
         if redis is None and getattr(settings, "redis_url", None):
-            from gateway_plugins.redis_client import connect_async
+            from gateway_plugins.policy.redis_client import connect_async
 
             redis = connect_async(
                 settings.redis_url,

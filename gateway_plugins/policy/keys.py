@@ -14,7 +14,7 @@ that each Lua script and MULTI touches one slot while load spreads over the node
 - ``kubegate:{ns:gw:cache:N}:…``: the response cache in ``cache_shards`` shards, each with its own index and byte
   counter; an entry's shard comes from its digest, so one tenant's entries spread over all shards.
 
-Layout 2 (kubegate 0.x before it had no braces): docs/redis.md says what an upgrade does to old keys.
+Keys had no braces before this layout (kubegate 0.x); docs/redis.md says what an upgrade does to the old ones.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The address string (gateway_plugins.redis_client) of a Gateway's external Sentinel group or Cluster.
+"""The address string (gateway_plugins.policy.redis_client) of a Gateway's external Sentinel group or Cluster.
 
 Built from the CR's fields, without credentials: it goes into the proxy's environment in plain text, and the
 operator adds the user and password from their Secrets only in memory (reconcile.redislink).

@@ -28,7 +28,7 @@ from redis.exceptions import RedisError
 
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
-from gateway_plugins.redis_client import connect_async
+from gateway_plugins.policy.redis_client import connect_async
 
 log = logging.getLogger("kubegate.operator")
 GROUP, VERSION = crd.GROUP, crd.VERSION

@@ -16,9 +16,9 @@ from kubernetes import client
 
 from gateway_plugins.policy import Policy
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.redis_client import connect_sync
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
-from gateway_plugins.redis_client import connect_sync
 
 log = logging.getLogger("kubegate.operator")
 CONNECT_TIMEOUT = 1.0

@@ -29,7 +29,7 @@ def from_redis(
     """Records whose stream time is in [since, until], and ``audit verify``'s verdict on the whole stream.
 
     ``key``: the audit key (default: ``$KUBEGATE_AUDIT_KEY``; ``kubegate dev``'s own for its Redis)."""
-    from gateway_plugins.redis_client import connect_sync
+    from gateway_plugins.policy.redis_client import connect_sync
 
     client = connect_sync(url, socket_timeout=10, socket_connect_timeout=5)
     try:

@@ -49,7 +49,7 @@ def _verifier(public: str | None = None) -> PolicyVerifier:
 
 
 async def _read(url: str, gateway: str, namespace: str = "default", public_key: str | None = None) -> list[UsageLine]:
-    from gateway_plugins.redis_client import connect_async
+    from gateway_plugins.policy.redis_client import connect_async
 
     keys = GatewayKeys(namespace, gateway)
     conn = connect_async(url, socket_connect_timeout=5, socket_timeout=10)

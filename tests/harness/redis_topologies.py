@@ -103,7 +103,7 @@ class RedisClusterGroup:
         return self
 
     def client(self):  # -> redis.cluster.RedisCluster
-        from gateway_plugins.redis_client import connect_sync
+        from gateway_plugins.policy.redis_client import connect_sync
 
         return connect_sync(self.url_with_credentials, socket_timeout=5)
 
@@ -203,7 +203,7 @@ class SentinelGroup:
         return port
 
     def client(self):  # -> redis.Redis on the current primary
-        from gateway_plugins.redis_client import connect_sync
+        from gateway_plugins.policy.redis_client import connect_sync
 
         return connect_sync(self.url_with_credentials, socket_timeout=5)
 

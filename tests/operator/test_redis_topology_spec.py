@@ -1,5 +1,5 @@
 """spec.redis topologies: what the CRD refuses (naming the field and the fix), the address the operator renders for
-the proxies, and how that address string is read (gateway_plugins.redis_client). The clients themselves are tested
+the proxies, and how that address string is read (gateway_plugins.policy.redis_client). The clients themselves are tested
 against real Sentinel and Cluster processes in tests/dataplane/test_redis_topologies_proxy.py."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from redis.crc import key_slot
 
 from gateway_plugins.policy.keys import GatewayKeys, cache_shard_of, cache_shards
-from gateway_plugins.redis_client import RedisAddressError, parse, redacted
+from gateway_plugins.policy.redis_client import RedisAddressError, parse, redacted
 
 SENTINEL = {"mode": "external", "topology": "sentinel", "sentinel": {"addresses": ["s0:26379"], "masterName": "m"}}
 CLUSTER = {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["c0:6379", "c1:6379"]}}
