@@ -128,6 +128,26 @@ INVALID = [
     ("llmgateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
     ("llmgateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
     (
+        "llmgateways",
+        {"redis": {"mode": "external", "topology": "cluster"}},
+        "topology cluster needs spec.redis.cluster",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"topology": "sentinel", "sentinel": {"addresses": ["s:26379"], "masterName": "m"}}},
+        "needs mode external",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}, "tls": True}},
+        "rediss://",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["no-port"]}}},
+        "nodes",
+    ),
+    (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},
         "weight",
@@ -211,3 +231,19 @@ def test_api_server_accepts_the_plan_examples(admin_api, namespace):
         for p in api.list_namespaced_custom_object(GROUP, VERSION, namespace, "tenantplans")["items"]
     }
     assert names == {"basic", "professional", "enterprise"}
+
+
+def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
+    """The Sentinel and Cluster examples of docs/redis.md, as written there, with the defaults the API server adds."""
+    _install_crds(admin_api)
+    api = client.CustomObjectsApi(admin_api)
+    text = Path("docs/redis.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    specs = [doc["spec"] for doc in yaml.safe_load_all(block)]
+    assert [s["redis"]["topology"] for s in specs] == ["sentinel", "cluster"]
+    for i, spec in enumerate(specs):
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": f"gw{i}"}, "spec": spec}
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", body)
+        got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", f"gw{i}")
+        assert got["spec"]["redis"]["mode"] == "external"
+        models.LLMGatewaySpec.model_validate(got["spec"])  # what the operator then reads
