@@ -65,11 +65,9 @@ def parse(url: str, *, username: str | None = None, password: str | None = None)
             "rediss+sentinel://, redis+cluster:// or rediss+cluster://"
         )
     # urlsplit refuses "host:port,host:port" as a port, so credentials and hosts are split by hand.
-    rest = url.partition("://")[2]
-    netloc, _, tail = rest.partition("/")
-    path, _, query = tail.partition("?")
-    if "?" in netloc:
-        netloc, _, query = netloc.partition("?")
+    # The query first: its values (a CA file's path) may hold slashes.
+    rest, _, query = url.partition("://")[2].partition("?")
+    netloc, _, path = rest.partition("/")
     creds = netloc.rpartition("@")[0] if "@" in netloc else ""
     user, _, secret = creds.partition(":")
     params = {k: v[-1] for k, v in parse_qs(query).items()}

@@ -38,39 +38,115 @@ def _start(args: list[str], workdir: Path) -> subprocess.Popen:
     )
 
 
+class _Pki:
+    """A CA and one certificate for 127.0.0.1 that serves and, on the cluster bus, authenticates as a client."""
+
+    def __init__(self, directory: Path) -> None:
+        import datetime as dt
+        import ipaddress
+
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+        now = dt.datetime.now(dt.UTC)
+        ca_key, key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+        ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubegate-redis-test-ca")])
+
+        def cert(subject, public_key, extensions):
+            builder = (
+                x509.CertificateBuilder()
+                .subject_name(subject)
+                .issuer_name(ca_name)
+                .public_key(public_key)
+                .serial_number(x509.random_serial_number())
+                .not_valid_before(now - dt.timedelta(hours=1))
+                .not_valid_after(now + dt.timedelta(days=1))
+            )
+            for ext, critical in extensions:
+                builder = builder.add_extension(ext, critical=critical)
+            return builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+        self.ca_cert, self.serving_cert, self.serving_key = (
+            directory / "ca.crt",
+            directory / "redis.crt",
+            directory / "redis.key",
+        )
+        self.ca_cert.write_bytes(
+            cert(ca_name, ca_key.public_key(), [(x509.BasicConstraints(ca=True, path_length=None), True)])
+        )
+        node = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis")])
+        usages = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH])
+        san = x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))])
+        self.serving_cert.write_bytes(cert(node, key.public_key(), [(usages, False), (san, False)]))
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        self.serving_key.write_bytes(pem)
+        self.serving_key.chmod(0o600)
+
+
 class RedisClusterGroup:
     """Three masters, no replicas; clients authenticate as ACL user ``kubegate`` (the default user is off)."""
 
     USER = "kubegate"
 
-    def __init__(self, masters: int = 3) -> None:
+    def __init__(self, masters: int = 3, tls: bool = False) -> None:
         self.ports = [free_port() for _ in range(masters)]
         # Explicit bus ports: the default (port + 10000) may be taken or above 65535 for a free port.
         self.bus_ports = [free_port() for _ in range(masters)]
         self.dir = Path(tempfile.mkdtemp(prefix="kg-rcluster-"))
         self.password = secrets.token_urlsafe(16)
         self.procs: list[subprocess.Popen] = []
+        # TLS only (no plain port), the cluster bus too; a CA of the test's own (tests.harness.controlplane's).
+        self.pki = _Pki(self.dir) if tls else None
+
+    @property
+    def scheme(self) -> str:
+        return "rediss+cluster" if self.pki else "redis+cluster"
 
     @property
     def url(self) -> str:
         """The address the proxies get (credentials apart, in KUBEGATE_REDIS_USERNAME/PASSWORD)."""
-        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"{self.scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     @property
     def url_with_credentials(self) -> str:
-        return f"redis+cluster://{self.USER}:{self.password}@" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        ca = f"?ca={self.pki.ca_cert}" if self.pki else ""
+        return f"{self.scheme}://{self.USER}:{self.password}@{hosts}{ca}"
+
+    def _tls_args(self, port: int) -> list[str]:
+        if self.pki is None:
+            return ["--port", str(port)]
+        return [
+            "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
+            "--tls-cert-file", str(self.pki.serving_cert), "--tls-key-file", str(self.pki.serving_key),
+            "--tls-ca-cert-file", str(self.pki.ca_cert), "--tls-auth-clients", "no",
+        ]  # fmt: skip
 
     def _node(self, port: int) -> redis.Redis:
-        return redis.Redis(port=port, username=self.USER, password=self.password, socket_timeout=5)
+        tls = {"ssl": True, "ssl_ca_certs": str(self.pki.ca_cert)} if self.pki else {}
+        return redis.Redis(
+            host="127.0.0.1", port=port, username=self.USER, password=self.password, socket_timeout=5, **tls
+        )
 
     def start(self) -> RedisClusterGroup:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave half a cluster running
+            raise
+
+    def _start(self) -> RedisClusterGroup:
         for port, bus in zip(self.ports, self.bus_ports, strict=True):
             workdir = self.dir / str(port)
             workdir.mkdir()
             self.procs.append(
                 _start(
                     [
-                        "--port", str(port),
+                        *self._tls_args(port),
                         "--cluster-enabled", "yes", "--cluster-port", str(bus),
                         "--cluster-config-file", str(workdir / "nodes.conf"),
                         "--save", "", "--appendonly", "no",
@@ -141,6 +217,13 @@ class SentinelGroup:
         ]  # fmt: skip
 
     def start(self, data_args: list[str] | None = None) -> SentinelGroup:
+        try:
+            return self._start(data_args)
+        except BaseException:
+            self.stop()  # never leave half a group running
+            raise
+
+    def _start(self, data_args: list[str] | None) -> SentinelGroup:
         primary, replicas = self.data_ports[0], self.data_ports[1:]
         for port in self.data_ports:
             workdir = self.dir / str(port)

@@ -78,6 +78,7 @@ def test_address_strings_parse_per_topology():
     )
     assert s.nodes == (("a", 26379), ("b", 26380))
     assert parse("redis://r:6379/0").mode == "standalone"
+    assert parse("rediss+cluster://a:1,b:2?ca=/etc/ssl/private ca.pem").ca_file == "/etc/ssl/private ca.pem"
     # Credentials given apart win over the string's.
     assert parse("redis+cluster://u:p@c:1", username="v", password="q").password == "q"
 

@@ -1,0 +1,66 @@
+"""``spec.redis.tls`` on a Cluster: a real 3-master Redis Cluster that speaks only TLS (cluster bus included), reached
+with the address the operator renders (``rediss+cluster://``) by the proxy's asyncio client factory, certificates
+verified (a client without the CA is refused)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from redis.exceptions import RedisClusterException
+
+from gateway_plugins.limits.scripts import SETTLE_SCRIPT
+from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.redis_client import connect_sync
+from gateway_plugins.runtime import make_redis
+from tests.harness.redis_topologies import RedisClusterGroup
+from tests.harness.rendered import cr, echo_route, render_proxy
+
+
+@pytest.fixture(scope="module")
+def tls_cluster():
+    group = RedisClusterGroup(tls=True).start()
+    yield group
+    group.stop()
+
+
+def test_the_proxy_client_speaks_tls_to_the_cluster(tls_cluster, echo_upstream):
+    spec = {
+        "mode": "external",
+        "topology": "cluster",
+        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
+        "tls": True,
+        "passwordSecretRef": {"name": "r", "key": "p"},
+        "usernameSecretRef": {"name": "r", "key": "u"},
+    }
+    inputs = render_proxy(
+        [cr("LLMGateway", "main", {"redis": spec}), echo_route("main", "m", echo_upstream.base_url)],
+        keys={},
+        secrets={("r", "p"): tls_cluster.password, ("r", "u"): tls_cluster.USER},
+    )
+    assert inputs.env["KUBEGATE_REDIS_URL"] == tls_cluster.url  # rediss+cluster://127.0.0.1:…
+    keys = GatewayKeys("default", "main")
+    # A private CA, given by ?ca= (without it: the system's bundle, which the next test shows refusing this one).
+    url = f"{inputs.env['KUBEGATE_REDIS_URL']}?ca={tls_cluster.pki.ca_cert}"
+
+    async def settle_once() -> list:
+        client = make_redis(url, inputs.env["KUBEGATE_REDIS_PASSWORD"], inputs.env["KUBEGATE_REDIS_USERNAME"])
+        try:
+            start = datetime(2026, 1, 1, tzinfo=UTC)
+            budget, lease = keys.budget("t", "b", start), keys.budget_leases("t", "b", start)
+            args = [0, 1, "m1", 0, 2000, 0, 2]
+            script_keys = [keys.rate("t", "tpm", 1), budget, lease, keys.settled("t", "m1")]
+            first = await SETTLE_SCRIPT(client, script_keys, args)
+            again = await SETTLE_SCRIPT(client, script_keys, args)  # idempotent: counted once
+            return [first, again, int(await client.hget(budget, "spent"))]
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(settle_once()) == [1, 0, 2000]
+
+
+def test_a_client_without_the_ca_is_refused(tls_cluster):
+    # The cluster client reports that no seed node could be reached (RedisClusterException), naming the TLS error.
+    with pytest.raises(RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
+        connect_sync(tls_cluster.url_with_credentials.split("?")[0], socket_timeout=5).ping()
