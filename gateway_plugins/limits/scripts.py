@@ -98,7 +98,7 @@ return out
 # The mark makes a settle idempotent, so one whose reply was lost (a timeout, a failover) can be sent again: the
 # second run finds the mark and changes nothing (returns 0). It outlives the settle's retries (SETTLE_MARK_SECONDS).
 SETTLE = """
-if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 300) then return 0 end
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 90) then return 0 end
 local delta, n, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
@@ -135,6 +135,6 @@ class Script:
         return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
-SETTLE_MARK_SECONDS = 300
+SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.SETTLE_RETRY_SECONDS
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)

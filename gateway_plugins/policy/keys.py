@@ -35,6 +35,11 @@ class GatewayKeys:
         """Gateway-wide keys (the policy); its braces are the hash tag, so they share one slot."""
         return f"{ROOT}:{{{self.namespace}:{self.gateway}}}"
 
+    @property
+    def pattern(self) -> str:
+        """SCAN pattern of every key of this Gateway (all hash tags start ``{ns:gw`` then ``}`` or ``:``)."""
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}[:}}]*"
+
     def tenant_prefix(self, tenant: str) -> str:
         """One tenant's limit and budget keys: one slot per tenant, so ADMIT/SETTLE touch one node."""
         return f"{ROOT}:{{{self.namespace}:{self.gateway}:{tenant}}}"
@@ -66,8 +71,12 @@ class GatewayKeys:
         return f"{self.tenant_prefix(tenant)}:lease:{budget}:{_stamp(period_start)}"
 
     def settled(self, tenant: str, member: str) -> str:
-        """Mark of a settled reservation (a few minutes): a settle sent twice counts once."""
+        """Mark of a settled reservation (90 s, past the settle's retries): a settle sent twice counts once."""
         return f"{self.tenant_prefix(tenant)}:settled:{member}"
+
+    def budget_pattern(self, tenant: str, budget: str) -> str:
+        """SCAN pattern of every period's spend hash of one budget (braces are not glob characters)."""
+        return f"{self.tenant_prefix(tenant)}:budget:{budget}:*"
 
     # -- response cache -------------------------------------------------------------------------
     def cache_shard_prefix(self, shard: int) -> str:
@@ -76,6 +85,10 @@ class GatewayKeys:
     def cache_entry(self, tenant: str, digest: str, shards: int = 1) -> str:
         """One cached answer; ``digest`` (hex) hashes the masked request (never raw text) and picks the shard."""
         return f"{self.cache_shard_prefix(int(digest[:8], 16) % shards)}:{tenant}:{digest}"
+
+    def cache_entry_pattern(self, tenant: str) -> str:
+        """SCAN pattern of a tenant's cache entries in every shard."""
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}:cache:*}}:{tenant}:*"
 
     def cache_index(self, shard: int) -> str:
         """Sorted set of a shard's stored entries (``{size}:{key}`` scored by expiry): what its counter holds."""

@@ -86,7 +86,7 @@ def record_of(rds: redis.Redis, request_id: str, timeout: float = 30) -> dict:
 
 def wait_stored(rds: redis.Redis, tenant: str, count: int, timeout: float = 30) -> list[bytes]:
     """Entries are stored in the background after the answer: wait until the tenant has ``count``."""
-    pattern = GatewayKeys(NS, GW).cache_entry(tenant, "*")
+    pattern = GatewayKeys(NS, GW).cache_entry_pattern(tenant)
     deadline = time.monotonic() + timeout
     keys = list(rds.scan_iter(pattern))
     while len(keys) < count and time.monotonic() < deadline:
@@ -170,7 +170,7 @@ def test_no_raw_pii_in_redis(proxy, rds):
     chat(proxy, "pii", "mail carol@example.com about the invoice")
     stored = wait_stored(rds, "pii", 2)
     # Every key and value of this Gateway (cache entries, cache index, audit stream, budgets, policy).
-    for k in rds.scan_iter(GatewayKeys(NS, GW).prefix + "*"):
+    for k in rds.scan_iter(GatewayKeys(NS, GW).pattern):
         value = _everything_in(rds, k)
         for raw in (b"example.com", b"example.org", b"example.net", b"carol", b"ann@", b"bob@"):
             assert raw not in k and raw not in value, k

@@ -174,7 +174,7 @@ def test_a_small_managed_redis_filled_past_its_caps_refuses_nothing_and_loses_no
     # The caps' costs as sized: a record takes less than RECORD_MEMORY_BYTES, a cache entry less than its value
     # times CACHE_OVERHEAD_FACTOR, and the cache stays within its cap.
     per_record = rds.memory_usage(stream, samples=0) / length
-    entries = list(rds.scan_iter(match=f"{KEYS.cache_shard_prefix(0)}:team:*", count=1000))
+    entries = list(rds.scan_iter(match=KEYS.cache_entry_pattern("team"), count=1000))
     values = sum(rds.strlen(k) for k in entries)
     index = rds.memory_usage(KEYS.cache_index(0), samples=0)
     cache_memory = sum(rds.memory_usage(k, samples=0) for k in entries) + index

@@ -120,3 +120,22 @@ def test_key_layout_puts_each_scripts_keys_in_one_slot():
         shard = cache_shard_of(entry)
         assert slot(entry) == slot(keys.cache_index(shard)) == slot(keys.cache_bytes(shard))
     assert len({cache_shard_of(e) for e in entries}) == shards  # one tenant's entries spread over every shard
+
+
+def test_scan_patterns_find_every_key_of_a_gateway_and_no_other(redis_server):
+    client = redis_server.client()
+    keys, other = GatewayKeys("pat", "gw"), GatewayKeys("pat", "gw2")
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    mine = [
+        keys.policy_document,
+        keys.rate("t", "rpm", 1),
+        keys.budget("t", "b", start),
+        keys.audit_stream,
+        keys.cache_entry("t", "ab" * 32, 16),
+        keys.cache_index(3),
+    ]
+    for k in [*mine, other.policy_document, other.rate("t", "rpm", 1), other.cache_entry("t", "ab" * 32, 16)]:
+        client.set(k, 1)
+    assert {k.decode() for k in client.scan_iter(keys.pattern)} == set(mine)
+    assert [k.decode() for k in client.scan_iter(keys.cache_entry_pattern("t"))] == [mine[4]]
+    assert [k.decode() for k in client.scan_iter(keys.budget_pattern("t", "b"))] == [mine[2]]
