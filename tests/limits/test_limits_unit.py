@@ -322,3 +322,40 @@ async def test_clients_reusing_a_request_id_cannot_pin_a_reservation(redis):
         await limits.settle(ctx, rt)
     state = await read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
     assert state.reserved_usd == 0
+
+
+class _FirstReplyLost:
+    """The real client, except that the reply to the first script call is lost after Redis ran it, as a read
+    timeout on a loaded event loop loses it."""
+
+    def __init__(self, client) -> None:
+        self.client, self.lost = client, False
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+    async def evalsha(self, *args):
+        result = await self.client.evalsha(*args)
+        if not self.lost:
+            self.lost = True
+            from redis.exceptions import TimeoutError as RedisTimeoutError
+
+            raise RedisTimeoutError("Timeout reading from socket")
+        return result
+
+
+async def test_an_admit_whose_reply_timed_out_is_asked_again_and_counted_once(redis):
+    policy = make_policy(rpm=10)
+    budget = policy.policy.budgets[0]
+    rt = make_rt(_FirstReplyLost(redis), policy)
+    ctx = make_ctx(policy)
+    await admit(ctx, req(100), rt)
+    assert rt.redis.lost and ctx.reservation is not None and "limits" not in ctx.decisions
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == pytest.approx(0.1)
+    minute_keys = [k async for k in redis.scan_iter(match="*rpm*")]
+    assert [int(await redis.get(k)) for k in minute_keys] == [1]
+    ctx.status, ctx.cost_usd = "success", 0.02
+    await limits.settle(ctx, rt)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == 0 and state.spent_usd == pytest.approx(0.02)
