@@ -240,6 +240,9 @@ VALIDATIONS[("TenantPlan", "budget")] = [
     *VALIDATIONS[("Budget",)][1:],
 ]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "audit", "witnesses")] = [
+    {"rule": "self.quorum <= size(self.keys)", "message": "quorum must not be more than the number of keys"}
+]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {

@@ -241,6 +241,52 @@ class AuditExportSpec(_Spec):
     )
 
 
+# C2SP vkey of a cosigner: name+hexid+base64 (the key type and length are checked by the operator's parse).
+WITNESS_VKEY = r"^[^+\s]{1,256}\+[0-9a-f]{8}\+[A-Za-z0-9+/]{40,}={0,2}$"
+MAX_WITNESSES = 16
+
+
+class AuditWitnessesSpec(_Spec):
+    """Witnesses whose cosignatures of the audit log's checkpoints the operator keeps and counts."""
+
+    keys: list[Annotated[str, Field(pattern=WITNESS_VKEY, max_length=512)]] = Field(
+        min_length=1,
+        max_length=MAX_WITNESSES,
+        description="The witnesses' C2SP cosignature vkeys (name+hexid+base64, as `kubegate audit witness-keygen` "
+        "prints them). Cosignatures handed in (ConfigMap key tlog-cosignatures) are kept only if valid and by one "
+        "of these keys.",
+    )
+    quorum: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WITNESSES,
+        description="Valid cosignatures of distinct witnesses the latest checkpoint needs; status.auditWitnesses "
+        "says whether it has them.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _parse_keys(cls, keys: list[str]) -> list[str]:
+        from gateway_plugins.policy.audit.note import NoteError
+        from gateway_plugins.policy.audit.witness import CosignerKey
+
+        names = []
+        for i, text in enumerate(keys):
+            try:
+                names.append(CosignerKey.parse(text).name)
+            except NoteError as exc:
+                raise ValueError(f"keys[{i}]: {exc}") from None
+        if len(set(names)) != len(names):
+            raise ValueError("two keys have the same witness name")
+        return keys
+
+    @model_validator(mode="after")
+    def _reachable_quorum(self) -> AuditWitnessesSpec:
+        if self.quorum > len(self.keys):
+            raise ValueError(f"quorum {self.quorum} is more than the {len(self.keys)} witness keys")
+        return self
+
+
 class AuditSpec(_Spec):
     """Size bounds of the tamper-evident audit trail every proxy writes."""
 
@@ -259,6 +305,11 @@ class AuditSpec(_Spec):
     )
     export: AuditExportSpec = Field(
         default_factory=AuditExportSpec, description="Retention by export instead of by the stream's cap."
+    )
+    witnesses: AuditWitnessesSpec | None = Field(
+        default=None,
+        description="Witnesses outside the cluster that cosign the audit log's checkpoints (C2SP tlog-cosignature); "
+        "without them, cosignatures handed in are carried unchecked and verifiers count the ones they trust.",
     )
 
 

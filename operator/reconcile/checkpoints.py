@@ -23,7 +23,7 @@ from gateway_operator.builders.configmaps import build_checkpoint_configmap, che
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD
 from gateway_operator.crd import models as crd
 from gateway_operator.kube.apply import apply
-from gateway_operator.kube.client import api_client
+from gateway_operator.kube.client import api_client, patch_status
 from gateway_operator.reconcile import auditexport, auditlog, redislink
 from kubernetes import client
 
@@ -79,8 +79,11 @@ def checkpoint(ns: str, name: str) -> list[str]:
     stopped = None
     try:
         heads = conn.hgetall(audit_heads(stream))
+        witnesses = auditlog.witnesses_of(gw)
         if note_signer is not None:
-            log_data, stopped = auditlog.log_round(conn, stream, key, note_signer, data)
+            log_data, stopped = auditlog.log_round(
+                conn, stream, key, note_signer, data, witnesses[0] if witnesses else None
+            )
     except (redis.RedisError, OSError) as exc:
         log.info("audit checkpoint of %s/%s: Redis unreachable (%s)", ns, name, type(exc).__name__)
         return []
@@ -91,6 +94,8 @@ def checkpoint(ns: str, name: str) -> list[str]:
     desired = {**data, **log_data, CHECKPOINTS_KEY: dumps(updated)}
     if desired != data and (updated or log_data):
         apply(api_client(), build_checkpoint_configmap(gw, desired))
+    if witnesses is not None:
+        patch_status(ns, "llmgateways", gw, {"auditWitnesses": auditlog.witnessed_status(desired, witnesses)})
     # After the ConfigMap is stored: a segment only ever carries a checkpoint that is kept.
     _export(gw, url, stream, desired)
     for problem in refused:

@@ -232,6 +232,9 @@ OPERATOR_SIDE: dict[str, dict[str, str]] = {
         },
         # The operator exports the segments and moves the mark the proxies' trim respects.
         "audit.export.enabled": "tests/operator/test_operator_status.py (exports_segments)",
+        # The operator keeps only these witnesses' valid cosignatures and reports the quorum in status.
+        "audit.witnesses.keys": "tests/operator/test_operator_status.py (exports_segments)",
+        "audit.witnesses.quorum": "tests/operator/test_operator_status.py (exports_segments)",
     },
     "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {

@@ -107,6 +107,7 @@ def _install_crds(api: client.ApiClient) -> None:
     raise AssertionError("CRDs not established")
 
 
+WITNESS_VKEY = "w.example/w1+0a1b2c3d+BKqfB0x2l0vpAYJFDAn1mVoKBOjqzxxp3U0lsh6i3cKz"
 INVALID = [
     (
         "budgets",
@@ -169,6 +170,9 @@ INVALID = [
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "expiresAt": "next tuesday"}, "expiresAt"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": ["not a vkey"]}}}, "spec.audit.witnesses.keys[0]"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": [WITNESS_VKEY], "quorum": 2}}}, "quorum must not be more"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": []}}}, "spec.audit.witnesses.keys"),
 ]
 
 
@@ -211,3 +215,20 @@ def test_api_server_accepts_the_plan_examples(admin_api, namespace):
         for p in api.list_namespaced_custom_object(GROUP, VERSION, namespace, "tenantplans")["items"]
     }
     assert names == {"basic", "professional", "enterprise"}
+
+
+def test_a_witness_key_is_parsed_whole_and_the_quorum_reachable():
+    from gateway_operator.crd import models as m
+
+    from gateway_plugins.policy.audit.witness import Cosigner
+
+    good = [Cosigner.generate(f"w.example/w{i}").key.vkey() for i in range(3)]
+    assert m.AuditWitnessesSpec.model_validate({"keys": good, "quorum": 2}).quorum == 2
+    name, _, material = good[0].split("+", 2)
+    wrong_id = f"{name}+{'0' * 8}+{material}"
+    with pytest.raises(ValueError, match=r"keys\[1\]"):
+        m.AuditWitnessesSpec.model_validate({"keys": [good[0], wrong_id]})
+    with pytest.raises(ValueError, match="quorum 3 is more than the 2"):
+        m.AuditWitnessesSpec.model_validate({"keys": good[:2], "quorum": 3})
+    with pytest.raises(ValueError, match="same witness name"):
+        m.AuditWitnessesSpec.model_validate({"keys": [good[0], good[0]]})

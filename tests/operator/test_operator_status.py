@@ -553,7 +553,7 @@ def test_the_operator_exports_segments_and_carries_witness_cosignatures(
     checkpoint handed in through ConfigMap key tlog-cosignatures is carried into tlog-witnessed-checkpoint."""
     from gateway_plugins.policy.audit.note import Verifier
     from gateway_plugins.policy.audit.segments import segments, verify_segments
-    from gateway_plugins.policy.audit.witness import Cosigner, Witness, add_cosignatures, cosigned_by
+    from gateway_plugins.policy.audit.witness import Cosigner, Witness, add_cosignatures, cosigned_by, split_note
     from gateway_plugins.policy.keys import audit_exported
 
     monkeypatch.setenv("KUBEGATE_AUDIT_EXPORT_DIR", str(tmp_path / "pv"))
@@ -610,4 +610,31 @@ def test_the_operator_exports_segments_and_carries_witness_cosignatures(
         return data if "tlog-witnessed-checkpoint" in data else None
 
     data = _wait("witnessed checkpoint", witnessed)
+    assert cosigned_by(data["tlog-witnessed-checkpoint"], [w.cosigner.key]) == ["w.example/w"]
+
+    # With spec.audit.witnesses, only the configured witnesses' valid cosignatures are kept, and the status counts
+    # them against the quorum: a stranger's line handed in beside the witness's is dropped.
+    stranger = Witness(Cosigner.generate("w.example/stranger"), tmp_path / "s.json")
+    w2 = Cosigner.generate("w.example/w2")
+    witnesses = {"keys": [w.cosigner.key.vkey(), w2.key.vkey()], "quorum": 2}
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmgateways", gw_name, {"spec": {"audit": {"witnesses": witnesses}}}
+    )
+    note = _wait("checkpoint", lambda: _log_checkpoint(core, namespace, gw_name, 12)).data["tlog-checkpoint"]
+    note = split_note(note)[0] + "\n" + split_note(note)[1][0]  # the log's own signature only
+    handed_in = add_cosignatures(note, [stranger.cosign(note, verifier, []), w.cosign(note, verifier, [])])
+    core.patch_namespaced_config_map(
+        f"{gw_name}-audit-checkpoints", namespace, {"data": {"tlog-cosignatures": handed_in}}
+    )
+
+    def status():
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)
+        found = (obj.get("status") or {}).get("auditWitnesses")
+        return found if found and found.get("cosignedBy") == ["w.example/w"] else None
+
+    assert _wait("witness status", status) == {
+        "treeSize": 12, "cosignedBy": ["w.example/w"], "quorum": 2, "quorumMet": False
+    }  # fmt: skip
+    data = core.read_namespaced_config_map(f"{gw_name}-audit-checkpoints", namespace).data
+    assert "w.example/stranger" not in data["tlog-witnessed-checkpoint"]
     assert cosigned_by(data["tlog-witnessed-checkpoint"], [w.cosigner.key]) == ["w.example/w"]
