@@ -31,7 +31,7 @@ import heapq
 import json
 import random
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 REGIONS = ("eu", "us", "ap")
 
@@ -105,6 +105,7 @@ class Result:
     largest_reservation: float = 0.0
     stranded: float = 0.0
     peak_granted: float = 0.0
+    admits: list[bool] = field(default_factory=list)  # per request, in traffic order
 
     def overshoot(self, budget: float) -> float:
         return max(0.0, self.spent - budget)
@@ -147,7 +148,9 @@ def simulate_global(s: Scenario, traffic: list) -> Result:
             spent += a
         res.requests += 1
         res.largest_reservation = max(res.largest_reservation, reservation)
-        if not _reachable(s, region, t) or spent + reserved >= s.budget:
+        admit = _reachable(s, region, t) and spent + reserved < s.budget
+        res.admits.append(admit)
+        if not admit:
             res.refused += 1
             continue
         res.admitted += 1
@@ -222,22 +225,8 @@ def simulate_shares(s: Scenario, traffic: list, tuning: Tuning, global_free: lis
 
 
 def _global_free(s: Scenario, traffic: list) -> list[bool]:
-    """Per request: would a reachable global counter have admitted it (budget left at its arrival)?"""
-    unpartitioned = Scenario(s.name, s.budget, s.seconds, s.rates, s.mean_reservation, (), s.losses)
-    spent = reserved = 0.0
-    settles: list[tuple[float, float, float]] = []
-    free = []
-    for t, _region, reservation, actual, duration in traffic:
-        while settles and settles[0][0] <= t:
-            _, r, a = heapq.heappop(settles)
-            reserved -= r
-            spent += a
-        ok = spent + reserved < unpartitioned.budget
-        free.append(ok)
-        if ok:
-            reserved += reservation
-            heapq.heappush(settles, (t + duration, reservation, actual))
-    return free
+    """Per request: would a global counter that every region reaches have admitted it (budget left)?"""
+    return simulate_global(replace(s, partitions=()), traffic).admits
 
 
 @dataclass(frozen=True)
