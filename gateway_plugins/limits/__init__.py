@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from gateway_plugins import metrics
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
@@ -227,17 +226,6 @@ def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
     ctx.decisions["limits"] = "fail_open"
 
 
-async def _admit_script(redis: Any, keys: list[str], args: list[Any]) -> Any:
-    """ADMIT, asked once more after a read timeout. A timeout says nothing about whether Redis ran the script
-    (a loaded event loop or an fsync stall of a second is enough), and refusing a hard-limit tenant for it is a
-    spurious 503. The script recognises its own lease member and does not count a replay twice (a tenant with
-    rate limits but no budget holds no lease: its replay counts once more against the minute, erring strict)."""
-    try:
-        return await ADMIT_SCRIPT(redis, keys, args)
-    except RedisTimeoutError:
-        return await ADMIT_SCRIPT(redis, keys, args)
-
-
 async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     """Check rate limits, reserve the budget estimate and apply downgrades (sets ``ctx.model``).
 
@@ -284,7 +272,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
     keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
-        res = await _admit_script(rt.redis, keys, args)
+        res = await ADMIT_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:
         log.warning("limits store unreachable: %s", type(exc).__name__)
         _fail(ctx, budgets, hard)

@@ -28,26 +28,10 @@ ADMIT_REPLY_PER_BUDGET = 4
 # A limit of 0 is no limit of that kind. A zero-price model reserves and checks no USD, but its tokens count.
 # Returns {status, detail, then per budget: spent, reserved, spent_tokens, reserved_tokens};
 # status 0 = admitted, 1 = rpm, 2 = tpm, 3 = budget (detail = index, followed by that budget's four numbers only).
-# Called again with the same lease member after it reserved, it changes nothing and answers 0 (see limits.admit).
 ADMIT = """
 local rpm, tpm, est_tok, wttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local member, lease = ARGV[6], tonumber(ARGV[7])
 local now = tonumber(redis.call('TIME')[1])
--- A replay (the caller lost the reply to a read timeout and asks again with the same lease member): admitted
--- already, so report the budgets without counting the request a second time.
-for i = 1, n do
-  local base = 7 + (i - 1) * 7
-  local est, est_t = ARGV[base+4], ARGV[base+5]
-  if (tonumber(est) > 0 or tonumber(est_t) > 0)
-      and redis.call('ZSCORE', KEYS[2 + n + i], member .. ':' .. est .. ':' .. est_t) then
-    local out = {0, 0}
-    for j = 1, n do
-      local v = redis.call('HMGET', KEYS[2 + j], 'spent', 'reserved', 'spent_tokens', 'reserved_tokens')
-      for f = 1, 4 do out[#out+1] = tonumber(v[f] or '0') end
-    end
-    return out
-  end
-end
 for i = 1, n do
   local k, lk = KEYS[2 + i], KEYS[2 + n + i]
   -- Bounded per call so one admit never stalls Redis; the next admits reap the rest.
