@@ -232,6 +232,28 @@ OPERATOR_SIDE: dict[str, dict[str, str]] = {
         },
         # The operator exports the segments and moves the mark the proxies' trim respects.
         "audit.export.enabled": "tests/operator/test_operator_status.py (exports_segments)",
+        # The operator uploads the segments to the bucket (credentials from the Secrets) and reports it in status.
+        **{
+            f"audit.export.s3.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket)"
+            for f in (
+                "endpoint",
+                "bucket",
+                "region",
+                "prefix",
+                "pathStyle",
+                "accessKeyIdSecretRef.name",
+                "accessKeyIdSecretRef.key",
+                "secretAccessKeySecretRef.name",
+                "secretAccessKeySecretRef.key",
+                "objectLock.mode",
+                "objectLock.retentionDays",
+            )
+        },
+        **{
+            f"audit.export.s3.caSecretRef.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket); "
+            "tests/dataplane/test_audit_export_s3.py (a_private_ca)"
+            for f in ("name", "key")
+        },
     },
     "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {
