@@ -196,6 +196,18 @@ async def test_object_lock_refuses_deleting_or_rewriting_an_exported_segment(rds
         f"{key}: a delete marker hides it; its locked version was fetched",
     ]
     assert verify_segments(segments(tmp_path / "fetched"), gw.signer.verifier())[1:] == (10, 0)
+    # The same with the command line an auditor runs (credentials that can only read, here the server's root).
+    from tests.dataplane.test_cli import run as kubegate
+
+    env = {"AWS_ACCESS_KEY_ID": s3server.access_key, "AWS_SECRET_ACCESS_KEY": s3server.secret_key}
+    argv = ["--bucket", BUCKET, "--prefix", PREFIX, "--endpoint", s3server.url, "--path-style"]
+    fetched = kubegate("audit", "fetch-s3", *argv, "--out", str(tmp_path / "cli"), env=env)
+    assert fetched.returncode == 0 and "fetched 1 segments" in fetched.stdout, fetched.stderr
+    assert "1 later version(s) ignored" in fetched.stderr and "a delete marker hides it" in fetched.stderr
+    ok = kubegate("audit", "verify", "--public-key", gw.signer.vkey(), "--segments", str(tmp_path / "cli"))
+    assert ok.returncode == 0 and "OK: 10 records in 1 exported segments" in ok.stdout, ok.stderr
+    bad = kubegate("audit", "fetch-s3", *argv, "--out", str(tmp_path / "x"), env={**env, "AWS_SECRET_ACCESS_KEY": "x"})
+    assert bad.returncode == 1 and "S3 error SignatureDoesNotMatch" in bad.stderr, bad.stderr
     # The forged version does not verify (what a verifier would see if it took the newest version).
     (tmp_path / "forged").mkdir()
     (tmp_path / "forged" / segments(tmp_path / "fetched")[0].name).write_bytes(forged)
