@@ -292,6 +292,17 @@ class AuditS3Spec(_Spec):
         description="Retention put on each segment object.",
     )
 
+    @model_validator(mode="after")
+    def _no_credentials_in_spec(self) -> AuditS3Spec:
+        # The CRD's CEL rule (crd/generate.py VALIDATIONS), for objects the operator reads directly; the prefix's
+        # trailing '/' is the pattern's.
+        if self.endpoint and "@" in self.endpoint:
+            raise ValueError(
+                "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+                "secretAccessKeySecretRef"
+            )
+        return self
+
 
 class AuditExportSpec(_Spec):
     """Retention by export: sealed segments of the audit log on the operator's export volume and/or in a bucket."""
