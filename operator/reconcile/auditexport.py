@@ -164,7 +164,10 @@ def _adopt(found: tuple[str, str], entries: list[tuple[str, bytes]], first_leaf:
     stream's records from ``first_leaf`` on; otherwise a SegmentError (never overwritten: it may be locked)."""
     name, text = found
     header, records, _ = parse_segment(name, text)
-    if header.get("first_leaf") != first_leaf or records != entries[: len(records)]:
+    # Its header must describe its own records: the mark moves to header["last_id"], and an empty or mislabelled
+    # segment (not ours) must not move it past records no segment holds.
+    consistent = bool(records) and header.get("last_id") == records[-1][0] and header.get("first_id") == records[0][0]
+    if not consistent or header.get("first_leaf") != first_leaf or records != entries[: len(records)]:
         raise SegmentError(
             f"{name}: a stored segment at leaf {first_leaf} holds other records than the audit stream; "
             "move it aside (or fix the destination) so the export can go on"

@@ -291,6 +291,17 @@ async def test_an_upload_whose_answer_was_lost_is_adopted_not_duplicated(rds, s3
     status = gw.round()
     assert "holds other records than the audit stream" in status[S3]["error"]
     assert gw.conn.get(audit_exported(STREAM)) == mark
+    # Nor does an empty segment whose header claims a later last record move the mark past records it lacks.
+    header = json.loads(body.splitlines()[0])
+    empty = {**header, "first_leaf": 27, "size": 27, "records": 0, "last_id": "9999999999999-0"}
+    note = json.loads(body.splitlines()[-1])
+    with s3_client(t) as s3:
+        S3Destination(s3, t).put(
+            "seg-000000000027-000000000027.jsonl", (json.dumps(empty) + "\n" + json.dumps(note) + "\n").encode()
+        )
+    status = gw.round()
+    assert "holds other records than the audit stream" in status[S3]["error"]
+    assert gw.conn.get(audit_exported(STREAM)) == mark
 
 
 async def test_a_bucket_without_object_lock_or_a_wrong_key_is_an_export_error(rds, s3server, tmp_path):
