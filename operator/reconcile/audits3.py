@@ -139,8 +139,8 @@ def destination(target: Target) -> Iterator[S3Destination]:
 class S3Destination:
     """``reconcile.auditexport.Destination`` over one bucket and prefix."""
 
-    def __init__(self, s3: Any, target: Target, now: dt.datetime | None = None) -> None:
-        self.s3, self.target, self.now = s3, target, now
+    def __init__(self, s3: Any, target: Target) -> None:
+        self.s3, self.target = s3, target
 
     def find(self, first_leaf: int) -> tuple[str, str] | None:
         """The segment stored at ``first_leaf``: the first version of its key, the one an earlier round wrote (a
@@ -156,8 +156,8 @@ class S3Destination:
     def put(self, name: str, body: bytes) -> str:
         t = self.target
         key = t.prefix + name
-        until = (self.now or dt.datetime.now(dt.UTC)) + dt.timedelta(days=t.retention_days)
-        self.s3.put_object(
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=t.retention_days)
+        stored = self.s3.put_object(
             Bucket=t.bucket,
             Key=key,
             Body=body,
@@ -167,7 +167,7 @@ class S3Destination:
             # Object lock requires an integrity checksum on the upload (Content-MD5 or x-amz-checksum-*).
             ChecksumAlgorithm="SHA256",
         )
-        self._check_locked(key, None)
+        self._check_locked(key, stored.get("VersionId"))  # the version just written, not a newer one
         return f"s3://{t.bucket}/{key}"
 
     def _check_locked(self, key: str, version: str | None) -> None:
