@@ -83,6 +83,12 @@ def audit_exported(stream: str) -> str:
     return f"{stream}:exported"
 
 
+def audit_export_marks(stream: str) -> str:
+    """Hash of each export destination's progress (``{"volume": <stream id>, "volume:segment": <object name>, "s3":
+    ...}``), kept by the operator; ``audit_exported`` is the lowest of the configured destinations' marks."""
+    return f"{stream}:exported-to"
+
+
 def audit_trims(stream: str) -> str:
     """Hash of what the stream cap trimmed, per chain (``{chain: "{seq}:{mac}"}`` of the last record trimmed)."""
     return f"{stream}:trimmed"

@@ -118,6 +118,19 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".urlSecretRef",
         }
     ],
+    ("LLMGateway", "audit", "export", "s3"): [
+        {
+            "rule": "!has(self.prefix) || self.prefix == '' || self.prefix.endsWith('/')",
+            "message": "prefix must be empty or end in '/' (objects go to <prefix><namespace>/<gateway>/)",
+            "fieldPath": ".prefix",
+        },
+        {
+            "rule": "!has(self.endpoint) || !self.endpoint.contains('@')",
+            "message": "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+            "secretAccessKeySecretRef",
+            "fieldPath": ".endpoint",
+        },
+    ],
     ("Budget",): [
         {
             "rule": "has(self.limitUSD) || has(self.limitTokens)",

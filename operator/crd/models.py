@@ -227,8 +227,85 @@ class TracingSpec(_Spec):
     )
 
 
+class AuditS3ObjectLockSpec(_Spec):
+    """Object-lock retention put on every segment object (the bucket must have been created with object lock)."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        default="COMPLIANCE",
+        description="COMPLIANCE: no one, the bucket's owner included, can delete or overwrite a segment before its "
+        "retention ends. GOVERNANCE: only a principal with s3:BypassGovernanceRetention can.",
+    )
+    retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=36_500,
+        alias="retentionDays",
+        description="Days each segment object is retained from its upload (RetainUntilDate); EU AI Act Art. 19 asks "
+        "for at least six months.",
+    )
+
+
+class AuditS3Spec(_Spec):
+    """An S3-compatible bucket with object lock that receives the sealed audit segments."""
+
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=2048,
+        description="Base URL of the S3 API, e.g. https://s3.eu-central-1.amazonaws.com or "
+        "http://versitygw.storage:7070; unset: AWS's endpoint for region.",
+    )
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket name; it must exist with object lock enabled (the operator never creates it).",
+    )
+    region: str = Field(
+        default="us-east-1", pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region the requests are signed for."
+    )
+    prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$",
+        description="Key prefix, empty or ending in '/'; segments go to <prefix><namespace>/<gateway>/seg-*.jsonl.",
+    )
+    access_key_id_secret_ref: SecretKeyRef = Field(
+        alias="accessKeyIdSecretRef", description="Secret key holding the access key id (read by the operator)."
+    )
+    secret_access_key_secret_ref: SecretKeyRef = Field(
+        alias="secretAccessKeySecretRef", description="Secret key holding the secret access key."
+    )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="caSecretRef",
+        description="Secret key holding a PEM CA bundle that signs the endpoint's certificate (a private CA); unset: "
+        "the system's trust store.",
+    )
+    path_style: bool = Field(
+        default=False,
+        alias="pathStyle",
+        description="Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint host>; most "
+        "self-hosted servers need it.",
+    )
+    object_lock: AuditS3ObjectLockSpec = Field(
+        default_factory=AuditS3ObjectLockSpec,
+        alias="objectLock",
+        description="Retention put on each segment object.",
+    )
+
+    @model_validator(mode="after")
+    def _no_credentials_in_spec(self) -> AuditS3Spec:
+        # The CRD's CEL rule (crd/generate.py VALIDATIONS), for objects the operator reads directly; the prefix's
+        # trailing '/' is the pattern's.
+        if self.endpoint and "@" in self.endpoint:
+            raise ValueError(
+                "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+                "secretAccessKeySecretRef"
+            )
+        return self
+
+
 class AuditExportSpec(_Spec):
-    """Retention by export: sealed segments of the audit log on the operator's export volume."""
+    """Retention by export: sealed segments of the audit log on the operator's export volume and/or in a bucket."""
 
     enabled: bool = Field(
         default=False,
@@ -238,6 +315,11 @@ class AuditExportSpec(_Spec):
             "the stream's cap then trims only exported records, so an export outage grows the stream instead of "
             "losing records. Needs the export directory; without it the operator logs a warning and nothing is trimmed."
         ),
+    )
+    s3: AuditS3Spec | None = Field(
+        default=None,
+        description="Also (or, without enabled, only) export the segments to this S3-compatible bucket with object "
+        "lock; the stream is then trimmed only past what every destination holds.",
     )
 
 

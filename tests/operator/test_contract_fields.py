@@ -235,6 +235,28 @@ OPERATOR_SIDE: dict[str, dict[str, str]] = {
         # The operator keeps only these witnesses' valid cosignatures and reports the quorum in status.
         "audit.witnesses.keys": "tests/operator/test_operator_status.py (exports_segments)",
         "audit.witnesses.quorum": "tests/operator/test_operator_status.py (exports_segments)",
+        # The operator uploads the segments to the bucket (credentials from the Secrets) and reports it in status.
+        **{
+            f"audit.export.s3.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket)"
+            for f in (
+                "endpoint",
+                "bucket",
+                "region",
+                "prefix",
+                "pathStyle",
+                "accessKeyIdSecretRef.name",
+                "accessKeyIdSecretRef.key",
+                "secretAccessKeySecretRef.name",
+                "secretAccessKeySecretRef.key",
+                "objectLock.mode",
+                "objectLock.retentionDays",
+            )
+        },
+        **{
+            f"audit.export.s3.caSecretRef.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket); "
+            "tests/dataplane/test_audit_export_s3.py (a_private_ca)"
+            for f in ("name", "key")
+        },
     },
     "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {

@@ -108,6 +108,11 @@ def _install_crds(api: client.ApiClient) -> None:
 
 
 WITNESS_VKEY = "w.example/w1+0a1b2c3d+BKqfB0x2l0vpAYJFDAn1mVoKBOjqzxxp3U0lsh6i3cKz"
+S3_OK = {
+    "bucket": "audit",
+    "accessKeyIdSecretRef": {"name": "s", "key": "i"},
+    "secretAccessKeySecretRef": {"name": "s", "key": "k"},
+}
 INVALID = [
     (
         "budgets",
@@ -166,6 +171,19 @@ INVALID = [
     ),
     ("llmgateways", {"pod": {"volumeMounts": [{"name": "config", "mountPath": "/x"}]}}, "spec.pod.volumeMounts"),
     ("llmgateways", {"pod": {"volumes": [{"name": "a", "hostPath": {"path": "/"}}]}}, "set exactly one of"),
+    *[
+        ("llmgateways", {"audit": {"export": {"s3": {**S3_OK, **change}}}}, field)
+        for change, field in (
+            ({"prefix": "kubegate"}, "spec.audit.export.s3.prefix: Invalid value"),
+            ({"prefix": "kubegate"}, "prefix must be empty or end in '/'"),
+            ({"endpoint": "https://id:secret@s3.example.com"}, "endpoint must not hold credentials"),
+            ({"endpoint": "s3.example.com"}, "spec.audit.export.s3.endpoint"),
+            ({"bucket": "Not_A_Bucket"}, "spec.audit.export.s3.bucket"),
+            ({"objectLock": {"mode": "LEGAL_HOLD"}}, "spec.audit.export.s3.objectLock.mode: Unsupported value"),
+            ({"objectLock": {"retentionDays": 0}}, "spec.audit.export.s3.objectLock.retentionDays"),
+            ({"accessKeyIdSecretRef": None}, "spec.audit.export.s3.accessKeyIdSecretRef: Required value"),
+        )
+    ],
     ("tenants", {"gateway": "NOT_A_NAME"}, "gateway"),
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
