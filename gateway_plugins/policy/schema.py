@@ -340,6 +340,17 @@ MAX_OUTPUT_TOKENS_BOUND = 10_000_000
 DEFAULT_MAX_CALL_SECONDS = 1800
 
 
+# Quality tiers a cost-routed model's candidates carry (1 lowest); what ``x-kubegate-quality`` asks for.
+MAX_QUALITY_TIER = 10
+
+
+class QualityCandidate(_Model):
+    """One model a cost-routed public model (e.g. ``auto``) may pick, and its quality tier."""
+
+    model: ModelName = Field(description="Public model name of a ModelRoute with deployments.")
+    tier: int = Field(ge=1, le=MAX_QUALITY_TIER, description="Quality tier, 1 lowest; a request asks for a minimum.")
+
+
 class ModelMeta(_Model):
     """A public model and the per-region LiteLLM model groups rendered for it."""
 
@@ -368,6 +379,19 @@ class ModelMeta(_Model):
         description="Longest a call to this model can take (upstream timeout times attempts); a budget reservation "
         "whose settle never arrives is released after this, plus its fallbacks' times.",
     )
+    candidates: list[QualityCandidate] = Field(
+        default_factory=list,
+        description="Cost-aware routing: the models this public name stands for (it has no deployments of its own); "
+        "each request gets the cheapest candidate of at least the asked tier whose worst case fits the budget.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_candidates(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A model without candidates serialises as before: documents of existing gateways keep their bytes.
+        data = handler(self)
+        if not data.get("candidates"):
+            data.pop("candidates", None)
+        return data
 
 
 class RequestLimits(_Model):
@@ -418,6 +442,13 @@ class Policy(_Model):
             if budget.tenant not in known:
                 raise ValueError(f"budgets.{budget.name}.tenant: unknown tenant {budget.tenant!r}")
         model_names = {m.name for m in self.models}
+        routed = {m.name for m in self.models if m.candidates}
+        for meta in self.models:
+            for cand in meta.candidates:
+                if cand.model not in model_names or cand.model in routed:
+                    raise ValueError(
+                        f"models.{meta.name}.candidates: {cand.model!r} is not a model with deployments of this policy"
+                    )
         for dep in self.deployments:
             if model_names and dep.model not in model_names:
                 raise ValueError(f"deployments.{dep.id}.model: unknown model {dep.model!r}")

@@ -24,6 +24,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from gateway_plugins.policy.schema import (
     MAX_LIMIT_TOKENS,
+    MAX_QUALITY_TIER,
     BudgetAction,
     BudgetPeriod,
     HostedTool,
@@ -663,12 +664,35 @@ class ModelDeployment(_Spec):
         return {}
 
 
+class QualityCandidateSpec(_Spec):
+    """A model a cost-routed ModelRoute may pick for a request, and its quality tier."""
+
+    model: PublicModel = Field(description="Public model name of another ModelRoute (one with deployments).")
+    tier: int = Field(
+        ge=1,
+        le=MAX_QUALITY_TIER,
+        description="Quality tier, 1 lowest; a request asking for tier N (x-kubegate-quality) gets candidates of tier "
+        "N or higher.",
+    )
+
+
 class ModelRouteSpec(_Spec):
-    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it."""
+    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it, or, for a
+    cost-routed name such as auto, the candidate models it picks from."""
 
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
-    deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
+    deployments: list[ModelDeployment] = Field(
+        default_factory=list, description="Upstreams serving this model (required unless candidates are set)."
+    )
+    candidates: list[QualityCandidateSpec] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Cost-aware routing (instead of deployments): each request gets the cheapest candidate of at "
+        "least the quality tier it asks for whose worst-case cost fits the tenant's remaining budget, within its "
+        "allowed models and regions; the other candidates that fit are its fallbacks. Tenants list this model "
+        "and the candidates in allowedModels.",
+    )
     routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
         Field(default="simple-shuffle", alias="routingStrategy", description="LiteLLM routing strategy.")
     )
@@ -691,6 +715,15 @@ class ModelRouteSpec(_Spec):
         "none. Default: the smallest output limit LiteLLM's model map gives the route's upstream models, else 4096 "
         "(status.maxOutputTokens shows the value in force).",
     )
+
+    @model_validator(mode="after")
+    def _deployments_or_candidates(self) -> ModelRouteSpec:
+        if bool(self.deployments) == bool(self.candidates):
+            raise ValueError("set either deployments (upstreams) or candidates (cost-aware routing), not both or none")
+        models = [c.model for c in self.candidates]
+        if self.model_name in models or len(set(models)) != len(models):
+            raise ValueError("candidates: each model once, and not the route's own modelName")
+        return self
 
     @field_validator("deployments")
     @classmethod
