@@ -66,7 +66,9 @@ def no_candidate_allowed(ctx: RequestContext, meta: ModelMeta, quality: int) -> 
     from gateway_plugins.errors import openai_error  # pulls in LiteLLM: on the refusal path only
 
     tiers = sorted({c.tier for c in meta.candidates})
-    regions = f" with a deployment in its allowedRegions [{', '.join(ctx.allowed_regions)}]" if ctx.allowed_regions else ""
+    regions = (
+        f" with a deployment in its allowedRegions [{', '.join(ctx.allowed_regions)}]" if ctx.allowed_regions else ""
+    )
     return openai_error(
         403,
         f"no candidate of {meta.name!r} of quality tier {quality} or higher is in the tenant's allowedModels{regions} "

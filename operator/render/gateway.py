@@ -300,7 +300,9 @@ def _render_cost_routed(
     key = object_key("ModelRoute", route.metadata.name)
     name = route.spec.model_name
     if name in served_by:
-        problems[key] = Problem("DuplicateModel", f"spec.modelName: {name!r} is already served by ModelRoute {served_by[name]!r}")
+        problems[key] = Problem(
+            "DuplicateModel", f"spec.modelName: {name!r} is already served by ModelRoute {served_by[name]!r}"
+        )
         return None
     kept = [c for c in route.spec.candidates if c.model in served]
     missing = [c.model for c in route.spec.candidates if c.model not in served]

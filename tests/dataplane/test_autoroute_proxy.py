@@ -54,7 +54,9 @@ def _two_region_route(model: str, base: str, price: str, regions: list[str], **s
         }
         for region in regions
     ]
-    return cr("ModelRoute", model, {"gateway": GW, "modelName": model, "numRetries": 0, "deployments": deployments, **spec})
+    return cr(
+        "ModelRoute", model, {"gateway": GW, "modelName": model, "numRetries": 0, "deployments": deployments, **spec}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +67,9 @@ def stack(redis_server, echo_upstream) -> Iterator[ProxyServer]:
         _two_region_route("mini", base, "0.0001", [US], maxOutputTokens=1000),
         _two_region_route("mid", base, "0.002", [EU, US], maxOutputTokens=200),
         _two_region_route("big", base, "0.004", [EU, US], maxOutputTokens=200),
-        echo_route(GW, "flaky", echo_upstream.api_base(status=500), upstream_model="flaky-echo", output_price="0.00005"),
+        echo_route(
+            GW, "flaky", echo_upstream.api_base(status=500), upstream_model="flaky-echo", output_price="0.00005"
+        ),
         cr("ModelRoute", "auto", {"gateway": GW, "modelName": "auto", "candidates": AUTO}),
         cr("ModelRoute", "auto-f", {"gateway": GW, "modelName": "auto-f", "candidates": AUTO_F}),
         *(
