@@ -240,6 +240,18 @@ VALIDATIONS[("TenantPlan", "budget")] = [
     *VALIDATIONS[("Budget",)][1:],
 ]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("ModelRoute",)] = [
+    {
+        # Cost-aware routing: a route either serves from its own upstreams or picks among other routes' models.
+        "rule": "(has(self.deployments) && size(self.deployments) > 0) != (has(self.candidates) && size(self.candidates) > 0)",
+        "message": "set either deployments (upstreams) or candidates (cost-aware routing), not both or none",
+    },
+    {
+        "rule": "!has(self.candidates) || self.candidates.all(c, c.model != self.modelName)",
+        "message": "a candidate must not be the route's own modelName",
+        "fieldPath": ".candidates",
+    },
+]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {

@@ -169,6 +169,23 @@ INVALID = [
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "expiresAt": "next tuesday"}, "expiresAt"),
+    ("modelroutes", {"gateway": "g", "modelName": "auto"}, "set either deployments"),
+    (
+        "modelroutes",
+        {
+            "gateway": "g",
+            "modelName": "auto",
+            "candidates": [{"model": "m", "tier": 1}],
+            "deployments": [{"name": "a", "model": "m", "region": "eu-west-1"}],
+        },
+        "set either deployments",
+    ),
+    (
+        "modelroutes",
+        {"gateway": "g", "modelName": "auto", "candidates": [{"model": "auto", "tier": 1}]},
+        "own modelName",
+    ),
+    ("modelroutes", {"gateway": "g", "modelName": "auto", "candidates": [{"model": "m", "tier": 0}]}, "tier"),
 ]
 
 
@@ -200,7 +217,11 @@ def test_api_server_accepts_the_examples(admin_api, namespace):
 def test_api_server_accepts_the_plan_examples(admin_api, namespace):
     _install_crds(admin_api)
     api = client.CustomObjectsApi(admin_api)
-    paths = ["examples/gitops/argocd/platform/plans.yaml", "examples/gitops/argocd/teams/team-analytics/tenant.yaml"]
+    paths = [
+        "examples/gitops/argocd/platform/plans.yaml",
+        "examples/gitops/argocd/platform/modelroutes.yaml",  # with a cost-routed route (auto)
+        "examples/gitops/argocd/teams/team-analytics/tenant.yaml",
+    ]
     for path in paths:
         for doc in yaml.safe_load_all(Path(path).read_text()):
             doc["metadata"]["namespace"] = namespace

@@ -384,5 +384,5 @@ def test_the_policy_refuses_a_candidate_it_does_not_serve():
         "gateway": "main",
         "models": [{"name": "auto", "candidates": [{"model": "nowhere", "tier": 1}]}],
     }
-    with pytest.raises(ValueError, match="models.auto.candidates: 'nowhere'"):
+    with pytest.raises(ValueError, match=r"models\.auto\.candidates: 'nowhere'"):
         parse_policy(doc)
