@@ -434,7 +434,14 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
     keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
-    args: list[Any] = [real_tokens - res.est_tokens if res.tpm_key else 0, len(res.budget_keys), res.lease_member]
+    # Only a model of the policy (a public name): the field name is bounded by the models, never a client's string.
+    served = ctx.served_model if ok and ctx.served_model in rt.policy.models else ""
+    args: list[Any] = [
+        real_tokens - res.est_tokens if res.tpm_key else 0,
+        len(res.budget_keys),
+        res.lease_member,
+        served,
+    ]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
     try:

@@ -126,13 +126,16 @@ return out
 """
 
 # KEYS: [tpm_key|'', budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n]
-# ARGV: [token_delta, n, lease_member, then per budget: reserved_micro, actual_micro, reserved_tokens, actual_tokens]
+# ARGV: [token_delta, n, lease_member, served_model|'', then per budget: reserved_micro, actual_micro, reserved_tokens,
+#        actual_tokens]
+# The spend is also counted per served public model (field ``m:<model>``, micro-USD) for ``kubegate usage``: which
+# models a cost-routed name (auto) chose. Bounded by the policy's models.
 SETTLE = """
-local delta, n, member = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3]
+local delta, n, member, model = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4]
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
   local k, lk = KEYS[1 + i], KEYS[1 + n + i]
-  local base = 3 + (i - 1) * 4
+  local base = 4 + (i - 1) * 4
   local est, actual = tonumber(ARGV[base + 1]), tonumber(ARGV[base + 2])
   local est_t, actual_t = tonumber(ARGV[base + 3]), tonumber(ARGV[base + 4])
   -- Release only a lease still held: a lapsed one was already released by an admit.
@@ -142,6 +145,7 @@ for i = 1, n do
   end
   redis.call('HINCRBY', k, 'spent', actual)
   if actual_t > 0 then redis.call('HINCRBY', k, 'spent_tokens', actual_t) end
+  if model ~= '' and (actual > 0 or actual_t > 0) then redis.call('HINCRBY', k, 'm:' .. model, actual) end
 end
 return 1
 """

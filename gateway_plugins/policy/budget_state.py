@@ -66,3 +66,17 @@ async def read_budget_state(
     spent_tokens = int(spent_tok or 0)
     state, percent = state_for(budget, spent_usd, spent_tokens)
     return BudgetState(spent_usd, reserved_usd, percent, state, start, end, spent_tokens, int(reserved_tok or 0))
+
+
+MODEL_FIELD = b"m:"
+
+
+async def read_model_spend(
+    redis: Any, gateway: GatewayKeys, budget: Budget, now: datetime | None = None
+) -> dict[str, float]:
+    """ASYNC. The current period's spend per served public model (USD), largest first: the ``m:<model>`` fields the
+    settle script counts (``gateway_plugins.limits.scripts``). One HGETALL of a hash of a few fields per model."""
+    start, _ = period_bounds(budget, now)
+    fields = await redis.hgetall(period_key(gateway, budget, start))
+    out = {k[len(MODEL_FIELD) :].decode(): int(v) / MICRO for k, v in fields.items() if k.startswith(MODEL_FIELD)}
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 
-from gateway_plugins.policy.budget_state import read_budget_state
+from gateway_plugins.policy.budget_state import read_budget_state, read_model_spend
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.schema import PolicyError
 from gateway_plugins.policy.signing import PolicyVerifier
@@ -29,6 +29,8 @@ class UsageLine:
     spent_tokens: int | None = None
     limit_tokens: int | None = None  # None: no token limit
     remaining_tokens: int | None = None
+    # This period's spend per served public model (USD): what a cost-routed name (auto) chose, among others.
+    by_model: dict[str, float] | None = None
 
 
 class NoPolicy(RuntimeError):
@@ -70,6 +72,7 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
         lifecycle = {t.id: t.lifecycle(now) for t in policy.tenants}
         for budget in policy.budgets:
             state = await read_budget_state(conn, keys, budget)
+            by_model = await read_model_spend(conn, keys, budget)
             limit = float(Decimal(budget.limit_usd)) if budget.limit_usd is not None else None
             tokens = budget.limit_tokens
             budgeted.add(budget.tenant)
@@ -89,6 +92,7 @@ async def _read(url: str, gateway: str, namespace: str = "default", public_key: 
                     spent_tokens=state.spent_tokens,
                     limit_tokens=tokens,
                     remaining_tokens=None if tokens is None else max(0, tokens - state.spent_tokens),
+                    by_model=by_model,
                 )
             )
         for tenant in policy.tenants:
@@ -142,3 +146,14 @@ def to_terminal(lines: list[UsageLine], gateway: str, console) -> None:
                 u.tenant, u.budget or "-", str(u.spent_tokens or 0), str(u.limit_tokens), str(u.remaining_tokens)
             )
         console.print(tokens)
+    spent_on = [u for u in lines if u.by_model]
+    if spent_on:
+        # Which models served each budget's spend (the choices of a cost-routed name such as auto among them).
+        models = terminal_table(
+            f"kubegate usage: {gateway}, this period by served model (USD)",
+            [("tenant", "name"), ("budget", "name"), ("model", "name"), ("spent", "number")],
+        )
+        for u in spent_on:
+            for model, usd in u.by_model.items():
+                models.add_row(u.tenant, u.budget or "-", model, money(usd))
+        console.print(models)

@@ -188,3 +188,30 @@ def test_refusals_name_the_fix(stack):
         assert r.status_code == 400 and r.json()["error"]["param"] == "header.x-kubegate-quality", r.text
     r = ask(stack, "rich", "2", model="mid")
     assert r.status_code == 400 and "cost-routed" in r.json()["error"]["message"]
+
+
+def test_usage_shows_the_models_auto_chose(stack, redis_server):
+    """``kubegate usage``: each budget's spend this period by served model (run last: after the others' requests)."""
+    import io
+
+    from gateway_operator.report.usage import read_usage, to_terminal
+    from rich.console import Console
+
+    from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
+    from tests.harness.proxy import SIGNER
+
+    client = redis.Redis.from_url(redis_server.url)
+    try:
+        assert publish_policy_sync(client, stack.policy, SIGNER)
+        lines = {u.budget: u for u in read_usage(redis_server.url, GW, public_key=SIGNER.public_key_b64)}
+        # rich: mini twice (tier 1 and no header) and once after flaky failed, mid once, big once; 2 tokens each.
+        assert lines["rich-b"].by_model == pytest.approx({"big": 0.008, "mid": 0.004, "mini": 0.0006})
+        assert set(lines["eu-b"].by_model) == {"mid", "big"}  # never mini: it has no EU deployment
+        assert lines["tight-b"].by_model == pytest.approx({"mini": 0.0002})
+        out = io.StringIO()
+        to_terminal(list(lines.values()), f"default/{GW}", Console(file=out, width=80))
+        text = out.getvalue()
+        assert "by served model" in text and "rich-b" in text and "mini" in text
+    finally:
+        client.delete(*policy_keys(keys_of(stack.policy))[:2])
+        client.close()
