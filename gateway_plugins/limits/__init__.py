@@ -56,6 +56,9 @@ class Reservation:
     # Worst-case input + output tokens reserved on every budget (estimate_tokens).
     budget_tokens: int = 0
     settled: bool = False
+    # Volume discounts (Policy.volume_discounts): the month's volume key ('' without tiers) and the discount applied.
+    volume_key: str = ""
+    discount_bp: int = 0
 
 
 def estimate_tokens(ctx: RequestContext, policy: Any, model: str | None = None) -> tuple[int, int]:
@@ -108,6 +111,12 @@ def typical_tokens(data: dict, worst_output: int, ctx: RequestContext) -> int:
     asked = contract.max_tokens if contract is not None else None
     output = (asked * contract.choices if asked else min(worst_output, DEFAULT_TPM_OUTPUT_TOKENS)) if produces else 0
     return math.ceil(chars / CHARS_PER_TOKEN) + 1 + output
+
+
+def discounted(micro: int, basis_points: int) -> int:
+    """``micro`` lowered by ``basis_points`` (1/100 percent), rounded in the tenant's disfavour by at most one
+    micro-USD: the same integer arithmetic as the admit script's ``disc``."""
+    return micro - (micro * basis_points) // 10000
 
 
 def reserved_usd(ctx: RequestContext) -> float:
@@ -280,7 +289,10 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     cache_factor = CACHE_WRITE_FACTOR if ctx.contract is not None and ctx.contract.caches_prompt else 1
     candidates = _candidates(ctx, policy, cache_factor)
     every = list(range(len(candidates or ())))
-    if not budgets and rl.rpm is None and rl.tpm is None:
+    tiers = policy.policy.volume_discounts
+    # With volume discounts every request is admitted by the script: it reads the month's volume to price the request,
+    # and its settle adds to it.
+    if not budgets and rl.rpm is None and rl.tpm is None and not tiers:
         if candidates:
             _route_to(ctx, candidates, every)  # no budget to fit: the cheapest serves
         return
@@ -321,7 +333,11 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         ttl = int((end - start).total_seconds()) + 7 * 86400
         limit_micro = int(b.limit_usd * MICRO) if b.limit_usd is not None else 0
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
-    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
+    volume_key = gw.volume(now_dt) if tiers else ""
+    args.append(len(tiers))
+    for tier in tiers:
+        args += [int(tier.from_usd * MICRO), tier.basis_points]
+    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys, *([volume_key] if tiers else [])]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:
@@ -362,14 +378,18 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     used = [int(res[2 + step * i]) + int(res[3 + step * i]) for i in range(len(budgets))]
     used_tok = [int(res[4 + step * i]) + int(res[5 + step * i]) for i in range(len(budgets))]
     budget_tokens = p_tok + c_tok
+    bp = int(res[2 + step * len(budgets)])
+    if bp:
+        ctx.decisions["discount"] = {"percent": bp / 100}
     if candidates:
-        fitting = [int(x) - 1 for x in res[2 + step * len(budgets) :]]
+        fitting = [int(x) - 1 for x in res[3 + step * len(budgets) :]]
         if status == 4:
-            _no_candidate_fits(ctx, candidates, budgets, bounds, used, used_tok, now_dt)
+            _no_candidate_fits(ctx, candidates, budgets, bounds, used, used_tok, now_dt, bp)
         # The script reserved the largest worst case of the fitting candidates (see limits.scripts).
         est_micro = max(candidates[i].est_micro for i in fitting)
         budget_tokens = max(candidates[i].est_tokens for i in fitting)
         _route_to(ctx, candidates, fitting)
+    est_micro = discounted(est_micro, bp)
     ctx.reservation = Reservation(
         tpm_key=tpm_key if rl.tpm else "",
         est_tokens=tpm_tok,
@@ -378,6 +398,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         lease_keys=lease_keys,
         lease_member=lease_member,
         budget_tokens=budget_tokens,
+        volume_key=volume_key,
+        discount_bp=bp,
     )
     model = ctx.model
     states = {}
@@ -405,6 +427,7 @@ def _no_candidate_fits(
     used: list[int],
     used_tok: list[int],
     now_dt: datetime,
+    bp: int,
 ) -> None:
     """429 ``no_candidate_fits``: even the cheapest allowed candidate's worst case exceeds what a budget has left."""
     states = [state_for(b, used[i] / MICRO, used_tok[i])[0] for i, b in enumerate(budgets)]
@@ -416,7 +439,7 @@ def _no_candidate_fits(
         429,
         f"no candidate of {ctx.requested_model!r} of quality tier {ctx.quality or 1} or higher fits the remaining "
         f"budget of tenant {ctx.tenant.id}: the cheapest, {cheapest.model}, may cost up to "
-        f"{cheapest.est_micro / MICRO:.6f} USD ({cheapest.est_tokens} tokens) for this request; set a smaller "
+        f"{discounted(cheapest.est_micro, bp) / MICRO:.6f} USD ({cheapest.est_tokens} tokens) for this request; set a smaller "
         "max_tokens, ask for a lower x-kubegate-quality, raise the Budget's limit or wait for its reset",
         code="no_candidate_fits",
         type_="rate_limit_error",
@@ -432,8 +455,18 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     res.settled = True
     ok = ctx.status not in ("error", "failed", "refused")
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
+    list_micro: int | str = ""
+    if res.volume_key:
+        # The upstream's cost is at list prices: it counts toward the month's volume; the tenant pays the discounted
+        # amount (its budget, audit cost_usd, metrics), with the list price beside it in the audit record.
+        list_micro, actual = actual, discounted(actual, res.discount_bp)
+        if res.discount_bp and actual:
+            ctx.decisions.setdefault("discount", {"percent": res.discount_bp / 100})["list_cost_usd"] = (
+                list_micro / MICRO
+            )
+            ctx.cost_usd = actual / MICRO
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
-    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys]
+    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys, *([res.volume_key] if res.volume_key else [])]
     # Only a model of the policy (a public name): the field name is bounded by the models, never a client's string.
     served = ctx.served_model if ok and ctx.served_model in rt.policy.models else ""
     args: list[Any] = [
@@ -441,6 +474,7 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
         len(res.budget_keys),
         res.lease_member,
         served,
+        list_micro,
     ]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]

@@ -21,6 +21,9 @@ DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 PATTERNS: dict[tuple[str, ...], str] = {
     ("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
     ("TenantPlan", "budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    ("LLMGateway", "volumeDiscounts", "*", "fromUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    # Below 100, at most two decimals (the runtime model's bounds).
+    ("LLMGateway", "volumeDiscounts", "*", "percent"): r"^[0-9]{1,2}(\.[0-9]{1,2})?$",
 }
 
 # Every kind shows its Ready condition in `kubectl get`.
@@ -240,6 +243,12 @@ VALIDATIONS[("TenantPlan", "budget")] = [
     *VALIDATIONS[("Budget",)][1:],
 ]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "volumeDiscounts")] = [
+    {
+        "rule": "self.map(t, double(t.fromUSD)).isSorted() && self.map(t, double(t.percent)).isSorted()",
+        "message": "volume discount tiers must be ascending by fromUSD and by percent",
+    }
+]
 VALIDATIONS[("ModelRoute",)] = [
     {
         # Cost-aware routing: a route either serves from its own upstreams or picks among other routes' models.

@@ -30,6 +30,7 @@ from gateway_plugins.policy.schema import (
     HostedTool,
     PiiAction,
     check_ascending,
+    check_discount_tiers,
     check_no_downgrade_cycle,
     check_time_zone,
 )
@@ -463,6 +464,19 @@ class TenantCacheSpec(_Spec):
     )
 
 
+class VolumeDiscountSpec(_Spec):
+    """A volume-discount tier: from this monthly usage on, prices are this many percent lower."""
+
+    from_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="fromUSD",
+        description="Usage this UTC calendar month, at list prices in USD, from which the tier applies.",
+    )
+    percent: Decimal = Field(gt=0, lt=100, decimal_places=2, description="Discount in percent of the list price.")
+
+
 class LLMGatewaySpec(_Spec):
     """Desired state of an LLMGateway: its proxy pods, their Redis, and defaults for its routes and tenants."""
 
@@ -531,6 +545,20 @@ class LLMGatewaySpec(_Spec):
     tracing: TracingSpec | None = Field(
         default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
     )
+    volume_discounts: list[VolumeDiscountSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        alias="volumeDiscounts",
+        description="Discount tiers by the Gateway's usage this UTC calendar month at list prices (all tenants): the "
+        "highest tier reached lowers every reservation and every request's spend by its percent; audit records and "
+        "kubegate usage keep the list price beside it. Ascending by fromUSD and by percent.",
+    )
+
+    @field_validator("volume_discounts")
+    @classmethod
+    def _tiers_ascend(cls, value: list[VolumeDiscountSpec]) -> list[VolumeDiscountSpec]:
+        check_discount_tiers(value)
+        return value
 
     @model_validator(mode="after")
     def _managed_redis_holds_the_caps(self) -> LLMGatewaySpec:

@@ -560,6 +560,9 @@ def render_gateway(
         deployments=deps_meta,
         limits=pol.RequestLimits(**gateway.spec.request_limits.model_dump()),
         cache_max_bytes=gateway.spec.cache.max_total_bytes,
+        volume_discounts=[
+            pol.VolumeDiscount(from_usd=t.from_usd, percent=t.percent) for t in gateway.spec.volume_discounts
+        ],
     )
 
     sections = proxy_defaults()

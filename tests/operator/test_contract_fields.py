@@ -36,6 +36,7 @@ def _base() -> dict[str, dict[str, Any]]:
                 "otlpEndpoint": "http://collector.observability:4318",
                 "headersSecretRef": {"name": "otel", "key": "headers"},
             },
+            "volumeDiscounts": [{"fromUSD": "1000", "percent": "5"}],
         },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}, "cache": {}},
@@ -113,6 +114,8 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "tracing.sampleRatio": 0.25,
         "tracing.headersSecretRef.name": "otel2",
         "tracing.headersSecretRef.key": "h2",
+        "volumeDiscounts.0.fromUSD": "2000",
+        "volumeDiscounts.0.percent": "7.5",
     },
     "ModelRoute": {
         "gateway": "other",

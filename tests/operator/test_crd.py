@@ -169,6 +169,12 @@ INVALID = [
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "expiresAt": "next tuesday"}, "expiresAt"),
+    ("llmgateways", {"volumeDiscounts": [{"fromUSD": "100", "percent": "100"}]}, "percent"),
+    (
+        "llmgateways",
+        {"volumeDiscounts": [{"fromUSD": "100", "percent": "10"}, {"fromUSD": "50", "percent": "20"}]},
+        "ascending by fromUSD",
+    ),
     ("modelroutes", {"gateway": "g", "modelName": "auto"}, "set either deployments"),
     (
         "modelroutes",

@@ -386,3 +386,25 @@ def test_the_policy_refuses_a_candidate_it_does_not_serve():
     }
     with pytest.raises(ValueError, match=r"models\.auto\.candidates: 'nowhere'"):
         parse_policy(doc)
+
+
+def test_volume_discounts_reach_the_policy_and_are_validated():
+    gw = crd.LLMGateway.model_validate(
+        {
+            "metadata": {"name": "main"},
+            "spec": {"volumeDiscounts": [{"fromUSD": "1000", "percent": "5"}, {"fromUSD": "10000", "percent": "12.5"}]},
+        }
+    )
+    policy = render_gateway(gw, [], [], [], tenant_key_hashes={}, revision=1).policy
+    assert [(str(t.from_usd), t.basis_points) for t in policy.volume_discounts] == [("1000", 500), ("10000", 1250)]
+    assert policy.discount_basis_points(999_999_999) == 0 and policy.discount_basis_points(10_000_000_000) == 1250
+    assert parse_policy(policy.model_dump(mode="json", by_alias=True)) == policy
+    # Without tiers the document keeps its bytes (no empty key).
+    assert "volume_discounts" not in _render().policy.model_dump(mode="json")
+    for tiers, words in [
+        ([{"fromUSD": "10", "percent": "5"}, {"fromUSD": "10", "percent": "6"}], "ascending by fromUSD"),
+        ([{"fromUSD": "10", "percent": "5"}, {"fromUSD": "20", "percent": "5"}], "ascending by percent"),
+        ([{"fromUSD": "10", "percent": "100"}], "less than 100"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            crd.LLMGatewaySpec.model_validate({"volumeDiscounts": tiers})
