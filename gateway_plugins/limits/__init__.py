@@ -59,6 +59,8 @@ class Reservation:
     # Volume discounts (Policy.volume_discounts): the month's volume key ('' without tiers) and the discount applied.
     volume_key: str = ""
     discount_bp: int = 0
+    # The reservation at list prices (before the discount): what an unreported answer is charged, discounted at settle.
+    list_est_micro: int = 0
 
 
 def estimate_tokens(ctx: RequestContext, policy: Any, model: str | None = None) -> tuple[int, int]:
@@ -120,8 +122,11 @@ def discounted(micro: int, basis_points: int) -> int:
 
 
 def reserved_usd(ctx: RequestContext) -> float:
-    """What the request reserved (its worst case), in USD."""
+    """What the request reserved (its worst case), in USD; at list prices under volume discounts (settle applies the
+    discount, so the charge is then exactly the reservation)."""
     res = ctx.reservation
+    if isinstance(res, Reservation) and res.volume_key:
+        return res.list_est_micro / MICRO
     if isinstance(res, Reservation) and res.est_micro:
         return res.est_micro[0] / MICRO
     return 0.0
@@ -389,7 +394,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         est_micro = max(candidates[i].est_micro for i in fitting)
         budget_tokens = max(candidates[i].est_tokens for i in fitting)
         _route_to(ctx, candidates, fitting)
-    est_micro = discounted(est_micro, bp)
+    list_est, est_micro = est_micro, discounted(est_micro, bp)
     ctx.reservation = Reservation(
         tpm_key=tpm_key if rl.tpm else "",
         est_tokens=tpm_tok,
@@ -400,6 +405,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         budget_tokens=budget_tokens,
         volume_key=volume_key,
         discount_bp=bp,
+        list_est_micro=list_est,
     )
     model = ctx.model
     states = {}

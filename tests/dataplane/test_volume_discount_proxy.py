@@ -10,11 +10,13 @@ Price: output 0.001 USD/token; the echo answers "abcdefgh" with 2 completion tok
 from __future__ import annotations
 
 import io
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 import redis
+from gateway_operator.report.build import build_report
+from gateway_operator.report.render import to_terminal as report_to_terminal
 from gateway_operator.report.usage import read_usage, read_volume, to_terminal
 from rich.console import Console
 
@@ -107,6 +109,16 @@ def test_tiers_lower_reservations_spend_and_reports(make_proxy, echo_upstream, r
             record = records[resp.headers["x-kubegate-request-id"]]
             assert record["cost_usd"] == pytest.approx(cost)
             assert record["decisions"]["discount"] == {"percent": percent, "list_cost_usd": pytest.approx(0.002)}
+
+        # kubegate report (from the audit records): charged and list price per row, and the total saved.
+        now = datetime.now(UTC)
+        report = build_report(list(records.values()), now - timedelta(hours=1), now + timedelta(minutes=1), "OK")
+        (row,) = [r for r in report.usage if r.tenant == "paying"]
+        assert row.cost_usd == pytest.approx(0.0048) and row.list_usd == pytest.approx(0.006)
+        assert report.total_list == pytest.approx(0.012) and report.total_cost == pytest.approx(0.0096)
+        out = io.StringIO()
+        report_to_terminal(report, Console(file=out, width=80))
+        assert "list price 0.012000 USD" in out.getvalue()
 
         assert publish_policy_sync(client, rendered.policy, SIGNER)
         lines = {u.budget: u for u in read_usage(redis_server.url, GW, public_key=SIGNER.public_key_b64)}
