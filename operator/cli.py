@@ -523,11 +523,12 @@ def usage(redis_url: RedisUrl = None, gateway: GatewayName = None, namespace: Na
     public_key = target.dev.policy_public_key if target.dev is not None else None
     try:
         lines = usage_mod.read_usage(target.redis_url, target.gateway, target.namespace, public_key=public_key)
+        volume = usage_mod.read_volume(target.redis_url, target.gateway, target.namespace, public_key=public_key)
     except usage_mod.NoPolicy as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:
         _redis_failure(exc, target)
-    usage_mod.to_terminal(lines, f"{target.namespace}/{target.gateway}", Console())
+    usage_mod.to_terminal(lines, f"{target.namespace}/{target.gateway}", Console(), volume)
     return 0
 
 

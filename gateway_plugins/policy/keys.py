@@ -48,6 +48,10 @@ class GatewayKeys:
         """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
         return f"{self.prefix}:lease:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
+    def volume(self, month: datetime) -> str:
+        """The Gateway's spend at list prices (micro-USD) in one UTC calendar month: what volume discounts go by."""
+        return f"{self.prefix}:volume:{month.astimezone(UTC).strftime('%Y%m')}"
+
     def budget_pattern(self, budget: str) -> str:
         return f"{self.prefix}:budget:{budget}:*"
 

@@ -24,11 +24,13 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from gateway_plugins.policy.schema import (
     MAX_LIMIT_TOKENS,
+    MAX_QUALITY_TIER,
     BudgetAction,
     BudgetPeriod,
     HostedTool,
     PiiAction,
     check_ascending,
+    check_discount_tiers,
     check_no_downgrade_cycle,
     check_time_zone,
 )
@@ -595,6 +597,19 @@ class TenantCacheSpec(_Spec):
     )
 
 
+class VolumeDiscountSpec(_Spec):
+    """A volume-discount tier: from this monthly usage on, prices are this many percent lower."""
+
+    from_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="fromUSD",
+        description="Usage this UTC calendar month, at list prices in USD, from which the tier applies.",
+    )
+    percent: Decimal = Field(gt=0, lt=100, decimal_places=2, description="Discount in percent of the list price.")
+
+
 class LLMGatewaySpec(_Spec):
     """Desired state of an LLMGateway: its proxy pods, their Redis, and defaults for its routes and tenants."""
 
@@ -663,6 +678,20 @@ class LLMGatewaySpec(_Spec):
     tracing: TracingSpec | None = Field(
         default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
     )
+    volume_discounts: list[VolumeDiscountSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        alias="volumeDiscounts",
+        description="Discount tiers by the Gateway's usage this UTC calendar month at list prices (all tenants): the "
+        "highest tier reached lowers every reservation and every request's spend by its percent; audit records and "
+        "kubegate usage keep the list price beside it. Ascending by fromUSD and by percent.",
+    )
+
+    @field_validator("volume_discounts")
+    @classmethod
+    def _tiers_ascend(cls, value: list[VolumeDiscountSpec]) -> list[VolumeDiscountSpec]:
+        check_discount_tiers(value)
+        return value
 
     @model_validator(mode="after")
     def _managed_redis_holds_the_caps(self) -> LLMGatewaySpec:
@@ -796,12 +825,35 @@ class ModelDeployment(_Spec):
         return {}
 
 
+class QualityCandidateSpec(_Spec):
+    """A model a cost-routed ModelRoute may pick for a request, and its quality tier."""
+
+    model: PublicModel = Field(description="Public model name of another ModelRoute (one with deployments).")
+    tier: int = Field(
+        ge=1,
+        le=MAX_QUALITY_TIER,
+        description="Quality tier, 1 lowest; a request asking for tier N (x-kubegate-quality) gets candidates of tier "
+        "N or higher.",
+    )
+
+
 class ModelRouteSpec(_Spec):
-    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it."""
+    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it, or, for a
+    cost-routed name such as auto, the candidate models it picks from."""
 
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
-    deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
+    deployments: list[ModelDeployment] = Field(
+        default_factory=list, description="Upstreams serving this model (required unless candidates are set)."
+    )
+    candidates: list[QualityCandidateSpec] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Cost-aware routing (instead of deployments): each request gets the cheapest candidate of at "
+        "least the quality tier it asks for whose worst-case cost fits the tenant's remaining budget, within its "
+        "allowed models and regions; the other candidates that fit are its fallbacks. Tenants list this model "
+        "and the candidates in allowedModels.",
+    )
     routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
         Field(default="simple-shuffle", alias="routingStrategy", description="LiteLLM routing strategy.")
     )
@@ -824,6 +876,15 @@ class ModelRouteSpec(_Spec):
         "none. Default: the smallest output limit LiteLLM's model map gives the route's upstream models, else 4096 "
         "(status.maxOutputTokens shows the value in force).",
     )
+
+    @model_validator(mode="after")
+    def _deployments_or_candidates(self) -> ModelRouteSpec:
+        if bool(self.deployments) == bool(self.candidates):
+            raise ValueError("set either deployments (upstreams) or candidates (cost-aware routing), not both or none")
+        models = [c.model for c in self.candidates]
+        if self.model_name in models or len(set(models)) != len(models):
+            raise ValueError("candidates: each model once, and not the route's own modelName")
+        return self
 
     @field_validator("deployments")
     @classmethod

@@ -191,6 +191,29 @@ INVALID = [
     ("llmgateways", {"audit": {"witnesses": {"keys": ["not a vkey"]}}}, "spec.audit.witnesses.keys[0]"),
     ("llmgateways", {"audit": {"witnesses": {"keys": [WITNESS_VKEY], "quorum": 2}}}, "quorum must not be more"),
     ("llmgateways", {"audit": {"witnesses": {"keys": []}}}, "spec.audit.witnesses.keys"),
+    ("llmgateways", {"volumeDiscounts": [{"fromUSD": "100", "percent": "100"}]}, "percent"),
+    (
+        "llmgateways",
+        {"volumeDiscounts": [{"fromUSD": "100", "percent": "10"}, {"fromUSD": "50", "percent": "20"}]},
+        "ascending by fromUSD",
+    ),
+    ("modelroutes", {"gateway": "g", "modelName": "auto"}, "set either deployments"),
+    (
+        "modelroutes",
+        {
+            "gateway": "g",
+            "modelName": "auto",
+            "candidates": [{"model": "m", "tier": 1}],
+            "deployments": [{"name": "a", "model": "m", "region": "eu-west-1"}],
+        },
+        "set either deployments",
+    ),
+    (
+        "modelroutes",
+        {"gateway": "g", "modelName": "auto", "candidates": [{"model": "auto", "tier": 1}]},
+        "own modelName",
+    ),
+    ("modelroutes", {"gateway": "g", "modelName": "auto", "candidates": [{"model": "m", "tier": 0}]}, "tier"),
 ]
 
 
@@ -222,7 +245,11 @@ def test_api_server_accepts_the_examples(admin_api, namespace):
 def test_api_server_accepts_the_plan_examples(admin_api, namespace):
     _install_crds(admin_api)
     api = client.CustomObjectsApi(admin_api)
-    paths = ["examples/gitops/argocd/platform/plans.yaml", "examples/gitops/argocd/teams/team-analytics/tenant.yaml"]
+    paths = [
+        "examples/gitops/argocd/platform/plans.yaml",
+        "examples/gitops/argocd/platform/modelroutes.yaml",  # with a cost-routed route (auto)
+        "examples/gitops/argocd/teams/team-analytics/tenant.yaml",
+    ]
     for path in paths:
         for doc in yaml.safe_load_all(Path(path).read_text()):
             doc["metadata"]["namespace"] = namespace
