@@ -90,7 +90,7 @@ def policy() -> Policy:
 def checks_ran(redis: RedisServer, requests: int) -> None:
     """Proof that the limits tenant really went through admit, settle and the residency rewrite."""
     r = redis.client()
-    keys = r.keys(GatewayKeys("default", "bench").budget_pattern("bench"))
+    keys = r.keys(GatewayKeys("default", "bench").budget_pattern("limits", "bench"))
     spent = sum(int(r.hget(k, "spent") or 0) for k in keys) / 1_000_000
     if not spent:
         raise SystemExit("the limits tenant's budget shows no spend: admit/settle did not run")

@@ -18,12 +18,26 @@ log = logging.getLogger("kubegate.redis_memory")
 
 
 async def read_once(redis: Any) -> tuple[int, int]:
-    """(used_memory, maxmemory) in bytes; sets the gauges."""
-    info = await redis.info("memory")
-    used, limit = int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+    """(used_memory, maxmemory) in bytes; sets the gauges. In a Redis Cluster: those of the fullest primary (the
+    first to refuse writes), not a sum that would hide one full node."""
+    infos = await _primaries_memory(redis)
+    used, limit = max(
+        ((int(i.get("used_memory", 0)), int(i.get("maxmemory", 0))) for i in infos),
+        key=lambda pair: (pair[0] / pair[1] if pair[1] else 0.0, pair[0]),
+    )
     metrics.REDIS_USED_MEMORY.set(used)
     metrics.REDIS_MAXMEMORY.set(limit)
     return used, limit
+
+
+async def _primaries_memory(redis: Any) -> list[dict]:
+    if not hasattr(redis, "get_primaries"):  # a single server, or a Sentinel group's current primary
+        return [await redis.info("memory")]
+    from redis.asyncio.cluster import RedisCluster
+
+    reply = await redis.info("memory", target_nodes=RedisCluster.PRIMARIES)
+    # One node answering comes back as its INFO; several as {node name: INFO}.
+    return list(reply.values()) if all(isinstance(v, dict) for v in reply.values()) else [reply]
 
 
 async def poll(redis: Any, interval: float) -> None:

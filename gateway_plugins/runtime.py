@@ -64,25 +64,28 @@ REDIS_READ_TIMEOUT = 3.0
 REDIS_HEALTH_CHECK_SECONDS = 10
 
 
-def make_redis(url: str, password: str | None = None) -> Any:
+def make_redis(url: str, password: str | None = None, username: str | None = None) -> Any:
     """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
 
     Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
     ran our (non-idempotent) admit/settle script, and replaying it would count a request twice and
     leak its reservation until the period ends. Connection errors on a stale pooled socket happen
     before the command reaches the new server, so replaying them is safe.
+
+    ``url`` may name a single server, a Sentinel group or a Cluster (``gateway_plugins.policy.redis_client``).
     """
-    import redis.asyncio as aioredis
     from redis.asyncio.retry import Retry
     from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
     # supported_errors replaces redis-py's default (ConnectionError, TimeoutError) rather than adding to it.
     retry = Retry(ExponentialBackoff(cap=0.05, base=0.005), REDIS_RETRIES, supported_errors=(RedisConnectionError,))
-    extra = {"password": password} if password else {}
-    return aioredis.from_url(
+    from gateway_plugins.policy.redis_client import connect_async
+
+    return connect_async(
         url,
-        **extra,
+        username=username or None,
+        password=password or None,
         socket_timeout=REDIS_READ_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
@@ -105,7 +108,7 @@ class Runtime:
         self.settings = settings
         self.redis: Any = None
         if settings.redis_url:
-            self.redis = make_redis(settings.redis_url, settings.redis_password)
+            self.redis = make_redis(settings.redis_url, settings.redis_password, settings.redis_username)
         self.store = PolicyStore(
             settings.gateway,
             namespace=settings.namespace,

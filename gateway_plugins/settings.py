@@ -3,10 +3,13 @@
 =============================  ==========================================================  ===========
 Variable                       Meaning                                                     Default
 =============================  ==========================================================  ===========
-KUBEGATE_GATEWAY               Gateway name (Redis keys: ``kubegate:{ns}:{gw}:``)           ``main``
+KUBEGATE_GATEWAY               Gateway name (Redis keys: ``kubegate:{ns:gw…}:``)            ``main``
 KUBEGATE_NAMESPACE             Gateway namespace (in every Redis key and the policy)       ``default``
-KUBEGATE_REDIS_URL             ``redis://`` or ``rediss://`` URL (unset: no Redis)          unset
+KUBEGATE_REDIS_URL             ``redis[s]://``, ``redis[s]+sentinel://`` or                unset
+                               ``redis[s]+cluster://`` address (unset: no Redis)
 KUBEGATE_REDIS_PASSWORD        Redis password (from a Secret; kept out of the URL)         unset
+KUBEGATE_REDIS_USERNAME        Redis ACL user (with the password; unset: the default user) unset
+KUBEGATE_REDIS_REPLICA_ACKS    replicas that must confirm audit and settle writes (WAIT)   0
 KUBEGATE_POLICY_PUBLIC_KEY     base64 Ed25519 public key policy documents must verify with unset
 KUBEGATE_POLICY_PUBLIC_KEY_FILE  the same, read from a file (mounted)                      unset
 KUBEGATE_AUDIT_KEY             base64 HMAC key of the audit chain (from a Secret)          unset
@@ -56,6 +59,8 @@ class Settings:
     namespace: str = "default"
     redis_url: str | None = None
     redis_password: str | None = field(default=None, repr=False)
+    redis_username: str | None = None
+    redis_replica_acks: int = 0
     policy_public_key: str | None = None
     audit_key: str | None = field(default=None, repr=False)
     policy_file: str | None = None
@@ -134,6 +139,8 @@ def load_settings() -> Settings:
         namespace=namespace,
         redis_url=_env("KUBEGATE_REDIS_URL"),
         redis_password=_env("KUBEGATE_REDIS_PASSWORD"),
+        redis_username=_env("KUBEGATE_REDIS_USERNAME"),
+        redis_replica_acks=int(_env("KUBEGATE_REDIS_REPLICA_ACKS", "0") or 0),
         policy_public_key=_public_key(),
         audit_key=_env("KUBEGATE_AUDIT_KEY"),
         policy_file=_env("KUBEGATE_POLICY_FILE"),

@@ -34,10 +34,14 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("verify", "export"):
         s = sub.add_parser(name)
-        s.add_argument("--redis-url", required=True, help="redis:// URL of the gateway's Redis")
+        s.add_argument(
+            "--redis-url",
+            required=True,
+            help="the gateway's Redis: redis://, rediss://, redis+sentinel:// or redis+cluster:// (docs/redis.md)",
+        )
         s.add_argument("--gateway", default="main", help="gateway name")
         s.add_argument(
-            "--namespace", default="default", help="gateway namespace (stream kubegate:{ns}:{gateway}:audit)"
+            "--namespace", default="default", help="gateway namespace (stream kubegate:{<ns>:<gateway>:audit})"
         )
         s.add_argument("--stream", default=None, help="stream key; overrides --gateway")
         if name == "verify":
@@ -210,8 +214,15 @@ def main(argv: list[str] | None = None, *, redis_source: str = "--redis-url", pr
     args = _parser().parse_args(argv)
     import redis
 
+    from gateway_plugins.policy.redis_client import RedisAddressError, connect_sync
+
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    try:
+        # A Cluster client connects here already (it reads the slot map).
+        client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    except (RedisAddressError, redis.RedisError) as exc:
+        print(f"{prefix}error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
     try:
         if args.cmd == "verify":
             return _verify(client, stream, args)

@@ -73,7 +73,11 @@ TLOG_COMMANDS = ("prove", "consistency", "witness", "witness-keygen")
 
 
 def _common(s: argparse.ArgumentParser, redis_required: bool) -> None:
-    s.add_argument("--redis-url", required=redis_required, help="redis:// URL of the gateway's Redis")
+    s.add_argument(
+        "--redis-url",
+        required=redis_required,
+        help="the gateway's Redis: redis://, rediss://, redis+sentinel:// or redis+cluster:// (docs/redis.md)",
+    )
     s.add_argument("--gateway", default="main", help="gateway name")
     s.add_argument("--namespace", default="default", help="gateway namespace")
     s.add_argument("--stream", default=None, help="stream key; overrides --gateway")
@@ -140,10 +144,10 @@ def _state(args: argparse.Namespace) -> LogState | None:
 
 
 def _entries(args: argparse.Namespace) -> list:
-    import redis
+    from gateway_plugins.policy.redis_client import connect_sync
 
     stream = args.stream or GatewayKeys(args.namespace, args.gateway).audit_stream
-    client = redis.Redis.from_url(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect_sync(args.redis_url, socket_timeout=10, socket_connect_timeout=5)
     try:
         return list(stream_entries(client, stream))
     finally:
@@ -347,7 +351,9 @@ def main(argv: list[str], *, redis_source: str = "--redis-url", prefix: str = ""
         print(f"TAMPERED: {exc}", file=sys.stderr)
         return 1
     except Exception as exc:
-        if type(exc).__module__.startswith("redis"):
+        from gateway_plugins.policy.redis_client import RedisAddressError
+
+        if type(exc).__module__.startswith("redis") or isinstance(exc, RedisAddressError):
             print(f"{prefix}error: Redis at {redis_source}: {type(exc).__name__}: {exc}", file=sys.stderr)
             return 2
         raise

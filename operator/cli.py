@@ -101,11 +101,16 @@ def render(
 
 RedisUrl = Annotated[
     str | None,
-    typer.Option(help="redis:// URL of the gateway's Redis; default: the running `kubegate dev`'s (its state file)."),
+    typer.Option(
+        help="The gateway's Redis (redis://, rediss://, redis+sentinel://, redis+cluster://: docs/redis.md); "
+        "default: the running `kubegate dev`'s (its state file)."
+    ),
 ]
 GatewayName = Annotated[
     str | None,
-    typer.Option(help="Gateway name (stream kubegate:{namespace}:{gateway}:audit); default: kubegate dev's, or main."),
+    typer.Option(
+        help="Gateway name (stream kubegate:{<namespace>:<gateway>:audit}); default: kubegate dev's, or main."
+    ),
 ]
 Namespace = Annotated[
     str | None, typer.Option(help="Gateway namespace (part of every Redis key); default: kubegate dev's, or default.")
@@ -163,7 +168,9 @@ def resolve_target(redis_url: str | None, gateway: str | None, namespace: str | 
 
 def _redis_failure(exc: Exception, target: Target) -> NoReturn:
     """Redis errors as one line (host and port, never the password); anything else is a bug: re-raised."""
-    if type(exc).__module__.startswith("redis"):
+    from gateway_plugins.policy.redis_client import RedisAddressError
+
+    if type(exc).__module__.startswith("redis") or isinstance(exc, RedisAddressError):
         raise UserError(f"Redis at {target.source}: {type(exc).__name__}: {exc}") from None
     raise exc
 

@@ -39,6 +39,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from gateway_plugins import replicated
 from gateway_plugins.audit import metrics
 from gateway_plugins.audit.spool import DiskSpool, OrphanSpool, SpooledRecord, find_orphans, safe_name
 from gateway_plugins.audit.unauthenticated import RefusalSummary
@@ -136,12 +137,14 @@ class AuditWriter:
         max_backoff: float = 5.0,
         key: bytes | None = None,
         unauthenticated_window: float = 60.0,
+        replica_acks: int = 0,
     ) -> None:
         if not stream:
             raise ValueError("stream: must be a non-empty Redis key")
         if max_spool < 1 or batch < 1:
             raise ValueError("max_spool and batch: must be >= 1")
         self.redis = redis
+        self.replica_acks = replica_acks
         self.stream = stream
         self.heads = heads_key(stream)
         self.trims = audit_trims(stream)
@@ -178,9 +181,15 @@ class AuditWriter:
     @classmethod
     def from_settings(cls, settings: Any, redis: Any) -> AuditWriter:
         if redis is None and getattr(settings, "redis_url", None):
-            import redis.asyncio as aioredis
+            from gateway_plugins.policy.redis_client import connect_async
 
-            redis = aioredis.Redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+            redis = connect_async(
+                settings.redis_url,
+                username=getattr(settings, "redis_username", None),
+                password=getattr(settings, "redis_password", None),
+                socket_timeout=2,
+                socket_connect_timeout=2,
+            )
         from gateway_plugins.policy.audit.chain import decode_key
 
         key = decode_key(settings.audit_key) if getattr(settings, "audit_key", None) else None
@@ -192,6 +201,7 @@ class AuditWriter:
             maxlen=getattr(settings, "audit_stream_maxlen", 1_000_000),
             max_spool=getattr(settings, "audit_spool_max", 100_000),
             unauthenticated_window=getattr(settings, "audit_unauthenticated_window", 60.0),
+            replica_acks=getattr(settings, "redis_replica_acks", 0),
         )
 
     async def start(self) -> None:
@@ -237,14 +247,26 @@ class AuditWriter:
 
     async def _append(self, chain: str, records: list) -> None:
         """One transaction: the sealed records (``(seq, hash, payload, …)`` in seq order) and their chain head."""
-        pipe = self.redis.pipeline(transaction=True)
         seq, hash_ = records[-1][0], records[-1][1]
         head = head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_))
         pairs = [part for record in records for part in (record[0], record[2])]
+        waits = replicated.waits(self.redis, self.replica_acks)
+        # With replica acks: MULTI … EXEC then WAIT, spelled out on one pipelined connection (redis-py's
+        # transaction pipeline cannot carry a WAIT after EXEC, and WAIT inside MULTI does not block).
+        pipe = self.redis.pipeline(transaction=not waits)
+        if waits:
+            pipe.execute_command("MULTI")
         pipe.eval(APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs)
         pipe.eval(TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK)
+        if waits:
+            pipe.execute_command("EXEC")
+            pipe.execute_command("WAIT", self.replica_acks, replicated.WAIT_MS)
         started = time.perf_counter()
-        await pipe.execute()
+        replies = await pipe.execute()
+        if waits:
+            # Not confirmed: raised, so the records stay spooled and are appended again (APPEND_LUA skips what
+            # the chain head already has, if the first append did survive).
+            replicated.check(replies[-1], self.replica_acks)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
 
     async def _write_batch(self) -> None:

@@ -23,7 +23,7 @@ from gateway_plugins.cache.rules import BYPASS, entry_key, shape_digest, skip_re
 from gateway_plugins.cache.store import STORE_SCRIPT, StoreResult
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract.headers import CACHE_CONTROL_HEADER, request_id_headers
-from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.keys import GatewayKeys, cache_shard_of, cache_shards
 from gateway_plugins.policy.schema import CachePolicy, Tenant
 
 log = logging.getLogger("kubegate.cache")
@@ -92,7 +92,8 @@ async def lookup(rt: Any, ctx: RequestContext, body: dict, headers: list[tuple[b
         _count(rt, ctx, "skip", reason="pii_unmasked")
         return None
     shape = _shape(rt, ctx.tenant, str(body.get("model")))
-    key = entry_key(rt.policy.keys, ctx.tenant.id, shape, endpoint, body, end_user)
+    shards = cache_shards(rt.policy.policy.cache_max_bytes)
+    key = entry_key(rt.policy.keys, ctx.tenant.id, shape, endpoint, body, end_user, shards)
     try:
         raw = await rt.redis.get(key)
     except Exception as exc:
@@ -206,11 +207,13 @@ class CacheMiss:
 
 async def _store(rt: Any, tenant: str, key: str, value: bytes, ttl: int) -> None:
     keys: GatewayKeys = rt.policy.keys
+    # Each shard holds its share of the cap: the entry, its shard's index and counter share one hash slot.
+    shard, cap = cache_shard_of(key), rt.policy.policy.cache_max_bytes
     try:
         result = await STORE_SCRIPT(
             rt.redis,
-            [key, keys.cache_index, keys.cache_bytes],
-            [value, ttl, len(value), rt.policy.policy.cache_max_bytes],
+            [key, keys.cache_index(shard), keys.cache_bytes(shard)],
+            [value, ttl, len(value), cap // cache_shards(cap)],
         )
         outcome = StoreResult(int(result)).name.lower()
     except Exception as exc:

@@ -53,9 +53,15 @@ def shape_digest(policy: Policy, tenant: Tenant, model: str) -> str:
 
 
 def entry_key(
-    keys: GatewayKeys, tenant: str, shape: str, endpoint: str, masked_body: dict[str, Any], end_user: str | None = None
+    keys: GatewayKeys,
+    tenant: str,
+    shape: str,
+    endpoint: str,
+    masked_body: dict[str, Any],
+    end_user: str | None = None,
+    shards: int = 1,
 ) -> str:
     """The Redis key of the entry for this (masked) request and end user. Keys are sorted, so field order does not
     matter."""
     blob = orjson.dumps([shape, endpoint, masked_body, end_user], option=orjson.OPT_SORT_KEYS)
-    return keys.cache_entry(tenant, hashlib.sha256(blob).hexdigest())
+    return keys.cache_entry(tenant, hashlib.sha256(blob).hexdigest(), shards)

@@ -9,20 +9,23 @@ Redis down: tenants with a rate limit or a hard (block) budget are refused with 
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from gateway_plugins import autoroute, metrics
+from gateway_plugins import autoroute, metrics, replicated
+from gateway_plugins.limits import volume
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
-from gateway_plugins.policy.periods import period_bounds, period_key
+from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
 from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
@@ -47,6 +50,8 @@ def openai_error(*args: Any, **kwargs: Any) -> Exception:
 
 @dataclass(slots=True)
 class Reservation:
+    # Always the tenant's tpm key: it names the tenant's hash slot, so SETTLE's keys share one slot in a Cluster
+    # (an empty key would hash elsewhere); ``counts_tokens`` says whether its count is corrected.
     tpm_key: str
     est_tokens: int
     budget_keys: list[str]
@@ -55,6 +60,8 @@ class Reservation:
     lease_member: str
     # Worst-case input + output tokens reserved on every budget (estimate_tokens).
     budget_tokens: int = 0
+    counts_tokens: bool = False
+    settled_key: str = ""
     settled: bool = False
     # Volume discounts (Policy.volume_discounts): the month's volume key ('' without tiers) and the discount applied.
     volume_key: str = ""
@@ -334,15 +341,13 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         start, end = period_bounds(b, now_dt)
         bounds.append((start, end))
         budget_keys.append(period_key(gw, b, start))
-        lease_keys.append(gw.budget_leases(b.name, start))
+        lease_keys.append(lease_key(gw, b, start))
         ttl = int((end - start).total_seconds()) + 7 * 86400
         limit_micro = int(b.limit_usd * MICRO) if b.limit_usd is not None else 0
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
     volume_key = gw.volume(now_dt) if tiers else ""
-    args.append(len(tiers))
-    for tier in tiers:
-        args += [int(tier.from_usd * MICRO), tier.basis_points]
-    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys, *([volume_key] if tiers else [])]
+    args.append(volume.basis_points(tiers, await volume.VOLUME.current(rt.redis, volume_key)) if tiers else 0)
+    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
     except (RedisError, OSError) as exc:
@@ -396,12 +401,14 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         _route_to(ctx, candidates, fitting)
     list_est, est_micro = est_micro, discounted(est_micro, bp)
     ctx.reservation = Reservation(
-        tpm_key=tpm_key if rl.tpm else "",
+        tpm_key=tpm_key,
+        counts_tokens=bool(rl.tpm),
         est_tokens=tpm_tok,
         budget_keys=budget_keys,
         est_micro=[est_micro] * len(budgets),
         lease_keys=lease_keys,
         lease_member=lease_member,
+        settled_key=gw.settled(tenant.id, lease_member),
         budget_tokens=budget_tokens,
         volume_key=volume_key,
         discount_bp=bp,
@@ -472,20 +479,52 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
             )
             ctx.cost_usd = actual / MICRO
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
-    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys, *([res.volume_key] if res.volume_key else [])]
+    keys = [res.tpm_key, *res.budget_keys, *res.lease_keys, res.settled_key]
+    delta = real_tokens - res.est_tokens if res.counts_tokens else 0
     # Only a model of the policy (a public name): the field name is bounded by the models, never a client's string.
     served = ctx.served_model if ok and ctx.served_model in rt.policy.models else ""
-    args: list[Any] = [
-        real_tokens - res.est_tokens if res.tpm_key else 0,
-        len(res.budget_keys),
-        res.lease_member,
-        served,
-        list_micro,
-    ]
+    args: list[Any] = [delta, len(res.budget_keys), res.lease_member, served, list_micro]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
+    acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
+
+    async def applied(result: Any) -> None:
+        # Once per request: a replayed settle (result 0) already counted its list price.
+        if res.volume_key and list_micro and int(result) == 1:
+            await volume.VOLUME.add(rt.redis, res.volume_key, int(list_micro))
+
     try:
-        await SETTLE_SCRIPT(rt.redis, keys, args)
+        await applied(await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks))
     except (RedisError, OSError) as exc:
-        # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
-        log.warning("budget settle failed: %s", type(exc).__name__)
+        # Idempotent (the settled mark): sent again until it lands, e.g. on the replica Sentinel promoted.
+        log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, SETTLE_RETRY_SECONDS)
+        _background(_retry_settle(rt.redis, keys, args, acks, applied))
+
+
+# Longer than a Sentinel failover (docs/redis.md), shorter than the settled mark lives (limits.scripts).
+SETTLE_RETRY_SECONDS = 60
+_retries: set[asyncio.Task] = set()
+
+
+def _background(coro: Any) -> None:
+    task = asyncio.ensure_future(coro)
+    _retries.add(task)
+    task.add_done_callback(_retries.discard)
+
+
+async def _retry_settle(
+    redis: Any, keys: list[str], args: list[Any], acks: int, applied: Callable[[Any], Awaitable[None]]
+) -> None:
+    deadline = time.monotonic() + SETTLE_RETRY_SECONDS
+    pause = 0.2
+    while True:
+        await asyncio.sleep(pause)
+        try:
+            await applied(await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks))
+            return
+        except (RedisError, OSError) as exc:
+            if time.monotonic() + pause > deadline:
+                # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
+                log.warning("budget settle given up after %d s: %s", SETTLE_RETRY_SECONDS, type(exc).__name__)
+                return
+            pause = min(2.0, pause * 2)

@@ -23,13 +23,14 @@ ADMIT_ARGS_PER_BUDGET = 7
 ADMIT_ARGS_PER_CANDIDATE = 3
 ADMIT_REPLY_PER_BUDGET = 4
 
-# KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, volume_key (with tiers only)]
+# KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n] (one tenant's: one Cluster slot)
 # ARGV: [rpm_limit|0, tpm_limit|0, est_tokens, window_ttl, n_budgets, lease_member, lease_seconds,
 #        m_candidates, then per candidate: est_micro, est_tokens, zero_price(0/1),
 #        then per budget: limit_micro|0, limit_tokens|0, block_fraction|-1, est_micro, est_tokens, ttl, zero_price(0/1),
-#        then n_tiers, then per volume-discount tier (ascending): from_micro, basis_points]
-# Volume discounts: the highest tier the month's list-price usage (volume_key) reached lowers every USD estimate by its
-# basis points (est - floor(est * bp / 10000), as limits.discounted computes it) before any check or reservation.
+#        then the volume discount's basis points (0 without)]
+# Volume discounts: the tier the Gateway's month reached (limits.volume, read beside the script: another slot) lowers
+# every USD estimate by its basis points (est - floor(est * bp / 10000), as limits.discounted computes it) before any
+# check or reservation.
 # A limit of 0 is no limit of that kind. A zero-price model reserves and checks no USD, but its tokens count.
 # m_candidates > 0: a cost-routed request (gateway_plugins.autoroute). Instead of the block check, each candidate
 # (cheapest first) fits when spent + reserved + its worst case stays within every budget's block threshold (the limit
@@ -71,14 +72,7 @@ end
 local m = tonumber(ARGV[8])
 local pb = 8 + 3 * m
 local tb = pb + 7 * n
-local bp = 0
-local nt = tonumber(ARGV[tb + 1] or '0')
-if nt > 0 then
-  local vol = tonumber(redis.call('GET', KEYS[3 + 2 * n]) or '0')
-  for t = 1, nt do
-    if vol >= tonumber(ARGV[tb + 2 * t]) then bp = tonumber(ARGV[tb + 2 * t + 1]) end
-  end
-end
+local bp = tonumber(ARGV[tb + 1] or '0')
 local function disc(x) return x - math.floor(x * bp / 10000) end
 local out = {0, 0}
 for i = 1, n do
@@ -140,19 +134,19 @@ for _, c in ipairs(fit) do out[#out+1] = c end
 return out
 """
 
-# KEYS: [tpm_key|'', budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, volume_key (with tiers only)]
+# KEYS: [tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, settled_mark] (token_delta 0: tpm_key
+# untouched; it is passed anyway, all keys of one tenant in one Cluster hash slot)
 # ARGV: [token_delta, n, lease_member, served_model|'', list_micro|'' (with tiers only), then per budget:
 #        reserved_micro, actual_micro, reserved_tokens, actual_tokens]
-# With volume-discount tiers, ``actual_micro`` is the discounted spend and ``list_micro`` the same at list prices: it
-# adds to the month's volume (kept 40 days) and to each budget's ``spent_list``.
+# The mark makes a settle idempotent, so one whose reply was lost (a timeout, a failover) can be sent again: the
+# second run finds the mark and changes nothing (returns 0). It outlives the settle's retries (SETTLE_MARK_SECONDS).
+# With volume-discount tiers, ``actual_micro`` is the discounted spend and ``list_micro`` the same at list prices,
+# added to each budget's ``spent_list`` (the Gateway's month volume is another slot: limits.volume counts it).
 # The spend is also counted per served public model (field ``m:<model>``, micro-USD) for ``kubegate usage``: which
 # models a cost-routed name (auto) chose. Bounded by the policy's models.
 SETTLE = """
+if not redis.call('SET', KEYS[#KEYS], '1', 'NX', 'EX', 300) then return 0 end
 local delta, n, member, model, list = tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], ARGV[4], tonumber(ARGV[5])
-if list ~= nil and list > 0 then
-  redis.call('INCRBY', KEYS[2 + 2 * n], list)
-  redis.call('EXPIRE', KEYS[2 + 2 * n], 40 * 86400)
-end
 if KEYS[1] ~= '' and delta ~= 0 and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('INCRBY', KEYS[1], delta) end
 for i = 1, n do
   local k, lk = KEYS[1 + i], KEYS[1 + n + i]
@@ -190,5 +184,6 @@ class Script:
         return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
+SETTLE_MARK_SECONDS = 300
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)

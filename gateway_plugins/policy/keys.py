@@ -1,8 +1,20 @@
 """The Redis key and channel layout of one Gateway: defined here once, used by the operator and the data plane.
 
-Every key carries the Gateway's namespace and name (``kubegate:{namespace}:{gateway}:...``), so two Gateways of
-the same name in different namespaces can share one Redis without reading each other's policy or spending each
-other's budgets. Kubernetes names cannot contain ``:``, so no two (namespace, name) pairs map to one prefix.
+Every key carries the Gateway's namespace and name, so two Gateways of the same name in different namespaces can
+share one Redis without reading each other's policy or spending each other's budgets. Kubernetes names cannot
+contain ``:``, ``{`` or ``}``, so no two (namespace, name) pairs map to one prefix.
+
+Every key also carries a Redis Cluster hash tag (the part in braces: only it decides the key's slot), chosen so
+that each Lua script and MULTI touches one slot while load spreads over the nodes:
+
+- ``kubegate:{ns:gw}:policy…``: the policy document, revision and change channel (the publish script);
+- ``kubegate:{ns:gw:tenant}:…``: one tenant's rate counters, budget spend hashes and leases (ADMIT and SETTLE
+  stay atomic), so tenants spread over the nodes while each one's keys stay together;
+- ``kubegate:{ns:gw:audit}…``: the audit stream and its heads, trims and export mark (append + trim MULTI);
+- ``kubegate:{ns:gw:cache:N}:…``: the response cache in ``cache_shards`` shards, each with its own index and byte
+  counter; an entry's shard comes from its digest, so one tenant's entries spread over all shards.
+
+Keys had no braces before this layout (kubegate 0.x); docs/redis.md says what an upgrade does to the old ones.
 """
 
 from __future__ import annotations
@@ -20,7 +32,12 @@ class GatewayKeys:
 
     @property
     def prefix(self) -> str:
-        return f"{ROOT}:{self.namespace}:{self.gateway}"
+        """Gateway-wide keys (the policy); its braces are the hash tag, so they share one slot."""
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}}}"
+
+    def tenant_prefix(self, tenant: str) -> str:
+        """One tenant's limit and budget keys: one slot per tenant, so ADMIT/SETTLE touch one node."""
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}:{tenant}}}"
 
     # -- policy ---------------------------------------------------------------------------------
     @property
@@ -38,42 +55,71 @@ class GatewayKeys:
     # -- limits ---------------------------------------------------------------------------------
     def rate(self, tenant: str, kind: str, minute: int) -> str:
         """Per-minute request (``rpm``) or token (``tpm``) counter of a tenant."""
-        return f"{self.prefix}:rl:{tenant}:{kind}:{minute}"
+        return f"{self.tenant_prefix(tenant)}:rl:{kind}:{minute}"
 
-    def budget(self, budget: str, period_start: datetime) -> str:
-        """Spend hash of one budget period, named by the period's start in UTC."""
-        return f"{self.prefix}:budget:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+    def budget(self, tenant: str, budget: str, period_start: datetime) -> str:
+        """Spend hash of one budget period of ``tenant``'s, named by the period's start in UTC."""
+        return f"{self.tenant_prefix(tenant)}:budget:{budget}:{_stamp(period_start)}"
 
-    def budget_leases(self, budget: str, period_start: datetime) -> str:
+    def budget_leases(self, tenant: str, budget: str, period_start: datetime) -> str:
         """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
-        return f"{self.prefix}:lease:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
+        return f"{self.tenant_prefix(tenant)}:lease:{budget}:{_stamp(period_start)}"
 
     def volume(self, month: datetime) -> str:
-        """The Gateway's spend at list prices (micro-USD) in one UTC calendar month: what volume discounts go by."""
+        """The Gateway's spend at list prices (micro-USD) in one UTC calendar month: what volume discounts go by.
+        Gateway-wide, so in its own slot: read and counted beside the tenant's scripts, never inside them."""
         return f"{self.prefix}:volume:{month.astimezone(UTC).strftime('%Y%m')}"
 
-    def budget_pattern(self, budget: str) -> str:
-        return f"{self.prefix}:budget:{budget}:*"
+    def budget_pattern(self, tenant: str, budget: str) -> str:
+        """Every period's spend hash of one budget of ``tenant``'s (a SCAN/KEYS pattern)."""
+        return f"{self.tenant_prefix(tenant)}:budget:{budget}:*"
+
+    def settled(self, tenant: str, member: str) -> str:
+        """Mark of a settled reservation (a few minutes): a settle sent twice counts once."""
+        return f"{self.tenant_prefix(tenant)}:settled:{member}"
 
     # -- response cache -------------------------------------------------------------------------
-    def cache_entry(self, tenant: str, digest: str) -> str:
-        """One cached answer; ``digest`` hashes the masked request (never raw text)."""
-        return f"{self.prefix}:cache:{tenant}:{digest}"
+    def cache_shard_prefix(self, shard: int) -> str:
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}:cache:{shard}}}"
 
-    @property
-    def cache_index(self) -> str:
-        """Sorted set of stored entries (``{size}:{key}`` scored by expiry): what the size counter still holds."""
-        return f"{self.prefix}:cache-index"
+    def cache_entry(self, tenant: str, digest: str, shards: int = 1) -> str:
+        """One cached answer; ``digest`` (hex) hashes the masked request (never raw text) and picks the shard."""
+        return f"{self.cache_shard_prefix(int(digest[:8], 16) % shards)}:{tenant}:{digest}"
 
-    @property
-    def cache_bytes(self) -> str:
-        """Bytes of unexpired entries, checked against the Gateway's cap before each store."""
-        return f"{self.prefix}:cache-bytes"
+    def cache_index(self, shard: int) -> str:
+        """Sorted set of a shard's stored entries (``{size}:{key}`` scored by expiry): what its counter holds."""
+        return f"{self.cache_shard_prefix(shard)}:index"
+
+    def cache_bytes(self, shard: int) -> str:
+        """Bytes of a shard's unexpired entries, checked against its share of the cap before each store."""
+        return f"{self.cache_shard_prefix(shard)}:bytes"
 
     # -- audit ----------------------------------------------------------------------------------
     @property
     def audit_stream(self) -> str:
-        return f"{self.prefix}:audit"
+        """The audit stream; the keys derived from it (heads, trims, exported) share its hash tag."""
+        return f"{ROOT}:{{{self.namespace}:{self.gateway}:audit}}"
+
+
+def _stamp(period_start: datetime) -> str:
+    return period_start.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+# Below 8 MiB a shard the cap would be cut too fine for large answers; 16 shards spread a cache over any
+# Cluster of up to 16 primaries. The shard count follows from the cap alone, so every proxy agrees on it.
+CACHE_SHARD_MIN_BYTES = 8 * 2**20
+CACHE_MAX_SHARDS = 16
+
+
+def cache_shards(cap_bytes: int) -> int:
+    """How many shards a cache of ``cap_bytes`` is split into (each holds ``cap_bytes // shards``)."""
+    return max(1, min(CACHE_MAX_SHARDS, cap_bytes // CACHE_SHARD_MIN_BYTES))
+
+
+def cache_shard_of(key: str) -> int:
+    """The shard of an entry key made by :meth:`GatewayKeys.cache_entry`."""
+    tag = key[key.index("{") + 1 : key.index("}")]
+    return int(tag.rpartition(":")[2])
 
 
 def audit_heads(stream: str) -> str:

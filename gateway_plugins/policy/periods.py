@@ -27,4 +27,8 @@ def period_bounds(budget: Budget, now: datetime | None = None) -> tuple[datetime
 
 
 def period_key(keys: GatewayKeys, budget: Budget, start: datetime) -> str:
-    return keys.budget(budget.name, start)
+    return keys.budget(budget.tenant, budget.name, start)
+
+
+def lease_key(keys: GatewayKeys, budget: Budget, start: datetime) -> str:
+    return keys.budget_leases(budget.tenant, budget.name, start)

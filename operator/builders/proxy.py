@@ -18,6 +18,7 @@ from gateway_operator.builders.common import (
     selector,
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
+from gateway_operator.builders.redis_address import external_address
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
@@ -115,10 +116,18 @@ def _env(
         # open LiteLLM's admin routes; LiteLLM itself checks the key against LITELLM_MASTER_KEY.
         plain["KUBEGATE_MASTER_KEY_SHA256"] = master_key_sha256
         refs["LITELLM_MASTER_KEY"] = spec.master_key_secret_ref
-    if spec.redis.mode == "external" and spec.redis.url_secret_ref is not None:
-        refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
+    address = external_address(spec.redis)
+    if address is not None or (spec.redis.mode == "external" and spec.redis.url_secret_ref is not None):
+        if address is not None:
+            plain["KUBEGATE_REDIS_URL"] = address  # sentinels or seed nodes: no credentials in it
+        else:
+            refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
+        if spec.redis.sentinel is not None and spec.redis.sentinel.replica_acks:
+            plain["KUBEGATE_REDIS_REPLICA_ACKS"] = str(spec.redis.sentinel.replica_acks)
         if spec.redis.password_secret_ref is not None:
             refs["KUBEGATE_REDIS_PASSWORD"] = spec.redis.password_secret_ref
+        if spec.redis.username_secret_ref is not None:
+            refs["KUBEGATE_REDIS_USERNAME"] = spec.redis.username_secret_ref
     else:
         # No credentials in the URL: the password comes from the Secret the operator generated.
         plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"

@@ -114,12 +114,62 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".minReplicas",
         }
     ],
+    # The same rules as crd.models.RedisSpec's validator, so kubectl apply refuses what the operator would.
     ("LLMGateway", "redis"): [
         {
-            "rule": "!has(self.mode) || self.mode != 'external' || has(self.urlSecretRef)",
-            "message": "external redis needs urlSecretRef",
+            "rule": "!has(self.mode) || self.mode != 'external' || (has(self.topology) && self.topology != "
+            "'standalone') || has(self.urlSecretRef)",
+            "message": "external redis needs urlSecretRef (topology standalone)",
             "fieldPath": ".urlSecretRef",
-        }
+        },
+        {
+            "rule": "!has(self.topology) || self.topology == 'standalone' || (has(self.mode) && self.mode == "
+            "'external')",
+            "message": "topology sentinel or cluster needs mode external (the managed Redis is one server)",
+            "fieldPath": ".topology",
+        },
+        {
+            "rule": "!has(self.topology) || self.topology != 'sentinel' || has(self.sentinel)",
+            "message": "topology sentinel needs spec.redis.sentinel (addresses and masterName)",
+            "fieldPath": ".sentinel",
+        },
+        {
+            "rule": "!has(self.topology) || self.topology != 'cluster' || has(self.cluster)",
+            "message": "topology cluster needs spec.redis.cluster (nodes)",
+            "fieldPath": ".cluster",
+        },
+        {
+            "rule": "!has(self.sentinel) || (has(self.topology) && self.topology == 'sentinel')",
+            "message": "spec.redis.sentinel is set only with topology sentinel",
+            "fieldPath": ".sentinel",
+        },
+        {
+            "rule": "!has(self.cluster) || (has(self.topology) && self.topology == 'cluster')",
+            "message": "spec.redis.cluster is set only with topology cluster",
+            "fieldPath": ".cluster",
+        },
+        {
+            "rule": "!has(self.urlSecretRef) || !has(self.topology) || self.topology == 'standalone'",
+            "message": "urlSecretRef is for topology standalone; sentinel and cluster take their addresses",
+            "fieldPath": ".urlSecretRef",
+        },
+        {
+            "rule": "!has(self.tls) || !self.tls || (has(self.topology) && self.topology != 'standalone')",
+            "message": "tls is for topology sentinel or cluster; a standalone Redis takes rediss:// in its URL",
+            "fieldPath": ".tls",
+        },
+        {
+            "rule": "!has(self.usernameSecretRef) || has(self.passwordSecretRef)",
+            "message": "usernameSecretRef needs passwordSecretRef (an ACL user and its password)",
+            "fieldPath": ".usernameSecretRef",
+        },
+        {
+            "rule": "(has(self.mode) && self.mode == 'external') || (!has(self.passwordSecretRef) && "
+            "!has(self.usernameSecretRef))",
+            "message": "passwordSecretRef and usernameSecretRef are for mode external (the managed password is "
+            "generated)",
+            "fieldPath": ".passwordSecretRef",
+        },
     ],
     ("LLMGateway", "audit", "export", "s3"): [
         {

@@ -131,12 +131,84 @@ class RedisResourcesSpec(_Spec):
     cpu: Quantity | None = Field(default=None, description="CPU request and limit; unset: 1.")
 
 
+HostPort = Annotated[
+    str,
+    Field(
+        pattern=r"^[A-Za-z0-9]([-A-Za-z0-9.]{0,251}[A-Za-z0-9])?:[0-9]{1,5}$",
+        max_length=259,
+        description="host:port, e.g. redis-sentinel-0.redis.svc:26379.",
+    ),
+]
+
+
+class RedisSentinelSpec(_Spec):
+    """An external Redis Sentinel group: the proxies follow its current primary across failovers."""
+
+    addresses: list[HostPort] = Field(
+        min_length=1,
+        max_length=16,
+        description="Sentinels to ask for the current primary (host:port, usually port 26379); list at least three "
+        "for a quorum that survives the loss of one.",
+    )
+    master_name: str = Field(
+        alias="masterName",
+        min_length=1,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        description="Name the sentinels monitor the primary under (sentinel.conf `sentinel monitor <name> ...`).",
+    )
+    authenticate_sentinels: bool = Field(
+        default=False,
+        alias="authenticateSentinels",
+        description="The sentinels require the same username and password as the data nodes (sentinel "
+        "requirepass / ACL); false: the sentinels are asked without credentials.",
+    )
+    replica_acks: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        alias="replicaAcks",
+        description="Replicas that must confirm each audit append and budget settle (Redis WAIT) before the proxy "
+        "counts it written; one that is not confirmed is written again. 1 keeps them through a failover to a "
+        "confirmed replica (docs/redis.md); 0: Redis's asynchronous replication alone.",
+    )
+
+
+class RedisClusterSpec(_Spec):
+    """An external Redis Cluster: keys are hash-tagged so that each script touches one slot (docs/redis.md)."""
+
+    nodes: list[HostPort] = Field(
+        min_length=1,
+        max_length=32,
+        description="Seed nodes (host:port); the client learns the rest of the cluster from any one of them.",
+    )
+
+
 class RedisSpec(_Spec):
     """The Redis of rate-limit counters, budget spend, the audit stream and the cache: managed or external."""
 
     mode: Literal["managed", "external"] = Field(
         default="managed",
-        description="managed: the operator runs Redis with a generated password; external: use urlSecretRef.",
+        description="managed: the operator runs Redis with a generated password; external: use urlSecretRef "
+        "(topology standalone) or the sentinel or cluster addresses.",
+    )
+    topology: Literal["standalone", "sentinel", "cluster"] = Field(
+        default="standalone",
+        description="Shape of the external Redis: standalone (one server, urlSecretRef), sentinel (a primary with "
+        "replicas watched by Redis Sentinel, spec.redis.sentinel) or cluster (Redis Cluster, spec.redis.cluster).",
+    )
+    sentinel: RedisSentinelSpec | None = Field(default=None, description="The Sentinel group (topology sentinel).")
+    cluster: RedisClusterSpec | None = Field(default=None, description="The Cluster's seed nodes (topology cluster).")
+    tls: bool = Field(
+        default=False,
+        description="Connect to the sentinels and data nodes (topology sentinel or cluster) over TLS, verified "
+        "against the proxy image's CA bundle; a standalone server takes TLS from its rediss:// URL.",
+    )
+    username_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="usernameSecretRef",
+        description="Secret key holding the ACL user name of the external Redis (with passwordSecretRef); unset: "
+        "the default user.",
     )
     url_secret_ref: SecretKeyRef | None = Field(
         default=None,
@@ -156,6 +228,36 @@ class RedisSpec(_Spec):
         default_factory=RedisResourcesSpec,
         description="Memory and CPU of the managed Redis; unset: sized from what it holds (docs/operations.md).",
     )
+
+    @model_validator(mode="after")
+    def _topology_has_its_addresses(self) -> RedisSpec:
+        topo = self.topology
+        if topo != "standalone" and self.mode != "external":
+            raise ValueError(
+                f"spec.redis.topology: {topo} needs spec.redis.mode: external (the managed Redis is one server)"
+            )
+        if topo == "sentinel" and self.sentinel is None:
+            raise ValueError("spec.redis.sentinel: required with topology sentinel (addresses and masterName)")
+        if topo == "cluster" and self.cluster is None:
+            raise ValueError("spec.redis.cluster: required with topology cluster (nodes)")
+        for other in ("sentinel", "cluster"):
+            if getattr(self, other) is not None and topo != other:
+                raise ValueError(f"spec.redis.{other}: set only with spec.redis.topology: {other} (it is {topo})")
+        if topo != "standalone" and self.url_secret_ref is not None:
+            raise ValueError(
+                f"spec.redis.urlSecretRef: not used with topology {topo}; give the addresses in spec.redis.{topo} "
+                "and the credentials in usernameSecretRef/passwordSecretRef"
+            )
+        if topo == "standalone" and self.tls:
+            raise ValueError("spec.redis.tls: a standalone Redis takes TLS from its URL; use rediss:// in urlSecretRef")
+        if self.username_secret_ref is not None and self.password_secret_ref is None:
+            raise ValueError("spec.redis.usernameSecretRef: an ACL user needs its password in passwordSecretRef")
+        if self.mode == "managed" and (self.username_secret_ref is not None or self.password_secret_ref is not None):
+            raise ValueError(
+                "spec.redis.usernameSecretRef/passwordSecretRef: only for mode external (the managed Redis's "
+                "password is generated)"
+            )
+        return self
 
 
 class NetworkPolicySpec(_Spec):

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-import redis.asyncio as aioredis
 from gateway_operator import notify
 from gateway_operator import status as st
 from gateway_operator.crd import models as crd
@@ -29,6 +28,7 @@ from redis.exceptions import RedisError
 
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.redis_client import connect_async
 
 log = logging.getLogger("kubegate.operator")
 GROUP, VERSION = crd.GROUP, crd.VERSION
@@ -67,9 +67,7 @@ def _targets(
 
 
 async def _read_all(url: str, gateway: GatewayKeys, budgets: list[seen.Seen]) -> dict[str, Any]:
-    conn = aioredis.Redis.from_url(
-        url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT
-    )
+    conn = connect_async(url, socket_connect_timeout=redislink.CONNECT_TIMEOUT, socket_timeout=redislink.IO_TIMEOUT)
     try:
         return {b.name: await read_budget_state(conn, gateway, b.piece) for b in budgets}
     finally:

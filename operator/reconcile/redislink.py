@@ -5,15 +5,18 @@ from __future__ import annotations
 import base64
 import logging
 from typing import Any
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
 import redis
 from gateway_operator.builders.common import redis_secret_name
+from gateway_operator.builders.redis_address import external_address
 from gateway_operator.builders.trust import REDIS_PASSWORD_FIELD
+from gateway_operator.crd import models as crd
 from kubernetes import client
 
 from gateway_plugins.policy import Policy
 from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.redis_client import connect_sync
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import keys_of, policy_keys, publish_policy_sync
 
@@ -35,12 +38,14 @@ def managed_url(gateway: str, namespace: str) -> str:
     return f"redis://{gateway}-redis.{namespace}.svc:6379/0"
 
 
-def with_password(url: str, password: str) -> str:
-    """The URL with ``password`` as its credentials (in memory only: never written to an object or a log)."""
-    parts = urlsplit(url)
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return urlunsplit(parts._replace(netloc=f"{quote(user, safe='')}:{quote(password, safe='')}@{host}"))
+def with_password(url: str, password: str, username: str | None = None) -> str:
+    """The URL with ``password`` (and ``username``, else the URL's own) as its credentials (in memory only: never
+    written to an object or a log). Works for the multi-host Sentinel and Cluster addresses too."""
+    scheme, _, rest = url.partition("://")
+    netloc, sep, tail = rest.partition("/")
+    creds, _, hosts = netloc.rpartition("@")
+    user = username if username is not None else unquote(creds.partition(":")[0])
+    return f"{scheme}://{quote(user, safe='')}:{quote(password, safe='')}@{hosts}{sep}{tail}"
 
 
 def _secret_value(api: client.ApiClient, ns: str, name: str, key: str, field: str) -> str:
@@ -63,19 +68,25 @@ def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
     if spec.get("mode", "managed") != "external":
         password = _secret_value(api, ns, redis_secret_name(name), REDIS_PASSWORD_FIELD, "managed Redis password")
         return with_password(managed_url(name, ns), password)
-    ref = spec.get("urlSecretRef") or {}
-    url = _secret_value(api, ns, ref["name"], ref["key"], "spec.redis.urlSecretRef")
-    pref = spec.get("passwordSecretRef")
+    address = external_address(crd.RedisSpec.model_validate(spec))
+    if address is not None:
+        url = address
+    else:
+        ref = spec.get("urlSecretRef") or {}
+        url = _secret_value(api, ns, ref["name"], ref["key"], "spec.redis.urlSecretRef")
+    pref, uref = spec.get("passwordSecretRef"), spec.get("usernameSecretRef")
+    username = _secret_value(api, ns, uref["name"], uref["key"], "spec.redis.usernameSecretRef") if uref else None
     if pref:
-        url = with_password(url, _secret_value(api, ns, pref["name"], pref["key"], "spec.redis.passwordSecretRef"))
+        password = _secret_value(api, ns, pref["name"], pref["key"], "spec.redis.passwordSecretRef")
+        url = with_password(url, password, username)
+    elif username is not None:
+        raise RedisUnavailable("InvalidSpec", "spec.redis.usernameSecretRef needs spec.redis.passwordSecretRef")
     return url
 
 
 def connect(url: str) -> redis.Redis:
     # Short timeouts and no retries: an unreachable Redis must cost the reconcile at most a few seconds.
-    return redis.Redis.from_url(
-        url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=IO_TIMEOUT, retry_on_timeout=False
-    )
+    return connect_sync(url, socket_connect_timeout=CONNECT_TIMEOUT, socket_timeout=IO_TIMEOUT, retry_on_timeout=False)
 
 
 class Link:

@@ -29,9 +29,9 @@ def from_redis(
     """Records whose stream time is in [since, until], and ``audit verify``'s verdict on the whole stream.
 
     ``key``: the audit key (default: ``$KUBEGATE_AUDIT_KEY``; ``kubegate dev``'s own for its Redis)."""
-    import redis
+    from gateway_plugins.policy.redis_client import connect_sync
 
-    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=5)
+    client = connect_sync(url, socket_timeout=10, socket_connect_timeout=5)
     try:
         # The whole chain is verified (a range alone cannot prove nothing before it was removed); heads first, as
         # `kubegate audit verify` does, so a concurrent writer can only make the stream longer than its heads.

@@ -61,10 +61,10 @@ def _verifier(public: str | None = None) -> PolicyVerifier:
 
 
 async def _read(url: str, gateway: str, namespace: str = "default", public_key: str | None = None) -> list[UsageLine]:
-    import redis.asyncio as aioredis
+    from gateway_plugins.policy.redis_client import connect_async
 
     keys = GatewayKeys(namespace, gateway)
-    conn = aioredis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=10)
+    conn = connect_async(url, socket_connect_timeout=5, socket_timeout=10)
     try:
         raw = await conn.get(policy_keys(keys)[0])
         if raw is None:

@@ -337,10 +337,10 @@ def test_module_entry_point_exit_codes(rds):
 
     # A gateway that does not exist (or whose stream was deleted) is not "OK: 0 records".
     missing = run("--redis-url", rds.url, "--gateway", "nothing")
-    assert missing.returncode == 1 and "stream kubegate:default:nothing:audit does not exist" in missing.stderr
+    assert missing.returncode == 1 and "stream kubegate:{default:nothing:audit} does not exist" in missing.stderr
     ok = run("--redis-url", rds.url, "--gateway", "nothing", "--allow-empty")
     assert ok.returncode == 0 and "OK: 0 records" in ok.stdout
-    r.xadd("kubegate:default:x:audit", {"r": "not json"})
+    r.xadd("kubegate:{default:x:audit}", {"r": "not json"})
     bad = run("--redis-url", rds.url, "--gateway", "x")
     assert bad.returncode == 1 and "TAMPERED" in bad.stderr
     no_key = subprocess.run(

@@ -60,7 +60,7 @@ def test_skip_reason(endpoint, body, policy, reason):
 def test_key_separates_tenants_gateways_endpoints_and_bodies():
     shape = shape_digest(_policy(), _policy().tenants[0], "echo")
     base = entry_key(KEYS, "t", shape, "chat_completions", BODY)
-    assert base.startswith("kubegate:team-a:main:cache:t:")
+    assert base.startswith("kubegate:{team-a:main:cache:0}:t:")
     others = {
         entry_key(KEYS, "u", shape, "chat_completions", BODY),
         entry_key(GatewayKeys("team-b", "main"), "t", shape, "chat_completions", BODY),
@@ -150,7 +150,9 @@ def test_store_script_keeps_the_gateway_within_its_cap(redis_server):
     async def run() -> None:
         r = aioredis.from_url(redis_server.url)
         try:
-            await r.delete(keys.cache_index, keys.cache_bytes, keys.cache_entry("t", "a"), keys.cache_entry("t", "b"))
+            await r.delete(
+                keys.cache_index(0), keys.cache_bytes(0), keys.cache_entry("t", "a"), keys.cache_entry("t", "b")
+            )
 
             async def store(name: str, size: int, ttl: int, cap: int) -> StoreResult:
                 args = [b"x" * size, ttl, size, cap]
@@ -159,7 +161,7 @@ def test_store_script_keeps_the_gateway_within_its_cap(redis_server):
             assert await store("a", 600, 1, 1000) is StoreResult.STORED
             assert await store("a", 600, 1, 1000) is StoreResult.EXISTS
             assert await store("b", 600, 60, 1000) is StoreResult.FULL  # 600 + 600 > 1000
-            assert int(await r.get(keys.cache_bytes)) == 600
+            assert int(await r.get(keys.cache_bytes(0))) == 600
             deadline = time.monotonic() + 30
             while await r.exists(keys.cache_entry("t", "a")) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
@@ -168,8 +170,8 @@ def test_store_script_keeps_the_gateway_within_its_cap(redis_server):
                 await asyncio.sleep(0.2)  # the index scores by whole seconds: wait for its second to pass
                 result = await store("b", 600, 60, 1000)
             assert result is StoreResult.STORED
-            assert int(await r.get(keys.cache_bytes)) == 600
-            assert await r.zcard(keys.cache_index) == 1
+            assert int(await r.get(keys.cache_bytes(0))) == 600
+            assert await r.zcard(keys.cache_index(0)) == 1
         finally:
             await r.aclose()
 
@@ -177,4 +179,4 @@ def test_store_script_keeps_the_gateway_within_its_cap(redis_server):
 
 
 def _index(keys: GatewayKeys) -> list[str]:
-    return [keys.cache_index, keys.cache_bytes]
+    return [keys.cache_index(0), keys.cache_bytes(0)]

@@ -98,7 +98,7 @@ def test_outage_fails_closed_or_open_per_policy_and_recovers(redis_and_proxy):
         served(proxy, t, "after bounce")
     # Spend is tracked again in the new (empty) Redis: exactly the served requests above.
     r = redis_server.client()
-    spent = r.keys(GatewayKeys("default", "main").budget_pattern("hard-b"))
+    spent = r.keys(GatewayKeys("default", "main").budget_pattern("hard", "hard-b"))
     assert len(spent) == 1
     for _ in range(50):  # settle runs in LiteLLM's success callback, after the response
         if int(r.hget(spent[0], "reserved")) == 0:

@@ -122,7 +122,7 @@ def test_new_period_starts_at_zero_and_old_spend_stays_put(proxy, redis_server):
     assert raw.headers["x-kubegate-budget-state"] == "ok"  # budget headers on every answer past the check (#24)
     # Exactly one key besides the old one: this period's, holding only this request's cost. Found by
     # scanning, not by recomputing "now", so a midnight between request and check cannot confuse it.
-    keys = {k.decode() for k in r.keys(KEYS.budget_pattern("roll-b"))} - {previous_key}
+    keys = {k.decode() for k in r.keys(KEYS.budget_pattern("roll", "roll-b"))} - {previous_key}
     assert len(keys) == 1
     assert settled(r, keys.pop()) == (COST_MICRO, 0)
     assert settled(r, previous_key) == (10_000, 0)  # untouched: neither moved nor counted again

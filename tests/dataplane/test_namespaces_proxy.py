@@ -82,7 +82,7 @@ def test_same_name_gateways_in_two_namespaces_keep_separate_policies_and_budgets
         served["team-y"] += 1
         px = _render("team-x", echo_upstream.base_url, 5, "0.005").policy
         start = period_bounds(px.budgets[0])[0]
-        budget_keys = {ns: GatewayKeys(ns, "main").budget("hard-b", start) for ns in NAMESPACES}
+        budget_keys = {ns: GatewayKeys(ns, "main").budget(px.budgets[0].tenant, "hard-b", start) for ns in NAMESPACES}
         # Settle runs in LiteLLM's success callback, after the response was sent: wait for no reservation left.
         deadline = time.monotonic() + 30
         while any(int(r.hget(k, "reserved") or 0) for k in budget_keys.values()):

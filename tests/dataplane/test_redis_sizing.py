@@ -177,9 +177,9 @@ def test_a_small_managed_redis_filled_past_its_caps_refuses_nothing_and_loses_no
     # The caps' costs as sized: a record takes less than RECORD_MEMORY_BYTES, a cache entry less than its value
     # times CACHE_OVERHEAD_FACTOR, and the cache stays within its cap.
     per_record = rds.memory_usage(stream, samples=0) / length
-    entries = list(rds.scan_iter(match=KEYS.cache_entry("team", "*"), count=1000))
+    entries = list(rds.scan_iter(match=f"{KEYS.cache_shard_prefix(0)}:team:*", count=1000))
     values = sum(rds.strlen(k) for k in entries)
-    index = rds.memory_usage(KEYS.cache_index, samples=0)
+    index = rds.memory_usage(KEYS.cache_index(0), samples=0)
     cache_memory = sum(rds.memory_usage(k, samples=0) for k in entries) + index
     aof = int(rds.info("persistence")["aof_current_size"])
     print(
@@ -190,7 +190,7 @@ def test_a_small_managed_redis_filled_past_its_caps_refuses_nothing_and_loses_no
     )
     assert per_record < sizing.RECORD_MEMORY_BYTES
     assert entries, "nothing was cached"
-    assert int(rds.get(KEYS.cache_bytes)) == values <= CACHE_MAX_BYTES
+    assert int(rds.get(KEYS.cache_bytes(0))) == values <= CACHE_MAX_BYTES
     assert cache_memory < values * sizing.CACHE_OVERHEAD_FACTOR
 
     # The proxies report Redis memory against maxmemory (what the KubegateRedisMemory* alerts watch).

@@ -67,7 +67,9 @@ def test_tiers_lower_reservations_spend_and_reports(make_proxy, echo_upstream, r
         cr("Budget", "thin-b", {"tenant": "thin", "limitUSD": "0.0015"}),
     ]
     rendered = render_proxy(objects, keys={t: key(t) for t in TENANTS})
-    proxy = make_proxy(rendered.config, rendered.policy, redis_url=redis_server.url, env=rendered.env)
+    # The month's volume read at every admit (not every 5 s), so each request sees the ones settled before it.
+    env = {**rendered.env, "KUBEGATE_VOLUME_REFRESH_SECONDS": "0"}
+    proxy = make_proxy(rendered.config, rendered.policy, redis_url=redis_server.url, env=env)
     client = redis.Redis.from_url(redis_server.url)
     volume_key = KEYS.volume(datetime.now(UTC))
     client.delete(volume_key)

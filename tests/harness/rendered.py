@@ -99,9 +99,13 @@ def render_proxy(
     raw = {**raw_gateways[0], "metadata": {"uid": "test-uid", **raw_gateways[0]["metadata"]}}
     children = build_children(raw, rendered, SIGNER, master_key_sha256=master_key_sha256)
     env: dict[str, str] = {}
+    # An external Redis reaches the proxy as the operator renders it (address, user, password); a managed one is
+    # the test's own redis_url.
+    external = gateway.spec.redis.mode == "external"
     for var in _container_env(children):
         name = var["name"]
-        if not (name in rendered.api_key_env or name in SPEC_ENV_NAMES or name.startswith(SPEC_ENV_PREFIXES)):
+        spec_env = name in SPEC_ENV_NAMES or name.startswith(SPEC_ENV_PREFIXES)
+        if not (name in rendered.api_key_env or spec_env or (external and name.startswith("KUBEGATE_REDIS_"))):
             continue
         if "value" in var:
             env[name] = var["value"]

@@ -266,7 +266,7 @@ async def test_a_prompt_cache_write_is_reserved_at_twice_the_input_price(redis):
 async def _lapse_leases(redis, policy) -> None:
     """Move every open lease of b1 into the past, as if its lease time had gone by without a settle."""
     budget = policy.policy.budgets[0]
-    leases = GatewayKeys("default", GW).budget_leases(budget.name, period_bounds(budget)[0])
+    leases = GatewayKeys("default", GW).budget_leases(budget.tenant, budget.name, period_bounds(budget)[0])
     for member in await redis.zrange(leases, 0, -1):
         await redis.zadd(leases, {member: 1}, xx=True)
 
@@ -306,7 +306,7 @@ async def test_the_lease_covers_the_model_and_its_fallbacks(redis):
     before = (await redis.time())[0]
     await admit(make_ctx(policy), req(100), rt)
     budget = policy.policy.budgets[0]
-    leases = GatewayKeys("default", GW).budget_leases(budget.name, period_bounds(budget)[0])
+    leases = GatewayKeys("default", GW).budget_leases(budget.tenant, budget.name, period_bounds(budget)[0])
     [(_, lapses)] = await redis.zrange(leases, 0, -1, withscores=True)
     assert before + 635 + limits.LEASE_GRACE_SECONDS <= lapses <= before + 636 + limits.LEASE_GRACE_SECONDS
 

@@ -195,7 +195,7 @@ async def test_lapsed_leases_release_tokens_and_old_members_still_parse(redis):
     budget = policy.policy.budgets[0]
     rt = make_rt(redis, policy)
     start = period_bounds(budget)[0]
-    leases, key = KEYS.budget_leases(budget.name, start), period_key(KEYS, budget, start)
+    leases, key = KEYS.budget_leases(budget.tenant, budget.name, start), period_key(KEYS, budget, start)
     lost = make_ctx(policy)
     await admit(lost, req(100), rt)  # never settled
     [member] = await redis.zrange(leases, 0, -1)

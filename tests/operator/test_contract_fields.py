@@ -51,6 +51,24 @@ def _base() -> dict[str, dict[str, Any]]:
     }
 
 
+EXTERNAL_WITH_PASSWORD = {
+    "mode": "external",
+    "urlSecretRef": {"name": "r", "key": "u"},
+    "passwordSecretRef": {"name": "p", "key": "k"},
+}
+SENTINEL = {
+    "mode": "external",
+    "topology": "sentinel",
+    "sentinel": {"addresses": ["s0.example:26379"], "masterName": "m"},
+    "passwordSecretRef": {"name": "p", "key": "k"},
+}
+CLUSTER = {
+    "mode": "external",
+    "topology": "cluster",
+    "cluster": {"nodes": ["c0.example:6379"]},
+    "passwordSecretRef": {"name": "p", "key": "k"},
+}
+
 # Dotted alias path (list items as ``0``) -> a different valid value.
 MUTATIONS: dict[str, dict[str, Any]] = {
     "LLMGateway": {
@@ -76,6 +94,15 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "networkPolicy.operatorNamespace": "ops",
         "redis.passwordSecretRef.name": "redis-pass",
         "redis.passwordSecretRef.key": "pw",
+        "redis.usernameSecretRef.name": "redis-user2",
+        "redis.usernameSecretRef.key": "user2",
+        "redis.topology": "cluster",
+        "redis.sentinel.addresses": ["s1.example:26379", "s2.example:26379"],
+        "redis.sentinel.masterName": "other",
+        "redis.sentinel.authenticateSentinels": True,
+        "redis.sentinel.replicaAcks": 1,
+        "redis.cluster.nodes": ["c1.example:6379", "c2.example:6379"],
+        "redis.tls": True,
         "redis.persistence.enabled": False,
         "redis.persistence.size": "20Gi",
         "redis.resources.memory": "4Gi",
@@ -370,6 +397,14 @@ def test_each_field_changes_the_render(kind: str, path: str):
             "urlSecretRef": {"name": "r", "key": "u"},
             "passwordSecretRef": {"name": "p", "key": "k"},
         }
+    if path.startswith("redis.usernameSecretRef"):
+        gateway["redis"] = {**EXTERNAL_WITH_PASSWORD, "usernameSecretRef": {"name": "u", "key": "k"}}
+    if path.startswith("redis.sentinel"):
+        gateway["redis"] = copy.deepcopy(SENTINEL)
+    if path.startswith(("redis.cluster", "redis.tls")):
+        gateway["redis"] = copy.deepcopy(CLUSTER)
+    if path == "redis.topology":
+        gateway["redis"] = {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}}
     if path.startswith("autoscaling.") and path != "autoscaling.enabled":
         gateway["autoscaling"] = {"enabled": True}
     if path == "replicas":
@@ -389,5 +424,7 @@ def test_each_field_changes_the_render(kind: str, path: str):
             dep.update(provider=provider, **{block: copy.deepcopy(params)})
     mutated = copy.deepcopy(base)
     _set(mutated[kind], path, MUTATIONS[kind][path])
+    if path == "redis.topology":  # standalone -> cluster: the URL's Secret gives way to the seed nodes
+        mutated[kind]["redis"] = {**copy.deepcopy(CLUSTER), "topology": "cluster"}
     assert SPECS[kind].model_validate(mutated[kind])  # the mutation itself is valid
     assert _render(base) != _render(mutated), f"{kind}.spec.{path} does not change what is rendered"

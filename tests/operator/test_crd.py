@@ -134,6 +134,26 @@ INVALID = [
     ("llmgateways", {"autoscaling": {"minReplicas": 5, "maxReplicas": 2}}, "minReplicas"),
     ("llmgateways", {"redis": {"mode": "external"}}, "urlSecretRef"),
     (
+        "llmgateways",
+        {"redis": {"mode": "external", "topology": "cluster"}},
+        "topology cluster needs spec.redis.cluster",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"topology": "sentinel", "sentinel": {"addresses": ["s:26379"], "masterName": "m"}}},
+        "needs mode external",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}, "tls": True}},
+        "rediss://",
+    ),
+    (
+        "llmgateways",
+        {"redis": {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["no-port"]}}},
+        "nodes",
+    ),
+    (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},
         "weight",
@@ -277,3 +297,19 @@ def test_a_witness_key_is_parsed_whole_and_the_quorum_reachable():
         m.AuditWitnessesSpec.model_validate({"keys": good[:2], "quorum": 3})
     with pytest.raises(ValueError, match="same witness name"):
         m.AuditWitnessesSpec.model_validate({"keys": [good[0], good[0]]})
+
+
+def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
+    """The Sentinel and Cluster examples of docs/redis.md, as written there, with the defaults the API server adds."""
+    _install_crds(admin_api)
+    api = client.CustomObjectsApi(admin_api)
+    text = Path("docs/redis.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    specs = [doc["spec"] for doc in yaml.safe_load_all(block)]
+    assert [s["redis"]["topology"] for s in specs] == ["sentinel", "cluster"]
+    for i, spec in enumerate(specs):
+        body = {"apiVersion": f"{GROUP}/{VERSION}", "kind": "LLMGateway", "metadata": {"name": f"gw{i}"}, "spec": spec}
+        api.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", body)
+        got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", f"gw{i}")
+        assert got["spec"]["redis"]["mode"] == "external"
+        models.LLMGatewaySpec.model_validate(got["spec"])  # what the operator then reads

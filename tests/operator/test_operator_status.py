@@ -734,3 +734,55 @@ def test_the_operator_exports_segments_to_a_bucket(operator, admin_api, namespac
             assert held["Mode"] == "GOVERNANCE" and dt.timedelta(days=1) < left <= dt.timedelta(days=2)
     finally:
         s3server.stop()
+
+
+@pytest.mark.parametrize("topology", ["cluster", "sentinel"])
+def test_policy_and_budget_status_through_a_cluster_or_sentinel(operator, admin_api, namespace, topology):
+    """The operator's own Redis clients (policy publication, budget refresh) on spec.redis.topology, with the ACL
+    user and password from Secrets."""
+    from tests.harness.redis_topologies import MASTER, RedisClusterGroup, SentinelGroup
+
+    group = RedisClusterGroup() if topology == "cluster" else SentinelGroup()
+    group.start()
+    try:
+        custom = client.CustomObjectsApi(admin_api)
+        core = client.CoreV1Api(admin_api)
+        user = RedisClusterGroup.USER if topology == "cluster" else "default"
+        _secret(core, namespace, "redis-acl", {"username": user, "password": group.password})
+        acl = {"usernameSecretRef": {"name": "redis-acl", "key": "username"}}
+        acl["passwordSecretRef"] = {"name": "redis-acl", "key": "password"}
+        if topology == "cluster":
+            where = {"cluster": {"nodes": [f"127.0.0.1:{p}" for p in group.ports]}}
+        else:
+            where = {"sentinel": {"addresses": [f"127.0.0.1:{p}" for p in group.sentinel_ports], "masterName": MASTER}}
+        spec = {"redis": {"mode": "external", "topology": topology, **where, **acl}}
+        gw_name = f"{topology}-{namespace}"
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec)
+        )
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "tenants", _obj("Tenant", "t", {"gateway": gw_name})
+        )
+        obj = custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "budgets", _obj("Budget", "m", {"tenant": "t", "limitUSD": "10"})
+        )
+        r = group.client()
+        doc_key, _, _ = gateway_keys(namespace, gw_name)
+
+        def tenants():
+            raw = r.get(doc_key)
+            return {t.id for t in published(custom, namespace, gw_name, raw).tenants} if raw else set()
+
+        _wait("tenant t in the policy in Redis", lambda: tenants() == {"t"})
+        assert _reason(custom, namespace, "llmgateways", gw_name, "PolicyPublished", "Published")["status"] == "True"
+        budget = render_budget(crd.Budget.model_validate(obj))
+        r.hincrby(period_key(GatewayKeys(namespace, gw_name), budget, period_bounds(budget)[0]), "spent", 4 * MICRO)
+
+        def spent():
+            s = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "budgets", "m").get("status") or {}
+            return s.get("spentUSD") == "4.0000"
+
+        _wait("budget spend read from Redis", spent)
+        r.close()
+    finally:
+        group.stop()

@@ -1,0 +1,173 @@
+"""One Redis address string for three topologies, and the redis-py client each needs (sync and asyncio).
+
+Every component (proxy, operator, CLI) is handed one string, as before, so a Sentinel group or a Cluster passes
+through the same settings, Secrets and ``--redis-url`` flags as a single server:
+
+- ``redis://[user:pass@]host:port/db`` or ``rediss://…``: one server (redis-py's own URL, unchanged);
+- ``redis+sentinel://[user:pass@]host:port[,host:port…]/<master-name>[/db]`` (``rediss+sentinel`` for TLS): the
+  current primary of a Sentinel group, asked of the sentinels again after every connection failure, so a
+  promotion is followed without a restart;
+- ``redis+cluster://[user:pass@]host:port[,host:port…]`` (``rediss+cluster`` for TLS): a Redis Cluster reached
+  through any of the seed nodes (the client learns the rest from ``CLUSTER SHARDS``).
+
+Query parameters: ``ca=<path>`` (PEM bundle for TLS; default: the system's), and for Sentinel
+``sentinel_auth=1`` (the sentinels require the same credentials as the data nodes). The credentials in the
+string (or ``username``/``password`` given apart, which win) are an ACL user or the default user's password.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, unquote
+
+SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
+CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
+STANDALONE_SCHEMES = {"redis": False, "rediss": True, "unix": False}
+
+
+class RedisAddressError(ValueError):
+    """The address string cannot be used; the message names what is wrong (never the credentials)."""
+
+
+@dataclass(frozen=True)
+class RedisTarget:
+    mode: str  # standalone | sentinel | cluster
+    url: str  # standalone: the redis-py URL as given
+    nodes: tuple[tuple[str, int], ...] = ()
+    master_name: str = ""
+    db: int = 0
+    tls: bool = False
+    ca_file: str | None = None
+    sentinel_auth: bool = False
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+
+
+def _nodes(netloc: str, scheme: str) -> tuple[tuple[str, int], ...]:
+    hosts = netloc.rpartition("@")[2]
+    out = []
+    for part in hosts.split(","):
+        host, _, port = part.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise RedisAddressError(f"{scheme}:// address {part!r} is not host:port (e.g. redis-0.redis:26379)")
+        out.append((host.strip("[]"), int(port)))
+    return tuple(out)
+
+
+def parse(url: str, *, username: str | None = None, password: str | None = None) -> RedisTarget:
+    scheme = url.partition("://")[0].lower()
+    if scheme in STANDALONE_SCHEMES:
+        return RedisTarget("standalone", url, tls=STANDALONE_SCHEMES[scheme], username=username, password=password)
+    if scheme not in SENTINEL_SCHEMES and scheme not in CLUSTER_SCHEMES:
+        raise RedisAddressError(
+            f"unknown Redis address scheme {scheme!r}: use redis://, rediss://, redis+sentinel://, "
+            "rediss+sentinel://, redis+cluster:// or rediss+cluster://"
+        )
+    # urlsplit refuses "host:port,host:port" as a port, so credentials and hosts are split by hand.
+    rest = url.partition("://")[2]
+    netloc, _, tail = rest.partition("/")
+    path, _, query = tail.partition("?")
+    if "?" in netloc:
+        netloc, _, query = netloc.partition("?")
+    creds = netloc.rpartition("@")[0] if "@" in netloc else ""
+    user, _, secret = creds.partition(":")
+    params = {k: v[-1] for k, v in parse_qs(query).items()}
+    common = {
+        "nodes": _nodes(netloc, scheme),
+        "ca_file": params.get("ca") or None,
+        "username": username if username is not None else (unquote(user) or None),
+        "password": password if password is not None else (unquote(secret) or None),
+    }
+    if scheme in CLUSTER_SCHEMES:
+        if path.strip("/") not in ("", "0"):
+            raise RedisAddressError("redis+cluster:// has no database number: Redis Cluster only has db 0")
+        return RedisTarget("cluster", url, tls=CLUSTER_SCHEMES[scheme], **common)
+    segments = [s for s in path.split("/") if s]
+    if not segments:
+        raise RedisAddressError(
+            "redis+sentinel:// needs the master name after the sentinels, e.g. "
+            "redis+sentinel://sentinel-0:26379,sentinel-1:26379/mymaster"
+        )
+    db = segments[1] if len(segments) > 1 else "0"
+    if not db.isdigit():
+        raise RedisAddressError(f"redis+sentinel:// database {db!r} is not a number")
+    return RedisTarget(
+        "sentinel",
+        url,
+        master_name=unquote(segments[0]),
+        db=int(db),
+        tls=SENTINEL_SCHEMES[scheme],
+        sentinel_auth=params.get("sentinel_auth", "") in ("1", "true", "yes"),
+        **common,
+    )
+
+
+def _tls(target: RedisTarget) -> dict[str, Any]:
+    if not target.tls:
+        return {}
+    return {"ssl": True, **({"ssl_ca_certs": target.ca_file} if target.ca_file else {})}
+
+
+def _auth(target: RedisTarget) -> dict[str, Any]:
+    return {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
+
+
+def connect_async(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+    """A ``redis.asyncio`` client for ``url``; ``kwargs`` are connection options (timeouts, retry)."""
+    target = parse(url, username=username, password=password)
+    if target.mode == "standalone":
+        import redis.asyncio as aioredis
+
+        return aioredis.from_url(url, **_auth(target), **kwargs)
+    if target.mode == "cluster":
+        from redis.asyncio.cluster import ClusterNode, RedisCluster
+
+        # The cluster client retries MOVED/ASK and reconnects itself; its retry object has another shape.
+        kwargs.pop("retry_on_error", None)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **_auth(target), **_tls(target), **kwargs
+        )
+    from redis.asyncio.sentinel import Sentinel
+
+    sentinel_kwargs = {**_tls(target), **(_auth(target) if target.sentinel_auth else {})}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        if key in kwargs:
+            sentinel_kwargs[key] = kwargs[key]
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(target.master_name, db=target.db, **_auth(target), **_tls(target), **kwargs)
+
+
+def connect_sync(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+    """A synchronous ``redis`` client for ``url`` (operator, CLI, tests); same options as :func:`connect_async`."""
+    target = parse(url, username=username, password=password)
+    if target.mode == "standalone":
+        import redis
+
+        return redis.Redis.from_url(url, **_auth(target), **kwargs)
+    if target.mode == "cluster":
+        from redis.cluster import ClusterNode, RedisCluster
+
+        kwargs.pop("retry_on_error", None)
+        kwargs.pop("retry_on_timeout", None)
+        return RedisCluster(
+            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **_auth(target), **_tls(target), **kwargs
+        )
+    from redis.sentinel import Sentinel
+
+    sentinel_kwargs = {**_tls(target), **(_auth(target) if target.sentinel_auth else {})}
+    for key in ("socket_timeout", "socket_connect_timeout"):
+        if key in kwargs:
+            sentinel_kwargs[key] = kwargs[key]
+    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+    return sentinel.master_for(target.master_name, db=target.db, **_auth(target), **_tls(target), **kwargs)
+
+
+def redacted(url: str) -> str:
+    """``url`` without its credentials, for messages."""
+    scheme, _, rest = url.partition("://")
+    netloc, sep, tail = rest.partition("/")
+    return f"{scheme}://{netloc.rpartition('@')[2]}{sep}{tail}"
+
+
+__all__ = ["RedisAddressError", "RedisTarget", "connect_async", "connect_sync", "parse", "redacted"]

@@ -1,0 +1,213 @@
+"""Private Redis Cluster and Sentinel groups of real ``redis-server`` processes on free loopback ports.
+
+``RedisClusterGroup``: three masters sharing the 16384 slots (formed with CLUSTER ADDSLOTSRANGE and MEET, as
+``redis-cli --cluster create`` does), with an ACL user the clients log in as. ``SentinelGroup``: a primary, a
+replica and three sentinels (quorum 2) monitoring it under ``MASTER``; ``kill_primary`` is the outage.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import signal
+import subprocess
+import tempfile
+from pathlib import Path
+
+import redis
+
+from tests.harness.procs import free_port, stop_process, wait_until
+
+SLOTS = 16384
+MASTER = "kgmaster"
+
+
+def _binary() -> str:
+    binary = shutil.which("redis-server")
+    if binary is None:
+        raise RuntimeError("redis-server is missing: run `bash scripts/ensure-redis.sh`")
+    return binary
+
+
+def _start(args: list[str], workdir: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [_binary(), *args, "--bind", "127.0.0.1", "--dir", str(workdir), "--logfile", str(workdir / "redis.log")],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+class RedisClusterGroup:
+    """Three masters, no replicas; clients authenticate as ACL user ``kubegate`` (the default user is off)."""
+
+    USER = "kubegate"
+
+    def __init__(self, masters: int = 3) -> None:
+        self.ports = [free_port() for _ in range(masters)]
+        # Explicit bus ports: the default (port + 10000) may be taken or above 65535 for a free port.
+        self.bus_ports = [free_port() for _ in range(masters)]
+        self.dir = Path(tempfile.mkdtemp(prefix="kg-rcluster-"))
+        self.password = secrets.token_urlsafe(16)
+        self.procs: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        """The address the proxies get (credentials apart, in KUBEGATE_REDIS_USERNAME/PASSWORD)."""
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    @property
+    def url_with_credentials(self) -> str:
+        return f"redis+cluster://{self.USER}:{self.password}@" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+
+    def _node(self, port: int) -> redis.Redis:
+        return redis.Redis(port=port, username=self.USER, password=self.password, socket_timeout=5)
+
+    def start(self) -> RedisClusterGroup:
+        for port, bus in zip(self.ports, self.bus_ports, strict=True):
+            workdir = self.dir / str(port)
+            workdir.mkdir()
+            self.procs.append(
+                _start(
+                    [
+                        "--port", str(port),
+                        "--cluster-enabled", "yes", "--cluster-port", str(bus),
+                        "--cluster-config-file", str(workdir / "nodes.conf"),
+                        "--save", "", "--appendonly", "no",
+                        # redis-server joins the words after an option into its line: one word each.
+                        "--user", "default", "off",
+                        "--user", self.USER, "on", f">{self.password}", "~*", "&*", "+@all",
+                    ],
+                    workdir,
+                )
+            )  # fmt: skip
+        nodes = [self._node(p) for p in self.ports]
+        for proc, node in zip(self.procs, nodes, strict=True):
+            wait_until(node.ping, timeout=10, what="cluster redis-server", proc=proc)
+        share = SLOTS // len(nodes)
+        for i, node in enumerate(nodes):
+            last = SLOTS - 1 if i == len(nodes) - 1 else (i + 1) * share - 1
+            node.execute_command("CLUSTER ADDSLOTSRANGE", i * share, last)
+        for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
+            nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
+
+        def formed() -> bool:
+            # redis-py parses both replies (CLUSTER INFO: a dict of fields; CLUSTER NODES: a dict by address).
+            return all(n.execute_command("CLUSTER INFO")["cluster_state"] == "ok" for n in nodes) and all(
+                len(n.execute_command("CLUSTER NODES")) == len(nodes) for n in nodes
+            )
+
+        wait_until(formed, timeout=30, what="redis cluster formation")
+        for n in nodes:
+            n.close()
+        return self
+
+    def client(self):  # -> redis.cluster.RedisCluster
+        from gateway_plugins.policy.redis_client import connect_sync
+
+        return connect_sync(self.url_with_credentials, socket_timeout=5)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_process(proc)
+        self.procs = []
+
+
+class SentinelGroup:
+    """A primary, ``replicas`` replicas, three sentinels; the data nodes require ``password`` (default user)."""
+
+    def __init__(self, sentinels: int = 3, replicas: int = 1) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="kg-rsentinel-"))
+        self.password = secrets.token_urlsafe(16)
+        self.data_ports = [free_port() for _ in range(1 + replicas)]
+        self.sentinel_ports = [free_port() for _ in range(sentinels)]
+        self.data: dict[int, subprocess.Popen] = {}
+        self.sentinels: list[subprocess.Popen] = []
+
+    @property
+    def url(self) -> str:
+        return "redis+sentinel://" + ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports) + f"/{MASTER}"
+
+    @property
+    def url_with_credentials(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.sentinel_ports)
+        return f"redis+sentinel://:{self.password}@{hosts}/{MASTER}"
+
+    def _data_args(self, port: int) -> list[str]:
+        return [
+            "--port", str(port),
+            "--requirepass", self.password, "--masterauth", self.password,
+            "--save", "", "--appendonly", "yes", "--appendfsync", "always",
+        ]  # fmt: skip
+
+    def start(self, data_args: list[str] | None = None) -> SentinelGroup:
+        primary, replicas = self.data_ports[0], self.data_ports[1:]
+        for port in self.data_ports:
+            workdir = self.dir / str(port)
+            workdir.mkdir()
+            extra = ["--replicaof", "127.0.0.1", str(primary)] if port in replicas else []
+            self.data[port] = _start([*self._data_args(port), *extra, *(data_args or [])], workdir)
+        for port, proc in self.data.items():
+            node = redis.Redis(port=port, password=self.password, socket_timeout=5)
+            wait_until(node.ping, timeout=10, what="sentinel group redis-server", proc=proc)
+        for replica in replicas:
+            replica_node = redis.Redis(port=replica, password=self.password, socket_timeout=5)
+            wait_until(
+                lambda n=replica_node: n.info("replication")["master_link_status"] == "up",
+                timeout=30,
+                what="replication",
+            )
+        for port in self.sentinel_ports:
+            workdir = self.dir / f"s{port}"
+            workdir.mkdir()
+            conf = workdir / "sentinel.conf"
+            conf.write_text(
+                f"port {port}\nbind 127.0.0.1\ndir {workdir}\nlogfile {workdir / 'sentinel.log'}\n"
+                f"sentinel monitor {MASTER} 127.0.0.1 {primary} 2\n"
+                f"sentinel auth-pass {MASTER} {self.password}\n"
+                # Seconds, not the 30 s default: how long the primary must be silent before a failover starts.
+                f"sentinel down-after-milliseconds {MASTER} 2000\n"
+                f"sentinel failover-timeout {MASTER} 10000\n"
+            )
+            proc = subprocess.Popen(
+                [_binary(), str(conf), "--sentinel"],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+            self.sentinels.append(proc)
+        for port, proc in zip(self.sentinel_ports, self.sentinels, strict=True):
+            s = redis.Redis(port=port, socket_timeout=5)
+            # Each sentinel has found the replica and the other sentinels (through the primary's hello channel).
+            wait_until(
+                lambda s=s: (
+                    s.sentinel_master(MASTER)["num-slaves"] == len(replicas)
+                    and s.sentinel_master(MASTER)["num-other-sentinels"] == len(self.sentinel_ports) - 1
+                ),
+                timeout=30,
+                what="sentinel discovery",
+                proc=proc,
+            )
+        return self
+
+    def primary_port(self) -> int:
+        s = redis.Redis(port=self.sentinel_ports[0], socket_timeout=5)
+        _host, port = s.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER)
+        return int(port)
+
+    def kill_primary(self) -> int:
+        """SIGKILL the current primary (no shutdown save, no goodbye to the replica); returns its port."""
+        port = self.primary_port()
+        self.data[port].send_signal(signal.SIGKILL)
+        self.data[port].wait()
+        return port
+
+    def client(self):  # -> redis.Redis on the current primary
+        from gateway_plugins.policy.redis_client import connect_sync
+
+        return connect_sync(self.url_with_credentials, socket_timeout=5)
+
+    def stop(self) -> None:
+        for proc in [*self.sentinels, *self.data.values()]:
+            stop_process(proc)
+        self.sentinels, self.data = [], {}
