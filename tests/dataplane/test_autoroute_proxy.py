@@ -215,3 +215,16 @@ def test_usage_shows_the_models_auto_chose(stack, redis_server):
     finally:
         client.delete(*policy_keys(keys_of(stack.policy))[:2])
         client.close()
+
+
+def test_streams_and_messages_name_the_served_model(stack, echo_upstream):
+    body = {"model": "auto", "max_tokens": 10, "messages": [{"role": "user", "content": "abcdefgh"}]}
+    headers = {"authorization": f"Bearer {key('rich')}", "x-kubegate-quality": "2"}
+    with httpx.stream(
+        "POST", stack.base_url + "/v1/chat/completions", json={**body, "stream": True}, headers=headers, timeout=60
+    ) as r:
+        text = "".join(r.iter_text())
+        assert r.status_code == 200 and r.headers["x-kubegate-model"] == "mid", text
+    assert upstream_model(echo_upstream) == "mid-echo"
+    r = httpx.post(stack.base_url + "/v1/messages", json=body, headers=headers, timeout=60)
+    assert r.status_code == 200 and r.headers["x-kubegate-model"] == "mid", r.text
