@@ -255,7 +255,7 @@ ORGANIZATION_CONTEXT = (
     "inc", "inc.", "corp", "corp.", "corporation", "ltd", "ltd.", "llc", "plc", "gmbh", "ag", "sa", "nv", "bv",
     "co", "co.", "company", "group", "holdings", "bank", "university", "college", "school", "hospital", "agency",
     "ministry", "department", "foundation", "institute", "association", "firm", "employer", "startup", "club",
-    "works", "worked", "employed", "joined", "ceo", "cto", "founder", "director", "manager", "subsidiary",
+    "works", "worked", "employed", "joined", "subsidiary",
 )  # fmt: skip
 
 
