@@ -142,12 +142,29 @@ def _offline_spacy_engine(model_name: str):
                 _ner_only(nlp)
 
         def _doc_to_nlp_artifact(self, doc, language):
-            artifacts = super()._doc_to_nlp_artifact(doc, language)
-            # Without the lemmatizer every lemma is empty; context words (ORGANIZATION's, below) are compared
-            # with lemmas, so give them the lower-cased token instead (context words are listed as written).
-            artifacts.lemmas = [t.lower_ for t in doc]
-            artifacts.keywords = artifacts.set_keywords(self, artifacts.lemmas, language)
-            return artifacts
+            from presidio_analyzer.nlp_engine import NlpArtifacts
+
+            # Token offsets read as one array: iterating a Doc makes a Python object per token, which cost as
+            # much as the NER model itself on 16 KB. Tokens as plain strings: the context enhancer walks them once
+            # per result it enhances. Without the lemmatizer every lemma would be empty, and context words
+            # (ORGANIZATION's, below) are compared with lemmas: the lower-cased token stands in (context words
+            # are listed as written).
+            text = doc.text
+            indices = []
+            tokens = []
+            for idx, length in doc.to_array(["IDX", "LENGTH"]).tolist():
+                indices.append(idx)
+                tokens.append(text[idx : idx + length])
+            entities, scores = self._get_updated_entities(self._get_entities(doc), self._get_scores_for_entities(doc))
+            return NlpArtifacts(
+                entities=entities,
+                tokens=tokens,
+                tokens_indices=indices,
+                lemmas=[t.lower() for t in tokens],
+                nlp_engine=self,
+                language=language,
+                scores=scores,
+            )
 
     # Labels whose spaCy predictions are mostly noise for prompts; DATE_TIME comes from NER too
     # but the small model tags card numbers as dates, so it is only produced when asked for. MISC is what
@@ -224,7 +241,17 @@ class Engines:
                 # language: the language only decides which model made the artifacts (ner_models).
                 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-                self._analyzer.registry.add_recognizer(SpacyRecognizer(context=list(ORGANIZATION_CONTEXT)))
+                # Two of them: context enhancement walks the tokens once per result, so only ORGANIZATION's results
+                # (scored low, raised by context) go through it; the other NER types keep spaCy's score.
+                others = [e for e in SpacyRecognizer.ENTITIES if e != "ORGANIZATION"]
+                self._analyzer.registry.add_recognizer(SpacyRecognizer(supported_entities=others))
+                self._analyzer.registry.add_recognizer(
+                    SpacyRecognizer(
+                        supported_entities=["ORGANIZATION"],
+                        context=list(ORGANIZATION_CONTEXT),
+                        name="SpacyOrganizationRecognizer",
+                    )
+                )
                 self._noop_artifacts = noop
             return self._analyzer
 
@@ -249,8 +276,7 @@ class Engines:
 ENGINES = Engines()
 
 # Words that make spaCy's ORGANIZATION credible (its score is lowered, see _offline_spacy_engine): legal forms and
-# kinds of organisation, as written (lower case; matched against lower-cased tokens). PERSON and LOCATION results
-# get the same boost, which changes nothing for them: they already score 0.85.
+# kinds of organisation, as written (lower case; matched against lower-cased tokens).
 ORGANIZATION_CONTEXT = (
     "inc", "inc.", "corp", "corp.", "corporation", "ltd", "ltd.", "llc", "plc", "gmbh", "ag", "sa", "nv", "bv",
     "co", "co.", "company", "group", "holdings", "bank", "university", "college", "school", "hospital", "agency",
