@@ -107,6 +107,32 @@ async def under_load(rounds: int, tenants: int = 4) -> None:
     )
 
 
+def ner_engines(iterations: int) -> None:
+    """Presidio's stock spaCy engine (the whole pipeline, a Token object per token) against kubegate's (``ner``
+    alone, offsets as one array), alternating on the same fresh texts in one run, so the machine's load hits both
+    alike: the ratio is the figure to read on a shared machine."""
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from gateway_plugins.pii.engine import ENGINES
+
+    model = PiiPolicy().nlp_model
+    stock = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
+    stock.load()
+    ours = ENGINES.nlp(model)
+    for size in (4096, 16384):
+        times: dict[str, list[float]] = {"stock": [], "kubegate": []}
+        for i in range(iterations):
+            text = prompt(size, 10**9 + i)
+            for name, engine in (
+                (("stock", stock), ("kubegate", ours)) if i % 2 else (("kubegate", ours), ("stock", stock))
+            ):
+                start = time.perf_counter()
+                engine.process_text(text, "en")
+                times[name].append((time.perf_counter() - start) * 1000)
+        a, b = statistics.median(times["stock"]), statistics.median(times["kubegate"])
+        print(f"spaCy NER engine {size} B: stock Presidio p50 {a:.0f} ms, kubegate p50 {b:.0f} ms ({a / b:.2f}x)")
+
+
 async def main(iterations: int, load_rounds: int) -> None:
     off = Tenant(id="off")
     structured = Tenant(id="structured", pii=PiiPolicy())
@@ -131,6 +157,7 @@ async def main(iterations: int, load_rounds: int) -> None:
                 print(f"{label + f' {size} B':<40}{b50:>9.3f}{m50:>9.2f}{pct(masked, 0.99):>9.2f}{m50 - b50:>11.2f}")
     ner = [(added["structured+PERSON", s] - added["structured", s]) / (s / 1024) for s in (4096, 16384)]
     print(f"NER (PERSON) cost per KB of prose: {ner[0]:.1f} ms at 4 KB, {ner[1]:.1f} ms at 16 KB")
+    ner_engines(max(6, iterations // 4))
     if load_rounds:
         await under_load(load_rounds)
     history = [{"role": "user" if k % 2 == 0 else "assistant", "content": prompt(512, -k)} for k in range(8)]

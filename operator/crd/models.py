@@ -23,11 +23,11 @@ from gateway_operator.crd.core import (
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
+    IMAGE_NER_MODELS,
     MAX_LIMIT_TOKENS,
+    NER_ENTITY_TYPES,
     BudgetAction,
     BudgetPeriod,
-    IMAGE_NER_MODELS,
-    NER_ENTITY_TYPES,
     HostedTool,
     PiiAction,
     check_ascending,

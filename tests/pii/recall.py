@@ -169,8 +169,14 @@ def evaluate_ner(records: list[dict], entities: dict[str, str]) -> dict:
     through ``mask_request`` with every type masked."""
     scored = [r for r in records if r["source"] == "presidio"]
     runs = asyncio.run(_run(scored, dict.fromkeys(entities, "mask")))
-    stats = {e: {"tp": 0, "fn": 0, "fp": 0, "pred": 0} for e in entities if e in NER_GOLD}
-    for record, (_, spans, _) in zip(scored, runs, strict=True):
+    return score_ner(scored, [spans for _, spans, _ in runs], [e for e in entities if e in NER_GOLD])
+
+
+def score_ner(records: list[dict], found: list[list[tuple[int, int, str]]], entities: list[str]) -> dict:
+    """Recall (every character of a value covered by a span of any type) and precision (spans of the type that
+    overlap a value of a matching gold type) per NER type, from (start, end, type) spans per record."""
+    stats = {e: {"tp": 0, "fn": 0, "fp": 0, "pred": 0} for e in entities}
+    for record, spans in zip(records, found, strict=True):
         for entity, st in stats.items():
             primary, also = NER_GOLD[entity]
             for s, e, t in record["gold"]:

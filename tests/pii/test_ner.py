@@ -5,6 +5,8 @@ Real spaCy model (the one the image ships), real Presidio; no timing is asserted
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import spacy
 from hypothesis import given, settings
@@ -51,7 +53,7 @@ def test_windows_cover_the_text_with_overlap(size, words):
     text = text[:size]
     wins = engine.windows(text)
     assert wins[0][0] == 0 and wins[-1][1] == len(text)
-    for (s1, e1), (s2, e2) in zip(wins, wins[1:]):
+    for (s1, e1), (s2, e2) in itertools.pairwise(wins):
         assert e1 - s1 <= engine.WINDOW_CHARS and s2 > s1
         assert e1 - s2 >= engine.WINDOW_OVERLAP - engine._EDGE_SLACK, (s1, e1, s2, e2)
 
