@@ -100,11 +100,13 @@ def ner_table(records: list[dict], errors: bool) -> None:
         "kubegate P+L": recall.evaluate_ner(records, {"PERSON": "mask", "LOCATION": "mask"}),
         "presidio defaults": plain_presidio_ner(records),
     }
-    print(f"\nNER on presidio-evaluator records\n{'entity':<15}{'n':>6}" + "".join(f"{n:>22}" for n in rows))
-    print(f"{'':<21}" + "".join(f"{'recall  precision':>22}" for _ in rows))
+    print("\n(precision: spans of the type on a value of that type; PII: share of its spans on PII of any type)")
+    print(f"\nNER on presidio-evaluator records\n{'entity':<15}{'n':>6}" + "".join(f"{n:>27}" for n in rows))
+    print(f"{'':<21}" + "".join(f"{'recall  precision  PII':>27}" for _ in rows))
     for e in recall.NER_GOLD:
         cells = "".join(
-            f"{r[e]['recall']:>13.3f}{r[e]['precision']:>9.3f}" if e in r else f"{'-':>22}" for r in rows.values()
+            f"{r[e]['recall']:>13.3f}{r[e]['precision']:>9.3f}{r[e]['precision_any']:>5.2f}" if e in r else f"{'-':>27}"
+            for r in rows.values()
         )
         print(f"{e:<15}{rows['kubegate P+L+O'][e]['n']:>6}{cells}")
     if errors:
@@ -121,10 +123,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--misses", action="store_true", help="print values each row missed")
     parser.add_argument("--no-ner", dest="ner", action="store_false", help="skip the NER table")
+    parser.add_argument("--only-ner", action="store_true", help="only the NER table")
     a = parser.parse_args()
     t = time.perf_counter()
     records = recall.corpus(a.presidio, a.faker, a.clean, a.seed)
     print(f"corpus: {len(records)} records (seed {a.seed}) in {time.perf_counter() - t:.1f} s")
+    if a.only_ner:
+        ner_table(records, a.misses)
+        return
     rows = {}
     for name, run in (
         ("quickstart", lambda: recall.evaluate(records, recall.QUICKSTART)),

@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import time
-import warnings
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -146,9 +145,9 @@ def _offline_spacy_engine(model_name: str):
 
             # Token offsets read as one array: iterating a Doc makes a Python object per token, which cost as
             # much as the NER model itself on 16 KB. Tokens as plain strings: the context enhancer walks them once
-            # per result it enhances. Without the lemmatizer every lemma would be empty, and context words
-            # (ORGANIZATION's, below) are compared with lemmas: the lower-cased token stands in (context words
-            # are listed as written).
+            # per result it enhances. Without the lemmatizer every lemma would be empty, and the context words of
+            # Presidio's other recognizers (a policy may name any of its types) are compared with lemmas: the
+            # lower-cased token stands in (Presidio matches context words as substrings: "account" in "accounts").
             text = doc.text
             indices = []
             tokens = []
@@ -169,15 +168,10 @@ def _offline_spacy_engine(model_name: str):
     # Labels whose spaCy predictions are mostly noise for prompts; DATE_TIME comes from NER too
     # but the small model tags card numbers as dates, so it is only produced when asked for. MISC is what
     # other languages' models (fr, es, de ...) call everything that is not a person, place or organisation.
-    # ORGANIZATION is spaCy's least precise type (0.34 on the recall bench: "TCP", "ATM", "IBAN", genre names),
-    # which Presidio's own default configuration ignores altogether; here it is scored low (0.85 x 0.4 = 0.34,
-    # under the default threshold but over the block floor) and raised back by context words next to it
-    # (ORGANIZATION_CONTEXT), Presidio's mechanism for entities that are only credible in context.
-    config = NerModelConfiguration(
-        labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "MISC"],
-        low_score_entity_names=["ORGANIZATION"],
-        low_confidence_score_multiplier=0.4,
-    )
+    # ORGANIZATION keeps spaCy's score although it is the least precise type by type (0.34 on the recall bench):
+    # 85% of its spans cover PII of another type (names, places, addresses spaCy calls organisations), so scoring
+    # it low (Presidio's low_score_entity_names, tried) left 11% more names in clear; docs/pii.md, "NER".
+    config = NerModelConfiguration(labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "MISC"])
     engine = OfflineSpacyNlpEngine(
         models=[{"lang_code": "en", "model_name": model_name}], ner_model_configuration=config
     )
@@ -224,34 +218,13 @@ class Engines:
                 registry.add_recognizer(_finder_recognizer("PHONE_NUMBER", structured.find_phones))
                 registry.add_recognizer(_finder_recognizer("IBAN_CODE", structured.find_ibans))
                 registry.add_recognizer(_finder_recognizer("IP_ADDRESS", structured.find_ips))
-                from presidio_analyzer.context_aware_enhancers import LemmaContextAwareEnhancer
-
-                # Context words are matched as whole words (the default matches substrings: "inc" in "since"), in
-                # the five words before a detection and its first three (an organisation's own "Inc.", "Bank").
-                enhancer = LemmaContextAwareEnhancer(context_suffix_count=3, context_matching_mode="whole_word")
-                with warnings.catch_warnings():
-                    # Presidio warns that a no-op NLP engine gives the enhancer no words; the spaCy artifacts passed
-                    # per analysis (NER policies) do.
-                    warnings.filterwarnings("ignore", message="LemmaContextAwareEnhancer cannot use context")
-                    self._analyzer = AnalyzerEngine(
-                        registry=registry, nlp_engine=noop, supported_languages=["en"], context_aware_enhancer=enhancer
-                    )
+                self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=noop, supported_languages=["en"])
                 # Registered by hand: with a no-op engine Presidio refuses NER at construction, but the spaCy
                 # artifacts we pass for NER policies need a recognizer to read their entities. It serves every
                 # language: the language only decides which model made the artifacts (ner_models).
                 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
-                # Two of them: context enhancement walks the tokens once per result, so only ORGANIZATION's results
-                # (scored low, raised by context) go through it; the other NER types keep spaCy's score.
-                others = [e for e in SpacyRecognizer.ENTITIES if e != "ORGANIZATION"]
-                self._analyzer.registry.add_recognizer(SpacyRecognizer(supported_entities=others))
-                self._analyzer.registry.add_recognizer(
-                    SpacyRecognizer(
-                        supported_entities=["ORGANIZATION"],
-                        context=list(ORGANIZATION_CONTEXT),
-                        name="SpacyOrganizationRecognizer",
-                    )
-                )
+                self._analyzer.registry.add_recognizer(SpacyRecognizer())
                 self._noop_artifacts = noop
             return self._analyzer
 
@@ -274,15 +247,6 @@ class Engines:
 
 
 ENGINES = Engines()
-
-# Words that make spaCy's ORGANIZATION credible (its score is lowered, see _offline_spacy_engine): legal forms and
-# kinds of organisation, as written (lower case; matched against lower-cased tokens).
-ORGANIZATION_CONTEXT = (
-    "inc", "inc.", "corp", "corp.", "corporation", "ltd", "ltd.", "llc", "plc", "gmbh", "ag", "sa", "nv", "bv",
-    "co", "co.", "company", "group", "holdings", "bank", "university", "college", "school", "hospital", "agency",
-    "ministry", "department", "foundation", "institute", "association", "firm", "employer", "startup", "club",
-    "works", "worked", "employed", "joined", "subsidiary",
-)  # fmt: skip
 
 
 def ner_models(policy: PiiPolicy) -> tuple[str, ...]:

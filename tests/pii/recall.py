@@ -175,7 +175,7 @@ def evaluate_ner(records: list[dict], entities: dict[str, str]) -> dict:
 def score_ner(records: list[dict], found: list[list[tuple[int, int, str]]], entities: list[str]) -> dict:
     """Recall (every character of a value covered by a span of any type) and precision (spans of the type that
     overlap a value of a matching gold type) per NER type, from (start, end, type) spans per record."""
-    stats = {e: {"tp": 0, "fn": 0, "fp": 0, "pred": 0} for e in entities}
+    stats = {e: {"tp": 0, "fn": 0, "fp": 0, "pred": 0, "not_pii": 0} for e in entities}
     for record, spans in zip(records, found, strict=True):
         for entity, st in stats.items():
             primary, also = NER_GOLD[entity]
@@ -186,11 +186,14 @@ def score_ner(records: list[dict], found: list[list[tuple[int, int, str]]], enti
                 if t == entity:
                     st["pred"] += 1
                     st["fp"] += not any(gt in primary + also and gs < e and s < ge for gs, ge, gt in record["gold"])
+                    # Masked text that is no PII of any type ("TCP"), rather than PII of another type (a street).
+                    st["not_pii"] += not any(gs < e and s < ge for gs, ge, _ in record["gold"])
     return {
         t: {
             "n": st["tp"] + st["fn"],
             "recall": st["tp"] / (st["tp"] + st["fn"]) if st["tp"] + st["fn"] else 1.0,
             "precision": (st["pred"] - st["fp"]) / st["pred"] if st["pred"] else 1.0,
+            "precision_any": (st["pred"] - st["not_pii"]) / st["pred"] if st["pred"] else 1.0,
             "predicted": st["pred"],
         }
         for t, st in stats.items()

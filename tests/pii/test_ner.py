@@ -96,17 +96,12 @@ def test_a_language_list_changes_the_cache_fingerprint():
     assert engine.fingerprint(a) != engine.fingerprint(PiiPolicy(entities={"PERSON": "mask"}, languages=["en", "fr"]))
 
 
-def test_organization_needs_context_words():
-    """spaCy tags acronyms as organisations ("TCP", "ATM", "IBAN"); ORGANIZATION is scored under the default
-    threshold unless a context word (a legal form, "company", "worked at" ...) stands next to it."""
+def test_acronyms_spacy_calls_organizations_are_kept_by_the_tenants_allow_list():
+    """spaCy tags acronyms as organisations ("IBAN", "ATM"): the tenant's allowList (Presidio's allow list) keeps
+    them in clear, while the same policy still masks a real organisation and the names around it."""
     engine.CACHE.clear()
-    policy = PiiPolicy(entities={"ORGANIZATION": "mask"})
-    bare, named = engine.analyze_texts(
-        ["Open a TCP connection to the ATM service and check the IBAN field.", "She worked at Welbilt Inc. in 2019."],
-        policy,
-    )
-    assert bare == ()
-    assert [(s.entity, s.start, s.end) for s in named] == [("ORGANIZATION", 14, 26)]
-    # Under block, a bare organisation is a near miss (0.34, over the 0.3 floor): still refused.
-    blocked = PiiPolicy(entities={"ORGANIZATION": "block"})
-    assert engine.analyze_texts(["Open a TCP connection to the ATM service."], blocked)[0]
+    text = "Jamie Echevarria of Welbilt Inc. asked which IBAN the ATM in Berlin uses."
+    policy = PiiPolicy(entities={"ORGANIZATION": "mask", "PERSON": "mask"}, allow_list=["IBAN", "ATM"])
+    found = {text[s.start : s.end] for s in engine.analyze_texts([text], policy)[0]}
+    assert "IBAN" not in found and "ATM" not in found, found
+    assert {"Jamie Echevarria", "Welbilt Inc."} <= found, found
