@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import statistics
@@ -77,6 +78,9 @@ async def timed(tenant: Tenant, build, iterations: int) -> list[float]:
     return out
 
 
+_fresh = itertools.count()
+
+
 async def under_load(rounds: int, tenants: int = 4) -> None:
     """``tenants`` tenants at once, each sending ``rounds`` 16 KB prompts in a row (PERSON on, default timeout):
     how many are refused (pii_unavailable) and how long the others take."""
@@ -90,7 +94,8 @@ async def under_load(rounds: int, tenants: int = 4) -> None:
         tenant = Tenant(id=f"load{t}", pii=policy)
         for r in range(rounds):
             ctx = RequestContext(request_id=f"{t}-{r}", tenant=tenant, key_id="k", requested_model="m", call_type="x")
-            data = {"messages": [{"role": "user", "content": prompt(16384, 10**8 + t * 1000 + r)}]}
+            # Fresh text per call (and per run of this function): the span cache must not answer.
+            data = {"messages": [{"role": "user", "content": prompt(16384, 10**8 + next(_fresh))}]}
             start = time.perf_counter()
             try:
                 await pii.mask_request(ctx, data, "acompletion", None)
