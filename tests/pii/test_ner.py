@@ -105,3 +105,19 @@ def test_acronyms_spacy_calls_organizations_are_kept_by_the_tenants_allow_list()
     found = {text[s.start : s.end] for s in engine.analyze_texts([text], policy)[0]}
     assert "IBAN" not in found and "ATM" not in found, found
     assert {"Jamie Echevarria", "Welbilt Inc."} <= found, found
+
+
+def test_every_image_model_is_installed_and_hash_pinned_in_the_proxy_lock():
+    """IMAGE_NER_MODELS is what the CRD and the operator accept languages against: each model must really be in
+    the proxy image, pinned by hash."""
+    import re
+    from pathlib import Path
+
+    import spacy.util
+
+    lock = (Path(__file__).resolve().parents[2] / "requirements-proxy.lock").read_text()
+    for lang, model in IMAGE_NER_MODELS.items():
+        assert spacy.util.is_package(model), (lang, model)
+        dist = model.replace("_", "-")
+        pinned = re.search(rf"^{re.escape(dist)}==[^\s]+ \\\n(\s+--hash=sha256:[0-9a-f]{{64}}.*\n)+", lock, re.M)
+        assert pinned, f"{dist} is not pinned with a hash in requirements-proxy.lock"
