@@ -222,7 +222,7 @@ def test_ner_types_in_a_language_the_image_has_no_model_for_are_refused_naming_t
     text = str(info.value)
     assert "pii.languages: de has no NER model in the proxy image (it ships: en)" in text, text
     assert "remove de from pii.languages, or drop the NER types" in text, text
-    with pytest.raises(ValidationError, match="pii.language: fr"):
+    with pytest.raises(ValidationError, match=r"pii\.language: fr"):
         models.PiiSpec(entities={"LOCATION": "mask"}, language="fr")
     # Structured types need no model: any language; English NER is fine.
     assert models.PiiSpec(languages=["de", "fr"]).languages == ["de", "fr"]
