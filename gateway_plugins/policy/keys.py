@@ -48,6 +48,10 @@ class GatewayKeys:
         """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
         return f"{self.prefix}:lease:{budget}:{period_start.astimezone(UTC).strftime('%Y%m%dT%H%M%SZ')}"
 
+    def volume(self, month: datetime) -> str:
+        """The Gateway's spend at list prices (micro-USD) in one UTC calendar month: what volume discounts go by."""
+        return f"{self.prefix}:volume:{month.astimezone(UTC).strftime('%Y%m')}"
+
     def budget_pattern(self, budget: str) -> str:
         return f"{self.prefix}:budget:{budget}:*"
 
@@ -81,6 +85,12 @@ def audit_exported(stream: str) -> str:
     """Stream id of the last audit record exported in a sealed segment (set by the operator's export, when the
     Gateway has ``spec.audit.export``): the cap never trims past it."""
     return f"{stream}:exported"
+
+
+def audit_export_marks(stream: str) -> str:
+    """Hash of each export destination's progress (``{"volume": <stream id>, "volume:segment": <object name>, "s3":
+    ...}``), kept by the operator; ``audit_exported`` is the lowest of the configured destinations' marks."""
+    return f"{stream}:exported-to"
 
 
 def audit_trims(stream: str) -> str:

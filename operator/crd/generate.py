@@ -21,6 +21,9 @@ DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 PATTERNS: dict[tuple[str, ...], str] = {
     ("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
     ("TenantPlan", "budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    ("LLMGateway", "volumeDiscounts", "*", "fromUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    # Below 100, at most two decimals (the runtime model's bounds).
+    ("LLMGateway", "volumeDiscounts", "*", "percent"): r"^[0-9]{1,2}(\.[0-9]{1,2})?$",
 }
 
 # Every kind shows its Ready condition in `kubectl get`.
@@ -117,6 +120,19 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "message": "external redis needs urlSecretRef",
             "fieldPath": ".urlSecretRef",
         }
+    ],
+    ("LLMGateway", "audit", "export", "s3"): [
+        {
+            "rule": "!has(self.prefix) || self.prefix == '' || self.prefix.endsWith('/')",
+            "message": "prefix must be empty or end in '/' (objects go to <prefix><namespace>/<gateway>/)",
+            "fieldPath": ".prefix",
+        },
+        {
+            "rule": "!has(self.endpoint) || !self.endpoint.contains('@')",
+            "message": "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+            "secretAccessKeySecretRef",
+            "fieldPath": ".endpoint",
+        },
     ],
     ("Budget",): [
         {
@@ -257,6 +273,27 @@ VALIDATIONS[("TenantPlan", "budget")] = [
     *VALIDATIONS[("Budget",)][1:],
 ]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "audit", "witnesses")] = [
+    {"rule": "self.quorum <= size(self.keys)", "message": "quorum must not be more than the number of keys"}
+]
+VALIDATIONS[("LLMGateway", "volumeDiscounts")] = [
+    {
+        "rule": "self.map(t, double(t.fromUSD)).isSorted() && self.map(t, double(t.percent)).isSorted()",
+        "message": "volume discount tiers must be ascending by fromUSD and by percent",
+    }
+]
+VALIDATIONS[("ModelRoute",)] = [
+    {
+        # Cost-aware routing: a route either serves from its own upstreams or picks among other routes' models.
+        "rule": "(has(self.deployments) && size(self.deployments) > 0) != (has(self.candidates) && size(self.candidates) > 0)",
+        "message": "set either deployments (upstreams) or candidates (cost-aware routing), not both or none",
+    },
+    {
+        "rule": "!has(self.candidates) || self.candidates.all(c, c.model != self.modelName)",
+        "message": "a candidate must not be the route's own modelName",
+        "fieldPath": ".candidates",
+    },
+]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {
