@@ -35,14 +35,16 @@ def _make_audit(settings: Settings, redis: Any) -> Any:
 
 def _pii_models(policy: CompiledPolicy) -> set[str | None]:
     """The engines the current tenants need: ``None`` (pattern recognizers) plus any spaCy model for NER."""
-    from gateway_plugins.pii import _needs_ner
+    from gateway_plugins.pii.engine import PiiAnalysisError, ner_models
 
     models: set[str | None] = set()
     for tenant in policy.policy.tenants:
         if tenant.pii is not None:
             models.add(None)
-            if _needs_ner(tenant.pii):
-                models.add(tenant.pii.nlp_model)
+            try:
+                models.update(ner_models(tenant.pii))
+            except PiiAnalysisError:
+                pass  # a language without a model: that tenant's requests are refused at analysis (fail closed)
     return models
 
 

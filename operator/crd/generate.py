@@ -233,6 +233,22 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
     ],
 }
 
+# NER types need a model for every analysis language, and the proxy image has them only for IMAGE_NER_MODELS.
+_NER = ", ".join(f"'{e}'" for e in sorted(m.NER_ENTITY_TYPES))
+_SHIPPED = ", ".join(f"'{lang}'" for lang in sorted(m.IMAGE_NER_MODELS))
+for _kind in ("Tenant", "TenantPlan"):
+    VALIDATIONS[(_kind, "pii")] = [
+        {
+            "rule": f"!has(self.entities) || !self.entities.exists(k, k in [{_NER}]) || "
+            f"(has(self.languages) && size(self.languages) > 0 ? self.languages.all(l, l in [{_SHIPPED}]) : "
+            f"(!has(self.language) || self.language in [{_SHIPPED}]))",
+            "message": f"NER entity types ({_NER.replace(chr(39), '')}) need a model for every language in "
+            f"languages (or language), and the proxy image ships one only for {_SHIPPED.replace(chr(39), '')}: "
+            "remove the other languages or the NER types",
+            "fieldPath": ".languages",
+        }
+    ]
+
 
 def _exactly_one(fields: list[str]) -> str:
     return " + ".join(f"(has(self.{f}) ? 1 : 0)" for f in fields) + " == 1"
@@ -287,6 +303,7 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("TenantPlan", "allowedRegions"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "hostedTools"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "pii", "languages"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "volumes"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},

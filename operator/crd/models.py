@@ -23,8 +23,10 @@ from gateway_operator.crd.core import (
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
+    IMAGE_NER_MODELS,
     MAX_LIMIT_TOKENS,
     MAX_QUALITY_TIER,
+    NER_ENTITY_TYPES,
     BudgetAction,
     BudgetPeriod,
     HostedTool,
@@ -1014,7 +1016,15 @@ class PiiSpec(_Spec):
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
     )
     score_threshold: float = Field(default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score.")
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Analysis language.")
+    language: str = Field(
+        default="en", pattern=r"^[a-z]{2}$", description="Analysis language, when languages is not set."
+    )
+    languages: list[Annotated[str, Field(pattern=r"^[a-z]{2}$", description="ISO 639-1 code.")]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Languages whose NER models run on every text (PERSON, LOCATION, ... of all united); each must "
+        "have a model in the proxy image when NER types are used. Unset: [language].",
+    )
     allow_list: list[str] = Field(default_factory=list, alias="allowList", description="Terms never masked.")
     restore: bool = Field(default=False, description="Restore original values in responses.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
@@ -1047,6 +1057,20 @@ class PiiSpec(_Spec):
         if bad:
             raise ValueError(f"entity types must be upper-case Presidio names ({PII_ENTITY}), got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _languages_have_models(self) -> PiiSpec:
+        ner = sorted(e for e in self.entities if e in NER_ENTITY_TYPES)
+        field = "languages" if self.languages else "language"
+        missing = [lang for lang in (self.languages or [self.language]) if lang not in IMAGE_NER_MODELS]
+        if ner and missing:
+            raise ValueError(
+                f"pii.{field}: {', '.join(missing)} has no NER model in the proxy image (it ships: "
+                f"{', '.join(sorted(IMAGE_NER_MODELS))}), and {', '.join(ner)} need one; remove "
+                f"{', '.join(missing)} from pii.{field}, or drop the NER types (the structured types work in any "
+                "language)"
+            )
+        return self
 
 
 DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"

@@ -393,6 +393,7 @@ def render_pii(spec: crd.PiiSpec | None, pii_model: str | None) -> pol.PiiPolicy
         entities=entities,
         score_threshold=spec.score_threshold,
         language=spec.language,
+        languages=list(spec.languages),
         allow_list=list(spec.allow_list),
         restore=spec.restore,
         fail_open=spec.fail_open,

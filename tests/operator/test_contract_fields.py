@@ -188,6 +188,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "pii.entities": {"EMAIL_ADDRESS": "redact"},
         "pii.scoreThreshold": 0.8,
         "pii.language": "de",
+        "pii.languages": ["en", "de"],
         "pii.allowList": ["ACME"],
         "pii.restore": True,
         "pii.failOpen": True,

@@ -313,3 +313,17 @@ def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
         got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", f"gw{i}")
         assert got["spec"]["redis"]["mode"] == "external"
         models.LLMGatewaySpec.model_validate(got["spec"])  # what the operator then reads
+def test_ner_types_in_a_language_the_image_has_no_model_for_are_refused_naming_the_field_and_fix():
+    """The operator's own parse refuses what the CEL rule refuses at apply (a TenantPlan or an older API server)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        models.PiiSpec(entities={"PERSON": "mask"}, languages=["en", "de"])
+    text = str(info.value)
+    assert "pii.languages: de has no NER model in the proxy image (it ships: en)" in text, text
+    assert "remove de from pii.languages, or drop the NER types" in text, text
+    with pytest.raises(ValidationError, match=r"pii\.language: fr"):
+        models.PiiSpec(entities={"LOCATION": "mask"}, language="fr")
+    # Structured types need no model: any language; English NER is fine.
+    assert models.PiiSpec(languages=["de", "fr"]).languages == ["de", "fr"]
+    assert models.PiiSpec(entities={"PERSON": "mask"}, languages=["en"]).languages == ["en"]
