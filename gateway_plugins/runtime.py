@@ -7,6 +7,7 @@ so nothing blocks import or the loop; later calls cost one attribute read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from typing import Any
@@ -41,10 +42,9 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
     for tenant in policy.policy.tenants:
         if tenant.pii is not None:
             models.add(None)
-            try:
+            # A language without a model: that tenant's requests are refused at analysis (fail closed).
+            with contextlib.suppress(PiiAnalysisError):
                 models.update(ner_models(tenant.pii))
-            except PiiAnalysisError:
-                pass  # a language without a model: that tenant's requests are refused at analysis (fail closed)
     return models
 
 

@@ -30,7 +30,6 @@ class VolumeCache:
         self.key = ""
         self.micro = 0
         self.read_at = float("-inf")
-        self._tasks: set[asyncio.Task] = set()
 
     async def current(self, redis: Any, key: str) -> int:
         """The month's volume (micro-USD at list prices) as last read, read again when stale or another month."""

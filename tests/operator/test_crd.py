@@ -313,6 +313,8 @@ def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
         got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", f"gw{i}")
         assert got["spec"]["redis"]["mode"] == "external"
         models.LLMGatewaySpec.model_validate(got["spec"])  # what the operator then reads
+
+
 def test_ner_types_in_a_language_the_image_has_no_model_for_are_refused_naming_the_field_and_fix():
     """The operator's own parse refuses what the CEL rule refuses at apply (a TenantPlan or an older API server)."""
     from pydantic import ValidationError
