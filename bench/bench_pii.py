@@ -8,13 +8,16 @@ digit-dense text (order rows: ids, SKUs, dates, times, amounts; the worst case f
 and SSN finders, which look at every digit run) and the multi-turn case (a 200 B new turn on top of
 a 4 KB history already seen). NER cost per KB is printed from the prose cases. Every iteration
 uses fresh text (a counter in the prompt) so the span cache never answers for the measured
-message. Also prints corpus recall/precision per entity type.
+message. Then the load case of issue #21 (16 KB prompts with NER timed out and were refused under load): four
+tenants each sending 16 KB prompts with PERSON masked at once, at the default 2 s timeout, counting refusals.
+Also prints corpus recall/precision per entity type.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import os
 import random
 import statistics
@@ -75,7 +78,67 @@ async def timed(tenant: Tenant, build, iterations: int) -> list[float]:
     return out
 
 
-async def main(iterations: int) -> None:
+_fresh = itertools.count()
+
+
+async def under_load(rounds: int, tenants: int = 4) -> None:
+    """``tenants`` tenants at once, each sending ``rounds`` 16 KB prompts in a row (PERSON on, default timeout):
+    how many are refused (pii_unavailable) and how long the others take."""
+    from litellm.proxy._types import ProxyException
+
+    policy = PiiPolicy(entities={**DEFAULT_PII_ENTITIES, "PERSON": "mask"})
+    times: list[float] = []
+    refused: dict[str, int] = {}
+
+    async def one(t: int) -> None:
+        tenant = Tenant(id=f"load{t}", pii=policy)
+        for r in range(rounds):
+            ctx = RequestContext(request_id=f"{t}-{r}", tenant=tenant, key_id="k", requested_model="m", call_type="x")
+            # Fresh text per call (and per run of this function): the span cache must not answer.
+            data = {"messages": [{"role": "user", "content": prompt(16384, 10**8 + next(_fresh))}]}
+            start = time.perf_counter()
+            try:
+                await pii.mask_request(ctx, data, "acompletion", None)
+                times.append((time.perf_counter() - start) * 1000)
+            except ProxyException:
+                reason = ctx.decisions["pii"].get("error", "?")
+                refused[reason] = refused.get(reason, 0) + 1
+
+    await asyncio.gather(*(one(t) for t in range(tenants)))
+    done = f"p50 {statistics.median(times):.0f} ms, max {max(times):.0f} ms" if times else "none analysed"
+    print(
+        f"under load: {tenants} tenants x {rounds} x 16 KB with PERSON at once (timeout {policy.timeout_ms} ms): "
+        f"{len(times)} analysed ({done}), refused {sum(refused.values())} {refused or ''}"
+    )
+
+
+def ner_engines(iterations: int) -> None:
+    """Presidio's stock spaCy engine (the whole pipeline, a Token object per token) against kubegate's (``ner``
+    alone, offsets as one array), alternating on the same fresh texts in one run, so the machine's load hits both
+    alike: the ratio is the figure to read on a shared machine."""
+    from presidio_analyzer.nlp_engine import SpacyNlpEngine
+
+    from gateway_plugins.pii.engine import ENGINES
+
+    model = PiiPolicy().nlp_model
+    stock = SpacyNlpEngine(models=[{"lang_code": "en", "model_name": model}])
+    stock.load()
+    ours = ENGINES.nlp(model)
+    for size in (4096, 16384):
+        times: dict[str, list[float]] = {"stock": [], "kubegate": []}
+        for i in range(iterations):
+            text = prompt(size, 10**9 + i)
+            for name, engine in (
+                (("stock", stock), ("kubegate", ours)) if i % 2 else (("kubegate", ours), ("stock", stock))
+            ):
+                start = time.perf_counter()
+                engine.process_text(text, "en")
+                times[name].append((time.perf_counter() - start) * 1000)
+        a, b = statistics.median(times["stock"]), statistics.median(times["kubegate"])
+        print(f"spaCy NER engine {size} B: stock Presidio p50 {a:.0f} ms, kubegate p50 {b:.0f} ms ({a / b:.2f}x)")
+
+
+async def main(iterations: int, load_rounds: int) -> None:
     off = Tenant(id="off")
     structured = Tenant(id="structured", pii=PiiPolicy())
     person = Tenant(id="person", pii=PiiPolicy(entities={**DEFAULT_PII_ENTITIES, "PERSON": "mask"}))
@@ -99,6 +162,9 @@ async def main(iterations: int) -> None:
                 print(f"{label + f' {size} B':<40}{b50:>9.3f}{m50:>9.2f}{pct(masked, 0.99):>9.2f}{m50 - b50:>11.2f}")
     ner = [(added["structured+PERSON", s] - added["structured", s]) / (s / 1024) for s in (4096, 16384)]
     print(f"NER (PERSON) cost per KB of prose: {ner[0]:.1f} ms at 4 KB, {ner[1]:.1f} ms at 16 KB")
+    ner_engines(max(6, iterations // 4))
+    if load_rounds:
+        await under_load(load_rounds)
     history = [{"role": "user" if k % 2 == 0 else "assistant", "content": prompt(512, -k)} for k in range(8)]
     for label, tenant in (("structured", structured), ("structured+PERSON", person)):
         # Prime: the history was analysed when those turns were new.
@@ -157,7 +223,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--iterations", type=int, default=200)
     parser.add_argument("--proxy", action="store_true", help="also measure through a real proxy")
+    parser.add_argument("--load-rounds", type=int, default=3, help="16 KB NER prompts per tenant under load (0: skip)")
     args = parser.parse_args()
-    asyncio.run(main(args.iterations))
+    asyncio.run(main(args.iterations, args.load_rounds))
     if args.proxy:
         through_proxy(args.iterations)

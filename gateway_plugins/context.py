@@ -26,6 +26,10 @@ class RequestContext:
     # The public model after budget downgrades; ``route_group`` is the LiteLLM group actually asked for.
     model: str = ""
     route_group: str | None = None
+    # Cost-routed requests (gateway_plugins.autoroute): the quality tier asked for, and the candidates that also fit
+    # the budget, tried in order after ``model`` (they replace the model's own fallbacks).
+    quality: int | None = None
+    fallback_models: tuple[str, ...] | None = None
     allowed_regions: tuple[str, ...] = ()
     # Decisions for the audit record: refusal, downgrade, residency, pii, budget state.
     decisions: dict[str, Any] = field(default_factory=dict)

@@ -298,6 +298,11 @@ class KubegateHooks(CustomLogger):
         self._fill_from_hidden(rt, ctx, response)
         if ctx.region:
             headers.setdefault("x-kubegate-region", ctx.region)
+        if ctx.fallback_models is not None and ctx.region:
+            # A cost-routed request: the public model of the deployment that served (the candidate chosen, or a
+            # fallback of it; ``served_model`` may still name a failed first try).
+            served = rt.policy.deployments.get(ctx.deployment_id or "")
+            headers.setdefault("x-kubegate-model", served.model if served is not None else ctx.model)
         headers.setdefault("x-kubegate-request-id", ctx.request_id)
         return headers
 

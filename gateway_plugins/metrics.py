@@ -166,6 +166,8 @@ _REASONS = frozenset(
         "pii_text_too_large",
         "pii_busy",
         "tenant_suspended",
+        "no_candidate_fits",
+        "no_candidate_allowed",
     }
 )
 REFUSAL_REASONS = _REASONS

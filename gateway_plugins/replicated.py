@@ -15,7 +15,7 @@ from typing import Any
 
 from redis.exceptions import NoScriptError, RedisError
 
-# How long one WAIT may block; under the client's 1 s read timeout, so a replica that is gone fails the write
+# How long one WAIT may block; under the client's read timeout (runtime.REDIS_READ_TIMEOUT), so a replica that is gone fails the write
 # (and it is retried) rather than the connection.
 WAIT_MS = 500
 

@@ -55,6 +55,9 @@ def route(ctx: RequestContext, data: dict, policy: CompiledPolicy) -> None:
     if not allowed:
         ctx.route_group = ctx.model
         data["model"] = ctx.model
+        if ctx.fallback_models is not None:
+            # A cost-routed request: only the candidates its reservation covers, never the router's fallbacks.
+            data["fallbacks"] = list(ctx.fallback_models)
         return
     meta = policy.models.get(ctx.model)
     if meta is None:
@@ -64,13 +67,14 @@ def route(ctx: RequestContext, data: dict, policy: CompiledPolicy) -> None:
     if not chain:
         ctx.decisions["residency"] = {"allowed": list(allowed), "result": "unavailable"}
         raise _unavailable(ctx.model, allowed)
-    for fallback in meta.fallbacks:
+    fallbacks = meta.fallbacks if ctx.fallback_models is None else ctx.fallback_models
+    for fallback in fallbacks:
         fb = policy.models.get(fallback)
         if fb is not None:
             chain += [fb.regional_groups[r] for r in allowed if r in fb.regional_groups]
     ctx.route_group = chain[0]
     data["model"] = chain[0]
-    if len(chain) > 1:
+    if len(chain) > 1 or ctx.fallback_models is not None:
         data["fallbacks"] = chain[1:]
     ctx.decisions["residency"] = {"allowed": list(allowed), "group": chain[0]}
 

@@ -7,6 +7,7 @@ so nothing blocks import or the loop; later calls cost one attribute read.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 from typing import Any
@@ -35,14 +36,15 @@ def _make_audit(settings: Settings, redis: Any) -> Any:
 
 def _pii_models(policy: CompiledPolicy) -> set[str | None]:
     """The engines the current tenants need: ``None`` (pattern recognizers) plus any spaCy model for NER."""
-    from gateway_plugins.pii import _needs_ner
+    from gateway_plugins.pii.engine import PiiAnalysisError, ner_models
 
     models: set[str | None] = set()
     for tenant in policy.policy.tenants:
         if tenant.pii is not None:
             models.add(None)
-            if _needs_ner(tenant.pii):
-                models.add(tenant.pii.nlp_model)
+            # A language without a model: that tenant's requests are refused at analysis (fail closed).
+            with contextlib.suppress(PiiAnalysisError):
+                models.update(ner_models(tenant.pii))
     return models
 
 
@@ -50,12 +52,17 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
 # command on it fails and a hard-limit tenant gets a spurious 503. A couple of immediate reconnects fix
 # that. A Redis that is really down still gives a fast refusal: "connection refused" is retried within
 # ~20 ms of back-off, while connect and read timeouts are not retried, so one command waits at most
-# about one timeout. The timeouts are asyncio timeouts, so event-loop lag counts against them: at 0.5 s
-# a burst of 64 concurrent requests on a loaded 2-core machine already timed out opening new
-# connections (spurious 503 limits_unavailable); 1 s did not.
+# about one timeout. The timeouts are asyncio timeouts, so event-loop lag counts against them: a reply
+# that arrived during a stall still times out, because the timer fires before the waiting task resumes.
+# At 0.5 s a burst of 64 concurrent requests on a loaded 2-core machine already timed out opening new
+# connections (spurious 503 limits_unavailable); at 1 s, 1 of 2,500 budgeted requests under CI load did
+# (tests/dataplane/test_redis_sizing.py). A read is not retried (the admit script is not idempotent), so
+# the read timeout is generous: a Redis that accepts connections but never answers costs a fail-closed
+# request 3 s before its 503 (an unreachable host 2 s, the connect timeout); a Redis that is down refuses
+# connections and is seen at once.
 REDIS_RETRIES = 2
-REDIS_CONNECT_TIMEOUT = 1.0
-REDIS_READ_TIMEOUT = 1.0
+REDIS_CONNECT_TIMEOUT = 2.0
+REDIS_READ_TIMEOUT = 3.0
 REDIS_HEALTH_CHECK_SECONDS = 10
 
 

@@ -356,6 +356,39 @@ def consistency(
     return _run_audit(argv + _log_files(checkpoint, None, tlog_state), target)
 
 
+@audit_app.command("fetch-s3")
+def fetch_s3(
+    bucket: Annotated[str, typer.Option(help="The bucket of spec.audit.export.s3.")],
+    prefix: Annotated[str, typer.Option(help="The Gateway's key prefix: <spec prefix><namespace>/<gateway>/.")],
+    out: Annotated[Path, typer.Option(help="Directory to write the segments to (created).")],
+    endpoint: Annotated[str | None, typer.Option(help="S3 endpoint URL; default: AWS's for --region.")] = None,
+    region: Annotated[str, typer.Option(help="Region the requests are signed for.")] = "us-east-1",
+    path_style: Annotated[bool, typer.Option(help="Address the bucket as <endpoint>/<bucket>.")] = False,
+    ca_file: Annotated[Path | None, typer.Option(help="PEM CA bundle for a private CA.")] = None,
+) -> int:
+    """Fetch a Gateway's exported audit segments from its bucket: of each key, the first version (the one the
+    operator wrote and locked; later versions and delete markers are reported, not used). Credentials come from the
+    AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) or profile. Then check them with the public key only:
+    `kubegate audit verify --public-key <vkey> --segments <out>`."""
+    from gateway_operator.reconcile.audits3 import fetch_segments, reader
+
+    if prefix and not prefix.endswith("/"):
+        raise UserError(f"--prefix must end with '/' (<spec prefix><namespace>/<gateway>/), got {prefix!r}")
+    try:
+        s3 = reader(endpoint, region, path_style, str(ca_file) if ca_file else None)
+        count, notes = fetch_segments(s3, bucket, prefix, out)
+    except Exception as exc:  # botocore's errors: name the S3 error code, never the request's credentials
+        from gateway_operator.reconcile.auditexport import describe
+
+        raise UserError(f"fetching s3://{bucket}/{prefix} failed: {describe(exc)}") from None
+    for note in notes:
+        print(f"warning: {note}", file=sys.stderr)
+    if count == 0:
+        raise UserError(f"no segment (seg-*.jsonl) under s3://{bucket}/{prefix}")
+    print(f"fetched {count} segments to {out}")
+    return 0
+
+
 @audit_app.command("witness")
 def witness_cmd(
     note: Annotated[Path, typer.Argument(help="The signed checkpoint (cosignatures already on it are kept).")],
@@ -497,11 +530,12 @@ def usage(redis_url: RedisUrl = None, gateway: GatewayName = None, namespace: Na
     public_key = target.dev.policy_public_key if target.dev is not None else None
     try:
         lines = usage_mod.read_usage(target.redis_url, target.gateway, target.namespace, public_key=public_key)
+        volume = usage_mod.read_volume(target.redis_url, target.gateway, target.namespace, public_key=public_key)
     except usage_mod.NoPolicy as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:
         _redis_failure(exc, target)
-    usage_mod.to_terminal(lines, f"{target.namespace}/{target.gateway}", Console())
+    usage_mod.to_terminal(lines, f"{target.namespace}/{target.gateway}", Console(), volume)
     return 0
 
 

@@ -78,6 +78,9 @@ async def lookup(rt: Any, ctx: RequestContext, body: dict, headers: list[tuple[b
     endpoint = ctx.contract.endpoint.name
     end_user = ctx.contract.end_user
     reason = skip_reason(cache, endpoint, body, end_user)
+    if reason is None and ctx.quality is not None:
+        # A cost-routed model: which candidate answers depends on the tier asked for and the budget left now.
+        reason = "cost_routed"
     if reason is not None or rt.redis is None:
         _count(rt, ctx, "skip", reason=reason or "no_redis")
         return None

@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway_plugins import cache, fast_path, metrics, tracing
+from gateway_plugins import autoroute, cache, fast_path, metrics, tracing
 from gateway_plugins.audit.unauthenticated import source_class
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
@@ -390,6 +390,7 @@ class FrontDoor:
                     404, "model_not_found", f"The model {model!r} does not exist or this key cannot use it.", "model"
                 )
             check_for_tenant(body, ctx.tenant, policy.models)
+            ctx.quality = autoroute.requested_quality(scope.get("headers") or [], policy.models.get(model), model)
             dropped = apply_hosted_tools(endpoint.name, body, ctx.tenant.hosted_tools)
         except ContractError as exc:
             refuse(rt, ctx, exc.status, exc.code)

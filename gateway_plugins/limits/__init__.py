@@ -14,13 +14,15 @@ import logging
 import math
 import secrets
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from gateway_plugins import metrics, replicated
+from gateway_plugins import autoroute, metrics, replicated
+from gateway_plugins.limits import volume
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
 from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
@@ -61,9 +63,14 @@ class Reservation:
     counts_tokens: bool = False
     settled_key: str = ""
     settled: bool = False
+    # Volume discounts (Policy.volume_discounts): the month's volume key ('' without tiers) and the discount applied.
+    volume_key: str = ""
+    discount_bp: int = 0
+    # The reservation at list prices (before the discount): what an unreported answer is charged, discounted at settle.
+    list_est_micro: int = 0
 
 
-def estimate_tokens(ctx: RequestContext, policy: Any) -> tuple[int, int]:
+def estimate_tokens(ctx: RequestContext, policy: Any, model: str | None = None) -> tuple[int, int]:
     """Worst-case (input, output) tokens of an accepted request, for the reservation.
 
     Input: the body's size in bytes. Byte-level BPE tokenizers never produce more tokens than bytes, and
@@ -77,7 +84,7 @@ def estimate_tokens(ctx: RequestContext, policy: Any) -> tuple[int, int]:
         raise RuntimeError("request has no contract facts")
     if not contract.endpoint.produces_output:
         return contract.body_bytes, 0
-    meta = policy.models.get(ctx.requested_model)
+    meta = policy.models.get(model or ctx.requested_model)
     ceiling = meta.max_output_tokens if meta is not None else DEFAULT_MAX_OUTPUT_TOKENS
     per_choice = min(contract.max_tokens or ceiling, ceiling)
     return contract.body_bytes, per_choice * contract.choices
@@ -115,9 +122,18 @@ def typical_tokens(data: dict, worst_output: int, ctx: RequestContext) -> int:
     return math.ceil(chars / CHARS_PER_TOKEN) + 1 + output
 
 
+def discounted(micro: int, basis_points: int) -> int:
+    """``micro`` lowered by ``basis_points`` (1/100 percent), rounded in the tenant's disfavour by at most one
+    micro-USD: the same integer arithmetic as the admit script's ``disc``."""
+    return micro - (micro * basis_points) // 10000
+
+
 def reserved_usd(ctx: RequestContext) -> float:
-    """What the request reserved (its worst case), in USD."""
+    """What the request reserved (its worst case), in USD; at list prices under volume discounts (settle applies the
+    discount, so the charge is then exactly the reservation)."""
     res = ctx.reservation
+    if isinstance(res, Reservation) and res.volume_key:
+        return res.list_est_micro / MICRO
     if isinstance(res, Reservation) and res.est_micro:
         return res.est_micro[0] / MICRO
     return 0.0
@@ -132,10 +148,11 @@ def _estimate_usd(policy: Any, model: str, prompt_tokens: int, completion_tokens
     return prompt_tokens * inp + completion_tokens * out
 
 
-def lease_seconds(policy: Any, model: str) -> int:
+def lease_seconds(policy: Any, model: str, *more: str) -> int:
     """How long a reservation holds before the next admit may release it: the longest the call can take,
-    the model's own attempts and then each fallback's, so a slow call that still settles keeps its lease."""
-    total, seen, todo = 0, set(), [model]
+    the model's own attempts and then each fallback's, so a slow call that still settles keeps its lease
+    (``more``: a cost-routed request's other candidates, its fallbacks)."""
+    total, seen, todo = 0, set(), [model, *more]
     while todo:
         name = todo.pop(0)
         meta = policy.models.get(name)
@@ -231,6 +248,45 @@ def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
     ctx.decisions["limits"] = "fail_open"
 
 
+def _candidates(ctx: RequestContext, policy: Any, cache_factor: int) -> list[autoroute.Candidate] | None:
+    """A cost-routed request's candidates the tenant may get, cheapest worst case first; None for any other model.
+
+    Refused (403 ``no_candidate_allowed``) when none of the asked tier is in the tenant's models, has a deployment
+    in its regions and accepts the request's ``max_tokens``."""
+    meta = policy.models.get(ctx.requested_model)
+    if meta is None or not meta.candidates:
+        return None
+    quality = ctx.quality or 1
+    regions = ctx.tenant.allowed_regions
+    asked = ctx.contract.max_tokens if ctx.contract is not None else None
+    out = []
+    for cand in meta.candidates:
+        cmeta = policy.models.get(cand.model)
+        if cand.tier < quality or cmeta is None or not ctx.tenant.allows_model(cand.model):
+            continue
+        if regions and not any(r in cmeta.regional_groups for r in regions):
+            continue  # residency: never a candidate with no deployment in the tenant's regions
+        if asked and asked > cmeta.max_output_tokens:
+            continue  # the upstream would refuse the request's max_tokens
+        p_tok, c_tok = estimate_tokens(ctx, policy, cand.model)
+        free = cmeta.zero_price
+        est = 0 if free else math.ceil(_estimate_usd(policy, cand.model, p_tok * cache_factor, c_tok) * MICRO)
+        out.append(autoroute.Candidate(cand.model, cand.tier, est, p_tok + c_tok, free))
+    ctx.decisions["autoroute"] = {"quality": quality}
+    if not out:
+        ctx.decisions["refusal"] = "no_candidate_allowed"
+        raise autoroute.no_candidate_allowed(ctx, meta, quality)
+    return autoroute.order(out)
+
+
+def _route_to(ctx: RequestContext, candidates: list[autoroute.Candidate], fitting: list[int]) -> None:
+    """Serve the first fitting candidate; the others that fit are its fallbacks (the reservation covers them)."""
+    chosen = [candidates[i].model for i in fitting]
+    ctx.model = chosen[0]
+    ctx.fallback_models = tuple(chosen[1:])
+    ctx.decisions["autoroute"]["model"] = chosen[0]
+
+
 async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     """Check rate limits, reserve the budget estimate and apply downgrades (sets ``ctx.model``).
 
@@ -241,11 +297,22 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     tenant = ctx.tenant
     budgets = policy.budgets_for(tenant.id)
     rl = tenant.rate_limits
-    if not budgets and rl.rpm is None and rl.tpm is None:
+    # A cache write is billed at up to twice the input price (Anthropic, one-hour breakpoints).
+    cache_factor = CACHE_WRITE_FACTOR if ctx.contract is not None and ctx.contract.caches_prompt else 1
+    candidates = _candidates(ctx, policy, cache_factor)
+    every = list(range(len(candidates or ())))
+    tiers = policy.policy.volume_discounts
+    # With volume discounts every request is admitted by the script: it reads the month's volume to price the request,
+    # and its settle adds to it.
+    if not budgets and rl.rpm is None and rl.tpm is None and not tiers:
+        if candidates:
+            _route_to(ctx, candidates, every)  # no budget to fit: the cheapest serves
         return
     hard = rl.rpm is not None or rl.tpm is not None or any(b.hard_limit for b in budgets)
     if rt.redis is None:
         _fail(ctx, budgets, hard)
+        if candidates:
+            _route_to(ctx, candidates, every)  # failing open: the budget cannot be read, the cheapest serves
         return
     now = time.time()
     minute = int(now // 60)
@@ -253,8 +320,6 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     rpm_key = gw.rate(tenant.id, "rpm", minute)
     tpm_key = gw.rate(tenant.id, "tpm", minute)
     p_tok, c_tok = estimate_tokens(ctx, policy)
-    # A cache write is billed at up to twice the input price (Anthropic, one-hour breakpoints).
-    cache_factor = CACHE_WRITE_FACTOR if ctx.contract is not None and ctx.contract.caches_prompt else 1
     est_usd = _estimate_usd(policy, ctx.requested_model, p_tok * cache_factor, c_tok)
     model_meta = policy.models.get(ctx.requested_model)
     free = 1 if model_meta is not None and model_meta.zero_price else 0
@@ -263,7 +328,12 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     args: list[Any] = [rl.rpm or 0, rl.tpm or 0, tpm_tok, 120, len(budgets)]
     # Not the request id: a client may choose that, and two leases under one name would release once.
     lease_member = secrets.token_hex(8)
-    args += [lease_member, lease_seconds(policy, ctx.requested_model)]
+    if candidates:
+        args += [lease_member, lease_seconds(policy, *(c.model for c in candidates)), len(candidates)]
+        for c in candidates:
+            args += [c.est_micro, c.est_tokens, 1 if c.free else 0]
+    else:
+        args += [lease_member, lease_seconds(policy, ctx.requested_model), 0]
     est_micro = 0 if free else math.ceil(est_usd * MICRO)
     bounds = []
     budget_keys, lease_keys = [], []
@@ -275,6 +345,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         ttl = int((end - start).total_seconds()) + 7 * 86400
         limit_micro = int(b.limit_usd * MICRO) if b.limit_usd is not None else 0
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
+    volume_key = gw.volume(now_dt) if tiers else ""
+    args.append(volume.basis_points(tiers, await volume.VOLUME.current(rt.redis, volume_key)) if tiers else 0)
     keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
@@ -312,6 +384,22 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
             type_="rate_limit_error",
             headers={**headers, "Retry-After": str(max(1, int((end - now_dt).total_seconds())))},
         )
+    step = ADMIT_REPLY_PER_BUDGET
+    used = [int(res[2 + step * i]) + int(res[3 + step * i]) for i in range(len(budgets))]
+    used_tok = [int(res[4 + step * i]) + int(res[5 + step * i]) for i in range(len(budgets))]
+    budget_tokens = p_tok + c_tok
+    bp = int(res[2 + step * len(budgets)])
+    if bp:
+        ctx.decisions["discount"] = {"percent": bp / 100}
+    if candidates:
+        fitting = [int(x) - 1 for x in res[3 + step * len(budgets) :]]
+        if status == 4:
+            _no_candidate_fits(ctx, candidates, budgets, bounds, used, used_tok, now_dt, bp)
+        # The script reserved the largest worst case of the fitting candidates (see limits.scripts).
+        est_micro = max(candidates[i].est_micro for i in fitting)
+        budget_tokens = max(candidates[i].est_tokens for i in fitting)
+        _route_to(ctx, candidates, fitting)
+    list_est, est_micro = est_micro, discounted(est_micro, bp)
     ctx.reservation = Reservation(
         tpm_key=tpm_key,
         counts_tokens=bool(rl.tpm),
@@ -321,27 +409,55 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         lease_keys=lease_keys,
         lease_member=lease_member,
         settled_key=gw.settled(tenant.id, lease_member),
-        budget_tokens=p_tok + c_tok,
+        budget_tokens=budget_tokens,
+        volume_key=volume_key,
+        discount_bp=bp,
+        list_est_micro=list_est,
     )
-    model = ctx.requested_model
+    model = ctx.model
     states = {}
-    step = ADMIT_REPLY_PER_BUDGET
-    used = [int(res[2 + step * i]) + int(res[3 + step * i]) for i in range(len(budgets))]
-    used_tok = [int(res[4 + step * i]) + int(res[5 + step * i]) for i in range(len(budgets))]
     if budgets:
         _observe_use(policy, tenant.id, used, budgets, used_tok)
     for i, b in enumerate(budgets):
         state, _ = state_for(b, used[i] / MICRO, used_tok[i])
         states[b.name] = state
-        if state == "downgrade":
+        if state == "downgrade" and not candidates:  # a cost-routed choice already fits the budget
             model = downgrade_chain(b, model)
     if budgets:
         ctx.response_headers.update(budget_headers(budgets, bounds, used, list(states.values()), used_tok))
     if states:
         ctx.decisions["budget"] = states
-    if model != ctx.requested_model:
-        ctx.decisions["downgrade"] = {"from": ctx.requested_model, "to": model}
+    if model != ctx.model:
+        ctx.decisions["downgrade"] = {"from": ctx.model, "to": model}
     ctx.model = model
+
+
+def _no_candidate_fits(
+    ctx: RequestContext,
+    candidates: list[autoroute.Candidate],
+    budgets: list[Budget],
+    bounds: list[tuple[datetime, datetime]],
+    used: list[int],
+    used_tok: list[int],
+    now_dt: datetime,
+    bp: int,
+) -> None:
+    """429 ``no_candidate_fits``: even the cheapest allowed candidate's worst case exceeds what a budget has left."""
+    states = [state_for(b, used[i] / MICRO, used_tok[i])[0] for i, b in enumerate(budgets)]
+    headers = budget_headers(budgets, bounds, used, states, used_tok)
+    cheapest = candidates[0]
+    ends = [end for _, end in bounds]
+    ctx.decisions["refusal"] = "no_candidate_fits"
+    raise openai_error(
+        429,
+        f"no candidate of {ctx.requested_model!r} of quality tier {ctx.quality or 1} or higher fits the remaining "
+        f"budget of tenant {ctx.tenant.id}: the cheapest, {cheapest.model}, may cost up to "
+        f"{discounted(cheapest.est_micro, bp) / MICRO:.6f} USD ({cheapest.est_tokens} tokens) for this request; set a smaller "
+        "max_tokens, ask for a lower x-kubegate-quality, raise the Budget's limit or wait for its reset",
+        code="no_candidate_fits",
+        type_="rate_limit_error",
+        headers={**headers, "Retry-After": str(max(1, int((min(ends) - now_dt).total_seconds())))},
+    )
 
 
 async def settle(ctx: RequestContext, rt: Runtime) -> None:
@@ -352,19 +468,37 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     res.settled = True
     ok = ctx.status not in ("error", "failed", "refused")
     actual = math.ceil(ctx.cost_usd * MICRO) if ok else 0
+    list_micro: int | str = ""
+    if res.volume_key:
+        # The upstream's cost is at list prices: it counts toward the month's volume; the tenant pays the discounted
+        # amount (its budget, audit cost_usd, metrics), with the list price beside it in the audit record.
+        list_micro, actual = actual, discounted(actual, res.discount_bp)
+        if res.discount_bp and actual:
+            ctx.decisions.setdefault("discount", {"percent": res.discount_bp / 100})["list_cost_usd"] = (
+                list_micro / MICRO
+            )
+            ctx.cost_usd = actual / MICRO
     real_tokens = ctx.prompt_tokens + ctx.completion_tokens if ok else 0
     keys = [res.tpm_key, *res.budget_keys, *res.lease_keys, res.settled_key]
     delta = real_tokens - res.est_tokens if res.counts_tokens else 0
-    args: list[Any] = [delta, len(res.budget_keys), res.lease_member]
+    # Only a model of the policy (a public name): the field name is bounded by the models, never a client's string.
+    served = ctx.served_model if ok and ctx.served_model in rt.policy.models else ""
+    args: list[Any] = [delta, len(res.budget_keys), res.lease_member, served, list_micro]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
     acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
+
+    async def applied(result: Any) -> None:
+        # Once per request: a replayed settle (result 0) already counted its list price.
+        if res.volume_key and list_micro and int(result) == 1:
+            await volume.VOLUME.add(rt.redis, res.volume_key, int(list_micro))
+
     try:
-        await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks)
+        await applied(await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks))
     except (RedisError, OSError) as exc:
         # Idempotent (the settled mark): sent again until it lands, e.g. on the replica Sentinel promoted.
         log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, SETTLE_RETRY_SECONDS)
-        _background(_retry_settle(rt.redis, keys, args, acks))
+        _background(_retry_settle(rt.redis, keys, args, acks, applied))
 
 
 # Longer than a Sentinel failover (docs/redis.md), shorter than the settled mark lives (limits.scripts).
@@ -378,13 +512,15 @@ def _background(coro: Any) -> None:
     task.add_done_callback(_retries.discard)
 
 
-async def _retry_settle(redis: Any, keys: list[str], args: list[Any], acks: int) -> None:
+async def _retry_settle(
+    redis: Any, keys: list[str], args: list[Any], acks: int, applied: Callable[[Any], Awaitable[None]]
+) -> None:
     deadline = time.monotonic() + SETTLE_RETRY_SECONDS
     pause = 0.2
     while True:
         await asyncio.sleep(pause)
         try:
-            await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks)
+            await applied(await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks))
             return
         except (RedisError, OSError) as exc:
             if time.monotonic() + pause > deadline:

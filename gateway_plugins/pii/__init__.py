@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from gateway_plugins import metrics
 from gateway_plugins.contract.text import text_slots
 from gateway_plugins.errors import openai_error
-from gateway_plugins.pii.engine import ENGINES, EXECUTOR, NER_ENTITIES, analyze_texts
+from gateway_plugins.pii.engine import ENGINES, EXECUTOR, analyze_texts, ner_models
 from gateway_plugins.pii.restore import Restorer, StreamRestorer, restore_whole
 from gateway_plugins.pii.restore_events import AnthropicStreamRestorer, ResponsesStreamRestorer, restore_deep
 from gateway_plugins.pii.transform import PiiState, blocked_types, count_detections, rewrite
@@ -32,10 +32,6 @@ __all__ = ["mask_request", "restore_response", "restore_stream", "warm_up"]
 log = logging.getLogger("kubegate.pii")
 
 _ready: dict[str | None, asyncio.Future] = {}
-
-
-def _needs_ner(policy: PiiPolicy) -> bool:
-    return any(e in NER_ENTITIES or e == "DATE_TIME" for e in policy.entities)
 
 
 def warm_up(nlp_model: str | None = None) -> asyncio.Future:
@@ -136,7 +132,10 @@ async def mask_request(ctx: RequestContext, data: dict, call_type: str, rt: Runt
         )
     try:
         # The engine build (seconds for a spaCy model) is not the request's analysis: don't time it out.
-        await warm_up(policy.nlp_model if _needs_ner(policy) else None)
+        # A language without a model raises here (PiiAnalysisError): refused unless fail-open.
+        await warm_up(None)
+        for model in ner_models(policy):
+            await warm_up(model)
         all_spans = await _analyse(ctx.tenant.id, analysed, policy)
     except Exception as exc:  # any failure of analysis, PiiAnalysisError, busy slot and timeouts included
         reason = (

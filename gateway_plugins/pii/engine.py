@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from gateway_plugins.pii import structured
 from gateway_plugins.pii.normalize import normalize
-from gateway_plugins.policy.schema import PiiAction, PiiPolicy
+from gateway_plugins.policy.schema import IMAGE_NER_MODELS, PiiAction, PiiPolicy
 
 log = logging.getLogger("kubegate.pii")
 
@@ -100,6 +100,30 @@ def _finder_recognizer(entity: str, finder):
     return FinderRecognizer(supported_entities=[entity], name=f"Kubegate{entity.title().replace('_', '')}Recognizer")
 
 
+# Pipeline components whose output Presidio's NER path never reads (POS tags, dependency parse, lemmas): in
+# spaCy's core pipelines the ``ner`` component has its own embedding layer, so it predicts the same entities
+# without them, and they were about half of the NER time (16 KB of prose: 625 ms full pipeline, 330 ms ``ner``
+# alone on the same text; tests/pii/test_ner_pipeline.py checks the entities are identical).
+_UNUSED_BY_NER = frozenset(
+    {"tagger", "parser", "attribute_ruler", "lemmatizer", "trainable_lemmatizer", "morphologizer", "senter"}
+)
+
+
+def _ner_only(nlp) -> None:
+    """Disable the components ``ner`` does not need; a shared ``tok2vec``/``transformer`` stays if ``ner``
+    listens to it (a pipeline where it does, such as a transformer one, keeps its embedding)."""
+    if "ner" not in nlp.pipe_names:
+        raise PiiAnalysisError("the spaCy model has no 'ner' component; NER entity types need one")
+    listens = any(hasattr(node, "upstream_name") for node in nlp.get_pipe("ner").model.walk())
+    unused = [
+        name
+        for name in nlp.pipe_names
+        if name in _UNUSED_BY_NER or (name in ("tok2vec", "transformer") and not listens)
+    ]
+    if unused:
+        nlp.select_pipes(disable=unused)
+
+
 def _offline_spacy_engine(model_name: str):
     import spacy.util
     from presidio_analyzer.nlp_engine import NerModelConfiguration, SpacyNlpEngine
@@ -111,9 +135,43 @@ def _offline_spacy_engine(model_name: str):
             if not spacy.util.is_package(name) and not os.path.exists(name):
                 raise PiiAnalysisError(f"spaCy model {name!r} is not installed (no auto-download)")
 
+        def load(self) -> None:
+            super().load()
+            for nlp in self.nlp.values():
+                _ner_only(nlp)
+
+        def _doc_to_nlp_artifact(self, doc, language):
+            from presidio_analyzer.nlp_engine import NlpArtifacts
+
+            # Token offsets read as one array: iterating a Doc makes a Python object per token, which cost as
+            # much as the NER model itself on 16 KB. Tokens as plain strings: the context enhancer walks them once
+            # per result it enhances. Without the lemmatizer every lemma would be empty, and the context words of
+            # Presidio's other recognizers (a policy may name any of its types) are compared with lemmas: the
+            # lower-cased token stands in (Presidio matches context words as substrings: "account" in "accounts").
+            text = doc.text
+            indices = []
+            tokens = []
+            for idx, length in doc.to_array(["IDX", "LENGTH"]).tolist():
+                indices.append(idx)
+                tokens.append(text[idx : idx + length])
+            entities, scores = self._get_updated_entities(self._get_entities(doc), self._get_scores_for_entities(doc))
+            return NlpArtifacts(
+                entities=entities,
+                tokens=tokens,
+                tokens_indices=indices,
+                lemmas=[t.lower() for t in tokens],
+                nlp_engine=self,
+                language=language,
+                scores=scores,
+            )
+
     # Labels whose spaCy predictions are mostly noise for prompts; DATE_TIME comes from NER too
-    # but the small model tags card numbers as dates, so it is only produced when asked for.
-    config = NerModelConfiguration(labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT"])
+    # but the small model tags card numbers as dates, so it is only produced when asked for. MISC is what
+    # other languages' models (fr, es, de ...) call everything that is not a person, place or organisation.
+    # ORGANIZATION keeps spaCy's score although it is the least precise type by type (0.34 on the recall bench):
+    # 85% of its spans cover PII of another type (names, places, addresses spaCy calls organisations), so scoring
+    # it low (Presidio's low_score_entity_names, tried) left 11% more names in clear; docs/pii.md, "NER".
+    config = NerModelConfiguration(labels_to_ignore=["CARDINAL", "ORDINAL", "QUANTITY", "MONEY", "PERCENT", "MISC"])
     engine = OfflineSpacyNlpEngine(
         models=[{"lang_code": "en", "model_name": model_name}], ner_model_configuration=config
     )
@@ -162,7 +220,8 @@ class Engines:
                 registry.add_recognizer(_finder_recognizer("IP_ADDRESS", structured.find_ips))
                 self._analyzer = AnalyzerEngine(registry=registry, nlp_engine=noop, supported_languages=["en"])
                 # Registered by hand: with a no-op engine Presidio refuses NER at construction, but the spaCy
-                # artifacts we pass for NER policies need a recognizer to read their entities.
+                # artifacts we pass for NER policies need a recognizer to read their entities. It serves every
+                # language: the language only decides which model made the artifacts (ner_models).
                 from presidio_analyzer.predefined_recognizers import SpacyRecognizer
 
                 self._analyzer.registry.add_recognizer(SpacyRecognizer())
@@ -188,6 +247,26 @@ class Engines:
 
 
 ENGINES = Engines()
+
+
+def ner_models(policy: PiiPolicy) -> tuple[str, ...]:
+    """The spaCy models a policy's NER types need, one per analysis language (empty without NER types).
+
+    English uses the policy's ``nlp_model`` (Tenant nlpModel or Gateway piiModel); other languages the model the
+    image ships for them. A language without one cannot be analysed for names and places: ``PiiAnalysisError``,
+    so the request is refused (or forwarded under fail_open), never analysed by a model of another language.
+    """
+    if not policy.ner_entities:
+        return ()
+    models = []
+    for lang in policy.analysis_languages:
+        model = policy.nlp_model if lang == "en" else IMAGE_NER_MODELS.get(lang)
+        if model is None:
+            raise PiiAnalysisError(
+                f"pii language {lang!r} has no NER model in this image (it has: {', '.join(sorted(IMAGE_NER_MODELS))})"
+            )
+        models.append(model)
+    return tuple(dict.fromkeys(models))
 
 
 class SpanCache:
@@ -237,7 +316,13 @@ def fingerprint(policy: PiiPolicy) -> str:
     if hit is not None and hit[0] is policy:
         return hit[1]
     material = repr(
-        (sorted(policy.entities), policy.score_threshold, policy.language, sorted(policy.allow_list), policy.nlp_model)
+        (
+            sorted(policy.entities),
+            policy.score_threshold,
+            policy.analysis_languages,
+            sorted(policy.allow_list),
+            policy.nlp_model,
+        )
     )
     digest = hashlib.sha256(material.encode()).hexdigest()
     if len(_fingerprints) > 1024:
@@ -328,10 +413,7 @@ def analyze_text(text: str, policy: PiiPolicy, fp: str, cancel: threading.Event 
     if cached is not None:
         return cached
     _check_fault(policy)
-    if policy.language != "en" and any(e in NER_ENTITIES or e == "DATE_TIME" for e in policy.entities):
-        # The structured finders read any language; NER needs a model trained on the text's language, and
-        # only the English one is installed (docs/pii.md, "Languages").
-        raise PiiAnalysisError(f"pii.language {policy.language!r} has no NER model installed (only 'en')")
+    ner_models(policy)  # a language without a model fails here, before any work
     view = normalize(text)
     spans = [
         Span(*view.span(s.start, s.end), s.entity, s.score, s.also, s.encoded)
@@ -349,22 +431,42 @@ def _analyze_view(
     if len(text) <= WINDOW_CHARS:
         found = _analyze_window(text, policy, entities)
     else:
-        step = WINDOW_CHARS - WINDOW_OVERLAP
-        for offset in range(0, len(text), step):
+        for start, end in windows(text):
             if cancel is not None and cancel.is_set():
                 raise AnalysisCancelled
-            window = text[offset : offset + WINDOW_CHARS]
             found += [
-                Span(s.start + offset, s.end + offset, s.entity, s.score)
-                for s in _analyze_window(window, policy, entities)
+                Span(s.start + start, s.end + start, s.entity, s.score)
+                for s in _analyze_window(text[start:end], policy, entities)
             ]
-            if offset + WINDOW_CHARS >= len(text):
-                break
-        # The same entity seen in two overlapping windows is one span.
+        # The same entity seen in two overlapping windows is one span (a name cut by one window's edge and whole
+        # in the next overlaps its whole self: select() unites them).
         found = list({(s.start, s.end, s.entity): s for s in found}.values())
     if depth == 0:
         found += _encoded_spans(text, policy, entities, cancel)
     return found
+
+
+# How far a window edge may move back to fall between words (so NER never sees half a word at an edge).
+_EDGE_SLACK = 128
+
+
+def windows(text: str) -> list[tuple[int, int]]:
+    """[start, end) windows of at most WINDOW_CHARS covering ``text``, each overlapping the previous one by at
+    least WINDOW_OVERLAP - _EDGE_SLACK characters (longer than any structured value, and than a name or place),
+    with edges moved to whitespace where there is some near them."""
+    out = []
+    start = 0
+    while True:
+        end = min(len(text), start + WINDOW_CHARS)
+        if end < len(text):
+            cut = max(text.rfind(" ", end - _EDGE_SLACK, end), text.rfind("\n", end - _EDGE_SLACK, end))
+            end = cut + 1 if cut > start else end
+        out.append((start, end))
+        if end >= len(text):
+            return out
+        nxt = end - WINDOW_OVERLAP
+        space = text.find(" ", nxt, nxt + _EDGE_SLACK)
+        start = space + 1 if space != -1 else nxt
 
 
 def _analyze_window(text: str, policy: PiiPolicy, entities: list[str]) -> list[Span]:
@@ -381,15 +483,20 @@ def _analyze_window(text: str, policy: PiiPolicy, entities: list[str]) -> list[S
     if not wanted:
         return []
     analyzer = ENGINES.analyzer()
-    artifacts = ENGINES.nlp(policy.nlp_model).process_text(text, "en") if ner else ENGINES.noop_artifacts(text)
-    results = analyzer.analyze(
-        text,
-        language="en",
-        entities=wanted,
-        score_threshold=_floor(policy),
-        allow_list=policy.allow_list or None,
-        nlp_artifacts=artifacts,
-    )
+    models = ner_models(policy) if ner else ()
+    results = []
+    # One pass per language's model: the first with every wanted type, the others with the NER types only (the
+    # structured finders do not depend on the model). Detections of all languages are united (select()).
+    for i, model in enumerate(models or (None,)):
+        artifacts = ENGINES.nlp(model).process_text(text, "en") if model else ENGINES.noop_artifacts(text)
+        results += analyzer.analyze(
+            text,
+            language="en",
+            entities=wanted if i == 0 else [e for e in wanted if e in NER_ENTITIES or e == "DATE_TIME"],
+            score_threshold=_floor(policy),
+            allow_list=policy.allow_list or None,
+            nlp_artifacts=artifacts,
+        )
     return [Span(r.start, r.end, r.entity_type, r.score) for r in results]
 
 

@@ -28,6 +28,8 @@ class BudgetState:
     period_end: datetime
     spent_tokens: int = 0
     reserved_tokens: int = 0
+    # The same spend at list prices, when the Gateway has volume discounts (None: none were ever counted).
+    spent_list_usd: float | None = None
 
 
 def used_ratio(budget: Budget, used_usd: float, used_tokens: int = 0) -> float:
@@ -58,11 +60,28 @@ async def read_budget_state(
 ) -> BudgetState:
     """ASYNC (redis.asyncio client). One HMGET on the current period key."""
     start, end = period_bounds(budget, now)
-    spent, reserved, spent_tok, reserved_tok = await redis.hmget(
-        period_key(gateway, budget, start), "spent", "reserved", "spent_tokens", "reserved_tokens"
+    spent, reserved, spent_tok, reserved_tok, spent_list = await redis.hmget(
+        period_key(gateway, budget, start), "spent", "reserved", "spent_tokens", "reserved_tokens", "spent_list"
     )
     spent_usd = int(spent or 0) / MICRO
     reserved_usd = int(reserved or 0) / MICRO
     spent_tokens = int(spent_tok or 0)
     state, percent = state_for(budget, spent_usd, spent_tokens)
-    return BudgetState(spent_usd, reserved_usd, percent, state, start, end, spent_tokens, int(reserved_tok or 0))
+    listed = int(spent_list) / MICRO if spent_list is not None else None
+    return BudgetState(
+        spent_usd, reserved_usd, percent, state, start, end, spent_tokens, int(reserved_tok or 0), listed
+    )
+
+
+MODEL_FIELD = b"m:"
+
+
+async def read_model_spend(
+    redis: Any, gateway: GatewayKeys, budget: Budget, now: datetime | None = None
+) -> dict[str, float]:
+    """ASYNC. The current period's spend per served public model (USD), largest first: the ``m:<model>`` fields the
+    settle script counts (``gateway_plugins.limits.scripts``). One HGETALL of a hash of a few fields per model."""
+    start, _ = period_bounds(budget, now)
+    fields = await redis.hgetall(period_key(gateway, budget, start))
+    out = {k[len(MODEL_FIELD) :].decode(): int(v) / MICRO for k, v in fields.items() if k.startswith(MODEL_FIELD)}
+    return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))

@@ -70,13 +70,18 @@ class GatewayKeys:
         """Sorted set of that period's open reservations (``{id}:{micro-USD}:{tokens}`` scored by when they lapse)."""
         return f"{self.tenant_prefix(tenant)}:lease:{budget}:{_stamp(period_start)}"
 
+    def volume(self, month: datetime) -> str:
+        """The Gateway's spend at list prices (micro-USD) in one UTC calendar month: what volume discounts go by.
+        Gateway-wide, so in its own slot: read and counted beside the tenant's scripts, never inside them."""
+        return f"{self.prefix}:volume:{month.astimezone(UTC).strftime('%Y%m')}"
+
+    def budget_pattern(self, tenant: str, budget: str) -> str:
+        """Every period's spend hash of one budget of ``tenant``'s (a SCAN/KEYS pattern)."""
+        return f"{self.tenant_prefix(tenant)}:budget:{budget}:*"
+
     def settled(self, tenant: str, member: str) -> str:
         """Mark of a settled reservation (90 s, past the settle's retries): a settle sent twice counts once."""
         return f"{self.tenant_prefix(tenant)}:settled:{member}"
-
-    def budget_pattern(self, tenant: str, budget: str) -> str:
-        """SCAN pattern of every period's spend hash of one budget (braces are not glob characters)."""
-        return f"{self.tenant_prefix(tenant)}:budget:{budget}:*"
 
     # -- response cache -------------------------------------------------------------------------
     def cache_shard_prefix(self, shard: int) -> str:
@@ -135,6 +140,12 @@ def audit_exported(stream: str) -> str:
     """Stream id of the last audit record exported in a sealed segment (set by the operator's export, when the
     Gateway has ``spec.audit.export``): the cap never trims past it."""
     return f"{stream}:exported"
+
+
+def audit_export_marks(stream: str) -> str:
+    """Hash of each export destination's progress (``{"volume": <stream id>, "volume:segment": <object name>, "s3":
+    ...}``), kept by the operator; ``audit_exported`` is the lowest of the configured destinations' marks."""
+    return f"{stream}:exported-to"
 
 
 def audit_trims(stream: str) -> str:

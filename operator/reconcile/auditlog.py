@@ -33,7 +33,7 @@ from gateway_plugins.policy.audit.transparency import (
     sign,
 )
 from gateway_plugins.policy.audit.verify import stream_entries
-from gateway_plugins.policy.audit.witness import merge_cosignatures
+from gateway_plugins.policy.audit.witness import CosignerKey, cosigned_by, merge_cosignatures, trusted_cosignatures
 
 COSIGNATURES_KEY = "tlog-cosignatures"
 WITNESSED_KEY = "tlog-witnessed-checkpoint"
@@ -67,10 +67,42 @@ def _state(data: dict[str, str], origin: str) -> LogState:
     return LogState(origin)
 
 
+def witnesses_of(gw: dict[str, Any]) -> tuple[list[CosignerKey], int] | None:
+    """The Gateway's spec.audit.witnesses as keys and quorum; None when it names none (validated at admission and
+    by the reconcile, so a key that does not parse here is skipped rather than stopping the log)."""
+    spec = (((gw.get("spec") or {}).get("audit") or {}).get("witnesses")) or {}
+    keys = []
+    for text in spec.get("keys") or []:
+        try:
+            keys.append(CosignerKey.parse(text))
+        except ValueError:
+            continue
+    return (keys, int(spec.get("quorum") or 1)) if keys else None
+
+
+def witnessed_status(data: dict[str, str], witnesses: tuple[list[CosignerKey], int]) -> dict[str, Any]:
+    """status.auditWitnesses: the latest cosigned checkpoint's size, its valid cosigners, and the quorum."""
+    keys, quorum = witnesses
+    note = data.get(WITNESSED_KEY)
+    names = cosigned_by(note, keys) if note else []
+    size = None
+    if note:
+        lines = note.split("\n")
+        size = int(lines[1]) if len(lines) > 1 and lines[1].isdigit() else None
+    return {"treeSize": size, "cosignedBy": names, "quorum": quorum, "quorumMet": len(names) >= quorum}
+
+
 def log_round(
-    conn: Any, stream: str, key: bytes, note_signer: NoteSigner, data: dict[str, str]
+    conn: Any,
+    stream: str,
+    key: bytes,
+    note_signer: NoteSigner,
+    data: dict[str, str],
+    witnesses: list[CosignerKey] | None = None,
 ) -> tuple[dict, str | None]:
-    """(the ConfigMap keys of the log after this round, why the log stopped at a record or None)."""
+    """(the ConfigMap keys of the log after this round, why the log stopped at a record or None).
+
+    With ``witnesses``, only their valid cosignatures are carried; without, whatever was handed in."""
     state = _state(data, note_signer.name)
     first = conn.xrange(stream, count=1)
     first_id = first[0][0].decode() if first else None
@@ -81,7 +113,11 @@ def log_round(
         return {}, refused  # nothing logged yet: no ConfigMap for a Gateway without records
     note = sign(state, note_signer)
     out = {STATE_KEY: state.dumps(), CHECKPOINT_KEY: note, PUBLIC_KEY_KEY: note_signer.vkey()}
-    cosigned = merge_cosignatures(note, data.get(COSIGNATURES_KEY))
+    submitted = data.get(COSIGNATURES_KEY)
+    if witnesses is None:
+        cosigned = merge_cosignatures(note, submitted)
+    else:
+        cosigned = trusted_cosignatures(note, submitted, witnesses)
     if cosigned is not None and cosigned != note:
         out[CHECKPOINT_KEY] = out[WITNESSED_KEY] = cosigned
     return out, refused

@@ -23,13 +23,13 @@ from gateway_operator.builders.configmaps import build_checkpoint_configmap, che
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD
 from gateway_operator.crd import models as crd
 from gateway_operator.kube.apply import apply
-from gateway_operator.kube.client import api_client
-from gateway_operator.reconcile import auditexport, auditlog, redislink
+from gateway_operator.kube.client import api_client, patch_status
+from gateway_operator.reconcile import auditexport, auditlog, audits3, redislink
 from kubernetes import client
 
 from gateway_plugins.policy.audit.chain import decode_key
 from gateway_plugins.policy.audit.checkpoint import CHECKPOINTS_KEY, advance, dumps
-from gateway_plugins.policy.keys import GatewayKeys, audit_exported, audit_heads
+from gateway_plugins.policy.keys import GatewayKeys, audit_heads
 
 log = logging.getLogger("kubegate.operator")
 INTERVAL_ENV = "KUBEGATE_AUDIT_CHECKPOINT_SECONDS"
@@ -79,8 +79,11 @@ def checkpoint(ns: str, name: str) -> list[str]:
     stopped = None
     try:
         heads = conn.hgetall(audit_heads(stream))
+        witnesses = auditlog.witnesses_of(gw)
         if note_signer is not None:
-            log_data, stopped = auditlog.log_round(conn, stream, key, note_signer, data)
+            log_data, stopped = auditlog.log_round(
+                conn, stream, key, note_signer, data, witnesses[0] if witnesses else None
+            )
     except (redis.RedisError, OSError) as exc:
         log.info("audit checkpoint of %s/%s: Redis unreachable (%s)", ns, name, type(exc).__name__)
         return []
@@ -91,8 +94,15 @@ def checkpoint(ns: str, name: str) -> list[str]:
     desired = {**data, **log_data, CHECKPOINTS_KEY: dumps(updated)}
     if desired != data and (updated or log_data):
         apply(api_client(), build_checkpoint_configmap(gw, desired))
+    status: dict[str, Any] = {}
+    if witnesses is not None:
+        status["auditWitnesses"] = auditlog.witnessed_status(desired, witnesses)
     # After the ConfigMap is stored: a segment only ever carries a checkpoint that is kept.
-    _export(gw, url, stream, desired)
+    exported = _export(gw, url, stream, desired)
+    if exported is not None:
+        status["auditExport"] = exported
+    if status:
+        patch_status(ns, "llmgateways", gw, status)
     for problem in refused:
         log.warning("audit checkpoint of %s/%s refused a head: %s", ns, name, problem)
     if stopped:
@@ -101,24 +111,29 @@ def checkpoint(ns: str, name: str) -> list[str]:
     return refused
 
 
-def _export(gw: dict[str, Any], url: str, stream: str, data: dict[str, str]) -> None:
+def _export(gw: dict[str, Any], url: str, stream: str, data: dict[str, str]) -> dict[str, Any] | None:
+    """One export round to each configured destination; the Gateway's ``status.auditExport`` (None: export off)."""
     ns, name = gw["metadata"]["namespace"], gw["metadata"]["name"]
-    enabled = bool((((gw.get("spec") or {}).get("audit") or {}).get("export") or {}).get("enabled"))
-    directory = auditexport.export_dir()
+    spec = ((gw.get("spec") or {}).get("audit") or {}).get("export") or {}
+    dests: dict[str, auditexport.Opener] = {}
+    if spec.get("enabled"):
+        dests[auditexport.VOLUME] = lambda: auditexport.volume(ns, name)
+    if spec.get("s3"):
+        dests[auditexport.S3] = lambda: audits3.bucket(client.CoreV1Api(api_client()), gw, spec["s3"])
     conn = redislink.connect(url)
     try:
-        if not enabled:
+        if not dests:
             auditexport.disable(conn, stream)
-        elif directory is None:
-            # The mark holds the cap back until an export directory is configured: records are kept, not lost.
-            conn.set(audit_exported(stream), auditexport.NOTHING, nx=True)
-            log.warning("audit export of %s/%s: no %s on the operator", ns, name, auditexport.EXPORT_DIR_ENV)
-        else:
-            auditexport.export_round(conn, stream, data, os.path.join(directory, ns, name))
-    except (redis.RedisError, OSError, ValueError) as exc:
+            return None
+        status = auditexport.export_all(conn, stream, data, dests)
+    except (redis.RedisError, OSError) as exc:
         log.warning("audit export of %s/%s failed (%s: %s); retried next round", ns, name, type(exc).__name__, exc)
+        return None
     finally:
         conn.close()
+    if auditexport.S3 in status:
+        status[auditexport.S3]["bucket"] = spec["s3"]["bucket"]
+    return status
 
 
 async def checkpoint_gateway(ns: str, name: str) -> Any:

@@ -231,8 +231,12 @@ def render_models(
     retry_policies: dict[str, dict[str, int]] = {}
     served_by: dict[str, str] = {}
     route_list: list[crd.ModelRoute] = []
+    cost_routed: list[crd.ModelRoute] = []
     for route in _sorted(routes):
         name = route.spec.model_name
+        if route.spec.candidates:
+            cost_routed.append(route)  # rendered once every model it may pick is known
+            continue
         deployments = []
         unpriced = []
         for dep in usable_deployments(route, unavailable)[0]:
@@ -279,7 +283,49 @@ def render_models(
             if regional:
                 fallbacks.append({regional_group(name, region): regional})
     router = {"fallbacks": fallbacks, "model_group_retry_policy": retry_policies}
+    by_name = {m.name: m for m in metas}
+    for route in cost_routed:
+        meta = _render_cost_routed(route, by_name, served_by, problems)
+        if meta is not None:
+            served_by[route.spec.model_name] = route.metadata.name
+            metas.append(meta)
     return model_list, router, metas, deps_meta, api_key_env
+
+
+def _render_cost_routed(
+    route: crd.ModelRoute, served: Mapping[str, pol.ModelMeta], served_by: Mapping[str, str], problems: dict
+) -> pol.ModelMeta | None:
+    """A cost-routed model (``spec.candidates``): no deployments of its own, nothing in LiteLLM's model list; the data
+    plane picks a candidate per request (gateway_plugins.autoroute). Candidates no route serves are left out."""
+    key = object_key("ModelRoute", route.metadata.name)
+    name = route.spec.model_name
+    if name in served_by:
+        problems[key] = Problem(
+            "DuplicateModel", f"spec.modelName: {name!r} is already served by ModelRoute {served_by[name]!r}"
+        )
+        return None
+    kept = [c for c in route.spec.candidates if c.model in served]
+    missing = [c.model for c in route.spec.candidates if c.model not in served]
+    if missing:
+        problems[key] = Problem(
+            "CandidateNotFound",
+            f"spec.candidates: {', '.join(missing)} left out: no ModelRoute of this LLMGateway with deployments serves "
+            "that model name",
+        )
+    if not kept:
+        return None
+    metas = [served[c.model] for c in kept]
+    try:
+        return pol.ModelMeta(
+            name=name,
+            candidates=[pol.QualityCandidate(model=c.model, tier=c.tier) for c in kept],
+            # Any candidate may serve: a request may ask for what the largest accepts (smaller ones are then skipped).
+            max_output_tokens=route.spec.max_output_tokens or max(m.max_output_tokens for m in metas),
+            max_call_seconds=max(m.max_call_seconds for m in metas),
+        )
+    except ValidationError as exc:
+        problems[key] = Problem(INVALID_SPEC, field_errors(exc, "policy model"))
+        return None
 
 
 def _key_refs(items: Sequence[str | pol.KeyRef]) -> list[pol.KeyRef]:
@@ -347,6 +393,7 @@ def render_pii(spec: crd.PiiSpec | None, pii_model: str | None) -> pol.PiiPolicy
         entities=entities,
         score_threshold=spec.score_threshold,
         language=spec.language,
+        languages=list(spec.languages),
         allow_list=list(spec.allow_list),
         restore=spec.restore,
         fail_open=spec.fail_open,
@@ -514,6 +561,9 @@ def render_gateway(
         deployments=deps_meta,
         limits=pol.RequestLimits(**gateway.spec.request_limits.model_dump()),
         cache_max_bytes=gateway.spec.cache.max_total_bytes,
+        volume_discounts=[
+            pol.VolumeDiscount(from_usd=t.from_usd, percent=t.percent) for t in gateway.spec.volume_discounts
+        ],
     )
 
     sections = proxy_defaults()

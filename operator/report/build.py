@@ -22,6 +22,8 @@ class UsageRow:
     prompt_tokens: int
     completion_tokens: int
     cost_usd: float
+    # The same at list prices: above cost_usd when a volume discount applied (audit decisions.discount.list_cost_usd).
+    list_usd: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +82,11 @@ class Report:
     @property
     def total_cost(self) -> float:
         return sum(r.cost_usd for r in self.usage)
+
+    @property
+    def total_list(self) -> float:
+        """Cost at list prices (equal to ``total_cost`` unless a volume discount applied)."""
+        return sum(r.cost_usd if r.list_usd is None else r.list_usd for r in self.usage)
 
     @property
     def total_requests(self) -> int:
@@ -146,7 +153,7 @@ def build_report(
     integrity: str,
     budgets: list[tuple[str, Budget]] | None = None,
 ) -> Report:
-    usage: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0])
+    usage: dict[tuple[str, str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
     refusals: Counter[str] = Counter()
     refusals_by_tenant: Counter[tuple[str, str]] = Counter()
     pii: Counter[str] = Counter()
@@ -190,6 +197,8 @@ def build_report(
         acc[1] += int(rec.get("prompt_tokens") or 0)
         acc[2] += int(rec.get("completion_tokens") or 0)
         acc[3] += float(rec.get("cost_usd") or 0.0)
+        discount = (rec.get("decisions") or {}).get("discount") or {}
+        acc[4] += float(discount.get("list_cost_usd") or rec.get("cost_usd") or 0.0)
         region = rec.get("region")
         if region:
             allowed = rec.get("allowed_regions") or []
@@ -206,7 +215,7 @@ def build_report(
         until=until,
         records=len(records),
         usage=[
-            UsageRow(day, tenant, model, int(a[0]), int(a[1]), int(a[2]), round(a[3], 8))
+            UsageRow(day, tenant, model, int(a[0]), int(a[1]), int(a[2]), round(a[3], 8), round(a[4], 8))
             for (day, tenant, model), a in sorted(usage.items())
         ],
         budgets=budget_rows(records, budgets or [], since, until),

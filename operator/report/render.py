@@ -71,6 +71,12 @@ def to_terminal(report: Report, console) -> None:
         )
     usage.add_row("total", "", "", str(report.total_requests), "", "", f"{report.total_cost:.6f}", style="bold")
     console.print(usage)
+    if report.total_list > report.total_cost + 5e-7:
+        # Volume discounts applied: the undiscounted price beside what was charged (per row in the CSV's list_usd).
+        console.print(
+            f"volume discounts: charged {report.total_cost:.6f} USD, list price {report.total_list:.6f} USD "
+            f"(saved {report.total_list - report.total_cost:.6f})"
+        )
     if report.budgets:
         # The namespace only when the budgets span several: `ai-gateway/team-eu-monthly` alone fills a third of 80.
         several = len({b.namespace for b in report.budgets}) > 1

@@ -27,6 +27,7 @@ from gateway_plugins.policy.audit.witness import (
     cosigner_key_id,
     message,
     require_quorum,
+    split_note,
 )
 from tests.dataplane.test_audit import KEY, STREAM, ids, rewrite, sync, write_n
 from tests.dataplane.test_audit_tlog_stream import ORIGIN, Operator, files, rechain, run
@@ -247,3 +248,34 @@ async def test_the_operator_round_carries_the_cosignatures_it_is_given(rds, tmp_
     grown, _ = log_round(conn, STREAM, KEY, log_signer, data)
     assert cosigned_by(grown[CHECKPOINT_KEY], [w.cosigner.key]) == []  # a new tree head: not cosigned yet
     assert WITNESSED_KEY not in grown and {**data, **grown}[WITNESSED_KEY] == again[WITNESSED_KEY]
+
+
+async def test_with_witnesses_configured_the_round_keeps_only_their_valid_cosignatures(rds, tmp_path):
+    """spec.audit.witnesses: a cosignature by another key, a forged one and a duplicate are dropped; the status
+    counts distinct trusted witnesses against the quorum."""
+    from gateway_operator.reconcile.auditlog import COSIGNATURES_KEY, WITNESSED_KEY, log_round, witnessed_status
+
+    from gateway_plugins.policy.audit.transparency import CHECKPOINT_KEY
+
+    await write_n(rds, 3)
+    log_signer = NoteSigner.generate(ORIGIN)
+    conn = sync(rds)
+    data, _ = log_round(conn, STREAM, KEY, log_signer, {})
+    note = data[CHECKPOINT_KEY]
+    trusted = [Witness(Cosigner.generate(f"w.example/t{i}"), tmp_path / f"t{i}.json") for i in range(2)]
+    stranger = Witness(Cosigner.generate("w.example/stranger"), tmp_path / "s.json")
+    good = trusted[0].cosign(note, log_signer.verifier(), [])
+    forged = trusted[1].cosigner.signature_line(split_note(note)[0].replace("\n3\n", "\n4\n"), 1)
+    handed_in = add_cosignatures(note, [good, stranger.cosign(note, log_signer.verifier(), []), forged])
+    keys = [w.cosigner.key for w in trusted]
+    again, _ = log_round(conn, STREAM, KEY, log_signer, {**data, COSIGNATURES_KEY: handed_in}, keys)
+    assert again[WITNESSED_KEY] == again[CHECKPOINT_KEY] == add_cosignatures(note, [good])
+    status = witnessed_status({**data, **again}, (keys, 2))
+    assert status == {"treeSize": 3, "cosignedBy": ["w.example/t0"], "quorum": 2, "quorumMet": False}
+    # Unconfigured, the same hand-in is carried as it is (verifiers count what they trust).
+    carried, _ = log_round(conn, STREAM, KEY, log_signer, {**data, COSIGNATURES_KEY: handed_in})
+    assert carried[WITNESSED_KEY] == handed_in
+    # Only the stranger's: nothing trusted to keep.
+    only_stranger = add_cosignatures(note, [stranger.cosign(note, log_signer.verifier(), [])])
+    none, _ = log_round(conn, STREAM, KEY, log_signer, {**data, COSIGNATURES_KEY: only_stranger}, keys)
+    assert WITNESSED_KEY not in none

@@ -49,7 +49,7 @@ def test_the_proxy_client_speaks_tls_to_the_cluster(tls_cluster, echo_upstream):
         try:
             start = datetime(2026, 1, 1, tzinfo=UTC)
             budget, lease = keys.budget("t", "b", start), keys.budget_leases("t", "b", start)
-            args = [0, 1, "m1", 0, 2000, 0, 2]
+            args = [0, 1, "m1", "", "", 0, 2000, 0, 2]  # no served model, no list price (SETTLE's ARGV)
             script_keys = [keys.rate("t", "tpm", 1), budget, lease, keys.settled("t", "m1")]
             first = await SETTLE_SCRIPT(client, script_keys, args)
             again = await SETTLE_SCRIPT(client, script_keys, args)  # idempotent: counted once

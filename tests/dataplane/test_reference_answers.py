@@ -16,7 +16,7 @@ from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.dataplane.contract_stack import GW, REGION, audit_records, budget, key, objects, route
 from tests.harness.proxy import ProxyServer
-from tests.harness.rendered import render_proxy
+from tests.harness.rendered import cr, render_proxy
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "reference.md"
 
@@ -30,6 +30,7 @@ CONDITIONS = {
     "the tenant has a Budget with limitTokens and the request reached the budget check": "budget_tokens",
     "the tenant has a response cache and the request passed the contract": "cache",
     "the answer says to retry later": "retry",
+    "the request named a cost-routed model and an upstream served the answer": "cost_routed",
 }
 
 
@@ -69,6 +70,7 @@ def test_the_reference_tables_parse():
 
 
 BROKEN = "broken"
+AUTO = "auto"
 CACHE = {"ttlSeconds": 300}
 
 
@@ -78,7 +80,10 @@ def proxy(redis_server, echo_upstream) -> Iterator[ProxyServer]:
     objs = objects(
         echo_upstream.base_url,
         extra_tenants=("budgeted", "broke", "tokened"),
-        extra_routes=(route(GW, BROKEN, failing),),
+        extra_routes=(
+            route(GW, BROKEN, failing),
+            cr("ModelRoute", AUTO, {"gateway": GW, "modelName": AUTO, "candidates": [{"model": "echo", "tier": 1}]}),
+        ),
         budgets={
             "budgeted-b": {"tenant": "budgeted", "limitUSD": "100", "period": "daily"},
             "broke-b": {"tenant": "broke", "limitUSD": "1", "period": "daily"},
@@ -118,6 +123,15 @@ SITUATIONS = [
     ),
     ("upstream failed", "plain", chat(BROKEN), {"retry"}, "upstream_error"),
     ("refused by the budget", "broke", chat(), {"budget", "budget_usd", "retry"}, "budget_exceeded"),
+    ("served, cost-routed", "plain", chat(AUTO), {"served", "cost_routed"}, None),
+    (
+        "served, cost-routed, budget",
+        "budgeted",
+        chat(AUTO),
+        {"served", "cost_routed", "budget", "budget_usd", "cache"},
+        None,
+    ),
+    ("no candidate fits the budget", "broke", chat(AUTO), {"budget", "budget_usd", "retry"}, "no_candidate_fits"),
 ]
 
 

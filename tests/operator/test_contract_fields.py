@@ -36,6 +36,7 @@ def _base() -> dict[str, dict[str, Any]]:
                 "otlpEndpoint": "http://collector.observability:4318",
                 "headersSecretRef": {"name": "otel", "key": "headers"},
             },
+            "volumeDiscounts": [{"fromUSD": "1000", "percent": "5"}],
         },
         "ModelRoute": {"gateway": "main", "modelName": "gpt", "deployments": [dep], "free": True},
         "Tenant": {"gateway": "main", "allowedModels": ["gpt"], "pii": {}, "cache": {}},
@@ -140,6 +141,8 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "tracing.sampleRatio": 0.25,
         "tracing.headersSecretRef.name": "otel2",
         "tracing.headersSecretRef.key": "h2",
+        "volumeDiscounts.0.fromUSD": "2000",
+        "volumeDiscounts.0.percent": "7.5",
     },
     "ModelRoute": {
         "gateway": "other",
@@ -172,6 +175,9 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "numRetries": 5,
         "timeoutSeconds": 30,
         "maxOutputTokens": 100,
+        # On a cost-routed route (test_each_field_changes_the_render makes the base one for these).
+        "candidates.0.model": "mini-model",
+        "candidates.0.tier": 2,
     },
     "Tenant": {
         "gateway": "other",
@@ -182,6 +188,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "pii.entities": {"EMAIL_ADDRESS": "redact"},
         "pii.scoreThreshold": 0.8,
         "pii.language": "de",
+        "pii.languages": ["en", "de"],
         "pii.allowList": ["ACME"],
         "pii.restore": True,
         "pii.failOpen": True,
@@ -259,6 +266,31 @@ OPERATOR_SIDE: dict[str, dict[str, str]] = {
         },
         # The operator exports the segments and moves the mark the proxies' trim respects.
         "audit.export.enabled": "tests/operator/test_operator_status.py (exports_segments)",
+        # The operator keeps only these witnesses' valid cosignatures and reports the quorum in status.
+        "audit.witnesses.keys": "tests/operator/test_operator_status.py (exports_segments)",
+        "audit.witnesses.quorum": "tests/operator/test_operator_status.py (exports_segments)",
+        # The operator uploads the segments to the bucket (credentials from the Secrets) and reports it in status.
+        **{
+            f"audit.export.s3.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket)"
+            for f in (
+                "endpoint",
+                "bucket",
+                "region",
+                "prefix",
+                "pathStyle",
+                "accessKeyIdSecretRef.name",
+                "accessKeyIdSecretRef.key",
+                "secretAccessKeySecretRef.name",
+                "secretAccessKeySecretRef.key",
+                "objectLock.mode",
+                "objectLock.retentionDays",
+            )
+        },
+        **{
+            f"audit.export.s3.caSecretRef.{f}": "tests/operator/test_operator_status.py (exports_segments_to_a_bucket); "
+            "tests/dataplane/test_audit_export_s3.py (a_private_ca)"
+            for f in ("name", "key")
+        },
     },
     "Tenant": {"keyRotationGracePeriod": "tests/operator/test_operator_status.py (rotation with a grace period)"},
     "Budget": {
@@ -328,9 +360,11 @@ def _render(specs: dict[str, dict]) -> str:
         "modelName": "other-model",
         "deployments": [{"name": "o", "model": "x", "region": "eu-west-1"}],
     }
+    mini = {**other, "modelName": "mini-model"}
     routes = [
         crd.ModelRoute.model_validate(obj("ModelRoute", "route")),
         crd.ModelRoute.model_validate({**obj("ModelRoute", "z-other"), "spec": other}),
+        crd.ModelRoute.model_validate({**obj("ModelRoute", "z-mini"), "spec": mini}),
     ]
     planned = {**obj("Tenant", "planned"), "spec": {"gateway": "main", "plan": "basic"}}
     tenants = [crd.Tenant.model_validate(obj("Tenant", "team")), crd.Tenant.model_validate(planned)]
@@ -377,6 +411,13 @@ def test_each_field_changes_the_render(kind: str, path: str):
     if path == "replicas":
         gateway["autoscaling"] = {"enabled": False}
     dep = base["ModelRoute"]["deployments"][0]
+    if path.startswith("candidates."):
+        # A cost-routed route has candidates instead of deployments.
+        base["ModelRoute"] = {
+            "gateway": "main",
+            "modelName": "auto",
+            "candidates": [{"model": "other-model", "tier": 1}],
+        }
     if path == "free":
         dep["model"] = "in-house-llm"  # in no price map: served only on a free route
     for provider, block, params in PROVIDER_BASES:

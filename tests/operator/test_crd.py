@@ -107,6 +107,12 @@ def _install_crds(api: client.ApiClient) -> None:
     raise AssertionError("CRDs not established")
 
 
+WITNESS_VKEY = "w.example/w1+0a1b2c3d+BKqfB0x2l0vpAYJFDAn1mVoKBOjqzxxp3U0lsh6i3cKz"
+S3_OK = {
+    "bucket": "audit",
+    "accessKeyIdSecretRef": {"name": "s", "key": "i"},
+    "secretAccessKeySecretRef": {"name": "s", "key": "k"},
+}
 INVALID = [
     (
         "budgets",
@@ -185,10 +191,49 @@ INVALID = [
     ),
     ("llmgateways", {"pod": {"volumeMounts": [{"name": "config", "mountPath": "/x"}]}}, "spec.pod.volumeMounts"),
     ("llmgateways", {"pod": {"volumes": [{"name": "a", "hostPath": {"path": "/"}}]}}, "set exactly one of"),
+    *[
+        ("llmgateways", {"audit": {"export": {"s3": {**S3_OK, **change}}}}, field)
+        for change, field in (
+            ({"prefix": "kubegate"}, "spec.audit.export.s3.prefix: Invalid value"),
+            ({"prefix": "kubegate"}, "prefix must be empty or end in '/'"),
+            ({"endpoint": "https://id:secret@s3.example.com"}, "endpoint must not hold credentials"),
+            ({"endpoint": "s3.example.com"}, "spec.audit.export.s3.endpoint"),
+            ({"bucket": "Not_A_Bucket"}, "spec.audit.export.s3.bucket"),
+            ({"objectLock": {"mode": "LEGAL_HOLD"}}, "spec.audit.export.s3.objectLock.mode: Unsupported value"),
+            ({"objectLock": {"retentionDays": 0}}, "spec.audit.export.s3.objectLock.retentionDays"),
+            ({"accessKeyIdSecretRef": None}, "spec.audit.export.s3.accessKeyIdSecretRef: Required value"),
+        )
+    ],
     ("tenants", {"gateway": "NOT_A_NAME"}, "gateway"),
     ("tenants", {"gateway": "g", "hostedTools": ["file_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "hostedTools": ["web_search", "web_search"]}, "hostedTools"),
     ("tenants", {"gateway": "g", "expiresAt": "next tuesday"}, "expiresAt"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": ["not a vkey"]}}}, "spec.audit.witnesses.keys[0]"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": [WITNESS_VKEY], "quorum": 2}}}, "quorum must not be more"),
+    ("llmgateways", {"audit": {"witnesses": {"keys": []}}}, "spec.audit.witnesses.keys"),
+    ("llmgateways", {"volumeDiscounts": [{"fromUSD": "100", "percent": "100"}]}, "percent"),
+    (
+        "llmgateways",
+        {"volumeDiscounts": [{"fromUSD": "100", "percent": "10"}, {"fromUSD": "50", "percent": "20"}]},
+        "ascending by fromUSD",
+    ),
+    ("modelroutes", {"gateway": "g", "modelName": "auto"}, "set either deployments"),
+    (
+        "modelroutes",
+        {
+            "gateway": "g",
+            "modelName": "auto",
+            "candidates": [{"model": "m", "tier": 1}],
+            "deployments": [{"name": "a", "model": "m", "region": "eu-west-1"}],
+        },
+        "set either deployments",
+    ),
+    (
+        "modelroutes",
+        {"gateway": "g", "modelName": "auto", "candidates": [{"model": "auto", "tier": 1}]},
+        "own modelName",
+    ),
+    ("modelroutes", {"gateway": "g", "modelName": "auto", "candidates": [{"model": "m", "tier": 0}]}, "tier"),
 ]
 
 
@@ -220,7 +265,11 @@ def test_api_server_accepts_the_examples(admin_api, namespace):
 def test_api_server_accepts_the_plan_examples(admin_api, namespace):
     _install_crds(admin_api)
     api = client.CustomObjectsApi(admin_api)
-    paths = ["examples/gitops/argocd/platform/plans.yaml", "examples/gitops/argocd/teams/team-analytics/tenant.yaml"]
+    paths = [
+        "examples/gitops/argocd/platform/plans.yaml",
+        "examples/gitops/argocd/platform/modelroutes.yaml",  # with a cost-routed route (auto)
+        "examples/gitops/argocd/teams/team-analytics/tenant.yaml",
+    ]
     for path in paths:
         for doc in yaml.safe_load_all(Path(path).read_text()):
             doc["metadata"]["namespace"] = namespace
@@ -231,6 +280,23 @@ def test_api_server_accepts_the_plan_examples(admin_api, namespace):
         for p in api.list_namespaced_custom_object(GROUP, VERSION, namespace, "tenantplans")["items"]
     }
     assert names == {"basic", "professional", "enterprise"}
+
+
+def test_a_witness_key_is_parsed_whole_and_the_quorum_reachable():
+    from gateway_operator.crd import models as m
+
+    from gateway_plugins.policy.audit.witness import Cosigner
+
+    good = [Cosigner.generate(f"w.example/w{i}").key.vkey() for i in range(3)]
+    assert m.AuditWitnessesSpec.model_validate({"keys": good, "quorum": 2}).quorum == 2
+    name, _, material = good[0].split("+", 2)
+    wrong_id = f"{name}+{'0' * 8}+{material}"
+    with pytest.raises(ValueError, match=r"keys\[1\]"):
+        m.AuditWitnessesSpec.model_validate({"keys": [good[0], wrong_id]})
+    with pytest.raises(ValueError, match="quorum 3 is more than the 2"):
+        m.AuditWitnessesSpec.model_validate({"keys": good[:2], "quorum": 3})
+    with pytest.raises(ValueError, match="same witness name"):
+        m.AuditWitnessesSpec.model_validate({"keys": [good[0], good[0]]})
 
 
 def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
@@ -247,3 +313,19 @@ def test_api_server_accepts_the_redis_topologies_in_docs(admin_api, namespace):
         got = api.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", f"gw{i}")
         assert got["spec"]["redis"]["mode"] == "external"
         models.LLMGatewaySpec.model_validate(got["spec"])  # what the operator then reads
+
+
+def test_ner_types_in_a_language_the_image_has_no_model_for_are_refused_naming_the_field_and_fix():
+    """The operator's own parse refuses what the CEL rule refuses at apply (a TenantPlan or an older API server)."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError) as info:
+        models.PiiSpec(entities={"PERSON": "mask"}, languages=["en", "de"])
+    text = str(info.value)
+    assert "pii.languages: de has no NER model in the proxy image (it ships: en)" in text, text
+    assert "remove de from pii.languages, or drop the NER types" in text, text
+    with pytest.raises(ValidationError, match=r"pii\.language: fr"):
+        models.PiiSpec(entities={"LOCATION": "mask"}, language="fr")
+    # Structured types need no model: any language; English NER is fine.
+    assert models.PiiSpec(languages=["de", "fr"]).languages == ["de", "fr"]
+    assert models.PiiSpec(entities={"PERSON": "mask"}, languages=["en"]).languages == ["en"]

@@ -50,6 +50,15 @@ def test_schema_refuses_at_apply_with_the_field_named(operator_kubeconfig, admin
     _refused(custom, namespace, "tenants", "Tenant", {**tenant, "allowedRegions": ["eu", "eu"]}, "allowedRegions")
     pii = {"entities": {"email_address": "mask"}}
     _refused(custom, namespace, "tenants", "Tenant", {**tenant, "pii": pii}, "spec.pii.entities")
+    # NER types in a language the proxy image has no model for (only English ships): refused, languages named.
+    ner_de = {"entities": {"PERSON": "mask"}, "languages": ["en", "de"]}
+    body = _refused(custom, namespace, "tenants", "Tenant", {**tenant, "pii": ner_de}, "spec.pii.languages")
+    assert "ships one only for en" in body, body
+    _refused(custom, namespace, "tenantplans", "TenantPlan", {"pii": ner_de}, "spec.pii.languages")
+    ner_fr = {"entities": {"LOCATION": "mask"}, "language": "fr"}
+    _refused(custom, namespace, "tenants", "Tenant", {**tenant, "pii": ner_fr}, "spec.pii.languages")
+    # The structured types need no model: any language is accepted.
+    _create(custom, namespace, "tenants", "Tenant", "german", {**tenant, "pii": {"languages": ["de", "en"]}})
     dep = {"name": "a", "model": "m", "region": "eu"}
     route = {"gateway": "main", "modelName": "m", "deployments": [dep, dep]}
     _refused(custom, namespace, "modelroutes", "ModelRoute", route, "spec.deployments")

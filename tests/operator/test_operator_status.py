@@ -553,7 +553,7 @@ def test_the_operator_exports_segments_and_carries_witness_cosignatures(
     checkpoint handed in through ConfigMap key tlog-cosignatures is carried into tlog-witnessed-checkpoint."""
     from gateway_plugins.policy.audit.note import Verifier
     from gateway_plugins.policy.audit.segments import segments, verify_segments
-    from gateway_plugins.policy.audit.witness import Cosigner, Witness, add_cosignatures, cosigned_by
+    from gateway_plugins.policy.audit.witness import Cosigner, Witness, add_cosignatures, cosigned_by, split_note
     from gateway_plugins.policy.keys import audit_exported
 
     monkeypatch.setenv("KUBEGATE_AUDIT_EXPORT_DIR", str(tmp_path / "pv"))
@@ -611,6 +611,129 @@ def test_the_operator_exports_segments_and_carries_witness_cosignatures(
 
     data = _wait("witnessed checkpoint", witnessed)
     assert cosigned_by(data["tlog-witnessed-checkpoint"], [w.cosigner.key]) == ["w.example/w"]
+
+    # With spec.audit.witnesses, only the configured witnesses' valid cosignatures are kept, and the status counts
+    # them against the quorum: a stranger's line handed in beside the witness's is dropped.
+    stranger = Witness(Cosigner.generate("w.example/stranger"), tmp_path / "s.json")
+    w2 = Cosigner.generate("w.example/w2")
+    witnesses = {"keys": [w.cosigner.key.vkey(), w2.key.vkey()], "quorum": 2}
+    custom.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, "llmgateways", gw_name, {"spec": {"audit": {"witnesses": witnesses}}}
+    )
+    note = _wait("checkpoint", lambda: _log_checkpoint(core, namespace, gw_name, 12)).data["tlog-checkpoint"]
+    note = split_note(note)[0] + "\n" + split_note(note)[1][0]  # the log's own signature only
+    handed_in = add_cosignatures(note, [stranger.cosign(note, verifier, []), w.cosign(note, verifier, [])])
+    core.patch_namespaced_config_map(
+        f"{gw_name}-audit-checkpoints", namespace, {"data": {"tlog-cosignatures": handed_in}}
+    )
+
+    def status():
+        obj = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)
+        found = (obj.get("status") or {}).get("auditWitnesses")
+        return found if found and found.get("cosignedBy") == ["w.example/w"] else None
+
+    assert _wait("witness status", status) == {
+        "treeSize": 12, "cosignedBy": ["w.example/w"], "quorum": 2, "quorumMet": False
+    }  # fmt: skip
+    data = core.read_namespaced_config_map(f"{gw_name}-audit-checkpoints", namespace).data
+    assert "w.example/stranger" not in data["tlog-witnessed-checkpoint"]
+    assert cosigned_by(data["tlog-witnessed-checkpoint"], [w.cosigner.key]) == ["w.example/w"]
+
+
+def test_the_operator_exports_segments_to_a_bucket(operator, admin_api, namespace, redis_server, tmp_path):
+    """#23 item 4 with the operator running: spec.audit.export.s3 (no volume) uploads sealed segments to a real S3
+    server (versitygw, HTTPS with a private CA from caSecretRef, credentials from Secrets, another region, a prefix,
+    path-style), each under the configured object-lock retention; status.auditExport reports the last segment and
+    the lag; the stream's mark moves only with the bucket."""
+    import datetime as dt
+
+    import redis as sync_redis
+
+    from gateway_plugins.policy.audit.note import Verifier
+    from gateway_plugins.policy.audit.segments import segments, verify_segments
+    from gateway_plugins.policy.keys import audit_exported
+    from tests.harness.controlplane import _Pki
+    from tests.harness.s3 import S3Server
+
+    (tmp_path / "pki").mkdir()
+    pki = _Pki(tmp_path / "pki")
+    s3server = S3Server(tmp_path / "s3", region="eu-central-1", tls=(pki.serving_cert, pki.serving_key)).start()
+    try:
+        s3 = s3server.client(ca_file=pki.ca_cert)
+        s3.create_bucket(
+            Bucket="audit-bucket",
+            ObjectLockEnabledForBucket=True,
+            CreateBucketConfiguration={"LocationConstraint": "eu-central-1"},
+        )
+        custom = client.CustomObjectsApi(admin_api)
+        core = client.CoreV1Api(admin_api)
+        _secret(core, namespace, "redis-url", {"url": redis_server.url})
+        _secret(core, namespace, "s3-creds", {"id": s3server.access_key, "secret": s3server.secret_key})
+        _secret(core, namespace, "s3-ca", {"ca.crt": pki.ca_cert.read_text()})
+        gw_name = f"s3-{namespace}"
+        spec = {
+            "redis": {"mode": "external", "urlSecretRef": {"name": "redis-url", "key": "url"}},
+            "audit": {
+                "export": {
+                    "s3": {
+                        "endpoint": s3server.url,
+                        "bucket": "audit-bucket",
+                        "region": "eu-central-1",
+                        "prefix": "kubegate/",
+                        "pathStyle": True,
+                        "accessKeyIdSecretRef": {"name": "s3-creds", "key": "id"},
+                        "secretAccessKeySecretRef": {"name": "s3-creds", "key": "secret"},
+                        "caSecretRef": {"name": "s3-ca", "key": "ca.crt"},
+                        "objectLock": {"mode": "GOVERNANCE", "retentionDays": 2},
+                    }
+                }
+            },
+        }
+        custom.create_namespaced_custom_object(
+            GROUP, VERSION, namespace, "llmgateways", _obj("LLMGateway", gw_name, spec)
+        )
+        secret = _wait("audit key Secret", lambda: _read_secret(core, namespace, f"{gw_name}-kubegate-audit-key"))
+        key = decode_key(base64.b64decode(secret.data["audit-key"]).decode())
+        stream = GatewayKeys(namespace, gw_name).audit_stream
+
+        async def write() -> None:
+            conn = aioredis.from_url(redis_server.url)
+            writer = AuditWriter(conn, stream, key=key, batch=5)
+            await writer.start()
+            for i in range(12):
+                writer.submit({"v": 1, "request_id": f"r{i}"})
+            await writer.close()
+            await conn.aclose()
+
+        asyncio.run(write())
+
+        def exported():
+            gw = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", gw_name)
+            status = (gw.get("status") or {}).get("auditExport") or {}
+            s3_status = status.get("s3") or {}
+            return gw if s3_status.get("lastSegment", "").endswith("-000000000012.jsonl") else None
+
+        gw_obj = _wait("status.auditExport.s3 with the segment of 12 records", exported)
+        status = gw_obj["status"]["auditExport"]
+        assert status["s3"]["error"] == "" and status["s3"]["bucket"] == "audit-bucket"
+        assert status["lagSeconds"] == 0 and status["exportedThrough"] == status["s3"]["exportedThrough"]
+        assert "volume" not in status
+        mark = sync_redis.Redis.from_url(redis_server.url).get(audit_exported(stream))
+        assert mark.decode() == status["exportedThrough"]
+
+        prefix = f"kubegate/{namespace}/{gw_name}/"
+        from gateway_operator.reconcile.audits3 import fetch_segments
+
+        got, notes = fetch_segments(s3, "audit-bucket", prefix, tmp_path / "fetched")
+        assert notes == [] and got >= 1
+        verifier = Verifier.parse(gw_obj["status"]["auditLogPublicKey"])
+        assert verify_segments(segments(tmp_path / "fetched"), verifier)[1:] == (12, 0)
+        for path in segments(tmp_path / "fetched"):
+            held = s3.get_object_retention(Bucket="audit-bucket", Key=prefix + path.name)["Retention"]
+            left = held["RetainUntilDate"] - dt.datetime.now(dt.UTC)
+            assert held["Mode"] == "GOVERNANCE" and dt.timedelta(days=1) < left <= dt.timedelta(days=2)
+    finally:
+        s3server.stop()
 
 
 @pytest.mark.parametrize("topology", ["cluster", "sentinel"])

@@ -331,3 +331,80 @@ def test_bundled_output_limit_is_max_output_tokens_else_max_tokens(monkeypatch):
         assert prices.bundled_max_output_tokens("openai", "claude-y") is None
     finally:
         prices.bundled_output_limits.cache_clear()
+
+
+def _cost_routed(name: str, model: str, candidates: list[dict], **spec) -> crd.ModelRoute:
+    return crd.ModelRoute.model_validate(
+        {"metadata": {"name": name}, "spec": {"gateway": "main", "modelName": model, "candidates": candidates, **spec}}
+    )
+
+
+def test_a_cost_routed_route_renders_its_served_candidates_and_no_deployments():
+    routes = [
+        _route("small", "small", [_dep("a", "eu-west-1")], maxOutputTokens=100),
+        _route("large", "large", [_dep("a", "eu-west-1")], maxOutputTokens=300),
+        _cost_routed("auto", "auto", [{"model": "small", "tier": 1}, {"model": "large", "tier": 3}]),
+        _cost_routed("auto-2", "auto-2", [{"model": "small", "tier": 1}, {"model": "gone", "tier": 2}]),
+    ]
+    out = _render(routes)
+    models = {m.name: m for m in out.policy.models}
+    auto = models["auto"]
+    assert [(c.model, c.tier) for c in auto.candidates] == [("small", 1), ("large", 3)]
+    # Any candidate may serve: the largest output limit, and no deployments or LiteLLM groups of its own.
+    assert auto.max_output_tokens == 300 and auto.regional_groups == {}
+    assert not [e for e in out.litellm_config["model_list"] if e["model_name"].startswith("auto")]
+    # A candidate no route serves is left out, and the route's status says which.
+    assert [c.model for c in models["auto-2"].candidates] == ["small"]
+    problem = out.problems["ModelRoute/auto-2"]
+    assert problem.reason == "CandidateNotFound" and "gone" in problem.message
+    assert parse_policy(out.policy.model_dump(mode="json", by_alias=True)) == out.policy
+    # Routes without candidates keep their documents' bytes (no empty candidates key).
+    assert "candidates" not in models["small"].model_dump(mode="json")
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ({"deployments": [_dep("a", "eu-west-1")], "candidates": [{"model": "x", "tier": 1}]}, "not both"),
+        ({}, "not both or none"),
+        ({"candidates": [{"model": "x", "tier": 1}, {"model": "x", "tier": 2}]}, "each model once"),
+        ({"candidates": [{"model": "auto", "tier": 1}]}, "own modelName"),
+        ({"candidates": [{"model": "x", "tier": 11}]}, "less than or equal to 10"),
+    ],
+)
+def test_a_cost_routed_route_is_validated(spec, words):
+    with pytest.raises(ValueError, match=words):
+        crd.ModelRoute.model_validate(
+            {"metadata": {"name": "auto"}, "spec": {"gateway": "main", "modelName": "auto", **spec}}
+        )
+
+
+def test_the_policy_refuses_a_candidate_it_does_not_serve():
+    doc = {
+        "gateway": "main",
+        "models": [{"name": "auto", "candidates": [{"model": "nowhere", "tier": 1}]}],
+    }
+    with pytest.raises(ValueError, match=r"models\.auto\.candidates: 'nowhere'"):
+        parse_policy(doc)
+
+
+def test_volume_discounts_reach_the_policy_and_are_validated():
+    gw = crd.LLMGateway.model_validate(
+        {
+            "metadata": {"name": "main"},
+            "spec": {"volumeDiscounts": [{"fromUSD": "1000", "percent": "5"}, {"fromUSD": "10000", "percent": "12.5"}]},
+        }
+    )
+    policy = render_gateway(gw, [], [], [], tenant_key_hashes={}, revision=1).policy
+    assert [(str(t.from_usd), t.basis_points) for t in policy.volume_discounts] == [("1000", 500), ("10000", 1250)]
+    assert policy.discount_basis_points(999_999_999) == 0 and policy.discount_basis_points(10_000_000_000) == 1250
+    assert parse_policy(policy.model_dump(mode="json", by_alias=True)) == policy
+    # Without tiers the document keeps its bytes (no empty key).
+    assert "volume_discounts" not in _render().policy.model_dump(mode="json")
+    for tiers, words in [
+        ([{"fromUSD": "10", "percent": "5"}, {"fromUSD": "10", "percent": "6"}], "ascending by fromUSD"),
+        ([{"fromUSD": "10", "percent": "5"}, {"fromUSD": "20", "percent": "5"}], "ascending by percent"),
+        ([{"fromUSD": "10", "percent": "100"}], "less than 100"),
+    ]:
+        with pytest.raises(ValueError, match=words):
+            crd.LLMGatewaySpec.model_validate({"volumeDiscounts": tiers})

@@ -151,3 +151,70 @@ def false_positives(records: list[dict], entities: dict[str, str], limit: int = 
             if not any(gt == t and gs < e and s < ge for gs, ge, gt in record["gold"]):
                 out.append(f"{t}: {record['text'][s:e]!r} in {record['text'][max(0, s - 30) : e + 10]!r}")
     return out[:limit]
+
+
+# NER types and the presidio-evaluator gold types they are scored against. Recall counts the first group's values
+# (every character masked); a prediction is right if it overlaps a value of either group (a city inside a street
+# address is a location). Only the presidio-evaluator part is scored: its gold marks every name and place, while the
+# Faker frames' own words ("Anna", "Ben") and the PII-free Faker text have names nobody marked.
+NER_GOLD = {
+    "PERSON": (("PERSON",), ()),
+    "LOCATION": (("GPE",), ("STREET_ADDRESS", "ZIP_CODE")),
+    "ORGANIZATION": (("ORGANIZATION",), ()),
+}
+
+
+def evaluate_ner(records: list[dict], entities: dict[str, str]) -> dict:
+    """Recall and precision of the policy's NER types (those in :data:`NER_GOLD`) on presidio-evaluator records,
+    through ``mask_request`` with every type masked."""
+    scored = [r for r in records if r["source"] == "presidio"]
+    runs = asyncio.run(_run(scored, dict.fromkeys(entities, "mask")))
+    return score_ner(scored, [spans for _, spans, _ in runs], [e for e in entities if e in NER_GOLD])
+
+
+def score_ner(records: list[dict], found: list[list[tuple[int, int, str]]], entities: list[str]) -> dict:
+    """Recall (every character of a value covered by a span of any type) and precision (spans of the type that
+    overlap a value of a matching gold type) per NER type, from (start, end, type) spans per record."""
+    stats = {e: {"tp": 0, "fn": 0, "fp": 0, "pred": 0, "not_pii": 0} for e in entities}
+    for record, spans in zip(records, found, strict=True):
+        for entity, st in stats.items():
+            primary, also = NER_GOLD[entity]
+            for s, e, t in record["gold"]:
+                if t in primary:
+                    st["tp" if _covered(s, e, record["text"], spans) else "fn"] += 1
+            for s, e, t in spans:
+                if t == entity:
+                    st["pred"] += 1
+                    st["fp"] += not any(gt in primary + also and gs < e and s < ge for gs, ge, gt in record["gold"])
+                    # Masked text that is no PII of any type ("TCP"), rather than PII of another type (a street).
+                    st["not_pii"] += not any(gs < e and s < ge for gs, ge, _ in record["gold"])
+    return {
+        t: {
+            "n": st["tp"] + st["fn"],
+            "recall": st["tp"] / (st["tp"] + st["fn"]) if st["tp"] + st["fn"] else 1.0,
+            "precision": (st["pred"] - st["fp"]) / st["pred"] if st["pred"] else 1.0,
+            "precision_any": (st["pred"] - st["not_pii"]) / st["pred"] if st["pred"] else 1.0,
+            "predicted": st["pred"],
+        }
+        for t, st in stats.items()
+    }
+
+
+def ner_errors(records: list[dict], entities: dict[str, str], limit: int = 30) -> tuple[list[str], list[str]]:
+    """(missed values, wrong predictions) of the NER types, as :func:`evaluate_ner` counts them (diagnostics)."""
+    scored = [r for r in records if r["source"] == "presidio"]
+    runs = asyncio.run(_run(scored, dict.fromkeys(entities, "mask")))
+    missed, wrong = [], []
+    for record, (_, spans, _) in zip(scored, runs, strict=True):
+        text = record["text"]
+        for entity in entities:
+            if entity not in NER_GOLD:
+                continue
+            primary, also = NER_GOLD[entity]
+            for s, e, t in record["gold"]:
+                if t in primary and not _covered(s, e, text, spans):
+                    missed.append(f"{entity}: {text[s:e]!r} in {text[max(0, s - 30) : e + 15]!r}")
+            for s, e, t in spans:
+                if t == entity and not any(gt in primary + also and gs < e and s < ge for gs, ge, gt in record["gold"]):
+                    wrong.append(f"{entity}: {text[s:e]!r} in {text[max(0, s - 30) : e + 15]!r}")
+    return missed[:limit], wrong[:limit]

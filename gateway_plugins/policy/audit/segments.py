@@ -9,8 +9,9 @@ is stored, the records logged since the last segment into one file and only then
 - one line per record ``{"id": <stream id>, "r": <the record exactly as stored, the Merkle leaf's bytes>}``;
 - a last line ``{"checkpoint": <the signed note of the tree of size records>}``.
 
-It is written to a temporary name, fsync'd, renamed to ``seg-<first_leaf>-<size>.jsonl`` and the directory fsync'd:
-a crash leaves a whole segment or none, and a round retried after a crash writes the same file again.
+On a volume it is written to a temporary name, fsync'd, renamed to ``seg-<first_leaf>-<size>.jsonl`` and the
+directory fsync'd: a crash leaves a whole segment or none, and a round retried after a crash writes the same file
+again. In a bucket (``gateway_operator.reconcile.audits3``) the same bytes are one object of that name.
 :func:`verify_segments` checks a directory with the log's public key only.
 """
 
@@ -45,15 +46,11 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_segment(
-    directory: str | os.PathLike, origin: str, size: int, entries: list[tuple[str, bytes]], note: str
-) -> Path:
-    """Seal ``entries`` (stream id, stored record), the last ``len(entries)`` leaves of the ``size``-leaf tree whose
-    signed checkpoint is ``note``, into one segment file."""
+def render_segment(origin: str, size: int, entries: list[tuple[str, bytes]], note: str) -> tuple[str, bytes]:
+    """(name, bytes) of the segment sealing ``entries`` (stream id, stored record), the last ``len(entries)`` leaves
+    of the ``size``-leaf tree whose signed checkpoint is ``note``: the same bytes whatever the destination."""
     if not entries or len(entries) > size:
         raise ValueError(f"a segment holds 1 to {size} records, not {len(entries)}")
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     first_leaf = size - len(entries)
     header = {
         "kind": KIND,
@@ -65,14 +62,29 @@ def write_segment(
         "last_id": entries[-1][0],
         "records": len(entries),
     }
-    target = out / segment_name(first_leaf, size)
+    lines = [json.dumps(header)]
+    lines += [json.dumps({"id": sid, "r": raw.decode()}, ensure_ascii=False) for sid, raw in entries]
+    lines.append(json.dumps({"checkpoint": note}))
+    return segment_name(first_leaf, size), ("\n".join(lines) + "\n").encode()
+
+
+def write_segment(
+    directory: str | os.PathLike, origin: str, size: int, entries: list[tuple[str, bytes]], note: str
+) -> Path:
+    """Seal ``entries`` into one segment file (:func:`render_segment`)."""
+    name, body = render_segment(origin, size, entries, note)
+    return write_bytes(directory, name, body)
+
+
+def write_bytes(directory: str | os.PathLike, name: str, body: bytes) -> Path:
+    """Write a rendered segment: temporary name, fsync, rename, fsync of the directory."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / name
     fd, tmp = tempfile.mkstemp(dir=out, prefix=".seg-")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(json.dumps(header) + "\n")
-            for sid, raw in entries:
-                f.write(json.dumps({"id": sid, "r": raw.decode()}, ensure_ascii=False) + "\n")
-            f.write(json.dumps({"checkpoint": note}) + "\n")
+        with os.fdopen(fd, "wb") as f:
+            f.write(body)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
@@ -86,14 +98,23 @@ def write_segment(
 
 def read_segment(path: Path) -> tuple[dict, list[tuple[str, bytes]], str]:
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        text = path.read_text(encoding="utf-8")
+    except (OSError, ValueError) as exc:
+        raise SegmentError(f"{path.name}: not a segment ({type(exc).__name__})") from None
+    return parse_segment(path.name, text)
+
+
+def parse_segment(name: str, text: str) -> tuple[dict, list[tuple[str, bytes]], str]:
+    """(header, records, checkpoint note) of a segment's text, e.g. an object fetched back from a bucket."""
+    try:
+        lines = text.splitlines()
         header = json.loads(lines[0])
         records = [(str(d["id"]), str(d["r"]).encode()) for d in map(json.loads, lines[1:-1])]
         note = json.loads(lines[-1])["checkpoint"]
-    except (OSError, ValueError, KeyError, IndexError, TypeError) as exc:
-        raise SegmentError(f"{path.name}: not a segment ({type(exc).__name__})") from None
-    if header.get("kind") != KIND or header.get("records") != len(records):
-        raise SegmentError(f"{path.name}: not a segment, or its record count does not match its header")
+    except (ValueError, KeyError, IndexError, TypeError) as exc:
+        raise SegmentError(f"{name}: not a segment ({type(exc).__name__})") from None
+    if not isinstance(header, dict) or header.get("kind") != KIND or header.get("records") != len(records):
+        raise SegmentError(f"{name}: not a segment, or its record count does not match its header")
     return header, records, note
 
 

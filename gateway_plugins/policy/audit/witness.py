@@ -154,6 +154,29 @@ def merge_cosignatures(note: str, submitted: str | None) -> str | None:
         return None
 
 
+def trusted_cosignatures(note: str, submitted: str | None, witnesses: list[CosignerKey]) -> str | None:
+    """``note`` with those signature lines of ``submitted`` that are valid cosignatures of it by ``witnesses``
+    (one per witness); None when there are none. Anything else handed in (other keys, bad signatures, another
+    checkpoint) is dropped, so what is stored is what a verifier trusting these witnesses would count."""
+    if not submitted:
+        return None
+    try:
+        text, _ = split_note(note)
+        submitted_text, lines = split_note(submitted)
+    except NoteError:
+        return None
+    if submitted_text != text:
+        return None
+    kept: list[str] = []
+    names: set[str] = set()
+    for line in lines:
+        valid = cosigned_by(text + "\n" + line, witnesses)
+        if valid and valid[0] not in names:
+            names.add(valid[0])
+            kept.append(line)
+    return add_cosignatures(note, kept) if kept else None
+
+
 def cosigned_by(note: str, witnesses: list[CosignerKey], now: float | None = None) -> list[str]:
     """Names of the witnesses (among ``witnesses``) with a valid cosignature on ``note``; unknown keys ignored.
 
