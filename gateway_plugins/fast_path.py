@@ -40,15 +40,13 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from gateway_plugins import metrics
+from gateway_plugins import fast_path_native, metrics
 from gateway_plugins.context import RequestContext
 
 log = logging.getLogger("kubegate.fast_path")
 
 # Endpoint name -> LiteLLM's route type, for the endpoints the fast path serves.
-ROUTE_TYPES = {"chat_completions": "acompletion", "responses": "aresponses"}
-# Served on the fast path as JSON only (their streams go through LiteLLM's handler).
-JSON_ONLY = frozenset({"responses"})
+ROUTE_TYPES = {"chat_completions": "acompletion", "responses": "aresponses", "anthropic_messages": "anthropic_messages"}
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -58,9 +56,7 @@ _SSE_HEADERS = [
 
 
 def handles(ctx: RequestContext, body: dict) -> bool:
-    if ctx.call_type not in ROUTE_TYPES:
-        return False
-    return ctx.call_type not in JSON_ONLY or body.get("stream") is not True
+    return ctx.call_type in ROUTE_TYPES
 
 
 def _hooks() -> Any:
@@ -95,22 +91,33 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     if stream:
         data.update(_stream_usage_updates(data, route_type, user))
     hooks = _hooks()
+    if route_type == fast_path_native.MESSAGES:
+        # The logging object LiteLLM's handler sets up before the call and the Router then uses: a Messages
+        # stream the client leaves before its first event is billed from it (its answer carries none).
+        data = fast_path_native.with_logging_object(data)
     try:
         data = await hooks.async_pre_call_hook(user, None, data, route_type)
         response = await _call_router(data, route_type, user)
     except Exception as exc:
-        await _error(send, exc, data, user)
+        await _error(send, exc, data, user, route_type)
         return
     if stream or _is_stream(response):
-        await _stream(scope, receive, send, ctx, data, user, response, client_model)
+        if route_type == "acompletion":
+            await _stream(scope, receive, send, ctx, data, user, response, client_model)
+        else:
+            data["_kubegate_route_type"] = route_type
+            headers = await _stream_headers(data, user, response, client_model)
+            await fast_path_native.stream(scope, receive, send, data, user, response, client_model, headers)
         return
     try:
         response = await hooks.async_post_call_success_hook(data, user, response)
     except Exception as exc:
-        await _error(send, exc, data, user)
+        await _error(send, exc, data, user, route_type)
         return
     _restamp_model(response, client_model, data, ctx)
     headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
+    if route_type == "anthropic_messages":
+        response = fast_path_native.messages_payload(response)
     if isinstance(response, BaseModel) and route_type == "acompletion":
         from litellm.proxy.utils import model_dump_with_preserved_fields
 
@@ -187,8 +194,12 @@ def _restamp_model(response: Any, client_model: Any, data: dict, ctx: RequestCon
     )
 
 
-async def _error(send: Any, exc: Exception, data: dict, user: Any) -> None:
+async def _error(send: Any, exc: Exception, data: dict, user: Any, route_type: str = "") -> None:
     """LiteLLM's own error path: its failure hooks (kubegate's among them), then its exception handler's body."""
+    if route_type == fast_path_native.MESSAGES:
+        status, body, headers = await fast_path_native.messages_error(exc, data, user)
+        await _json(send, status, body, headers)
+        return
     from litellm.proxy import proxy_server
     from litellm.proxy._types import ProxyException
     from litellm.proxy.common_request_processing import ProxyBaseLLMRequestProcessing
@@ -241,14 +252,7 @@ async def _stream(
     from starlette.requests import Request
     from starlette.responses import StreamingResponse
 
-    hooks = _hooks()
-    logging_obj = getattr(response, "logging_obj", None)
-    if logging_obj is not None:
-        # What LiteLLM's handler keeps in the request data (disconnect-time billing of a partial stream reads it).
-        data["litellm_logging_obj"] = logging_obj
-    if isinstance(client_model, str) and client_model:
-        data["_litellm_client_requested_model"] = client_model
-    headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
+    headers = await _stream_headers(data, user, response, client_model)
     frames = _frames(data, user, response)
     try:
         # LiteLLM's own wait for the first frame: a client leaving before it cancels the upstream call.
@@ -277,6 +281,17 @@ async def _stream(
         await StreamingResponse(body(), media_type="text/event-stream", headers=out)(scope, receive, send)
     finally:
         await frames.aclose()
+
+
+async def _stream_headers(data: dict, user: Any, response: Any, client_model: Any) -> dict:
+    """What LiteLLM's handler keeps in the request data before a stream, and the headers hook's headers."""
+    logging_obj = getattr(response, "logging_obj", None)
+    if logging_obj is not None and "litellm_logging_obj" not in data:
+        # Disconnect-time billing of a partial stream reads it.
+        data["litellm_logging_obj"] = logging_obj
+    if isinstance(client_model, str) and client_model:
+        data["_litellm_client_requested_model"] = client_model
+    return await _hooks().async_post_call_response_headers_hook(data, user, response) or {}
 
 
 def _client_gone_body() -> dict:
