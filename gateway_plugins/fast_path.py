@@ -1,6 +1,7 @@
 """The fast path (issue #22): contract requests served by kubegate's hooks and the proxy's own Router, called
-directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions`` (JSON and SSE) and
-``/v1/responses`` (JSON; its streams go through LiteLLM's handler, whose Responses stream errors differ).
+directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses`` and
+Anthropic's ``/v1/messages``, JSON and SSE. Chat streams are written here; Responses and Messages streams, Messages
+answers and Messages errors in their APIs' own shapes by ``gateway_plugins.fast_path_native``.
 
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
