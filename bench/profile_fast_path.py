@@ -39,6 +39,21 @@ OURS = "gateway_plugins/"
 ROUTER_CALL = "_call_router (gateway_plugins/fast_path.py"
 
 
+def _short_names() -> frozenset[str]:
+    """kubegate's file names py-spy may show without their directory (it shortens paths), when no installed
+    package has a file of that name."""
+    import sysconfig
+
+    ours = {p.name for p in (REPO / "gateway_plugins").rglob("*.py")}
+    theirs = {p.name for p in Path(sysconfig.get_paths()["purelib"]).rglob("*.py") if p.name in ours}
+    return frozenset(ours - theirs)
+
+
+def _is_ours(frame: str, short: frozenset[str]) -> bool:
+    where = frame.rpartition(" (")[2].rstrip(")")
+    return OURS in where or where in short
+
+
 def _read(raw: Path) -> list[tuple[list[str], int]]:
     stacks = []
     for line in raw.read_text().splitlines():
@@ -55,6 +70,7 @@ def _function(frame: str) -> str:
 
 
 def summarise(stacks: list[tuple[list[str], int]], cpu_ms: float, top: int = 20) -> None:
+    short = _short_names()
     """Each sample goes to the innermost kubegate function on its stack: ``_call_router`` there means the Router
     call (LiteLLM's, with the callbacks it runs); no kubegate frame means LiteLLM's or the server's own work."""
     total = sum(n for _, n in stacks) or 1
@@ -64,7 +80,7 @@ def summarise(stacks: list[tuple[list[str], int]], cpu_ms: float, top: int = 20)
     for frames, n in stacks:
         frames = [_function(f) for f in frames]
         own[frames[-1]] += n
-        mine = [f for f in frames if OURS in f]
+        mine = [f for f in frames if _is_ours(f, short)]
         if not mine:
             buckets["outside kubegate (server, LiteLLM callbacks and logging run outside a request)"] += n
         elif mine[-1].startswith(ROUTER_CALL):
