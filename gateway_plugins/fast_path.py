@@ -47,7 +47,12 @@ from gateway_plugins.context import RequestContext
 log = logging.getLogger("kubegate.fast_path")
 
 # Endpoint name -> LiteLLM's route type, for the endpoints the fast path serves.
-ROUTE_TYPES = {"chat_completions": "acompletion", "responses": "aresponses", "anthropic_messages": "anthropic_messages"}
+ROUTE_TYPES = {
+    "chat_completions": "acompletion",
+    "completions": "atext_completion",
+    "responses": "aresponses",
+    "anthropic_messages": "anthropic_messages",
+}
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -56,8 +61,15 @@ _SSE_HEADERS = [
 ]
 
 
+# Served on the fast path as JSON only: LiteLLM's completions handler estimates a stream's prompt tokens from the
+# prompt as sent, before masking, where the Router alone counts the masked one, so the charge would differ.
+JSON_ONLY = frozenset({"completions"})
+
+
 def handles(ctx: RequestContext, body: dict) -> bool:
-    return ctx.call_type in ROUTE_TYPES
+    if ctx.call_type not in ROUTE_TYPES:
+        return False
+    return ctx.call_type not in JSON_ONLY or body.get("stream") is not True
 
 
 def _hooks() -> Any:
@@ -79,7 +91,9 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     keys, body = scope["parsed_body"]
     data: dict = {k: body[k] for k in keys}
     client_model = data.get("model")
-    if route_type == "acompletion":
+    if route_type == fast_path_native.COMPLETIONS:
+        data["metadata"] = fast_path_native.completion_metadata(data.get("metadata"), user)
+    elif route_type == "acompletion":
         # As LiteLLM's chat handler does (a client's metadata dict is kept; copied, the parsed body stays as sent).
         meta = data.get("metadata")
         data["metadata"] = {
@@ -201,8 +215,16 @@ async def _error(send: Any, exc: Exception, data: dict, user: Any, route_type: s
         status, body, headers = await fast_path_native.messages_error(exc, data, user)
         await _json(send, status, body, headers)
         return
-    from litellm.proxy import proxy_server
     from litellm.proxy._types import ProxyException
+
+    if route_type == fast_path_native.COMPLETIONS and not isinstance(exc, ProxyException):
+        # kubegate's own refusals (a ProxyException) read as on every other route; the rest as LiteLLM's
+        # completions handler answers them.
+        proxy_exc = await fast_path_native.completions_error(exc, data, user)
+        status = int(proxy_exc.code) if proxy_exc.code else 500
+        await _json(send, status, {"error": proxy_exc.to_dict()}, proxy_exc.headers or {})
+        return
+    from litellm.proxy import proxy_server
     from litellm.proxy.common_request_processing import ProxyBaseLLMRequestProcessing
 
     try:

@@ -18,6 +18,7 @@ from starlette.requests import Request
 
 MESSAGES = "anthropic_messages"
 RESPONSES = "aresponses"
+COMPLETIONS = "atext_completion"
 
 
 async def stream(
@@ -56,6 +57,10 @@ async def stream(
         frames = wrap_sse_stream_with_keepalive_pings(
             stream=frames, ping_interval_seconds=litellm.anthropic_sse_ping_interval_seconds
         )
+    elif route_type == COMPLETIONS:
+        from litellm.proxy.proxy_server import select_data_generator
+
+        frames = select_data_generator(response=response, user_api_key_dict=user, request_data=data, request=request)
     else:
         from litellm.proxy.proxy_server import select_data_generator
 
@@ -132,3 +137,40 @@ async def messages_error(exc: Exception, data: dict, user: Any) -> tuple[int, di
     if proxy_exc.provider_specific_fields:
         body["error"] = {**body["error"], "provider_specific_fields": proxy_exc.provider_specific_fields}
     return status, body, dict(proxy_exc.headers or {})
+
+
+def completion_metadata(meta: Any, user: Any) -> dict:
+    """The ``metadata`` LiteLLM's completions handler sends on: the client's (a copy), plus the key's ids it has."""
+    out = dict(meta) if isinstance(meta, dict) else {}
+    for attr, name in (
+        ("user_id", "user_api_key_user_id"),
+        ("team_id", "user_api_key_team_id"),
+        ("org_id", "user_api_key_org_id"),
+        ("organization_alias", "user_api_key_org_alias"),
+        ("agent_id", "agent_id"),
+    ):
+        value = getattr(user, attr, None)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+async def completions_error(exc: Exception, data: dict, user: Any) -> Any:
+    """LiteLLM's ``/v1/completions`` error path: its failure hooks, then the ``ProxyException`` its handler raises
+    (the caller renders it as LiteLLM's exception handler does)."""
+    from litellm.proxy import proxy_server
+    from litellm.proxy._types import ProxyException
+    from litellm.proxy.common_request_processing import request_litellm_call_id
+    from litellm.proxy.common_utils.openai_error_payload import litellm_call_id_headers
+
+    await proxy_server.proxy_logging_obj.post_call_failure_hook(
+        user_api_key_dict=user, original_exception=exc, request_data=data
+    )
+    return ProxyException(
+        message=getattr(exc, "message", f"{exc}"),
+        type=getattr(exc, "type", "None"),
+        param=getattr(exc, "param", "None"),
+        headers=litellm_call_id_headers(request_litellm_call_id(data)),
+        openai_code=getattr(exc, "code", None),
+        code=getattr(exc, "status_code", 500),
+    )
