@@ -1,6 +1,7 @@
 """The fast path (issue #22): contract requests served by kubegate's hooks and the proxy's own Router, called
-directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions`` (JSON and SSE) and
-``/v1/responses`` (JSON; its streams go through LiteLLM's handler, whose Responses stream errors differ).
+directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses`` and
+Anthropic's ``/v1/messages``, JSON and SSE. Chat streams are written here; Responses and Messages streams, Messages
+answers and Messages errors in their APIs' own shapes by ``gateway_plugins.fast_path_native``.
 
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
@@ -40,21 +41,29 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
-from gateway_plugins import metrics
+from gateway_plugins import fast_path_native, metrics
 from gateway_plugins.context import RequestContext
 
 log = logging.getLogger("kubegate.fast_path")
 
 # Endpoint name -> LiteLLM's route type, for the endpoints the fast path serves.
-ROUTE_TYPES = {"chat_completions": "acompletion", "responses": "aresponses"}
-# Served on the fast path as JSON only (their streams go through LiteLLM's handler).
-JSON_ONLY = frozenset({"responses"})
+ROUTE_TYPES = {
+    "chat_completions": "acompletion",
+    "completions": "atext_completion",
+    "responses": "aresponses",
+    "anthropic_messages": "anthropic_messages",
+}
 
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
     (b"cache-control", b"no-cache"),
     (b"x-accel-buffering", b"no"),
 ]
+
+
+# Served on the fast path as JSON only: LiteLLM's completions handler estimates a stream's prompt tokens from the
+# prompt as sent, before masking, where the Router alone counts the masked one, so the charge would differ.
+JSON_ONLY = frozenset({"completions"})
 
 
 def handles(ctx: RequestContext, body: dict) -> bool:
@@ -82,7 +91,9 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     keys, body = scope["parsed_body"]
     data: dict = {k: body[k] for k in keys}
     client_model = data.get("model")
-    if route_type == "acompletion":
+    if route_type == fast_path_native.COMPLETIONS:
+        data["metadata"] = fast_path_native.completion_metadata(data.get("metadata"), user)
+    elif route_type == "acompletion":
         # As LiteLLM's chat handler does (a client's metadata dict is kept; copied, the parsed body stays as sent).
         meta = data.get("metadata")
         data["metadata"] = {
@@ -95,22 +106,33 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     if stream:
         data.update(_stream_usage_updates(data, route_type, user))
     hooks = _hooks()
+    if route_type == fast_path_native.MESSAGES:
+        # The logging object LiteLLM's handler sets up before the call and the Router then uses: a Messages
+        # stream the client leaves before its first event is billed from it (its answer carries none).
+        data = fast_path_native.with_logging_object(data)
     try:
         data = await hooks.async_pre_call_hook(user, None, data, route_type)
         response = await _call_router(data, route_type, user)
     except Exception as exc:
-        await _error(send, exc, data, user)
+        await _error(send, exc, data, user, route_type)
         return
     if stream or _is_stream(response):
-        await _stream(scope, receive, send, ctx, data, user, response, client_model)
+        if route_type == "acompletion":
+            await _stream(scope, receive, send, ctx, data, user, response, client_model)
+        else:
+            data["_kubegate_route_type"] = route_type
+            headers = await _stream_headers(data, user, response, client_model)
+            await fast_path_native.stream(scope, receive, send, data, user, response, client_model, headers)
         return
     try:
         response = await hooks.async_post_call_success_hook(data, user, response)
     except Exception as exc:
-        await _error(send, exc, data, user)
+        await _error(send, exc, data, user, route_type)
         return
     _restamp_model(response, client_model, data, ctx)
     headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
+    if route_type == "anthropic_messages":
+        response = fast_path_native.messages_payload(response)
     if isinstance(response, BaseModel) and route_type == "acompletion":
         from litellm.proxy.utils import model_dump_with_preserved_fields
 
@@ -187,10 +209,22 @@ def _restamp_model(response: Any, client_model: Any, data: dict, ctx: RequestCon
     )
 
 
-async def _error(send: Any, exc: Exception, data: dict, user: Any) -> None:
+async def _error(send: Any, exc: Exception, data: dict, user: Any, route_type: str = "") -> None:
     """LiteLLM's own error path: its failure hooks (kubegate's among them), then its exception handler's body."""
-    from litellm.proxy import proxy_server
+    if route_type == fast_path_native.MESSAGES:
+        status, body, headers = await fast_path_native.messages_error(exc, data, user)
+        await _json(send, status, body, headers)
+        return
     from litellm.proxy._types import ProxyException
+
+    if route_type == fast_path_native.COMPLETIONS and not isinstance(exc, ProxyException):
+        # kubegate's own refusals (a ProxyException) read as on every other route; the rest as LiteLLM's
+        # completions handler answers them.
+        proxy_exc = await fast_path_native.completions_error(exc, data, user)
+        status = int(proxy_exc.code) if proxy_exc.code else 500
+        await _json(send, status, {"error": proxy_exc.to_dict()}, proxy_exc.headers or {})
+        return
+    from litellm.proxy import proxy_server
     from litellm.proxy.common_request_processing import ProxyBaseLLMRequestProcessing
 
     try:
@@ -241,14 +275,7 @@ async def _stream(
     from starlette.requests import Request
     from starlette.responses import StreamingResponse
 
-    hooks = _hooks()
-    logging_obj = getattr(response, "logging_obj", None)
-    if logging_obj is not None:
-        # What LiteLLM's handler keeps in the request data (disconnect-time billing of a partial stream reads it).
-        data["litellm_logging_obj"] = logging_obj
-    if isinstance(client_model, str) and client_model:
-        data["_litellm_client_requested_model"] = client_model
-    headers = await hooks.async_post_call_response_headers_hook(data, user, response) or {}
+    headers = await _stream_headers(data, user, response, client_model)
     frames = _frames(data, user, response)
     try:
         # LiteLLM's own wait for the first frame: a client leaving before it cancels the upstream call.
@@ -277,6 +304,17 @@ async def _stream(
         await StreamingResponse(body(), media_type="text/event-stream", headers=out)(scope, receive, send)
     finally:
         await frames.aclose()
+
+
+async def _stream_headers(data: dict, user: Any, response: Any, client_model: Any) -> dict:
+    """What LiteLLM's handler keeps in the request data before a stream, and the headers hook's headers."""
+    logging_obj = getattr(response, "logging_obj", None)
+    if logging_obj is not None and "litellm_logging_obj" not in data:
+        # Disconnect-time billing of a partial stream reads it.
+        data["litellm_logging_obj"] = logging_obj
+    if isinstance(client_model, str) and client_model:
+        data["_litellm_client_requested_model"] = client_model
+    return await _hooks().async_post_call_response_headers_hook(data, user, response) or {}
 
 
 def _client_gone_body() -> dict:

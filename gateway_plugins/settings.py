@@ -27,9 +27,10 @@ KUBEGATE_METRICS_PORT          Port of ``/metrics`` (never the tenant port)     
 KUBEGATE_METRICS_ADDR          Address the metrics port binds                              ``0.0.0.0``
 KUBEGATE_REAP_AFTER_SECONDS    Wait for LiteLLM's report of a served answer before the     ``30``
                                front door ends the request itself (client gone)
-KUBEGATE_FAST_PATH             ``1``: the front door serves chat completions itself        ``1``
-                               (``gateway_plugins.fast_path``: kubegate's hooks and the
-                               proxy's Router called directly); ``0``: LiteLLM's handlers
+KUBEGATE_FAST_PATH             ``1``: the front door serves chat, Responses and Messages   ``1``
+                               (and completions JSON) itself (``gateway_plugins.fast_path``:
+                               kubegate's hooks and the proxy's Router called directly);
+                               ``0``: LiteLLM's handlers
 PROMETHEUS_MULTIPROC_DIR       Set with several workers: prometheus multiprocess mode     unset
 =============================  ==========================================================  ===========
 

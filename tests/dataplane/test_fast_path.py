@@ -85,6 +85,20 @@ def responses(model: str = "echo", text: str = "hello there", **extra: Any) -> d
     return {"model": model, "input": text, "max_output_tokens": 16, "store": False, **extra}
 
 
+def completions(model: str = "echo", text: str = "hello there", **extra: Any) -> dict:
+    return {"model": model, "prompt": text, "max_tokens": 16, **extra}
+
+
+def messages(model: str = "echo", text: str = "hello there", **extra: Any) -> dict:
+    return {
+        "model": model,
+        "messages": [{"role": "user", "content": text}],
+        "max_tokens": 16,
+        "anthropic": True,
+        **extra,
+    }
+
+
 VOLATILE = {"id", "item_id", "created", "created_at", "completed_at", "system_fingerprint"}
 
 
@@ -98,8 +112,16 @@ def _normal(value: Any) -> Any:
 
 def _body(resp: httpx.Response) -> Any:
     if resp.headers.get("content-type", "").startswith("text/event-stream"):
-        frames = [line[6:] for line in resp.text.split("\n\n") if line.startswith("data: ")]
-        return [f if f == "[DONE]" else _normal(json.loads(f)) for f in frames]
+        # Every frame's event name (Anthropic's and Responses' streams name them) and data; ping comments aside.
+        out: list = []
+        for frame in resp.text.split("\n\n"):
+            for line in frame.split("\n"):
+                if line.startswith("event: "):
+                    out.append(line)
+                elif line.startswith("data: "):
+                    data = line[6:]
+                    out.append(data if data == "[DONE]" else _normal(json.loads(data)))
+        return out
     return _normal(resp.json())
 
 
@@ -123,13 +145,14 @@ def _same_headers(fast: dict[str, str], slow: dict[str, str]) -> bool:
 
 
 def _send(proxy: ProxyServer, tenant: str, body: dict) -> httpx.Response:
-    path = "/v1/responses" if "input" in body else "/v1/chat/completions"
-    return httpx.post(
-        proxy.base_url + path,
-        json=body,
-        headers={"authorization": f"Bearer {key(tenant)}"},
-        timeout=60,
-    )
+    body = dict(body)
+    if body.pop("anthropic", False):
+        # As Anthropic's clients call it: x-api-key, anthropic-version.
+        path, auth = "/v1/messages", {"x-api-key": key(tenant), "anthropic-version": "2023-06-01"}
+    else:
+        path = "/v1/responses" if "input" in body else "/v1/completions" if "prompt" in body else "/v1/chat/completions"
+        auth = {"authorization": f"Bearer {key(tenant)}"}
+    return httpx.post(proxy.base_url + path, json=body, headers=auth, timeout=60)
 
 
 RECORD_FIELDS = (
@@ -197,8 +220,42 @@ CASES = [
     ("responses upstream failure", "budgeted", responses(BROKEN)),
     ("responses upstream failure, no residency", "plain", responses(BROKEN)),
     ("responses residency unavailable", "us", responses()),
-    ("responses stream (LiteLLM's handler)", "budgeted", responses(stream=True)),
+    ("responses stream", "budgeted", responses(stream=True)),
+    ("responses stream, plain tenant", "plain", responses("other", stream=True)),
+    ("responses stream pii restored", "restore", responses(text=f"write to {EMAIL} please", stream=True)),
+    ("responses stream budget exhausted", "broke", responses(stream=True)),
+    ("responses stream upstream failure", "budgeted", responses(BROKEN, stream=True)),
+    ("responses stream upstream failure, no residency", "plain", responses(BROKEN, stream=True)),
+    ("completions json", "budgeted", completions()),
+    ("completions, plain tenant", "plain", completions("other")),
+    ("completions pii restored", "restore", completions(text=f"write to {EMAIL} please")),
+    ("completions budget exhausted", "broke", completions()),
+    ("completions upstream failure", "budgeted", completions(BROKEN)),
+    ("completions upstream failure, no residency", "plain", completions(BROKEN)),
+    ("completions residency unavailable", "us", completions()),
+    # Completions streams stay on LiteLLM's handler (gateway_plugins.fast_path.JSON_ONLY): the same on both.
+    ("completions stream (LiteLLM's handler)", "budgeted", completions(stream=True)),
+    ("messages json", "budgeted", messages()),
+    ("messages, plain tenant", "plain", messages("other")),
+    ("messages pii masked", "pii", messages(text=f"write to {EMAIL} please")),
+    ("messages pii restored", "restore", messages(text=f"write to {EMAIL} please")),
+    ("messages budget exhausted", "broke", messages()),
+    ("messages upstream failure", "budgeted", messages(BROKEN)),
+    ("messages upstream failure, no residency", "plain", messages(BROKEN)),
+    ("messages residency unavailable", "us", messages()),
+    ("messages model not allowed", "narrow", messages("other")),
+    ("messages stream", "budgeted", messages(stream=True)),
+    ("messages stream, plain tenant", "plain", messages("other", stream=True)),
+    ("messages stream pii restored", "restore", messages(text=f"write to {EMAIL} please", stream=True)),
+    ("messages stream budget exhausted", "broke", messages(stream=True)),
+    ("messages stream upstream failure", "budgeted", messages(BROKEN, stream=True)),
+    ("messages stream upstream failure, no residency", "plain", messages(BROKEN, stream=True)),
 ]
+
+
+# LiteLLM's completions handler answers kubegate's budget refusal without the budget headers and retry-after that
+# docs/reference.md documents (its other handlers keep them); the fast path answers with them, as on chat.
+HEADERS_ADDED = {"completions budget exhausted": ("x-kubegate-budget-state", "retry-after")}
 
 
 @pytest.mark.parametrize(("name", "tenant", "body"), CASES, ids=[c[0] for c in CASES])
@@ -211,7 +268,13 @@ def test_same_answer_audit_and_charge(pair, name, tenant, body):
         assert resp.headers["x-request-id"] == rid
         got[label] = (resp.status_code, _kubegate_headers(resp), _body(resp), _record(rds, rid))
     assert got["fast"][0] == got["slow"][0], got
-    assert _same_headers(got["fast"][1], got["slow"][1]), got
+    assert got["fast"][2], got  # an answer to compare: a stream's frames parsed, not an empty list
+    if name in HEADERS_ADDED:
+        fast_headers, slow_headers = got["fast"][1], got["slow"][1]
+        assert slow_headers.items() <= fast_headers.items(), got
+        assert all(h in fast_headers for h in HEADERS_ADDED[name]), got
+    else:
+        assert _same_headers(got["fast"][1], got["slow"][1]), got
     assert got["fast"][2] == got["slow"][2], got
     assert got["fast"][3] == got["slow"][3], got
 
@@ -233,27 +296,54 @@ def test_rate_limit_refusal_is_the_same(pair):
     assert (answers["fast"][0], *answers["fast"][2:]) == (answers["slow"][0], *answers["slow"][2:])
 
 
-def test_leaving_before_the_first_token_is_the_same(pair):
+LEAVING = [
+    ("chat", chat(SLOW, stream=True)),
+    ("responses", responses(SLOW, stream=True)),
+    ("messages", messages(SLOW, stream=True)),
+]
+
+
+@pytest.mark.parametrize(("name", "body"), LEAVING, ids=[c[0] for c in LEAVING])
+def test_leaving_before_the_first_token_is_the_same(pair, name, body):
     records = {}
     for label in ("fast", "slow"):
         proxy, rds = pair[label]
+        seen = {r["request_id"] for r in audit_records(rds.client())}
+        sent = dict(body)
+        path, auth = "/v1/chat/completions", {"authorization": f"Bearer {key('budgeted')}"}
+        if sent.pop("anthropic", False):
+            path = "/v1/messages"
+        elif "input" in sent:
+            path = "/v1/responses"
         with pytest.raises(httpx.ReadTimeout):
-            httpx.post(
-                proxy.base_url + "/v1/chat/completions",
-                json=chat(SLOW, stream=True),
-                headers={"authorization": f"Bearer {key('budgeted')}"},
-                timeout=httpx.Timeout(60, read=0.5),
-            )
+            httpx.post(proxy.base_url + path, json=sent, headers=auth, timeout=httpx.Timeout(60, read=0.5))
+
+        def slow_records(rds: RedisServer = rds, seen: set = seen) -> list[dict]:
+            return [r for r in audit_records(rds.client()) if r.get("model") == SLOW and r["request_id"] not in seen]
+
         deadline = time.monotonic() + 30
         mine: list[dict] = []
         while not mine and time.monotonic() < deadline:
             time.sleep(0.2)
-            mine = [r for r in audit_records(rds.client()) if r.get("model") == SLOW]
+            mine = slow_records()
         time.sleep(1)
-        mine = [r for r in audit_records(rds.client()) if r.get("model") == SLOW]
+        mine = slow_records()
         assert len(mine) == 1, mine
         records[label] = {k: v for k, v in mine[0].items() if k in RECORD_FIELDS}
     assert records["fast"] == records["slow"]
+
+
+def test_messages_stream_in_anthropics_shape(pair):
+    """The fast path's Messages stream: Anthropic's events, the client's model name, PII restored."""
+    resp = _send(pair["fast"][0], "restore", messages(text=f"write to {EMAIL} please", stream=True))
+    assert resp.status_code == 200
+    frames = _body(resp)
+    events = [f[7:] for f in frames if isinstance(f, str) and f.startswith("event: ")]
+    assert events[0] == "message_start" and events[-1] == "message_stop", events
+    assert "content_block_delta" in events
+    start = next(f for f in frames if isinstance(f, dict) and f.get("type") == "message_start")
+    assert start["message"]["model"] == "echo"
+    assert EMAIL in resp.text
 
 
 def test_same_budget_charge(pair):
@@ -269,5 +359,12 @@ def test_the_fast_path_served_only_where_switched_on(pair):
         lines = [ln for ln in proxy.metrics().splitlines() if ln.startswith("kubegate_fast_path_requests_total{")]
         return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
 
-    assert served(pair["fast"][0]) >= len(CASES) - 2  # two cases never reach it (refused before; a stream)
+    # Two cases never reach it (refused before the fast path), one is a completions stream.
+    assert served(pair["fast"][0]) >= len(CASES) - 3
+    endpoints = {
+        ln.split('endpoint="')[1].split('"')[0]
+        for ln in pair["fast"][0].metrics().splitlines()
+        if ln.startswith("kubegate_fast_path_requests_total{")
+    }
+    assert endpoints >= {"chat_completions", "completions", "responses", "anthropic_messages"}
     assert served(pair["slow"][0]) == 0
