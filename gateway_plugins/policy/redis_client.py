@@ -111,54 +111,69 @@ def _auth(target: RedisTarget) -> dict[str, Any]:
     return {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
 
 
-def connect_async(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
-    """A ``redis.asyncio`` client for ``url``; ``kwargs`` are connection options (timeouts, retry)."""
-    target = parse(url, username=username, password=password)
+def _connect(
+    target: RedisTarget,
+    url: str,
+    kwargs: dict[str, Any],
+    *,
+    redis_cls: Any,
+    cluster_cls: Any,
+    node_cls: Any,
+    sentinel_cls: Any,
+    cluster_drops: tuple[str, ...],
+) -> Any:
+    """The client of ``target``'s topology from one redis-py flavour's classes (asyncio or not)."""
     if target.mode == "standalone":
-        import redis.asyncio as aioredis
-
-        return aioredis.from_url(url, **_auth(target), **kwargs)
+        return redis_cls.from_url(url, **_auth(target), **kwargs)
     if target.mode == "cluster":
-        from redis.asyncio.cluster import ClusterNode, RedisCluster
-
-        # The cluster client retries MOVED/ASK and reconnects itself; its retry object has another shape.
-        kwargs.pop("retry_on_error", None)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **_auth(target), **_tls(target), **kwargs
+        # The cluster client retries MOVED/ASK and reconnects itself; its retry options have another shape.
+        for key in cluster_drops:
+            kwargs.pop(key, None)
+        return cluster_cls(
+            startup_nodes=[node_cls(h, p) for h, p in target.nodes], **_auth(target), **_tls(target), **kwargs
         )
-    from redis.asyncio.sentinel import Sentinel
-
     sentinel_kwargs = {**_tls(target), **(_auth(target) if target.sentinel_auth else {})}
     for key in ("socket_timeout", "socket_connect_timeout"):
         if key in kwargs:
             sentinel_kwargs[key] = kwargs[key]
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
+    sentinel = sentinel_cls(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
     return sentinel.master_for(target.master_name, db=target.db, **_auth(target), **_tls(target), **kwargs)
+
+
+def connect_async(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+    """A ``redis.asyncio`` client for ``url``; ``kwargs`` are connection options (timeouts, retry)."""
+    import redis.asyncio as aioredis
+    from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.sentinel import Sentinel
+
+    return _connect(
+        parse(url, username=username, password=password),
+        url,
+        kwargs,
+        redis_cls=aioredis.Redis,
+        cluster_cls=RedisCluster,
+        node_cls=ClusterNode,
+        sentinel_cls=Sentinel,
+        cluster_drops=("retry_on_error",),
+    )
 
 
 def connect_sync(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
     """A synchronous ``redis`` client for ``url`` (operator, CLI, tests); same options as :func:`connect_async`."""
-    target = parse(url, username=username, password=password)
-    if target.mode == "standalone":
-        import redis
-
-        return redis.Redis.from_url(url, **_auth(target), **kwargs)
-    if target.mode == "cluster":
-        from redis.cluster import ClusterNode, RedisCluster
-
-        kwargs.pop("retry_on_error", None)
-        kwargs.pop("retry_on_timeout", None)
-        return RedisCluster(
-            startup_nodes=[ClusterNode(h, p) for h, p in target.nodes], **_auth(target), **_tls(target), **kwargs
-        )
+    import redis
+    from redis.cluster import ClusterNode, RedisCluster
     from redis.sentinel import Sentinel
 
-    sentinel_kwargs = {**_tls(target), **(_auth(target) if target.sentinel_auth else {})}
-    for key in ("socket_timeout", "socket_connect_timeout"):
-        if key in kwargs:
-            sentinel_kwargs[key] = kwargs[key]
-    sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)
-    return sentinel.master_for(target.master_name, db=target.db, **_auth(target), **_tls(target), **kwargs)
+    return _connect(
+        parse(url, username=username, password=password),
+        url,
+        kwargs,
+        redis_cls=redis.Redis,
+        cluster_cls=RedisCluster,
+        node_cls=ClusterNode,
+        sentinel_cls=Sentinel,
+        cluster_drops=("retry_on_error", "retry_on_timeout"),
+    )
 
 
 def redacted(url: str) -> str:
