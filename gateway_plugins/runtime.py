@@ -64,6 +64,11 @@ REDIS_RETRIES = 2
 REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_READ_TIMEOUT = 3.0
 REDIS_HEALTH_CHECK_SECONDS = 10
+# Connections one process may hold at once. redis-py 8's asyncio pool defaults to 100 and then fails the command
+# (MaxConnectionsError) instead of waiting: 32 concurrent budgeted requests, with their cache stores, settles and
+# audit batches in the background, passed 100 and a hard-limit tenant got 503 limits_unavailable
+# (tests/dataplane/test_redis_sizing.py). Redis itself accepts 10,000 clients by default.
+REDIS_MAX_CONNECTIONS = 1024
 
 
 def make_redis(url: str, password: str | None = None, username: str | None = None) -> Any:
@@ -93,6 +98,7 @@ def make_redis(url: str, password: str | None = None, username: str | None = Non
         health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
         retry=retry,
         retry_on_error=[RedisConnectionError],
+        max_connections=REDIS_MAX_CONNECTIONS,
     )
 
 
