@@ -38,6 +38,10 @@ def build_network_policies(gateway: dict[str, Any]) -> list[dict[str, Any]]:
         }
     ]
     if spec.redis.mode == "managed":
+        ports, peers = [6379], []
+        if spec.redis.high_availability is not None:
+            # Sentinels and replicas talk to each other; clients ask the sentinels for the primary.
+            ports, peers = [6379, 26379], [{"podSelector": {"matchLabels": selector(name, "redis")}}]
         operator_peer = {
             "namespaceSelector": {
                 "matchLabels": {"kubernetes.io/metadata.name": spec.network_policy.operator_namespace}
@@ -54,8 +58,8 @@ def build_network_policies(gateway: dict[str, Any]) -> list[dict[str, Any]]:
                     "policyTypes": ["Ingress"],
                     "ingress": [
                         {
-                            "from": [{"podSelector": {"matchLabels": selector(name, "proxy")}}, operator_peer],
-                            "ports": [{"protocol": "TCP", "port": 6379}],
+                            "from": [{"podSelector": {"matchLabels": selector(name, "proxy")}}, operator_peer, *peers],
+                            "ports": [{"protocol": "TCP", "port": port} for port in ports],
                         }
                     ],
                 },

@@ -19,6 +19,7 @@ from gateway_operator.builders.common import (
 )
 from gateway_operator.builders.configmaps import CONFIG_KEY, POLICY_KEY
 from gateway_operator.builders.redis_address import external_address
+from gateway_operator.builders.redis_ha import sentinel_address
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
@@ -130,7 +131,13 @@ def _env(
             refs["KUBEGATE_REDIS_USERNAME"] = spec.redis.username_secret_ref
     else:
         # No credentials in the URL: the password comes from the Secret the operator generated.
-        plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"
+        ha = spec.redis.high_availability
+        if ha is None:
+            plain["KUBEGATE_REDIS_URL"] = f"redis://{gateway}-redis:6379/0"
+        else:
+            plain["KUBEGATE_REDIS_URL"] = sentinel_address(gateway, namespace, ha)
+            if ha.replica_acks:
+                plain["KUBEGATE_REDIS_REPLICA_ACKS"] = str(ha.replica_acks)
         refs["KUBEGATE_REDIS_PASSWORD"] = crd.SecretKeyRef(name=redis_secret_name(gateway), key=REDIS_PASSWORD_FIELD)
     env: list[dict[str, Any]] = [{"name": var, "value": value} for var, value in sorted(plain.items())]
     for var, ref in sorted(refs.items()):

@@ -170,6 +170,19 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "generated)",
             "fieldPath": ".passwordSecretRef",
         },
+        {
+            "rule": "!has(self.highAvailability) || !has(self.mode) || self.mode == 'managed'",
+            "message": "highAvailability is for mode managed (an external Redis brings its own: topology sentinel or "
+            "cluster)",
+            "fieldPath": ".highAvailability",
+        },
+    ],
+    ("LLMGateway", "redis", "highAvailability"): [
+        {
+            "rule": "!has(self.replicaAcks) || self.replicaAcks < (has(self.replicas) ? self.replicas : 3)",
+            "message": "replicaAcks must be below replicas (a pod cannot confirm its own writes)",
+            "fieldPath": ".replicaAcks",
+        }
     ],
     ("LLMGateway", "audit", "export", "s3"): [
         {

@@ -186,6 +186,28 @@ class RedisClusterSpec(_Spec):
     )
 
 
+class RedisHighAvailabilitySpec(_Spec):
+    """The managed Redis as a primary with replicas, each pod running a Redis Sentinel that promotes a replica when
+    the primary is lost (Redis's own replication and failover; docs/redis.md)."""
+
+    replicas: int = Field(
+        default=3,
+        ge=3,
+        le=7,
+        description="Pods, each a Redis data node and a sentinel: one primary and replicas-1 replicas. A failover "
+        "needs a majority of the sentinels (replicas/2+1), so 3 survives the loss of one pod and 5 of two.",
+    )
+    replica_acks: int = Field(
+        default=1,
+        ge=0,
+        le=6,
+        alias="replicaAcks",
+        description="Replicas that must confirm each audit append and budget settle (Redis WAIT) before the proxy "
+        "counts it written; must be below replicas. 1 keeps them through a failover to a confirmed replica; 0: "
+        "Redis's asynchronous replication alone (the last second of writes can be lost with the primary).",
+    )
+
+
 class RedisSpec(_Spec):
     """The Redis of rate-limit counters, budget spend, the audit stream and the cache: managed or external."""
 
@@ -222,6 +244,12 @@ class RedisSpec(_Spec):
         alias="passwordSecretRef",
         description="Secret key holding the external Redis password, if it is not in the URL (external mode).",
     )
+    high_availability: RedisHighAvailabilitySpec | None = Field(
+        default=None,
+        alias="highAvailability",
+        description="Run the managed Redis as a primary with replicas and Redis Sentinel (mode managed); unset: one "
+        "Redis pod, whose loss refuses every tenant until it is back.",
+    )
     image: str = Field(default=REDIS_IMAGE, description="Image of the managed Redis.")
     persistence: RedisPersistenceSpec = Field(
         default_factory=RedisPersistenceSpec, description="Durability of the managed Redis."
@@ -254,6 +282,17 @@ class RedisSpec(_Spec):
             raise ValueError("spec.redis.tls: a standalone Redis takes TLS from its URL; use rediss:// in urlSecretRef")
         if self.username_secret_ref is not None and self.password_secret_ref is None:
             raise ValueError("spec.redis.usernameSecretRef: an ACL user needs its password in passwordSecretRef")
+        ha = self.high_availability
+        if ha is not None and self.mode != "managed":
+            raise ValueError(
+                "spec.redis.highAvailability: only for mode managed (an external Redis brings its own: topology "
+                "sentinel or cluster)"
+            )
+        if ha is not None and ha.replica_acks >= ha.replicas:
+            raise ValueError(
+                f"spec.redis.highAvailability.replicaAcks: {ha.replica_acks} must be below replicas ({ha.replicas}): "
+                "a pod cannot confirm its own writes"
+            )
         if self.mode == "managed" and (self.username_secret_ref is not None or self.password_secret_ref is not None):
             raise ValueError(
                 "spec.redis.usernameSecretRef/passwordSecretRef: only for mode external (the managed Redis's "

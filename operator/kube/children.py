@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from typing import Any
 
 from gateway_operator.kube.apply import apply, object_path, request
@@ -101,11 +102,49 @@ def _sync_one(api: client.ApiClient, obj: dict[str, Any], verify: bool, written:
     except client.ApiException as exc:
         if obj["kind"] != "StatefulSet" or exc.status != 422:
             raise
-        live = _apply_keeping_claims(api, obj, exc)
+        live = _apply_statefulset(api, obj, exc)
     live.setdefault("kind", obj["kind"])
     with _lock:
         _applied[key] = (want, marker(live))
     written.append(f"{obj['kind']}/{obj['metadata']['name']}")
+
+
+# StatefulSet fields the API server never lets change, with their defaults. A change of them (the managed Redis made
+# highly available: its own governing Service, pods started in parallel) needs a new StatefulSet.
+_IDENTITY_DEFAULTS = {"serviceName": None, "podManagementPolicy": "OrderedReady"}
+ORPHAN_DELETE_TIMEOUT_S = 30.0
+
+
+def _identity_changed(live: dict[str, Any], obj: dict[str, Any]) -> bool:
+    return any(
+        (live.get("spec") or {}).get(field, default) != obj["spec"].get(field, default)
+        for field, default in _IDENTITY_DEFAULTS.items()
+    )
+
+
+def _apply_statefulset(api: client.ApiClient, obj: dict[str, Any], refused: client.ApiException) -> dict[str, Any]:
+    live = _read(api, obj)
+    if live is not None and _identity_changed(live, obj):
+        return _recreate_orphaning_pods(api, obj, live)
+    return _apply_keeping_claims(api, obj, refused)
+
+
+def _recreate_orphaning_pods(api: client.ApiClient, obj: dict[str, Any], live: dict[str, Any]) -> dict[str, Any]:
+    """Delete the StatefulSet but not its pods (``kubectl delete --cascade=orphan``), then apply the new one: it
+    adopts the running pods and rolls them one by one, and its claims keep their names (same StatefulSet name),
+    so the data stays. Volume sizes are kept from the old claim templates and grown in place as usual."""
+    path = object_path(obj)
+    body = {"propagationPolicy": "Orphan", "preconditions": {"uid": live["metadata"]["uid"]}}
+    request(api, "DELETE", path, body=body, content_type="application/json", missing_ok=True)
+    deadline = time.monotonic() + ORPHAN_DELETE_TIMEOUT_S
+    while request(api, "GET", path, missing_ok=True) is not None:  # the garbage collector removes the finalizer
+        if time.monotonic() > deadline:
+            raise client.ApiException(status=422, reason=f"{path}: still deleting (orphaning its pods); retried")
+        time.sleep(0.2)
+    forget(path)
+    created = apply(api, obj)
+    _grow_claims(api, obj, int(obj["spec"].get("replicas", 1)))
+    return created
 
 
 def _storage(template: dict[str, Any]) -> str | None:
@@ -133,16 +172,19 @@ def _apply_keeping_claims(api: client.ApiClient, obj: dict[str, Any], refused: c
     if [_shape(t, w) for t, w in zip(keep, wanted, strict=False)] != [_shape(w, w) for w in wanted]:
         raise refused  # more than a size changed (a StorageClass, access modes): the API server's message stands
     applied = apply(api, {**obj, "spec": {**obj["spec"], "volumeClaimTemplates": keep}})
+    _grow_claims(api, obj, max(int(obj["spec"].get("replicas", 1)), int(live["spec"].get("replicas") or 0)))
+    return applied
+
+
+def _grow_claims(api: client.ApiClient, obj: dict[str, Any], replicas: int) -> None:
     name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
-    replicas = max(int(obj["spec"].get("replicas", 1)), int(live["spec"].get("replicas") or 0))
-    for template in wanted:
+    for template in obj["spec"].get("volumeClaimTemplates") or []:
         size = _storage(template)
         if size is None:
             continue
         for ordinal in range(replicas):
             claim = f"{template['metadata']['name']}-{name}-{ordinal}"
             _expand_claim(api, ns, claim, size)
-    return applied
 
 
 def _expand_claim(api: client.ApiClient, ns: str, claim: str, size: str) -> None:

@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote
 import redis
 from gateway_operator.builders.common import redis_secret_name
 from gateway_operator.builders.redis_address import external_address
+from gateway_operator.builders.redis_ha import sentinel_address
 from gateway_operator.builders.trust import REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
 from kubernetes import client
@@ -33,8 +34,11 @@ class RedisUnavailable(Exception):
         self.reason = reason
 
 
-def managed_url(gateway: str, namespace: str) -> str:
-    """Without credentials: this is what ConfigMaps and env values may show; the password comes from a Secret."""
+def managed_url(gateway: str, namespace: str, ha: crd.RedisHighAvailabilitySpec | None = None) -> str:
+    """Without credentials: this is what ConfigMaps and env values may show; the password comes from a Secret.
+    With high availability, the pods' sentinels (which require the same password)."""
+    if ha is not None:
+        return sentinel_address(gateway, namespace, ha)
     return f"redis://{gateway}-redis.{namespace}.svc:6379/0"
 
 
@@ -67,7 +71,7 @@ def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
     spec = (gw.get("spec") or {}).get("redis") or {}
     if spec.get("mode", "managed") != "external":
         password = _secret_value(api, ns, redis_secret_name(name), REDIS_PASSWORD_FIELD, "managed Redis password")
-        return with_password(managed_url(name, ns), password)
+        return with_password(managed_url(name, ns, crd.RedisSpec.model_validate(spec).high_availability), password)
     address = external_address(crd.RedisSpec.model_validate(spec))
     if address is not None:
         url = address

@@ -99,9 +99,9 @@ def render_proxy(
     raw = {**raw_gateways[0], "metadata": {"uid": "test-uid", **raw_gateways[0]["metadata"]}}
     children = build_children(raw, rendered, SIGNER, master_key_sha256=master_key_sha256)
     env: dict[str, str] = {}
-    # An external Redis reaches the proxy as the operator renders it (address, user, password); a managed one is
-    # the test's own redis_url.
-    external = gateway.spec.redis.mode == "external"
+    # An external Redis, or the managed Sentinel group, reaches the proxy as the operator renders it (address, user,
+    # password); a single managed one is the test's own redis_url.
+    external = gateway.spec.redis.mode == "external" or gateway.spec.redis.high_availability is not None
     for var in _container_env(children):
         name = var["name"]
         spec_env = name in SPEC_ENV_NAMES or name.startswith(SPEC_ENV_PREFIXES)

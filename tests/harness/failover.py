@@ -1,0 +1,84 @@
+"""Load through two proxies while a Redis primary is lost, and the checks that nothing was lost: used by the
+external Sentinel test and the managed high-availability test (the groups differ, the guarantees do not)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+from gateway_operator.audit_cli import main as audit_main
+
+from gateway_plugins.policy.keys import GatewayKeys
+from gateway_plugins.policy.periods import period_bounds, period_key
+from tests.harness.proxy import AUDIT_KEY_B64
+
+
+async def load_through_failover(
+    urls: list[str],
+    key: str,
+    body: dict[str, Any],
+    kill_primary: Callable[[], int],
+    primary_port: Callable[[], int],
+    statuses: list[int],
+    clients: int = 64,
+) -> None:
+    """``clients`` clients until 40 requests were answered after the new primary was known to the sentinels; the
+    primary is killed once 100 were served."""
+    promoted = asyncio.Event()
+    after: list[int] = []
+
+    async def client(i: int) -> None:
+        async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"}) as http:
+            while not (promoted.is_set() and sum(1 for s in after if s == 200) >= 40):
+                status = (await http.post(urls[i % len(urls)] + "/v1/chat/completions", json=body)).status_code
+                statuses.append(status)
+                if promoted.is_set():
+                    after.append(status)
+
+    async def outage() -> None:
+        while sum(1 for s in statuses if s == 200) < 100:  # under load first
+            await asyncio.sleep(0.05)
+        old = await asyncio.to_thread(kill_primary)
+        while True:
+            try:
+                if await asyncio.to_thread(primary_port) != old:
+                    break
+            except Exception:  # a sentinel of the lost pod itself, or one busy electing
+                pass
+            await asyncio.sleep(0.1)
+        promoted.set()
+
+    await asyncio.gather(outage(), *(client(i) for i in range(clients)))
+
+
+def assert_spend_and_records_kept(client, policy, gateway: str, statuses: list[int], cost_micro: int) -> int:
+    """Every served request charged once, every answer audited, once the proxies' retries and spools are done;
+    returns the number of audit records."""
+    served = statuses.count(200)
+    keys = GatewayKeys("default", gateway)
+    (budget,) = policy.budgets
+    spend_key = period_key(keys, budget, period_bounds(budget)[0])
+    # Settles that failed in the outage are retried in the background; audit records wait in the spools.
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and (
+        int(client.hget(spend_key, "reserved") or 0) or client.xlen(keys.audit_stream) < len(statuses)
+    ):
+        time.sleep(0.2)
+    assert int(client.hget(spend_key, "reserved") or 0) == 0
+    assert int(client.hget(spend_key, "spent")) == served * cost_micro, (served, statuses.count(503))
+    records = client.xlen(keys.audit_stream)
+    assert records == len(statuses)
+    return records
+
+
+def assert_chain_verifies(url: str, gateway: str, records: int, tmp_path: Path, capsys) -> None:
+    key_file = tmp_path / "audit.key"
+    key_file.write_text(AUDIT_KEY_B64)
+    capsys.readouterr()
+    code = audit_main(["verify", "--redis-url", url, "--gateway", gateway, "--key-file", str(key_file)])
+    out = capsys.readouterr()
+    assert code == 0 and f"OK: {records} records" in out.out, out.out + out.err
