@@ -108,6 +108,8 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "redis.resources.memory": "4Gi",
         "redis.resources.cpu": "2",
         "redis.persistence.storageClassName": "fast",
+        "redis.highAvailability.replicas": 5,
+        "redis.highAvailability.replicaAcks": 2,
         "audit.streamMaxLen": 5000,
         "audit.spoolMaxRecords": 500,
         "pod.env.0.name": "HTTPS_PROXY",
@@ -406,6 +408,8 @@ def test_each_field_changes_the_render(kind: str, path: str):
         gateway["redis"] = copy.deepcopy(CLUSTER)
     if path == "redis.topology":
         gateway["redis"] = {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}}
+    if path.startswith("redis.highAvailability"):
+        gateway["redis"] = {"highAvailability": {}}
     if path.startswith("autoscaling.") and path != "autoscaling.enabled":
         gateway["autoscaling"] = {"enabled": True}
     if path == "replicas":

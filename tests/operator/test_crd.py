@@ -154,6 +154,14 @@ INVALID = [
         "nodes",
     ),
     (
+        "llmgateways",
+        {"redis": {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}, "highAvailability": {}}},
+        "highAvailability is for mode managed",
+    ),
+    ("llmgateways", {"redis": {"highAvailability": {"replicas": 3, "replicaAcks": 3}}}, "must be below replicas"),
+    ("llmgateways", {"redis": {"highAvailability": {"replicaAcks": 4}}}, "must be below replicas"),
+    ("llmgateways", {"redis": {"highAvailability": {"replicas": 2}}}, "replicas"),
+    (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},
         "weight",

@@ -139,3 +139,52 @@ def test_trust_material_and_network_policies_as_the_api_server_stores_them(
         assert _status(custom, namespace)["policyPublicKey"] == public
         assert _status(custom, namespace)["auditLogPublicKey"] == log_vkey
         assert {n: core.read_namespaced_secret(n, namespace).metadata.resource_version for n in versions} == versions
+
+
+def test_a_highly_available_managed_redis_as_the_api_server_stores_it(operator_kubeconfig, admin_api, namespace):  # noqa: F811
+    """spec.redis.highAvailability: three pods of a data node and a sentinel each, their names from a headless
+    Service, one at a time through a drain, reachable from each other; the proxies follow the sentinels."""
+    custom, apps, core = client.CustomObjectsApi(admin_api), client.AppsV1Api(admin_api), client.CoreV1Api(admin_api)
+    policy = client.PolicyV1Api(admin_api)
+    net = client.NetworkingV1Api(admin_api)
+    spec = {"redis": {"highAvailability": {"replicas": 3, "replicaAcks": 1}}}
+    with running_operator(operator_kubeconfig, namespace):
+        custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _gateway(spec))
+        _wait(
+            "the Redis group's PodDisruptionBudget",
+            lambda: (
+                policy.list_namespaced_pod_disruption_budget(namespace, field_selector="metadata.name=main-redis").items
+            ),
+        )
+        redis_set = apps.read_namespaced_stateful_set("main-redis", namespace).spec
+        assert (redis_set.replicas, redis_set.service_name, redis_set.pod_management_policy) == (
+            3,
+            "main-redis-nodes",
+            "Parallel",
+        )
+        containers = {c.name: c for c in redis_set.template.spec.containers}
+        assert set(containers) == {"redis", "sentinel"}
+        for c in containers.values():
+            assert c.resources.requests == c.resources.limits  # Guaranteed QoS, like the single Redis
+            assert c.security_context.read_only_root_filesystem is True
+            assert "$(POD_NAME)" in next(e.value for e in c.env if e.name == "KG_SELF")
+        nodes = core.read_namespaced_service("main-redis-nodes", namespace).spec
+        assert nodes.cluster_ip == "None" and nodes.publish_not_ready_addresses is True
+        assert {p.port for p in nodes.ports} == {6379, 26379}
+        assert policy.read_namespaced_pod_disruption_budget("main-redis", namespace).spec.max_unavailable == 1
+        # No single-server Service: nothing could reach the primary through it.
+        with pytest.raises(client.ApiException):
+            core.read_namespaced_service("main-redis", namespace)
+        ingress = net.read_namespaced_network_policy("main-redis", namespace).spec.ingress[0]
+        assert {p.port for p in ingress.ports} == {6379, 26379}
+        assert any(
+            (peer.pod_selector.match_labels or {}).get("kubegate.dev/component") == "redis"
+            for peer in ingress._from
+            if peer.pod_selector
+        )
+
+        proxy = apps.read_namespaced_deployment("main-proxy", namespace).spec.template.spec.containers[0]
+        env = {e.name: e.value for e in proxy.env}
+        hosts = ",".join(f"main-redis-{i}.main-redis-nodes.{namespace}.svc:26379" for i in range(3))
+        assert env["KUBEGATE_REDIS_URL"] == f"redis+sentinel://{hosts}/kubegate?sentinel_auth=1"
+        assert env["KUBEGATE_REDIS_REPLICA_ACKS"] == "1"

@@ -36,6 +36,9 @@ CLUSTER = {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["c0:
         ({"passwordSecretRef": {"name": "p", "key": "k"}}, "only for mode external"),
         ({**CLUSTER, "cluster": {"nodes": ["no-port"]}}, "cluster.nodes.0"),
         ({**SENTINEL, "sentinel": {"addresses": [], "masterName": "m"}}, "sentinel.addresses"),
+        ({**CLUSTER, "highAvailability": {}}, "spec.redis.highAvailability: only for mode managed"),
+        ({"highAvailability": {"replicas": 3, "replicaAcks": 3}}, "must be below replicas"),
+        ({"highAvailability": {"replicas": 2}}, "highAvailability.replicas"),
     ],
 )
 def test_invalid_topologies_are_refused_naming_the_field(spec: dict, message: str):

@@ -30,10 +30,10 @@ def _gateway(ns: str, spec: dict) -> dict:
     }
 
 
-def _redis_objects(ns: str, stream_max_len: int, storage_class: str) -> list[dict]:
+def _redis_objects(ns: str, stream_max_len: int, storage_class: str, ha: dict | None = None) -> list[dict]:
     spec = {
         "audit": {"streamMaxLen": stream_max_len},
-        "redis": {"persistence": {"storageClassName": storage_class}},
+        "redis": {"persistence": {"storageClassName": storage_class}, **({"highAvailability": ha} if ha else {})},
     }
     built = build_redis(_gateway(ns, spec))
     for obj in built:
@@ -198,3 +198,58 @@ def test_an_override_too_small_for_the_caps_is_ready_false_and_leaves_the_redis_
         assert ready()["status"] == "True" and redis_memory() == "512Mi"
     finally:
         kube_client.reset()
+
+
+def test_making_the_managed_redis_highly_available_keeps_its_claim_and_pod(admin_api, namespace, storage):
+    """The HA group needs its own governing Service and parallel pods, fields a StatefulSet never lets change: the
+    operator replaces the StatefulSet orphaning its pod, the new one adopts it, and the claim (the data) stays."""
+    core, apps = client.CoreV1Api(admin_api), client.AppsV1Api(admin_api)
+    storage_class = storage(True, namespace)
+    children.sync(admin_api, _redis_objects(namespace, 1000, storage_class), verify=False)
+    _bound_claim(core, namespace, storage_class)
+    claim_uid = core.read_namespaced_persistent_volume_claim(CLAIM, namespace).metadata.uid
+    old = apps.read_namespaced_stateful_set("main-redis", namespace)
+    _controlled_pod(core, namespace, old)
+
+    ha = _redis_objects(namespace, 1000, storage_class, ha={"replicas": 3})
+    written = children.sync(admin_api, ha, verify=False)
+    assert {"StatefulSet/main-redis", "Service/main-redis-nodes", "PodDisruptionBudget/main-redis"} <= set(written)
+    new = apps.read_namespaced_stateful_set("main-redis", namespace)
+    assert new.metadata.uid != old.metadata.uid
+    assert (new.spec.service_name, new.spec.pod_management_policy, new.spec.replicas) == (
+        "main-redis-nodes",
+        "Parallel",
+        3,
+    )
+    assert core.read_namespaced_persistent_volume_claim(CLAIM, namespace).metadata.uid == claim_uid
+    # The pod was orphaned, not deleted: the new StatefulSet's controller adopts it and rolls it to the new template
+    # (no StatefulSet controller runs here; its adoption of orphans is Kubernetes's own).
+    assert _pod_owner(core, namespace) is None
+    assert children.sync(admin_api, ha, verify=False) == []
+
+
+def _controlled_pod(core, ns: str, statefulset) -> None:
+    """Pod 0 as the StatefulSet controller would create it (none runs here), under the StatefulSet's control."""
+    owner = client.V1OwnerReference(
+        api_version="apps/v1",
+        kind="StatefulSet",
+        name=statefulset.metadata.name,
+        uid=statefulset.metadata.uid,
+        controller=True,
+        block_owner_deletion=True,
+    )
+    core.create_namespaced_pod(
+        ns,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(
+                name="main-redis-0", labels=statefulset.spec.selector.match_labels, owner_references=[owner]
+            ),
+            spec=client.V1PodSpec(containers=[client.V1Container(name="redis", image="redis")]),
+        ),
+    )
+
+
+def _pod_owner(core, ns: str) -> str | None:
+    pod = core.read_namespaced_pod("main-redis-0", ns)  # 404 if deleted with its StatefulSet
+    refs = [r for r in pod.metadata.owner_references or [] if r.controller]
+    return refs[0].uid if refs else None
