@@ -11,9 +11,13 @@ refusal is the outage's) for ``--before`` seconds, then the primary is SIGKILLed
 
 It prints the refusal window (first to last refused answer after the kill, and the kill to the first answer after
 the last refusal) and a JSON line. ``--replica-acks 1`` runs the proxies with spec.redis.sentinel.replicaAcks 1
-(WAIT after each audit append and settle).
+(WAIT after each audit append and settle). ``--managed`` runs the managed Redis's high-availability pods instead,
+from the StatefulSet the operator renders for ``spec.redis.highAvailability: {replicas: 3}`` (its own
+``down-after-milliseconds 5000`` and ``replicaAcks 1``; tests/harness/managed_redis_ha.py), and kills the primary's
+whole pod (data node and sentinel).
 
 Usage: .venv/bin/python bench/bench_redis_failover.py [--before 5] [--after 20] [--clients 64] [--replica-acks 0]
+       [--replicas 1] [--managed]
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from gateway_operator.audit_cli import main as audit_main  # noqa: E402
 from gateway_plugins.policy.keys import GatewayKeys  # noqa: E402
 from gateway_plugins.policy.periods import period_bounds, period_key  # noqa: E402
 from tests.harness.echo import EchoServer  # noqa: E402
+from tests.harness.managed_redis_ha import RenderedRedisGroup  # noqa: E402
 from tests.harness.proxy import AUDIT_KEY_B64, ProxyServer  # noqa: E402
 from tests.harness.redis_topologies import MASTER, SentinelGroup  # noqa: E402
 from tests.harness.rendered import cr, echo_route, render_proxy  # noqa: E402
@@ -63,6 +68,23 @@ def render(group: SentinelGroup, echo_base: str, acks: int):
     return render_proxy(objects, keys={TENANT: KEY}, secrets={("redis", "password"): group.password})
 
 
+def managed_group() -> RenderedRedisGroup:
+    gateway = cr("LLMGateway", GW, {"redis": {"highAvailability": {"replicas": 3}}})
+    return RenderedRedisGroup({**gateway, "metadata": {**gateway["metadata"], "uid": "bench"}}, "bench-" + KEY)
+
+
+def render_managed(group: RenderedRedisGroup, echo_base: str):
+    objects = [
+        cr("LLMGateway", GW, {"redis": {"highAvailability": {"replicas": 3}}}),
+        echo_route(GW, "big", echo_base, upstream_model="big-echo", output_price="0.001"),
+        cr("Tenant", TENANT, {"gateway": GW, "allowedModels": ["big"]}),
+        cr("Budget", "load-b", {"tenant": TENANT, "limitUSD": "100000", "period": "monthly"}),
+    ]
+    inputs = render_proxy(objects, keys={TENANT: KEY}, secrets={(f"{GW}-kubegate-redis", "password"): group.password})
+    inputs.env["KUBEGATE_REDIS_URL"] = group.localize(inputs.env["KUBEGATE_REDIS_URL"])
+    return inputs
+
+
 async def load(urls: list[str], clients: int, stop_at: float, log: list) -> None:
     async def client(i: int) -> None:
         url = urls[i % len(urls)] + "/v1/chat/completions"
@@ -85,12 +107,17 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=64)
     ap.add_argument("--replica-acks", type=int, default=0)
     ap.add_argument("--replicas", type=int, default=1)
+    ap.add_argument("--managed", action="store_true", help="the managed Redis's rendered HA pods (3)")
     args = ap.parse_args()
 
-    echo, group = EchoServer().start(), SentinelGroup(replicas=args.replicas).start()
+    echo = EchoServer().start()
+    group = managed_group().start() if args.managed else SentinelGroup(replicas=args.replicas).start()
     proxies: list[ProxyServer] = []
     try:
-        inputs = render(group, echo.base_url, args.replica_acks)
+        if args.managed:
+            inputs = render_managed(group, echo.base_url)
+        else:
+            inputs = render(group, echo.base_url, args.replica_acks)
         proxies = [ProxyServer(inputs.config, inputs.policy, env=inputs.env).start() for _ in range(2)]
         log: list[tuple[float, float, int]] = []
         start = time.monotonic()
@@ -148,8 +175,9 @@ def main() -> int:
         group.stop()
         echo.stop()
     result = {
-        "replica_acks": args.replica_acks,
-        "replicas": args.replicas,
+        "managed": args.managed,
+        "replica_acks": int(inputs.env.get("KUBEGATE_REDIS_REPLICA_ACKS", 0)),
+        "replicas": 2 if args.managed else args.replicas,
         "clients": args.clients,
         "requests": len(log),
         "statuses": statuses,
