@@ -6,7 +6,9 @@ are each followed by ``WAIT n`` on the same connection (a pipeline: one round tr
 replicas confirmed counts as failed, so it is written again: both writes are idempotent (the audit append skips
 sequence numbers its chain head already has; a settle marks its reservation as settled in the same script).
 ``WAIT`` is not a consensus protocol: a write confirmed by a replica that Sentinel does not promote is still lost
-(docs/redis.md). In a Redis Cluster the proxies do not wait (``WAIT`` would have to follow the key's node).
+(docs/redis.md). In a Redis Cluster the writes and their ``WAIT`` go on one connection to the node serving the
+key's slot (``on_key_node``): the cluster client would route each command on its own, and ``WAIT`` counts only the
+writes of its own connection.
 """
 
 from __future__ import annotations
@@ -25,7 +27,27 @@ class NotReplicated(RedisError):
 
 
 def waits(redis: Any, acks: int) -> bool:
-    return acks > 0 and not hasattr(redis, "get_primaries")  # a Cluster client has get_primaries
+    return acks > 0
+
+
+def is_cluster(redis: Any) -> bool:
+    return hasattr(redis, "get_primaries")  # redis-py's Cluster clients, not its single-server ones
+
+
+async def on_key_node(redis: Any, key: str, *commands: tuple[Any, ...]) -> list[Any]:
+    """``commands`` pipelined on one connection to the Cluster node serving ``key``'s slot; their replies, the
+    first error reply raised. A node that moved the slot answers MOVED (raised: the write is retried, and the
+    client's next routed command refreshes its slot map)."""
+    from redis.asyncio.cluster import PipelineCommand
+
+    await redis.initialize()
+    node = redis.get_node_from_key(key)
+    pipeline = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+    await node.execute_pipeline(pipeline)
+    for command in pipeline:
+        if isinstance(command.result, Exception):
+            raise command.result
+    return [command.result for command in pipeline]
 
 
 def check(acked: Any, acks: int) -> None:
@@ -40,6 +62,16 @@ async def eval_script(redis: Any, script: Any, keys: list[str], args: list[Any],
     for _ in range(2):
         if script.sha is None:
             script.sha = await redis.script_load(script.source)
+        if is_cluster(redis):
+            try:
+                result, acked = await on_key_node(
+                    redis, keys[0], ("EVALSHA", script.sha, len(keys), *keys, *args), ("WAIT", acks, WAIT_MS)
+                )
+            except NoScriptError:
+                script.sha = None
+                continue
+            check(acked, acks)
+            return result
         pipe = redis.pipeline(transaction=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
         pipe.execute_command("WAIT", acks, WAIT_MS)

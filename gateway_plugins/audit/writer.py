@@ -251,6 +251,9 @@ class AuditWriter:
         head = head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_))
         pairs = [part for record in records for part in (record[0], record[2])]
         waits = replicated.waits(self.redis, self.replica_acks)
+        if waits and replicated.is_cluster(self.redis):
+            await self._append_on_stream_node(chain, head, pairs)
+            return
         # With replica acks: MULTI … EXEC then WAIT, spelled out on one pipelined connection (redis-py's
         # transaction pipeline cannot carry a WAIT after EXEC, and WAIT inside MULTI does not block).
         pipe = self.redis.pipeline(transaction=not waits)
@@ -267,6 +270,24 @@ class AuditWriter:
             # Not confirmed: raised, so the records stay spooled and are appended again (APPEND_LUA skips what
             # the chain head already has, if the first append did survive).
             replicated.check(replies[-1], self.replica_acks)
+        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
+
+    async def _append_on_stream_node(self, chain: str, head: str, pairs: list) -> None:
+        """The same transaction and WAIT in a Redis Cluster, on one connection to the stream's node."""
+        started = time.perf_counter()
+        replies = await replicated.on_key_node(
+            self.redis,
+            self.stream,
+            ("MULTI",),
+            ("EVAL", APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs),
+            ("EVAL", TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK),
+            ("EXEC",),
+            ("WAIT", self.replica_acks, replicated.WAIT_MS),
+        )
+        for reply in replies[-2] or []:  # EXEC's replies: a script's error is one of them, not raised
+            if isinstance(reply, Exception):
+                raise reply
+        replicated.check(replies[-1], self.replica_acks)
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
 
     async def _write_batch(self) -> None:

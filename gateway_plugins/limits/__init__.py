@@ -19,13 +19,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from gateway_plugins import autoroute, metrics, replicated
 from gateway_plugins.limits import volume
 from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
 from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
+from gateway_plugins.policy.redis_client import STORE_ERRORS
 from gateway_plugins.policy.schema import DEFAULT_MAX_CALL_SECONDS, DEFAULT_MAX_OUTPUT_TOKENS, Budget, BudgetAction
 
 if TYPE_CHECKING:
@@ -350,7 +349,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
     keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
-    except (RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         log.warning("limits store unreachable: %s", type(exc).__name__)
         _fail(ctx, budgets, hard)
         return
@@ -495,7 +494,7 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
 
     try:
         await applied(await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks))
-    except (RedisError, OSError) as exc:
+    except STORE_ERRORS as exc:
         # Idempotent (the settled mark): sent again until it lands, e.g. on the replica Sentinel promoted.
         log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, SETTLE_RETRY_SECONDS)
         _background(_retry_settle(rt.redis, keys, args, acks, applied))
@@ -522,7 +521,7 @@ async def _retry_settle(
         try:
             await applied(await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks))
             return
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             if time.monotonic() + pause > deadline:
                 # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
                 log.warning("budget settle given up after %d s: %s", SETTLE_RETRY_SECONDS, type(exc).__name__)

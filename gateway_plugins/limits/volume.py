@@ -15,7 +15,7 @@ import os
 import time
 from typing import Any
 
-from redis.exceptions import RedisError
+from gateway_plugins.policy.redis_client import STORE_ERRORS
 
 log = logging.getLogger("kubegate.limits")
 
@@ -36,7 +36,7 @@ class VolumeCache:
         if key != self.key or time.monotonic() - self.read_at >= self.refresh:
             try:
                 raw = await redis.get(key)
-            except (RedisError, OSError) as exc:
+            except STORE_ERRORS as exc:
                 # The tier read before stands (or none): a discount is never the reason a request fails.
                 log.warning("volume counter unreadable: %s", type(exc).__name__)
                 return self.micro if key == self.key else 0
@@ -52,7 +52,7 @@ class VolumeCache:
             pipe.incrby(key, list_micro)
             pipe.expire(key, TTL_SECONDS)
             await pipe.execute()
-        except (RedisError, OSError) as exc:
+        except STORE_ERRORS as exc:
             log.warning("volume counter not updated: %s", type(exc).__name__)
 
 

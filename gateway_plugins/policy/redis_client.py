@@ -25,6 +25,13 @@ SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
 STANDALONE_SCHEMES = {"redis": False, "rediss": True, "unix": False}
 
+# What a failing store raises: anything. Besides RedisError and OSError, redis-py's asyncio connections raise
+# AttributeError ("'NoneType' object has no attribute 'writelines'") or RuntimeError ("unable to perform operation on
+# <TCPTransport closed=True>; the handler is closed") when another task closes the connection mid-command, as in a
+# Redis Cluster failover. A store call that fails is the store failing, not the request: it fails closed like any
+# outage (503), never reaching LiteLLM, which answers such exceptions with 400 or 500 and the exception's text.
+STORE_ERRORS: tuple[type[BaseException], ...] = (Exception,)
+
 
 class RedisAddressError(ValueError):
     """The address string cannot be used; the message names what is wrong (never the credentials)."""

@@ -123,8 +123,9 @@ def _env(
             plain["KUBEGATE_REDIS_URL"] = address  # sentinels or seed nodes: no credentials in it
         else:
             refs["KUBEGATE_REDIS_URL"] = spec.redis.url_secret_ref
-        if spec.redis.sentinel is not None and spec.redis.sentinel.replica_acks:
-            plain["KUBEGATE_REDIS_REPLICA_ACKS"] = str(spec.redis.sentinel.replica_acks)
+        topology = spec.redis.sentinel or spec.redis.cluster
+        if topology is not None and topology.replica_acks:
+            plain["KUBEGATE_REDIS_REPLICA_ACKS"] = str(topology.replica_acks)
         if spec.redis.password_secret_ref is not None:
             refs["KUBEGATE_REDIS_PASSWORD"] = spec.redis.password_secret_ref
         if spec.redis.username_secret_ref is not None:

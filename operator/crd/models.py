@@ -184,6 +184,16 @@ class RedisClusterSpec(_Spec):
         max_length=32,
         description="Seed nodes (host:port); the client learns the rest of the cluster from any one of them.",
     )
+    replica_acks: int = Field(
+        default=0,
+        ge=0,
+        le=8,
+        alias="replicaAcks",
+        description="Replicas of the key's master that must confirm each audit append and budget settle (Redis "
+        "WAIT) before the proxy counts it written; one that is not confirmed is written again. 1 keeps them "
+        "through a failover to a confirmed replica (run two replicas per master: docs/redis.md); 0: Redis's "
+        "asynchronous replication alone.",
+    )
 
 
 class RedisHighAvailabilitySpec(_Spec):

@@ -25,17 +25,22 @@ async def load_through_failover(
     primary_port: Callable[[], int],
     statuses: list[int],
     clients: int = 64,
+    unexpected: list[str] | None = None,
 ) -> None:
     """``clients`` clients until 40 requests were answered after the new primary was known to the sentinels; the
-    primary is killed once 100 were served."""
+    primary is killed once 100 were served. ``unexpected``: the first bodies of answers neither 200 nor 503."""
+    unexpected = [] if unexpected is None else unexpected
     promoted = asyncio.Event()
     after: list[int] = []
 
     async def client(i: int) -> None:
         async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {key}"}) as http:
             while not (promoted.is_set() and sum(1 for s in after if s == 200) >= 40):
-                status = (await http.post(urls[i % len(urls)] + "/v1/chat/completions", json=body)).status_code
+                answer = await http.post(urls[i % len(urls)] + "/v1/chat/completions", json=body)
+                status = answer.status_code
                 statuses.append(status)
+                if status not in (200, 503) and len(unexpected) < 5:
+                    unexpected.append(answer.text[:500])
                 if promoted.is_set():
                     after.append(status)
 

@@ -88,17 +88,22 @@ class _Pki:
 
 
 class RedisClusterGroup:
-    """Three masters, no replicas; clients authenticate as ACL user ``kubegate`` (the default user is off)."""
+    """Three masters, ``replicas`` replicas each (none by default); clients authenticate as ACL user ``kubegate``
+    (the default user is off). ``node_timeout_ms``: how long a silent master takes to be failed over (Redis's
+    default, 15 s, unless a test waits for a failover)."""
 
     USER = "kubegate"
 
-    def __init__(self, masters: int = 3, tls: bool = False) -> None:
-        self.ports = [free_port() for _ in range(masters)]
+    def __init__(self, masters: int = 3, tls: bool = False, replicas: int = 0, node_timeout_ms: int = 15000) -> None:
+        self.masters = masters
+        self.node_timeout_ms = node_timeout_ms
+        self.ports = [free_port() for _ in range(masters * (1 + replicas))]
         # Explicit bus ports: the default (port + 10000) may be taken or above 65535 for a free port.
-        self.bus_ports = [free_port() for _ in range(masters)]
+        self.bus_ports = [free_port() for _ in self.ports]
         self.dir = Path(tempfile.mkdtemp(prefix="kg-rcluster-"))
         self.password = secrets.token_urlsafe(16)
         self.procs: list[subprocess.Popen] = []
+        self.killed: set[int] = set()
         # TLS only (no plain port), the cluster bus too; a CA of the test's own (tests.harness.controlplane's).
         self.pki = _Pki(self.dir) if tls else None
 
@@ -109,11 +114,11 @@ class RedisClusterGroup:
     @property
     def url(self) -> str:
         """The address the proxies get (credentials apart, in KUBEGATE_REDIS_USERNAME/PASSWORD)."""
-        return f"{self.scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        return f"{self.scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.masters])
 
     @property
     def url_with_credentials(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.masters])
         ca = f"?ca={self.pki.ca_cert}" if self.pki else ""
         return f"{self.scheme}://{self.USER}:{self.password}@{hosts}{ca}"
 
@@ -150,6 +155,8 @@ class RedisClusterGroup:
                         "--cluster-enabled", "yes", "--cluster-port", str(bus),
                         "--cluster-config-file", str(workdir / "nodes.conf"),
                         "--save", "", "--appendonly", "no",
+                        "--cluster-node-timeout", str(self.node_timeout_ms),
+                        "--masteruser", self.USER, "--masterauth", self.password,
                         # redis-server joins the words after an option into its line: one word each.
                         "--user", "default", "off",
                         "--user", self.USER, "on", f">{self.password}", "~*", "&*", "+@all",
@@ -160,9 +167,10 @@ class RedisClusterGroup:
         nodes = [self._node(p) for p in self.ports]
         for proc, node in zip(self.procs, nodes, strict=True):
             wait_until(node.ping, timeout=10, what="cluster redis-server", proc=proc)
-        share = SLOTS // len(nodes)
-        for i, node in enumerate(nodes):
-            last = SLOTS - 1 if i == len(nodes) - 1 else (i + 1) * share - 1
+        masters = nodes[: self.masters]
+        share = SLOTS // len(masters)
+        for i, node in enumerate(masters):
+            last = SLOTS - 1 if i == len(masters) - 1 else (i + 1) * share - 1
             node.execute_command("CLUSTER ADDSLOTSRANGE", i * share, last)
         for port, bus in zip(self.ports[1:], self.bus_ports[1:], strict=True):
             nodes[0].execute_command("CLUSTER MEET", "127.0.0.1", port, bus)
@@ -174,9 +182,41 @@ class RedisClusterGroup:
             )
 
         wait_until(formed, timeout=30, what="redis cluster formation")
+        for i, replica in enumerate(nodes[self.masters :]):
+            master_id = masters[i % self.masters].execute_command("CLUSTER MYID")
+            replica.execute_command("CLUSTER REPLICATE", master_id)
+        for replica in nodes[self.masters :]:
+            wait_until(
+                lambda r=replica: r.info("replication").get("master_link_status") == "up",
+                timeout=30,
+                what="cluster replica sync",
+            )
         for n in nodes:
             n.close()
         return self
+
+    def master_port_of(self, key: str) -> int:
+        """The port of the master that serves ``key``'s slot now."""
+        from redis.crc import key_slot
+
+        slot = key_slot(key.encode())
+        for port in self.ports:
+            if port not in self.killed:
+                node = self._node(port)
+                try:
+                    for start, end, master, *_ in node.execute_command("CLUSTER SLOTS"):
+                        if start <= slot <= end:
+                            return int(master[1])
+                finally:
+                    node.close()
+        raise RuntimeError("no node answers CLUSTER SLOTS")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (no goodbye to its replicas)."""
+        proc = self.procs[self.ports.index(port)]
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        self.killed.add(port)
 
     def client(self):  # -> redis.cluster.RedisCluster
         from gateway_plugins.policy.redis_client import connect_sync

@@ -223,6 +223,33 @@ async def test_redis_outage_fail_closed_open_and_recovery(redis_proc):
     await client.aclose()
 
 
+@pytest.mark.parametrize(
+    "raised",
+    [
+        AttributeError("'NoneType' object has no attribute 'writelines'"),
+        RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed"),
+    ],
+)
+async def test_a_connection_closed_mid_command_fails_closed_like_an_outage(redis_proc, monkeypatch, raised):
+    """redis-py raises these instead of ConnectionError when another task closed the connection (both seen in a
+    Cluster failover); each must be a 503 limits_unavailable, not an exception LiteLLM answers with a 400 or a 500
+    carrying its text."""
+    client = aioredis.from_url(redis_proc.url, socket_timeout=1.0, socket_connect_timeout=1.0)
+    policy = make_policy()
+
+    async def closed_mid_command(*args, **kwargs):
+        raise raised
+
+    monkeypatch.setattr(client, "execute_command", closed_mid_command)
+    try:
+        with pytest.raises(ProxyException) as exc:
+            await admit(make_ctx(policy), req(1), make_rt(client, policy))
+        assert exc.value.code == "503" and exc.value.openai_code == "limits_unavailable"
+        assert str(raised) not in exc.value.message
+    finally:
+        await client.aclose()
+
+
 def test_residency_route_and_second_line():
     policy = make_policy(regions=("us", "eu"))
     ctx = make_ctx(policy)

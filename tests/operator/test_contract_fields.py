@@ -102,6 +102,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "redis.sentinel.authenticateSentinels": True,
         "redis.sentinel.replicaAcks": 1,
         "redis.cluster.nodes": ["c1.example:6379", "c2.example:6379"],
+        "redis.cluster.replicaAcks": 1,
         "redis.tls": True,
         "redis.persistence.enabled": False,
         "redis.persistence.size": "20Gi",
