@@ -57,9 +57,12 @@ def test_losing_the_primary_pod_under_load_loses_no_spend_and_no_audit_record(gr
     try:
         statuses: list[int] = []
         urls = [p.base_url for p in proxies]
-        asyncio.run(load_through_failover(urls, KEY, BODY, group.kill_primary, group.primary_port, statuses))
-        assert set(statuses) <= {200, 503}, sorted(set(statuses))
-        assert statuses.count(503) < len(statuses) // 2
+        unexpected: list[str] = []
+        # Ends once 40 requests were served after the promotion: the proxies found the new primary by themselves.
+        asyncio.run(
+            load_through_failover(urls, KEY, BODY, group.kill_primary, group.primary_port, statuses, 64, unexpected)
+        )
+        assert set(statuses) <= {200, 503}, (sorted(set(statuses)), unexpected)
         client = group.client()
         try:
             records = assert_spend_and_records_kept(client, inputs.policy, GW, statuses, COST_MICRO)
