@@ -71,7 +71,7 @@ REDIS_HEALTH_CHECK_SECONDS = 10
 REDIS_MAX_CONNECTIONS = 1024
 
 
-def make_redis(url: str, password: str | None = None, username: str | None = None) -> Any:
+def make_redis(url: str, password: str | None = None, username: str | None = None, ca_file: str | None = None) -> Any:
     """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
 
     Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
@@ -93,6 +93,7 @@ def make_redis(url: str, password: str | None = None, username: str | None = Non
         url,
         username=username or None,
         password=password or None,
+        ca_file=ca_file or None,
         socket_timeout=REDIS_READ_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
@@ -116,7 +117,9 @@ class Runtime:
         self.settings = settings
         self.redis: Any = None
         if settings.redis_url:
-            self.redis = make_redis(settings.redis_url, settings.redis_password, settings.redis_username)
+            self.redis = make_redis(
+                settings.redis_url, settings.redis_password, settings.redis_username, settings.redis_ca_file
+            )
         self.store = PolicyStore(
             settings.gateway,
             namespace=settings.namespace,

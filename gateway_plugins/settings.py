@@ -10,6 +10,7 @@ KUBEGATE_REDIS_URL             ``redis[s]://``, ``redis[s]+sentinel://`` or     
 KUBEGATE_REDIS_PASSWORD        Redis password (from a Secret; kept out of the URL)         unset
 KUBEGATE_REDIS_USERNAME        Redis ACL user (with the password; unset: the default user) unset
 KUBEGATE_REDIS_REPLICA_ACKS    replicas that must confirm audit and settle writes (WAIT)   0
+KUBEGATE_REDIS_CA_FILE         PEM CA bundle verifying the Redis TLS certificate           the system's
 KUBEGATE_POLICY_PUBLIC_KEY     base64 Ed25519 public key policy documents must verify with unset
 KUBEGATE_POLICY_PUBLIC_KEY_FILE  the same, read from a file (mounted)                      unset
 KUBEGATE_AUDIT_KEY             base64 HMAC key of the audit chain (from a Secret)          unset
@@ -61,6 +62,7 @@ class Settings:
     redis_url: str | None = None
     redis_password: str | None = field(default=None, repr=False)
     redis_username: str | None = None
+    redis_ca_file: str | None = None
     redis_replica_acks: int = 0
     policy_public_key: str | None = None
     audit_key: str | None = field(default=None, repr=False)
@@ -141,6 +143,7 @@ def load_settings() -> Settings:
         redis_url=_env("KUBEGATE_REDIS_URL"),
         redis_password=_env("KUBEGATE_REDIS_PASSWORD"),
         redis_username=_env("KUBEGATE_REDIS_USERNAME"),
+        redis_ca_file=_env("KUBEGATE_REDIS_CA_FILE"),
         redis_replica_acks=int(_env("KUBEGATE_REDIS_REPLICA_ACKS", "0") or 0),
         policy_public_key=_public_key(),
         audit_key=_env("KUBEGATE_AUDIT_KEY"),

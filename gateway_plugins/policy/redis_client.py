@@ -10,7 +10,7 @@ through the same settings, Secrets and ``--redis-url`` flags as a single server:
 - ``redis+cluster://[user:pass@]host:port[,host:port…]`` (``rediss+cluster`` for TLS): a Redis Cluster reached
   through any of the seed nodes (the client learns the rest from ``CLUSTER SHARDS``).
 
-Query parameters: ``ca=<path>`` (PEM bundle for TLS; default: the system's), and for Sentinel
+Query parameters: ``ca=<path>`` or ``ca_data=<PEM>`` (a CA bundle for TLS; default: the system's), and for Sentinel
 ``sentinel_auth=1`` (the sentinels require the same credentials as the data nodes). The credentials in the
 string (or ``username``/``password`` given apart, which win) are an ACL user or the default user's password.
 """
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, parse_qsl, unquote, urlencode
 
 SENTINEL_SCHEMES = {"redis+sentinel": False, "rediss+sentinel": True}
 CLUSTER_SCHEMES = {"redis+cluster": False, "rediss+cluster": True}
@@ -46,6 +46,7 @@ class RedisTarget:
     db: int = 0
     tls: bool = False
     ca_file: str | None = None
+    ca_data: str | None = None  # a PEM bundle itself (the operator's, read from spec.redis.caSecretRef)
     sentinel_auth: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -62,10 +63,39 @@ def _nodes(netloc: str, scheme: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def parse(url: str, *, username: str | None = None, password: str | None = None) -> RedisTarget:
+def _without_ca(url: str) -> tuple[str, dict[str, str]]:
+    """A standalone URL without kubegate's ``ca``/``ca_data`` parameters (redis-py's URL parser does not know them),
+    and those parameters."""
+    base, sep, query = url.partition("?")
+    if not sep:
+        return url, {}
+    pairs = parse_qsl(query, keep_blank_values=True)
+    ours = {k: v for k, v in pairs if k in ("ca", "ca_data")}
+    rest = urlencode([(k, v) for k, v in pairs if k not in ours])
+    return (f"{base}?{rest}" if rest else base), ours
+
+
+def parse(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+    ca_data: str | None = None,
+) -> RedisTarget:
+    """``ca_file``/``ca_data`` (a PEM path or bundle) win over the address's ``ca``/``ca_data`` parameters."""
     scheme = url.partition("://")[0].lower()
     if scheme in STANDALONE_SCHEMES:
-        return RedisTarget("standalone", url, tls=STANDALONE_SCHEMES[scheme], username=username, password=password)
+        plain, params = _without_ca(url)
+        return RedisTarget(
+            "standalone",
+            plain,
+            tls=STANDALONE_SCHEMES[scheme],
+            ca_file=ca_file or params.get("ca") or None,
+            ca_data=ca_data or params.get("ca_data") or None,
+            username=username,
+            password=password,
+        )
     if scheme not in SENTINEL_SCHEMES and scheme not in CLUSTER_SCHEMES:
         raise RedisAddressError(
             f"unknown Redis address scheme {scheme!r}: use redis://, rediss://, redis+sentinel://, "
@@ -80,7 +110,8 @@ def parse(url: str, *, username: str | None = None, password: str | None = None)
     params = {k: v[-1] for k, v in parse_qs(query).items()}
     common = {
         "nodes": _nodes(netloc, scheme),
-        "ca_file": params.get("ca") or None,
+        "ca_file": ca_file or params.get("ca") or None,
+        "ca_data": ca_data or params.get("ca_data") or None,
         "username": username if username is not None else (unquote(user) or None),
         "password": password if password is not None else (unquote(secret) or None),
     }
@@ -111,7 +142,11 @@ def parse(url: str, *, username: str | None = None, password: str | None = None)
 def _tls(target: RedisTarget) -> dict[str, Any]:
     if not target.tls:
         return {}
-    return {"ssl": True, **({"ssl_ca_certs": target.ca_file} if target.ca_file else {})}
+    return {
+        "ssl": True,
+        **({"ssl_ca_certs": target.ca_file} if target.ca_file else {}),
+        **({"ssl_ca_data": target.ca_data} if target.ca_data else {}),
+    }
 
 
 def _auth(target: RedisTarget) -> dict[str, Any]:
@@ -131,7 +166,9 @@ def _connect(
 ) -> Any:
     """The client of ``target``'s topology from one redis-py flavour's classes (asyncio or not)."""
     if target.mode == "standalone":
-        return redis_cls.from_url(url, **_auth(target), **kwargs)
+        # from_url makes the TLS connection of rediss:// itself; only the CA is added.
+        tls = {k: v for k, v in _tls(target).items() if k != "ssl"}
+        return redis_cls.from_url(target.url, **_auth(target), **tls, **kwargs)
     if target.mode == "cluster":
         # The cluster client retries MOVED/ASK and reconnects itself; its retry options have another shape.
         for key in cluster_drops:
@@ -147,14 +184,21 @@ def _connect(
     return sentinel.master_for(target.master_name, db=target.db, **_auth(target), **_tls(target), **kwargs)
 
 
-def connect_async(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+def connect_async(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+    **kwargs: Any,
+) -> Any:
     """A ``redis.asyncio`` client for ``url``; ``kwargs`` are connection options (timeouts, retry)."""
     import redis.asyncio as aioredis
     from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.sentinel import Sentinel
 
     return _connect(
-        parse(url, username=username, password=password),
+        parse(url, username=username, password=password, ca_file=ca_file),
         url,
         kwargs,
         redis_cls=aioredis.Redis,
@@ -165,14 +209,21 @@ def connect_async(url: str, *, username: str | None = None, password: str | None
     )
 
 
-def connect_sync(url: str, *, username: str | None = None, password: str | None = None, **kwargs: Any) -> Any:
+def connect_sync(
+    url: str,
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    ca_file: str | None = None,
+    **kwargs: Any,
+) -> Any:
     """A synchronous ``redis`` client for ``url`` (operator, CLI, tests); same options as :func:`connect_async`."""
     import redis
     from redis.cluster import ClusterNode, RedisCluster
     from redis.sentinel import Sentinel
 
     return _connect(
-        parse(url, username=username, password=password),
+        parse(url, username=username, password=password, ca_file=ca_file),
         url,
         kwargs,
         redis_cls=redis.Redis,

@@ -23,7 +23,7 @@ from gateway_operator.builders.redis_ha import sentinel_address
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
-from gateway_operator.crd.core import OPERATOR_MOUNTS
+from gateway_operator.crd.core import OPERATOR_MOUNTS, REDIS_CA_FILE
 from kubernetes.utils.quantity import parse_quantity
 from pydantic import BaseModel
 
@@ -130,6 +130,8 @@ def _env(
             refs["KUBEGATE_REDIS_PASSWORD"] = spec.redis.password_secret_ref
         if spec.redis.username_secret_ref is not None:
             refs["KUBEGATE_REDIS_USERNAME"] = spec.redis.username_secret_ref
+        if spec.redis.ca_secret_ref is not None:
+            plain["KUBEGATE_REDIS_CA_FILE"] = REDIS_CA_FILE
     else:
         # No credentials in the URL: the password comes from the Secret the operator generated.
         ha = spec.redis.high_availability
@@ -262,6 +264,13 @@ def build_proxy_deployment(
         # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.
         container["volumeMounts"].append({"name": "prometheus", "mountPath": MULTIPROC_DIR})
         volumes.append({"name": "prometheus", "emptyDir": {"medium": "Memory", "sizeLimit": MULTIPROC_SIZE_LIMIT}})
+    ca = spec.redis.ca_secret_ref if spec.redis.mode == "external" else None
+    if ca is not None:
+        container["volumeMounts"].append(
+            {"name": "redis-ca", "mountPath": OPERATOR_MOUNTS["redis-ca"], "readOnly": True}
+        )
+        items = [{"key": ca.key, "path": REDIS_CA_FILE.rpartition("/")[2]}]
+        volumes.append({"name": "redis-ca", "secret": {"secretName": ca.name, "items": items}})
     # The user's after ours: spec.pod refuses their names and paths (crd.PodSpec and the CRD's rules), so these
     # only add, never replace.
     volumes.extend(_dump(v) for v in spec.pod.volumes)

@@ -28,7 +28,9 @@ OPERATOR_MOUNTS = {
     "policy": "/etc/kubegate/policy",
     "tmp": "/tmp",
     "prometheus": "/var/run/kubegate/prometheus",
+    "redis-ca": "/etc/kubegate/redis-ca",
 }
+REDIS_CA_FILE = f"{OPERATOR_MOUNTS['redis-ca']}/ca.crt"
 
 
 def overlaps(path: str, other: str) -> bool:

@@ -171,6 +171,11 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".passwordSecretRef",
         },
         {
+            "rule": "!has(self.caSecretRef) || (has(self.mode) && self.mode == 'external')",
+            "message": "caSecretRef is for mode external (the managed Redis speaks no TLS)",
+            "fieldPath": ".caSecretRef",
+        },
+        {
             "rule": "!has(self.highAvailability) || !has(self.mode) || self.mode == 'managed'",
             "message": "highAvailability is for mode managed (an external Redis brings its own: topology sentinel or "
             "cluster)",

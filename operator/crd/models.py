@@ -244,6 +244,12 @@ class RedisSpec(_Spec):
         description="Secret key holding the ACL user name of the external Redis (with passwordSecretRef); unset: "
         "the default user.",
     )
+    ca_secret_ref: SecretKeyRef | None = Field(
+        default=None,
+        alias="caSecretRef",
+        description="Secret key holding the PEM CA bundle the external Redis's TLS certificate is verified against "
+        "(a private CA), by the proxies (mounted) and the operator; unset: the image's system bundle.",
+    )
     url_secret_ref: SecretKeyRef | None = Field(
         default=None,
         alias="urlSecretRef",
@@ -303,6 +309,8 @@ class RedisSpec(_Spec):
                 f"spec.redis.highAvailability.replicaAcks: {ha.replica_acks} must be below replicas ({ha.replicas}): "
                 "a pod cannot confirm its own writes"
             )
+        if self.ca_secret_ref is not None and self.mode != "external":
+            raise ValueError("spec.redis.caSecretRef: only for mode external (the managed Redis speaks no TLS)")
         if self.mode == "managed" and (self.username_secret_ref is not None or self.password_secret_ref is not None):
             raise ValueError(
                 "spec.redis.usernameSecretRef/passwordSecretRef: only for mode external (the managed Redis's "

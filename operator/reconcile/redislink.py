@@ -85,7 +85,16 @@ def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
         url = with_password(url, password, username)
     elif username is not None:
         raise RedisUnavailable("InvalidSpec", "spec.redis.usernameSecretRef needs spec.redis.passwordSecretRef")
+    cref = spec.get("caSecretRef")
+    if cref:
+        url = with_ca(url, _secret_value(api, ns, cref["name"], cref["key"], "spec.redis.caSecretRef"))
     return url
+
+
+def with_ca(url: str, pem: str) -> str:
+    """The URL with a CA bundle to verify the server against (``ca_data``, read by redis_client.parse); in memory
+    only, like the password, though a CA is no secret."""
+    return f"{url}{'&' if '?' in url else '?'}ca_data={quote(pem, safe='')}"
 
 
 def connect(url: str) -> redis.Redis:

@@ -64,3 +64,42 @@ def test_a_client_without_the_ca_is_refused(tls_cluster):
     # The cluster client reports that no seed node could be reached (RedisClusterException), naming the TLS error.
     with pytest.raises(RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
         connect_sync(tls_cluster.url_with_credentials.split("?")[0], socket_timeout=5).ping()
+
+
+def test_a_private_ca_from_a_secret_reaches_the_proxy_and_the_operator(tls_cluster):
+    """spec.redis.caSecretRef: the proxies verify against the mounted bundle (KUBEGATE_REDIS_CA_FILE, the mount's
+    file mapped to the test CA's), the operator against the Secret's bundle carried in its in-memory URL."""
+    from gateway_operator.builders.proxy import build_proxy_deployment
+    from gateway_operator.crd.core import REDIS_CA_FILE
+    from gateway_operator.reconcile.redislink import with_ca, with_password
+
+    spec = {
+        "mode": "external",
+        "topology": "cluster",
+        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
+        "tls": True,
+        "passwordSecretRef": {"name": "r", "key": "p"},
+        "usernameSecretRef": {"name": "r", "key": "u"},
+        "caSecretRef": {"name": "redis-ca", "key": "ca.pem"},
+    }
+    gateway = {**cr("LLMGateway", "main", {"redis": spec}), "metadata": {"name": "main", "namespace": "d", "uid": "u"}}
+    pod = build_proxy_deployment(gateway, {}, "sum", policy_public_key="pk")["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KUBEGATE_REDIS_CA_FILE"] == REDIS_CA_FILE
+    (mount,) = [m for m in container["volumeMounts"] if REDIS_CA_FILE.startswith(m["mountPath"] + "/")]
+    (volume,) = [v for v in pod["volumes"] if v["name"] == mount["name"]]
+    assert volume["secret"] == {"secretName": "redis-ca", "items": [{"key": "ca.pem", "path": "ca.crt"}]}
+
+    async def proxy_ping() -> bool:
+        client = make_redis(tls_cluster.url, tls_cluster.password, tls_cluster.USER, str(tls_cluster.pki.ca_cert))
+        try:
+            return await client.ping()
+        finally:
+            await client.aclose()
+
+    assert asyncio.run(proxy_ping())
+    operator_url = with_ca(
+        with_password(tls_cluster.url, tls_cluster.password, tls_cluster.USER), tls_cluster.pki.ca_cert.read_text()
+    )
+    assert connect_sync(operator_url, socket_timeout=5).ping()

@@ -110,6 +110,8 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "redis.resources.cpu": "2",
         "redis.persistence.storageClassName": "fast",
         "redis.highAvailability.replicas": 5,
+        "redis.caSecretRef.name": "private-ca",
+        "redis.caSecretRef.key": "bundle.pem",
         "redis.highAvailability.replicaAcks": 2,
         "audit.streamMaxLen": 5000,
         "audit.spoolMaxRecords": 500,
@@ -409,6 +411,8 @@ def test_each_field_changes_the_render(kind: str, path: str):
         gateway["redis"] = copy.deepcopy(CLUSTER)
     if path == "redis.topology":
         gateway["redis"] = {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}}
+    if path.startswith("redis.caSecretRef"):
+        gateway["redis"] = {**EXTERNAL_WITH_PASSWORD, "caSecretRef": {"name": "ca", "key": "ca.crt"}}
     if path.startswith("redis.highAvailability"):
         gateway["redis"] = {"highAvailability": {}}
     if path.startswith("autoscaling.") and path != "autoscaling.enabled":

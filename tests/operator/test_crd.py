@@ -161,6 +161,7 @@ INVALID = [
     ("llmgateways", {"redis": {"highAvailability": {"replicas": 3, "replicaAcks": 3}}}, "must be below replicas"),
     ("llmgateways", {"redis": {"highAvailability": {"replicaAcks": 4}}}, "must be below replicas"),
     ("llmgateways", {"redis": {"highAvailability": {"replicas": 2}}}, "replicas"),
+    ("llmgateways", {"redis": {"caSecretRef": {"name": "ca", "key": "ca.crt"}}}, "caSecretRef is for mode external"),
     (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},

@@ -111,7 +111,7 @@ POD: dict[str, Any] = {
         {"name": "vault", "mountPath": "/mnt/vault", "readOnly": True},
     ],
 }
-OURS = {"config", "policy", "tmp", "prometheus"}
+OURS = {"config", "policy", "tmp", "prometheus", "redis-ca"}
 
 
 def _pod(pod: dict[str, Any], workers: int = 2) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -119,7 +119,16 @@ def _pod(pod: dict[str, Any], workers: int = 2) -> tuple[dict[str, Any], dict[st
         "apiVersion": crd.API_VERSION,
         "kind": "LLMGateway",
         "metadata": {"name": "main", "namespace": "ns", "uid": "u"},
-        "spec": {"pod": pod, "workers": workers},
+        "spec": {
+            "pod": pod,
+            "workers": workers,
+            # A private CA for an external Redis: every volume the operator may mount is there.
+            "redis": {
+                "mode": "external",
+                "urlSecretRef": {"name": "r", "key": "url"},
+                "caSecretRef": {"name": "redis-ca", "key": "ca.pem"},
+            },
+        },
     }
     spec = build_proxy_deployment(gateway, {}, "sum", policy_public_key="pk")["spec"]["template"]["spec"]
     (container,) = spec["containers"]

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from gateway_operator.builders.redis_address import external_address
 from gateway_operator.crd import models as crd
-from gateway_operator.reconcile.redislink import with_password
+from gateway_operator.reconcile.redislink import with_ca, with_password
 from pydantic import ValidationError
 from redis.crc import key_slot
 
@@ -39,6 +39,7 @@ CLUSTER = {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["c0:
         ({**CLUSTER, "highAvailability": {}}, "spec.redis.highAvailability: only for mode managed"),
         ({"highAvailability": {"replicas": 3, "replicaAcks": 3}}, "must be below replicas"),
         ({"highAvailability": {"replicas": 2}}, "highAvailability.replicas"),
+        ({"caSecretRef": {"name": "ca", "key": "ca.crt"}}, "spec.redis.caSecretRef: only for mode external"),
     ],
 )
 def test_invalid_topologies_are_refused_naming_the_field(spec: dict, message: str):
@@ -142,3 +143,15 @@ def test_scan_patterns_find_every_key_of_a_gateway_and_no_other(redis_server):
     assert {k.decode() for k in client.scan_iter(keys.pattern)} == set(mine)
     assert [k.decode() for k in client.scan_iter(keys.cache_entry_pattern("t"))] == [mine[4]]
     assert [k.decode() for k in client.scan_iter(keys.budget_pattern("t", "b"))] == [mine[2]]
+
+
+def test_a_ca_bundle_travels_with_the_address_and_never_reaches_redis_pys_url_parser():
+    pem = "-----BEGIN CERTIFICATE-----\nMIIB+/=\n-----END CERTIFICATE-----\n"
+    cluster = parse(with_ca(with_password("rediss+cluster://c0:6379", "pw"), pem))
+    assert (cluster.ca_data, cluster.password, cluster.ca_file) == (pem, "pw", None)
+    standalone = parse(with_ca("rediss://:pw@r:6380/2?ssl_cert_reqs=required", pem))
+    assert standalone.url == "rediss://:pw@r:6380/2?ssl_cert_reqs=required" and standalone.ca_data == pem
+    assert parse("rediss://r:6380/0?ca=/etc/ca.pem").url == "rediss://r:6380/0"
+    assert parse("rediss://r:6380/0?ca=/etc/ca.pem").ca_file == "/etc/ca.pem"
+    # The proxies' mounted file wins over the address's parameter.
+    assert parse("rediss+cluster://c0:6379?ca=/a.pem", ca_file="/b.pem").ca_file == "/b.pem"
