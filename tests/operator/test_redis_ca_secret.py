@@ -1,0 +1,54 @@
+"""spec.redis.caSecretRef, the operator's side, on a real API server and a real TLS-only Redis Cluster: the operator
+reads the bundle from the Secret and verifies the Cluster's certificate with it; without the field it uses the
+system bundle, which refuses this private CA."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+from gateway_operator.reconcile import redislink
+from kubernetes import client
+from redis.exceptions import RedisClusterException
+
+from tests.harness.redis_topologies import RedisClusterGroup
+
+
+@pytest.fixture(scope="module")
+def tls_cluster():
+    group = RedisClusterGroup(tls=True).start()
+    yield group
+    group.stop()
+
+
+def _secret(core, ns: str, name: str, data: dict[str, str]) -> None:
+    encoded = {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+    core.create_namespaced_secret(ns, client.V1Secret(metadata=client.V1ObjectMeta(name=name), data=encoded))
+
+
+def test_the_operator_verifies_a_private_ca_from_the_secret(admin_api, namespace, tls_cluster):
+    core = client.CoreV1Api(admin_api)
+    _secret(core, namespace, "redis-acl", {"user": tls_cluster.USER, "password": tls_cluster.password})
+    _secret(core, namespace, "redis-ca", {"ca.pem": tls_cluster.pki.ca_cert.read_text()})
+    redis_spec = {
+        "mode": "external",
+        "topology": "cluster",
+        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
+        "tls": True,
+        "usernameSecretRef": {"name": "redis-acl", "key": "user"},
+        "passwordSecretRef": {"name": "redis-acl", "key": "password"},
+    }
+    gateway = {"metadata": {"name": "main", "namespace": namespace}, "spec": {"redis": redis_spec}}
+    with pytest.raises(RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
+        redislink.connect(redislink.redis_url(admin_api, gateway)).ping()
+
+    redis_spec["caSecretRef"] = {"name": "redis-ca", "key": "ca.pem"}
+    conn = redislink.connect(redislink.redis_url(admin_api, gateway))
+    try:
+        assert conn.ping()
+    finally:
+        conn.close()
+
+    redis_spec["caSecretRef"] = {"name": "redis-ca", "key": "missing.pem"}
+    with pytest.raises(redislink.RedisUnavailable, match=r"has no key 'missing\.pem'"):
+        redislink.redis_url(admin_api, gateway)
