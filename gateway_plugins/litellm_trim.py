@@ -5,17 +5,18 @@ callbacks), never per request, and only where the work is inert for kubegate's c
 
 * LiteLLM's parallel request limiter (``_PROXY_MaxParallelRequestsHandler_v3``) enforces limits carried by the
   caller's ``UserAPIKeyAuth`` (key, team, user, end user, organisation, project, agent) and keeps their counters
-  after every call. kubegate's custom auth builds every identity (tenants, the admin key, probes) and never sets
-  one of those limits, and there is no database for virtual keys: the limiter counts for nothing. It is left in
-  place when another custom auth or a database is configured.
+  after every call; its per-key model budget limiter (``_PROXY_VirtualKeyModelMaxBudgetLimiter``) likewise.
+  kubegate's custom auth builds every identity (tenants, the admin key, probes) and never sets one of those
+  limits, and there is no database for virtual keys: they count for nothing. They are left in place when another
+  custom auth or a database is configured.
 * The Router tracks each deployment's TPM/RPM twice per call (right after the call and again in its success
   callback), and each time builds the deployment and its model info (a deep copy of the cost map entry) only to
   find no tpm/rpm/itpm/otpm limit to track. Which deployments have one is worked out once per deployment entry
   and model group, with LiteLLM's own test; calls to the others stop there. The success counts the Router's
   cooldowns read are kept (they do not depend on limits).
 
-kubegate's tenant limits, budgets and cost (``response_cost`` from LiteLLM's cost map) do not use either.
-``turn_off_message_logging``-like settings that only matter with other loggers live in ``policy.proxy_defaults``.
+kubegate's tenant limits, budgets and cost (``response_cost`` from LiteLLM's cost map) use none of this. What
+LiteLLM settings can switch off is switched off by the config kubegate ships (``policy.proxy_defaults``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 log = logging.getLogger("kubegate")
 
 KUBEGATE_AUTH = "gateway_plugins.auth.user_api_key_auth"
-# What was removed or wrapped, by name (tests and /metrics read it).
+# What was removed or wrapped, by name (for a debugging session; /metrics lists what still runs).
 trimmed: dict[str, object] = {}
 
 
@@ -44,19 +45,24 @@ def limiter_is_inert(general_settings: dict, prisma_client: Any) -> bool:
     return general_settings.get("custom_auth") == KUBEGATE_AUTH and prisma_client is None
 
 
-def drop_inert_rate_limiter(proxy_server: Any) -> bool:
-    """Take LiteLLM's parallel request limiter off every callback list when it can limit nothing; True if done."""
+def _key_limiters() -> tuple[type, ...]:
+    from litellm.proxy.hooks.model_max_budget_limiter import _PROXY_VirtualKeyModelMaxBudgetLimiter
     from litellm.proxy.hooks.parallel_request_limiter_v3 import _PROXY_MaxParallelRequestsHandler_v3
 
+    return (_PROXY_MaxParallelRequestsHandler_v3, _PROXY_VirtualKeyModelMaxBudgetLimiter)
+
+
+def drop_inert_key_limiters(proxy_server: Any) -> bool:
+    """Take LiteLLM's per-key limiters off every callback list when they can limit nothing; True if done."""
     if not limiter_is_inert(proxy_server.general_settings or {}, proxy_server.prisma_client):
         return False
+    limiters = _key_limiters()
     removed = False
     for callbacks in _callback_lists():
-        for callback in [cb for cb in callbacks if isinstance(cb, _PROXY_MaxParallelRequestsHandler_v3)]:
+        for callback in [cb for cb in callbacks if isinstance(cb, limiters)]:
             callbacks.remove(callback)
+            trimmed[type(callback).__name__] = type(callback)
             removed = True
-    if removed:
-        trimmed["parallel_request_limiter"] = _PROXY_MaxParallelRequestsHandler_v3
     return removed
 
 
@@ -121,8 +127,8 @@ def apply() -> None:
     if proxy_server is None:
         return
     try:
-        if drop_inert_rate_limiter(proxy_server):
-            log.info("kubegate: LiteLLM's parallel request limiter removed (no identity it sees carries limits)")
+        if drop_inert_key_limiters(proxy_server):
+            log.info("kubegate: LiteLLM's per-key limiters removed (no identity they see carries limits)")
         if skip_untracked_deployment_usage(getattr(proxy_server, "llm_router", None)):
             log.info("kubegate: the Router's TPM/RPM tracking skips deployments without limits")
     except Exception:  # a LiteLLM change must cost the saving, never the proxy

@@ -1,6 +1,6 @@
 """LiteLLM per-request work kubegate's proxy does not need stays trimmed (``gateway_plugins.litellm_trim``, issue #22).
 
-A rendered proxy reports on /metrics what LiteLLM calls after every call: its parallel request limiter is gone,
+A rendered proxy reports on /metrics what LiteLLM calls after every call: its per-key limiters are gone,
 and any callback a LiteLLM upgrade adds fails the test until it is looked at. The Router's TPM/RPM tracking is
 checked in process: a deployment without limits is looked at once, one with limits is still counted.
 """
@@ -35,7 +35,6 @@ EXPECTED_CALLBACKS = {
     "_PROXY_MaxBudgetPerSessionHandler",
     "_PROXY_SensitiveDataRoutingHandler",
     "PromptCacheObserver",
-    "_PROXY_VirtualKeyModelMaxBudgetLimiter",
 }
 GAUGE = re.compile(r'^kubegate_litellm_success_callbacks\{callback="([^"]+)"\} 1\.0$', re.M)
 
@@ -65,8 +64,14 @@ def _success_callbacks(proxy: ProxyServer) -> set[str]:
 def test_the_proxy_runs_only_the_callbacks_it_needs(proxy):
     found = _success_callbacks(proxy)
     assert "_PROXY_MaxParallelRequestsHandler_v3" not in found
+    assert "_PROXY_VirtualKeyModelMaxBudgetLimiter" not in found
     # A new name here is new per-request work: trim it in gateway_plugins.litellm_trim or add it with a reason.
     assert found == EXPECTED_CALLBACKS
+
+
+def test_the_rendered_config_skips_per_callback_opt_out_checks(echo_upstream):
+    rendered = render_proxy(objects(echo_upstream.base_url), keys={"plain": "sk-contract-plain-0123456789"})
+    assert rendered.config["litellm_settings"]["global_disable_no_log_param"] is True
 
 
 def test_the_limiter_stays_where_it_could_limit():
