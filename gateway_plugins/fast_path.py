@@ -52,6 +52,7 @@ ROUTE_TYPES = {
     "completions": "atext_completion",
     "responses": "aresponses",
     "anthropic_messages": "anthropic_messages",
+    "embeddings": "aembedding",
 }
 
 _SSE_HEADERS = [
@@ -61,15 +62,8 @@ _SSE_HEADERS = [
 ]
 
 
-# Served on the fast path as JSON only: LiteLLM's completions handler estimates a stream's prompt tokens from the
-# prompt as sent, before masking, where the Router alone counts the masked one, so the charge would differ.
-JSON_ONLY = frozenset({"completions"})
-
-
-def handles(ctx: RequestContext, body: dict) -> bool:
-    if ctx.call_type not in ROUTE_TYPES:
-        return False
-    return ctx.call_type not in JSON_ONLY or body.get("stream") is not True
+def handles(ctx: RequestContext) -> bool:
+    return ctx.call_type in ROUTE_TYPES
 
 
 def _hooks() -> Any:
@@ -91,7 +85,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     keys, body = scope["parsed_body"]
     data: dict = {k: body[k] for k in keys}
     client_model = data.get("model")
-    if route_type == fast_path_native.COMPLETIONS:
+    if route_type in (fast_path_native.COMPLETIONS, fast_path_native.EMBEDDINGS):
         data["metadata"] = fast_path_native.completion_metadata(data.get("metadata"), user)
     elif route_type == "acompletion":
         # As LiteLLM's chat handler does (a client's metadata dict is kept; copied, the parsed body stays as sent).
