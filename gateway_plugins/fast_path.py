@@ -1,7 +1,11 @@
 """The fast path (issue #22): contract requests served by kubegate's hooks and the proxy's own Router, called
-directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses`` and
-Anthropic's ``/v1/messages``, JSON and SSE. Chat streams are written here; Responses and Messages streams, Messages
-answers and Messages errors in their APIs' own shapes by ``gateway_plugins.fast_path_native``.
+directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses``,
+Anthropic's ``/v1/messages`` and ``/v1/completions``, JSON and SSE, and ``/v1/embeddings``. Chat streams are written
+here; Responses, Messages and completions streams, Messages answers and Messages errors in their APIs' own shapes by
+``gateway_plugins.fast_path_native``.
+
+One intended difference: a completions stream's prompt tokens (its upstream reports none) are counted from the prompt
+the upstream received, masked, as on every other route; LiteLLM's completions handler counts the client's prompt.
 
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
