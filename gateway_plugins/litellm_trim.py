@@ -25,6 +25,8 @@ import logging
 import sys
 from typing import Any
 
+from gateway_plugins import metrics
+
 log = logging.getLogger("kubegate")
 
 KUBEGATE_AUTH = "gateway_plugins.auth.user_api_key_auth"
@@ -133,8 +135,6 @@ def apply() -> None:
             log.info("kubegate: the Router's TPM/RPM tracking skips deployments without limits")
     except Exception:  # a LiteLLM change must cost the saving, never the proxy
         log.exception("kubegate: trimming LiteLLM's per-request work failed; LiteLLM runs as configured")
-    from gateway_plugins import metrics
-
     for name in success_callbacks():
         metrics.LITELLM_CALLBACKS.labels(name).set(1)
 
