@@ -19,11 +19,12 @@ Variants:
 Besides wrk's throughput and latency it reads the CPU seconds of the proxy's process group from /proc, so
 "requests per proxy CPU-second" stays meaningful on a machine that also runs wrk, the upstream and Redis.
 
-Routes (``--route``): ``chat`` (``/v1/chat/completions``), ``responses`` (``/v1/responses``) and ``messages``
-(Anthropic's ``/v1/messages``), the same short prompt on each; ``--variants`` runs a subset.
+Routes (``--route``): ``chat`` (``/v1/chat/completions``), ``responses`` (``/v1/responses``), ``messages``
+(Anthropic's ``/v1/messages``) and ``embeddings`` (``/v1/embeddings``), the same short prompt on each; ``--variants``
+runs a subset.
 
 Usage: .venv/bin/python bench/bench_proxy.py [--seconds 10] [--connections 8] [--rounds 3]
-       [--route chat|responses|messages] [--variants vanilla-fixed,plugins] [--workers 2,4]
+       [--route chat|responses|messages|embeddings] [--variants vanilla-fixed,plugins] [--workers 2,4]
 All proxies stay up; the variants run in interleaved rounds and each figure is the median over the rounds.
 Needs ``wrk`` (installed from Debian's packages when missing).
 """
@@ -70,6 +71,7 @@ ROUTES = {
         "/v1/messages",
         json.dumps({"model": "bench-model", "max_tokens": 256, "messages": MESSAGES}, separators=(",", ":")),
     ),
+    "embeddings": ("/v1/embeddings", json.dumps({"model": "bench-model", "input": PROMPT}, separators=(",", ":"))),
 }
 
 

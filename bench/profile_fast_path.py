@@ -7,7 +7,7 @@ GIL, i.e. Python work, not time waiting on the network) for ``--seconds`` and pr
 kubegate's own code (frames under ``gateway_plugins/``, inclusive of what it calls), the top functions by own
 time, and the top kubegate functions by inclusive time. Keep runs short on a shared machine.
 
-Usage: .venv/bin/python bench/profile_fast_path.py [--variant fast|router] [--route chat|responses|messages]
+Usage: .venv/bin/python bench/profile_fast_path.py [--variant fast|router] [--route chat|responses|messages|embeddings]
        [--seconds 15] [--py-spy PATH]
 """
 

@@ -1,7 +1,11 @@
 """The fast path (issue #22): contract requests served by kubegate's hooks and the proxy's own Router, called
-directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses`` and
-Anthropic's ``/v1/messages``, JSON and SSE. Chat streams are written here; Responses and Messages streams, Messages
-answers and Messages errors in their APIs' own shapes by ``gateway_plugins.fast_path_native``.
+directly, instead of LiteLLM's route handlers and proxy layers: ``/v1/chat/completions``, ``/v1/responses``,
+Anthropic's ``/v1/messages`` and ``/v1/completions``, JSON and SSE, and ``/v1/embeddings``. Chat streams are written
+here; Responses, Messages and completions streams, Messages answers and Messages errors in their APIs' own shapes by
+``gateway_plugins.fast_path_native``.
+
+One intended difference: a completions stream's prompt tokens (its upstream reports none) are counted from the prompt
+the upstream received, masked, as on every other route; LiteLLM's completions handler counts the client's prompt.
 
 The front door (``gateway_plugins.contract.front_door``) calls :func:`app` in place of LiteLLM's ASGI app, with
 the same ``scope``, replayed ``receive`` and filtered ``send``, once it has authenticated the tenant, checked the
@@ -52,6 +56,7 @@ ROUTE_TYPES = {
     "completions": "atext_completion",
     "responses": "aresponses",
     "anthropic_messages": "anthropic_messages",
+    "embeddings": "aembedding",
 }
 
 _SSE_HEADERS = [
@@ -61,15 +66,8 @@ _SSE_HEADERS = [
 ]
 
 
-# Served on the fast path as JSON only: LiteLLM's completions handler estimates a stream's prompt tokens from the
-# prompt as sent, before masking, where the Router alone counts the masked one, so the charge would differ.
-JSON_ONLY = frozenset({"completions"})
-
-
-def handles(ctx: RequestContext, body: dict) -> bool:
-    if ctx.call_type not in ROUTE_TYPES:
-        return False
-    return ctx.call_type not in JSON_ONLY or body.get("stream") is not True
+def handles(ctx: RequestContext) -> bool:
+    return ctx.call_type in ROUTE_TYPES
 
 
 def _hooks() -> Any:
@@ -91,7 +89,7 @@ async def app(scope: dict, receive: Any, send: Any) -> None:
     keys, body = scope["parsed_body"]
     data: dict = {k: body[k] for k in keys}
     client_model = data.get("model")
-    if route_type == fast_path_native.COMPLETIONS:
+    if route_type in (fast_path_native.COMPLETIONS, fast_path_native.EMBEDDINGS):
         data["metadata"] = fast_path_native.completion_metadata(data.get("metadata"), user)
     elif route_type == "acompletion":
         # As LiteLLM's chat handler does (a client's metadata dict is kept; copied, the parsed body stays as sent).

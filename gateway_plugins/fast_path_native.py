@@ -19,6 +19,7 @@ from starlette.requests import Request
 MESSAGES = "anthropic_messages"
 RESPONSES = "aresponses"
 COMPLETIONS = "atext_completion"
+EMBEDDINGS = "aembedding"
 
 
 async def stream(
@@ -140,7 +141,8 @@ async def messages_error(exc: Exception, data: dict, user: Any) -> tuple[int, di
 
 
 def completion_metadata(meta: Any, user: Any) -> dict:
-    """The ``metadata`` LiteLLM's completions handler sends on: the client's (a copy), plus the key's ids it has."""
+    """The ``metadata`` LiteLLM's completions and embeddings handlers send on: the client's (a copy), plus the key's
+    ids it has."""
     out = dict(meta) if isinstance(meta, dict) else {}
     for attr, name in (
         ("user_id", "user_api_key_user_id"),

@@ -87,6 +87,14 @@ FAST_PATH_REQUESTS = Counter(
     "Requests the front door served on its fast path (LiteLLM's route handlers skipped), by endpoint.",
     ["endpoint"],
 )
+# What LiteLLM runs after every call in this proxy (gateway_plugins.litellm_trim): a LiteLLM upgrade that adds
+# per-request work shows up here. Names are LiteLLM's class or function names (a bounded set).
+LITELLM_CALLBACKS = Gauge(
+    "kubegate_litellm_success_callbacks",
+    "1 for each callback LiteLLM calls after every successful upstream call in this proxy, by name.",
+    ["callback"],
+    multiprocess_mode="livemax",
+)
 POLICY_REVISION = Gauge("kubegate_policy_revision", "Revision of the policy in force.", multiprocess_mode="livemax")
 BUDGET_USED = Gauge(
     "kubegate_budget_used_ratio",

@@ -12,7 +12,7 @@ import gc
 import logging
 from typing import Any
 
-from gateway_plugins import metrics, tracing
+from gateway_plugins import litellm_trim, metrics, tracing
 from gateway_plugins.context import ContextRegistry
 from gateway_plugins.policy.store import CompiledPolicy, PolicyStore
 from gateway_plugins.settings import Settings, load_settings
@@ -144,6 +144,8 @@ class Runtime:
 
     async def start(self) -> None:
         metrics.reap_dead_workers()
+        # Here, not at import: the proxy has built its Router and registered its callbacks by the first request.
+        litellm_trim.apply()
         # Per process, after any fork: the span exporter runs a thread of its own.
         tracing.configure(self.settings.gateway, self.settings.namespace)
         await self.store.start()

@@ -1,6 +1,7 @@
 """The floor a proxy cannot go below: LiteLLM's Router called from a minimal ASGI app.
 
-The body is parsed with orjson and handed to ``Router.acompletion`` / ``aresponses`` / ``aanthropic_messages``;
+The body is parsed with orjson and handed to ``Router.acompletion`` / ``aresponses`` / ``aanthropic_messages`` /
+``aembedding``;
 the answer is serialised with orjson. No auth, no callbacks, no proxy machinery: what is left is the Router and
 the HTTP call to the upstream. ``bench/bench_proxy.py``'s ``router`` variant runs it (``python -m`` this module
 with the proxy's config file and a port), so the cost of everything a proxy adds is measured against it.
@@ -19,6 +20,7 @@ CALLS = {
     "/v1/chat/completions": "acompletion",
     "/v1/responses": "aresponses",
     "/v1/messages": "aanthropic_messages",
+    "/v1/embeddings": "aembedding",
 }
 
 

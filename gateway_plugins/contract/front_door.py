@@ -545,7 +545,7 @@ class FrontDoor:
             await downstream(message)
 
         app = self.app
-        if rt.settings.fast_path and fast_path.handles(ctx, scope["parsed_body"][1]):
+        if rt.settings.fast_path and fast_path.handles(ctx):
             app = fast_path.app  # kubegate's hooks and the proxy's Router called directly (docs/architecture.md)
         try:
             await app(scope, replay, filtered_send)

@@ -6,6 +6,11 @@ database), spend and error logs. ``bench/bench_proxy.py`` measures the result ag
 ``turn_off_message_logging`` only changes what LiteLLM hands to logging callbacks, and its redaction
 deep-copies every response (8% of the proxy's CPU per request). kubegate's own callback never keeps
 message text, so it is set only when the config adds another logging callback.
+
+``global_disable_no_log_param`` likewise: a request's ``no-log`` flag and LiteLLM's (enterprise) per-request
+``x-litellm-disable-callbacks`` check only matter to other loggers, and the check runs for every callback on every
+call (1% of the proxy's CPU per request, bench/profile_fast_path.py). kubegate's contract refuses both anyway, and
+its own callback must always run (it settles budgets). Set only when no other logging callback is configured.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ LITELLM_SETTINGS: dict = {
     "json_logs": True,
     # LiteLLM's /metrics serves the default prometheus registry, which holds kubegate's series.
     "require_auth_for_metrics_endpoint": False,
+    # Dropped by apply_defaults when the config adds another logging callback (see above).
+    "global_disable_no_log_param": True,
 }
 
 ENV: dict[str, str] = {
@@ -47,12 +54,15 @@ def apply_defaults(config: dict) -> dict:
     for key, value in GENERAL_SETTINGS.items():
         general.setdefault(key, value)
     settings = dict(out.get("litellm_settings") or {})
+    explicit = set(settings)
     for key, value in LITELLM_SETTINGS.items():
         settings.setdefault(key, list(value) if isinstance(value, list) else value)
     if CALLBACK not in settings["callbacks"]:
         settings["callbacks"] = [*settings["callbacks"], CALLBACK]
     if third_party_callbacks(settings):
         settings.setdefault("turn_off_message_logging", True)
+        if "global_disable_no_log_param" not in explicit:
+            del settings["global_disable_no_log_param"]
     out["general_settings"], out["litellm_settings"] = general, settings
     return out
 

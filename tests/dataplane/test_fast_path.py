@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 from gateway_plugins.policy.budget_state import read_budget_state
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
-from tests.dataplane.contract_stack import GW, REGION, audit_records, budget, key, objects, route
+from tests.dataplane.contract_stack import GW, IN_PRICE, REGION, audit_records, budget, key, objects, route
 from tests.harness.proxy import ProxyServer
 from tests.harness.redis import RedisServer
 from tests.harness.rendered import render_proxy
@@ -90,6 +90,10 @@ def completions(model: str = "echo", text: str = "hello there", **extra: Any) ->
     return {"model": model, "prompt": text, "max_tokens": 16, **extra}
 
 
+def embeddings(model: str = "echo", text: str | list[str] = "hello there", **extra: Any) -> dict:
+    return {"model": model, "input": text, "embeddings": True, **extra}
+
+
 def messages(model: str = "echo", text: str = "hello there", **extra: Any) -> dict:
     return {
         "model": model,
@@ -150,6 +154,8 @@ def _send(proxy: ProxyServer, tenant: str, body: dict) -> httpx.Response:
     if body.pop("anthropic", False):
         # As Anthropic's clients call it: x-api-key, anthropic-version.
         path, auth = "/v1/messages", {"x-api-key": key(tenant), "anthropic-version": "2023-06-01"}
+    elif body.pop("embeddings", False):
+        path, auth = "/v1/embeddings", {"authorization": f"Bearer {key(tenant)}"}
     else:
         path = "/v1/responses" if "input" in body else "/v1/completions" if "prompt" in body else "/v1/chat/completions"
         auth = {"authorization": f"Bearer {key(tenant)}"}
@@ -234,8 +240,19 @@ CASES = [
     ("completions upstream failure", "budgeted", completions(BROKEN)),
     ("completions upstream failure, no residency", "plain", completions(BROKEN)),
     ("completions residency unavailable", "us", completions()),
-    # Completions streams stay on LiteLLM's handler (gateway_plugins.fast_path.JSON_ONLY): the same on both.
-    ("completions stream (LiteLLM's handler)", "budgeted", completions(stream=True)),
+    ("completions stream", "budgeted", completions(stream=True)),
+    ("completions stream, plain tenant", "plain", completions("other", stream=True)),
+    ("completions stream budget exhausted", "broke", completions(stream=True)),
+    ("completions stream upstream failure", "budgeted", completions(BROKEN, stream=True)),
+    ("completions stream residency unavailable", "us", completions(stream=True)),
+    ("embeddings", "budgeted", embeddings()),
+    ("embeddings, several inputs", "plain", embeddings("other", ["hello", "there"])),
+    ("embeddings pii masked", "pii", embeddings(text=f"write to {EMAIL} please")),
+    ("embeddings budget exhausted", "broke", embeddings()),
+    ("embeddings upstream failure", "budgeted", embeddings(BROKEN)),
+    ("embeddings upstream failure, no residency", "plain", embeddings(BROKEN)),
+    ("embeddings residency unavailable", "us", embeddings()),
+    ("embeddings model not allowed", "narrow", embeddings("other")),
     ("messages json", "budgeted", messages()),
     ("messages, plain tenant", "plain", messages("other")),
     ("messages pii masked", "pii", messages(text=f"write to {EMAIL} please")),
@@ -256,7 +273,10 @@ CASES = [
 
 # LiteLLM's completions handler answers kubegate's budget refusal without the budget headers and retry-after that
 # docs/reference.md documents (its other handlers keep them); the fast path answers with them, as on chat.
-HEADERS_ADDED = {"completions budget exhausted": ("x-kubegate-budget-state", "retry-after")}
+HEADERS_ADDED = {
+    "completions budget exhausted": ("x-kubegate-budget-state", "retry-after"),
+    "completions stream budget exhausted": ("x-kubegate-budget-state", "retry-after"),
+}
 
 
 @pytest.mark.parametrize(("name", "tenant", "body"), CASES, ids=[c[0] for c in CASES])
@@ -278,6 +298,36 @@ def test_same_answer_audit_and_charge(pair, name, tenant, body):
         assert _same_headers(got["fast"][1], got["slow"][1]), got
     assert got["fast"][2] == got["slow"][2], got
     assert got["fast"][3] == got["slow"][3], got
+
+
+def _prompt_tokens(text: str) -> int:
+    """LiteLLM's estimate of a completions prompt's tokens (it counts the prompt as a user message)."""
+    import litellm
+
+    return litellm.token_counter(model="echo-echo", messages=[{"role": "user", "content": text}])
+
+
+def test_completions_stream_charges_the_prompt_the_upstream_got(pair):
+    """The one intended difference on a completions stream: the prompt tokens (the upstream's stream reports none).
+    LiteLLM's completions handler estimates them from the prompt as the client sent it, before PII masking; the fast
+    path, like every other route, from the prompt the upstream received (the masked one), which is what was sent."""
+    prompt = f"write to {EMAIL} please"
+    got = {}
+    for label in ("fast", "slow"):
+        proxy, rds = pair[label]
+        resp = _send(proxy, "pii", completions(text=prompt, stream=True))
+        frames = _body(resp)
+        got[label] = (resp.status_code, _kubegate_headers(resp), frames, _record(rds, resp.headers["x-request-id"]))
+    assert got["fast"][:3] == got["slow"][:3], got
+    # The echo upstream answers with the prompt it received: masked, and not restored for this tenant.
+    sent = "".join(f["choices"][0]["text"] for f in got["fast"][2] if isinstance(f, dict) and f.get("choices"))
+    assert EMAIL not in sent and "<EMAIL_ADDRESS" in sent, sent
+    fast, slow = got["fast"][3], got["slow"][3]
+    assert fast["prompt_tokens"] == _prompt_tokens(sent) != _prompt_tokens(prompt) == slow["prompt_tokens"], got
+    extra = (fast["prompt_tokens"] - slow["prompt_tokens"]) * IN_PRICE
+    assert fast["cost_usd"] - slow["cost_usd"] == pytest.approx(float(extra), abs=1e-12)
+    same = {k: v for k, v in fast.items() if k not in ("prompt_tokens", "cost_usd")}
+    assert same == {k: v for k, v in slow.items() if k not in ("prompt_tokens", "cost_usd")}
 
 
 def test_rate_limit_refusal_is_the_same(pair):
@@ -378,12 +428,12 @@ def test_the_fast_path_served_only_where_switched_on(pair):
         lines = [ln for ln in proxy.metrics().splitlines() if ln.startswith("kubegate_fast_path_requests_total{")]
         return sum(float(ln.rsplit(" ", 1)[1]) for ln in lines)
 
-    # Two cases never reach it (refused before the fast path), one is a completions stream.
+    # Three cases never reach it (a model not allowed is refused before the fast path).
     assert served(pair["fast"][0]) >= len(CASES) - 3
     endpoints = {
         ln.split('endpoint="')[1].split('"')[0]
         for ln in pair["fast"][0].metrics().splitlines()
         if ln.startswith("kubegate_fast_path_requests_total{")
     }
-    assert endpoints >= {"chat_completions", "completions", "responses", "anthropic_messages"}
+    assert endpoints >= {"chat_completions", "completions", "responses", "anthropic_messages", "embeddings"}
     assert served(pair["slow"][0]) == 0

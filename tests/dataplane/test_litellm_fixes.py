@@ -57,3 +57,12 @@ def test_message_redaction_only_when_another_logger_gets_the_payload():
         {"litellm_settings": {"callbacks": "otel", "turn_off_message_logging": False}}
     )
     assert explicit["litellm_settings"]["turn_off_message_logging"] is False
+
+
+def test_per_request_callback_opt_outs_ignored_only_without_other_loggers():
+    # No other logger: nothing a request could opt out of, and the per-callback check costs every call.
+    assert proxy_defaults.apply_defaults({})["litellm_settings"]["global_disable_no_log_param"] is True
+    assert proxy_defaults.LITELLM_SETTINGS["global_disable_no_log_param"] is True  # what the operator renders
+    # Another logger: a platform team's requests may still opt out of it (``no-log``, x-litellm-disable-callbacks).
+    with_langfuse = proxy_defaults.apply_defaults({"litellm_settings": {"success_callback": ["langfuse"]}})
+    assert "global_disable_no_log_param" not in with_langfuse["litellm_settings"]
