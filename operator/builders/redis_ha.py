@@ -92,6 +92,11 @@ if [ "$1" = sentinel ]; then
     echo "requirepass \"$REDIS_PASSWORD\""
     if [ -n "$myid" ]; then echo "sentinel myid $myid"; fi
     echo "sentinel monitor $KG_MASTER ${p%:*} ${p##*:} $KG_QUORUM"
+    # The other pods as known replicas: a sentinel that restarts while the primary is down would otherwise know no
+    # replica (it learns them from the primary's INFO), and, elected to lead the failover, abort it for want of one.
+    for n in $KG_NODES; do
+      if [ "$n" != "$p" ]; then echo "sentinel known-replica $KG_MASTER ${n%:*} ${n##*:}"; fi
+    done
     echo "sentinel auth-pass $KG_MASTER \"$REDIS_PASSWORD\""
     echo "sentinel down-after-milliseconds $KG_MASTER $KG_DOWN_AFTER_MS"
     echo "sentinel failover-timeout $KG_MASTER $KG_FAILOVER_TIMEOUT_MS"
