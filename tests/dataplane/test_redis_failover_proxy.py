@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
 from tests.harness.failover import assert_chain_verifies, assert_spend_and_records_kept, load_through_failover
@@ -40,8 +42,22 @@ def _render(group: SentinelGroup, echo_base: str):
     return render_proxy(objects, keys={TENANT: KEY}, secrets={("redis", "password"): group.password})
 
 
-def test_killing_the_primary_loses_no_spend_and_no_audit_record(echo_upstream, tmp_path, capsys):
+@pytest.fixture
+def sentinel_group():
     group = SentinelGroup(replicas=2).start()
+    yield group
+    group.stop()
+
+
+@pytest.fixture
+def cluster_group():
+    group = RedisClusterGroup(replicas=2, node_timeout_ms=2000).start()
+    yield group
+    group.stop()
+
+
+def test_killing_the_primary_loses_no_spend_and_no_audit_record(sentinel_group, echo_upstream, tmp_path, capsys):
+    group = sentinel_group
     proxies: list[ProxyServer] = []
     try:
         inputs = _render(group, echo_upstream.base_url)
@@ -63,19 +79,18 @@ def test_killing_the_primary_loses_no_spend_and_no_audit_record(echo_upstream, t
     finally:
         for p in proxies:
             p.stop()
-    try:
-        assert_chain_verifies(group.url_with_credentials, GW, records, tmp_path, capsys)
-    finally:
-        group.stop()
+    assert_chain_verifies(group.url_with_credentials, GW, records, tmp_path, capsys)
 
 
-def test_a_cluster_master_lost_under_load_loses_no_spend_and_no_audit_record(echo_upstream, tmp_path, capsys):
+def test_a_cluster_master_lost_under_load_loses_no_spend_and_no_audit_record(
+    cluster_group, echo_upstream, tmp_path, capsys
+):
     """The same on a Redis Cluster (three masters with two replicas each, spec.redis.cluster.replicaAcks 1): the
     master of the tenant's slot (its limits, budget and reservations) is SIGKILLed and a replica takes over
     (cluster-node-timeout 2 s). The proxies follow the new slot map; failed settles are retried and audit records
     spooled as with Sentinel. Without the acknowledgements a settle the master had answered but not yet sent on was
     lost in about one run in five."""
-    group = RedisClusterGroup(replicas=2, node_timeout_ms=2000).start()
+    group = cluster_group
     proxies: list[ProxyServer] = []
     try:
         redis = {
@@ -120,7 +135,4 @@ def test_a_cluster_master_lost_under_load_loses_no_spend_and_no_audit_record(ech
     finally:
         for p in proxies:
             p.stop()
-    try:
-        assert_chain_verifies(group.url_with_credentials, GW, records, tmp_path, capsys)
-    finally:
-        group.stop()
+    assert_chain_verifies(group.url_with_credentials, GW, records, tmp_path, capsys)
