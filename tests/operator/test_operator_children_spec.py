@@ -151,10 +151,8 @@ def test_a_highly_available_managed_redis_as_the_api_server_stores_it(operator_k
     with running_operator(operator_kubeconfig, namespace):
         custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "llmgateways", _gateway(spec))
         _wait(
-            "the Redis group's PodDisruptionBudget",
-            lambda: (
-                policy.list_namespaced_pod_disruption_budget(namespace, field_selector="metadata.name=main-redis").items
-            ),
+            "the Redis NetworkPolicy (applied after the other children)",
+            lambda: net.list_namespaced_network_policy(namespace, field_selector="metadata.name=main-redis").items,
         )
         redis_set = apps.read_namespaced_stateful_set("main-redis", namespace).spec
         assert (redis_set.replicas, redis_set.service_name, redis_set.pod_management_policy) == (
