@@ -250,44 +250,27 @@ class AuditWriter:
         seq, hash_ = records[-1][0], records[-1][1]
         head = head_value(seq, hash_, checkpoint_tag(self.key, chain, seq, hash_))
         pairs = [part for record in records for part in (record[0], record[2])]
-        waits = replicated.waits(self.redis, self.replica_acks)
-        if waits and replicated.is_cluster(self.redis):
-            await self._append_on_stream_node(chain, head, pairs)
-            return
-        # With replica acks: MULTI … EXEC then WAIT, spelled out on one pipelined connection (redis-py's
-        # transaction pipeline cannot carry a WAIT after EXEC, and WAIT inside MULTI does not block).
-        pipe = self.redis.pipeline(transaction=not waits)
-        if waits:
-            pipe.execute_command("MULTI")
-        pipe.eval(APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs)
-        pipe.eval(TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK)
-        if waits:
-            pipe.execute_command("EXEC")
-            pipe.execute_command("WAIT", self.replica_acks, replicated.WAIT_MS)
+        commands = [
+            ("EVAL", APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs),
+            ("EVAL", TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK),
+        ]
         started = time.perf_counter()
-        replies = await pipe.execute()
-        if waits:
+        if self.replica_acks > 0:
+            # MULTI … EXEC then WAIT, spelled out on one connection (redis-py's transaction pipeline cannot carry a
+            # WAIT after EXEC, and WAIT inside MULTI does not block).
+            wait = ("WAIT", self.replica_acks, replicated.WAIT_MS)
+            replies = await replicated.on_one_connection(
+                self.redis, self.stream, ("MULTI",), *commands, ("EXEC",), wait
+            )
+            replicated.raise_queued_error(replies[-2])
             # Not confirmed: raised, so the records stay spooled and are appended again (APPEND_LUA skips what
             # the chain head already has, if the first append did survive).
             replicated.check(replies[-1], self.replica_acks)
-        metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
-
-    async def _append_on_stream_node(self, chain: str, head: str, pairs: list) -> None:
-        """The same transaction and WAIT in a Redis Cluster, on one connection to the stream's node."""
-        started = time.perf_counter()
-        replies = await replicated.on_key_node(
-            self.redis,
-            self.stream,
-            ("MULTI",),
-            ("EVAL", APPEND_LUA, 2, self.stream, self.heads, chain, head, *pairs),
-            ("EVAL", TRIM_LUA, 3, self.stream, self.trims, self.exported, self.maxlen, TRIM_CHUNK),
-            ("EXEC",),
-            ("WAIT", self.replica_acks, replicated.WAIT_MS),
-        )
-        for reply in replies[-2] or []:  # EXEC's replies: a script's error is one of them, not raised
-            if isinstance(reply, Exception):
-                raise reply
-        replicated.check(replies[-1], self.replica_acks)
+        else:
+            pipe = self.redis.pipeline(transaction=True)
+            for command in commands:
+                pipe.execute_command(*command)
+            await pipe.execute()
         metrics.WRITE_SECONDS.observe(time.perf_counter() - started)
 
     async def _write_batch(self) -> None:

@@ -264,7 +264,7 @@ def build_proxy_deployment(
         # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.
         container["volumeMounts"].append({"name": "prometheus", "mountPath": MULTIPROC_DIR})
         volumes.append({"name": "prometheus", "emptyDir": {"medium": "Memory", "sizeLimit": MULTIPROC_SIZE_LIMIT}})
-    ca = spec.redis.ca_secret_ref if spec.redis.mode == "external" else None
+    ca = spec.redis.ca_secret_ref  # external only (crd.RedisSpec refuses it on the managed Redis)
     if ca is not None:
         container["volumeMounts"].append(
             {"name": "redis-ca", "mountPath": OPERATOR_MOUNTS["redis-ca"], "readOnly": True}
