@@ -40,15 +40,13 @@ from gateway_operator.audit_cli import main as audit_main  # noqa: E402
 from gateway_plugins.policy.keys import GatewayKeys  # noqa: E402
 from gateway_plugins.policy.periods import period_bounds, period_key  # noqa: E402
 from tests.harness.echo import EchoServer  # noqa: E402
+from tests.harness.failover import BODY, COST_MICRO, KEY, render_load  # noqa: E402
 from tests.harness.managed_redis_ha import RenderedRedisGroup  # noqa: E402
 from tests.harness.proxy import AUDIT_KEY_B64, ProxyServer  # noqa: E402
 from tests.harness.redis_topologies import MASTER, SentinelGroup  # noqa: E402
-from tests.harness.rendered import cr, echo_route, render_proxy  # noqa: E402
+from tests.harness.rendered import cr  # noqa: E402
 
-GW, TENANT = "main", "load"
-KEY = "sk-failover-load-0123456789"
-COST_MICRO = 2000
-BODY = {"model": "big", "messages": [{"role": "user", "content": "abcdefgh"}], "max_tokens": 2}
+GW = "main"
 
 
 def render(group: SentinelGroup, echo_base: str, acks: int):
@@ -59,28 +57,21 @@ def render(group: SentinelGroup, echo_base: str, acks: int):
         "sentinel": {"addresses": sentinels, "masterName": MASTER, "replicaAcks": acks},
         "passwordSecretRef": {"name": "redis", "key": "password"},
     }
-    objects = [
-        cr("LLMGateway", GW, {"redis": redis}),
-        echo_route(GW, "big", echo_base, upstream_model="big-echo", output_price="0.001"),
-        cr("Tenant", TENANT, {"gateway": GW, "allowedModels": ["big"]}),
-        cr("Budget", "load-b", {"tenant": TENANT, "limitUSD": "100000", "period": "monthly"}),
-    ]
-    return render_proxy(objects, keys={TENANT: KEY}, secrets={("redis", "password"): group.password})
+    return render_load(cr("LLMGateway", GW, {"redis": redis}), echo_base, {("redis", "password"): group.password})
+
+
+def managed_gateway() -> dict:
+    gateway = cr("LLMGateway", GW, {"redis": {"highAvailability": {"replicas": 3}}})
+    return {**gateway, "metadata": {**gateway["metadata"], "uid": "bench"}}
 
 
 def managed_group() -> RenderedRedisGroup:
-    gateway = cr("LLMGateway", GW, {"redis": {"highAvailability": {"replicas": 3}}})
-    return RenderedRedisGroup({**gateway, "metadata": {**gateway["metadata"], "uid": "bench"}}, "bench-" + KEY)
+    return RenderedRedisGroup(managed_gateway(), "bench-" + KEY)
 
 
 def render_managed(group: RenderedRedisGroup, echo_base: str):
-    objects = [
-        cr("LLMGateway", GW, {"redis": {"highAvailability": {"replicas": 3}}}),
-        echo_route(GW, "big", echo_base, upstream_model="big-echo", output_price="0.001"),
-        cr("Tenant", TENANT, {"gateway": GW, "allowedModels": ["big"]}),
-        cr("Budget", "load-b", {"tenant": TENANT, "limitUSD": "100000", "period": "monthly"}),
-    ]
-    inputs = render_proxy(objects, keys={TENANT: KEY}, secrets={(f"{GW}-kubegate-redis", "password"): group.password})
+    secret = {(f"{GW}-kubegate-redis", "password"): group.password}
+    inputs = render_load(managed_gateway(), echo_base, secret)
     inputs.env["KUBEGATE_REDIS_URL"] = group.localize(inputs.env["KUBEGATE_REDIS_URL"])
     return inputs
 

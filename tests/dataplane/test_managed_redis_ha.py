@@ -6,21 +6,16 @@ before the sentinels noticed it was gone. The refusal window is a time: bench/be
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 
 import pytest
 
-from tests.harness.failover import assert_chain_verifies, assert_spend_and_records_kept, load_through_failover
+from tests.harness.failover import assert_chain_verifies, failover_under_load, render_load
 from tests.harness.managed_redis_ha import RenderedRedisGroup
 from tests.harness.procs import wait_until
-from tests.harness.proxy import ProxyServer
-from tests.harness.rendered import cr, echo_route, render_proxy
+from tests.harness.rendered import cr
 
-GW, NS, TENANT = "main", "default", "load"
-KEY = "sk-managed-ha-load-0123456789"
-COST_MICRO = 2000  # 2 completion tokens x 0.001 USD
-BODY = {"model": "big", "messages": [{"role": "user", "content": "abcdefgh"}], "max_tokens": 2}
+GW, NS = "main", "default"
 
 
 def _gateway(redis: dict) -> dict:
@@ -38,14 +33,8 @@ def group(request):
 
 @pytest.mark.parametrize("group", [{}], indirect=True)
 def test_losing_the_primary_pod_under_load_loses_no_spend_and_no_audit_record(group, echo_upstream, tmp_path, capsys):
-    objects = [
-        _gateway({"highAvailability": {}}),
-        echo_route(GW, "big", echo_upstream.base_url, upstream_model="big-echo", output_price="0.001"),
-        cr("Tenant", TENANT, {"gateway": GW, "allowedModels": ["big"]}),
-        # Hard and far from its limit: every refusal is the outage's.
-        cr("Budget", "load-b", {"tenant": TENANT, "limitUSD": "100000", "period": "monthly"}),
-    ]
-    inputs = render_proxy(objects, keys={TENANT: KEY}, secrets={(f"{GW}-kubegate-redis", "password"): group.password})
+    secret = {(f"{GW}-kubegate-redis", "password"): group.password}
+    inputs = render_load(_gateway({"highAvailability": {}}), echo_upstream.base_url, secret)
     # The proxies get the sentinels' address and the replica acknowledgements as rendered; only the pods' names
     # become loopback ports.
     assert inputs.env["KUBEGATE_REDIS_URL"].startswith(f"redis+sentinel://{GW}-redis-0.{GW}-redis-nodes.{NS}.svc:")
@@ -53,24 +42,8 @@ def test_losing_the_primary_pod_under_load_loses_no_spend_and_no_audit_record(gr
     env = {**inputs.env, "KUBEGATE_REDIS_URL": group.localize(inputs.env["KUBEGATE_REDIS_URL"])}
     first_primary = group.ordinal_of(group.primary_port())
     assert first_primary == 0  # a group that never ran starts on its first pod
-    proxies = [ProxyServer(inputs.config, inputs.policy, env=env).start() for _ in range(2)]
-    try:
-        statuses: list[int] = []
-        urls = [p.base_url for p in proxies]
-        unexpected: list[str] = []
-        # Ends once 40 requests were served after the promotion: the proxies found the new primary by themselves.
-        asyncio.run(
-            load_through_failover(urls, KEY, BODY, group.kill_primary, group.primary_port, statuses, 64, unexpected)
-        )
-        assert set(statuses) <= {200, 503}, (sorted(set(statuses)), unexpected)
-        client = group.client()
-        try:
-            records = assert_spend_and_records_kept(client, inputs.policy, GW, statuses, COST_MICRO)
-        finally:
-            client.close()
-    finally:
-        for p in proxies:
-            p.stop()
+    # Ends once 40 requests were served after the promotion: the proxies found the new primary by themselves.
+    records = failover_under_load(inputs, group.kill_primary, group.primary_port, group.client, gateway=GW, env=env)
     # The lost pod comes back (same claim, new emptyDir) and follows the new primary.
     group.start_pod(first_primary)
     group.wait_formed()

@@ -26,18 +26,11 @@ def tls_cluster():
 
 
 def test_the_proxy_client_speaks_tls_to_the_cluster(tls_cluster, echo_upstream):
-    spec = {
-        "mode": "external",
-        "topology": "cluster",
-        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
-        "tls": True,
-        "passwordSecretRef": {"name": "r", "key": "p"},
-        "usernameSecretRef": {"name": "r", "key": "u"},
-    }
+    spec = tls_cluster.gateway_spec()
     inputs = render_proxy(
         [cr("LLMGateway", "main", {"redis": spec}), echo_route("main", "m", echo_upstream.base_url)],
         keys={},
-        secrets={("r", "p"): tls_cluster.password, ("r", "u"): tls_cluster.USER},
+        secrets=tls_cluster.secrets,
     )
     assert inputs.env["KUBEGATE_REDIS_URL"] == tls_cluster.url  # rediss+cluster://127.0.0.1:…
     keys = GatewayKeys("default", "main")
@@ -73,15 +66,7 @@ def test_a_private_ca_from_a_secret_reaches_the_proxy_and_the_operator(tls_clust
     from gateway_operator.crd.core import REDIS_CA_FILE
     from gateway_operator.reconcile.redislink import with_ca, with_password
 
-    spec = {
-        "mode": "external",
-        "topology": "cluster",
-        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
-        "tls": True,
-        "passwordSecretRef": {"name": "r", "key": "p"},
-        "usernameSecretRef": {"name": "r", "key": "u"},
-        "caSecretRef": {"name": "redis-ca", "key": "ca.pem"},
-    }
+    spec = tls_cluster.gateway_spec(caSecretRef={"name": "redis-ca", "key": "ca.pem"})
     gateway = {**cr("LLMGateway", "main", {"redis": spec}), "metadata": {"name": "main", "namespace": "d", "uid": "u"}}
     pod = build_proxy_deployment(gateway, {}, "sum", policy_public_key="pk")["spec"]["template"]["spec"]
     (container,) = pod["containers"]

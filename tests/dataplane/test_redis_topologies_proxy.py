@@ -31,17 +31,14 @@ def key(tenant: str) -> str:
 
 
 def _redis_spec(group: RedisClusterGroup | SentinelGroup) -> dict:
-    creds = {"passwordSecretRef": {"name": "redis-acl", "key": "password"}}
     if isinstance(group, RedisClusterGroup):
-        nodes = [f"127.0.0.1:{p}" for p in group.ports]
-        creds["usernameSecretRef"] = {"name": "redis-acl", "key": "username"}
-        return {"mode": "external", "topology": "cluster", "cluster": {"nodes": nodes}, **creds}
+        return group.gateway_spec()
     sentinels = [f"127.0.0.1:{p}" for p in group.sentinel_ports]
     return {
         "mode": "external",
         "topology": "sentinel",
         "sentinel": {"addresses": sentinels, "masterName": MASTER},
-        **creds,
+        "passwordSecretRef": {"name": "redis-acl", "key": "password"},
     }
 
 
@@ -54,9 +51,7 @@ def render(group: RedisClusterGroup | SentinelGroup, echo_base: str) -> ProxyInp
         cr("Budget", "alpha-b", {"tenant": "alpha", "limitUSD": "0.005", "period": "daily"}),
         cr("Budget", "beta-b", {"tenant": "beta", "limitUSD": "1", "period": "daily"}),
     ]
-    secrets = {("redis-acl", "password"): group.password}
-    if isinstance(group, RedisClusterGroup):
-        secrets[("redis-acl", "username")] = group.USER
+    secrets = group.secrets if isinstance(group, RedisClusterGroup) else {("redis-acl", "password"): group.password}
     return render_proxy(objects, keys={t: key(t) for t in TENANTS}, secrets=secrets)
 
 

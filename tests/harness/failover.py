@@ -1,5 +1,6 @@
 """Load through two proxies while a Redis primary is lost, and the checks that nothing was lost: used by the
-external Sentinel test and the managed high-availability test (the groups differ, the guarantees do not)."""
+external Sentinel and Cluster tests and the managed high-availability test (the groups differ, the guarantees do
+not)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,26 @@ from gateway_operator.audit_cli import main as audit_main
 
 from gateway_plugins.policy.keys import GatewayKeys
 from gateway_plugins.policy.periods import period_bounds, period_key
-from tests.harness.proxy import AUDIT_KEY_B64
+from tests.harness.proxy import AUDIT_KEY_B64, ProxyServer
+from tests.harness.rendered import cr, echo_route, render_proxy
+
+TENANT = "load"
+KEY = "sk-failover-load-0123456789"
+COST_MICRO = 2000  # 2 completion tokens x 0.001 USD
+BODY = {"model": "big", "messages": [{"role": "user", "content": "abcdefgh"}], "max_tokens": 2}
+
+
+def render_load(gateway: dict[str, Any], echo_base: str, secrets: dict[tuple[str, str], str]):
+    """render_proxy of ``gateway`` with one route and one tenant whose budget is hard and far from its limit, so
+    every refusal is the outage's."""
+    gw = gateway["metadata"]["name"]
+    objects = [
+        gateway,
+        echo_route(gw, "big", echo_base, upstream_model="big-echo", output_price="0.001"),
+        cr("Tenant", TENANT, {"gateway": gw, "allowedModels": ["big"]}),
+        cr("Budget", "load-b", {"tenant": TENANT, "limitUSD": "100000", "period": "monthly"}),
+    ]
+    return render_proxy(objects, keys={TENANT: KEY}, secrets=secrets)
 
 
 async def load_through_failover(
@@ -24,12 +44,11 @@ async def load_through_failover(
     kill_primary: Callable[[], int],
     primary_port: Callable[[], int],
     statuses: list[int],
+    unexpected: list[str],
     clients: int = 64,
-    unexpected: list[str] | None = None,
 ) -> None:
     """``clients`` clients until 40 requests were answered after the new primary was known to the sentinels; the
     primary is killed once 100 were served. ``unexpected``: the first bodies of answers neither 200 nor 503."""
-    unexpected = [] if unexpected is None else unexpected
     promoted = asyncio.Event()
     after: list[int] = []
 
@@ -58,6 +77,36 @@ async def load_through_failover(
         promoted.set()
 
     await asyncio.gather(outage(), *(client(i) for i in range(clients)))
+
+
+def failover_under_load(
+    inputs,
+    kill_primary: Callable[[], int],
+    primary_port: Callable[[], int],
+    store_client: Callable[[], Any],
+    *,
+    gateway: str,
+    env: dict[str, str] | None = None,
+) -> int:
+    """Two proxies from ``inputs`` (render_load's; ``env`` in place of its own), 64 clients through the failover:
+    every answer served or refused for the outage, then every served request charged once and every answer audited;
+    returns the number of audit records."""
+    proxies = []
+    try:
+        proxies = [ProxyServer(inputs.config, inputs.policy, env=env or inputs.env).start() for _ in range(2)]
+        statuses: list[int] = []
+        unexpected: list[str] = []
+        urls = [p.base_url for p in proxies]
+        asyncio.run(load_through_failover(urls, KEY, BODY, kill_primary, primary_port, statuses, unexpected))
+        assert set(statuses) <= {200, 503}, (sorted(set(statuses)), unexpected)
+        client = store_client()
+        try:
+            return assert_spend_and_records_kept(client, inputs.policy, gateway, statuses, COST_MICRO)
+        finally:
+            client.close()
+    finally:
+        for p in proxies:
+            p.stop()
 
 
 def assert_spend_and_records_kept(client, policy, gateway: str, statuses: list[int], cost_micro: int) -> int:

@@ -93,6 +93,7 @@ class RedisClusterGroup:
     default, 15 s, unless a test waits for a failover)."""
 
     USER = "kubegate"
+    SECRET = "redis-acl"  # the Secret a Gateway spec names for USER and its password
 
     def __init__(self, masters: int = 3, tls: bool = False, replicas: int = 0, node_timeout_ms: int = 15000) -> None:
         self.masters = masters
@@ -115,6 +116,23 @@ class RedisClusterGroup:
     def url(self) -> str:
         """The address the proxies get (credentials apart, in KUBEGATE_REDIS_USERNAME/PASSWORD)."""
         return f"{self.scheme}://" + ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.masters])
+
+    def gateway_spec(self, **extra) -> dict:
+        """A Gateway's spec.redis on this cluster: its masters as seed nodes, TLS when it speaks only TLS, the ACL
+        user and password from the Secret ``SECRET`` (``secrets`` holds their values)."""
+        spec = {
+            "mode": "external",
+            "topology": "cluster",
+            "cluster": {"nodes": [f"127.0.0.1:{p}" for p in self.ports[: self.masters]]},
+            **({"tls": True} if self.pki else {}),
+            "usernameSecretRef": {"name": self.SECRET, "key": "username"},
+            "passwordSecretRef": {"name": self.SECRET, "key": "password"},
+        }
+        return {**spec, **extra}
+
+    @property
+    def secrets(self) -> dict[tuple[str, str], str]:
+        return {(self.SECRET, "username"): self.USER, (self.SECRET, "password"): self.password}
 
     @property
     def url_with_credentials(self) -> str:

@@ -28,16 +28,10 @@ def _secret(core, ns: str, name: str, data: dict[str, str]) -> None:
 
 def test_the_operator_verifies_a_private_ca_from_the_secret(admin_api, namespace, tls_cluster):
     core = client.CoreV1Api(admin_api)
-    _secret(core, namespace, "redis-acl", {"user": tls_cluster.USER, "password": tls_cluster.password})
+    acl = {key: value for (_, key), value in tls_cluster.secrets.items()}
+    _secret(core, namespace, tls_cluster.SECRET, acl)
     _secret(core, namespace, "redis-ca", {"ca.pem": tls_cluster.pki.ca_cert.read_text()})
-    redis_spec = {
-        "mode": "external",
-        "topology": "cluster",
-        "cluster": {"nodes": [f"127.0.0.1:{p}" for p in tls_cluster.ports]},
-        "tls": True,
-        "usernameSecretRef": {"name": "redis-acl", "key": "user"},
-        "passwordSecretRef": {"name": "redis-acl", "key": "password"},
-    }
+    redis_spec = tls_cluster.gateway_spec()
     gateway = {"metadata": {"name": "main", "namespace": namespace}, "spec": {"redis": redis_spec}}
     with pytest.raises(RedisClusterException, match="CERTIFICATE_VERIFY_FAILED"):
         redislink.connect(redislink.redis_url(admin_api, gateway)).ping()
