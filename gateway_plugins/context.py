@@ -68,6 +68,11 @@ class RequestContext:
     # Refused without a valid key: the peer's source class (gateway_plugins.audit.unauthenticated); the record is
     # then a sample or only a count in the window's summary, so a flood cannot evict tenants' records.
     unauthenticated_source: str | None = None
+    # The request as it went upstream (masked), kept by reference for the one path that counts its prompt: a stream
+    # whose client left before the answer began (gateway_plugins.client_left).
+    upstream_data: Any = None
+    # The front door saw the client hang up before any of the answer was written to it.
+    left_before_answer: bool = False
 
 
 class ContextRegistry:

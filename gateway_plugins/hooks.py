@@ -22,7 +22,7 @@ from typing import Any
 from litellm.integrations.custom_logger import CustomLogger
 from litellm.proxy._types import ProxyException, UserAPIKeyAuth
 
-from gateway_plugins import answers, limits, metrics, pii, residency, tracing, upstream_errors
+from gateway_plugins import answers, client_left, limits, metrics, pii, residency, tracing, upstream_errors
 from gateway_plugins.auth import TENANT_META
 from gateway_plugins.context import RequestContext
 from gateway_plugins.errors import DETAIL_CODE, kubegate_code, openai_error, replacement_error
@@ -125,6 +125,7 @@ class KubegateHooks(CustomLogger):
             metrics.STAGE_LATENCY.labels("residency").observe(t3 - t2)
             try:
                 await pii.mask_request(ctx, data, str(call_type), rt)
+                ctx.upstream_data = data
             finally:
                 if ctx.trace is not None:
                     ctx.trace.pii = (t3, time.perf_counter())
@@ -239,6 +240,10 @@ class KubegateHooks(CustomLogger):
         rt = current_runtime()
         ctx = rt.contexts.get(kwargs.get("litellm_call_id")) if rt else None
         if ctx is None or ctx.finished:
+            return
+        if client_left.applies(ctx):
+            # LiteLLM's bill of a stream it cancelled depends on what it had read by then: not the charge.
+            await client_left.end(rt, ctx)
             return
         started = time.perf_counter()
         self._fill_from_log(rt, ctx, kwargs, response_obj)

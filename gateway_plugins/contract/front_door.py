@@ -32,7 +32,7 @@ from typing import Any
 
 import orjson
 
-from gateway_plugins import autoroute, cache, fast_path, metrics, tracing
+from gateway_plugins import autoroute, cache, client_left, fast_path, metrics, tracing
 from gateway_plugins.audit.unauthenticated import source_class
 from gateway_plugins.context import RequestContext
 from gateway_plugins.contract import headers as hdr
@@ -48,6 +48,7 @@ from gateway_plugins.contract.routes import (
     model_id,
     tenant_endpoint,
 )
+from gateway_plugins.contract.text import input_tokens
 from gateway_plugins.contract.validate import (
     ContractError,
     apply_hosted_tools,
@@ -433,7 +434,7 @@ class FrontDoor:
         """Counted here, with LiteLLM's local tokenizer: the text never leaves the gateway (so there is nothing to
         mask) and nothing is billed; the request still gets its audit record."""
         try:
-            tokens = await asyncio.to_thread(count_input_tokens, body)
+            tokens = await asyncio.to_thread(input_tokens, body)
         except Exception as exc:  # a tokenizer failure must still end with an answer and an audit record
             log.warning("count_tokens failed for request %s: %s", ctx.request_id, type(exc).__name__)
             refuse(rt, ctx, 500, "internal_error")
@@ -510,15 +511,20 @@ class FrontDoor:
 
     async def _forward(self, rt: Any, ctx: RequestContext, scope: dict, raw: bytes, receive: Any, send: Any):
         replayed = False
+        state = {"status": None, "complete": False}
 
         async def replay() -> dict:
             nonlocal replayed
             if not replayed:
                 replayed = True
                 return {"type": "http.request", "body": raw, "more_body": False}
-            return await receive()
+            message = await receive()
+            if message["type"] == "http.disconnect" and state["status"] is None:
+                # Whoever asked (LiteLLM's wait for a stream's first chunk) stops the answer: kubegate records it
+                # the same way whatever that wait then reports (gateway_plugins.client_left).
+                ctx.left_before_answer = True
+            return message
 
-        state = {"status": None, "complete": False}
         downstream = _anthropic_errors(ctx, send) if ctx.contract.endpoint.error_format == "anthropic" else send
 
         async def filtered_send(message: dict) -> None:
@@ -561,6 +567,9 @@ class FrontDoor:
         if ctx.finished:
             rt.contexts.pop(ctx.request_id)
             return
+        if client_left.applies(ctx):
+            _background(client_left.end(rt, ctx))
+            return
         if not complete:
             ctx.decisions.setdefault("client", "disconnected")
         if ctx.reported:
@@ -579,18 +588,6 @@ class FrontDoor:
 
 def _model_object(name: str) -> dict:
     return {"id": name, "object": "model", "created": 0, "owned_by": "kubegate"}
-
-
-def count_input_tokens(body: dict) -> int:
-    """Input tokens of a Messages request, by LiteLLM's bundled Anthropic tokenizer over every text value and
-    tool schema (an estimate, as Anthropic's own count is)."""
-    from litellm import token_counter
-
-    from gateway_plugins.contract.text import text_slots
-
-    slots = text_slots(body)
-    text = "\n".join(c[k] for c, k in slots.slots) + "\n".join(slots.keys)
-    return int(token_counter(model=str(body.get("model") or ""), text=text)) if text else 0
 
 
 def _anthropic_errors(ctx: RequestContext, send: Any) -> Any:

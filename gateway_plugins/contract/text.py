@@ -57,6 +57,16 @@ def text_slots(data: dict, fields: frozenset[str] | None = None) -> TextSlots:
     return out
 
 
+def input_tokens(body: dict, fields: frozenset[str] | None = None) -> int:
+    """Input tokens of a request body, by LiteLLM's tokenizer for its model over every text value and tool schema
+    (an estimate, as Anthropic's own count is). CPU-bound: call it off the event loop."""
+    from litellm import token_counter
+
+    slots = text_slots(body, fields)
+    text = "\n".join(c[k] for c, k in slots.slots) + "\n".join(slots.keys)
+    return int(token_counter(model=str(body.get("model") or ""), text=text)) if text else 0
+
+
 def _walk(container: Any, key: Any, value: Any, free: bool, out: TextSlots) -> None:
     if isinstance(value, str):
         if free or key not in STRUCTURAL_KEYS:
