@@ -115,7 +115,7 @@ def main() -> int:
     wrk = wrklib.ensure_wrk()
     redis = RedisServer().start()
     echo = EchoServer().start()
-    plugins = ProxyServer(config(echo), policy(), redis_url=redis.url)
+    plugins = ProxyServer(config(echo), policy(), redis_url=redis.url, shipped_env=False)
     proxies = {
         "vanilla": ProxyServer(config(echo), None, plugins=False),
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),

@@ -2,7 +2,8 @@
 
 Not a test: prints throughput and p50/p99 of each variant and the ratios against vanilla.
 Variants:
-  router         the floor: LiteLLM's Router called from a minimal ASGI app (``bench/lib/router_floor.py``)
+  router         the floor: LiteLLM's Router called from a minimal ASGI app (``bench/lib/router_floor.py``), with the
+                 environment kubegate ships (``proxy_defaults.ENV``)
   vanilla        LiteLLM with its defaults, no auth, no callbacks
   vanilla-fixed  vanilla plus only ``gateway_plugins.litellm_fixes`` (LiteLLM defects that cost every request)
   plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
@@ -10,6 +11,8 @@ Variants:
   shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.policy.proxy_defaults``)
   fast           shipped with the front door's fast path on (``KUBEGATE_FAST_PATH=1``, ``gateway_plugins.fast_path``:
                  kubegate's hooks and the proxy's Router called directly, LiteLLM's route handlers skipped)
+  fast-sdk       fast, with OpenAI-compatible calls through the OpenAI SDK client as LiteLLM does by default
+                 (``EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER=false``; kubegate ships LiteLLM's own HTTP handler)
   handlers       shipped with the fast path off (``KUBEGATE_FAST_PATH=0``): every request through LiteLLM's handlers
   shipped-Nw     shipped with N uvicorn workers (``--workers``, default 2 and one per core): requests per proxy
                  CPU-second at 1 (``shipped``), 2 and N workers
@@ -132,13 +135,21 @@ def main() -> int:
         "OTEL_TRACES_SAMPLER_ARG": "1.0",
     }
     proxies = {
-        "router": RouterFloor(config(echo)),
+        # The floor runs LiteLLM with the environment kubegate ships (its HTTP handler), so fast - router is
+        # kubegate's own pipeline.
+        "router": RouterFloor(config(echo), env=shipped_env),
         "vanilla": ProxyServer(config(echo), None, plugins=False),
         "vanilla-fixed": ProxyServer(config(echo), None, plugins=False, env=rounds.VANILLA_FIXED_ENV),
-        "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url),
+        "plugins": ProxyServer(config(echo), policy(), redis_url=redis.url, shipped_env=False),
         "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
         "fast": ProxyServer(
             shipped_config, policy(), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "1"}
+        ),
+        "fast-sdk": ProxyServer(
+            shipped_config,
+            policy(),
+            redis_url=redis.url,
+            env={**shipped_env, "KUBEGATE_FAST_PATH": "1", "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER": "false"},
         ),
         "handlers": ProxyServer(
             shipped_config, policy(), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "0"}

@@ -116,7 +116,7 @@ def main() -> int:
     redis = RedisServer().start()
     echo = EchoServer().start()
     if args.variant == "router":
-        proxy = RouterFloor(config(echo))
+        proxy = RouterFloor(config(echo), env=proxy_defaults.ENV)
         script = wrklib.post_script(body, {})
     else:
         env = {**proxy_defaults.ENV, "KUBEGATE_FAST_PATH": "1"}

@@ -71,11 +71,12 @@ class RouterFloor:
     """The floor app in a process group of its own, with ``ProxyServer``'s interface (``base_url``, ``proc``,
     ``start``, ``stop``) so ``bench.lib.wrk`` measures it like any proxy."""
 
-    def __init__(self, config: dict) -> None:
+    def __init__(self, config: dict, env: dict[str, str] | None = None) -> None:
         import tempfile
         from pathlib import Path
 
         self.config = config
+        self.env = env or {}
         self.dir = Path(tempfile.mkdtemp(prefix="kg-floor-"))
         self.port = _free_port()
         self.proc: Any = None
@@ -93,7 +94,7 @@ class RouterFloor:
 
         cfg = self.dir / "config.yaml"
         cfg.write_text(yaml.safe_dump(self.config))
-        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False"}
+        env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "LITELLM_TELEMETRY": "False", **self.env}
         # Run as a file, not ``-m``: the repository root on sys.path would shadow the stdlib ``operator``.
         cmd = [sys.executable, __file__, str(cfg), str(self.port)]
         log = (self.dir / "floor.log").open("ab")

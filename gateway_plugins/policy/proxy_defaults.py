@@ -44,6 +44,11 @@ ENV: dict[str, str] = {
     # cannot answer while it re-imports LiteLLM, which takes longer than that on a busy or CPU-limited
     # node: with several workers they were killed and respawned in a loop (tests/dataplane/test_hooks_e2e.py).
     "TIMEOUT_WORKER_HEALTHCHECK": "120",
+    # OpenAI-compatible chat calls through LiteLLM's own HTTP handler (its provider transformation and httpx client,
+    # as for Anthropic, Responses and most providers) instead of the OpenAI SDK client, whose per-call request
+    # transform and response model construction cost about 1.4 ms of CPU per request here (issue #22; the
+    # ``fast-sdk`` variant of bench/bench_proxy.py measures it). Every data-plane test runs with it.
+    "EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER": "true",
 }
 
 

@@ -69,6 +69,18 @@ def test_the_proxy_runs_only_the_callbacks_it_needs(proxy):
     assert found == EXPECTED_CALLBACKS
 
 
+def test_openai_compatible_calls_skip_the_openai_sdk_client(proxy, echo_upstream):
+    """The shipped environment sends OpenAI-compatible calls through LiteLLM's own HTTP handler: the OpenAI SDK
+    client (its request transform and response models, about 1.4 ms per request) marks each call it makes with its
+    ``x-stainless-*`` headers, and no call of the proxy carries one."""
+    assert proxy_defaults.ENV["EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER"] == "true"
+    before = len(echo_upstream.received())
+    _success_callbacks(proxy)
+    calls = echo_upstream.received()[before:]
+    assert calls and all(c["path"].endswith("/chat/completions") for c in calls), calls
+    assert not [h for c in calls for h in c["headers"] if h.startswith("x-stainless")], calls[0]["headers"]
+
+
 def test_the_rendered_config_skips_per_callback_opt_out_checks(echo_upstream):
     rendered = render_proxy(objects(echo_upstream.base_url), keys={"plain": "sk-contract-plain-0123456789"})
     assert rendered.config["litellm_settings"]["global_disable_no_log_param"] is True

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import yaml
 
+from gateway_plugins.policy import proxy_defaults
 from gateway_plugins.policy.schema import Policy
 from gateway_plugins.policy.signing import PolicySigner
 from gateway_plugins.policy.store import sign_document
@@ -62,6 +63,7 @@ class ProxyServer:
         redis_url: str | None = None,
         env: dict[str, str] | None = None,
         plugins: bool = True,
+        shipped_env: bool | None = None,
         workers: int = 1,
         signer: PolicySigner = SIGNER,
     ) -> None:
@@ -74,6 +76,9 @@ class ProxyServer:
         self.policy = policy
         self.redis_url = redis_url
         self.extra_env = env or {}
+        # A proxy with kubegate runs the environment kubegate ships (the Deployment's and `kubegate dev`'s), but
+        # LiteLLM's own log level: tests read its logs.
+        self.shipped_env = plugins if shipped_env is None else shipped_env
         self.workers = workers
         self.signer = signer
         self.policy_path = self.dir / "policy.json"
@@ -88,6 +93,8 @@ class ProxyServer:
         config_path.write_text(yaml.safe_dump(self.config))
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KUBEGATE_", "OPENAI_"))}
         env.update(BASE_ENV)
+        if self.shipped_env:
+            env.update({k: v for k, v in proxy_defaults.ENV.items() if k != "LITELLM_LOG"})
         env["KUBEGATE_AUDIT_SPOOL_DIR"] = str(self.dir / "spool")
         env["KUBEGATE_POLICY_PUBLIC_KEY"] = self.signer.public_key_b64
         env["KUBEGATE_AUDIT_KEY"] = AUDIT_KEY_B64
