@@ -6,11 +6,13 @@ Variants:
                  environment kubegate ships (``proxy_defaults.ENV``)
   vanilla        LiteLLM with its defaults, no auth, no callbacks
   vanilla-fixed  vanilla plus only ``gateway_plugins.litellm_fixes`` (LiteLLM defects that cost every request)
-  plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit and
-                 budget; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
+  plugins        vanilla plus kubegate's auth and hooks, which apply those fixes (tenant with rate limit,
+                 budget and residency; no PII): its ratio to vanilla-fixed is the cost of the plugins themselves
   shipped        plugins plus the proxy settings kubegate ships (``gateway_plugins.policy.proxy_defaults``)
   fast           shipped with the front door's fast path on (``KUBEGATE_FAST_PATH=1``, ``gateway_plugins.fast_path``:
                  kubegate's hooks and the proxy's Router called directly, LiteLLM's route handlers skipped)
+  fast-pii       fast, with the tenant's PII masking on (Presidio and kubegate's finders over every prompt; the
+                 bench prompt has no PII, so this is the cost of looking)
   fast-sdk       fast, with OpenAI-compatible calls through the OpenAI SDK client as LiteLLM does by default
                  (``EXPERIMENTAL_OPENAI_BASE_LLM_HTTP_HANDLER=false``; kubegate ships LiteLLM's own HTTP handler)
   handlers       shipped with the fast path off (``KUBEGATE_FAST_PATH=0``): every request through LiteLLM's handlers
@@ -53,6 +55,7 @@ from gateway_plugins.policy.schema import (  # noqa: E402
     DeploymentMeta,
     KeyRef,
     ModelMeta,
+    PiiPolicy,
     Policy,
     RateLimits,
     Tenant,
@@ -79,18 +82,23 @@ ROUTES = {
 
 
 def config(echo: EchoServer) -> dict:
+    """The model, and its regional group as the operator renders it (residency routes to ``model@region``)."""
+    params = {"model": "openai/echo", "api_base": echo.base_url, "api_key": "k"}
     return {
         "model_list": [
+            {"model_name": "bench-model", "litellm_params": params, "model_info": {"id": "bench-eu"}},
             {
-                "model_name": "bench-model",
-                "litellm_params": {"model": "openai/echo", "api_base": echo.base_url, "api_key": "k"},
-                "model_info": {"id": "bench-eu"},
-            }
+                "model_name": "bench-model@eu-west-1",
+                "litellm_params": dict(params),
+                "model_info": {"id": "bench-eu@eu-west-1"},
+            },
         ]
     }
 
 
-def policy() -> Policy:
+def policy(pii: bool = False) -> Policy:
+    """The bench tenant with every guarantee on: rate limits, a budget, residency; with ``pii``, PII masking of
+    the default entities as well."""
     return Policy(
         gateway="bench",
         revision=1,
@@ -99,12 +107,17 @@ def policy() -> Policy:
                 id="bench",
                 keys=[KeyRef(sha256=hash_key(KEY))],
                 allowed_models=["bench-model"],
+                allowed_regions=["eu-west-1"],
                 rate_limits=RateLimits(rpm=10_000_000, tpm=10_000_000_000),
+                pii=PiiPolicy() if pii else None,
             )
         ],
         budgets=[Budget(name="bench", tenant="bench", limit_usd="1000000")],
-        models=[ModelMeta(name="bench-model")],
-        deployments=[DeploymentMeta(id="bench-eu", model="bench-model", region="eu-west-1")],
+        models=[ModelMeta(name="bench-model", regional_groups={"eu-west-1": "bench-model@eu-west-1"})],
+        deployments=[
+            DeploymentMeta(id="bench-eu", model="bench-model", region="eu-west-1"),
+            DeploymentMeta(id="bench-eu@eu-west-1", model="bench-model", region="eu-west-1"),
+        ],
     )
 
 
@@ -144,6 +157,9 @@ def main() -> int:
         "shipped": ProxyServer(shipped_config, policy(), redis_url=redis.url, env=shipped_env),
         "fast": ProxyServer(
             shipped_config, policy(), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "1"}
+        ),
+        "fast-pii": ProxyServer(
+            shipped_config, policy(pii=True), redis_url=redis.url, env={**shipped_env, "KUBEGATE_FAST_PATH": "1"}
         ),
         "fast-sdk": ProxyServer(
             shipped_config,
