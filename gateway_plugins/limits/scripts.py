@@ -166,6 +166,37 @@ end
 return 1
 """
 
+# KEYS: [budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n] (one tenant's slot)
+# ARGV: [n, lease_member]
+# Undoes an admit whose reply never came (the connection dropped or timed out after the script may have run, e.g. a
+# primary killed mid-command whose replica got the write): the request was refused or served without a reservation,
+# so nothing would ever settle it and its amounts would stay reserved until the lease lapsed (minutes). Every lease of
+# that member is released; an admit that never ran leaves nothing to find, and a release sent twice finds nothing the
+# second time (ZREM decides), so it is retried like a settle. The member is random hex: no glob characters.
+# Returns the number of leases released.
+RELEASE = """
+local n, pattern = tonumber(ARGV[1]), ARGV[2] .. ':*'
+local released = 0
+for i = 1, n do
+  local k, lk = KEYS[i], KEYS[n + i]
+  local cursor = '0'
+  repeat
+    local page = redis.call('ZSCAN', lk, cursor, 'MATCH', pattern, 'COUNT', 512)
+    cursor = page[1]
+    for j = 1, #page[2], 2 do
+      local m = page[2][j]
+      if redis.call('ZREM', lk, m) == 1 then
+        local a, t = string.match(m, ':(%d+):(%d+)$')
+        if tonumber(a or '0') > 0 then redis.call('HINCRBY', k, 'reserved', 0 - tonumber(a)) end
+        if tonumber(t or '0') > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - tonumber(t)) end
+        released = released + 1
+      end
+    end
+  until cursor == '0'
+end
+return released
+"""
+
 
 class Script:
     """EVALSHA with a NOSCRIPT fallback, so a restarted (empty) Redis reloads the script by itself."""
@@ -184,6 +215,7 @@ class Script:
         return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
-SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.SETTLE_RETRY_SECONDS
+SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.STORE_RETRY_SECONDS
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)
+RELEASE_SCRIPT = Script(RELEASE)

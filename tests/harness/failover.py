@@ -122,7 +122,9 @@ def assert_spend_and_records_kept(client, policy, gateway: str, statuses: list[i
         int(client.hget(spend_key, "reserved") or 0) or client.xlen(keys.audit_stream) < len(statuses)
     ):
         time.sleep(0.2)
-    assert int(client.hget(spend_key, "reserved") or 0) == 0
+    leases = client.zrange(keys.budget_leases(TENANT, budget.name, period_bounds(budget)[0]), 0, -1)
+    reserved = int(client.hget(spend_key, "reserved") or 0)
+    assert reserved == 0, (reserved, len(leases), statuses.count(503))
     assert int(client.hget(spend_key, "spent")) == served * cost_micro, (served, statuses.count(503))
     records = client.xlen(keys.audit_stream)
     assert records == len(statuses)

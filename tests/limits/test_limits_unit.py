@@ -349,3 +349,45 @@ async def test_clients_reusing_a_request_id_cannot_pin_a_reservation(redis):
         await limits.settle(ctx, rt)
     state = await read_budget_state(redis, GatewayKeys("default", GW), policy.policy.budgets[0])
     assert state.reserved_usd == 0
+
+
+@pytest.mark.parametrize(
+    ("ran", "lost"),
+    [(True, ConnectionError), (True, TimeoutError), (False, ConnectionError)],
+    ids=["ran-connection-dropped", "ran-timed-out", "never-ran"],
+)
+async def test_an_admit_whose_reply_was_lost_leaves_nothing_reserved(redis, monkeypatch, ran, lost):
+    """A primary killed between running the admit script and sending its reply (its replica got the write): the
+    request is refused, so no settle will come; what the script may have reserved is released, and only that."""
+    from redis import exceptions
+
+    policy = make_policy()
+    budget = policy.policy.budgets[0]
+    rt = make_rt(redis, policy)
+    held = make_ctx(policy)
+    await admit(held, req(100), rt)  # another request in flight keeps its 0.1 USD
+    evalsha = redis.evalsha
+    admit_sha = limits.scripts.ADMIT_SCRIPT.sha
+    error = getattr(exceptions, lost.__name__)
+
+    async def reply_lost(sha, *args):
+        if sha != admit_sha:
+            return await evalsha(sha, *args)
+        if ran:
+            await evalsha(sha, *args)
+        raise error("Connection closed by server.")
+
+    monkeypatch.setattr(redis, "evalsha", reply_lost)
+    ctx = make_ctx(policy)
+    with pytest.raises(ProxyException) as exc:
+        await admit(ctx, req(200), rt)
+    assert exc.value.code == "503" and ctx.reservation is None
+    await asyncio.gather(*limits._retries)
+    leases = GatewayKeys("default", GW).budget_leases(budget.tenant, budget.name, period_bounds(budget)[0])
+    assert [m.decode().split(":")[0] for m in await redis.zrange(leases, 0, -1)] == [held.reservation.lease_member]
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == pytest.approx(0.1) and state.spent_usd == 0
+    held.status, held.cost_usd = "success", 0.01
+    await limits.settle(held, rt)
+    state = await read_budget_state(redis, GatewayKeys("default", GW), budget)
+    assert state.reserved_usd == 0 and state.spent_usd == pytest.approx(0.01)
