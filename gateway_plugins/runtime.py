@@ -71,7 +71,14 @@ REDIS_HEALTH_CHECK_SECONDS = 10
 REDIS_MAX_CONNECTIONS = 1024
 
 
-def make_redis(url: str, password: str | None = None, username: str | None = None, ca_file: str | None = None) -> Any:
+def make_redis(
+    url: str,
+    password: str | None = None,
+    username: str | None = None,
+    ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
+) -> Any:
     """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
 
     Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
@@ -94,6 +101,8 @@ def make_redis(url: str, password: str | None = None, username: str | None = Non
         username=username or None,
         password=password or None,
         ca_file=ca_file or None,
+        cert_file=cert_file or None,
+        key_file=key_file or None,
         socket_timeout=REDIS_READ_TIMEOUT,
         socket_connect_timeout=REDIS_CONNECT_TIMEOUT,
         health_check_interval=REDIS_HEALTH_CHECK_SECONDS,
@@ -118,7 +127,12 @@ class Runtime:
         self.redis: Any = None
         if settings.redis_url:
             self.redis = make_redis(
-                settings.redis_url, settings.redis_password, settings.redis_username, settings.redis_ca_file
+                settings.redis_url,
+                settings.redis_password,
+                settings.redis_username,
+                settings.redis_ca_file,
+                settings.redis_cert_file,
+                settings.redis_key_file,
             )
         self.store = PolicyStore(
             settings.gateway,

@@ -11,6 +11,9 @@ KUBEGATE_REDIS_PASSWORD        Redis password (from a Secret; kept out of the UR
 KUBEGATE_REDIS_USERNAME        Redis ACL user (with the password; unset: the default user) unset
 KUBEGATE_REDIS_REPLICA_ACKS    replicas that must confirm audit and settle writes (WAIT)   0
 KUBEGATE_REDIS_CA_FILE         PEM CA bundle verifying the Redis TLS certificate           the system's
+KUBEGATE_REDIS_CERT_FILE       PEM client certificate presented to a Redis that asks for   unset
+                               one (``tls-auth-clients``), with KUBEGATE_REDIS_KEY_FILE
+KUBEGATE_REDIS_KEY_FILE        PEM private key of that certificate                         unset
 KUBEGATE_POLICY_PUBLIC_KEY     base64 Ed25519 public key policy documents must verify with unset
 KUBEGATE_POLICY_PUBLIC_KEY_FILE  the same, read from a file (mounted)                      unset
 KUBEGATE_AUDIT_KEY             base64 HMAC key of the audit chain (from a Secret)          unset
@@ -63,6 +66,8 @@ class Settings:
     redis_password: str | None = field(default=None, repr=False)
     redis_username: str | None = None
     redis_ca_file: str | None = None
+    redis_cert_file: str | None = None
+    redis_key_file: str | None = None
     redis_replica_acks: int = 0
     policy_public_key: str | None = None
     audit_key: str | None = field(default=None, repr=False)
@@ -144,6 +149,8 @@ def load_settings() -> Settings:
         redis_password=_env("KUBEGATE_REDIS_PASSWORD"),
         redis_username=_env("KUBEGATE_REDIS_USERNAME"),
         redis_ca_file=_env("KUBEGATE_REDIS_CA_FILE"),
+        redis_cert_file=_env("KUBEGATE_REDIS_CERT_FILE"),
+        redis_key_file=_env("KUBEGATE_REDIS_KEY_FILE"),
         redis_replica_acks=int(_env("KUBEGATE_REDIS_REPLICA_ACKS", "0") or 0),
         policy_public_key=_public_key(),
         audit_key=_env("KUBEGATE_AUDIT_KEY"),

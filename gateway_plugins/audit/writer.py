@@ -187,6 +187,9 @@ class AuditWriter:
                 settings.redis_url,
                 username=getattr(settings, "redis_username", None),
                 password=getattr(settings, "redis_password", None),
+                ca_file=getattr(settings, "redis_ca_file", None),
+                cert_file=getattr(settings, "redis_cert_file", None),
+                key_file=getattr(settings, "redis_key_file", None),
                 socket_timeout=2,
                 socket_connect_timeout=2,
             )

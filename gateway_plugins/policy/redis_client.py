@@ -10,7 +10,8 @@ through the same settings, Secrets and ``--redis-url`` flags as a single server:
 - ``redis+cluster://[user:pass@]host:port[,host:port…]`` (``rediss+cluster`` for TLS): a Redis Cluster reached
   through any of the seed nodes (the client learns the rest from ``CLUSTER SHARDS``).
 
-Query parameters: ``ca=<path>`` or ``ca_data=<PEM>`` (a CA bundle for TLS; default: the system's), and for Sentinel
+Query parameters: ``ca=<path>`` or ``ca_data=<PEM>`` (a CA bundle for TLS; default: the system's), ``cert=<path>``
+and ``key=<path>`` (a client certificate and its key, for a Redis with ``tls-auth-clients yes``), and for Sentinel
 ``sentinel_auth=1`` (the sentinels require the same credentials as the data nodes). The credentials in the
 string (or ``username``/``password`` given apart, which win) are an ACL user or the default user's password.
 """
@@ -47,6 +48,8 @@ class RedisTarget:
     tls: bool = False
     ca_file: str | None = None
     ca_data: str | None = None  # a PEM bundle itself (the operator's, read from spec.redis.caSecretRef)
+    cert_file: str | None = None  # a client certificate (PEM) and its key, presented in the TLS handshake
+    key_file: str | None = None
     sentinel_auth: bool = False
     username: str | None = None
     password: str | None = field(default=None, repr=False)
@@ -63,14 +66,17 @@ def _nodes(netloc: str, scheme: str) -> tuple[tuple[str, int], ...]:
     return tuple(out)
 
 
-def _without_ca(url: str) -> tuple[str, dict[str, str]]:
-    """A standalone URL without kubegate's ``ca``/``ca_data`` parameters (redis-py's URL parser does not know them),
-    and those parameters."""
+OUR_PARAMETERS = ("ca", "ca_data", "cert", "key")
+
+
+def _without_ours(url: str) -> tuple[str, dict[str, str]]:
+    """A standalone URL without kubegate's parameters (redis-py's URL parser does not know them), and those
+    parameters."""
     base, sep, query = url.partition("?")
     if not sep:
         return url, {}
     pairs = parse_qsl(query, keep_blank_values=True)
-    ours = {k: v for k, v in pairs if k in ("ca", "ca_data")}
+    ours = {k: v for k, v in pairs if k in OUR_PARAMETERS}
     rest = urlencode([(k, v) for k, v in pairs if k not in ours])
     return (f"{base}?{rest}" if rest else base), ours
 
@@ -82,19 +88,26 @@ def parse(
     password: str | None = None,
     ca_file: str | None = None,
     ca_data: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
 ) -> RedisTarget:
-    """``ca_file``/``ca_data`` (a PEM path or bundle) win over the address's ``ca``/``ca_data`` parameters."""
+    """``ca_file``/``ca_data`` (a PEM path or bundle) and ``cert_file``/``key_file`` win over the address's
+    parameters. A client certificate needs TLS, and a certificate its key."""
     scheme = url.partition("://")[0].lower()
     if scheme in STANDALONE_SCHEMES:
-        plain, params = _without_ca(url)
-        return RedisTarget(
-            "standalone",
-            plain,
-            tls=STANDALONE_SCHEMES[scheme],
-            ca_file=ca_file or params.get("ca") or None,
-            ca_data=ca_data or params.get("ca_data") or None,
-            username=username,
-            password=password,
+        plain, params = _without_ours(url)
+        return _checked(
+            RedisTarget(
+                "standalone",
+                plain,
+                tls=STANDALONE_SCHEMES[scheme],
+                ca_file=ca_file or params.get("ca") or None,
+                ca_data=ca_data or params.get("ca_data") or None,
+                cert_file=cert_file or params.get("cert") or None,
+                key_file=key_file or params.get("key") or None,
+                username=username,
+                password=password,
+            )
         )
     if scheme not in SENTINEL_SCHEMES and scheme not in CLUSTER_SCHEMES:
         raise RedisAddressError(
@@ -112,13 +125,15 @@ def parse(
         "nodes": _nodes(netloc, scheme),
         "ca_file": ca_file or params.get("ca") or None,
         "ca_data": ca_data or params.get("ca_data") or None,
+        "cert_file": cert_file or params.get("cert") or None,
+        "key_file": key_file or params.get("key") or None,
         "username": username if username is not None else (unquote(user) or None),
         "password": password if password is not None else (unquote(secret) or None),
     }
     if scheme in CLUSTER_SCHEMES:
         if path.strip("/") not in ("", "0"):
             raise RedisAddressError("redis+cluster:// has no database number: Redis Cluster only has db 0")
-        return RedisTarget("cluster", url, tls=CLUSTER_SCHEMES[scheme], **common)
+        return _checked(RedisTarget("cluster", url, tls=CLUSTER_SCHEMES[scheme], **common))
     segments = [s for s in path.split("/") if s]
     if not segments:
         raise RedisAddressError(
@@ -128,15 +143,28 @@ def parse(
     db = segments[1] if len(segments) > 1 else "0"
     if not db.isdigit():
         raise RedisAddressError(f"redis+sentinel:// database {db!r} is not a number")
-    return RedisTarget(
-        "sentinel",
-        url,
-        master_name=unquote(segments[0]),
-        db=int(db),
-        tls=SENTINEL_SCHEMES[scheme],
-        sentinel_auth=params.get("sentinel_auth", "") in ("1", "true", "yes"),
-        **common,
+    return _checked(
+        RedisTarget(
+            "sentinel",
+            url,
+            master_name=unquote(segments[0]),
+            db=int(db),
+            tls=SENTINEL_SCHEMES[scheme],
+            sentinel_auth=params.get("sentinel_auth", "") in ("1", "true", "yes"),
+            **common,
+        )
     )
+
+
+def _checked(target: RedisTarget) -> RedisTarget:
+    if (target.cert_file or target.key_file) and not target.tls:
+        raise RedisAddressError(
+            "a client certificate needs TLS: use rediss://, rediss+sentinel:// or rediss+cluster:// "
+            "(spec.redis.tls: true for topology sentinel or cluster)"
+        )
+    if bool(target.cert_file) != bool(target.key_file):
+        raise RedisAddressError("a client certificate needs its key, and a key its certificate (cert= and key=)")
+    return target
 
 
 def _tls(target: RedisTarget) -> dict[str, Any]:
@@ -146,6 +174,7 @@ def _tls(target: RedisTarget) -> dict[str, Any]:
         "ssl": True,
         **({"ssl_ca_certs": target.ca_file} if target.ca_file else {}),
         **({"ssl_ca_data": target.ca_data} if target.ca_data else {}),
+        **({"ssl_certfile": target.cert_file, "ssl_keyfile": target.key_file} if target.cert_file else {}),
     }
 
 
@@ -190,6 +219,8 @@ def connect_async(
     username: str | None = None,
     password: str | None = None,
     ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """A ``redis.asyncio`` client for ``url``; ``kwargs`` are connection options (timeouts, retry)."""
@@ -198,7 +229,7 @@ def connect_async(
     from redis.asyncio.sentinel import Sentinel
 
     return _connect(
-        parse(url, username=username, password=password, ca_file=ca_file),
+        parse(url, username=username, password=password, ca_file=ca_file, cert_file=cert_file, key_file=key_file),
         url,
         kwargs,
         redis_cls=aioredis.Redis,
@@ -215,6 +246,8 @@ def connect_sync(
     username: str | None = None,
     password: str | None = None,
     ca_file: str | None = None,
+    cert_file: str | None = None,
+    key_file: str | None = None,
     **kwargs: Any,
 ) -> Any:
     """A synchronous ``redis`` client for ``url`` (operator, CLI, tests); same options as :func:`connect_async`."""
@@ -223,7 +256,7 @@ def connect_sync(
     from redis.sentinel import Sentinel
 
     return _connect(
-        parse(url, username=username, password=password, ca_file=ca_file),
+        parse(url, username=username, password=password, ca_file=ca_file, cert_file=cert_file, key_file=key_file),
         url,
         kwargs,
         redis_cls=redis.Redis,

@@ -23,7 +23,7 @@ from gateway_operator.builders.redis_ha import sentinel_address
 from gateway_operator.builders.secrets import PII_HASH_KEY_FIELD
 from gateway_operator.builders.trust import AUDIT_KEY_FIELD, REDIS_PASSWORD_FIELD
 from gateway_operator.crd import models as crd
-from gateway_operator.crd.core import OPERATOR_MOUNTS, REDIS_CA_FILE
+from gateway_operator.crd.core import OPERATOR_MOUNTS, REDIS_CA_FILE, REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE
 from kubernetes.utils.quantity import parse_quantity
 from pydantic import BaseModel
 
@@ -132,6 +132,9 @@ def _env(
             refs["KUBEGATE_REDIS_USERNAME"] = spec.redis.username_secret_ref
         if spec.redis.ca_secret_ref is not None:
             plain["KUBEGATE_REDIS_CA_FILE"] = REDIS_CA_FILE
+        if spec.redis.client_cert_secret_ref is not None:
+            plain["KUBEGATE_REDIS_CERT_FILE"] = REDIS_CLIENT_CERT_FILE
+            plain["KUBEGATE_REDIS_KEY_FILE"] = REDIS_CLIENT_KEY_FILE
     else:
         # No credentials in the URL: the password comes from the Secret the operator generated.
         ha = spec.redis.high_availability
@@ -271,6 +274,16 @@ def build_proxy_deployment(
         )
         items = [{"key": ca.key, "path": REDIS_CA_FILE.rpartition("/")[2]}]
         volumes.append({"name": "redis-ca", "secret": {"secretName": ca.name, "items": items}})
+    cert = spec.redis.client_cert_secret_ref  # external only, like the CA
+    if cert is not None:
+        container["volumeMounts"].append(
+            {"name": "redis-client-cert", "mountPath": OPERATOR_MOUNTS["redis-client-cert"], "readOnly": True}
+        )
+        items = [
+            {"key": f.rpartition("/")[2], "path": f.rpartition("/")[2]}
+            for f in (REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE)
+        ]
+        volumes.append({"name": "redis-client-cert", "secret": {"secretName": cert.name, "items": items}})
     # The user's after ours: spec.pod refuses their names and paths (crd.PodSpec and the CRD's rules), so these
     # only add, never replace.
     volumes.extend(_dump(v) for v in spec.pod.volumes)

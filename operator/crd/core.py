@@ -29,8 +29,12 @@ OPERATOR_MOUNTS = {
     "tmp": "/tmp",
     "prometheus": "/var/run/kubegate/prometheus",
     "redis-ca": "/etc/kubegate/redis-ca",
+    "redis-client-cert": "/etc/kubegate/redis-client-cert",
 }
 REDIS_CA_FILE = f"{OPERATOR_MOUNTS['redis-ca']}/ca.crt"
+# A kubernetes.io/tls Secret's keys, mounted under the same names.
+REDIS_CLIENT_CERT_FILE = f"{OPERATOR_MOUNTS['redis-client-cert']}/tls.crt"
+REDIS_CLIENT_KEY_FILE = f"{OPERATOR_MOUNTS['redis-client-cert']}/tls.key"
 
 
 def overlaps(path: str, other: str) -> bool:

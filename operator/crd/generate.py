@@ -176,6 +176,17 @@ VALIDATIONS: dict[tuple[str, ...], list[dict[str, str]]] = {
             "fieldPath": ".caSecretRef",
         },
         {
+            "rule": "!has(self.clientCertSecretRef) || (has(self.mode) && self.mode == 'external')",
+            "message": "clientCertSecretRef is for mode external (the managed Redis speaks no TLS)",
+            "fieldPath": ".clientCertSecretRef",
+        },
+        {
+            "rule": "!has(self.clientCertSecretRef) || !has(self.topology) || self.topology == 'standalone' || "
+            "(has(self.tls) && self.tls)",
+            "message": "clientCertSecretRef needs TLS: set tls: true (topology sentinel or cluster)",
+            "fieldPath": ".clientCertSecretRef",
+        },
+        {
             "rule": "!has(self.highAvailability) || !has(self.mode) || self.mode == 'managed'",
             "message": "highAvailability is for mode managed (an external Redis brings its own: topology sentinel or "
             "cluster)",

@@ -76,6 +76,13 @@ class SecretKeyRef(_Spec):
     key: str = Field(min_length=1, max_length=253, description="Key within the Secret.")
 
 
+class TlsSecretRef(_Spec):
+    """A Secret of type kubernetes.io/tls (keys tls.crt and tls.key, as cert-manager writes them) in the object's
+    own namespace."""
+
+    name: str = Field(pattern=DNS_LABEL, description="Name of a kubernetes.io/tls Secret in the object's namespace.")
+
+
 class ResourceRequirements(_Spec):
     """CPU and memory requests and limits of each proxy container (core/v1 ResourceRequirements)."""
 
@@ -250,6 +257,13 @@ class RedisSpec(_Spec):
         description="Secret key holding the PEM CA bundle the external Redis's TLS certificate is verified against "
         "(a private CA), by the proxies (mounted) and the operator; unset: the image's system bundle.",
     )
+    client_cert_secret_ref: TlsSecretRef | None = Field(
+        default=None,
+        alias="clientCertSecretRef",
+        description="kubernetes.io/tls Secret (tls.crt, tls.key) whose certificate the proxies (mounted) and the "
+        "operator present to an external Redis that requires client certificates (tls-auth-clients yes); TLS only: "
+        "spec.redis.tls for topology sentinel or cluster, a rediss:// URL for standalone.",
+    )
     url_secret_ref: SecretKeyRef | None = Field(
         default=None,
         alias="urlSecretRef",
@@ -308,6 +322,13 @@ class RedisSpec(_Spec):
             raise ValueError(
                 f"spec.redis.highAvailability.replicaAcks: {ha.replica_acks} must be below replicas ({ha.replicas}): "
                 "a pod cannot confirm its own writes"
+            )
+        if self.client_cert_secret_ref is not None and self.mode != "external":
+            raise ValueError("spec.redis.clientCertSecretRef: only for mode external (the managed Redis speaks no TLS)")
+        if self.client_cert_secret_ref is not None and topo != "standalone" and not self.tls:
+            raise ValueError(
+                f"spec.redis.clientCertSecretRef: a client certificate needs TLS; set spec.redis.tls: true "
+                f"(topology {topo})"
             )
         if self.ca_secret_ref is not None and self.mode != "external":
             raise ValueError("spec.redis.caSecretRef: only for mode external (the managed Redis speaks no TLS)")

@@ -88,6 +88,11 @@ def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
     cref = spec.get("caSecretRef")
     if cref:
         url = with_ca(url, _secret_value(api, ns, cref["name"], cref["key"], "spec.redis.caSecretRef"))
+    tref = spec.get("clientCertSecretRef")
+    if tref:
+        field = "spec.redis.clientCertSecretRef"
+        cert, key = (_secret_value(api, ns, tref["name"], k, field) for k in ("tls.crt", "tls.key"))
+        url = with_client_cert(url, cert, key)
     return url
 
 
@@ -95,6 +100,32 @@ def with_ca(url: str, pem: str) -> str:
     """The URL with a CA bundle to verify the server against (``ca_data``, read by redis_client.parse); in memory
     only, like the password, though a CA is no secret."""
     return f"{url}{'&' if '?' in url else '?'}ca_data={quote(pem, safe='')}"
+
+
+_CERT_DIR: list[str] = []
+
+
+def with_client_cert(url: str, cert_pem: str, key_pem: str) -> str:
+    """The URL with a client certificate and its key (``cert``/``key``, read by redis_client.parse). Python's TLS
+    loads them only from files: they are written once per content into a directory only this process may read,
+    named by their hash, never logged (the URL is shown only redacted)."""
+    import hashlib
+    import os
+    import tempfile
+
+    if not _CERT_DIR:
+        _CERT_DIR.append(tempfile.mkdtemp(prefix="kubegate-redis-cert-"))  # mode 0700
+    digest = hashlib.sha256(f"{cert_pem}\0{key_pem}".encode()).hexdigest()[:32]
+    paths = []
+    for suffix, pem in (("crt", cert_pem), ("key", key_pem)):
+        path = os.path.join(_CERT_DIR[0], f"{digest}.{suffix}")
+        if not os.path.exists(path):
+            fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(pem if pem.endswith("\n") else pem + "\n")
+            os.replace(f"{path}.tmp", path)
+        paths.append(path)
+    return f"{url}{'&' if '?' in url else '?'}cert={quote(paths[0], safe='')}&key={quote(paths[1], safe='')}"
 
 
 def connect(url: str) -> redis.Redis:

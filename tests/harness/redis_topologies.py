@@ -85,6 +85,18 @@ class _Pki:
         )
         self.serving_key.write_bytes(pem)
         self.serving_key.chmod(0o600)
+        # A client's own certificate (what a kubernetes.io/tls Secret would hold), for tls-auth-clients yes.
+        self.client_cert, self.client_key = directory / "client.crt", directory / "client.key"
+        client_key = ec.generate_private_key(ec.SECP256R1())
+        client = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "kubegate-proxy")])
+        client_usage = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+        self.client_cert.write_bytes(cert(client, client_key.public_key(), [(client_usage, False)]))
+        self.client_key.write_bytes(
+            client_key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+        self.client_key.chmod(0o600)
 
 
 class RedisClusterGroup:
@@ -95,8 +107,17 @@ class RedisClusterGroup:
     USER = "kubegate"
     SECRET = "redis-acl"  # the Secret a Gateway spec names for USER and its password
 
-    def __init__(self, masters: int = 3, tls: bool = False, replicas: int = 0, node_timeout_ms: int = 15000) -> None:
+    def __init__(
+        self,
+        masters: int = 3,
+        tls: bool = False,
+        replicas: int = 0,
+        node_timeout_ms: int = 15000,
+        client_certs: bool = False,
+    ) -> None:
         self.masters = masters
+        # With TLS: every client must present a certificate of the test CA (tls-auth-clients yes).
+        self.client_certs = tls and client_certs
         self.node_timeout_ms = node_timeout_ms
         self.ports = [free_port() for _ in range(masters * (1 + replicas))]
         # Explicit bus ports: the default (port + 10000) may be taken or above 65535 for a free port.
@@ -138,7 +159,8 @@ class RedisClusterGroup:
     def url_with_credentials(self) -> str:
         hosts = ",".join(f"127.0.0.1:{p}" for p in self.ports[: self.masters])
         ca = f"?ca={self.pki.ca_cert}" if self.pki else ""
-        return f"{self.scheme}://{self.USER}:{self.password}@{hosts}{ca}"
+        cert = f"&cert={self.pki.client_cert}&key={self.pki.client_key}" if self.client_certs else ""
+        return f"{self.scheme}://{self.USER}:{self.password}@{hosts}{ca}{cert}"
 
     def _tls_args(self, port: int) -> list[str]:
         if self.pki is None:
@@ -146,11 +168,13 @@ class RedisClusterGroup:
         return [
             "--port", "0", "--tls-port", str(port), "--tls-cluster", "yes",
             "--tls-cert-file", str(self.pki.serving_cert), "--tls-key-file", str(self.pki.serving_key),
-            "--tls-ca-cert-file", str(self.pki.ca_cert), "--tls-auth-clients", "no",
+            "--tls-ca-cert-file", str(self.pki.ca_cert), "--tls-auth-clients", "yes" if self.client_certs else "no",
         ]  # fmt: skip
 
     def _node(self, port: int) -> redis.Redis:
         tls = {"ssl": True, "ssl_ca_certs": str(self.pki.ca_cert)} if self.pki else {}
+        if self.client_certs:
+            tls.update(ssl_certfile=str(self.pki.client_cert), ssl_keyfile=str(self.pki.client_key))
         return redis.Redis(
             host="127.0.0.1", port=port, username=self.USER, password=self.password, socket_timeout=5, **tls
         )

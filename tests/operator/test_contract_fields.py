@@ -112,6 +112,7 @@ MUTATIONS: dict[str, dict[str, Any]] = {
         "redis.highAvailability.replicas": 5,
         "redis.caSecretRef.name": "private-ca",
         "redis.caSecretRef.key": "bundle.pem",
+        "redis.clientCertSecretRef.name": "proxy-client-cert",
         "redis.highAvailability.replicaAcks": 2,
         "audit.streamMaxLen": 5000,
         "audit.spoolMaxRecords": 500,
@@ -413,6 +414,8 @@ def test_each_field_changes_the_render(kind: str, path: str):
         gateway["redis"] = {"mode": "external", "urlSecretRef": {"name": "r", "key": "u"}}
     if path.startswith("redis.caSecretRef"):
         gateway["redis"] = {**EXTERNAL_WITH_PASSWORD, "caSecretRef": {"name": "ca", "key": "ca.crt"}}
+    if path.startswith("redis.clientCertSecretRef"):
+        gateway["redis"] = {**EXTERNAL_WITH_PASSWORD, "clientCertSecretRef": {"name": "client-cert"}}
     if path.startswith("redis.highAvailability"):
         gateway["redis"] = {"highAvailability": {}}
     if path.startswith("autoscaling.") and path != "autoscaling.enabled":

@@ -162,6 +162,19 @@ INVALID = [
     ("llmgateways", {"redis": {"highAvailability": {"replicaAcks": 4}}}, "must be below replicas"),
     ("llmgateways", {"redis": {"highAvailability": {"replicas": 2}}}, "replicas"),
     ("llmgateways", {"redis": {"caSecretRef": {"name": "ca", "key": "ca.crt"}}}, "caSecretRef is for mode external"),
+    ("llmgateways", {"redis": {"clientCertSecretRef": {"name": "c"}}}, "clientCertSecretRef is for mode external"),
+    (
+        "llmgateways",
+        {
+            "redis": {
+                "mode": "external",
+                "topology": "cluster",
+                "cluster": {"nodes": ["c:1"]},
+                "clientCertSecretRef": {"name": "c"},
+            }
+        },
+        "clientCertSecretRef needs TLS",
+    ),
     (
         "modelroutes",
         {"gateway": "g", "modelName": "m", "deployments": [{"name": "d", "model": "x", "region": "eu", "weight": 0}]},

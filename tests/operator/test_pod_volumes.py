@@ -111,7 +111,7 @@ POD: dict[str, Any] = {
         {"name": "vault", "mountPath": "/mnt/vault", "readOnly": True},
     ],
 }
-OURS = {"config", "policy", "tmp", "prometheus", "redis-ca"}
+OURS = {"config", "policy", "tmp", "prometheus", "redis-ca", "redis-client-cert"}
 
 
 def _pod(pod: dict[str, Any], workers: int = 2) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -127,6 +127,7 @@ def _pod(pod: dict[str, Any], workers: int = 2) -> tuple[dict[str, Any], dict[st
                 "mode": "external",
                 "urlSecretRef": {"name": "r", "key": "url"},
                 "caSecretRef": {"name": "redis-ca", "key": "ca.pem"},
+                "clientCertSecretRef": {"name": "redis-client"},
             },
         },
     }

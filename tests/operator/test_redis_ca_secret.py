@@ -1,6 +1,7 @@
-"""spec.redis.caSecretRef, the operator's side, on a real API server and a real TLS-only Redis Cluster: the operator
-reads the bundle from the Secret and verifies the Cluster's certificate with it; without the field it uses the
-system bundle, which refuses this private CA."""
+"""spec.redis.caSecretRef and clientCertSecretRef, the operator's side, on a real API server and a real TLS-only Redis
+Cluster that asks every client for a certificate: the operator reads the bundle from its Secret and verifies the
+Cluster's certificate with it (without the field it uses the system bundle, which refuses this private CA), and
+presents the certificate of the kubernetes.io/tls Secret (without it the Cluster refuses the handshake)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.harness.redis_topologies import RedisClusterGroup
 
 @pytest.fixture(scope="module")
 def tls_cluster():
-    group = RedisClusterGroup(tls=True).start()
+    group = RedisClusterGroup(tls=True, client_certs=True).start()
     yield group
     group.stop()
 
@@ -37,11 +38,25 @@ def test_the_operator_verifies_a_private_ca_from_the_secret(admin_api, namespace
         redislink.connect(redislink.redis_url(admin_api, gateway)).ping()
 
     redis_spec["caSecretRef"] = {"name": "redis-ca", "key": "ca.pem"}
-    conn = redislink.connect(redislink.redis_url(admin_api, gateway))
+    with pytest.raises(RedisClusterException):  # the Cluster asks for a client certificate
+        redislink.connect(redislink.redis_url(admin_api, gateway)).ping()
+
+    pki = tls_cluster.pki
+    tls = {"tls.crt": pki.client_cert.read_text(), "tls.key": pki.client_key.read_text()}
+    _secret(core, namespace, "redis-client", tls)
+    redis_spec["clientCertSecretRef"] = {"name": "redis-client"}
+    url = redislink.redis_url(admin_api, gateway)
+    assert "PRIVATE KEY" not in url  # the key is in a file only this process reads, not in the URL
+    conn = redislink.connect(url)
     try:
         assert conn.ping()
     finally:
         conn.close()
+
+    core.patch_namespaced_secret("redis-client", namespace, {"data": {"tls.key": None}})
+    with pytest.raises(redislink.RedisUnavailable, match=r"has no key 'tls\.key'"):
+        redislink.redis_url(admin_api, gateway)
+    del redis_spec["clientCertSecretRef"]
 
     redis_spec["caSecretRef"] = {"name": "redis-ca", "key": "missing.pem"}
     with pytest.raises(redislink.RedisUnavailable, match=r"has no key 'missing\.pem'"):

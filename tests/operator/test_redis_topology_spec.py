@@ -40,6 +40,8 @@ CLUSTER = {"mode": "external", "topology": "cluster", "cluster": {"nodes": ["c0:
         ({"highAvailability": {"replicas": 3, "replicaAcks": 3}}, "must be below replicas"),
         ({"highAvailability": {"replicas": 2}}, "highAvailability.replicas"),
         ({"caSecretRef": {"name": "ca", "key": "ca.crt"}}, "spec.redis.caSecretRef: only for mode external"),
+        ({"clientCertSecretRef": {"name": "c"}}, "spec.redis.clientCertSecretRef: only for mode external"),
+        ({**CLUSTER, "clientCertSecretRef": {"name": "c"}}, "clientCertSecretRef: a client certificate needs TLS"),
     ],
 )
 def test_invalid_topologies_are_refused_naming_the_field(spec: dict, message: str):
