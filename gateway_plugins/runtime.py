@@ -56,8 +56,7 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
 # that arrived during a stall still times out, because the timer fires before the waiting task resumes.
 # At 0.5 s a burst of 64 concurrent requests on a loaded 2-core machine already timed out opening new
 # connections (spurious 503 limits_unavailable); at 1 s, 1 of 2,500 budgeted requests under CI load did
-# (tests/dataplane/test_redis_sizing.py). A read is not retried (the admit script is not idempotent), so
-# the read timeout is generous: a Redis that accepts connections but never answers costs a fail-closed
+# (tests/dataplane/test_redis_sizing.py). A read timeout is not retried, so the read timeout is generous: a Redis that accepts connections but never answers costs a fail-closed
 # request 3 s before its 503 (an unreachable host 2 s, the connect timeout); a Redis that is down refuses
 # connections and is seen at once.
 REDIS_RETRIES = 2
@@ -81,10 +80,13 @@ def make_redis(
 ) -> Any:
     """The data plane's asyncio Redis client: short timeouts, reconnect-and-retry on dropped connections.
 
-    Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout may come after the server
-    ran our (non-idempotent) admit/settle script, and replaying it would count a request twice and
-    leak its reservation until the period ends. Connection errors on a stale pooled socket happen
-    before the command reaches the new server, so replaying them is safe.
+    Only ``ConnectionError`` is retried, not ``TimeoutError``: a read timeout says Redis is slow, and
+    waiting again is what a retry would do. A connection error on a stale pooled socket comes before the
+    command reached the server, but one that broke while the reply was on its way comes after Redis ran
+    it: the resend is safe because the budget, audit and cache writes are idempotent (the admit and
+    settle scripts' marks, the audit chain's sequence numbers, the cache index); an admit whose reply
+    never came is released (gateway_plugins.limits). Only the volume-discount counter may count a
+    resent settle's list price twice.
 
     ``url`` may name a single server, a Sentinel group or a Cluster (``gateway_plugins.policy.redis_client``).
     """

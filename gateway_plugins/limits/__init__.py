@@ -346,7 +346,7 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         args += [limit_micro, b.limit_tokens or 0, _block_fraction(b), est_micro, p_tok + c_tok, ttl, free]
     volume_key = gw.volume(now_dt) if tiers else ""
     args.append(volume.basis_points(tiers, await volume.VOLUME.current(rt.redis, volume_key)) if tiers else 0)
-    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys]
+    keys = [rpm_key, tpm_key, *budget_keys, *lease_keys, gw.admitted(tenant.id, lease_member)]
     try:
         res = await ADMIT_SCRIPT(rt.redis, keys, args)
     except STORE_ERRORS as exc:

@@ -23,7 +23,8 @@ ADMIT_ARGS_PER_BUDGET = 7
 ADMIT_ARGS_PER_CANDIDATE = 3
 ADMIT_REPLY_PER_BUDGET = 4
 
-# KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n] (one tenant's: one Cluster slot)
+# KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, admitted_mark] (one tenant's:
+# one Cluster slot)
 # ARGV: [rpm_limit|0, tpm_limit|0, est_tokens, window_ttl, n_budgets, lease_member, lease_seconds,
 #        m_candidates, then per candidate: est_micro, est_tokens, zero_price(0/1),
 #        then per budget: limit_micro|0, limit_tokens|0, block_fraction|-1, est_micro, est_tokens, ttl, zero_price(0/1),
@@ -40,7 +41,19 @@ ADMIT_REPLY_PER_BUDGET = 4
 # points, then for a cost-routed request the indexes of the fitting candidates}; status 0 = admitted (detail = first
 # fitting candidate or 0),
 # 1 = rpm, 2 = tpm, 3 = budget (detail = index, followed by that budget's four numbers only), 4 = no candidate fits.
+# An admission is recorded under its lease member (the mark, ADMIT_MARK_SECONDS) with its reply, and the same admit
+# sent again returns that reply and changes nothing: redis-py resends a command whose connection broke (the retry
+# that replaces a stale pooled connection), also when the break came after Redis ran it and before its reply
+# arrived, and a second reservation under one member would be released only once. Refusals change nothing but
+# lapsed leases, so they are not recorded.
 ADMIT = """
+local mark = KEYS[#KEYS]
+local prior = redis.call('GET', mark)
+if prior then
+  local reply = {}
+  for x in string.gmatch(prior, '[^,]+') do reply[#reply+1] = tonumber(x) end
+  return reply
+end
 local rpm, tpm, est_tok, wttl, n = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
 local member, lease = ARGV[6], tonumber(ARGV[7])
 local now = tonumber(redis.call('TIME')[1])
@@ -131,6 +144,9 @@ for i = 1, n do
   end
 end
 for _, c in ipairs(fit) do out[#out+1] = c end
+local saved = {}
+for i, x in ipairs(out) do saved[i] = string.format('%.0f', x) end
+redis.call('SET', mark, table.concat(saved, ','), 'EX', 10)
 return out
 """
 
@@ -216,6 +232,7 @@ class Script:
 
 
 SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.STORE_RETRY_SECONDS
+ADMIT_MARK_SECONDS = 10  # in ADMIT's source; far more than redis-py's resends take (runtime.REDIS_RETRIES)
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)
 RELEASE_SCRIPT = Script(RELEASE)

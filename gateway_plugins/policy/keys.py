@@ -79,6 +79,11 @@ class GatewayKeys:
         """Every period's spend hash of one budget of ``tenant``'s (a SCAN/KEYS pattern)."""
         return f"{self.tenant_prefix(tenant)}:budget:{budget}:*"
 
+    def admitted(self, tenant: str, member: str) -> str:
+        """Mark of an admission and its reply (10 s): an admit sent again (a resend after a broken connection)
+        counts once."""
+        return f"{self.tenant_prefix(tenant)}:admitted:{member}"
+
     def settled(self, tenant: str, member: str) -> str:
         """Mark of a settled reservation (90 s, past the settle's retries): a settle sent twice counts once."""
         return f"{self.tenant_prefix(tenant)}:settled:{member}"
