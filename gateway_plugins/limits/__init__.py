@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from gateway_plugins import autoroute, metrics, replicated
-from gateway_plugins.limits import volume
-from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, RELEASE_SCRIPT, SETTLE_SCRIPT
+from gateway_plugins.limits import releases, volume
+from gateway_plugins.limits.scripts import ADMIT_REPLY_PER_BUDGET, ADMIT_SCRIPT, SETTLE_SCRIPT
 from gateway_plugins.policy.budget_state import MICRO, STATE_RANK, state_for, used_ratio
 from gateway_plugins.policy.periods import lease_key, period_bounds, period_key
 from gateway_plugins.policy.redis_client import STORE_ERRORS
@@ -353,7 +353,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         log.warning("limits store unreachable: %s", type(exc).__name__)
         if budgets:
             # The script may have run before the reply was lost: no settle will come for this request.
-            _background(_release_unknown_admit(rt, [*budget_keys, *lease_keys], [len(budgets), lease_member]))
+            acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
+            releases.RELEASES.add(rt.redis, acks, [*budget_keys, *lease_keys], [len(budgets), lease_member])
         _fail(ctx, budgets, hard)
         return
     status = int(res[0])
@@ -499,23 +500,12 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
         await applied(await replicated.eval_script(rt.redis, SETTLE_SCRIPT, keys, args, acks))
     except STORE_ERRORS as exc:
         # Idempotent (the settled mark): sent again until it lands, e.g. on the replica Sentinel promoted.
-        log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, STORE_RETRY_SECONDS)
-        _background(_retry(rt.redis, SETTLE_SCRIPT, keys, args, acks, applied, "budget settle"))
-
-
-async def _release_unknown_admit(rt: Runtime, keys: list[str], args: list[Any]) -> None:
-    """Release whatever an admit whose reply was lost reserved (limits.scripts.RELEASE), until Redis answers."""
-    acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
-
-    async def released(count: Any) -> None:
-        if int(count):
-            log.warning("released the reservation of an admit whose reply was lost")
-
-    await _retry(rt.redis, RELEASE_SCRIPT, keys, args, acks, released, "reservation release", first=0.0)
+        log.warning("budget settle failed: %s; retrying for up to %d s", type(exc).__name__, SETTLE_RETRY_SECONDS)
+        _background(_retry_settle(rt.redis, keys, args, acks, applied))
 
 
 # Longer than a Sentinel failover (docs/redis.md), shorter than the settled mark lives (limits.scripts).
-STORE_RETRY_SECONDS = 60
+SETTLE_RETRY_SECONDS = 60
 _retries: set[asyncio.Task] = set()
 
 
@@ -525,27 +515,19 @@ def _background(coro: Any) -> None:
     task.add_done_callback(_retries.discard)
 
 
-async def _retry(
-    redis: Any,
-    script: Any,
-    keys: list[str],
-    args: list[Any],
-    acks: int,
-    applied: Callable[[Any], Awaitable[None]],
-    what: str,
-    first: float = 0.2,
+async def _retry_settle(
+    redis: Any, keys: list[str], args: list[Any], acks: int, applied: Callable[[Any], Awaitable[None]]
 ) -> None:
-    """An idempotent script sent until it lands (with ``acks`` replicas) or STORE_RETRY_SECONDS have gone by."""
-    deadline = time.monotonic() + STORE_RETRY_SECONDS
-    pause = first
+    deadline = time.monotonic() + SETTLE_RETRY_SECONDS
+    pause = 0.2
     while True:
         await asyncio.sleep(pause)
         try:
-            await applied(await replicated.eval_script(redis, script, keys, args, acks))
+            await applied(await replicated.eval_script(redis, SETTLE_SCRIPT, keys, args, acks))
             return
         except STORE_ERRORS as exc:
-            pause = min(2.0, max(0.2, pause * 2))
             if time.monotonic() + pause > deadline:
-                # The reservation's lease lapses by itself (see limits.scripts); a lost settle loses only its spend.
-                log.warning("%s given up after %d s: %s", what, STORE_RETRY_SECONDS, type(exc).__name__)
+                # The reservation's lease lapses by itself (see limits.scripts); only this call's spend is lost.
+                log.warning("budget settle given up after %d s: %s", SETTLE_RETRY_SECONDS, type(exc).__name__)
                 return
+            pause = min(2.0, pause * 2)

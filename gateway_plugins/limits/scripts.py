@@ -231,7 +231,7 @@ class Script:
         return await redis.evalsha(self.sha, len(keys), *keys, *args)
 
 
-SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.STORE_RETRY_SECONDS
+SETTLE_MARK_SECONDS = 90  # in SETTLE's source; more than limits.SETTLE_RETRY_SECONDS
 ADMIT_MARK_SECONDS = 10  # in ADMIT's source; far more than redis-py's resends take (runtime.REDIS_RETRIES)
 ADMIT_SCRIPT = Script(ADMIT)
 SETTLE_SCRIPT = Script(SETTLE)

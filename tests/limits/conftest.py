@@ -59,3 +59,13 @@ def redis_proc():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(autouse=True)
+def release_queue(monkeypatch):
+    """A release queue of the test's own: one left by another test's event loop would never drain."""
+    from gateway_plugins.limits import releases
+
+    queue = releases.Releases()
+    monkeypatch.setattr(releases, "RELEASES", queue)
+    return queue

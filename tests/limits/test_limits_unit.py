@@ -382,7 +382,7 @@ async def test_an_admit_whose_reply_was_lost_leaves_nothing_reserved(redis, monk
     with pytest.raises(ProxyException) as exc:
         await admit(ctx, req(200), rt)
     assert exc.value.code == "503" and ctx.reservation is None
-    await asyncio.gather(*limits._retries)
+    await limits.releases.RELEASES.drained()
     leases = GatewayKeys("default", GW).budget_leases(budget.tenant, budget.name, period_bounds(budget)[0])
     assert [m.decode().split(":")[0] for m in await redis.zrange(leases, 0, -1)] == [held.reservation.lease_member]
     state = await read_budget_state(redis, GatewayKeys("default", GW), budget)

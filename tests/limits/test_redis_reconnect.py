@@ -134,3 +134,29 @@ async def test_an_admit_resent_after_its_reply_was_lost_is_counted_once(server):
     finally:
         await client.aclose()
         await relay.stop()
+
+
+async def test_an_outage_queues_one_bounded_release_drain_not_a_task_per_refusal(server, monkeypatch, release_queue):
+    """Every admit fails while Redis is down, nearly all without reaching it: their releases wait in one bounded
+    queue worked by one task (no connection storm against the Redis that is down), and go out once it is back."""
+    from gateway_plugins.limits import releases
+
+    monkeypatch.setattr(releases, "MAX_PENDING", 10)
+    queue = release_queue
+    policy = make_policy(rpm=1000)
+    client = make_redis(server.url)
+    try:
+        rt = make_rt(client, policy)
+        await admit(make_ctx(policy), req(), rt)
+        server.stop()
+        tasks_before = len(asyncio.all_tasks())
+        for _ in range(50):
+            with pytest.raises(ProxyException):
+                await admit(make_ctx(policy), req(), rt)
+        assert len(queue.pending) == 10 and queue.dropped == 40
+        assert len(asyncio.all_tasks()) <= tasks_before + 1
+        server.start()
+        await asyncio.wait_for(queue.drained(), 30)
+        assert not queue.pending and queue.dropped == 0
+    finally:
+        await client.aclose()
