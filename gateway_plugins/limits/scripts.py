@@ -188,7 +188,8 @@ return 1
 # primary killed mid-command whose replica got the write): the request was refused or served without a reservation,
 # so nothing would ever settle it and its amounts would stay reserved until the lease lapsed (minutes). Every lease of
 # that member is released; an admit that never ran leaves nothing to find, and a release sent twice finds nothing the
-# second time (ZREM decides), so it is retried like a settle. The member is random hex: no glob characters.
+# second time (ZREM decides), so it can be sent until Redis answers (limits.releases). The member is random hex: no glob
+# characters.
 # Returns the number of leases released.
 RELEASE = """
 local n, pattern = tonumber(ARGV[1]), ARGV[2] .. ':*'
