@@ -74,7 +74,7 @@ def test_typed_pod_fields_are_valid_core_v1_and_stored_whole(operator, admin_api
     assert {m["name"]: m["mountPath"] for m in container["volumeMounts"][:3]} == {
         k: v
         for k, v in OPERATOR_MOUNTS.items()
-        if k not in ("prometheus", "redis-ca")  # mounted only when needed
+        if k not in ("prometheus", "redis-ca", "redis-client-cert")  # mounted only when needed
     }
 
 
