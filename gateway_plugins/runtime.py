@@ -56,9 +56,9 @@ def _pii_models(policy: CompiledPolicy) -> set[str | None]:
 # that arrived during a stall still times out, because the timer fires before the waiting task resumes.
 # At 0.5 s a burst of 64 concurrent requests on a loaded 2-core machine already timed out opening new
 # connections (spurious 503 limits_unavailable); at 1 s, 1 of 2,500 budgeted requests under CI load did
-# (tests/dataplane/test_redis_sizing.py). A read timeout is not retried, so the read timeout is generous: a Redis that accepts connections but never answers costs a fail-closed
-# request 3 s before its 503 (an unreachable host 2 s, the connect timeout); a Redis that is down refuses
-# connections and is seen at once.
+# (tests/dataplane/test_redis_sizing.py). A read timeout is not retried, so the read timeout is generous:
+# a Redis that accepts connections but never answers costs a fail-closed request 3 s before its 503 (an
+# unreachable host 2 s, the connect timeout); a Redis that is down refuses connections and is seen at once.
 REDIS_RETRIES = 2
 REDIS_CONNECT_TIMEOUT = 2.0
 REDIS_READ_TIMEOUT = 3.0

@@ -232,6 +232,10 @@ def _observe_use(
         metrics.record_budget_thresholds(policy, tenant_id, b, ratio)
 
 
+def _replica_acks(rt: Runtime) -> int:
+    return getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
+
+
 def _fail(ctx: RequestContext, budgets: list[Budget], hard: bool) -> None:
     tenant = ctx.tenant
     fail_open = tenant.fail_open if not budgets else tenant.fail_open or all(b.fail_open for b in budgets)
@@ -353,8 +357,8 @@ async def admit(ctx: RequestContext, data: dict, rt: Runtime) -> None:
         log.warning("limits store unreachable: %s", type(exc).__name__)
         if budgets:
             # The script may have run before the reply was lost: no settle will come for this request.
-            acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
-            releases.RELEASES.add(rt.redis, acks, [*budget_keys, *lease_keys], [len(budgets), lease_member])
+            keys = [*budget_keys, *lease_keys]
+            releases.RELEASES.add(rt.redis, _replica_acks(rt), keys, [len(budgets), lease_member])
         _fail(ctx, budgets, hard)
         return
     status = int(res[0])
@@ -489,7 +493,7 @@ async def settle(ctx: RequestContext, rt: Runtime) -> None:
     args: list[Any] = [delta, len(res.budget_keys), res.lease_member, served, list_micro]
     for est in res.est_micro:
         args += [est, actual, res.budget_tokens, real_tokens]
-    acks = getattr(getattr(rt, "settings", None), "redis_replica_acks", 0)
+    acks = _replica_acks(rt)
 
     async def applied(result: Any) -> None:
         # Once per request: a replayed settle (result 0) already counted its list price.

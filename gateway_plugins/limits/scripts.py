@@ -23,6 +23,23 @@ ADMIT_ARGS_PER_BUDGET = 7
 ADMIT_ARGS_PER_CANDIDATE = 3
 ADMIT_REPLY_PER_BUDGET = 4
 
+# Gives back to budget hash ``k`` what the lease members ``members`` (already removed from their sorted set) held:
+# ``<id>:<micro-USD>:<tokens>``, or ``<id>:<micro-USD>`` as written before token quotas. Prepended to the scripts that
+# release leases.
+GIVE_BACK = """
+local function give_back(k, members)
+  local amount, tokens = 0, 0
+  for _, m in ipairs(members) do
+    local a, t = string.match(m, ':(%d+):(%d+)$')
+    if a == nil then a = string.match(m, ':(%d+)$') end
+    amount = amount + (tonumber(a) or 0)
+    tokens = tokens + (tonumber(t) or 0)
+  end
+  if amount > 0 then redis.call('HINCRBY', k, 'reserved', 0 - amount) end
+  if tokens > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - tokens) end
+end
+"""
+
 # KEYS: [rpm_key, tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, admitted_mark] (one tenant's:
 # one Cluster slot)
 # ARGV: [rpm_limit|0, tpm_limit|0, est_tokens, window_ttl, n_budgets, lease_member, lease_seconds,
@@ -46,7 +63,9 @@ ADMIT_REPLY_PER_BUDGET = 4
 # that replaces a stale pooled connection), also when the break came after Redis ran it and before its reply
 # arrived, and a second reservation under one member would be released only once. Refusals change nothing but
 # lapsed leases, so they are not recorded.
-ADMIT = """
+ADMIT = (
+    GIVE_BACK
+    + """
 local mark = KEYS[#KEYS]
 local prior = redis.call('GET', mark)
 if prior then
@@ -62,16 +81,8 @@ for i = 1, n do
   -- Bounded per call so one admit never stalls Redis; the next admits reap the rest.
   local lapsed = redis.call('ZRANGEBYSCORE', lk, '-inf', now, 'LIMIT', 0, 256)
   if #lapsed > 0 then
-    local amount, tokens = 0, 0
-    for _, m in ipairs(lapsed) do
-      local a, t = string.match(m, ':(%d+):(%d+)$')
-      if a == nil then a = string.match(m, ':(%d+)$') end
-      amount = amount + (tonumber(a) or 0)
-      tokens = tokens + (tonumber(t) or 0)
-    end
     redis.call('ZREM', lk, unpack(lapsed))
-    if amount > 0 then redis.call('HINCRBY', k, 'reserved', 0 - amount) end
-    if tokens > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - tokens) end
+    give_back(k, lapsed)
   end
 end
 if rpm > 0 then
@@ -149,6 +160,7 @@ for i, x in ipairs(out) do saved[i] = string.format('%.0f', x) end
 redis.call('SET', mark, table.concat(saved, ','), 'EX', 10)
 return out
 """
+)
 
 # KEYS: [tpm_key, budget_key_1 .. budget_key_n, lease_key_1 .. lease_key_n, settled_mark] (token_delta 0: tpm_key
 # untouched; it is passed anyway, all keys of one tenant in one Cluster hash slot)
@@ -191,7 +203,9 @@ return 1
 # second time (ZREM decides), so it can be sent until Redis answers (limits.releases). The member is random hex: no glob
 # characters.
 # Returns the number of leases released.
-RELEASE = """
+RELEASE = (
+    GIVE_BACK
+    + """
 local n, pattern = tonumber(ARGV[1]), ARGV[2] .. ':*'
 local released = 0
 for i = 1, n do
@@ -200,19 +214,17 @@ for i = 1, n do
   repeat
     local page = redis.call('ZSCAN', lk, cursor, 'MATCH', pattern, 'COUNT', 512)
     cursor = page[1]
+    local removed = {}
     for j = 1, #page[2], 2 do
-      local m = page[2][j]
-      if redis.call('ZREM', lk, m) == 1 then
-        local a, t = string.match(m, ':(%d+):(%d+)$')
-        if tonumber(a or '0') > 0 then redis.call('HINCRBY', k, 'reserved', 0 - tonumber(a)) end
-        if tonumber(t or '0') > 0 then redis.call('HINCRBY', k, 'reserved_tokens', 0 - tonumber(t)) end
-        released = released + 1
-      end
+      if redis.call('ZREM', lk, page[2][j]) == 1 then removed[#removed+1] = page[2][j] end
     end
+    give_back(k, removed)
+    released = released + #removed
   until cursor == '0'
 end
 return released
 """
+)
 
 
 class Script:

@@ -215,6 +215,16 @@ def scale_summary(spec: crd.LLMGatewaySpec) -> str:
     return str(spec.replicas)
 
 
+def _mount_secret(
+    container: dict[str, Any], volumes: list[dict[str, Any]], volume: str, secret: str, files: dict[str, str]
+) -> None:
+    """Mount keys of Secret ``secret`` read-only at the operator's mount ``volume``: ``files`` maps each key to its
+    path, a file directly under that mount."""
+    container["volumeMounts"].append({"name": volume, "mountPath": OPERATOR_MOUNTS[volume], "readOnly": True})
+    items = [{"key": key, "path": path.rpartition("/")[2]} for key, path in files.items()]
+    volumes.append({"name": volume, "secret": {"secretName": secret, "items": items}})
+
+
 def build_proxy_deployment(
     gateway: dict[str, Any],
     api_key_env: dict[str, crd.SecretKeyRef],
@@ -267,23 +277,13 @@ def build_proxy_deployment(
         # histograms carry on from them; a gauge needs a multiprocess mode that ignores dead processes.
         container["volumeMounts"].append({"name": "prometheus", "mountPath": MULTIPROC_DIR})
         volumes.append({"name": "prometheus", "emptyDir": {"medium": "Memory", "sizeLimit": MULTIPROC_SIZE_LIMIT}})
-    ca = spec.redis.ca_secret_ref  # external only (crd.RedisSpec refuses it on the managed Redis)
-    if ca is not None:
-        container["volumeMounts"].append(
-            {"name": "redis-ca", "mountPath": OPERATOR_MOUNTS["redis-ca"], "readOnly": True}
-        )
-        items = [{"key": ca.key, "path": REDIS_CA_FILE.rpartition("/")[2]}]
-        volumes.append({"name": "redis-ca", "secret": {"secretName": ca.name, "items": items}})
-    cert = spec.redis.client_cert_secret_ref  # external only, like the CA
-    if cert is not None:
-        container["volumeMounts"].append(
-            {"name": "redis-client-cert", "mountPath": OPERATOR_MOUNTS["redis-client-cert"], "readOnly": True}
-        )
-        items = [
-            {"key": f.rpartition("/")[2], "path": f.rpartition("/")[2]}
-            for f in (REDIS_CLIENT_CERT_FILE, REDIS_CLIENT_KEY_FILE)
-        ]
-        volumes.append({"name": "redis-client-cert", "secret": {"secretName": cert.name, "items": items}})
+    # External Redis only (crd.RedisSpec refuses both on the managed Redis).
+    if spec.redis.ca_secret_ref is not None:
+        ca = spec.redis.ca_secret_ref
+        _mount_secret(container, volumes, "redis-ca", ca.name, {ca.key: REDIS_CA_FILE})
+    if spec.redis.client_cert_secret_ref is not None:
+        files = {"tls.crt": REDIS_CLIENT_CERT_FILE, "tls.key": REDIS_CLIENT_KEY_FILE}
+        _mount_secret(container, volumes, "redis-client-cert", spec.redis.client_cert_secret_ref.name, files)
     # The user's after ours: spec.pod refuses their names and paths (crd.PodSpec and the CRD's rules), so these
     # only add, never replace.
     volumes.extend(_dump(v) for v in spec.pod.volumes)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import base64
+import functools
+import hashlib
 import logging
+import os
+import tempfile
 from typing import Any
 from urllib.parse import quote, unquote
 
@@ -99,33 +103,34 @@ def redis_url(api: client.ApiClient, gw: dict[str, Any]) -> str:
 def with_ca(url: str, pem: str) -> str:
     """The URL with a CA bundle to verify the server against (``ca_data``, read by redis_client.parse); in memory
     only, like the password, though a CA is no secret."""
-    return f"{url}{'&' if '?' in url else '?'}ca_data={quote(pem, safe='')}"
+    return _with_params(url, ca_data=pem)
 
 
-_CERT_DIR: list[str] = []
+def _with_params(url: str, **params: str) -> str:
+    query = "&".join(f"{name}={quote(value, safe='')}" for name, value in params.items())
+    return f"{url}{'&' if '?' in url else '?'}{query}"
+
+
+@functools.cache
+def _cert_dir() -> str:
+    return tempfile.mkdtemp(prefix="kubegate-redis-cert-")  # mode 0700: this process only
 
 
 def with_client_cert(url: str, cert_pem: str, key_pem: str) -> str:
     """The URL with a client certificate and its key (``cert``/``key``, read by redis_client.parse). Python's TLS
     loads them only from files: they are written once per content into a directory only this process may read,
     named by their hash, never logged (the URL is shown only redacted)."""
-    import hashlib
-    import os
-    import tempfile
-
-    if not _CERT_DIR:
-        _CERT_DIR.append(tempfile.mkdtemp(prefix="kubegate-redis-cert-"))  # mode 0700
     digest = hashlib.sha256(f"{cert_pem}\0{key_pem}".encode()).hexdigest()[:32]
     paths = []
     for suffix, pem in (("crt", cert_pem), ("key", key_pem)):
-        path = os.path.join(_CERT_DIR[0], f"{digest}.{suffix}")
+        path = os.path.join(_cert_dir(), f"{digest}.{suffix}")
         if not os.path.exists(path):
             fd = os.open(f"{path}.tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as out:
                 out.write(pem if pem.endswith("\n") else pem + "\n")
             os.replace(f"{path}.tmp", path)
         paths.append(path)
-    return f"{url}{'&' if '?' in url else '?'}cert={quote(paths[0], safe='')}&key={quote(paths[1], safe='')}"
+    return _with_params(url, cert=paths[0], key=paths[1])
 
 
 def connect(url: str) -> redis.Redis:
